@@ -1,0 +1,46 @@
+"""Celery configuration, all from the dispatcher settings (environment)."""
+
+from __future__ import annotations
+
+from kombu import Exchange, Queue
+
+from dispatcher.errors import ConfigurationError
+from dispatcher.settings import get_settings
+
+_settings = get_settings()
+if _settings.redis_url is None:
+    raise ConfigurationError(
+        "REDIS_URL is not set: separately started workers need the shared broker. "
+        "(`dispatcher run` without REDIS_URL starts its own embedded worker.)"
+    )
+
+broker_url = _settings.redis_url
+broker_connection_retry_on_startup = True
+# With acks_late on Redis, an unacknowledged task comes back after this many seconds;
+# it must outlast the longest task (a batch waiting for capacity, then its request).
+broker_transport_options = {"visibility_timeout": 3600}
+
+task_ignore_result = True
+task_serializer = "json"
+accept_content = ["json"]
+task_acks_late = True  # a task lost with its worker is redelivered...
+task_reject_on_worker_lost = True  # ...including when the worker was killed
+worker_prefetch_multiplier = 1  # no batch waits in a busy worker's buffer
+
+# One direct exchange per queue, bound by its own name: without explicit routing keys
+# every queue would bind the default key and receive every task.
+task_queues = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in ("prepare", "send", "dlr")
+)
+task_default_queue = "send"
+task_routes = {
+    "workers.tasks.prepare_campaign": {"queue": "prepare", "routing_key": "prepare"},
+    "workers.tasks.send_batch": {"queue": "send", "routing_key": "send"},
+    "workers.tasks.sweep_reports": {"queue": "dlr", "routing_key": "dlr"},
+}
+
+beat_schedule = {
+    "sweep-reports": {"task": "workers.tasks.sweep_reports", "schedule": 5.0},
+}
+worker_hijack_root_logger = False

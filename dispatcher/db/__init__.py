@@ -1,0 +1,26 @@
+"""Storage: tables, engine/session set-up and migrations."""
+
+from dispatcher.db.models import (
+    Base,
+    Batch,
+    Campaign,
+    DeliveryReport,
+    Identity,
+    Media,
+    Message,
+    Suppression,
+)
+from dispatcher.db.session import Database, migrate
+
+__all__ = [
+    "Base",
+    "Batch",
+    "Campaign",
+    "Database",
+    "DeliveryReport",
+    "Identity",
+    "Media",
+    "Message",
+    "Suppression",
+    "migrate",
+]

@@ -1,0 +1,171 @@
+"""Tables (SQLAlchemy 2.0). Schema changes go through Alembic (``dispatcher/migrations``).
+
+The unique key ``(campaign_id, identity_key)`` on messages is the database's own guard
+against sending one person two messages in a campaign.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]
+    spec_path: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    level: Mapped[str | None] = mapped_column(String(16))
+    rate_per_second: Mapped[int | None]
+    loaded: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    duplicates: Mapped[int] = mapped_column(default=0)
+    rejects_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    prepared_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Batch(Base):
+    """One ``POST /messages``; ``id`` is sent as the request's ``refId``."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    seq: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    payload: Mapped[dict[str, Any]]  # {"messages": [...]} exactly as sent
+    size: Mapped[int]
+    attempts: Mapped[int] = mapped_column(default=0)
+    result_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitting_at: Mapped[datetime | None]
+    submitted_at: Mapped[datetime | None]
+
+
+class Message(Base):
+    """One person in one campaign."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "identity_key"),
+        Index("ix_messages_campaign_status", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    identity_key: Mapped[str] = mapped_column(String(160))
+    destination: Mapped[str] = mapped_column(String(160))
+    source_line: Mapped[int]
+    params: Mapped[dict[str, Any]]
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    position: Mapped[int | None]
+    link_message_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    result_code: Mapped[int | None]
+    result_description: Mapped[str | None] = mapped_column(Text)
+    whatsapp_error_code: Mapped[int | None]
+    submitted_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    read_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeliveryReport(Base):
+    """Every webhook body exactly as received, stored before it is answered."""
+
+    __tablename__ = "delivery_reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # dlr | mo
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(12), index=True)  # see tracking.ReportState
+    error: Mapped[str | None] = mapped_column(Text)
+    link_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    ref_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    result_code: Mapped[int | None]
+    applied_at: Mapped[datetime | None]
+
+
+class Identity(Base):
+    """The identity book: identifier -> person, with where it was learned."""
+
+    __tablename__ = "identities"
+
+    identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # msisdn | bsuid | parent_bsuid
+    person_key: Mapped[str] = mapped_column(String(160), index=True)
+    learned_from: Mapped[str] = mapped_column(String(32))
+    learned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Media(Base):
+    """Uploaded media, content-addressed per sender so one file is uploaded once."""
+
+    __tablename__ = "media"
+    __table_args__ = (UniqueConstraint("sha256", "source"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int]
+    media_id: Mapped[str] = mapped_column(String(128))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Suppression(Base):
+    """Opted-out identifiers: never messaged."""
+
+    __tablename__ = "suppressions"
+
+    identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

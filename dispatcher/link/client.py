@@ -1,0 +1,171 @@
+"""HTTP client of the LINK WhatsApp Message API (httpx, basic auth).
+
+httpx exceptions stop here: the caller sees the ``LinkError`` tree only. The split
+that matters for crash safety is *did the request leave?* A refused connection or a
+pool timeout sent nothing (``LinkTransientError``, safe to retry); a read timeout or a
+dropped connection after sending may have queued the messages (``LinkInDoubtError``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from dispatcher.errors import LinkError, LinkInDoubtError, LinkRequestError, LinkTransientError
+from dispatcher.link.codes import QUEUED, REQUEST_ERRORS, error_class_for
+from dispatcher.link.models import (
+    ErrorResponse,
+    MediaErrorResponse,
+    MessageRequest,
+    MessageResponse,
+    PhoneNumberInfo,
+)
+
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCredentials:
+    """Account data from the environment; never from campaign files."""
+
+    base_url: str
+    username: str
+    password: str
+    platform_id: str
+    platform_partner_id: str
+
+    def __repr__(self) -> str:  # keep the password out of logs and tracebacks
+        return f"LinkCredentials(base_url={self.base_url!r}, username={self.username!r})"
+
+
+class LinkClient:
+    """One pooled connection set per process; pass ``transport`` to test without patching."""
+
+    def __init__(
+        self,
+        credentials: LinkCredentials,
+        *,
+        timeout_seconds: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self._http = httpx.Client(
+            base_url=credentials.base_url.rstrip("/"),
+            auth=httpx.BasicAuth(credentials.username, credentials.password),
+            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LinkClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def send(self, request: MessageRequest) -> MessageResponse:
+        """``POST /messages``; returns the MessageResponse with one id per destination."""
+        try:
+            response = self._http.post("/messages", json=request.to_wire())
+        except _NOTHING_SENT as exc:
+            raise LinkTransientError(f"LINK unreachable: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise LinkInDoubtError(
+                f"no answer to refId {request.ref_id}: {type(exc).__name__}"
+            ) from exc
+        if response.status_code != 200:
+            raise _error_from(response)
+        try:
+            answer = MessageResponse.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise LinkInDoubtError(
+                f"unreadable 200 answer to refId {request.ref_id}", http_status=200
+            ) from exc
+        if answer.result_code != QUEUED or len(answer.message_ids) != len(request.destinations):
+            raise LinkInDoubtError(
+                f"refId {request.ref_id}: resultCode {answer.result_code} with "
+                f"{len(answer.message_ids)} messageIds for {len(request.destinations)} "
+                "destinations",
+                result_code=answer.result_code,
+                http_status=200,
+            )
+        return answer
+
+    def upload_media(
+        self, *, source: str, content_type: str, filename: str, data: bytes
+    ) -> str:
+        """``POST /media`` (multipart); returns the media id LINK answers as text/plain."""
+        form = {
+            "source": source,
+            "platformId": self.credentials.platform_id,
+            "platformPartnerId": self.credentials.platform_partner_id,
+            "mediaContentType": content_type,
+        }
+        try:
+            response = self._http.post(
+                "/media", data=form, files={"media": (filename, data, content_type)}
+            )
+        except httpx.HTTPError as exc:
+            # An upload that may have landed costs nothing but a spare media id.
+            raise LinkTransientError(f"media upload failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise _error_from(response, media=True)
+        media_id = response.text.strip()
+        if not media_id:
+            raise LinkRequestError("media upload answered 200 with an empty id", http_status=200)
+        return media_id
+
+    def phone_number_info(self, source: str) -> PhoneNumberInfo:
+        """Phone number information API: level, tier and health of a sender."""
+        creds = self.credentials
+        path = (
+            f"/platformId/{quote(creds.platform_id, safe='')}"
+            f"/platformPartnerId/{quote(creds.platform_partner_id, safe='')}"
+            f"/source/{quote(source, safe='')}"
+        )
+        try:
+            response = self._http.get(path)
+        except httpx.HTTPError as exc:
+            raise LinkTransientError(f"phone number info failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise _error_from(response)
+        try:
+            return PhoneNumberInfo.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise LinkRequestError("unreadable phone number info", http_status=200) from exc
+
+
+def _error_from(response: httpx.Response, *, media: bool = False) -> LinkError:
+    """Translate an error answer (ErrorResponse, or the media error body) into our tree."""
+    code: int | None = None
+    description: str | None = None
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        body = None
+    if isinstance(body, dict):
+        try:
+            if media:
+                media_error = MediaErrorResponse.model_validate(body)
+                code, description = media_error.status, media_error.description
+            else:
+                error = ErrorResponse.model_validate(body)
+                code, description = error.result_code, error.description
+        except ValidationError:
+            pass
+    known = REQUEST_ERRORS.get(code) if code is not None else None
+    text = description or (known[1] if known else None) or response.reason_phrase
+    cls = error_class_for(code, response.status_code)
+    label = f"{code} " if code is not None else ""
+    return cls(
+        f"LINK {response.status_code}: {label}{text}",
+        result_code=code,
+        http_status=response.status_code,
+    )

@@ -1,0 +1,149 @@
+"""Shared media: uploaded once per file and sender, then sent by id.
+
+Seed 004 'Upload Media' recommends ``POST /media`` "for the campaigns, where the same
+media will be sent to many destinations". The id is cached by sha256 + sender; WhatsApp
+media ids stay usable for 30 days, so a cached id younger than ``MEDIA_ID_VALID_FOR``
+is reused and an older one is uploaded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher.db.models import Media
+from dispatcher.errors import LinkError, MediaError
+from dispatcher.link.client import LinkClient
+
+MEDIA_ID_VALID_FOR = timedelta(days=29)  # Meta keeps uploaded media 30 days
+_MB = 1024 * 1024
+
+# Seed 004 'Upload Media': supported mediaContentType values and their size limits.
+SIZE_LIMITS: dict[str, int] = {
+    "image/jpeg": 16 * _MB,  # documented under images: 5 MB at Meta, 16 MB at LINK
+    "image/png": 16 * _MB,
+    "video/mp4": 16 * _MB,
+    "video/3gp": 16 * _MB,
+    "audio/aac": 16 * _MB,
+    "audio/mp4": 16 * _MB,
+    "audio/mpeg": 16 * _MB,
+    "audio/amr": 16 * _MB,
+    "audio/ogg": 16 * _MB,
+    "audio/opus": 16 * _MB,
+    "application/pdf": 100 * _MB,
+    "text/plain": 100 * _MB,
+    "application/msword": 100 * _MB,
+    "application/vnd.ms-excel": 100 * _MB,
+    "application/vnd.ms-powerpoint": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": 100 * _MB,
+    "image/webp": 500 * 1024,  # stickers: 100 KB static, 500 KB animated
+}
+_BY_SUFFIX = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".mp4": "video/mp4",
+    ".3gp": "video/3gp",
+    ".3gpp": "video/3gp",
+    ".pdf": "application/pdf",
+    ".txt": "text/plain",
+    ".webp": "image/webp",
+    ".aac": "audio/aac",
+    ".amr": "audio/amr",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/opus",
+    ".doc": "application/msword",
+    ".xls": "application/vnd.ms-excel",
+    ".ppt": "application/vnd.ms-powerpoint",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_MAGIC = {
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+    "application/pdf": b"%PDF",
+}
+# Which kinds a template header of each type may carry.
+KIND_TYPES = {
+    "image": {"image/jpeg", "image/png"},
+    "video": {"video/mp4", "video/3gp"},
+    "document": {"application/pdf"},  # seed 004: PDF only in template headers
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    path: Path
+    content_type: str
+    sha256: str
+    data: bytes
+
+
+def read_media(path: Path, kind: str) -> MediaFile:
+    """Read and check a media file against the documented types and size limits."""
+    content_type = _BY_SUFFIX.get(path.suffix.lower())
+    if content_type is None:
+        raise MediaError(f"{path.name}: unsupported file type {path.suffix or '(none)'}")
+    allowed = KIND_TYPES.get(kind)
+    if allowed is not None and content_type not in allowed:
+        raise MediaError(f"{path.name}: a {kind} header takes {', '.join(sorted(allowed))}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not data:
+        raise MediaError(f"{path.name}: the file is empty")
+    limit = SIZE_LIMITS[content_type]
+    if len(data) > limit:
+        raise MediaError(f"{path.name}: {len(data)} bytes is over the {limit} byte limit")
+    magic = _MAGIC.get(content_type)
+    if magic and not data.startswith(magic):
+        raise MediaError(f"{path.name}: the content is not {content_type}")
+    return MediaFile(path, content_type, hashlib.sha256(data).hexdigest(), data)
+
+
+def media_id_for(session: Session, client: LinkClient, source: str, media: MediaFile) -> str:
+    """The media id for this file and sender: cached if still valid, else uploaded."""
+    cached = session.scalar(
+        select(Media).where(Media.sha256 == media.sha256, Media.source == source)
+    )
+    now = datetime.now(UTC)
+    if cached is not None and _aware(cached.uploaded_at) > now - MEDIA_ID_VALID_FOR:
+        return cached.media_id
+    try:
+        media_id = client.upload_media(
+            source=source,
+            content_type=media.content_type,
+            filename=media.path.name,
+            data=media.data,
+        )
+    except LinkError as exc:
+        raise MediaError(f"LINK refused the upload of {media.path.name}: {exc}") from exc
+    if cached is None:
+        session.add(
+            Media(
+                sha256=media.sha256,
+                source=source,
+                content_type=media.content_type,
+                size=len(media.data),
+                media_id=media_id,
+            )
+        )
+    else:
+        cached.media_id, cached.uploaded_at = media_id, now
+    session.flush()
+    return media_id
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were stored as UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,216 @@
+"""Streaming recipients CSV loader: normalise identifiers, send bad rows to rejects.
+
+Rows are read one at a time (the file may hold millions). Every row is either a
+``Row`` with at least one usable identifier or a ``Reject`` carrying its line number
+and reason, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import phonenumbers
+
+from dispatcher.errors import RecipientsError
+
+# Header names people use, after normalisation (lower case, '_' for separators).
+MSISDN_COLUMNS = ("phone", "msisdn", "mobile", "phone_number", "mobile_number", "number")
+BSUID_COLUMNS = ("bsuid", "whatsapp_user_id", "whatsappuserid", "user_id")
+PARENT_BSUID_COLUMNS = ("parent_bsuid", "whatsapp_parent_user_id", "whatsappparentuserid")
+COUNTRY_COLUMNS = ("country", "country_code", "region")
+
+# Seed 004 'BSUID': two-letter country code, '.', up to 128 alphanumerics;
+# parent BSUID: the same with 'ENT.' in between.
+BSUID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9]{1,128}$")
+PARENT_BSUID = re.compile(r"^[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}$")
+
+_PHONE_NOISE = re.compile(r"[\s\-().\u00a0/]")
+_SCIENTIFIC = re.compile(r"^\+?\d+(?:[.,]\d+)?[eE]\+?\d+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A usable recipient row."""
+
+    file: Path
+    line: int
+    msisdn: str | None
+    bsuid: str | None
+    parent_bsuid: str | None
+    values: dict[str, str] = field(repr=False)
+
+    @property
+    def identifiers(self) -> tuple[str, ...]:
+        return tuple(i for i in (self.msisdn, self.bsuid, self.parent_bsuid) if i)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A row that cannot be used, with the reason a person can act on."""
+
+    file: Path
+    line: int
+    reason: str
+    raw: dict[str, str] = field(repr=False)
+
+
+def normalise_header(name: str) -> str:
+    """``" First Name"`` -> ``"first_name"``: what placeholders refer to."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def normalise_msisdn(raw: str, region: str | None) -> str | None:
+    """E.164 for a number as spreadsheets produce it, or None when it is not valid.
+
+    Handles '+' stripped by Excel, scientific notation, '00' prefixes, spaces,
+    dashes, parentheses, and national numbers given a region.
+    """
+    text = raw.strip()
+    if _SCIENTIFIC.match(text):
+        try:
+            text = format(Decimal(text.lstrip("+").replace(",", ".")), "f").split(".")[0]
+        except InvalidOperation:
+            return None
+    text = _PHONE_NOISE.sub("", text)
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if not text or not re.fullmatch(r"\+?\d+", text):
+        return None
+    candidates = [text] if text.startswith("+") else [text, "+" + text]
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, None if candidate.startswith("+") else region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def classify_bsuid(raw: str) -> tuple[str | None, str | None]:
+    """``(bsuid, parent_bsuid)`` for a value from either BSUID column."""
+    value = raw.strip()
+    if PARENT_BSUID.match(value):
+        return None, value
+    if BSUID.match(value):
+        return value, None
+    return None, None
+
+
+class RecipientsFile:
+    """One recipients CSV, opened: ``columns`` first, then iterate its rows.
+
+    Delimiter (``,`` ``;`` tab) is sniffed; UTF-8 with or without BOM.
+    """
+
+    def __init__(self, path: Path, default_region: str | None = None) -> None:
+        self.path = path
+        self.default_region = default_region
+        try:
+            self._handle = path.open(encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise RecipientsError(f"{path}: cannot open ({exc.strerror})") from exc
+        try:
+            sample = self._handle.read(64 * 1024)
+            self._handle.seek(0)
+            try:
+                dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
+                    sample, delimiters=",;\t"
+                )
+            except csv.Error:
+                dialect = csv.excel
+            self._reader = csv.reader(self._handle, dialect)
+            header = next(self._reader)
+        except StopIteration:
+            self.close()
+            raise RecipientsError(f"{path}: the file is empty") from None
+        except (csv.Error, UnicodeDecodeError) as exc:
+            self.close()
+            raise RecipientsError(f"{path}: unreadable header ({exc})") from exc
+        self.columns = [normalise_header(h) for h in header]
+        known = (*MSISDN_COLUMNS, *BSUID_COLUMNS, *PARENT_BSUID_COLUMNS)
+        if not any(c in known for c in self.columns):
+            self.close()
+            raise RecipientsError(
+                f"{path}: no recipient column; name one of phone, msisdn, mobile, "
+                "bsuid, whatsapp_user_id, parent_bsuid"
+            )
+
+    def __iter__(self) -> Iterator[Row | Reject]:
+        return _rows(self.path, self._reader, self.columns, self.default_region)
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> RecipientsFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def read_recipients(path: Path, default_region: str | None = None) -> Iterator[Row | Reject]:
+    """Yield every data row of a CSV as a ``Row`` or a ``Reject``."""
+    with RecipientsFile(path, default_region) as recipients:
+        yield from recipients
+
+
+def _rows(
+    path: Path, reader: Iterator[list[str]], columns: list[str], default_region: str | None
+) -> Iterator[Row | Reject]:
+    line_end = 1
+    while True:
+        line = line_end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            yield Reject(path, line, f"unreadable row ({exc})", {})
+            return
+        line_end = reader.line_num  # type: ignore[attr-defined]
+        if not any(cell.strip() for cell in cells):
+            continue  # blank lines are layout, not recipients
+        raw = dict(zip(columns, cells, strict=False))
+        if len(cells) != len(columns):
+            yield Reject(path, line, f"{len(cells)} fields where the header has {len(columns)}", raw)
+            continue
+        yield _parse_row(path, line, raw, default_region)
+
+
+def _first(raw: dict[str, str], names: tuple[str, ...]) -> str:
+    for name in names:
+        value = raw.get(name, "").strip()
+        if value:
+            return value
+    return ""
+
+
+def _parse_row(path: Path, line: int, raw: dict[str, str], default_region: str | None) -> Row | Reject:
+    phone = _first(raw, MSISDN_COLUMNS)
+    bsuid_raw = _first(raw, BSUID_COLUMNS)
+    parent_raw = _first(raw, PARENT_BSUID_COLUMNS)
+    if not (phone or bsuid_raw or parent_raw):
+        return Reject(path, line, "empty: no phone number or BSUID", raw)
+    region = (_first(raw, COUNTRY_COLUMNS).upper() or default_region) or None
+    msisdn = None
+    if phone:
+        msisdn = normalise_msisdn(phone, region)
+        if msisdn is None:
+            return Reject(path, line, "invalid phone number", raw)
+    bsuid = parent = None
+    if bsuid_raw:
+        bsuid, parent = classify_bsuid(bsuid_raw)
+        if bsuid is None and parent is None:
+            return Reject(path, line, "malformed BSUID (expected CC.<id>)", raw)
+    if parent_raw:
+        _, parent_checked = classify_bsuid(parent_raw)
+        if parent_checked is None:
+            return Reject(path, line, "malformed parent BSUID (expected CC.ENT.<id>)", raw)
+        parent = parent_checked
+    return Row(path, line, msisdn, bsuid, parent, raw)

@@ -1,0 +1,44 @@
+"""Files people open: the rejects report (and later the per-recipient report).
+
+Cells that a spreadsheet would run as a formula are prefixed with a quote, so a
+crafted CSV value cannot execute when the report is opened.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+from dispatcher.recipients import Reject
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: str) -> str:
+    """Neutralise spreadsheet formulas; phone numbers like +4790000000 stay readable."""
+    if value.startswith(_FORMULA_START) and not value.lstrip("+").replace(" ", "").isdigit():
+        return "'" + value
+    return value
+
+
+def write_rejects(path: Path, rejects: Iterable[Reject]) -> int:
+    """Write the rejects CSV (file, line, reason, then the row's own columns)."""
+    rejects = list(rejects)
+    columns: list[str] = []
+    for reject in rejects:
+        columns.extend(c for c in reject.raw if c not in columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "line", "reason", *columns])
+        for reject in rejects:
+            writer.writerow(
+                [
+                    reject.file.name,
+                    reject.line,
+                    safe_cell(reject.reason),
+                    *(safe_cell(reject.raw.get(c, "")) for c in columns),
+                ]
+            )
+    return len(rejects)

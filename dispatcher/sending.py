@@ -1,0 +1,250 @@
+"""Sending one batch: claim it, wait for the sender's capacity, POST it, record ids.
+
+Crash safety (ARCHITECTURE): the batch is marked ``submitting`` in its own committed
+transaction before the request leaves. A task that finds its batch already
+``submitting`` is a redelivery after a crash mid-request: it marks the batch
+``in_doubt`` instead of sending it again. DLRs carrying the refId settle in-doubt
+messages (``tracking``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+
+from dispatcher import tracking
+from dispatcher.campaign import CampaignSpec
+from dispatcher.db import Batch, Campaign, Database, Message
+from dispatcher.errors import (
+    LinkAuthError,
+    LinkInDoubtError,
+    LinkRequestError,
+    LinkTransientError,
+)
+from dispatcher.link.client import LinkClient
+from dispatcher.link.models import Level, MessageRequest, MessageResponse
+from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
+from dispatcher.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SUBMITTED = "submitted"
+    REJECTED = "rejected"
+    IN_DOUBT = "in_doubt"
+    RETRY = "retry"  # nothing was sent; try again later
+    SKIPPED = "skipped"  # not ours to send (already handled, or campaign stopped)
+
+
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What a worker process holds for sending: one of each, reused across tasks."""
+
+    db: Database
+    client: LinkClient
+    throttle: Throttle
+    event_report_gate: str | None
+
+
+def send_batch(ctx: SendContext, batch_id: str) -> Outcome:
+    claim = _claim(ctx, batch_id)
+    if isinstance(claim, Outcome):
+        return claim
+    request, rate = claim
+    weight = len(request.destinations) * len(request.messages)
+    waited = ctx.throttle.acquire(request.source, weight, rate)
+    if waited > 1:
+        log.debug("batch %s waited %.2fs for capacity", batch_id, waited)
+    try:
+        response = ctx.client.send(request)
+    except LinkTransientError as exc:
+        _release(ctx.db, batch_id, str(exc))
+        return Outcome.RETRY
+    except LinkInDoubtError as exc:
+        _set_state(ctx.db, batch_id, BatchState.IN_DOUBT, str(exc), exc.result_code)
+        return Outcome.IN_DOUBT
+    except (LinkRequestError, LinkAuthError) as exc:
+        _reject(ctx.db, batch_id, exc)
+        if isinstance(exc, LinkAuthError):
+            _fail_campaign_of(ctx.db, batch_id, f"LINK refused our credentials: {exc}")
+        return Outcome.REJECTED
+    _record(ctx.db, batch_id, response)
+    return Outcome.SUBMITTED
+
+
+def _claim(ctx: SendContext, batch_id: str) -> tuple[MessageRequest, int] | Outcome:
+    with ctx.db.session() as session:
+        row = session.execute(
+            select(Batch, Campaign).join(Campaign).where(Batch.id == batch_id)
+        ).one_or_none()
+        if row is None:
+            log.warning("batch %s does not exist", batch_id)
+            return Outcome.SKIPPED
+        batch, campaign = row
+        if batch.state == BatchState.SUBMITTING:
+            # Redelivered after a crash between claim and answer: LINK may have queued
+            # the request. Never resend blindly.
+            batch.state = BatchState.IN_DOUBT
+            batch.error = "worker stopped while the request was in flight"
+            return Outcome.IN_DOUBT
+        if batch.state != BatchState.PENDING or campaign.state != CampaignState.SENDING:
+            return Outcome.SKIPPED
+        claimed = session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.state == BatchState.PENDING)
+            .values(
+                state=BatchState.SUBMITTING,
+                attempts=Batch.attempts + 1,
+                submitting_at=datetime.now(UTC),
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        if not claimed:
+            return Outcome.SKIPPED
+        destinations = list(
+            session.scalars(
+                select(Message.destination)
+                .where(Message.batch_id == batch_id)
+                .order_by(Message.position)
+            )
+        )
+        creds = ctx.client.credentials
+        request = build_request(
+            CampaignSpec.model_validate(campaign.spec),
+            batch_id,
+            destinations,
+            batch.payload["messages"],
+            event_report_gate=ctx.event_report_gate,
+            platform_id=creds.platform_id,
+            platform_partner_id=creds.platform_partner_id,
+        )
+        rate = campaign.rate_per_second or Level.STANDARD.messages_per_second
+    return request, rate
+
+
+def build_request(
+    spec: CampaignSpec,
+    batch_id: str,
+    destinations: list[str],
+    messages: list[dict[str, Any]],
+    *,
+    event_report_gate: str | None,
+    platform_id: str,
+    platform_partner_id: str,
+) -> MessageRequest:
+    """The MessageRequest of a batch; platform ids from the spec, else the account's."""
+    validity = (
+        datetime.now(UTC) + timedelta(minutes=spec.validity_minutes)
+        if spec.validity_minutes
+        else None
+    )
+    return MessageRequest(
+        platform_id=spec.sender.platform_id or platform_id,
+        platform_partner_id=spec.sender.platform_partner_id or platform_partner_id,
+        priority=spec.priority,
+        absolute_validity_time=validity,
+        event_report_gates=[event_report_gate] if event_report_gate else None,
+        ref_id=batch_id,
+        source=spec.sender.source,
+        destinations=destinations,
+        messages=messages,
+    )
+
+
+def _release(db: Database, batch_id: str, error: str) -> None:
+    """Nothing left our side: the batch may be claimed again."""
+    with db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.state == BatchState.SUBMITTING)
+            .values(state=BatchState.PENDING, error=error[:2000])
+        )
+
+
+def _set_state(
+    db: Database, batch_id: str, state: BatchState, error: str, result_code: int | None
+) -> None:
+    with db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(state=state, error=error[:2000], result_code=result_code)
+        )
+
+
+def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) -> None:
+    """LINK refused the request: none of its messages was queued; they failed."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(state=BatchState.REJECTED, error=str(exc)[:2000], result_code=exc.result_code)
+        )
+        session.execute(
+            update(Message)
+            .where(
+                Message.batch_id == batch_id,
+                Message.status.in_(predecessors(MessageStatus.FAILED)),
+            )
+            .values(
+                status=MessageStatus.FAILED,
+                result_code=exc.result_code,
+                result_description=str(exc)[:1000],
+                failed_at=now,
+                attempts=Message.attempts + 1,
+            )
+        )
+
+
+def _fail_campaign_of(db: Database, batch_id: str, error: str) -> None:
+    with db.session() as session:
+        campaign_id = session.scalar(select(Batch.campaign_id).where(Batch.id == batch_id))
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.state == CampaignState.SENDING)
+            .values(state=CampaignState.FAILED, error=error[:2000], finished_at=datetime.now(UTC))
+        )
+
+
+def _record(db: Database, batch_id: str, response: MessageResponse) -> None:
+    """Store each messageId on its message (ids mirror the destinations' order)."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(
+                Batch.id == batch_id,
+                Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
+            )
+            .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=response.result_code)
+        )
+        ids = session.execute(
+            select(Message.id).where(Message.batch_id == batch_id).order_by(Message.position)
+        ).scalars()
+        rows = [
+            {"id": message_id, "link_message_id": link_id}
+            for message_id, link_id in zip(ids, response.message_ids, strict=True)
+        ]
+        session.execute(update(Message), rows)
+        session.execute(
+            update(Message)
+            .where(
+                Message.batch_id == batch_id,
+                Message.status.in_(predecessors(MessageStatus.SUBMITTED)),
+            )
+            .values(status=MessageStatus.SUBMITTED, submitted_at=now, attempts=Message.attempts + 1)
+        )
+        session.execute(
+            update(Message)
+            .where(Message.batch_id == batch_id, Message.submitted_at.is_(None))
+            .values(submitted_at=now, attempts=Message.attempts + 1)
+        )
+    # Reports that raced ahead of this commit were parked as unmatched: apply them now.
+    with db.session() as session:
+        tracking.apply_waiting(session, batch_id)

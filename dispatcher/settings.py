@@ -1,0 +1,86 @@
+"""Every knob of the dispatcher, read once from the environment (or ``.env``).
+
+A connection setting left unset selects the embedded default for that part
+(SQLite file, embedded Redis, built-in LINK simulator); ``describe_mode`` says so
+out loud so nobody sends to a place they did not mean to.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatcher.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Dispatcher settings; names match ARCHITECTURE 'Interfaces'."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite")
+    redis_url: str | None = Field(default=None, description="broker + limiter; unset = embedded")
+    link_base_url: str | None = Field(default=None, description="unset = built-in simulator")
+    link_username: str | None = None
+    link_password: SecretStr | None = None
+    link_platform_id: str | None = None
+    link_platform_partner_id: str | None = None
+    link_event_report_gate: str | None = None
+    link_timeout_seconds: float = 30.0
+
+    webhook_token: SecretStr | None = Field(
+        default=None, description="shared secret the DLR/MO callers must present"
+    )
+    state_dir: Path = Field(
+        default=Path(".dispatcher"),
+        validation_alias="DISPATCHER_STATE_DIR",
+        description="where the embedded mode keeps its SQLite file and Redis",
+    )
+    reports_dir: Path | None = Field(
+        default=None, description="unset = a 'reports' folder inside the campaign folder"
+    )
+    worker_concurrency: int = Field(default=4, validation_alias="DISPATCHER_WORKER_CONCURRENCY")
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def embedded_link(self) -> bool:
+        return self.link_base_url is None
+
+    def require_production(self) -> None:
+        """Fail fast, naming the variable, when external workers cannot share state."""
+        if self.redis_url is None:
+            return
+        if self.database_url is None:
+            raise ConfigurationError(
+                "REDIS_URL is set, so workers run separately and need a shared database: "
+                "set DATABASE_URL (PostgreSQL)"
+            )
+        if self.link_base_url is None:
+            raise ConfigurationError(
+                "REDIS_URL is set, so workers run separately: set LINK_BASE_URL "
+                "(for rehearsal, the URL of `dispatcher simulate`)"
+            )
+        missing = [
+            name
+            for name, value in (
+                ("LINK_USERNAME", self.link_username),
+                ("LINK_PASSWORD", self.link_password),
+                ("LINK_PLATFORM_ID", self.link_platform_id),
+                ("LINK_PLATFORM_PARTNER_ID", self.link_platform_partner_id),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ConfigurationError(f"LINK_BASE_URL is set; also set {', '.join(missing)}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,155 @@
+"""HTTP surface of the simulator: the LINK endpoints plus ``/_simulator/*`` for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from dispatcher.simulator.codes import (
+    BAD_REQUEST,
+    INVALID_PAYLOAD,
+    NO_ACCESS,
+    SERVER_ERROR,
+    VALIDATION_ERROR,
+    error_response,
+    media_error_response,
+)
+from dispatcher.simulator.config import SimulatorConfig
+from dispatcher.simulator.core import Simulator
+from dispatcher.simulator.identity import MSISDN_RE
+from dispatcher.simulator.media import MediaUploadError, inspect_file, required_fields
+from dispatcher.simulator.phone_info import phone_number_info
+from dispatcher.simulator.validation import SchemaError, parse_message_request
+
+_PLATFORM_REFUSED = "platformId or platformPartnerId is not allowed for this user"
+
+
+def create_app(config: SimulatorConfig | None = None) -> Starlette:
+    """A Starlette app simulating the LINK WhatsApp Message API; serve it with uvicorn."""
+    simulator = Simulator(config or SimulatorConfig())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        simulator.start()
+        try:
+            yield
+        finally:
+            await simulator.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/messages", send_messages, methods=["POST"]),
+            Route("/media", upload_media, methods=["POST"]),
+            Route(
+                "/platformId/{platform_id}/platformPartnerId/{platform_partner_id}/source/{source}",
+                phone_info,
+                methods=["GET"],
+            ),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/_simulator/stats", stats, methods=["GET"]),
+            Route("/_simulator/reset", reset, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.simulator = simulator
+    return app
+
+
+def _simulator(request: Request) -> Simulator:
+    simulator: Simulator = request.app.state.simulator
+    return simulator
+
+
+async def send_messages(request: Request) -> Response:
+    """Seed 'POST /messages'."""
+    simulator = _simulator(request)
+    code = simulator.auth.check(request.headers.get("authorization"))
+    if code is not None:
+        return _refuse(simulator, code)
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        return _refuse(simulator, INVALID_PAYLOAD, "request body is not valid JSON")
+    try:
+        parsed = parse_message_request(body)
+    except SchemaError as error:
+        return _refuse(simulator, VALIDATION_ERROR, str(error))
+    if not simulator.allows(parsed.platform_id, parsed.platform_partner_id):
+        return _refuse(simulator, NO_ACCESS, _PLATFORM_REFUSED)
+    if simulator.draw_server_error():
+        return _refuse(simulator, SERVER_ERROR)
+    message_ids = simulator.accept(parsed)
+    if simulator.config.response_delay_ms:
+        # Accepted first, answered late: what a client sees when its read timeout fires after
+        # LINK already queued the messages.
+        await asyncio.sleep(simulator.config.response_delay_ms / 1000)
+    ids = '","'.join(message_ids)
+    return Response(
+        f'{{"resultCode":112001,"description":"queued","messageIds":["{ids}"]}}',
+        media_type="application/json",
+    )
+
+
+async def upload_media(request: Request) -> Response:
+    """Seed 'Upload Media' > 'Normal media'."""
+    simulator = _simulator(request)
+    code = simulator.auth.check(request.headers.get("authorization"))
+    if code is not None:
+        return media_error_response(code)
+    try:
+        async with request.form() as form:
+            fields = required_fields(form)
+            if not simulator.allows(fields["platformId"], fields["platformPartnerId"]):
+                return media_error_response(NO_ACCESS, _PLATFORM_REFUSED)
+            content_type = fields["mediaContentType"]
+            sha256, size = await inspect_file(form, content_type)
+    except MediaUploadError as error:
+        return media_error_response(error.code, error.detail)
+    except (HTTPException, MultiPartException):
+        return media_error_response(BAD_REQUEST, "request is not valid multipart/form-data")
+    media_id = simulator.record_media(fields["source"], content_type, sha256, size)
+    return PlainTextResponse(media_id)
+
+
+async def phone_info(request: Request) -> Response:
+    """Seed 'Phone number information API'."""
+    simulator = _simulator(request)
+    code = simulator.auth.check(request.headers.get("authorization"))
+    if code is not None:
+        return error_response(code)
+    params = request.path_params
+    if not simulator.allows(params["platform_id"], params["platform_partner_id"]):
+        return error_response(NO_ACCESS, _PLATFORM_REFUSED)
+    source = params["source"]
+    if not MSISDN_RE.fullmatch(source):
+        return error_response(BAD_REQUEST, "source must be an MSISDN")
+    level = simulator.level_of(source)
+    return JSONResponse(phone_number_info(simulator.config, source, level))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def stats(request: Request) -> Response:
+    """Test and benchmark counters; deliberately unauthenticated."""
+    return JSONResponse(_simulator(request).stats())
+
+
+async def reset(request: Request) -> Response:
+    _simulator(request).reset()
+    return JSONResponse({"status": "reset"})
+
+
+def _refuse(simulator: Simulator, code: int, detail: str | None = None) -> Response:
+    simulator.reject(code)
+    return error_response(code, detail)

@@ -1,0 +1,166 @@
+"""Background delivery of DLR callbacks to the event report gates' URLs.
+
+A queue feeds ``callback_concurrency`` worker tasks, so ``POST /messages`` never waits for a
+receiver. Each worker keeps its own single keep-alive connection (an ``httpx.AsyncClient`` limited
+to one connection): one client shared by all workers was measured to deliver about ten times
+fewer callbacks per second, because httpcore's pool rescans every connection for every queued
+request. The statuses of one message go to each gate as a
+chain: the next is only scheduled (``dlr_delay_ms`` later) once the previous one is settled, so a
+receiver sees them in order even while it is being retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from dispatcher.simulator.config import SimulatorConfig
+from dispatcher.simulator.dlr import Delivery
+
+_HEADERS = {"Content-Type": "application/json"}
+_TIMEOUT = httpx.Timeout(5.0)
+_MAX_BACKOFF_SECONDS = 5.0
+_RETRYABLE_4XX = frozenset({408, 429})
+
+
+@dataclass(slots=True)
+class CallbackCounters:
+    scheduled: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dropped: int = 0
+    rejected: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.scheduled - self.delivered - self.dropped - self.rejected
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "scheduled": self.scheduled,
+            "delivered": self.delivered,
+            "pending": self.pending,
+            "retried": self.retried,
+            "dropped": self.dropped,
+            "rejected": self.rejected,
+        }
+
+
+@dataclass(slots=True)
+class _Job:
+    """The next status of one delivery to one gate URL."""
+
+    url: str
+    delivery: Delivery
+    generation: int
+    step: int = 0
+    attempt: int = 1
+    body: bytes | None = None
+
+
+class CallbackDispatcher:
+    """Owns the queue, the workers and the HTTP client; counts what became of each callback."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self._config = config
+        self._delay = config.dlr_delay_ms / 1000
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._generation = 0
+        self.counters = CallbackCounters()
+
+    def start(self) -> None:
+        """Start the workers on the running loop (from the lifespan, or lazily on first use)."""
+        if self._workers:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()  # bound to this loop; a restarted app starts afresh
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"simulator-callbacks-{number}")
+            for number in range(self._config.callback_concurrency)
+        ]
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self._workers = []
+
+    def submit(self, urls: list[str], delivery: Delivery) -> None:
+        """Plan every status of ``delivery`` for every URL; the first follows after the delay."""
+        if not self._workers:
+            self.start()
+        self.counters.scheduled += len(urls) * len(delivery.statuses)
+        for url in urls:
+            self._enqueue_after(self._delay, _Job(url, delivery, self._generation))
+
+    def reset(self) -> None:
+        """Forget everything queued or in flight; stale jobs are discarded when they surface."""
+        self._generation += 1
+        self.counters = CallbackCounters()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def drain(self, timeout_seconds: float) -> bool:
+        """Wait until no callback is pending; polls plain counters, so any loop may call it."""
+        deadline = time.monotonic() + timeout_seconds
+        while self.counters.pending > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    def _enqueue_after(self, delay: float, job: _Job) -> None:
+        if delay > 0 and self._loop is not None:
+            self._loop.call_later(delay, self._queue.put_nowait, job)
+        else:
+            self._queue.put_nowait(job)
+
+    async def _work(self) -> None:
+        queue = self._queue
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(timeout=_TIMEOUT, limits=limits) as client:
+            while True:
+                job = await queue.get()
+                if job.generation != self._generation:
+                    continue
+                if job.body is None:
+                    job.body = job.delivery.render(job.delivery.statuses[job.step])
+                try:
+                    response = await client.post(job.url, content=job.body, headers=_HEADERS)
+                    status_code: int | None = response.status_code
+                except (httpx.HTTPError, OSError):
+                    status_code = None
+                if job.generation == self._generation:
+                    self._settle(job, status_code)
+
+    def _settle(self, job: _Job, status_code: int | None) -> None:
+        counters = self.counters
+        if status_code is not None and 200 <= status_code < 300:
+            counters.delivered += 1
+        elif (
+            status_code is not None
+            and 400 <= status_code < 500
+            and status_code not in _RETRYABLE_4XX
+        ):
+            counters.rejected += 1  # the receiver refuses this callback; retrying cannot help
+        elif job.attempt < self._config.callback_max_attempts:
+            counters.retried += 1
+            backoff = self._config.callback_backoff_ms / 1000 * 2 ** (job.attempt - 1)
+            job.attempt += 1
+            self._enqueue_after(min(backoff, _MAX_BACKOFF_SECONDS), job)
+            return
+        else:
+            counters.dropped += 1
+        job.step += 1
+        if job.step < len(job.delivery.statuses):
+            job.attempt = 1
+            job.body = None
+            self._enqueue_after(self._delay, job)

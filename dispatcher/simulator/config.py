@@ -1,0 +1,47 @@
+"""Settings of the simulated LINK gateway (env prefix ``SIMULATOR_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Level = Literal["STANDARD", "HIGH"]
+HealthStatus = Literal["AVAILABLE", "LIMITED", "BLOCKED"]
+QualityRating = Literal["GREEN", "YELLOW", "RED", "NA"]
+MessagingTier = Literal["TIER_250", "TIER_2K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED"]
+
+# Seed 'Phone number information API': STANDARD = 80 messages per second, HIGH = 1000.
+LEVEL_RATES: dict[str, int] = {"STANDARD": 80, "HIGH": 1000}
+
+
+class SimulatorConfig(BaseSettings):
+    """Everything a rehearsal or a test may want to vary, readable from the environment.
+
+    Dict fields take JSON in the environment, e.g.
+    ``SIMULATOR_GATES='{"gate1": "http://127.0.0.1:8001/dlr"}'``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SIMULATOR_", extra="ignore")
+
+    username: str = "demo"
+    password: str = Field(default="demo", repr=False)
+    platform_id: str | None = None
+    platform_partner_id: str | None = None
+    gates: dict[str, str] = Field(default_factory=dict)
+    level: Level = "STANDARD"
+    levels: dict[str, Level] = Field(default_factory=dict)
+    messaging_tier: MessagingTier = "TIER_UNLIMITED"
+    health_status: HealthStatus = "AVAILABLE"
+    quality_rating: QualityRating = "GREEN"
+    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    read_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    dlr_delay_ms: int = Field(default=20, ge=0)
+    enforce_level: bool = True
+    callback_max_attempts: int = Field(default=20, ge=1)
+    callback_backoff_ms: int = Field(default=100, ge=0)
+    callback_concurrency: int = Field(default=32, ge=1)
+    seed: int | None = None
+    response_delay_ms: int = Field(default=0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)

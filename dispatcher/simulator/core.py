@@ -1,0 +1,149 @@
+"""The simulated gateway: accepts messages, decides their fate and keeps the books."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from dispatcher.simulator.auth import BasicAuth
+from dispatcher.simulator.callbacks import CallbackDispatcher
+from dispatcher.simulator.codes import (
+    DELIVERED,
+    MEDIA_UPLOAD_ERROR,
+    RANDOM_FAILURES,
+    RATE_LIMIT_HIT,
+    READ,
+    SENT,
+    Status,
+)
+from dispatcher.simulator.config import LEVEL_RATES, SimulatorConfig
+from dispatcher.simulator.dlr import Delivery
+from dispatcher.simulator.identity import ContactBook
+from dispatcher.simulator.ids import IdFactory
+from dispatcher.simulator.state import Accounting, MediaRecord
+from dispatcher.simulator.validation import ParsedMessage, ParsedRequest
+
+_READ_SEQUENCE = (SENT, DELIVERED, READ)
+_UNREAD_SEQUENCE = (SENT, DELIVERED)
+
+
+def _msisdn_key(source: str) -> str:
+    return source if source.startswith("+") else "+" + source
+
+
+class Simulator:
+    """State and behaviour behind the HTTP app, reachable as ``app.state.simulator``."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.auth = BasicAuth(config.username, config.password)
+        self.callbacks = CallbackDispatcher(config)
+        self._rng = random.Random(config.seed)
+        self._ids = IdFactory(self._rng)
+        self._contacts = ContactBook()
+        self._books = Accounting()
+        self._levels = {_msisdn_key(source): level for source, level in config.levels.items()}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.callbacks.start()
+
+    async def stop(self) -> None:
+        await self.callbacks.stop()
+
+    def reset(self) -> None:
+        """Forget every request, upload, contact and pending callback (for tests)."""
+        self._books = Accounting()
+        self._contacts.clear()
+        self.callbacks.reset()
+
+    async def drain(self, timeout_seconds: float) -> bool:
+        """Wait until no callback is pending; False if ``timeout_seconds`` ran out first."""
+        return await self.callbacks.drain(timeout_seconds)
+
+    def stats(self) -> dict[str, Any]:
+        """Everything ``GET /_simulator/stats`` reports."""
+        snapshot = self._books.snapshot()
+        snapshot["callbacks"] = self.callbacks.counters.as_dict()
+        return snapshot
+
+    # -- policy ----------------------------------------------------------------------------
+
+    def allows(self, platform_id: str, platform_partner_id: str) -> bool:
+        """False when the request names ids other than the configured ones (112401)."""
+        config = self.config
+        return (config.platform_id is None or platform_id == config.platform_id) and (
+            config.platform_partner_id is None or platform_partner_id == config.platform_partner_id
+        )
+
+    def level_of(self, source: str) -> str:
+        return self._levels.get(_msisdn_key(source), self.config.level)
+
+    def reject(self, code: int) -> None:
+        self._books.rejected_requests[code] += 1
+
+    def draw_server_error(self) -> bool:
+        """Whether this request is the one in ``error_rate`` answered 112500."""
+        return self.config.error_rate > 0 and self._rng.random() < self.config.error_rate
+
+    # -- messages --------------------------------------------------------------------------
+
+    def accept(self, request: ParsedRequest) -> list[str]:
+        """Queue a valid request: count it, plan its callbacks and return its message ids."""
+        books = self._books
+        books.requests += 1
+        books.ref_ids[request.ref_id] += 1
+        source = request.source
+        rate = LEVEL_RATES[self.level_of(source)]
+        second = int(time.time())
+        buckets = books.per_second.setdefault(source, {})
+        sent_this_second = buckets.get(second, 0)
+        messages = request.messages
+        gates = self.config.gates
+        urls = [gates[gate] for gate in dict.fromkeys(request.gates) if gate in gates]
+        message_ids = []
+        for kind, destination in request.destinations:
+            person, merged_keys = self._contacts.resolve(kind, destination)
+            for old_key in merged_keys:
+                books.merge_user(old_key, person.key)
+            books.destinations[destination] += len(messages)
+            books.users[person.key] += len(messages)
+            message_id = self._ids.message_id()
+            message_ids.append(message_id)
+            for index, message in enumerate(messages):
+                sent_this_second += 1
+                # LINK queues what exceeds the sender's level; Meta then fails it with 130429.
+                over_level = sent_this_second > rate
+                if over_level:
+                    books.excess_over_level[source] += 1
+                if urls:
+                    statuses = self._fate(message, over_level and self.config.enforce_level)
+                    delivery = Delivery(request, message, index, message_id, person, statuses)
+                    self.callbacks.submit(urls, delivery)
+        buckets[second] = sent_this_second
+        books.accepted_messages += len(message_ids) * len(messages)
+        return message_ids
+
+    def _fate(self, message: ParsedMessage, throttled: bool) -> tuple[Status, ...]:
+        """The statuses one message will go through, decided at acceptance."""
+        media = self._books.media
+        if any(media_id not in media for media_id in message.media_ids):
+            return (MEDIA_UPLOAD_ERROR,)
+        if throttled:
+            return (RATE_LIMIT_HIT,)
+        config = self.config
+        rng = self._rng
+        if config.failure_rate > 0 and rng.random() < config.failure_rate:
+            return (rng.choice(RANDOM_FAILURES),)
+        if config.read_rate >= 1 or rng.random() < config.read_rate:
+            return _READ_SEQUENCE
+        return _UNREAD_SEQUENCE
+
+    # -- media -----------------------------------------------------------------------------
+
+    def record_media(self, source: str, content_type: str, sha256: str, size: int) -> str:
+        media_id = self._ids.media_id()
+        self._books.media[media_id] = MediaRecord(media_id, sha256, content_type, size, source)
+        return media_id

@@ -1,0 +1,107 @@
+"""State machines of messages, batches and campaigns (ARCHITECTURE 'Message status').
+
+Delivery reports may arrive twice or out of order, so a message's status only moves
+forward: ``advances(old, new)`` is the single rule, and the database applies it with a
+conditional UPDATE (``WHERE status IN predecessors(new)``) so concurrent receivers agree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cache
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"  # loaded, no batch yet
+    QUEUED = "queued"  # in a batch waiting for (or in) its request
+    SUBMITTED = "submitted"  # LINK answered 112001 with our messageId
+    SENT = "sent"  # 112002 / 112006
+    DELIVERED = "delivered"  # 112003
+    READ = "read"  # 112007
+    DELETED = "deleted"  # 112008: the recipient deleted it
+    FAILED = "failed"  # 112000 / 112403 / 112404 / 112406 / 112408, or request rejected
+    EXPIRED = "expired"  # validity ran out before it could be sent
+    UNKNOWN = "unknown"  # 12409: LINK will send no further reports for it
+
+
+# Position on the road to the recipient. UNKNOWN sits between sent and delivered: a
+# later delivered/read report (should one still come) may still overrule it.
+_RANK: dict[MessageStatus, int] = {
+    MessageStatus.PENDING: 0,
+    MessageStatus.QUEUED: 10,
+    MessageStatus.SUBMITTED: 20,
+    MessageStatus.SENT: 30,
+    MessageStatus.UNKNOWN: 35,
+    MessageStatus.DELIVERED: 40,
+    MessageStatus.READ: 50,
+    MessageStatus.DELETED: 60,
+}
+_FAILURES = frozenset({MessageStatus.FAILED, MessageStatus.EXPIRED})
+_NOT_YET_DELIVERED = frozenset(
+    {
+        MessageStatus.PENDING,
+        MessageStatus.QUEUED,
+        MessageStatus.SUBMITTED,
+        MessageStatus.SENT,
+        MessageStatus.UNKNOWN,
+    }
+)
+
+#: Statuses after which the campaign waits for nothing more from LINK.
+SETTLED = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.READ,
+        MessageStatus.DELETED,
+        MessageStatus.FAILED,
+        MessageStatus.EXPIRED,
+        MessageStatus.UNKNOWN,
+    }
+)
+
+
+def advances(old: MessageStatus, new: MessageStatus) -> bool:
+    """True when a report saying ``new`` may replace ``old``.
+
+    Failures end a message (our own resend is an explicit step, not a report);
+    a failure cannot overrule a delivery; everything else only moves up the road.
+    """
+    if old in _FAILURES:
+        return False
+    if new in _FAILURES:
+        return old in _NOT_YET_DELIVERED
+    if new is MessageStatus.UNKNOWN:
+        return _RANK[old] < _RANK[MessageStatus.UNKNOWN]
+    return _RANK[new] > _RANK[old]
+
+
+@cache
+def predecessors(new: MessageStatus) -> tuple[MessageStatus, ...]:
+    """Every status that ``new`` may replace, for a conditional UPDATE."""
+    return tuple(old for old in MessageStatus if advances(old, new))
+
+
+class BatchState(StrEnum):
+    """One ``POST /messages``; its id is the request's ``refId``."""
+
+    PENDING = "pending"
+    SUBMITTING = "submitting"  # marked before the HTTP request leaves
+    SUBMITTED = "submitted"
+    REJECTED = "rejected"  # LINK refused the request; its messages failed
+    IN_DOUBT = "in_doubt"  # no answer: settled by DLRs, never blindly resent
+
+
+class CampaignState(StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    PREPARING = "preparing"
+    SENDING = "sending"
+    COMPLETED = "completed"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+FINAL_CAMPAIGN_STATES = frozenset(
+    {CampaignState.COMPLETED, CampaignState.CANCELLED, CampaignState.FAILED}
+)

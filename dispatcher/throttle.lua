@@ -1,0 +1,73 @@
+-- Sliding-window limiter with reservations, shared by every worker of a sender.
+--
+-- Rule: in any window of WINDOW microseconds, the weights of the grants inside it sum
+-- to at most LEVEL (a request costs destinations x messages; Meta counts messages).
+-- Grants are handed out in time order: a caller gets a start time ("at", never before
+-- the latest grant) and sleeps until it, so waiting workers queue fairly instead of
+-- polling. Redis's own clock (TIME) is the only clock, so hosts need not agree.
+--
+-- KEYS[1]  sorted set: member "<seq>:<weight>", score = grant time (microseconds)
+-- KEYS[2]  hash: total = sum of weights in KEYS[1], seq = member counter
+-- ARGV     level, weight, window_us, max_wait_us
+-- returns  {1, wait_us} granted at now + wait_us; {0, wait_us} not granted, because the
+--          earliest slot is further away than max_wait_us (ask again later)
+local zkey, hkey = KEYS[1], KEYS[2]
+local level = tonumber(ARGV[1])
+local weight = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+if weight > level then
+  return redis.error_reply("weight " .. weight .. " exceeds the level " .. level)
+end
+
+local clock = redis.call("TIME")
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+
+local function weight_of(member)
+  return tonumber(string.match(member, ":(%d+)$"))
+end
+
+-- Grants older than one window can never share a window with a new grant.
+local total = tonumber(redis.call("HGET", hkey, "total") or "0")
+local expired = redis.call("ZRANGEBYSCORE", zkey, "-inf", now - window)
+if #expired > 0 then
+  for _, member in ipairs(expired) do
+    total = total - weight_of(member)
+  end
+  redis.call("ZREMRANGEBYSCORE", zkey, "-inf", now - window)
+end
+
+-- Start no earlier than the latest grant, then move later until the window ending at
+-- "at" has room: each oldest grant stops counting one window after its own time.
+local at = now
+local latest = redis.call("ZRANGE", zkey, -1, -1, "WITHSCORES")
+if #latest > 0 and tonumber(latest[2]) > at then
+  at = tonumber(latest[2])
+end
+local counted = total
+local index = 0
+while counted + weight > level do
+  local oldest = redis.call("ZRANGE", zkey, index, index, "WITHSCORES")
+  if #oldest == 0 then
+    break
+  end
+  counted = counted - weight_of(oldest[1])
+  local leaves = tonumber(oldest[2]) + window
+  if leaves > at then
+    at = leaves
+  end
+  index = index + 1
+end
+
+local wait = at - now
+if wait > max_wait then
+  redis.call("HSET", hkey, "total", total)
+  return {0, wait}
+end
+local seq = redis.call("HINCRBY", hkey, "seq", 1)
+redis.call("ZADD", zkey, at, seq .. ":" .. weight)
+redis.call("HSET", hkey, "total", total + weight)
+local ttl_ms = math.ceil((wait + 2 * window) / 1000)
+redis.call("PEXPIRE", zkey, ttl_ms)
+redis.call("PEXPIRE", hkey, ttl_ms)
+return {1, wait}

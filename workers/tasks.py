@@ -1,0 +1,86 @@
+"""Thin Celery tasks: every decision lives in ``dispatcher``; these only route work.
+
+Task arguments are ids (never phone numbers or secrets): Flower shows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cache
+
+import redis
+from celery import Task
+
+from dispatcher import progress, sending, tracking
+from dispatcher.db import Database
+from dispatcher.errors import ConfigurationError
+from dispatcher.link.client import LinkClient, LinkCredentials
+from dispatcher.prepare import prepare_campaign as prepare
+from dispatcher.settings import get_settings
+from dispatcher.throttle import Throttle
+from workers import app
+
+log = logging.getLogger(__name__)
+RETRY_DELAYS_SECONDS = (1, 2, 5, 10, 30, 60)
+
+
+@cache
+def _context(pid: int) -> sending.SendContext:
+    """Per-process resources (pools must not cross a fork), built on first use."""
+    del pid  # part of the cache key only
+    settings = get_settings()
+    settings.require_production()
+    if not (settings.database_url and settings.redis_url and settings.link_base_url):
+        raise ConfigurationError("workers need DATABASE_URL, REDIS_URL and LINK_BASE_URL")
+    credentials = LinkCredentials(
+        base_url=settings.link_base_url,
+        username=settings.link_username or "",
+        password=settings.link_password.get_secret_value() if settings.link_password else "",
+        platform_id=settings.link_platform_id or "",
+        platform_partner_id=settings.link_platform_partner_id or "",
+    )
+    return sending.SendContext(
+        db=Database(settings.database_url),
+        client=LinkClient(credentials, timeout_seconds=settings.link_timeout_seconds),
+        throttle=Throttle(redis.Redis.from_url(settings.redis_url)),
+        event_report_gate=settings.link_event_report_gate,
+    )
+
+
+def context() -> sending.SendContext:
+    return _context(os.getpid())
+
+
+@app.task(name="workers.tasks.prepare_campaign", bind=True)
+def prepare_campaign(self: Task, campaign_id: int) -> int:
+    """Load and batch a campaign, then hand each batch to the send queue."""
+    ctx = context()
+    settings = get_settings()
+    batch_ids = prepare(ctx.db, ctx.client, campaign_id, reports_dir=settings.reports_dir)
+    for batch_id in batch_ids:
+        send_batch.apply_async(kwargs={"batch_id": batch_id, "campaign_id": campaign_id})
+    log.info("campaign %s: %d batches queued", campaign_id, len(batch_ids))
+    return len(batch_ids)
+
+
+@app.task(name="workers.tasks.send_batch", bind=True, max_retries=len(RETRY_DELAYS_SECONDS))
+def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str:
+    """Send one batch; retried (later) only when nothing was sent."""
+    outcome = sending.send_batch(context(), batch_id)
+    if outcome is sending.Outcome.RETRY:
+        delay = RETRY_DELAYS_SECONDS[min(self.request.retries, len(RETRY_DELAYS_SECONDS) - 1)]
+        raise self.retry(countdown=delay)
+    return outcome.value
+
+
+@app.task(name="workers.tasks.sweep_reports")
+def sweep_reports() -> int:
+    """Apply reports that raced ahead of their messageIds; complete settled campaigns."""
+    db = context().db
+    with db.session() as session:
+        applied = tracking.sweep(session)
+    with db.session() as session:
+        for campaign_id in progress.active_campaigns(session):
+            progress.complete_if_settled(session, campaign_id)
+    return applied
