@@ -58,9 +58,9 @@ def send_batch(ctx: SendContext, batch_id: str) -> Outcome:
         return claim
     request, rate = claim
     weight = len(request.destinations) * len(request.messages)
-    waited = ctx.throttle.acquire(request.source, weight, rate)
-    if waited > 1:
-        log.debug("batch %s waited %.2fs for capacity", batch_id, waited)
+    grant = ctx.throttle.acquire(request.source, weight, rate)
+    if grant.waited_seconds > 1:
+        log.debug("batch %s waited %.2fs for capacity", batch_id, grant.waited_seconds)
     try:
         response = ctx.client.send(request)
     except LinkTransientError as exc:

@@ -9,8 +9,9 @@
 -- KEYS[1]  sorted set: member "<seq>:<weight>", score = grant time (microseconds)
 -- KEYS[2]  hash: total = sum of weights in KEYS[1], seq = member counter
 -- ARGV     level, weight, window_us, max_wait_us
--- returns  {1, wait_us} granted at now + wait_us; {0, wait_us} not granted, because the
---          earliest slot is further away than max_wait_us (ask again later)
+-- returns  {1, wait_us, at_us} granted at at_us = now + wait_us (Redis clock);
+--          {0, wait_us, at_us} not granted: the earliest slot is further away than
+--          max_wait_us (ask again later)
 local zkey, hkey = KEYS[1], KEYS[2]
 local level = tonumber(ARGV[1])
 local weight = tonumber(ARGV[2])
@@ -62,7 +63,7 @@ end
 local wait = at - now
 if wait > max_wait then
   redis.call("HSET", hkey, "total", total)
-  return {0, wait}
+  return {0, wait, at}
 end
 local seq = redis.call("HINCRBY", hkey, "seq", 1)
 redis.call("ZADD", zkey, at, seq .. ":" .. weight)
@@ -70,4 +71,4 @@ redis.call("HSET", hkey, "total", total + weight)
 local ttl_ms = math.ceil((wait + 2 * window) / 1000)
 redis.call("PEXPIRE", zkey, ttl_ms)
 redis.call("PEXPIRE", hkey, ttl_ms)
-return {1, wait}
+return {1, wait, at}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.resources import files
 
 import redis
@@ -19,6 +20,14 @@ from dispatcher.errors import StorageError
 
 WINDOW_SECONDS = 1.0
 _SCRIPT = files("dispatcher").joinpath("throttle.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A reserved slot: when it starts (Redis clock) and how long the caller waited."""
+
+    at_seconds: float
+    waited_seconds: float
 
 
 class Throttle:
@@ -40,8 +49,8 @@ class Throttle:
         self._max_wait_us = int(max_reservation_seconds * 1_000_000)
         self._sleep = sleep
 
-    def acquire(self, sender: str, weight: int, rate_per_second: int) -> float:
-        """Reserve ``weight`` messages for ``sender``; returns the seconds waited."""
+    def acquire(self, sender: str, weight: int, rate_per_second: int) -> Grant:
+        """Reserve ``weight`` messages for ``sender`` and sleep until the slot starts."""
         if weight < 1:
             raise ValueError("weight must be at least 1")
         if weight > rate_per_second:
@@ -54,7 +63,7 @@ class Throttle:
         waited = 0.0
         while True:
             try:
-                granted, wait_us = self._script(
+                granted, wait_us, at_us = self._script(
                     keys=keys,
                     args=[rate_per_second, weight, self._window_us, self._max_wait_us],
                 )
@@ -64,7 +73,7 @@ class Throttle:
             if granted:
                 if wait > 0:
                     self._sleep(wait)
-                return waited + wait
+                return Grant(at_seconds=int(at_us) / 1_000_000, waited_seconds=waited + wait)
             # The queue is longer than we may reserve ahead: come back when it is not.
             pause = wait - self._max_wait_us / 1_000_000 / 2
             self._sleep(pause)

@@ -1,12 +1,10 @@
 """Background delivery of DLR callbacks to the event report gates' URLs.
 
 A queue feeds ``callback_concurrency`` worker tasks, so ``POST /messages`` never waits for a
-receiver. Each worker keeps its own single keep-alive connection (an ``httpx.AsyncClient`` limited
-to one connection): one client shared by all workers was measured to deliver about ten times
-fewer callbacks per second, because httpcore's pool rescans every connection for every queued
-request. The statuses of one message go to each gate as a
-chain: the next is only scheduled (``dlr_delay_ms`` later) once the previous one is settled, so a
-receiver sees them in order even while it is being retried with backoff.
+receiver; each worker keeps one keep-alive connection (see ``webhook_client`` for why not httpx).
+The statuses of one message go to each gate as a chain: the next is only scheduled
+(``dlr_delay_ms`` later) once the previous one is settled, so a receiver sees them in order even
+while it is being retried with backoff.
 """
 
 from __future__ import annotations
@@ -16,13 +14,11 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-import httpx
-
 from dispatcher.simulator.config import SimulatorConfig
 from dispatcher.simulator.dlr import Delivery
+from dispatcher.simulator.webhook_client import WebhookClient, WebhookError
 
-_HEADERS = {"Content-Type": "application/json"}
-_TIMEOUT = httpx.Timeout(5.0)
+_TIMEOUT_SECONDS = 5.0
 _MAX_BACKOFF_SECONDS = 5.0
 _RETRYABLE_4XX = frozenset({408, 429})
 
@@ -125,8 +121,8 @@ class CallbackDispatcher:
 
     async def _work(self) -> None:
         queue = self._queue
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(timeout=_TIMEOUT, limits=limits) as client:
+        client = WebhookClient(_TIMEOUT_SECONDS)
+        try:
             while True:
                 job = await queue.get()
                 if job.generation != self._generation:
@@ -134,12 +130,13 @@ class CallbackDispatcher:
                 if job.body is None:
                     job.body = job.delivery.render(job.delivery.statuses[job.step])
                 try:
-                    response = await client.post(job.url, content=job.body, headers=_HEADERS)
-                    status_code: int | None = response.status_code
-                except (httpx.HTTPError, OSError):
+                    status_code: int | None = await client.post(job.url, job.body)
+                except WebhookError:
                     status_code = None
                 if job.generation == self._generation:
                     self._settle(job, status_code)
+        finally:
+            client.close()
 
     def _settle(self, job: _Job, status_code: int | None) -> None:
         counters = self.counters

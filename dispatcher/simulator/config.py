@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Level = Literal["STANDARD", "HIGH"]
@@ -45,3 +46,12 @@ class SimulatorConfig(BaseSettings):
     seed: int | None = None
     response_delay_ms: int = Field(default=0, ge=0)
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("gates")
+    @classmethod
+    def _gate_urls_are_http(cls, gates: dict[str, str]) -> dict[str, str]:
+        for gate, url in gates.items():
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"gate {gate!r} needs an http:// or https:// URL")
+        return gates

@@ -1,0 +1,181 @@
+"""The example campaign end to end, through real processes on loopback.
+
+A Celery worker subprocess, the webhook app (`dispatcher serve`) and the LINK
+simulator (`dispatcher simulate`) run against the local PostgreSQL and Redis;
+`dispatcher run` hands the campaign to them and follows it to its last report.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from dispatcher.db import Campaign, Message, migrate
+from dispatcher.status import SETTLED
+from tests.conftest import ROOT, dispatcher_command, free_port, wait_http
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+SERVICE_ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "LINK_BASE_URL", "WEBHOOK_TOKEN")
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINK_", "SIMULATOR_"))}
+    for name in SERVICE_ENV_NAMES:
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture()
+def campaign_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "example"
+    shutil.copytree(ROOT / "campaigns" / "example", target, ignore=shutil.ignore_patterns("reports"))
+    return target
+
+
+@pytest.fixture()
+def stack(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Webhook app, simulator and a worker, as separate processes."""
+    migrate(pg_url)
+    webhook_port, simulator_port = free_port(), free_port()
+    token = "e2e-token"
+    env = clean_env() | {
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": redis_url,
+        "LINK_BASE_URL": f"http://127.0.0.1:{simulator_port}",
+        "LINK_USERNAME": "e2e",
+        "LINK_PASSWORD": "e2e-password",
+        "LINK_PLATFORM_ID": "E2E",
+        "LINK_PLATFORM_PARTNER_ID": "7",
+        "LINK_EVENT_REPORT_GATE": "e2e-gate",
+        "WEBHOOK_TOKEN": token,
+        "REPORTS_DIR": str(tmp_path / "reports"),
+        "SIMULATOR_USERNAME": "e2e",
+        "SIMULATOR_PASSWORD": "e2e-password",
+        "SIMULATOR_PLATFORM_ID": "E2E",
+        "SIMULATOR_PLATFORM_PARTNER_ID": "7",
+        "SIMULATOR_FAILURE_RATE": "0.1",
+        "SIMULATOR_SEED": "42",
+    }
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes = []
+
+    def start(name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        with (logs / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
+    try:
+        webhook = start("serve", dispatcher_command("serve", "--port", str(webhook_port)))
+        wait_http(f"http://127.0.0.1:{webhook_port}/healthz", process=webhook)
+        gate = f"e2e-gate=http://127.0.0.1:{webhook_port}/webhooks/link/dlr?token={token}"
+        simulator = start(
+            "simulate", dispatcher_command("simulate", "--port", str(simulator_port), "--gate", gate)
+        )
+        wait_http(f"http://127.0.0.1:{simulator_port}/healthz", process=simulator)
+        start(
+            "worker",
+            [
+                sys.executable, "-m", "celery", "-A", "workers", "worker", "--beat",
+                "--schedule", str(tmp_path / "beat-schedule"), "--pool", "threads",
+                "--concurrency", "4", "--queues", "prepare,send,dlr", "--loglevel", "INFO",
+                "--without-gossip", "--without-mingle",
+            ],
+        )
+        yield env
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in sorted(logs.iterdir()):
+            print(f"----- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def test_the_example_campaign_reaches_everyone_once_through_separate_workers(
+    stack: dict[str, str], campaign_dir: Path, pg_url: str, tmp_path: Path
+) -> None:
+    run = subprocess.run(
+        dispatcher_command("run", str(campaign_dir), "--timeout", "120"),
+        env=stack,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Mode: production" in run.stdout
+
+    engine = create_engine(pg_url)
+    with engine.connect() as connection:
+        campaign = connection.execute(select(Campaign)).one()
+        statuses = dict(
+            connection.execute(
+                select(Message.status, func.count()).group_by(Message.status)
+            ).all()
+        )
+        destinations = connection.execute(select(Message.destination)).scalars().all()
+    engine.dispose()
+    assert campaign.state == "completed"
+    assert (campaign.loaded, campaign.rejected, campaign.duplicates) == (200, 5, 5)
+    # Every valid person reached a settled status.
+    assert sum(statuses.values()) == 190
+    assert set(statuses) <= SETTLED
+    assert statuses.get("failed", 0) > 0  # the simulator failed ~10 % as configured
+
+    stats = httpx.get(f"{stack['LINK_BASE_URL']}/_simulator/stats", timeout=5).json()
+    # The simulator received each person exactly once...
+    assert sorted(stats["destinations"]) == sorted(destinations)
+    assert set(stats["destinations"].values()) == {1}
+    assert set(stats["users"].values()) == {1}
+    # ...the image was uploaded exactly once, and nobody went over the level.
+    assert stats["media_uploads"] == 1
+    assert max(stats["max_per_second"].values()) <= 80
+    assert stats["callbacks"]["pending"] == 0
+
+    rejects_path = tmp_path / "reports" / f"campaign-{campaign.id}" / "rejects.csv"
+    with rejects_path.open(encoding="utf-8") as handle:
+        rejects = list(csv.DictReader(handle))
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        ("14", "invalid phone number"),
+        ("79", "invalid phone number"),
+        ("122", "invalid phone number"),
+        ("162", "empty: no phone number or BSUID"),
+        ("187", "invalid phone number"),
+    ]
+
+
+def test_the_first_readme_command_runs_the_example_on_the_embedded_default(
+    campaign_dir: Path, tmp_path: Path
+) -> None:
+    env = clean_env() | {"DISPATCHER_STATE_DIR": str(tmp_path / "state")}
+    run = subprocess.run(
+        dispatcher_command("run", str(campaign_dir), "--timeout", "60"),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Mode: embedded" in run.stdout
+    assert "(completed)" in run.stdout
+    for label, count in (("loaded", 200), ("rejected", 5), ("duplicates removed", 5), ("read", 190)):
+        assert any(
+            line.split("│")[1].strip() == label and line.split("│")[2].strip() == str(count)
+            for line in run.stdout.splitlines()
+            if line.count("│") >= 3
+        ), f"{label} {count} not in the summary:\n{run.stdout}"

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from dispatcher.db import migrate
+
+EXPECTED = {
+    "alembic_version",
+    "batches",
+    "campaigns",
+    "delivery_reports",
+    "identities",
+    "media",
+    "messages",
+    "suppressions",
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_create_every_table_and_run_twice_harmlessly(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    migrate(url)
+    migrate(url)
+    engine = create_engine(url)
+    inspector = inspect(engine)
+    assert EXPECTED <= set(inspector.get_table_names())
+    uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("messages")}
+    assert ("campaign_id", "identity_key") in uniques
+    engine.dispose()

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+
+import pytest
+import redis
+
+from dispatcher.throttle import Throttle
+
+LEVEL = 50
+SENDER = "+4790000000"
+
+
+def hammer(url: str, seed: int, seconds: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """One 'worker': acquire random weights as fast as the limiter allows."""
+    throttle = Throttle(redis.Redis.from_url(url))
+    rng = random.Random(seed)
+    grants = []
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        weight = rng.randint(1, 8)
+        grant = throttle.acquire(SENDER, weight, LEVEL)
+        grants.append((grant.at_seconds, weight))
+    out.put(grants)
+
+
+def busiest_window(grants: list[tuple[float, int]]) -> int:
+    """The largest total weight in any window (t - 1 s, t]."""
+    grants.sort()
+    best, start, total = 0, 0, 0
+    for at, weight in grants:
+        total += weight
+        while grants[start][0] <= at - 1.0:
+            total -= grants[start][1]
+            start += 1
+        best = max(best, total)
+    return best
+
+
+def test_the_limiter_is_shared_between_processes_and_no_second_exceeds_the_level(
+    redis_url: str,
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    seconds = 3.0
+    workers = [context.Process(target=hammer, args=(redis_url, s, seconds, out)) for s in (1, 2)]
+    for worker in workers:
+        worker.start()
+    results = [out.get(timeout=30) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+    assert all(results), "both processes were granted capacity"
+    grants = [g for result in results for g in result]
+    assert busiest_window(list(grants)) <= LEVEL
+    span = max(at for at, _ in grants) - min(at for at, _ in grants)
+    sent = sum(weight for _, weight in grants)
+    # Together they run at the level, not at twice it and not far below it.
+    assert sent / span >= 0.85 * LEVEL
+
+
+def test_a_request_larger_than_the_level_is_refused_up_front(redis_url: str) -> None:
+    throttle = Throttle(redis.Redis.from_url(redis_url))
+    with pytest.raises(ValueError, match="exceeds the level"):
+        throttle.acquire(SENDER, LEVEL + 1, LEVEL)

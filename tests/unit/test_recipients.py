@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatcher.errors import RecipientsError
+from dispatcher.recipients import Reject, Row, normalise_msisdn, read_recipients
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+4791234567", None, "+4791234567"),
+        ("004791234567", None, "+4791234567"),
+        ("4791234567", None, "+4791234567"),  # '+' lost in a spreadsheet
+        ("+47 912 34 567", None, "+4791234567"),
+        ("(+47) 912-34-567", None, "+4791234567"),
+        ("4.791234567E+09", None, "+4791234567"),  # Excel scientific notation
+        ("91234567", "NO", "+4791234567"),  # national number with a region
+        ("070-123 45 67", "SE", "+46701234567"),
+        ("12345", "NO", None),
+        ("call me", None, None),
+        ("", "NO", None),
+    ],
+)
+def test_numbers_are_normalised_to_e164(raw: str, region: str | None, expected: str | None) -> None:
+    assert normalise_msisdn(raw, region) == expected
+
+
+def load(tmp_path: Path, content: str, region: str | None = "NO") -> list[Row | Reject]:
+    path = tmp_path / "people.csv"
+    path.write_text(content, encoding="utf-8-sig")
+    return list(read_recipients(path, region))
+
+
+def test_rows_and_rejects_carry_their_line_numbers(tmp_path: Path) -> None:
+    items = load(tmp_path, "phone,name\n+4791234567,Ada\n12,Bob\n\n,Cy\n+4791234568,Di\n")
+    assert [(type(i).__name__, i.line) for i in items] == [
+        ("Row", 2),
+        ("Reject", 3),
+        ("Reject", 5),
+        ("Row", 6),
+    ]
+    rejects = [i for i in items if isinstance(i, Reject)]
+    assert rejects[0].reason == "invalid phone number"
+    assert rejects[1].reason.startswith("empty")
+
+
+def test_semicolon_csv_with_bom_and_odd_headers_is_read(tmp_path: Path) -> None:
+    (row,) = load(tmp_path, "Mobile Number;First Name\n+46701234567;Åsa\n")
+    assert isinstance(row, Row)
+    assert row.msisdn == "+46701234567"
+    assert row.values["first_name"] == "Åsa"
+
+
+def test_a_quoted_field_spanning_lines_keeps_the_starting_line(tmp_path: Path) -> None:
+    items = load(tmp_path, 'phone,note\n+4791234567,"two\nlines"\nbad,x\n')
+    assert [i.line for i in items] == [2, 4]
+
+
+def test_bsuid_and_parent_bsuid_are_recognised(tmp_path: Path) -> None:
+    (row, bad) = load(
+        tmp_path,
+        "bsuid,parent_bsuid\nSE.13491208655302741918,SE.ENT.11815799212886844830\nSE-123,\n",
+    )
+    assert isinstance(row, Row)
+    assert row.bsuid == "SE.13491208655302741918"
+    assert row.parent_bsuid == "SE.ENT.11815799212886844830"
+    assert isinstance(bad, Reject)
+    assert "malformed BSUID" in bad.reason
+
+
+def test_a_row_with_too_many_fields_is_rejected(tmp_path: Path) -> None:
+    (item,) = load(tmp_path, "phone,name\n+4791234567,Ada,extra\n")
+    assert isinstance(item, Reject)
+    assert "3 fields" in item.reason
+
+
+def test_a_file_without_a_recipient_column_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RecipientsError, match="no recipient column"):
+        load(tmp_path, "name,email\nAda,a@example.com\n")
