@@ -1,0 +1,9 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md celeryconfig.py ./
+COPY dispatcher ./dispatcher
+COPY workers ./workers
+RUN pip install --no-cache-dir . && useradd --create-home dispatcher
+COPY campaigns ./campaigns
+USER dispatcher
+CMD ["dispatcher", "--help"]
