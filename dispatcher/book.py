@@ -29,7 +29,9 @@ def kind_of(identifier: str) -> str | None:
     return None
 
 
-def identifiers_from(custom_parameters: Mapping[str, object] | None, *extra: str | None) -> list[str]:
+def identifiers_from(
+    custom_parameters: Mapping[str, object] | None, *extra: str | None
+) -> list[str]:
     """Valid identifiers named by a webhook, deduplicated, phone number first."""
     found: list[str] = []
     values: list[object] = list(extra)
@@ -54,7 +56,9 @@ def lookup(session: Session, identifiers: Iterable[str]) -> dict[str, str]:
     keys: set[str] = set()
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        keys.update(session.scalars(select(Identity.person_key).where(Identity.identifier.in_(chunk))))
+        keys.update(
+            session.scalars(select(Identity.person_key).where(Identity.identifier.in_(chunk)))
+        )
     book: dict[str, str] = {}
     key_list = list(keys)
     for start in range(0, len(key_list), _CHUNK):

@@ -45,7 +45,9 @@ class SenderSpec(_Spec):
         try:
             number = phonenumbers.parse(value, None)
         except phonenumbers.NumberParseException as exc:
-            raise ValueError("must be a phone number in international format, e.g. +4790000000") from exc
+            raise ValueError(
+                "must be a phone number in international format, e.g. +4790000000"
+            ) from exc
         if not phonenumbers.is_possible_number(number):
             raise ValueError("is not a possible phone number")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

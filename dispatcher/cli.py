@@ -124,9 +124,11 @@ def _run_embedded(settings: Settings, loaded: Any, timeout: float) -> None:
             campaign_id,
             timeout,
             extra_done=lambda: stack.callbacks_pending() == 0,
-            alive=lambda: None
-            if stack.worker_alive
-            else f"the embedded worker stopped; see {stack.worker_log}",
+            alive=lambda: (
+                None
+                if stack.worker_alive
+                else f"the embedded worker stopped; see {stack.worker_log}"
+            ),
         )
 
 
@@ -182,8 +184,14 @@ def status(
         table.add_column(column)
     for p in found:
         table.add_row(
-            str(p.campaign_id), p.name, p.state, str(p.messages), str(p.submitted),
-            str(p.delivered), str(p.read), str(p.failed),
+            str(p.campaign_id),
+            p.name,
+            p.state,
+            str(p.messages),
+            str(p.submitted),
+            str(p.delivered),
+            str(p.read),
+            str(p.failed),
         )
     console.print(table)
 

@@ -31,9 +31,7 @@ from dispatcher.messages import (
 from dispatcher.render import render
 
 
-def compose(
-    spec: CampaignSpec, values: Mapping[str, str], media_id: str | None
-) -> dict[str, Any]:
+def compose(spec: CampaignSpec, values: Mapping[str, str], media_id: str | None) -> dict[str, Any]:
     """The wire form of the campaign message for one recipient.
 
     ``media_id`` is the uploaded id of the header file; URLs pass through as ``link``.
@@ -57,7 +55,9 @@ def _template(
     header = spec.header
     if header is not None:
         if header.text:
-            components.append(HeaderComponent(parameters=[TextParameter(text=render(header.text, values))]))
+            components.append(
+                HeaderComponent(parameters=[TextParameter(text=render(header.text, values))])
+            )
         else:
             ref = header.media_ref or ""
             media = Media(
@@ -65,11 +65,13 @@ def _template(
                 link=ref if ref.startswith(("http://", "https://")) else None,
                 filename=header.filename if header.media_kind == "document" else None,
             )
-            parameter = {
-                "image": lambda: ImageParameter(image=media),
-                "video": lambda: VideoParameter(video=media),
-                "document": lambda: DocumentParameter(document=media),
-            }[header.media_kind or "image"]()
+            parameter: ImageParameter | VideoParameter | DocumentParameter
+            if header.media_kind == "video":
+                parameter = VideoParameter(video=media)
+            elif header.media_kind == "document":
+                parameter = DocumentParameter(document=media)
+            else:
+                parameter = ImageParameter(image=media)
             components.append(HeaderComponent(parameters=[parameter]))
     if spec.body:
         if isinstance(spec.body, dict):
@@ -87,10 +89,14 @@ def _template(
             else PayloadParameter(payload=render(button.payload or "", values))
         )
         components.append(
-            ButtonComponent(subType=button.sub_type, index=button.index, parameters=[button_parameter])
+            ButtonComponent(
+                subType=button.sub_type, index=button.index, parameters=[button_parameter]
+            )
         )
     return TemplateMessage(
-        template=Template(name=spec.name, language=Language(code=spec.language), components=components)
+        template=Template(
+            name=spec.name, language=Language(code=spec.language), components=components
+        )
     )
 
 

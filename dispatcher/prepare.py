@@ -102,7 +102,6 @@ def _prepare(
     reports_dir: Path | None,
 ) -> list[str]:
     spec = loaded.spec
-    source = spec.sender.source
     level = _level(client, spec)
     rate = level.messages_per_second
     audience = _load(loaded)
@@ -133,9 +132,7 @@ def _prepare(
             campaign.duplicates = duplicates
             campaign.rejects_path = str(rejects_path)
             campaign.prepared_at = datetime.now(UTC)
-            campaign.state = (
-                CampaignState.SENDING if batches else CampaignState.COMPLETED
-            )
+            campaign.state = CampaignState.SENDING if batches else CampaignState.COMPLETED
             if not batches:
                 campaign.finished_at = campaign.prepared_at
     except IntegrityError:
@@ -154,9 +151,10 @@ def _level(client: LinkClient, spec: CampaignSpec) -> Level:
         log.warning("phone number information unavailable (%s); assuming STANDARD", exc)
         return Level.STANDARD
     if info.overall_health_status == "BLOCKED" or info.number_can_send_messages == "BLOCKED":
-        reasons = "; ".join(
-            str(e.get("error_description", e)) for e in (info.errors or [])
-        ) or "no reason given"
+        reasons = (
+            "; ".join(str(e.get("error_description", e)) for e in (info.errors or []))
+            or "no reason given"
+        )
         raise CampaignSpecError("sender", [("sender.source", f"LINK reports BLOCKED: {reasons}")])
     return info.level if info.level is not Level.UNKNOWN else Level.STANDARD
 
@@ -234,7 +232,9 @@ def _compose(
         try:
             message = compose(spec, row.values, media_id)
         except MissingValue as exc:
-            rejects.append(Reject(row.file, row.line, f"missing value for '{exc.column}'", row.values))
+            rejects.append(
+                Reject(row.file, row.line, f"missing value for '{exc.column}'", row.values)
+            )
             continue
         composed.append(_Composed(person, message, content_key(message)))
     return composed, rejects

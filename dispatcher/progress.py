@@ -107,9 +107,7 @@ def complete_if_settled(session: Session, campaign_id: int) -> bool:
 
 
 def active_campaigns(session: Session) -> list[int]:
-    return list(
-        session.scalars(select(Campaign.id).where(Campaign.state == CampaignState.SENDING))
-    )
+    return list(session.scalars(select(Campaign.id).where(Campaign.state == CampaignState.SENDING)))
 
 
 def complete_if_settled_if_sending(session: Session, campaign_id: int) -> None:

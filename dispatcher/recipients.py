@@ -178,7 +178,9 @@ def _rows(
             continue  # blank lines are layout, not recipients
         raw = dict(zip(columns, cells, strict=False))
         if len(cells) != len(columns):
-            yield Reject(path, line, f"{len(cells)} fields where the header has {len(columns)}", raw)
+            yield Reject(
+                path, line, f"{len(cells)} fields where the header has {len(columns)}", raw
+            )
             continue
         yield _parse_row(path, line, raw, default_region)
 
@@ -191,7 +193,9 @@ def _first(raw: dict[str, str], names: tuple[str, ...]) -> str:
     return ""
 
 
-def _parse_row(path: Path, line: int, raw: dict[str, str], default_region: str | None) -> Row | Reject:
+def _parse_row(
+    path: Path, line: int, raw: dict[str, str], default_region: str | None
+) -> Row | Reject:
     phone = _first(raw, MSISDN_COLUMNS)
     bsuid_raw = _first(raw, BSUID_COLUMNS)
     parent_raw = _first(raw, PARENT_BSUID_COLUMNS)

@@ -80,6 +80,4 @@ class Throttle:
             waited += pause
 
     def reset(self, sender: str) -> None:
-        self._redis.delete(
-            f"{self._prefix}:{{{sender}}}:log", f"{self._prefix}:{{{sender}}}:meta"
-        )
+        self._redis.delete(f"{self._prefix}:{{{sender}}}:log", f"{self._prefix}:{{{sender}}}:meta")

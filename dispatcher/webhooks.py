@@ -36,30 +36,47 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(db: Database, *, token: str | None = None) -> Starlette:
     """The webhook ASGI app over ``db``; ``token`` is the shared secret (None = open)."""
+    receiver = _Receiver(db, token)
+    return Starlette(
+        routes=[
+            Route("/webhooks/link/dlr", receiver.dlr, methods=["POST"]),
+            Route("/webhooks/link/mo", receiver.mo, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+            Route("/campaigns/{campaign_id}", receiver.campaign_status, methods=["GET"]),
+        ]
+    )
 
-    def authorised(request: Request) -> bool:
-        if token is None:
+
+class _Receiver:
+    def __init__(self, db: Database, token: str | None) -> None:
+        self.db = db
+        self.token = token
+
+    def authorised(self, request: Request) -> bool:
+        if self.token is None:
             return True
         offered = request.headers.get("x-webhook-token") or request.query_params.get("token")
         if offered is None:
             offered = _basic_password(request.headers.get("authorization"))
-        return offered is not None and hmac.compare_digest(offered.encode(), token.encode())
+        return offered is not None and hmac.compare_digest(offered.encode(), self.token.encode())
 
-    async def receive(request: Request, kind: str, handle: Callable[[int, bytes], Any]) -> Response:
-        if not authorised(request):
+    async def receive(
+        self, request: Request, kind: str, handle: Callable[[int, bytes], Any]
+    ) -> Response:
+        if not self.authorised(request):
             return JSONResponse({"error": "unauthorised"}, status_code=401)
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return JSONResponse({"error": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413)
         try:
-            report_id = await run_in_threadpool(_store, db, kind, body)
+            report_id = await run_in_threadpool(_store, self.db, kind, body)
         except StorageError as exc:
             log.error("cannot store a %s callback: %s", kind, exc)
             return JSONResponse({"error": "storage unavailable, retry"}, status_code=503)
         try:
             await run_in_threadpool(handle, report_id, body)
         except tracking.InvalidReport as exc:
-            await run_in_threadpool(_mark_invalid, db, report_id, str(exc))
+            await run_in_threadpool(_mark_invalid, self.db, report_id, str(exc))
             return JSONResponse({"error": str(exc), "stored": report_id}, status_code=400)
         except StorageError as exc:
             # Stored but not applied: the sweep applies it later. The body is safe.
@@ -68,48 +85,39 @@ def create_app(db: Database, *, token: str | None = None) -> Starlette:
             log.exception("report %s stored, apply failed; the sweep retries it", report_id)
         return JSONResponse({"stored": report_id})
 
-    def handle_dlr(report_id: int, body: bytes) -> None:
+    def handle_dlr(self, report_id: int, body: bytes) -> None:
         dlrs = tracking.parse_dlrs(body)
-        with db.session() as session:
+        with self.db.session() as session:
             for dlr in dlrs:
                 tracking.apply_dlr(session, report_id, dlr)
 
-    def handle_mo(report_id: int, body: bytes) -> None:
+    def handle_mo(self, report_id: int, body: bytes) -> None:
         message = tracking.parse_incoming(body)
-        with db.session() as session:
+        with self.db.session() as session:
             tracking.apply_incoming(session, report_id, message)
 
-    async def dlr(request: Request) -> Response:
-        return await receive(request, "dlr", handle_dlr)
+    async def dlr(self, request: Request) -> Response:
+        return await self.receive(request, "dlr", self.handle_dlr)
 
-    async def mo(request: Request) -> Response:
-        return await receive(request, "mo", handle_mo)
+    async def mo(self, request: Request) -> Response:
+        return await self.receive(request, "mo", self.handle_mo)
 
-    async def healthz(_: Request) -> Response:
+    async def healthz(self, _: Request) -> Response:
         try:
-            await run_in_threadpool(_ping, db)
+            await run_in_threadpool(_ping, self.db)
         except StorageError as exc:
             return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    async def campaign_status(request: Request) -> Response:
+    async def campaign_status(self, request: Request) -> Response:
         try:
             campaign_id = int(request.path_params["campaign_id"])
         except ValueError:
             return JSONResponse({"error": "campaign id must be a number"}, status_code=400)
-        found = await run_in_threadpool(_progress, db, campaign_id)
+        found = await run_in_threadpool(_progress, self.db, campaign_id)
         if found is None:
             return JSONResponse({"error": "no such campaign"}, status_code=404)
         return JSONResponse(found)
-
-    return Starlette(
-        routes=[
-            Route("/webhooks/link/dlr", dlr, methods=["POST"]),
-            Route("/webhooks/link/mo", mo, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/campaigns/{campaign_id}", campaign_status, methods=["GET"]),
-        ]
-    )
 
 
 def _basic_password(header: str | None) -> str | None:

@@ -65,7 +65,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout_seconds: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, timeout_seconds: float = 20.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll ``url`` until it answers 200 (or fail, showing why)."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:

@@ -98,9 +98,7 @@ class LinkClient:
             )
         return answer
 
-    def upload_media(
-        self, *, source: str, content_type: str, filename: str, data: bytes
-    ) -> str:
+    def upload_media(self, *, source: str, content_type: str, filename: str, data: bytes) -> str:
         """``POST /media`` (multipart); returns the media id LINK answers as text/plain."""
         form = {
             "source": source,

@@ -8,11 +8,12 @@ from sqlalchemy import create_engine, pool
 from dispatcher.db.models import Base
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
-assert url, "the caller sets sqlalchemy.url"
 
 
 def run() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("migrations are run from dispatcher.db.migrate, which sets the URL")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(

@@ -38,7 +38,9 @@ def clean_env() -> dict[str, str]:
 @pytest.fixture()
 def campaign_dir(tmp_path: Path) -> Path:
     target = tmp_path / "example"
-    shutil.copytree(ROOT / "campaigns" / "example", target, ignore=shutil.ignore_patterns("reports"))
+    shutil.copytree(
+        ROOT / "campaigns" / "example", target, ignore=shutil.ignore_patterns("reports")
+    )
     return target
 
 
@@ -81,16 +83,32 @@ def stack(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str
         wait_http(f"http://127.0.0.1:{webhook_port}/healthz", process=webhook)
         gate = f"e2e-gate=http://127.0.0.1:{webhook_port}/webhooks/link/dlr?token={token}"
         simulator = start(
-            "simulate", dispatcher_command("simulate", "--port", str(simulator_port), "--gate", gate)
+            "simulate",
+            dispatcher_command("simulate", "--port", str(simulator_port), "--gate", gate),
         )
         wait_http(f"http://127.0.0.1:{simulator_port}/healthz", process=simulator)
         start(
             "worker",
             [
-                sys.executable, "-m", "celery", "-A", "workers", "worker", "--beat",
-                "--schedule", str(tmp_path / "beat-schedule"), "--pool", "threads",
-                "--concurrency", "4", "--queues", "prepare,send,dlr", "--loglevel", "INFO",
-                "--without-gossip", "--without-mingle",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                "worker",
+                "--beat",
+                "--schedule",
+                str(tmp_path / "beat-schedule"),
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
+                "--queues",
+                "prepare,send,dlr",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
             ],
         )
         yield env
@@ -123,9 +141,7 @@ def test_the_example_campaign_reaches_everyone_once_through_separate_workers(
     with engine.connect() as connection:
         campaign = connection.execute(select(Campaign)).one()
         statuses = dict(
-            connection.execute(
-                select(Message.status, func.count()).group_by(Message.status)
-            ).all()
+            connection.execute(select(Message.status, func.count()).group_by(Message.status)).all()
         )
         destinations = connection.execute(select(Message.destination)).scalars().all()
     engine.dispose()
@@ -173,7 +189,12 @@ def test_the_first_readme_command_runs_the_example_on_the_embedded_default(
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Mode: embedded" in run.stdout
     assert "(completed)" in run.stdout
-    for label, count in (("loaded", 200), ("rejected", 5), ("duplicates removed", 5), ("read", 190)):
+    for label, count in (
+        ("loaded", 200),
+        ("rejected", 5),
+        ("duplicates removed", 5),
+        ("read", 190),
+    ):
         assert any(
             line.split("│")[1].strip() == label and line.split("│")[2].strip() == str(count)
             for line in run.stdout.splitlines()

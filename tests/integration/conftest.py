@@ -39,7 +39,10 @@ def make_batch(db: Database, destinations: list[str], *, link_ids: list[str] | N
     """A sending campaign with one batch of ``destinations`` (submitted if ids are given)."""
     with db.session() as session:
         campaign = Campaign(
-            name="t", spec={}, spec_path="/dev/null", source="+4790000000",
+            name="t",
+            spec={},
+            spec_path="/dev/null",
+            source="+4790000000",
             state=CampaignState.SENDING,
         )
         session.add(campaign)
@@ -47,7 +50,10 @@ def make_batch(db: Database, destinations: list[str], *, link_ids: list[str] | N
         batch_id = f"c{campaign.id}-b000001"
         session.add(
             Batch(
-                id=batch_id, campaign_id=campaign.id, seq=1, payload={"messages": []},
+                id=batch_id,
+                campaign_id=campaign.id,
+                seq=1,
+                payload={"messages": []},
                 size=len(destinations),
                 state=BatchState.SUBMITTED if link_ids else BatchState.SUBMITTING,
             )
@@ -56,8 +62,13 @@ def make_batch(db: Database, destinations: list[str], *, link_ids: list[str] | N
         for position, destination in enumerate(destinations):
             session.add(
                 Message(
-                    campaign_id=campaign.id, identity_key=destination, destination=destination,
-                    source_line=position + 2, params={}, batch_id=batch_id, position=position,
+                    campaign_id=campaign.id,
+                    identity_key=destination,
+                    destination=destination,
+                    source_line=position + 2,
+                    params={},
+                    batch_id=batch_id,
+                    position=position,
                     link_message_id=link_ids[position] if link_ids else None,
                     status=MessageStatus.SUBMITTED if link_ids else MessageStatus.QUEUED,
                 )

@@ -23,7 +23,11 @@ EXPECTED = {
 def test_migrations_create_every_table_and_run_twice_harmlessly(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    url = (
+        f"sqlite:///{tmp_path / 'm.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
     migrate(url)
     migrate(url)
     engine = create_engine(url)

@@ -58,7 +58,11 @@ def test_a_failure_stores_the_whatsapp_error_code(db: Database) -> None:
         dlr("m1", 112403, description="(#131049) not delivered", custom={"metaErrorDetails": "x"}),
     )
     found = message(db, "+4791234567")
-    assert (found.status, found.result_code, found.whatsapp_error_code) == ("failed", 112403, 131049)
+    assert (found.status, found.result_code, found.whatsapp_error_code) == (
+        "failed",
+        112403,
+        131049,
+    )
 
 
 def test_a_report_that_outruns_its_message_id_is_applied_once_the_id_is_recorded(
@@ -77,8 +81,13 @@ def test_a_report_that_outruns_its_message_id_is_applied_once_the_id_is_recorded
 def test_a_failed_request_report_fails_every_message_of_the_batch(db: Database) -> None:
     batch_id = make_batch(db, ["+4791234567", "+4791234568"], link_ids=["m1", "m2"])
     body = json.dumps(
-        {"refId": batch_id, "messageType": "request", "messageIndex": -1, "resultCode": 112000,
-         "resultDescription": "Unknown error"}
+        {
+            "refId": batch_id,
+            "messageType": "request",
+            "messageIndex": -1,
+            "resultCode": 112000,
+            "resultDescription": "Unknown error",
+        }
     ).encode()
     receive(db, body)
     assert {message(db, d).status for d in ("+4791234567", "+4791234568")} == {"failed"}

@@ -28,9 +28,10 @@ SENT = {
 @pytest.fixture()
 def client(db: Database) -> Iterator[httpx.Client]:
     """The webhook app served over real HTTP on loopback."""
-    with ServerThread(create_app(db, token=TOKEN)) as server, httpx.Client(
-        base_url=server.url, timeout=10
-    ) as http:
+    with (
+        ServerThread(create_app(db, token=TOKEN)) as server,
+        httpx.Client(base_url=server.url, timeout=10) as http,
+    ):
         yield http
 
 
@@ -75,9 +76,13 @@ def test_an_unauthenticated_caller_is_refused_and_nothing_is_stored(
     assert stored(db) == []
 
 
-def test_basic_auth_with_the_token_as_password_is_accepted(client: httpx.Client, db: Database) -> None:
+def test_basic_auth_with_the_token_as_password_is_accepted(
+    client: httpx.Client, db: Database
+) -> None:
     auth = "Basic " + base64.b64encode(f"link:{TOKEN}".encode()).decode()
-    response = client.post("/webhooks/link/dlr", content=json.dumps(SENT), headers={"Authorization": auth})
+    response = client.post(
+        "/webhooks/link/dlr", content=json.dumps(SENT), headers={"Authorization": auth}
+    )
     assert response.status_code == 200
     assert stored(db)[0][0] == "unmatched"  # no message has id m1 in this test
 

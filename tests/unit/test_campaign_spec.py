@@ -23,7 +23,9 @@ recipients: people.csv
 """
 
 
-def write_campaign(folder: Path, spec: str, *, csv: str = "phone,first_name\n+4791234567,Ada\n") -> Path:
+def write_campaign(
+    folder: Path, spec: str, *, csv: str = "phone,first_name\n+4791234567,Ada\n"
+) -> Path:
     (folder / "campaign.yaml").write_text(spec, encoding="utf-8")
     (folder / "people.csv").write_text(csv, encoding="utf-8")
     (folder / "banner.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 10)
@@ -55,14 +57,19 @@ def test_a_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
     [
         (("name: hello", "name: ''"), "message.template.name"),
         (('source: "+4790000000"', 'source: "not a number"'), "sender.source"),
-        (("header: {image: banner.png}", "header: {image: banner.png, text: hi}"), "message.template.header"),
+        (
+            ("header: {image: banner.png}", "header: {image: banner.png, text: hi}"),
+            "message.template.header",
+        ),
         (("type: template", "type: carrier_pigeon"), "message"),
         (("recipients: people.csv", "recipients: people.csv\nbatch_size: 0"), "batch_size"),
         (("recipients: people.csv", "recipients: people.csv\npriority: URGENT"), "priority"),
         (("recipients: people.csv", "recipients: people.csv\ncolour: blue"), "colour"),
     ],
 )
-def test_an_invalid_spec_names_the_field(tmp_path: Path, change: tuple[str, str], field: str) -> None:
+def test_an_invalid_spec_names_the_field(
+    tmp_path: Path, change: tuple[str, str], field: str
+) -> None:
     spec = VALID.replace(*change)
     assert spec != VALID
     assert field in problems_of(write_campaign(tmp_path, spec))

@@ -8,7 +8,9 @@ from dispatcher.recipients import Row
 FILE = Path("people.csv")
 
 
-def row(line: int, msisdn: str | None = None, bsuid: str | None = None, parent: str | None = None) -> Row:
+def row(
+    line: int, msisdn: str | None = None, bsuid: str | None = None, parent: str | None = None
+) -> Row:
     return Row(FILE, line, msisdn, bsuid, parent, {"line": str(line)})
 
 

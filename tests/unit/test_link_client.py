@@ -126,19 +126,30 @@ def test_media_upload_is_multipart_and_returns_the_plain_text_id() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen["body"] = request.read()
         seen["type"] = request.headers["content-type"].encode()
-        return httpx.Response(200, text="1192798951408501\n", headers={"content-type": "text/plain"})
+        return httpx.Response(
+            200, text="1192798951408501\n", headers={"content-type": "text/plain"}
+        )
 
     media_id = client(handler).upload_media(
         source="+4790000000", content_type="image/png", filename="a.png", data=b"\x89PNG"
     )
     assert media_id == "1192798951408501"
     assert seen["type"].startswith(b"multipart/form-data")
-    for part in (b'name="mediaContentType"', b"image/png", b'name="platformPartnerId"', b'name="media"'):
+    for part in (
+        b'name="mediaContentType"',
+        b"image/png",
+        b'name="platformPartnerId"',
+        b'name="media"',
+    ):
         assert part in seen["body"]
 
 
 def test_a_media_error_carries_its_status_code() -> None:
-    body = {"status": 112502, "description": "Unsupported media type", "translatedDescription": None}
+    body = {
+        "status": 112502,
+        "description": "Unsupported media type",
+        "translatedDescription": None,
+    }
     with pytest.raises(LinkRequestError, match="Unsupported media type") as caught:
         client(lambda _: httpx.Response(400, json=body)).upload_media(
             source="+4790000000", content_type="image/gif", filename="a.gif", data=b"GIF"
