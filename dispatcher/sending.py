@@ -166,6 +166,29 @@ def _release(db: Database, batch_id: str, error: str) -> None:
         )
 
 
+def give_up(db: Database, batch_id: str, reason: str) -> None:
+    """Retries are exhausted and nothing was ever sent: its people are reported unsent."""
+    with db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.state == BatchState.PENDING)
+            .values(state=BatchState.REJECTED, error=reason[:2000])
+        )
+        session.execute(
+            update(Message)
+            .where(
+                Message.batch_id == batch_id,
+                Message.status.in_(predecessors(MessageStatus.FAILED)),
+                Message.submitted_at.is_(None),
+            )
+            .values(
+                status=MessageStatus.FAILED,
+                result_description=f"not sent: {reason}"[:1000],
+                failed_at=datetime.now(UTC),
+            )
+        )
+
+
 def _set_state(
     db: Database, batch_id: str, state: BatchState, error: str, result_code: int | None
 ) -> None:

@@ -67,10 +67,13 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
 @app.task(name="workers.tasks.send_batch", bind=True, max_retries=len(RETRY_DELAYS_SECONDS))
 def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str:
     """Send one batch; retried (later) only when nothing was sent."""
-    outcome = sending.send_batch(context(), batch_id)
+    ctx = context()
+    outcome = sending.send_batch(ctx, batch_id)
     if outcome is sending.Outcome.RETRY:
-        delay = RETRY_DELAYS_SECONDS[min(self.request.retries, len(RETRY_DELAYS_SECONDS) - 1)]
-        raise self.retry(countdown=delay)
+        if self.request.retries >= len(RETRY_DELAYS_SECONDS):
+            sending.give_up(ctx.db, batch_id, f"LINK unreachable after {self.request.retries + 1} tries")
+            return "gave_up"
+        raise self.retry(countdown=RETRY_DELAYS_SECONDS[self.request.retries])
     return outcome.value
 
 

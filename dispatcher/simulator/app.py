@@ -83,6 +83,8 @@ async def send_messages(request: Request) -> Response:
         parsed = parse_message_request(body)
     except SchemaError as error:
         return _refuse(simulator, VALIDATION_ERROR, str(error))
+    except RecursionError:
+        return _refuse(simulator, VALIDATION_ERROR, "request is nested too deeply")
     if not simulator.allows(parsed.platform_id, parsed.platform_partner_id):
         return _refuse(simulator, NO_ACCESS, _PLATFORM_REFUSED)
     if simulator.draw_server_error():

@@ -54,7 +54,12 @@ class Simulator:
         await self.callbacks.stop()
 
     def reset(self) -> None:
-        """Forget every request, upload, contact and pending callback (for tests)."""
+        """Forget every request, upload, contact and pending callback (for tests).
+
+        The RNG restarts from ``seed`` so a reset run replays the same fates; message ids stay
+        unique because their counter keeps running.
+        """
+        self._rng.seed(self.config.seed)
         self._books = Accounting()
         self._contacts.clear()
         self.callbacks.reset()

@@ -62,7 +62,7 @@ def parse_message_request(body: object) -> ParsedRequest:
     platform_partner_id = _required_str(body, "platformPartnerId")
     ref_id = _required_str(body, "refId")
     priority = body.get("priority")
-    if priority not in PRIORITIES:
+    if not isinstance(priority, str) or priority not in PRIORITIES:
         raise SchemaError("priority", "is required and must be one of LOW, NORMAL, HIGH")
     source = _required_str(body, "source")
     if not MSISDN_RE.fullmatch(source):
@@ -88,7 +88,8 @@ def _required_str(body: JsonObject, name: str) -> str:
 
 
 def _check_optional_fields(body: JsonObject) -> None:
-    # Optional fields may be absent or null (LINK's JSON binding treats both alike).
+    # Optional fields may be absent or null: the seed marks them "Required: No" and never
+    # says that null is refused.
     for name in _OPTIONAL_STRINGS:
         if body.get(name) is not None and not isinstance(body[name], str):
             raise SchemaError(name, "must be a string")
@@ -250,7 +251,10 @@ def _components(components: object, path: str) -> None:
             if kind in _TEMPLATE_MEDIA:
                 media_path = f"{parameter_path}.{kind}"
                 _media_object(_object(parameter, kind, parameter_path), media_path)
-        for number, card in enumerate(component.get("cards") or []):
+        cards = component.get("cards", [])
+        if not isinstance(cards, list):
+            raise SchemaError(f"{component_path}.cards", "must be a list of objects")
+        for number, card in enumerate(cards):
             card_path = f"{component_path}.cards[{number}]"
             if not isinstance(card, dict):
                 raise SchemaError(card_path, "must be an object")
@@ -305,8 +309,8 @@ def _check_interactive(message: JsonObject, path: str) -> None:
     if "body" in interactive:
         _text(_object(interactive, "body", interactive_path), "text", f"{interactive_path}.body")
     header = interactive.get("header")
-    if isinstance(header, dict) and header.get("type") in _TEMPLATE_MEDIA:
-        kind = header["type"]
+    kind = header.get("type") if isinstance(header, dict) else None
+    if isinstance(kind, str) and kind in _TEMPLATE_MEDIA:
         header_path = f"{interactive_path}.header"
         # Seed 'Interactive media': links may be provider-prefixed, so no scheme check here.
         _media_object(_object(header, kind, header_path), f"{header_path}.{kind}", False)

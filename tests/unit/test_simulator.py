@@ -157,6 +157,7 @@ SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], str]] = [
     ("source-not-msisdn", {"source": "LINK"}, "source"),
     ("missing-priority", {"priority": DROP}, "priority"),
     ("unknown-priority", {"priority": "URGENT"}, "priority"),
+    ("priority-not-string", {"priority": ["NORMAL"]}, "priority"),
     ("missing-destinations", {"destinations": DROP}, "destinations"),
     ("empty-destinations", {"destinations": []}, "destinations"),
     ("destinations-not-list", {"destinations": "+46701234567"}, "destinations"),
@@ -201,6 +202,11 @@ SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], str]] = [
         ),
         "messages[0].template.components[0].parameters[0].image",
     ),
+    (
+        "template-cards-not-list",
+        _with_message(template_message(components=[{"type": "carousel", "cards": 5}])),
+        "messages[0].template.components[0].cards",
+    ),
     ("text-without-body", _with_message({"type": "text", "text": {}}), "messages[0].text.body"),
     (
         "text-preview-not-boolean",
@@ -237,6 +243,30 @@ SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], str]] = [
     (
         "interactive-without-action",
         _with_message({"type": "interactive", "interactive": {"type": "list"}}),
+        "messages[0].interactive.action",
+    ),
+    (
+        "interactive-header-media-without-id-or-link",
+        _with_message(
+            {
+                "type": "interactive",
+                "interactive": {
+                    "type": "button",
+                    "header": {"type": "image", "image": {}},
+                    "action": {},
+                },
+            }
+        ),
+        "messages[0].interactive.header.image",
+    ),
+    (
+        "interactive-header-type-not-string",
+        _with_message(
+            {
+                "type": "interactive",
+                "interactive": {"type": "button", "header": {"type": ["image"]}, "action": 1},
+            }
+        ),
         "messages[0].interactive.action",
     ),
     ("platformServiceId-not-string", {"platformServiceId": 7}, "platformServiceId"),
