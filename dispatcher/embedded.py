@@ -170,29 +170,11 @@ class EmbeddedStack:
         env = {**os.environ, **self.env}
         with log_path.open("ab") as log:
             self._worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "workers",
-                    "worker",
-                    "--pool",
-                    "threads",
-                    "--concurrency",
-                    str(self.worker_concurrency),
-                    "--queues",
-                    "prepare,send,dlr",
-                    "--beat",
-                    "--schedule",
-                    str(self.state_dir / "beat-schedule"),
-                    "--hostname",
-                    f"embedded-{os.getpid()}@%h",
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
+                worker_command(
+                    self.state_dir / "beat-schedule",
+                    concurrency=self.worker_concurrency,
+                    hostname=f"embedded-{os.getpid()}@%h",
+                ),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -210,6 +192,20 @@ class EmbeddedStack:
         if self.simulator is None:
             return 0
         return int(self._simulator_app.state.simulator.stats()["callbacks"]["pending"])
+
+
+def worker_command(
+    beat_schedule: Path, *, concurrency: int, hostname: str, loglevel: str = "WARNING"
+) -> list[str]:
+    """A Celery worker on every queue, with beat for the periodic report sweep."""
+    return [
+        sys.executable, "-m", "celery", "-A", "workers", "worker",
+        "--pool", "threads", "--concurrency", str(concurrency),
+        "--queues", "prepare,send,dlr",
+        "--beat", "--schedule", str(beat_schedule),
+        "--hostname", hostname, "--loglevel", loglevel,
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
 
 
 def _terminate(process: subprocess.Popen[bytes], sig: int, timeout_seconds: float) -> None:

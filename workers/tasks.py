@@ -71,7 +71,9 @@ def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str
     outcome = sending.send_batch(ctx, batch_id)
     if outcome is sending.Outcome.RETRY:
         if self.request.retries >= len(RETRY_DELAYS_SECONDS):
-            sending.give_up(ctx.db, batch_id, f"LINK unreachable after {self.request.retries + 1} tries")
+            sending.give_up(
+                ctx.db, batch_id, f"LINK unreachable after {self.request.retries + 1} tries"
+            )
             return "gave_up"
         raise self.retry(countdown=RETRY_DELAYS_SECONDS[self.request.retries])
     return outcome.value

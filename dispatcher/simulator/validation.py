@@ -309,7 +309,9 @@ def _check_interactive(message: JsonObject, path: str) -> None:
     if "body" in interactive:
         _text(_object(interactive, "body", interactive_path), "text", f"{interactive_path}.body")
     header = interactive.get("header")
-    kind = header.get("type") if isinstance(header, dict) else None
+    if not isinstance(header, dict):
+        return
+    kind = header.get("type")
     if isinstance(kind, str) and kind in _TEMPLATE_MEDIA:
         header_path = f"{interactive_path}.header"
         # Seed 'Interactive media': links may be provider-prefixed, so no scheme check here.

@@ -79,7 +79,8 @@ class WebhookClient:
                 try:
                     return await self._exchange(target, body)
                 except (asyncio.IncompleteReadError, ConnectionError) as error:
-                    if not reused or getattr(error, "partial", b""):
+                    answered = isinstance(error, asyncio.IncompleteReadError) and error.partial
+                    if not reused or answered:
                         raise
                 # The server closed the idle keep-alive connection before reading this request.
                 await self._connect(origin)

@@ -11,7 +11,6 @@ import csv
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from dispatcher.db import Campaign, Message, migrate
+from dispatcher.embedded import worker_command
 from dispatcher.status import SETTLED
 from tests.conftest import ROOT, dispatcher_command, free_port, wait_http
 
@@ -89,27 +89,9 @@ def stack(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str
         wait_http(f"http://127.0.0.1:{simulator_port}/healthz", process=simulator)
         start(
             "worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers",
-                "worker",
-                "--beat",
-                "--schedule",
-                str(tmp_path / "beat-schedule"),
-                "--pool",
-                "threads",
-                "--concurrency",
-                "4",
-                "--queues",
-                "prepare,send,dlr",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            worker_command(
+                tmp_path / "beat-schedule", concurrency=4, hostname="e2e@%h", loglevel="INFO"
+            ),
         )
         yield env
     finally:

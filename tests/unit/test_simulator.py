@@ -26,6 +26,7 @@ from dispatcher.simulator.identity import derive_bsuids
 
 AUTH = ("demo", "demo")
 SOURCE = "+4670000000"
+NO_AUTH = httpx.Auth()  # the base flow sends requests as they are
 DROP = object()  # marks a key to remove from the valid request
 
 
@@ -77,7 +78,7 @@ async def asgi_client(config: SimulatorConfig | None = None) -> AsyncIterator[ht
 
 
 async def stats_of(client: httpx.AsyncClient) -> dict[str, Any]:
-    stats: dict[str, Any] = (await client.get("/_simulator/stats", auth=None)).json()
+    stats: dict[str, Any] = (await client.get("/_simulator/stats", auth=NO_AUTH)).json()
     return stats
 
 
@@ -99,7 +100,7 @@ async def test_request_without_valid_auth_header_is_refused_with_112400(header: 
     async with asgi_client() as client:
         headers = {"Authorization": header} if header else {}
         response = await client.post(
-            "/messages", json=message_request(), headers=headers, auth=None
+            "/messages", json=message_request(), headers=headers, auth=NO_AUTH
         )
         if header is None:
             assert "authorization" not in response.request.headers
@@ -401,7 +402,7 @@ async def test_stats_count_requests_messages_destinations_and_ref_ids() -> None:
             json=message_request(destinations=["+46701234567", "46701234568"], refId="a"),
         )
         await client.post("/messages", json=message_request(refId="a"))
-        stats = (await client.get("/_simulator/stats", auth=None)).json()
+        stats = (await client.get("/_simulator/stats", auth=NO_AUTH)).json()
     assert stats["requests"] == 2
     assert stats["accepted_messages"] == 3
     assert stats["destinations"] == {"+46701234567": 2, "+46701234568": 1}
@@ -447,8 +448,8 @@ def test_derived_bsuids_have_the_document_format_and_region() -> None:
 async def test_reset_clears_all_state() -> None:
     async with asgi_client() as client:
         await client.post("/messages", json=message_request())
-        await client.post("/messages", json={}, auth=None)
-        response = await client.post("/_simulator/reset", auth=None)
+        await client.post("/messages", json={}, auth=NO_AUTH)
+        response = await client.post("/_simulator/reset", auth=NO_AUTH)
         stats = await stats_of(client)
     assert response.status_code == 200
     assert stats["requests"] == 0
@@ -459,7 +460,7 @@ async def test_reset_clears_all_state() -> None:
 @pytest.mark.anyio
 async def test_healthz_answers_ok() -> None:
     async with asgi_client() as client:
-        response = await client.get("/healthz", auth=None)
+        response = await client.get("/healthz", auth=NO_AUTH)
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
@@ -508,7 +509,7 @@ async def test_media_upload_returns_a_numeric_id_as_plain_text_and_is_remembered
 
 
 MEDIA_ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], int, int]] = [
-    ("no-auth", {"auth": None}, {}, 401, 112400),
+    ("no-auth", {"auth": NO_AUTH}, {}, 401, 112400),
     ("wrong-credentials", {"auth": ("demo", "x")}, {}, 403, 112401),
     *[
         (f"missing-{name}", {}, {"data": media_form(**{name: DROP})}, 400, 112402)
@@ -578,8 +579,8 @@ PHONE_INFO_KEYS = {
 async def test_phone_number_information_reports_health_as_documented(
     health: str, extra_keys: set[str]
 ) -> None:
-    config = SimulatorConfig(
-        health_status=health, levels={SOURCE: "HIGH"}, messaging_tier="TIER_10K"
+    config = SimulatorConfig.model_validate(
+        {"health_status": health, "levels": {SOURCE: "HIGH"}, "messaging_tier": "TIER_10K"}
     )
     async with asgi_client(config) as client:
         response = await client.get(f"/platformId/p/platformPartnerId/pp/source/{SOURCE}")
@@ -602,7 +603,7 @@ async def test_phone_number_information_reports_health_as_documented(
 async def test_phone_number_information_requires_auth() -> None:
     async with asgi_client() as client:
         response = await client.get(
-            f"/platformId/p/platformPartnerId/pp/source/{SOURCE}", auth=None
+            f"/platformId/p/platformPartnerId/pp/source/{SOURCE}", auth=NO_AUTH
         )
     assert response.status_code == 401
     assert response.json()["resultCode"] == 112400
