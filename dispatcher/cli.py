@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,6 +21,7 @@ from dispatcher.console import FollowTimeout, follow, summary
 from dispatcher.db import Campaign, Database, migrate
 from dispatcher.errors import CampaignSpecError, ConfigurationError, DispatcherError
 from dispatcher.launch import create_campaign
+from dispatcher.reports import write_outcomes
 from dispatcher.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -194,6 +196,26 @@ def status(
             str(p.failed),
         )
     console.print(table)
+
+
+@app.command()
+@friendly
+def report(
+    campaign_id: Annotated[int, typer.Argument(help="the campaign")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file; else stdout")] = None,
+) -> None:
+    """Per-recipient outcome CSV: status, LINK result code, WhatsApp error code, times."""
+    db = Database(local_database_url(get_settings()))
+    with db.session() as session:
+        if session.get(Campaign, campaign_id) is None:
+            raise DispatcherError(f"no campaign {campaign_id}")
+        rows = progress.outcomes(session, campaign_id)
+        if output is None:
+            write_outcomes(sys.stdout, rows)
+            return
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            count = write_outcomes(handle, rows)
+    console.print(f"{count} recipients written to {output}")
 
 
 @app.command()

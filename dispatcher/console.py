@@ -77,17 +77,17 @@ def summary(progress: CampaignProgress) -> Table:
     table = Table(title=f"Campaign {progress.campaign_id}: {progress.name} ({progress.state})")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
-    table.add_column("note")
+    table.add_column("note", overflow="fold")
     rows: list[tuple[str, int, str]] = [
         ("loaded", progress.loaded, "data rows read"),
-        ("rejected", progress.rejected, progress.rejects_path or ""),
+        ("rejected", progress.rejected, "rows in the rejects file below"),
         ("duplicates removed", progress.duplicates, "same person listed again"),
         ("people", progress.messages, "one message each"),
         ("submitted", progress.submitted, "accepted by LINK"),
         ("sent", progress.sent, ""),
         ("delivered", progress.delivered, ""),
         ("read", progress.read, ""),
-        ("failed", progress.failed, "see the report for reasons"),
+        ("failed", progress.failed, f"reasons: dispatcher report {progress.campaign_id}"),
     ]
     if progress.in_doubt_batches:
         rows.append(("in doubt (batches)", progress.in_doubt_batches, "settled by DLRs only"))
@@ -95,4 +95,6 @@ def summary(progress: CampaignProgress) -> Table:
         rows.append(("awaiting report", progress.unsettled, ""))
     for label, count, note in rows:
         table.add_row(label, str(count), note)
+    if progress.rejects_path:
+        table.caption = f"Rejects: {progress.rejects_path}"
     return table

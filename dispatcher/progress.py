@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -115,3 +116,29 @@ def complete_if_settled_if_sending(session: Session, campaign_id: int) -> None:
     state = session.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
     if state == CampaignState.SENDING:
         complete_if_settled(session, campaign_id)
+
+
+def outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]:
+    """Every message of a campaign in ``reports.OUTCOME_COLUMNS`` order, by CSV line."""
+    rows = session.execute(
+        select(
+            Message.source_line,
+            Message.destination,
+            Message.status,
+            Message.result_code,
+            Message.whatsapp_error_code,
+            Message.result_description,
+            Message.batch_id,
+            Message.link_message_id,
+            Message.submitted_at,
+            Message.sent_at,
+            Message.delivered_at,
+            Message.read_at,
+            Message.failed_at,
+        )
+        .where(Message.campaign_id == campaign_id)
+        .order_by(Message.source_line)
+        .execution_options(yield_per=1000)
+    )
+    for row in rows:
+        yield tuple(row)

@@ -1,4 +1,4 @@
-"""Files people open: the rejects report (and later the per-recipient report).
+"""Files people open: the rejects report and the per-recipient outcome report.
 
 Cells that a spreadsheet would run as a formula are prefixed with a quote, so a
 crafted CSV value cannot execute when the report is opened.
@@ -7,8 +7,9 @@ crafted CSV value cannot execute when the report is opened.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from dispatcher.recipients import Reject
 
@@ -42,3 +43,31 @@ def write_rejects(path: Path, rejects: Iterable[Reject]) -> int:
                 ]
             )
     return len(rejects)
+
+
+OUTCOME_COLUMNS = (
+    "line",
+    "destination",
+    "status",
+    "result_code",
+    "whatsapp_error_code",
+    "result_description",
+    "batch",
+    "message_id",
+    "submitted_at",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "failed_at",
+)
+
+
+def write_outcomes(handle: TextIO, rows: Iterable[Sequence[object]]) -> int:
+    """The per-recipient outcome CSV: one row per person, in ``OUTCOME_COLUMNS`` order."""
+    writer = csv.writer(handle)
+    writer.writerow(OUTCOME_COLUMNS)
+    count = 0
+    for row in rows:
+        writer.writerow([safe_cell("" if v is None else str(v)) for v in row])
+        count += 1
+    return count

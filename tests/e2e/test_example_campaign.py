@@ -144,6 +144,19 @@ def test_the_example_campaign_reaches_everyone_once_through_separate_workers(
     assert max(stats["max_per_second"].values()) <= 80
     assert stats["callbacks"]["pending"] == 0
 
+    report = subprocess.run(
+        dispatcher_command("report", str(campaign.id)),
+        env=stack,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    outcomes = list(csv.DictReader(report.stdout.splitlines()))
+    assert len(outcomes) == 190
+    failures = [o for o in outcomes if o["status"] == "failed"]
+    assert failures and all(o["result_code"] and o["result_description"] for o in failures)
+
     rejects_path = tmp_path / "reports" / f"campaign-{campaign.id}" / "rejects.csv"
     with rejects_path.open(encoding="utf-8") as handle:
         rejects = list(csv.DictReader(handle))
