@@ -26,6 +26,8 @@ from dispatcher.errors import (
     CampaignSpecError,
     DispatcherError,
     LinkError,
+    LinkRequestError,
+    LinkTransientError,
     MediaError,
     RecipientsError,
 )
@@ -147,7 +149,9 @@ def _level(client: LinkClient, spec: CampaignSpec) -> Level:
         return spec.sender.level
     try:
         info = client.phone_number_info(spec.sender.source)
-    except LinkError as exc:
+    except (LinkTransientError, LinkRequestError) as exc:
+        # Not fatal: LINK rate-limits this API. STANDARD is the safe assumption; bad
+        # credentials (LinkAuthError) do stop the campaign, since no send would work.
         log.warning("phone number information unavailable (%s); assuming STANDARD", exc)
         return Level.STANDARD
     if info.overall_health_status == "BLOCKED" or info.number_can_send_messages == "BLOCKED":

@@ -25,6 +25,7 @@ from dispatcher.errors import (
     LinkInDoubtError,
     LinkRequestError,
     LinkTransientError,
+    StorageError,
 )
 from dispatcher.link.client import LinkClient
 from dispatcher.link.models import Level, MessageRequest, MessageResponse
@@ -58,7 +59,11 @@ def send_batch(ctx: SendContext, batch_id: str) -> Outcome:
         return claim
     request, rate = claim
     weight = len(request.destinations) * len(request.messages)
-    grant = ctx.throttle.acquire(request.source, weight, rate)
+    try:
+        grant = ctx.throttle.acquire(request.source, weight, rate)
+    except StorageError as exc:
+        _release(ctx.db, batch_id, str(exc))  # nothing left: the batch may be claimed again
+        return Outcome.RETRY
     if grant.waited_seconds > 1:
         log.debug("batch %s waited %.2fs for capacity", batch_id, grant.waited_seconds)
     try:
