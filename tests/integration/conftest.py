@@ -27,12 +27,18 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     else:
         url = request.getfixturevalue("migrated_pg")
     database = Database(url)
+    if request.param == "postgresql":
+        _truncate(database)  # the shared database may hold other tests' rows
     yield database
     if request.param == "postgresql":
-        tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-        with database.session() as session:
-            session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        _truncate(database)
     database.dispose()
+
+
+def _truncate(database: Database) -> None:
+    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+    with database.session() as session:
+        session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 def make_batch(db: Database, destinations: list[str], *, link_ids: list[str] | None = None) -> str:

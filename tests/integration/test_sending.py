@@ -76,7 +76,9 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
 def states(db: Database, batch_id: str) -> tuple[str, set[str], set[str | None]]:
     with db.session() as session:
         batch_state = session.scalar(select(Batch.state).where(Batch.id == batch_id))
-        rows = session.execute(select(Message.status, Message.link_message_id)).all()
+        rows = session.execute(
+            select(Message.status, Message.link_message_id).where(Message.batch_id == batch_id)
+        ).all()
     return str(batch_state), {r[0] for r in rows}, {r[1] for r in rows}
 
 
