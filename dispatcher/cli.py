@@ -235,7 +235,14 @@ def serve(
     token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
     if token is None:
         console.print("[yellow]WEBHOOK_TOKEN is not set: the webhooks accept any caller.[/]")
-    uvicorn.run(create_app(Database(url), token=token), host=host, port=port, log_level="info")
+    # No access log: callers may put the token in the URL, and paths can name numbers.
+    uvicorn.run(
+        create_app(Database(url), token=token),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+    )
 
 
 @app.command()
@@ -266,7 +273,7 @@ def simulate(
         f"LINK simulator on http://{host}:{port} (user {config.username!r}, "
         f"gates {', '.join(config.gates) or 'none'})"
     )
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command("migrate")

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
 
+from dispatcher.db import Database
 from dispatcher.db.models import Media
+from dispatcher.dbutil import insert_ignoring_duplicates
 from dispatcher.errors import LinkError, MediaError
 from dispatcher.link.client import LinkClient
 
@@ -111,14 +112,20 @@ def read_media(path: Path, kind: str) -> MediaFile:
     return MediaFile(path, content_type, hashlib.sha256(data).hexdigest(), data)
 
 
-def media_id_for(session: Session, client: LinkClient, source: str, media: MediaFile) -> str:
-    """The media id for this file and sender: cached if still valid, else uploaded."""
-    cached = session.scalar(
-        select(Media).where(Media.sha256 == media.sha256, Media.source == source)
-    )
+def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile) -> str:
+    """The media id for this file and sender: cached if still valid, else uploaded.
+
+    The upload runs outside any transaction (it may take a while, and SQLite has a
+    single writer); two campaigns uploading the same file at once both succeed, and
+    the later one keeps the earlier's cached id.
+    """
     now = datetime.now(UTC)
-    if cached is not None and _aware(cached.uploaded_at) > now - MEDIA_ID_VALID_FOR:
-        return cached.media_id
+    with db.session() as session:
+        cached = session.scalar(
+            select(Media).where(Media.sha256 == media.sha256, Media.source == source)
+        )
+        if cached is not None and _aware(cached.uploaded_at) > now - MEDIA_ID_VALID_FOR:
+            return cached.media_id
     try:
         media_id = client.upload_media(
             source=source,
@@ -128,19 +135,23 @@ def media_id_for(session: Session, client: LinkClient, source: str, media: Media
         )
     except LinkError as exc:
         raise MediaError(f"LINK refused the upload of {media.path.name}: {exc}") from exc
-    if cached is None:
-        session.add(
-            Media(
-                sha256=media.sha256,
-                source=source,
-                content_type=media.content_type,
-                size=len(media.data),
-                media_id=media_id,
+    with db.session() as session:
+        row = {
+            "sha256": media.sha256,
+            "source": source,
+            "content_type": media.content_type,
+            "size": len(media.data),
+            "media_id": media_id,
+            "uploaded_at": now,
+        }
+        if cached is None:
+            insert_ignoring_duplicates(session, Media.__table__, [row])  # type: ignore[arg-type]
+        else:
+            session.execute(
+                update(Media)
+                .where(Media.sha256 == media.sha256, Media.source == source)
+                .values(media_id=media_id, uploaded_at=now)
             )
-        )
-    else:
-        cached.media_id, cached.uploaded_at = media_id, now
-    session.flush()
     return media_id
 
 

@@ -25,11 +25,8 @@ from dispatcher.db import Batch, Campaign, Database, Message, Suppression
 from dispatcher.errors import (
     CampaignSpecError,
     DispatcherError,
-    LinkError,
     LinkRequestError,
     LinkTransientError,
-    MediaError,
-    RecipientsError,
 )
 from dispatcher.identity import Person, resolve
 from dispatcher.link.client import LinkClient
@@ -75,7 +72,7 @@ def prepare_campaign(
         loaded = LoadedCampaign(spec=spec, spec_path=Path(campaign.spec_path))
     try:
         return _prepare(db, client, campaign_id, loaded, reports_dir)
-    except (CampaignSpecError, RecipientsError, MediaError, LinkError) as exc:
+    except DispatcherError as exc:
         log.warning("campaign %s cannot start: %s", campaign_id, exc)
         with db.session() as session:
             failed = session.get(Campaign, campaign_id)
@@ -110,7 +107,7 @@ def _prepare(
     with db.session() as session:
         audience = _drop_suppressed(session, audience)
         people = resolve(audience.rows, book.lookup(session, _identifiers(audience.rows)))
-        media_id = _media_id(session, client, loaded)
+    media_id = _media_id(db, client, loaded)
     duplicates = len(audience.rows) - len(people)
     messages, rejects = _compose(spec, people, media_id)
     rejects = audience.rejects + rejects
@@ -137,7 +134,13 @@ def _prepare(
             campaign.state = CampaignState.SENDING if batches else CampaignState.COMPLETED
             if not batches:
                 campaign.finished_at = campaign.prepared_at
-    except IntegrityError:
+    except IntegrityError as exc:
+        # Either a concurrent delivery of this task prepared it first (the campaign is
+        # now sending), or something is genuinely wrong: then say so on the campaign.
+        with db.session() as session:
+            campaign = session.get(Campaign, campaign_id)
+            if campaign is not None and campaign.state == CampaignState.PREPARING:
+                raise DispatcherError(f"could not store the batches: {exc.orig}") from exc
         log.info("campaign %s was prepared concurrently", campaign_id)
         return []
     return [batch_id for batch_id, _, _ in batches]
@@ -208,7 +211,7 @@ def _drop_suppressed(session: Session, audience: Audience) -> Audience:
     return kept
 
 
-def _media_id(session: Session, client: LinkClient, loaded: LoadedCampaign) -> str | None:
+def _media_id(db: Database, client: LinkClient, loaded: LoadedCampaign) -> str | None:
     path = loaded.media_file()
     if path is None:
         return None
@@ -216,7 +219,7 @@ def _media_id(session: Session, client: LinkClient, loaded: LoadedCampaign) -> s
     kind = "image"
     if isinstance(message, TemplateMessageSpec) and message.template.header:
         kind = message.template.header.media_kind or kind
-    return media_id_for(session, client, loaded.spec.sender.source, read_media(path, kind))
+    return media_id_for(db, client, loaded.spec.sender.source, read_media(path, kind))
 
 
 @dataclass(slots=True)

@@ -72,10 +72,10 @@ def normalise_msisdn(raw: str, region: str | None) -> str | None:
     """
     text = raw.strip()
     if _SCIENTIFIC.match(text):
-        try:
-            text = format(Decimal(text.lstrip("+").replace(",", ".")), "f").split(".")[0]
-        except InvalidOperation:
+        expanded = _from_scientific(text)
+        if expanded is None:
             return None
+        text = expanded
     text = _PHONE_NOISE.sub("", text)
     if text.startswith("00"):
         text = "+" + text[2:]
@@ -90,6 +90,27 @@ def normalise_msisdn(raw: str, region: str | None) -> str | None:
         if phonenumbers.is_valid_number(number):
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
+
+
+def _from_scientific(text: str) -> str | None:
+    """Digits of a number Excel displayed as ``4.791234567E+09``, if none were lost.
+
+    ``4.6701234E+10`` stands for some number 467012340xx whose last digits Excel
+    dropped; padding with zeros would message a stranger, so it is refused.
+    """
+    try:
+        value = Decimal(text.lstrip("+").replace(",", "."))
+    except InvalidOperation:
+        return None
+    if value != value.to_integral_value():
+        return None
+    digits = format(value, "f").split(".")[0]
+    significant = len(value.normalize().as_tuple().digits)
+    mantissa = text.lstrip("+").upper().split("E")[0].replace(",", ".")
+    written = len(mantissa.replace(".", "").lstrip("0"))
+    if written < len(digits) and significant <= written:
+        return None  # trailing digits were rounded away
+    return digits
 
 
 def classify_bsuid(raw: str) -> tuple[str | None, str | None]:
@@ -177,6 +198,13 @@ def _rows(
         if not any(cell.strip() for cell in cells):
             continue  # blank lines are layout, not recipients
         raw = dict(zip(columns, cells, strict=False))
+        if line_end > line and any("\n" in cell or "\r" in cell for cell in cells):
+            # Usually a quote left open, which swallows the rows after it; template
+            # parameters cannot hold line breaks anyway (Meta rejects them).
+            yield Reject(
+                path, line, f"a field spans lines {line}-{line_end} (a quote left open?)", raw
+            )
+            continue
         if len(cells) != len(columns):
             yield Reject(
                 path, line, f"{len(cells)} fields where the header has {len(columns)}", raw

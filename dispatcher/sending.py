@@ -1,10 +1,10 @@
 """Sending one batch: claim it, wait for the sender's capacity, POST it, record ids.
 
-Crash safety (ARCHITECTURE): the batch is marked ``submitting`` in its own committed
-transaction before the request leaves. A task that finds its batch already
-``submitting`` is a redelivery after a crash mid-request: it marks the batch
-``in_doubt`` instead of sending it again. DLRs carrying the refId settle in-doubt
-messages (``tracking``).
+Crash safety (ARCHITECTURE): the batch is marked ``submitting`` (with the id of the task
+delivery that claimed it) in its own committed transaction just before the request
+leaves. The same task delivered again and finding its own claim is a redelivery after a
+crash mid-request: it marks the batch ``in_doubt`` instead of sending it again. DLRs
+carrying the refId settle in-doubt messages (``tracking``).
 """
 
 from __future__ import annotations
@@ -53,19 +53,26 @@ class SendContext:
     event_report_gate: str | None
 
 
-def send_batch(ctx: SendContext, batch_id: str) -> Outcome:
-    claim = _claim(ctx, batch_id)
-    if isinstance(claim, Outcome):
-        return claim
-    request, rate = claim
-    weight = len(request.destinations) * len(request.messages)
+def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
+    """Send one batch. ``claimer`` identifies this delivery of the task (its task id):
+    a redelivery of the same task finds its own claim, a duplicate task finds another's.
+    """
+    peek = _peek(ctx, batch_id, claimer)
+    if isinstance(peek, Outcome):
+        return peek
+    source, weight, rate = peek
+    # Capacity first, claim second: the claim is committed just before the request
+    # leaves, so a worker killed while waiting for capacity leaves a plain pending batch.
     try:
-        grant = ctx.throttle.acquire(request.source, weight, rate)
+        grant = ctx.throttle.acquire(source, weight, rate)
     except StorageError as exc:
-        _release(ctx.db, batch_id, str(exc))  # nothing left: the batch may be claimed again
+        log.warning("batch %s: %s", batch_id, exc)
         return Outcome.RETRY
     if grant.waited_seconds > 1:
         log.debug("batch %s waited %.2fs for capacity", batch_id, grant.waited_seconds)
+    request = _claim(ctx, batch_id, claimer)
+    if isinstance(request, Outcome):
+        return request
     try:
         response = ctx.client.send(request)
     except LinkTransientError as exc:
@@ -83,7 +90,8 @@ def send_batch(ctx: SendContext, batch_id: str) -> Outcome:
     return Outcome.SUBMITTED
 
 
-def _claim(ctx: SendContext, batch_id: str) -> tuple[MessageRequest, int] | Outcome:
+def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int] | Outcome:
+    """Is the batch ours to send? Returns (sender, weight, rate) when it is."""
     with ctx.db.session() as session:
         row = session.execute(
             select(Batch, Campaign).join(Campaign).where(Batch.id == batch_id)
@@ -93,23 +101,39 @@ def _claim(ctx: SendContext, batch_id: str) -> tuple[MessageRequest, int] | Outc
             return Outcome.SKIPPED
         batch, campaign = row
         if batch.state == BatchState.SUBMITTING:
-            # Redelivered after a crash between claim and answer: LINK may have queued
-            # the request. Never resend blindly.
+            if batch.claimed_by != claimer:
+                return Outcome.SKIPPED  # another delivery of this batch is sending it
+            # Our own claim, redelivered after the worker died between claim and answer:
+            # LINK may have queued the request. Never resend blindly.
             batch.state = BatchState.IN_DOUBT
             batch.error = "worker stopped while the request was in flight"
             return Outcome.IN_DOUBT
         if batch.state != BatchState.PENDING or campaign.state != CampaignState.SENDING:
             return Outcome.SKIPPED
+        weight = batch.size * len(batch.payload["messages"])
+        rate = campaign.rate_per_second or Level.STANDARD.messages_per_second
+        return campaign.source, weight, rate
+
+
+def _claim(ctx: SendContext, batch_id: str, claimer: str) -> MessageRequest | Outcome:
+    with ctx.db.session() as session:
         claimed = session.execute(
             update(Batch)
             .where(Batch.id == batch_id, Batch.state == BatchState.PENDING)
             .values(
                 state=BatchState.SUBMITTING,
+                claimed_by=claimer,
                 attempts=Batch.attempts + 1,
                 submitting_at=datetime.now(UTC),
             )
         ).rowcount  # type: ignore[attr-defined]
         if not claimed:
+            return Outcome.SKIPPED
+        batch, campaign = session.execute(
+            select(Batch, Campaign).join(Campaign).where(Batch.id == batch_id)
+        ).one()
+        if campaign.state != CampaignState.SENDING:
+            batch.state = BatchState.PENDING  # stopped while we waited; hand it back
             return Outcome.SKIPPED
         destinations = list(
             session.scalars(
@@ -119,7 +143,7 @@ def _claim(ctx: SendContext, batch_id: str) -> tuple[MessageRequest, int] | Outc
             )
         )
         creds = ctx.client.credentials
-        request = build_request(
+        return build_request(
             CampaignSpec.model_validate(campaign.spec),
             batch_id,
             destinations,
@@ -128,8 +152,6 @@ def _claim(ctx: SendContext, batch_id: str) -> tuple[MessageRequest, int] | Outc
             platform_id=creds.platform_id,
             platform_partner_id=creds.platform_partner_id,
         )
-        rate = campaign.rate_per_second or Level.STANDARD.messages_per_second
-    return request, rate
 
 
 def build_request(
@@ -144,7 +166,7 @@ def build_request(
 ) -> MessageRequest:
     """The MessageRequest of a batch; platform ids from the spec, else the account's."""
     validity = (
-        datetime.now(UTC) + timedelta(minutes=spec.validity_minutes)
+        (datetime.now(UTC) + timedelta(minutes=spec.validity_minutes)).replace(microsecond=0)
         if spec.validity_minutes
         else None
     )

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
                 ("LINK_PASSWORD", self.link_password),
                 ("LINK_PLATFORM_ID", self.link_platform_id),
                 ("LINK_PLATFORM_PARTNER_ID", self.link_platform_partner_id),
+                # Without a gate LINK sends no reports and no campaign could complete.
+                ("LINK_EVENT_REPORT_GATE", self.link_event_report_gate),
             )
             if value is None
         ]

@@ -14,12 +14,14 @@ the periodic sweep.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dispatcher import book
@@ -30,6 +32,7 @@ from dispatcher.link.models import DeliveryReport as Dlr
 from dispatcher.link.models import IncomingMessage
 from dispatcher.status import MessageStatus, predecessors
 
+log = logging.getLogger(__name__)
 OPT_OUT_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "STOPP", "AVSLUTT", "STOPALL", "END", "QUIT"})
 
 
@@ -64,16 +67,16 @@ def store(session: Session, kind: str, body: bytes) -> int:
 
 
 def parse_dlrs(body: bytes) -> list[Dlr]:
-    """One report per callback per seed 004; a JSON list of reports is accepted too."""
+    """The report in a callback body: one object per callback (seed 004, "One callback
+    relates to one message"), so one stored body has exactly one state."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidReport(f"not JSON: {exc}") from None
-    items = data if isinstance(data, list) else [data]
-    if not items or not all(isinstance(item, dict) for item in items):
+    if not isinstance(data, dict):
         raise InvalidReport("expected a JSON object (a Message Status Notification)")
     try:
-        return [Dlr.model_validate(item) for item in items]
+        return [Dlr.model_validate(data)]
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "(body)"
@@ -159,17 +162,20 @@ def _find_message(session: Session, dlr: Dlr, custom: dict[str, Any]) -> int | N
         found = session.scalar(select(Message.id).where(Message.link_message_id == dlr.message_id))
         if found is not None:
             return found
-    # An in-doubt batch never got its messageIds; the DLR's destination settles it.
-    destination = _text(custom.get("destination")) or _text(custom.get("whatsappUserId"))
-    if dlr.ref_id and destination:
+    # An in-doubt batch never got its messageIds; the identifiers in the DLR (seed 004
+    # 'BSUID - Message Status Notifications') settle it, whichever one we sent to.
+    identifiers = book.identifiers_from(custom)
+    if dlr.ref_id and identifiers:
         found = session.scalar(
             select(Message.id)
             .join(Batch, Batch.id == Message.batch_id)
             .where(
                 Batch.id == dlr.ref_id,
                 Batch.state == "in_doubt",
-                Message.destination == destination,
+                Message.destination.in_(identifiers),
+                Message.link_message_id.is_(None),
             )
+            .limit(1)
         )
         if found is not None and dlr.message_id:
             session.execute(
@@ -214,19 +220,39 @@ def apply_waiting(session: Session, ref_id: str) -> int:
     return _reapply(session, reports)
 
 
+# A report still unmatched after this long belongs to no message we know (another
+# system on the gate, or a batch settled otherwise); the sweep stops trying it.
+SWEEP_HORIZON = timedelta(days=3)
+
+
 def sweep(session: Session, older_than_seconds: float = 5.0, limit: int = 1000) -> int:
-    """Re-apply reports left behind (receiver crashed mid-apply, or still unmatched)."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    """Re-apply reports left behind (receiver crashed mid-apply, or still unmatched).
+
+    Least recently tried first, so a pile of reports that never match cannot starve
+    newer ones; each report in its own savepoint, so one bad row cannot block the rest.
+    """
+    now = datetime.now(UTC)
     reports = session.execute(
         select(DeliveryReport.id, DeliveryReport.body)
         .where(
             DeliveryReport.kind == "dlr",
             DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
-            DeliveryReport.received_at < cutoff,
+            DeliveryReport.received_at < now - timedelta(seconds=older_than_seconds),
+            DeliveryReport.received_at > now - SWEEP_HORIZON,
         )
-        .order_by(DeliveryReport.id)
+        .order_by(
+            case((DeliveryReport.tried_at.is_(None), 0), else_=1),  # never tried first
+            DeliveryReport.tried_at,
+            DeliveryReport.id,
+        )
         .limit(limit)
     ).all()
+    if reports:
+        session.execute(
+            update(DeliveryReport)
+            .where(DeliveryReport.id.in_([r[0] for r in reports]))
+            .values(tried_at=now)
+        )
     return _reapply(session, reports)
 
 
@@ -234,13 +260,17 @@ def _reapply(session: Session, reports: Any) -> int:
     applied = 0
     for report_id, body in reports:
         try:
-            dlrs = parse_dlrs(body)
-        except InvalidReport as exc:
-            mark_invalid(session, report_id, str(exc))
-            continue
-        for dlr in dlrs:
-            if apply_dlr(session, report_id, dlr) is not ReportState.UNMATCHED:
-                applied += 1
+            with session.begin_nested():
+                try:
+                    dlrs = parse_dlrs(body)
+                except InvalidReport as exc:
+                    mark_invalid(session, report_id, str(exc))
+                    continue
+                for dlr in dlrs:
+                    if apply_dlr(session, report_id, dlr) is not ReportState.UNMATCHED:
+                        applied += 1
+        except SQLAlchemyError as exc:
+            log.warning("report %s could not be applied: %s", report_id, type(exc).__name__)
     return applied
 
 

@@ -22,7 +22,8 @@ from dispatcher.throttle import Throttle
 from workers import app
 
 log = logging.getLogger(__name__)
-RETRY_DELAYS_SECONDS = (1, 2, 5, 10, 30, 60)
+# About 35 minutes in all before a batch's people are reported unsent.
+RETRY_DELAYS_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 900)
 
 
 @cache
@@ -68,7 +69,7 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
 def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str:
     """Send one batch; retried (later) only when nothing was sent."""
     ctx = context()
-    outcome = sending.send_batch(ctx, batch_id)
+    outcome = sending.send_batch(ctx, batch_id, claimer=self.request.id or batch_id)
     if outcome is sending.Outcome.RETRY:
         if self.request.retries >= len(RETRY_DELAYS_SECONDS):
             sending.give_up(

@@ -78,6 +78,7 @@ class Batch(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     seq: Mapped[int]
     state: Mapped[str] = mapped_column(String(16), index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # task delivery that sends it
     payload: Mapped[dict[str, Any]]  # {"messages": [...]} exactly as sent
     size: Mapped[int]
     attempts: Mapped[int] = mapped_column(default=0)
@@ -135,6 +136,7 @@ class DeliveryReport(Base):
     ref_id: Mapped[str | None] = mapped_column(String(64), index=True)
     result_code: Mapped[int | None]
     applied_at: Mapped[datetime | None]
+    tried_at: Mapped[datetime | None]  # last time the sweep tried to apply it
 
 
 class Identity(Base):

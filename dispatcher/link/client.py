@@ -26,6 +26,8 @@ from dispatcher.link.models import (
 )
 
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Statuses that say the request was not processed (service unavailable, rate limited).
+_NOT_PROCESSED = frozenset({429, 503})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,16 @@ class LinkClient:
                 f"no answer to refId {request.ref_id}: {type(exc).__name__}"
             ) from exc
         if response.status_code != 200:
-            raise _error_from(response)
+            error = _error_from(response)
+            if (
+                isinstance(error, LinkTransientError)
+                and error.result_code is None
+                and response.status_code not in _NOT_PROCESSED
+            ):
+                # A 502/504 from a proxy without LINK's ErrorResponse: LINK may have
+                # queued the request before the gateway gave up.
+                raise LinkInDoubtError(str(error), http_status=response.status_code)
+            raise error
         try:
             answer = MessageResponse.model_validate(response.json())
         except (ValueError, ValidationError) as exc:

@@ -86,8 +86,8 @@ def test_a_batch_is_submitted_once_with_ids_in_destination_order(
     db: Database, redis_url: str, simulator: str, batch: str
 ) -> None:
     ctx = context(db, redis_url, simulator)
-    assert send_batch(ctx, batch) is Outcome.SUBMITTED
-    assert send_batch(ctx, batch) is Outcome.SKIPPED  # a duplicate task sends nothing
+    assert send_batch(ctx, batch, "task-1") is Outcome.SUBMITTED
+    assert send_batch(ctx, batch, "task-2") is Outcome.SKIPPED  # a duplicate task sends nothing
     batch_state, statuses, ids = states(db, batch)
     assert (batch_state, statuses) == ("submitted", {"submitted"})
     assert None not in ids and len(ids) == 2
@@ -98,9 +98,8 @@ def test_a_batch_is_submitted_once_with_ids_in_destination_order(
 def test_refused_credentials_fail_the_messages_and_stop_the_campaign(
     db: Database, redis_url: str, simulator: str, batch: str
 ) -> None:
-    assert (
-        send_batch(context(db, redis_url, simulator, password="wrong"), batch) is Outcome.REJECTED
-    )
+    ctx = context(db, redis_url, simulator, password="wrong")
+    assert send_batch(ctx, batch, "t") is Outcome.REJECTED
     batch_state, statuses, _ = states(db, batch)
     assert (batch_state, statuses) == ("rejected", {"failed"})
     with db.session() as session:
@@ -114,7 +113,7 @@ def test_refused_credentials_fail_the_messages_and_stop_the_campaign(
 def test_a_server_error_releases_the_batch_for_a_later_try(
     db: Database, redis_url: str, simulator: str, batch: str
 ) -> None:
-    assert send_batch(context(db, redis_url, simulator), batch) is Outcome.RETRY
+    assert send_batch(context(db, redis_url, simulator), batch, "t") is Outcome.RETRY
     assert states(db, batch)[:2] == ("pending", {"queued"})
 
 
@@ -122,7 +121,12 @@ def test_a_batch_found_mid_request_after_a_crash_is_in_doubt_not_resent(
     db: Database, redis_url: str, simulator: str, batch: str
 ) -> None:
     with db.session() as session:
-        session.execute(update(Batch).values(state="submitting"))
-    assert send_batch(context(db, redis_url, simulator), batch) is Outcome.IN_DOUBT
+        session.execute(update(Batch).values(state="submitting", claimed_by="task-1"))
+    ctx = context(db, redis_url, simulator)
+    # A different task delivery leaves the claimed batch alone...
+    assert send_batch(ctx, batch, "task-2") is Outcome.SKIPPED
+    assert states(db, batch)[0] == "submitting"
+    # ...the same task, redelivered after its worker died, marks it in doubt.
+    assert send_batch(ctx, batch, "task-1") is Outcome.IN_DOUBT
     assert states(db, batch)[0] == "in_doubt"
     assert httpx.get(f"{simulator}/_simulator/stats").json()["requests"] == 0

@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dispatcher import tracking
-from dispatcher.db import Database, DeliveryReport, Identity, Message, Suppression
+from dispatcher.db import Batch, Database, DeliveryReport, Identity, Message, Suppression
 from dispatcher.link.models import MessageResponse
 from dispatcher.sending import _record
 from dispatcher.status import MessageStatus
@@ -128,3 +128,26 @@ def test_an_opt_out_keyword_suppresses_every_identifier_of_the_sender(db: Databa
     with db.session() as session:
         suppressed = set(session.scalars(select(Suppression.identifier)))
     assert suppressed == {"+4791234567", "NO.1349120865530274191"}
+
+
+def test_an_in_doubt_batch_is_settled_by_any_identifier_the_report_carries(db: Database) -> None:
+    batch_id = make_batch(db, ["NO.13491208655302741918"])
+    with db.session() as session:
+        session.execute(update(Batch).values(state="in_doubt"))
+    custom = {"destination": "+4791234567", "whatsappUserId": "NO.13491208655302741918"}
+    assert receive(db, dlr("m9", 112003, ref_id=batch_id, custom=custom)) == "applied"
+    found = message(db, "NO.13491208655302741918")
+    assert (found.status, found.link_message_id) == ("delivered", "m9")
+
+
+def test_reports_that_never_match_do_not_starve_newer_ones_in_the_sweep(db: Database) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    with db.session() as session:
+        for number in range(5):
+            tracking.store(session, "dlr", dlr(f"stranger-{number}", 112006))
+    with db.session() as session:
+        assert tracking.sweep(session, older_than_seconds=0, limit=5) == 0
+        tracking.store(session, "dlr", dlr("m1", 112003))
+    with db.session() as session:
+        assert tracking.sweep(session, older_than_seconds=0, limit=5) == 1
+    assert message(db, "+4791234567").status == MessageStatus.DELIVERED

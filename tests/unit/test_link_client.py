@@ -74,7 +74,9 @@ def test_send_posts_every_field_with_basic_auth_and_returns_ids_in_order() -> No
         (400, 112505, LinkRequestError),
         (400, 112506, LinkRequestError),
         (500, 112500, LinkTransientError),
-        (502, None, LinkTransientError),
+        (503, None, LinkTransientError),  # unavailable: nothing was processed
+        (502, None, LinkInDoubtError),  # a proxy's answer: LINK may have queued it
+        (504, None, LinkInDoubtError),
         (418, None, LinkRequestError),
     ],
 )

@@ -17,6 +17,7 @@ from dispatcher.recipients import Reject, Row, normalise_msisdn, read_recipients
         ("+47 912 34 567", None, "+4791234567"),
         ("(+47) 912-34-567", None, "+4791234567"),
         ("4.791234567E+09", None, "+4791234567"),  # Excel scientific notation
+        ("4.6701234E+10", None, None),  # ...that lost its last digits: not a guess
         ("91234567", "NO", "+4791234567"),  # national number with a region
         ("070-123 45 67", "SE", "+46701234567"),
         ("12345", "NO", None),
@@ -54,9 +55,11 @@ def test_semicolon_csv_with_bom_and_odd_headers_is_read(tmp_path: Path) -> None:
     assert row.values["first_name"] == "Åsa"
 
 
-def test_a_quoted_field_spanning_lines_keeps_the_starting_line(tmp_path: Path) -> None:
-    items = load(tmp_path, 'phone,note\n+4791234567,"two\nlines"\nbad,x\n')
-    assert [i.line for i in items] == [2, 4]
+def test_an_open_quote_is_rejected_with_the_lines_it_swallowed(tmp_path: Path) -> None:
+    items = load(tmp_path, 'phone,name\n+4791234561,"Anna\n+4791234562,Bob\n+4791234563,"\nbad,x\n')
+    assert isinstance(items[0], Reject)
+    assert (items[0].line, items[0].reason) == (2, "a field spans lines 2-4 (a quote left open?)")
+    assert [(type(i).__name__, i.line) for i in items[1:]] == [("Reject", 5)]
 
 
 def test_bsuid_and_parent_bsuid_are_recognised(tmp_path: Path) -> None:

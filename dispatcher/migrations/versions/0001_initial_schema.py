@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 23:43:33.390362
+Create Date: 2026-11-22 00:09:10.432448
 """
 
 from collections.abc import Sequence
@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("ref_id", sa.String(length=64), nullable=True),
         sa.Column("result_code", sa.Integer(), nullable=True),
         sa.Column("applied_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("tried_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_reports")),
     )
     with op.batch_alter_table("delivery_reports", schema=None) as batch_op:
@@ -102,6 +103,7 @@ def upgrade() -> None:
         ),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("claimed_by", sa.String(length=64), nullable=True),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
