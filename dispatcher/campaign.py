@@ -7,18 +7,20 @@ field path (``message.template.header.image``) and the rule it broke.
 from __future__ import annotations
 
 import tomllib
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dispatcher import message_spec
 from dispatcher.errors import CampaignSpecError
 from dispatcher.link.models import Level, Priority
-from dispatcher.render import placeholders
 
 SPEC_NAMES = ("campaign.yaml", "campaign.yml", "campaign.toml")
+
 # At STANDARD (80 msg/s) a request with more destinations exceeds the level on its own
 # (ARCHITECTURE 'Throughput'), so the default stays well below it.
 DEFAULT_BATCH_SIZE = 50
@@ -53,73 +55,10 @@ class SenderSpec(_Spec):
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-class HeaderSpec(_Spec):
-    """A template header: one media file/URL, or a text parameter."""
-
-    image: str | None = None
-    video: str | None = None
-    document: str | None = None
-    text: str | None = None
-    filename: str | None = Field(default=None, description="shown for documents")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> HeaderSpec:
-        given = [k for k in ("image", "video", "document", "text") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError("give exactly one of image, video, document or text")
-        return self
-
-    @property
-    def media_kind(self) -> Literal["image", "video", "document"] | None:
-        for kind in ("image", "video", "document"):
-            if getattr(self, kind):
-                return kind  # type: ignore[return-value]
-        return None
-
-    @property
-    def media_ref(self) -> str | None:
-        kind = self.media_kind
-        return getattr(self, kind) if kind else None
-
-
-class ButtonSpec(_Spec):
-    sub_type: Literal["quickReply", "url"]
-    index: int = Field(ge=0, le=9)
-    text: str | None = Field(default=None, description="url button suffix")
-    payload: str | None = Field(default=None, description="quick reply payload")
-
-    @model_validator(mode="after")
-    def _matches_sub_type(self) -> ButtonSpec:
-        if self.sub_type == "url" and not self.text:
-            raise ValueError("a url button needs 'text'")
-        if self.sub_type == "quickReply" and not self.payload:
-            raise ValueError("a quickReply button needs 'payload'")
-        return self
-
-
-class TemplateSpec(_Spec):
-    name: str = Field(min_length=1)
-    language: str = Field(min_length=2, description="template language code, e.g. en_US")
-    header: HeaderSpec | None = None
-    body: list[str] | dict[str, str] = Field(
-        default_factory=list,
-        description="positional parameters, or named ones (parameterName: value)",
-    )
-    buttons: list[ButtonSpec] = Field(default_factory=list)
-
-
-class TemplateMessageSpec(_Spec):
-    type: Literal["template"]
-    template: TemplateSpec
-
-
-class TextMessageSpec(_Spec):
-    type: Literal["text"]
-    text: str = Field(min_length=1, max_length=4096)
-    preview_url: bool = False
-
-
-MessageSpec = Annotated[TemplateMessageSpec | TextMessageSpec, Field(discriminator="type")]
+class TemplateCategory(StrEnum):
+    MARKETING = "marketing"
+    UTILITY = "utility"
+    AUTHENTICATION = "authentication"
 
 
 class CampaignSpec(_Spec):
@@ -127,7 +66,22 @@ class CampaignSpec(_Spec):
 
     name: str = Field(min_length=1, max_length=200)
     sender: SenderSpec
-    message: MessageSpec
+    message: dict[str, Any] = Field(
+        description="the LINK message (seed 004 'Messages') with {column} placeholders "
+        "and 'file:' for media to upload; see message_spec"
+    )
+    template_category: TemplateCategory | None = Field(
+        default=None,
+        description="authentication templates are never sent to BSUIDs (Meta error 131062)",
+    )
+    outside_care_window: Literal["skip", "send"] = Field(
+        default="skip",
+        description="non-template messages need the 24-hour customer care window; "
+        "people without a message from them in the last 24 h are skipped",
+    )
+    defaults: dict[str, str] = Field(
+        default_factory=dict, description="value for a column that is empty in a row"
+    )
     recipients: list[str] = Field(min_length=1, description="CSV file(s), relative to the spec")
     default_region: str | None = Field(
         default=None, description="ISO country for numbers written without a country code"
@@ -137,6 +91,11 @@ class CampaignSpec(_Spec):
     validity_minutes: int | None = Field(
         default=None, ge=1, le=30 * 24 * 60, description="LINK defaults to 48 h"
     )
+
+    @field_validator("message", mode="after")
+    @classmethod
+    def _normalised(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return message_spec.normalise(value)
 
     @field_validator("recipients", mode="before")
     @classmethod
@@ -153,20 +112,23 @@ class CampaignSpec(_Spec):
             raise ValueError(f"{value!r} is not an ISO 3166 country code phonenumbers knows")
         return region
 
+    @model_validator(mode="after")
+    def _category_fits(self) -> CampaignSpec:
+        if self.template_category is not None and not self.is_template:
+            raise ValueError("template_category applies to template messages only")
+        return self
+
+    @property
+    def is_template(self) -> bool:
+        return self.message.get("type") == "template"
+
+    @property
+    def authentication(self) -> bool:
+        return self.template_category is TemplateCategory.AUTHENTICATION
+
     def placeholders(self) -> set[str]:
-        """Every recipient column the message refers to."""
-        texts: list[str] = []
-        message = self.message
-        if isinstance(message, TextMessageSpec):
-            texts.append(message.text)
-        else:
-            template = message.template
-            body = template.body
-            texts.extend(body.values() if isinstance(body, dict) else body)
-            if template.header and template.header.text:
-                texts.append(template.header.text)
-            texts.extend(b.text or b.payload or "" for b in template.buttons)
-        return set().union(*(placeholders(t) for t in texts)) if texts else set()
+        """Every recipient column the message refers to (defaults cover empty cells)."""
+        return message_spec.columns(self.message)
 
 
 class LoadedCampaign(BaseModel):
@@ -187,13 +149,8 @@ class LoadedCampaign(BaseModel):
     def recipient_files(self) -> list[Path]:
         return [self.resolve(p) for p in self.spec.recipients]
 
-    def media_file(self) -> Path | None:
-        message = self.spec.message
-        if isinstance(message, TemplateMessageSpec) and message.template.header:
-            ref = message.template.header.media_ref
-            if ref and not ref.startswith(("http://", "https://")):
-                return self.resolve(ref)
-        return None
+    def media_refs(self) -> list[message_spec.MediaRef]:
+        return list(message_spec.media_refs(self.spec.message))
 
 
 def find_spec(path: Path) -> Path:
@@ -217,16 +174,14 @@ def load_campaign(path: Path) -> LoadedCampaign:
     except ValidationError as exc:
         raise CampaignSpecError(str(spec_path), _problems(exc)) from None
     loaded = LoadedCampaign(spec=spec, spec_path=spec_path)
-    missing = [
+    found = [
         (f"recipients[{i}]", f"file not found: {p}")
         for i, p in enumerate(loaded.recipient_files())
         if not p.is_file()
     ]
-    media = loaded.media_file()
-    if media is not None and not media.is_file():
-        missing.append(("message.template.header", f"media file not found: {media}"))
-    if missing:
-        raise CampaignSpecError(str(spec_path), missing)
+    found += message_spec.check(spec.message, loaded.folder)
+    if found:
+        raise CampaignSpecError(str(spec_path), found)
     return loaded
 
 
@@ -241,20 +196,7 @@ def _parse(spec_path: Path) -> Any:
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        # pydantic puts the union tag ('template' / 'text') in the path after
-        # 'message'; the user never wrote it there, so leave it out.
-        loc = [str(part) for part in error["loc"]]
-        if len(loc) >= 3 and loc[0] == "message" and loc[1] in ("template", "text"):
-            del loc[1]
-        path = _dotted(loc) or "(top level)"
-        problems.append((path, error["msg"]))
-    return problems
-
-
-def _dotted(parts: list[str]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
-    return out
+    return [
+        (message_spec.dotted(tuple(error["loc"])) or "(top level)", error["msg"])
+        for error in exc.errors(include_url=False)
+    ]

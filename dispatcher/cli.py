@@ -16,11 +16,12 @@ from rich.table import Table
 from sqlalchemy import select
 
 from dispatcher import progress
-from dispatcher.campaign import load_campaign
+from dispatcher.campaign import CampaignSpec
 from dispatcher.console import FollowTimeout, follow, summary
 from dispatcher.db import Campaign, Database, migrate
 from dispatcher.errors import CampaignSpecError, ConfigurationError, DispatcherError
 from dispatcher.launch import create_campaign
+from dispatcher.preflight import preflight
 from dispatcher.reports import write_outcomes
 from dispatcher.settings import Settings, get_settings
 
@@ -68,7 +69,7 @@ def run(
 ) -> None:
     """Prepare and send a campaign, showing progress until every message has an outcome."""
     settings = get_settings()
-    loaded = load_campaign(path)  # a bad spec stops here, before anything starts
+    loaded = preflight(path).loaded  # a bad spec, CSV header or media file stops here
     if settings.embedded_broker:
         if detach:
             raise ConfigurationError("--detach needs REDIS_URL: embedded workers stop with the run")
@@ -196,6 +197,42 @@ def status(
             str(p.failed),
         )
     console.print(table)
+
+
+@app.command()
+@friendly
+def validate(path: Annotated[Path, typer.Argument(help="campaign folder or spec file")]) -> None:
+    """Check a campaign (spec, message, CSV headers, media) without sending anything."""
+    checked = preflight(path)
+    spec = checked.loaded.spec
+    table = Table(title=f"{spec.name}: valid", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("sender", spec.sender.source)
+    kind = spec.message.get("type", "?")
+    if spec.is_template:
+        kind += f" {spec.message.get('template', {}).get('name', '')}"
+    table.add_row("message", kind)
+    table.add_row("placeholders", ", ".join(sorted(spec.placeholders())) or "(none)")
+    for file, columns in checked.columns.items():
+        table.add_row("recipients", f"{file.name}: {', '.join(columns)}")
+    for media in checked.media:
+        size = len(media.data)
+        table.add_row("media", f"{media.path.name}: {media.content_type}, {size} bytes")
+    console.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of campaign specs (for editors and CI)."""
+    from dispatcher.messages import message_json_schema
+
+    document = CampaignSpec.model_json_schema()
+    document["properties"]["message"] = {
+        **message_json_schema("#/properties/message/$defs/{model}"),
+        "description": document["properties"]["message"].get("description", ""),
+    }
+    typer.echo(json.dumps(document, indent=2))
 
 
 @app.command()

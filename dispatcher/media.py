@@ -12,8 +12,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from dispatcher.db import Database
 from dispatcher.db.models import Media
@@ -23,6 +25,7 @@ from dispatcher.link.client import LinkClient
 
 MEDIA_ID_VALID_FOR = timedelta(days=29)  # Meta keeps uploaded media 30 days
 _MB = 1024 * 1024
+MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 
 # Seed 004 'Upload Media': supported mediaContentType values and their size limits.
 SIZE_LIMITS: dict[str, int] = {
@@ -73,12 +76,18 @@ _MAGIC = {
     "image/jpeg": b"\xff\xd8\xff",
     "application/pdf": b"%PDF",
 }
-# Which kinds a template header of each type may carry.
-KIND_TYPES = {
+# Which content types each kind of media object may carry (seed 004 'Upload Media').
+KIND_TYPES: dict[str, set[str]] = {
     "image": {"image/jpeg", "image/png"},
     "video": {"video/mp4", "video/3gp"},
-    "document": {"application/pdf"},  # seed 004: PDF only in template headers
+    "audio": {"audio/aac", "audio/mp4", "audio/mpeg", "audio/amr", "audio/ogg", "audio/opus"},
+    "sticker": {"image/webp"},
+    "document": {
+        t for t in SIZE_LIMITS if t.startswith(("application/", "text/"))
+    },
 }
+# Seed 004 'Document parameter': "PDF is the only supported format" in template headers.
+TEMPLATE_HEADER_DOCUMENT_TYPES = {"application/pdf"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +98,14 @@ class MediaFile:
     data: bytes
 
 
-def read_media(path: Path, kind: str) -> MediaFile:
+def read_media(path: Path, kind: str, *, template_header: bool = False) -> MediaFile:
     """Read and check a media file against the documented types and size limits."""
     content_type = _BY_SUFFIX.get(path.suffix.lower())
     if content_type is None:
         raise MediaError(f"{path.name}: unsupported file type {path.suffix or '(none)'}")
     allowed = KIND_TYPES.get(kind)
+    if kind == "document" and template_header:
+        allowed = TEMPLATE_HEADER_DOCUMENT_TYPES
     if allowed is not None and content_type not in allowed:
         raise MediaError(f"{path.name}: a {kind} header takes {', '.join(sorted(allowed))}")
     try:
@@ -158,3 +169,31 @@ def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; they were stored as UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# Meta's "Media upload error": the id no longer resolves (expired, or purged early).
+MEDIA_UPLOAD_ERROR = 131053
+
+
+def media_ids_in(message: Any) -> set[str]:
+    """The uploaded media ids a composed message refers to."""
+    found: set[str] = set()
+    if isinstance(message, dict):
+        for key, value in message.items():
+            if key in MEDIA_KINDS and isinstance(value, dict) and isinstance(value.get("id"), str):
+                found.add(value["id"])
+            else:
+                found |= media_ids_in(value)
+    elif isinstance(message, list):
+        for value in message:
+            found |= media_ids_in(value)
+    return found
+
+
+def forget(session: Session, media_ids: set[str]) -> int:
+    """Drop cached ids LINK could not resolve, so the next campaign uploads afresh."""
+    if not media_ids:
+        return 0
+    return int(
+        session.execute(delete(Media).where(Media.media_id.in_(media_ids))).rowcount  # type: ignore[attr-defined]
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher import book
-from dispatcher.campaign import CampaignSpec, LoadedCampaign, TemplateMessageSpec
+from dispatcher.campaign import CampaignSpec, LoadedCampaign
 from dispatcher.compose import compose, content_key
-from dispatcher.db import Batch, Campaign, Database, Message, Suppression
+from dispatcher.db import Batch, Campaign, CareWindow, Database, Message, Suppression
 from dispatcher.errors import (
     CampaignSpecError,
     DispatcherError,
@@ -32,6 +32,7 @@ from dispatcher.identity import Person, resolve
 from dispatcher.link.client import LinkClient
 from dispatcher.link.models import Level
 from dispatcher.media import media_id_for, read_media
+from dispatcher.message_spec import InvalidMessage
 from dispatcher.recipients import RecipientsFile, Reject, Row
 from dispatcher.render import MissingValue
 from dispatcher.reports import write_rejects
@@ -107,10 +108,11 @@ def _prepare(
     with db.session() as session:
         audience = _drop_suppressed(session, audience)
         people = resolve(audience.rows, book.lookup(session, _identifiers(audience.rows)))
-    media_id = _media_id(db, client, loaded)
-    duplicates = len(audience.rows) - len(people)
-    messages, rejects = _compose(spec, people, media_id)
-    rejects = audience.rejects + rejects
+        people, skipped = _apply_sender_rules(session, spec, people)
+    media_ids = _media_ids(db, client, loaded)
+    duplicates = len(audience.rows) - len(people) - len(skipped)
+    messages, rejects = _compose(spec, people, media_ids)
+    rejects = audience.rejects + skipped + rejects
     rejects.sort(key=lambda r: (str(r.file), r.line))
     folder = (reports_dir or loaded.folder / "reports") / f"campaign-{campaign_id}"
     rejects_path = folder / "rejects.csv"
@@ -168,7 +170,7 @@ def _level(client: LinkClient, spec: CampaignSpec) -> Level:
 
 def _load(loaded: LoadedCampaign) -> Audience:
     spec = loaded.spec
-    needed = spec.placeholders()
+    needed = spec.placeholders() - set(spec.defaults)
     audience = Audience()
     for index, path in enumerate(loaded.recipient_files()):
         with RecipientsFile(path, spec.default_region) as recipients:
@@ -211,15 +213,73 @@ def _drop_suppressed(session: Session, audience: Audience) -> Audience:
     return kept
 
 
-def _media_id(db: Database, client: LinkClient, loaded: LoadedCampaign) -> str | None:
-    path = loaded.media_file()
-    if path is None:
-        return None
-    message = loaded.spec.message
-    kind = "image"
-    if isinstance(message, TemplateMessageSpec) and message.template.header:
-        kind = message.template.header.media_kind or kind
-    return media_id_for(db, client, loaded.spec.sender.source, read_media(path, kind))
+def _media_ids(db: Database, client: LinkClient, loaded: LoadedCampaign) -> dict[str, str]:
+    """Upload every ``file:`` of the message once (or reuse its cached id)."""
+    ids: dict[str, str] = {}
+    source = loaded.spec.sender.source
+    for ref in loaded.media_refs():
+        if ref.file not in ids:
+            media = read_media(
+                loaded.resolve(ref.file), ref.kind, template_header=ref.in_template_header
+            )
+            ids[ref.file] = media_id_for(db, client, source, media)
+    return ids
+
+
+# Seed 004 'Template message' / '24 hour customer care window'.
+CARE_WINDOW = timedelta(hours=24)
+
+
+def _apply_sender_rules(
+    session: Session, spec: CampaignSpec, people: list[Person]
+) -> tuple[list[Person], list[Reject]]:
+    """Leave out people the message must not go to, each with the reason.
+
+    * authentication templates never go to a BSUID (seed 004 'BSUID Limitations',
+      Meta error 131062): such people are sent to their phone number, or not at all;
+    * a non-template message needs an open customer care window: a message from the
+      person within 24 h (unless the spec says ``outside_care_window: send``).
+    """
+    kept: list[Person] = []
+    skipped: list[Reject] = []
+    open_windows: set[str] = set()
+    needs_window = not spec.is_template and spec.outside_care_window == "skip"
+    if needs_window:
+        open_windows = _open_care_windows(session, [i for p in people for i in p.identifiers])
+    for person in people:
+        row = person.first
+        if spec.authentication:
+            if not person.msisdns:
+                skipped.append(
+                    Reject(row.file, row.line, "authentication templates cannot be sent to a "
+                           "BSUID (Meta error 131062) and no phone number is known", row.values)
+                )  # fmt: skip
+                continue
+            person.bsuids.clear()
+            person.parent_bsuids.clear()
+        elif needs_window and not open_windows.intersection(person.identifiers):
+            skipped.append(
+                Reject(row.file, row.line, "outside the 24-hour customer care window "
+                       "(no message from this person in the last 24 h)", row.values)
+            )  # fmt: skip
+            continue
+        kept.append(person)
+    return kept, skipped
+
+
+def _open_care_windows(session: Session, identifiers: list[str]) -> set[str]:
+    since = datetime.now(UTC) - CARE_WINDOW
+    found: set[str] = set()
+    for start in range(0, len(identifiers), _CHUNK):
+        chunk = identifiers[start : start + _CHUNK]
+        found.update(
+            session.scalars(
+                select(CareWindow.identifier).where(
+                    CareWindow.identifier.in_(chunk), CareWindow.last_incoming_at >= since
+                )
+            )
+        )
+    return found
 
 
 @dataclass(slots=True)
@@ -230,18 +290,21 @@ class _Composed:
 
 
 def _compose(
-    spec: CampaignSpec, people: list[Person], media_id: str | None
+    spec: CampaignSpec, people: list[Person], media_ids: dict[str, str]
 ) -> tuple[list[_Composed], list[Reject]]:
     composed: list[_Composed] = []
     rejects: list[Reject] = []
     for person in people:
         row = person.first
         try:
-            message = compose(spec, row.values, media_id)
+            message = compose(spec, row.values, media_ids)
         except MissingValue as exc:
-            rejects.append(
-                Reject(row.file, row.line, f"missing value for '{exc.column}'", row.values)
-            )
+            reason = f"missing value for '{exc.column}'"
+            rejects.append(Reject(row.file, row.line, reason, row.values))
+            continue
+        except InvalidMessage as exc:
+            reason = f"the message for this row is invalid: {exc}"
+            rejects.append(Reject(row.file, row.line, reason, row.values))
             continue
         composed.append(_Composed(person, message, content_key(message)))
     return composed, rejects

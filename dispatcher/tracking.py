@@ -24,9 +24,9 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dispatcher import book
-from dispatcher.db.models import Batch, DeliveryReport, Message, Suppression
-from dispatcher.dbutil import insert_ignoring_duplicates
+from dispatcher import book, media
+from dispatcher.db.models import Batch, CareWindow, DeliveryReport, Message, Suppression
+from dispatcher.dbutil import insert_ignoring_duplicates, upsert_latest
 from dispatcher.link.codes import DLR_STATUS, whatsapp_error_code
 from dispatcher.link.models import DeliveryReport as Dlr
 from dispatcher.link.models import IncomingMessage
@@ -148,6 +148,8 @@ def _apply(session: Session, dlr: Dlr) -> ReportState:
         .where(Message.id == message_id, Message.status.in_(predecessors(new)))
         .values(**values)
     ).rowcount  # type: ignore[attr-defined]
+    if changed and values.get("whatsapp_error_code") == media.MEDIA_UPLOAD_ERROR:
+        _forget_media_of(session, message_id)
     if not changed and new not in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
         # A late or duplicate report: the status stays, but a missing stage time
         # (e.g. 'sent' arriving after 'delivered') is still worth recording.
@@ -155,6 +157,19 @@ def _apply(session: Session, dlr: Dlr) -> ReportState:
         if stamps:
             session.execute(update(Message).where(Message.id == message_id).values(**stamps))
     return ReportState.APPLIED
+
+
+def _forget_media_of(session: Session, message_id: int) -> None:
+    """LINK could not resolve the media id: stop reusing it (refresh on failure)."""
+    payload = session.scalar(
+        select(Batch.payload).join(Message, Message.batch_id == Batch.id).where(
+            Message.id == message_id
+        )
+    )
+    if payload:
+        forgotten = media.forget(session, media.media_ids_in(payload))
+        if forgotten:
+            log.warning("forgot %d cached media id(s) after a media upload error", forgotten)
 
 
 def _find_message(session: Session, dlr: Dlr, custom: dict[str, Any]) -> int | None:
@@ -281,6 +296,15 @@ def apply_incoming(session: Session, report_id: int, message: IncomingMessage) -
     """
     identifiers = book.identifiers_from(message.custom_parameters, message.source)
     book.learn(session, identifiers, "mo")
+    # A message from the person opens the 24-hour customer care window (seed 004).
+    at = message.timestamp or datetime.now(UTC)
+    upsert_latest(
+        session,
+        CareWindow.__table__,  # type: ignore[arg-type]
+        "identifier",
+        "last_incoming_at",
+        [{"identifier": i, "last_incoming_at": at} for i in identifiers],
+    )
     text = ""
     if message.content:
         inner = message.content.get("message")

@@ -174,3 +174,12 @@ class Suppression(Base):
     identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CareWindow(Base):
+    """When each identifier last wrote to us: the 24-hour customer care window."""
+
+    __tablename__ = "care_windows"
+
+    identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
+    last_incoming_at: Mapped[datetime] = mapped_column(index=True)

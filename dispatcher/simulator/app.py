@@ -56,6 +56,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
             ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/_simulator/stats", stats, methods=["GET"]),
+            Route("/_simulator/requests", recorded_requests, methods=["GET"]),
             Route("/_simulator/reset", reset, methods=["POST"]),
         ],
         lifespan=lifespan,
@@ -90,6 +91,8 @@ async def send_messages(request: Request) -> Response:
     if simulator.draw_server_error():
         return _refuse(simulator, SERVER_ERROR)
     message_ids = simulator.accept(parsed)
+    if simulator.config.record_requests:
+        simulator.recorded.append(body)
     if simulator.config.response_delay_ms:
         # Accepted first, answered late: what a client sees when its read timeout fires after
         # LINK already queued the messages.
@@ -145,6 +148,11 @@ async def healthz(request: Request) -> Response:
 async def stats(request: Request) -> Response:
     """Test and benchmark counters; deliberately unauthenticated."""
     return JSONResponse(_simulator(request).stats())
+
+
+async def recorded_requests(request: Request) -> Response:
+    """Every accepted MessageRequest body, when ``record_requests`` is on."""
+    return JSONResponse(_simulator(request).recorded)
 
 
 async def reset(request: Request) -> Response:

@@ -46,6 +46,8 @@ class SimulatorConfig(BaseSettings):
     seed: int | None = None
     response_delay_ms: int = Field(default=0, ge=0)
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Keep every accepted request body for GET /_simulator/requests (tests, rehearsals).
+    record_requests: bool = False
 
     @field_validator("gates")
     @classmethod

@@ -44,6 +44,7 @@ class Simulator:
         self._contacts = ContactBook()
         self._books = Accounting()
         self._levels = {_msisdn_key(source): level for source, level in config.levels.items()}
+        self.recorded: list[Any] = []  # accepted request bodies, if config.record_requests
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -61,6 +62,7 @@ class Simulator:
         """
         self._rng.seed(self.config.seed)
         self._books = Accounting()
+        self.recorded = []
         self._contacts.clear()
         self.callbacks.reset()
 

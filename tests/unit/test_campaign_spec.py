@@ -17,8 +17,11 @@ message:
   template:
     name: hello
     language: en
-    header: {image: banner.png}
-    body: ["{first_name}", "fixed"]
+    components:
+      - type: header
+        parameters: [{type: image, image: {file: banner.png}}]
+      - type: body
+        parameters: [{type: text, text: "{first_name}"}, {type: text, text: fixed}]
 recipients: people.csv
 """
 
@@ -41,7 +44,7 @@ def problems_of(folder: Path) -> dict[str, str]:
 def test_the_example_campaign_is_valid() -> None:
     loaded = load_campaign(ROOT / "campaigns" / "example")
     assert loaded.spec.sender.source == "+4790000000"
-    assert loaded.media_file() == (ROOT / "campaigns" / "example" / "banner.png").resolve()
+    assert [ref.file for ref in loaded.media_refs()] == ["banner.png"]
     assert loaded.spec.placeholders() == {"store"}
 
 
@@ -57,22 +60,22 @@ def test_a_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
     [
         (("name: hello", "name: ''"), "message.template.name"),
         (('source: "+4790000000"', 'source: "not a number"'), "sender.source"),
-        (
-            ("header: {image: banner.png}", "header: {image: banner.png, text: hi}"),
-            "message.template.header",
-        ),
+        (("{file: banner.png}", "{file: banner.png, link: 'https://x.test/a.png'}"),
+         "message.template.components[0].parameters[0].image"),
         (("type: template", "type: carrier_pigeon"), "message"),
         (("recipients: people.csv", "recipients: people.csv\nbatch_size: 0"), "batch_size"),
         (("recipients: people.csv", "recipients: people.csv\npriority: URGENT"), "priority"),
         (("recipients: people.csv", "recipients: people.csv\ncolour: blue"), "colour"),
+        (("    name: hello", "    name: hello\n    colour: blue"), "message.template.colour"),
     ],
-)
+)  # fmt: skip
 def test_an_invalid_spec_names_the_field(
     tmp_path: Path, change: tuple[str, str], field: str
 ) -> None:
     spec = VALID.replace(*change)
     assert spec != VALID
-    assert field in problems_of(write_campaign(tmp_path, spec))
+    problems = problems_of(write_campaign(tmp_path, spec))
+    assert any(path == field or path.startswith(field + ".") for path in problems), problems
 
 
 def test_a_missing_recipients_file_is_named(tmp_path: Path) -> None:
@@ -81,8 +84,9 @@ def test_a_missing_recipients_file_is_named(tmp_path: Path) -> None:
 
 
 def test_a_missing_media_file_is_named(tmp_path: Path) -> None:
-    write_campaign(tmp_path, VALID.replace("banner.png", "missing.png"))
-    assert "media file not found" in problems_of(tmp_path)["message.template.header"]
+    write_campaign(tmp_path, VALID.replace("file: banner.png", "file: missing.png"))
+    field = "message.template.components[0].parameters[0].image.file"
+    assert "file not found" in problems_of(tmp_path)[field]
 
 
 def test_broken_yaml_is_a_syntax_error_not_a_traceback(tmp_path: Path) -> None:
@@ -95,7 +99,7 @@ def test_a_toml_spec_works_too(tmp_path: Path) -> None:
     (tmp_path / "campaign.yaml").unlink()
     (tmp_path / "campaign.toml").write_text(
         'name = "T"\nrecipients = "people.csv"\n[sender]\nsource = "+4790000000"\n'
-        '[message]\ntype = "text"\ntext = "Hi {first_name}"\n',
+        '[message]\ntype = "text"\ntext = {body = "Hi {first_name}"}\n',
         encoding="utf-8",
     )
     assert load_campaign(tmp_path).spec.placeholders() == {"first_name"}

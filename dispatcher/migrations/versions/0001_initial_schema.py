@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 00:09:10.432448
+Create Date: 2026-11-22 00:27:25.840081
 """
 
 from collections.abc import Sequence
@@ -41,6 +41,17 @@ def upgrade() -> None:
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_campaigns_source"), ["source"], unique=False)
         batch_op.create_index(batch_op.f("ix_campaigns_state"), ["state"], unique=False)
+
+    op.create_table(
+        "care_windows",
+        sa.Column("identifier", sa.String(length=160), nullable=False),
+        sa.Column("last_incoming_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("identifier", name=op.f("pk_care_windows")),
+    )
+    with op.batch_alter_table("care_windows", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_care_windows_last_incoming_at"), ["last_incoming_at"], unique=False
+        )
 
     op.create_table(
         "delivery_reports",
@@ -189,6 +200,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_delivery_reports_link_message_id"))
 
     op.drop_table("delivery_reports")
+    with op.batch_alter_table("care_windows", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_care_windows_last_incoming_at"))
+
+    op.drop_table("care_windows")
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_campaigns_state"))
         batch_op.drop_index(batch_op.f("ix_campaigns_source"))
