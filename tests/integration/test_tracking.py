@@ -6,7 +6,15 @@ import pytest
 from sqlalchemy import select, update
 
 from dispatcher import tracking
-from dispatcher.db import Batch, Database, DeliveryReport, Identity, Message, Suppression
+from dispatcher.db import (
+    Batch,
+    Database,
+    DeliveryReport,
+    Identity,
+    Media,
+    Message,
+    Suppression,
+)
 from dispatcher.link.models import MessageResponse
 from dispatcher.sending import _record
 from dispatcher.status import MessageStatus
@@ -151,3 +159,24 @@ def test_reports_that_never_match_do_not_starve_newer_ones_in_the_sweep(db: Data
     with db.session() as session:
         assert tracking.sweep(session, older_than_seconds=0, limit=5) == 1
     assert message(db, "+4791234567").status == MessageStatus.DELIVERED
+
+
+def test_a_media_upload_error_drops_the_cached_media_id_so_it_is_uploaded_again(
+    db: Database,
+) -> None:
+    batch_id = make_batch(db, ["+4791234567"], link_ids=["m1"])
+    image = {"type": "image", "image": {"id": "media-7"}}
+    payload = {
+        "messages": [
+            {"type": "template", "template": {"components": [{"parameters": [image]}]}}
+        ]
+    }
+    with db.session() as session:
+        session.execute(update(Batch).where(Batch.id == batch_id).values(payload=payload))
+        session.add(
+            Media(sha256="ab" * 32, source="+4790000000", content_type="image/png", size=1,
+                  media_id="media-7")
+        )  # fmt: skip
+    receive(db, dlr("m1", 112403, description="(#131053) Media upload error"))
+    with db.session() as session:
+        assert session.scalars(select(Media)).all() == []
