@@ -126,7 +126,7 @@ def _apply(session: Session, dlr: Dlr) -> ReportState:
         return _fail_request(session, dlr)
     if new is None:
         return ReportState.IGNORED
-    message_id = _find_message(session, dlr, custom)
+    message_id = _find_message(session, dlr, custom, new)
     if message_id is None:
         return ReportState.UNMATCHED
     at = dlr.timestamp or datetime.now(UTC)
@@ -172,11 +172,26 @@ def _forget_media_of(session: Session, message_id: int) -> None:
             log.warning("forgot %d cached media id(s) after a media upload error", forgotten)
 
 
-def _find_message(session: Session, dlr: Dlr, custom: dict[str, Any]) -> int | None:
+_GOOD_NEWS = frozenset(
+    {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.DELETED}
+)
+
+
+def _find_message(
+    session: Session, dlr: Dlr, custom: dict[str, Any], new: MessageStatus
+) -> int | None:
     if dlr.message_id:
         found = session.scalar(select(Message.id).where(Message.link_message_id == dlr.message_id))
         if found is not None:
             return found
+        if new in _GOOD_NEWS:
+            # A report for the attempt before a resend: the person did get that one, so
+            # it counts (and stops the resend); its late failures are old news.
+            found = session.scalar(
+                select(Message.id).where(Message.previous_link_message_id == dlr.message_id)
+            )
+            if found is not None:
+                return found
     # An in-doubt batch never got its messageIds; the identifiers in the DLR (seed 004
     # 'BSUID - Message Status Notifications') settle it, whichever one we sent to.
     identifiers = book.identifiers_from(custom)

@@ -107,6 +107,9 @@ class Message(Base):
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
     position: Mapped[int | None]
     link_message_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The id of the attempt before a resend: its late good news still counts.
+    previous_link_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    identifiers: Mapped[list[str] | None] = mapped_column(JSON)  # every id of the person
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(default=0)
     result_code: Mapped[int | None]
@@ -117,7 +120,8 @@ class Message(Base):
     delivered_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
-    next_attempt_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)  # resend planned
+    expires_at: Mapped[datetime | None]  # validity of the first submission; never extended
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
