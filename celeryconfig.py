@@ -38,9 +38,11 @@ task_routes = {
     "workers.tasks.prepare_campaign": {"queue": "prepare", "routing_key": "prepare"},
     "workers.tasks.send_batch": {"queue": "send", "routing_key": "send"},
     "workers.tasks.sweep_reports": {"queue": "dlr", "routing_key": "dlr"},
+    "workers.tasks.resend_due": {"queue": "prepare", "routing_key": "prepare"},
 }
 
 beat_schedule = {
     "sweep-reports": {"task": "workers.tasks.sweep_reports", "schedule": 5.0},
+    "resend-due": {"task": "workers.tasks.resend_due", "schedule": 10.0},
 }
 worker_hijack_root_logger = False

@@ -7,6 +7,7 @@ field path (``message.template.header.image``) and the rule it broke.
 from __future__ import annotations
 
 import tomllib
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -18,12 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dispatcher import message_spec
 from dispatcher.errors import CampaignSpecError
 from dispatcher.link.models import Level, Priority
+from dispatcher.retry import ResendPolicy
 
 SPEC_NAMES = ("campaign.yaml", "campaign.yml", "campaign.toml")
 
 # At STANDARD (80 msg/s) a request with more destinations exceeds the level on its own
 # (ARCHITECTURE 'Throughput'), so the default stays well below it.
 DEFAULT_BATCH_SIZE = 50
+# Seed 004 MessageRequest: absoluteValidityTime "defaults to 48h ahead".
+LINK_DEFAULT_VALIDITY_MINUTES = 48 * 60
 MAX_BATCH_SIZE = 1000
 
 
@@ -91,6 +95,7 @@ class CampaignSpec(_Spec):
     validity_minutes: int | None = Field(
         default=None, ge=1, le=30 * 24 * 60, description="LINK defaults to 48 h"
     )
+    resend: ResendPolicy = Field(default_factory=ResendPolicy)
 
     @field_validator("message", mode="after")
     @classmethod
@@ -117,6 +122,10 @@ class CampaignSpec(_Spec):
         if self.template_category is not None and not self.is_template:
             raise ValueError("template_category applies to template messages only")
         return self
+
+    @property
+    def validity(self) -> timedelta:
+        return timedelta(minutes=self.validity_minutes or LINK_DEFAULT_VALIDITY_MINUTES)
 
     @property
     def is_template(self) -> bool:

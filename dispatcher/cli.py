@@ -237,6 +237,42 @@ def schema() -> None:
 
 @app.command()
 @friendly
+def resend(
+    campaign_id: Annotated[int, typer.Argument(help="the campaign")],
+    codes: Annotated[
+        str | None,
+        typer.Option(help="comma-separated LINK result or WhatsApp codes; default: retryable"),
+    ] = None,
+) -> None:
+    """Send failed messages again (no earlier than 15 min after their last submission)."""
+    from datetime import UTC, datetime
+
+    from dispatcher import resend as resend_mod
+
+    wanted: set[int] | None = None
+    if codes:
+        try:
+            wanted = {int(code) for code in codes.split(",") if code.strip()}
+        except ValueError:
+            raise ConfigurationError(f"--codes wants numbers, got {codes!r}") from None
+    db = Database(local_database_url(get_settings()))
+    with db.session() as session:
+        if session.get(Campaign, campaign_id) is None:
+            raise DispatcherError(f"no campaign {campaign_id}")
+        count = resend_mod.request_resend(session, campaign_id, wanted, datetime.now(UTC))
+    console.print(
+        f"{count} failed message(s) of campaign {campaign_id} planned for resending; "
+        "the workers send them when due (delivered or read messages are never resent)."
+    )
+    if get_settings().embedded_broker:
+        console.print(
+            "[yellow]No REDIS_URL: no worker is running now. Resends that are due go out "
+            "while an embedded `dispatcher run` is running.[/]"
+        )
+
+
+@app.command()
+@friendly
 def report(
     campaign_id: Annotated[int, typer.Argument(help="the campaign")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file; else stdout")] = None,

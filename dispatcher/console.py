@@ -60,7 +60,10 @@ def follow(
                         total=max(current.messages, 1),
                         completed=getattr(current, stage),
                     )
-            if current.finished and extra_done():
+            # Done when nothing is in flight: every message has its outcome, or waits
+            # only for a resend planned later (the periodic task sends it when due).
+            idle = current.state == "sending" and current.unsettled == current.awaiting_resend
+            if (current.finished or (idle and current.awaiting_resend)) and extra_done():
                 break
             problem = alive()
             if problem:
@@ -89,10 +92,16 @@ def summary(progress: CampaignProgress) -> Table:
         ("read", progress.read, ""),
         ("failed", progress.failed, f"reasons: dispatcher report {progress.campaign_id}"),
     ]
+    if progress.expired:
+        rows.append(("expired", progress.expired, "validity ran out before a send"))
+    if progress.awaiting_resend:
+        rows.append(("awaiting resend", progress.awaiting_resend, "retryable failures"))
     if progress.in_doubt_batches:
         rows.append(("in doubt (batches)", progress.in_doubt_batches, "settled by DLRs only"))
     if progress.unsettled:
-        rows.append(("awaiting report", progress.unsettled, ""))
+        rows.append(("awaiting outcome", progress.unsettled, ""))
+    for label, count in sorted(progress.failures.items(), key=lambda item: -item[1]):
+        rows.append((f"  failed {label}", count, ""))
     for label, count, note in rows:
         table.add_row(label, str(count), note)
     if progress.rejects_path:

@@ -346,6 +346,7 @@ def _insert(
             "campaign_id": campaign_id,
             "identity_key": item.person.key,
             "destination": item.person.destination,
+            "identifiers": item.person.identifiers,
             "source_line": item.person.first.line,
             "params": item.person.first.values,
             "batch_id": batch_id,

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.db import Batch, Campaign, Message
@@ -33,7 +33,11 @@ class Progress:
     read: int
     failed: int
     unsettled: int
+    awaiting_resend: int
+    expired: int
     in_doubt_batches: int
+    by_status: dict[str, int]
+    failures: dict[str, int]  # "112403 / WhatsApp 131049" -> messages
 
     @property
     def finished(self) -> bool:
@@ -60,9 +64,29 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
             func.count(Message.delivered_at),
             func.count(Message.read_at),
             func.coalesce(func.sum(case((Message.status.in_(failed_states), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Message.status.in_(SETTLED), 0), else_=1)), 0),
+            func.coalesce(func.sum(case((_unsettled(), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Message.next_attempt_at.is_not(None), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Message.status == MessageStatus.EXPIRED, 1), else_=0)), 0),
         ).where(Message.campaign_id == campaign_id)
     ).one()
+    by_status = dict(
+        session.execute(
+            select(Message.status, func.count())
+            .where(Message.campaign_id == campaign_id)
+            .group_by(Message.status)
+        ).all()
+    )
+    failures = {
+        _failure_label(result_code, whatsapp_code): count
+        for result_code, whatsapp_code, count in session.execute(
+            select(Message.result_code, Message.whatsapp_error_code, func.count())
+            .where(
+                Message.campaign_id == campaign_id,
+                Message.status.in_(failed_states),
+            )
+            .group_by(Message.result_code, Message.whatsapp_error_code)
+        )
+    }
     in_doubt = session.scalar(
         select(func.count()).where(
             Batch.campaign_id == campaign_id, Batch.state == BatchState.IN_DOUBT
@@ -86,16 +110,37 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         read=counts[4],
         failed=int(counts[5]),
         unsettled=int(counts[6]),
+        awaiting_resend=int(counts[7]),
+        expired=int(counts[8]),
         in_doubt_batches=in_doubt or 0,
+        by_status={str(k): int(v) for k, v in by_status.items()},
+        failures=failures,
+    )
+
+
+def _failure_label(result_code: int | None, whatsapp_code: int | None) -> str:
+    if whatsapp_code is not None:
+        return f"{result_code or '-'} / WhatsApp {whatsapp_code}"
+    return str(result_code) if result_code is not None else "not sent"
+
+
+def _unsettled() -> ColumnElement[bool]:
+    """Messages the campaign still waits for: not settled, or a failure whose resend is
+    planned or not yet judged (``resend.plan``)."""
+    return or_(
+        Message.status.not_in(SETTLED),
+        (Message.status == MessageStatus.FAILED)
+        & (
+            Message.next_attempt_at.is_not(None)
+            | (Message.retry_class.is_(None) & Message.submitted_at.is_not(None))
+        ),
     )
 
 
 def complete_if_settled(session: Session, campaign_id: int) -> bool:
-    """Mark a sending campaign completed once every message has a settled status."""
+    """Mark a sending campaign completed once every message has its final outcome."""
     unsettled = session.scalar(
-        select(func.count()).where(
-            Message.campaign_id == campaign_id, Message.status.not_in(SETTLED)
-        )
+        select(func.count()).where(Message.campaign_id == campaign_id, _unsettled())
     )
     if unsettled:
         return False
@@ -123,8 +168,11 @@ def outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]
     rows = session.execute(
         select(
             Message.source_line,
+            Message.identifiers,
             Message.destination,
             Message.status,
+            Message.attempts,
+            Message.retry_class,
             Message.result_code,
             Message.whatsapp_error_code,
             Message.result_description,
@@ -141,4 +189,6 @@ def outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]
         .execution_options(yield_per=1000)
     )
     for row in rows:
-        yield tuple(row)
+        values = list(row)
+        values[1] = " ".join(values[1] or [])
+        yield tuple(values)

@@ -47,8 +47,11 @@ def write_rejects(path: Path, rejects: Iterable[Reject]) -> int:
 
 OUTCOME_COLUMNS = (
     "line",
+    "identifiers",
     "destination",
     "status",
+    "attempts",
+    "retry_class",
     "result_code",
     "whatsapp_error_code",
     "result_description",

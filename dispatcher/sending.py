@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 
 from dispatcher import tracking
-from dispatcher.campaign import CampaignSpec
+from dispatcher.campaign import LINK_DEFAULT_VALIDITY_MINUTES, CampaignSpec
 from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.errors import (
     LinkAuthError,
@@ -70,9 +70,10 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
         return Outcome.RETRY
     if grant.waited_seconds > 1:
         log.debug("batch %s waited %.2fs for capacity", batch_id, grant.waited_seconds)
-    request = _claim(ctx, batch_id, claimer)
-    if isinstance(request, Outcome):
-        return request
+    claimed = _claim(ctx, batch_id, claimer)
+    if isinstance(claimed, Outcome):
+        return claimed
+    request, spec_validity = claimed
     try:
         response = ctx.client.send(request)
     except LinkTransientError as exc:
@@ -80,13 +81,16 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
         return Outcome.RETRY
     except LinkInDoubtError as exc:
         _set_state(ctx.db, batch_id, BatchState.IN_DOUBT, str(exc), exc.result_code)
+        # Reports that came before we gave up waiting can settle its messages now.
+        with ctx.db.session() as session:
+            tracking.apply_waiting(session, batch_id)
         return Outcome.IN_DOUBT
     except (LinkRequestError, LinkAuthError) as exc:
         _reject(ctx.db, batch_id, exc)
         if isinstance(exc, LinkAuthError):
             _fail_campaign_of(ctx.db, batch_id, f"LINK refused our credentials: {exc}")
         return Outcome.REJECTED
-    _record(ctx.db, batch_id, response)
+    _record(ctx.db, batch_id, response, spec_validity)
     return Outcome.SUBMITTED
 
 
@@ -115,7 +119,9 @@ def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int]
         return campaign.source, weight, rate
 
 
-def _claim(ctx: SendContext, batch_id: str, claimer: str) -> MessageRequest | Outcome:
+def _claim(
+    ctx: SendContext, batch_id: str, claimer: str
+) -> tuple[MessageRequest, timedelta] | Outcome:
     with ctx.db.session() as session:
         claimed = session.execute(
             update(Batch)
@@ -135,23 +141,46 @@ def _claim(ctx: SendContext, batch_id: str, claimer: str) -> MessageRequest | Ou
         if campaign.state != CampaignState.SENDING:
             batch.state = BatchState.PENDING  # stopped while we waited; hand it back
             return Outcome.SKIPPED
-        destinations = list(
-            session.scalars(
-                select(Message.destination)
-                .where(Message.batch_id == batch_id)
-                .order_by(Message.position)
-            )
+        # Only messages still waiting go out: one settled meanwhile (a late report for
+        # an earlier attempt, say) drops out of the request, never to be sent twice.
+        waiting = session.execute(
+            select(Message.id, Message.destination, Message.expires_at)
+            .where(Message.batch_id == batch_id, Message.status == MessageStatus.QUEUED)
+            .order_by(Message.position, Message.id)
+        ).all()
+        session.execute(
+            update(Message)
+            .where(Message.batch_id == batch_id, Message.status != MessageStatus.QUEUED)
+            .values(position=None)
         )
+        if not waiting:
+            batch.state = BatchState.SKIPPED
+            batch.error = "every message was settled before its turn"
+            return Outcome.SKIPPED
+        session.execute(
+            update(Message),
+            [{"id": row.id, "position": index} for index, row in enumerate(waiting)],
+        )
+        # Counted when the request is about to leave: an unanswered one counts too.
+        session.execute(
+            update(Message)
+            .where(Message.id.in_([row.id for row in waiting]))
+            .values(attempts=Message.attempts + 1)
+        )
+        expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in waiting if e is not None]
         creds = ctx.client.credentials
-        return build_request(
-            CampaignSpec.model_validate(campaign.spec),
+        spec = CampaignSpec.model_validate(campaign.spec)
+        request = build_request(
+            spec,
             batch_id,
-            destinations,
+            [row.destination for row in waiting],
             batch.payload["messages"],
             event_report_gate=ctx.event_report_gate,
             platform_id=creds.platform_id,
             platform_partner_id=creds.platform_partner_id,
+            expires_at=min(expiries) if expiries else None,
         )
+        return request, spec.validity
 
 
 def build_request(
@@ -163,13 +192,18 @@ def build_request(
     event_report_gate: str | None,
     platform_id: str,
     platform_partner_id: str,
+    expires_at: datetime | None = None,
 ) -> MessageRequest:
-    """The MessageRequest of a batch; platform ids from the spec, else the account's."""
-    validity = (
-        (datetime.now(UTC) + timedelta(minutes=spec.validity_minutes)).replace(microsecond=0)
-        if spec.validity_minutes
-        else None
-    )
+    """The MessageRequest of a batch; platform ids from the spec, else the account's.
+
+    A resend keeps the validity of the first submission (``expires_at``): it is never
+    extended by sending again.
+    """
+    validity = expires_at
+    if validity is None and spec.validity_minutes:
+        validity = datetime.now(UTC) + timedelta(minutes=spec.validity_minutes)
+    if validity is not None:
+        validity = validity.replace(microsecond=0)
     return MessageRequest(
         platform_id=spec.sender.platform_id or platform_id,
         platform_partner_id=spec.sender.platform_partner_id or platform_partner_id,
@@ -184,13 +218,19 @@ def build_request(
 
 
 def _release(db: Database, batch_id: str, error: str) -> None:
-    """Nothing left our side: the batch may be claimed again."""
+    """Nothing left our side: the batch may be claimed again (the try does not count)."""
     with db.session() as session:
-        session.execute(
+        released = session.execute(
             update(Batch)
             .where(Batch.id == batch_id, Batch.state == BatchState.SUBMITTING)
             .values(state=BatchState.PENDING, error=error[:2000])
-        )
+        ).rowcount  # type: ignore[attr-defined]
+        if released:
+            session.execute(
+                update(Message)
+                .where(Message.batch_id == batch_id, Message.position.is_not(None))
+                .values(attempts=Message.attempts - 1)
+            )
 
 
 def give_up(db: Database, batch_id: str, reason: str) -> None:
@@ -247,7 +287,6 @@ def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) 
                 result_code=exc.result_code,
                 result_description=str(exc)[:1000],
                 failed_at=now,
-                attempts=Message.attempts + 1,
             )
         )
 
@@ -262,7 +301,12 @@ def _fail_campaign_of(db: Database, batch_id: str, error: str) -> None:
         )
 
 
-def _record(db: Database, batch_id: str, response: MessageResponse) -> None:
+def _record(
+    db: Database,
+    batch_id: str,
+    response: MessageResponse,
+    validity: timedelta = timedelta(minutes=LINK_DEFAULT_VALIDITY_MINUTES),
+) -> None:
     """Store each messageId on its message (ids mirror the destinations' order)."""
     now = datetime.now(UTC)
     with db.session() as session:
@@ -275,25 +319,27 @@ def _record(db: Database, batch_id: str, response: MessageResponse) -> None:
             .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=response.result_code)
         )
         ids = session.execute(
-            select(Message.id).where(Message.batch_id == batch_id).order_by(Message.position)
+            select(Message.id)
+            .where(Message.batch_id == batch_id, Message.position.is_not(None))
+            .order_by(Message.position)
         ).scalars()
         rows = [
             {"id": message_id, "link_message_id": link_id}
             for message_id, link_id in zip(ids, response.message_ids, strict=True)
         ]
         session.execute(update(Message), rows)
+        in_request = (Message.batch_id == batch_id) & Message.position.is_not(None)
         session.execute(
             update(Message)
-            .where(
-                Message.batch_id == batch_id,
-                Message.status.in_(predecessors(MessageStatus.SUBMITTED)),
+            .where(in_request)
+            .values(
+                status=case(
+                    (Message.status.in_(predecessors(MessageStatus.SUBMITTED)), "submitted"),
+                    else_=Message.status,
+                ),
+                submitted_at=now,
+                expires_at=func.coalesce(Message.expires_at, now + validity),
             )
-            .values(status=MessageStatus.SUBMITTED, submitted_at=now, attempts=Message.attempts + 1)
-        )
-        session.execute(
-            update(Message)
-            .where(Message.batch_id == batch_id, Message.submitted_at.is_(None))
-            .values(submitted_at=now, attempts=Message.attempts + 1)
         )
     # Reports that raced ahead of this commit were parked as unmatched: apply them now.
     with db.session() as session:

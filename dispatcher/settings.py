@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = Field(
         default=None, description="shared secret the DLR/MO callers must present"
     )
+    opt_out_words: str = Field(
+        default="UNSUBSCRIBE,STOPP,AVSLUTT,STOPALL,END,QUIT",
+        description=(
+            "comma-separated words that, sent alone (any case, surrounding punctuation "
+            "ignored) as a text or a button reply, opt the sender out; STOP always does"
+        ),
+    )
     state_dir: Path = Field(
         default=Path(".dispatcher"),
         validation_alias="DISPATCHER_STATE_DIR",
@@ -43,6 +50,15 @@ class Settings(BaseSettings):
         default=None, description="unset = a 'reports' folder inside the campaign folder"
     )
     worker_concurrency: int = Field(default=4, validation_alias="DISPATCHER_WORKER_CONCURRENCY")
+    resend_min_delay_seconds: float | None = Field(
+        default=None,
+        description="overrides every campaign's resend.min_delay_minutes (tests, rehearsals)",
+    )
+
+    @property
+    def opt_out_keywords(self) -> frozenset[str]:
+        """The opt-out words, case-folded, STOP included."""
+        return opt_out_keywords(self.opt_out_words)
 
     @property
     def embedded_broker(self) -> bool:
@@ -80,6 +96,12 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise ConfigurationError(f"LINK_BASE_URL is set; also set {', '.join(missing)}")
+
+
+def opt_out_keywords(words: str) -> frozenset[str]:
+    """``"Avbryt, slutt"`` -> {"stop", "avbryt", "slutt"}: STOP always opts out."""
+    found = {" ".join(word.split()).casefold() for word in words.split(",")}
+    return frozenset((found - {""}) | {"stop"})
 
 
 @lru_cache(maxsize=1)

@@ -89,6 +89,7 @@ class BatchState(StrEnum):
     SUBMITTED = "submitted"
     REJECTED = "rejected"  # LINK refused the request; its messages failed
     IN_DOUBT = "in_doubt"  # no answer: settled by DLRs, never blindly resent
+    SKIPPED = "skipped"  # nothing left to send when its turn came (all settled meanwhile)
 
 
 class CampaignState(StrEnum):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from functools import cache
 
 import redis
 from celery import Task
 
-from dispatcher import progress, sending, tracking
+from dispatcher import progress, resend, sending, tracking
 from dispatcher.db import Database
 from dispatcher.errors import ConfigurationError
 from dispatcher.link.client import LinkClient, LinkCredentials
@@ -90,3 +91,21 @@ def sweep_reports() -> int:
         for campaign_id in progress.active_campaigns(session):
             progress.complete_if_settled(session, campaign_id)
     return applied
+
+
+@app.task(name="workers.tasks.resend_due")
+def resend_due() -> int:
+    """Plan retryable failures, expire what ran out of validity, send what is due."""
+    db = context().db
+    with db.session() as session:
+        batch_ids = resend.run_due(session, resend_windows())
+    for batch_id in batch_ids:
+        send_batch.apply_async(kwargs={"batch_id": batch_id})
+    return len(batch_ids)
+
+
+def resend_windows() -> resend.Windows:
+    settings = get_settings()
+    if settings.resend_min_delay_seconds is None:
+        return resend.Windows()
+    return resend.Windows(min_delay=timedelta(seconds=settings.resend_min_delay_seconds))

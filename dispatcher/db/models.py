@@ -121,6 +121,7 @@ class Message(Base):
     read_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)  # resend planned
+    retry_class: Mapped[str | None] = mapped_column(String(16))  # set once a failure is judged
     expires_at: Mapped[datetime | None]  # validity of the first submission; never extended
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -48,6 +48,10 @@ class SimulatorConfig(BaseSettings):
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     # Keep every accepted request body for GET /_simulator/requests (tests, rehearsals).
     record_requests: bool = False
+    # Scripted fates: destination -> outcome of its 1st, 2nd, ... send. 0 = delivered and
+    # read; -1 = accepted but never reported; any other number = that WhatsApp error code,
+    # reported as 112403 "(#code) ...". Sends beyond the list are delivered.
+    scripted: dict[str, list[int]] = Field(default_factory=dict)
 
     @field_validator("gates")
     @classmethod

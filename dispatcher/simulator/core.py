@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from typing import Any
 
 from dispatcher.simulator.auth import BasicAuth
@@ -26,6 +27,7 @@ from dispatcher.simulator.validation import ParsedMessage, ParsedRequest
 
 _READ_SEQUENCE = (SENT, DELIVERED, READ)
 _UNREAD_SEQUENCE = (SENT, DELIVERED)
+_SILENT: tuple[Status, ...] = ()  # accepted, then never reported
 
 
 def _msisdn_key(source: str) -> str:
@@ -45,6 +47,7 @@ class Simulator:
         self._books = Accounting()
         self._levels = {_msisdn_key(source): level for source, level in config.levels.items()}
         self.recorded: list[Any] = []  # accepted request bodies, if config.record_requests
+        self._attempts: Counter[str] = Counter()  # sends per destination, for scripted fates
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -63,6 +66,7 @@ class Simulator:
         self._rng.seed(self.config.seed)
         self._books = Accounting()
         self.recorded = []
+        self._attempts = Counter()
         self._contacts.clear()
         self.callbacks.reset()
 
@@ -126,12 +130,33 @@ class Simulator:
                 if over_level:
                     books.excess_over_level[source] += 1
                 if urls:
-                    statuses = self._fate(message, over_level and self.config.enforce_level)
+                    scripted = self._scripted(destination)
+                    statuses = (
+                        scripted
+                        if scripted is not None
+                        else self._fate(message, over_level and self.config.enforce_level)
+                    )
+                    if not statuses:
+                        continue  # scripted silence: accepted, never reported
                     delivery = Delivery(request, message, index, message_id, person, statuses)
                     self.callbacks.submit(urls, delivery)
         buckets[second] = sent_this_second
         books.accepted_messages += len(message_ids) * len(messages)
         return message_ids
+
+    def _scripted(self, destination: str) -> tuple[Status, ...] | None:
+        """The scripted outcome of this send to ``destination``, if the config has one."""
+        script = self.config.scripted.get(destination)
+        if not script:
+            return None
+        attempt = self._attempts[destination]
+        self._attempts[destination] += 1
+        if attempt >= len(script) or script[attempt] == 0:
+            return _READ_SEQUENCE
+        if script[attempt] < 0:
+            return _SILENT
+        code = script[attempt]
+        return (Status(112403, f"(#{code}) scripted failure", f"scripted WhatsApp error {code}"),)
 
     def _fate(self, message: ParsedMessage, throttled: bool) -> tuple[Status, ...]:
         """The statuses one message will go through, decided at acceptance."""
