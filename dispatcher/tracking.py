@@ -1,52 +1,71 @@
-"""Delivery tracking: raw webhook bodies stored first, then applied to messages.
+"""Delivery tracking: stored webhook bodies applied to messages, many at a time.
 
 The order matters (ARCHITECTURE 'Crash safety'): a body is committed before anything
-else happens, so a crash, a bug or a parse error loses nothing. Applying is idempotent
-and order-independent: a message's status only moves forward (``status.advances``),
-enforced by a conditional UPDATE so concurrent receivers cannot go backwards.
+else happens (``intake``, ``ingest``), so a crash, a bug or a parse error loses nothing.
+Applying then works on whole sets of stored reports (``apply_received``): one query
+locks every message they name, the new status of each message is folded from all of
+its reports in Python, and the changes go back in one bulk UPDATE. A message's status
+only moves forward (``status.advances``): duplicates are harmless, a late ``sent`` never
+overwrites ``delivered`` but still fills ``sent_at``, and the result does not depend on
+the order in which one set's reports arrived (good news is folded before failures, so
+a failure never overrules a delivery it arrived with).
 
 A report can arrive before the worker has recorded the ``messageId`` it refers to
 (LINK may call back faster than our own transaction commits). Such a report is kept
 ``unmatched`` and applied when the batch's ids are recorded (``apply_waiting``), or by
-the periodic sweep.
+the periodic ``sweep``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from pydantic import ValidationError
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Table, case, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dispatcher import book, media
-from dispatcher.db.models import Batch, CareWindow, DeliveryReport, Message, Suppression
-from dispatcher.dbutil import insert_ignoring_duplicates, upsert_latest
+from dispatcher import book, incoming, media
+from dispatcher.db.models import Batch, DeliveryReport, Message
+from dispatcher.dbutil import among, plan_for_actual_values, update_by_id
+from dispatcher.intake import (
+    InvalidReport,
+    Kind,
+    ReportState,
+    mark_invalid,
+    parse_dlr,
+    parse_dlrs,
+    parse_incoming,
+    store,
+)
 from dispatcher.link.codes import DLR_STATUS, whatsapp_error_code
 from dispatcher.link.models import DeliveryReport as Dlr
 from dispatcher.link.models import IncomingMessage
-from dispatcher.status import MessageStatus, predecessors
+from dispatcher.status import BatchState, MessageStatus, advances, predecessors
+
+__all__ = [
+    "InvalidReport",
+    "ReportState",
+    "apply_dlr",
+    "apply_dlrs",
+    "apply_incoming",
+    "apply_received",
+    "apply_waiting",
+    "mark_invalid",
+    "parse_dlrs",
+    "parse_incoming",
+    "store",
+    "sweep",
+    "unapplied_from",
+]
 
 log = logging.getLogger(__name__)
-OPT_OUT_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "STOPP", "AVSLUTT", "STOPALL", "END", "QUIT"})
-
-
-class ReportState(StrEnum):
-    RECEIVED = "received"  # stored, not yet applied
-    APPLIED = "applied"
-    UNMATCHED = "unmatched"  # no message carries its messageId (yet)
-    INVALID = "invalid"  # not a report we can read; kept for inspection
-    IGNORED = "ignored"  # readable, but nothing to change (e.g. unknown code)
-
-
-class InvalidReport(ValueError):
-    """The body is not a report we can read."""
-
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
 
 # Which timestamp columns a status fills; later stages imply earlier ones.
 _STAMPS: dict[MessageStatus, tuple[str, ...]] = {
@@ -56,165 +75,244 @@ _STAMPS: dict[MessageStatus, tuple[str, ...]] = {
     MessageStatus.DELETED: ("sent_at", "delivered_at"),
     MessageStatus.FAILED: ("failed_at",),
 }
+_BAD_NEWS = frozenset({MessageStatus.FAILED, MessageStatus.UNKNOWN})
+_GOOD_NEWS = frozenset(
+    {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.DELETED}
+)
+# SQLite takes at most 32766 parameters per statement; the lock query uses two per id.
+_LOCK_CHUNK = 4000
+_COLUMNS = (
+    "status",
+    "result_code",
+    "result_description",
+    "whatsapp_error_code",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "failed_at",
+)
 
 
-def store(session: Session, kind: str, body: bytes) -> int:
-    """Keep a webhook body exactly as received; returns its id."""
-    report = DeliveryReport(kind=kind, body=body, state=ReportState.RECEIVED)
-    session.add(report)
-    session.flush()
-    return report.id
+def apply_incoming(
+    session: Session,
+    report_id: int,
+    message: IncomingMessage,
+    *,
+    opt_out_words: frozenset[str] | None = None,
+) -> bool:
+    """Learn identities from an incoming message; opt-out words suppress the sender.
 
-
-def parse_dlrs(body: bytes) -> list[Dlr]:
-    """The report in a callback body: one object per callback (seed 004, "One callback
-    relates to one message"), so one stored body has exactly one state."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidReport(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidReport("expected a JSON object (a Message Status Notification)")
-    try:
-        return [Dlr.model_validate(data)]
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(body)"
-        raise InvalidReport(f"{where}: {first['msg']}") from None
-
-
-def parse_incoming(body: bytes) -> IncomingMessage:
-    try:
-        data = json.loads(body)
-        return IncomingMessage.model_validate(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidReport(f"not an incoming message: {exc}") from None
-
-
-def mark_invalid(session: Session, report_id: int, error: str) -> None:
-    session.execute(
-        update(DeliveryReport)
-        .where(DeliveryReport.id == report_id)
-        .values(state=ReportState.INVALID, error=error[:2000])
-    )
+    Returns True when the sender was suppressed (see ``incoming.apply``).
+    """
+    return incoming.apply(session, report_id, message, opt_out_words=opt_out_words)
 
 
 def apply_dlr(session: Session, report_id: int, dlr: Dlr) -> ReportState:
     """Apply one status notification; returns the report's new state."""
-    state = _apply(session, dlr)
-    session.execute(
-        update(DeliveryReport)
-        .where(DeliveryReport.id == report_id)
-        .values(
-            state=state,
-            link_message_id=dlr.message_id,
-            ref_id=dlr.ref_id,
-            result_code=dlr.result_code,
-            applied_at=datetime.now(UTC) if state is not ReportState.UNMATCHED else None,
-        )
-    )
-    return state
+    return apply_dlrs(session, [(report_id, dlr)])[report_id]
 
 
-def _apply(session: Session, dlr: Dlr) -> ReportState:
-    new = DLR_STATUS.get(dlr.result_code)
-    custom = dlr.custom_parameters or {}
-    identifiers = book.identifiers_from(custom)
-    if len(identifiers) > 1:
-        book.learn(session, identifiers, "dlr")
-    if dlr.is_request_failure:
-        return _fail_request(session, dlr)
-    if new is None:
-        return ReportState.IGNORED
-    message_id = _find_message(session, dlr, custom, new)
-    if message_id is None:
-        return ReportState.UNMATCHED
-    at = dlr.timestamp or datetime.now(UTC)
-    values: dict[str, Any] = {"status": new}
-    if new in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
-        values |= {
-            "result_code": dlr.result_code,
-            "result_description": (dlr.result_description or "")[:1000] or None,
-            "whatsapp_error_code": whatsapp_error_code(
-                dlr.result_description, _text(custom.get("metaErrorDetails"))
-            ),
-        }
-    else:
-        values["result_code"] = dlr.result_code
-    for column in _STAMPS.get(new, ()):
-        values[column] = func.coalesce(getattr(Message, column), at)
-    changed = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status.in_(predecessors(new)))
-        .values(**values)
-    ).rowcount  # type: ignore[attr-defined]
-    if changed and values.get("whatsapp_error_code") == media.MEDIA_UPLOAD_ERROR:
+@dataclass(slots=True)
+class _Report:
+    id: int
+    dlr: Dlr
+    status: MessageStatus
+    at: datetime
+
+
+def _lifecycle_order(report: _Report) -> tuple[bool, int]:
+    # Good news up the road first, failures last: the fold is then the same for every
+    # arrival order. How many statuses a status may replace ranks it on the road.
+    return report.status is MessageStatus.FAILED, len(predecessors(report.status))
+
+
+def apply_dlrs(
+    session: Session, reports: Sequence[tuple[int, Dlr]], *, known_groups: book.Known | None = None
+) -> dict[int, ReportState]:
+    """Apply status notifications as one set; returns each report's new state.
+
+    Every message they name is locked (in id order, so concurrent appliers queue
+    rather than deadlock), its new values are folded from its reports, and the
+    changed messages are written back in one bulk UPDATE.
+    """
+    states: dict[int, ReportState] = {}
+    now = datetime.now(UTC)
+    plan_for_actual_values(session)
+    groups = _identifier_groups(d for _, d in reports)
+    book.learn_many(session, groups, "dlr", known_groups=known_groups)
+    pending: list[_Report] = []
+    for report_id, dlr in reports:
+        new = DLR_STATUS.get(dlr.result_code)
+        if dlr.is_request_failure:
+            states[report_id] = _fail_request(session, dlr)
+        elif new is None or not dlr.message_id:
+            states[report_id] = ReportState.IGNORED
+        else:
+            pending.append(_Report(report_id, dlr, new, _aware(dlr.timestamp) or now))
+    by_message = _group_by_message(session, pending, states)
+    changes: list[dict[str, Any]] = []
+    media_errors: list[int] = []
+    for message_id, (row, matched) in sorted(by_message.items()):
+        values = _fold(row, matched)
+        if values:
+            if values.get("whatsapp_error_code") == media.MEDIA_UPLOAD_ERROR:
+                media_errors.append(message_id)
+            changes.append({"id": message_id, "updated_at": now, **values})
+    update_by_id(session, _MESSAGES, changes, (*_COLUMNS, "updated_at"))
+    for message_id in media_errors:
         _forget_media_of(session, message_id)
-    if not changed and new not in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
-        # A late or duplicate report: the status stays, but a missing stage time
+    _set_states(session, states, now)
+    return states
+
+
+_Grouped = dict[int, tuple[Any, list["_Report"]]]
+
+
+def _identifier_groups(dlrs: Iterable[Dlr]) -> list[tuple[str, ...]]:
+    """The identifiers the reports name (seed 004 'BSUID - Message Status
+    Notifications'), once per distinct set: a message's reports repeat them."""
+    raw = {book.naming(d.custom_parameters) for d in dlrs if d.custom_parameters}
+    return [group for group in map(book.identifiers_in, raw) if len(group) > 1]
+
+
+def _group_by_message(
+    session: Session, reports: list[_Report], states: dict[int, ReportState]
+) -> _Grouped:
+    """Lock the messages the reports are about; reports about none are unmatched."""
+    if not reports:
+        return {}
+    rows = _lock_messages(session, {r.dlr.message_id for r in reports if r.dlr.message_id})
+    by_message, misses = _match(rows, reports, states)
+    if misses:
+        found = _settle_in_doubt(session, misses)
+        if found:
+            more, misses = _match(_lock_messages(session, found), misses, states)
+            for message_id, (row, matched) in more.items():
+                by_message.setdefault(message_id, (row, []))[1].extend(matched)
+    for report in misses:
+        states[report.id] = ReportState.UNMATCHED
+    return by_message
+
+
+def _lock_messages(session: Session, link_ids: Iterable[str]) -> list[Any]:
+    """The messages with these (current or previous) messageIds, locked in id order."""
+    wanted = sorted(link_ids)
+    table = _MESSAGES
+    rows: list[Any] = []
+    for start in range(0, len(wanted), _LOCK_CHUNK):
+        chunk = wanted[start : start + _LOCK_CHUNK]
+        rows += session.execute(
+            select(table.c.id, table.c.link_message_id, table.c.previous_link_message_id)
+            .add_columns(*(table.c[c] for c in _COLUMNS))
+            .where(
+                or_(
+                    among(session, table.c.link_message_id, chunk),
+                    among(session, table.c.previous_link_message_id, chunk),
+                )
+            )
+            .order_by(table.c.id)
+            .with_for_update()
+        ).all()
+    return rows
+
+
+def _match(
+    rows: list[Any], reports: list[_Report], states: dict[int, ReportState]
+) -> tuple[_Grouped, list[_Report]]:
+    """Reports grouped by the message they are about, and those about none we know."""
+    current = {row.link_message_id: row for row in rows if row.link_message_id}
+    previous = {row.previous_link_message_id: row for row in rows if row.previous_link_message_id}
+    by_message: _Grouped = {}
+    misses: list[_Report] = []
+    for report in reports:
+        row = current.get(report.dlr.message_id)
+        if row is None and report.dlr.message_id in previous:
+            if report.status not in _GOOD_NEWS:
+                # A report for the attempt before a resend: the person did get that one,
+                # so its good news counts (and stops the resend); its failures are old news.
+                states[report.id] = ReportState.IGNORED
+                continue
+            row = previous[report.dlr.message_id]
+        if row is None:
+            misses.append(report)
+            continue
+        by_message.setdefault(row.id, (row, []))[1].append(report)
+        states[report.id] = ReportState.APPLIED
+    return by_message, misses
+
+
+def _fold(row: Any, reports: list[_Report]) -> dict[str, Any]:
+    """The columns that change when ``reports`` reach the message as it is in ``row``."""
+    try:
+        status = MessageStatus(row.status)
+    except ValueError:
+        return {}
+    changes: dict[str, Any] = {}
+    firsts: dict[str, datetime] = {}
+    for report in reports if len(reports) == 1 else sorted(reports, key=_lifecycle_order):
+        if advances(status, report.status):
+            status = report.status
+            changes["status"] = status.value
+            changes["result_code"] = report.dlr.result_code
+            if status in _BAD_NEWS:
+                changes.update(_failure(report.dlr))
+        elif report.status in _BAD_NEWS:
+            continue  # a failure that changes nothing leaves no trace
+        # A late or duplicate report leaves the status, but a missing stage time
         # (e.g. 'sent' arriving after 'delivered') is still worth recording.
-        stamps = {c: func.coalesce(getattr(Message, c), at) for c in _STAMPS.get(new, ())}
-        if stamps:
-            session.execute(update(Message).where(Message.id == message_id).values(**stamps))
-    return ReportState.APPLIED
+        for column in _STAMPS.get(report.status, ()):
+            if column not in firsts or report.at < firsts[column]:
+                firsts[column] = report.at
+    for column, at in firsts.items():
+        if getattr(row, column) is None:
+            changes[column] = at
+    return changes
 
 
-def _forget_media_of(session: Session, message_id: int) -> None:
-    """LINK could not resolve the media id: stop reusing it (refresh on failure)."""
-    payload = session.scalar(
-        select(Batch.payload).join(Message, Message.batch_id == Batch.id).where(
-            Message.id == message_id
+def _failure(dlr: Dlr) -> dict[str, Any]:
+    details = (dlr.custom_parameters or {}).get("metaErrorDetails")
+    return {
+        "result_description": (dlr.result_description or "")[:1000] or None,
+        "whatsapp_error_code": whatsapp_error_code(
+            dlr.result_description, details if isinstance(details, str) else None
+        ),
+    }
+
+
+def _settle_in_doubt(session: Session, reports: list[_Report]) -> set[str]:
+    """An in-doubt batch never got its messageIds; the identifiers in a report (seed 004
+    'BSUID - Message Status Notifications') name the message, whichever one we sent to.
+    Returns the messageIds now recorded."""
+    refs = {r.dlr.ref_id for r in reports if r.dlr.ref_id and r.dlr.custom_parameters}
+    if not refs:
+        return set()
+    in_doubt = set(
+        session.scalars(
+            select(Batch.id).where(Batch.id.in_(refs), Batch.state == BatchState.IN_DOUBT)
         )
     )
-    if payload:
-        forgotten = media.forget(session, media.media_ids_in(payload))
-        if forgotten:
-            log.warning("forgot %d cached media id(s) after a media upload error", forgotten)
-
-
-_GOOD_NEWS = frozenset(
-    {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.DELETED}
-)
-
-
-def _find_message(
-    session: Session, dlr: Dlr, custom: dict[str, Any], new: MessageStatus
-) -> int | None:
-    if dlr.message_id:
-        found = session.scalar(select(Message.id).where(Message.link_message_id == dlr.message_id))
-        if found is not None:
-            return found
-        if new in _GOOD_NEWS:
-            # A report for the attempt before a resend: the person did get that one, so
-            # it counts (and stops the resend); its late failures are old news.
-            found = session.scalar(
-                select(Message.id).where(Message.previous_link_message_id == dlr.message_id)
-            )
-            if found is not None:
-                return found
-    # An in-doubt batch never got its messageIds; the identifiers in the DLR (seed 004
-    # 'BSUID - Message Status Notifications') settle it, whichever one we sent to.
-    identifiers = book.identifiers_from(custom)
-    if dlr.ref_id and identifiers:
-        found = session.scalar(
+    found: set[str] = set()
+    for report in reports:
+        identifiers = book.identifiers_from(report.dlr.custom_parameters)
+        if report.dlr.ref_id not in in_doubt or not identifiers or not report.dlr.message_id:
+            continue
+        message_id = session.scalar(
             select(Message.id)
-            .join(Batch, Batch.id == Message.batch_id)
             .where(
-                Batch.id == dlr.ref_id,
-                Batch.state == "in_doubt",
+                Message.batch_id == report.dlr.ref_id,
                 Message.destination.in_(identifiers),
                 Message.link_message_id.is_(None),
             )
             .limit(1)
         )
-        if found is not None and dlr.message_id:
+        if message_id is not None:
             session.execute(
                 update(Message)
-                .where(Message.id == found, Message.link_message_id.is_(None))
-                .values(link_message_id=dlr.message_id)
+                .where(Message.id == message_id, Message.link_message_id.is_(None))
+                .values(link_message_id=report.dlr.message_id)
             )
-        return found
-    return None
+            found.add(report.dlr.message_id)
+    return found
 
 
 def _fail_request(session: Session, dlr: Dlr) -> ReportState:
@@ -232,22 +330,102 @@ def _fail_request(session: Session, dlr: Dlr) -> ReportState:
             result_code=dlr.result_code,
             result_description=(dlr.result_description or "request failed")[:1000],
             whatsapp_error_code=whatsapp_error_code(dlr.result_description),
-            failed_at=dlr.timestamp or datetime.now(UTC),
+            failed_at=_aware(dlr.timestamp) or datetime.now(UTC),
         )
     )
     return ReportState.APPLIED
 
 
+def _forget_media_of(session: Session, message_id: int) -> None:
+    """LINK could not resolve the media id: stop reusing it (refresh on failure)."""
+    payload = session.scalar(
+        select(Batch.payload)
+        .join(Message, Message.batch_id == Batch.id)
+        .where(Message.id == message_id)
+    )
+    if payload:
+        forgotten = media.forget(session, media.media_ids_in(payload))
+        if forgotten:
+            log.warning("forgot %d cached media id(s) after a media upload error", forgotten)
+
+
+def _set_states(session: Session, states: dict[int, ReportState], now: datetime) -> None:
+    by_state: dict[ReportState, list[int]] = defaultdict(list)
+    for report_id, state in states.items():
+        by_state[state].append(report_id)
+    for state, ids in by_state.items():
+        session.execute(
+            update(_REPORTS)
+            .where(among(session, _REPORTS.c.id, ids))
+            .values(state=state, applied_at=None if state is ReportState.UNMATCHED else now)
+        )
+
+
+# -- applying stored reports ---------------------------------------------------------
+
+
+def apply_received(
+    session: Session,
+    *,
+    after_id: int = 0,
+    limit: int = 1000,
+    opt_out_words: frozenset[str] | None = None,
+    known_groups: book.Known | None = None,
+) -> int | None:
+    """Apply the stored reports nobody has tried yet among the ``limit`` rows after
+    ``after_id``; returns the last id looked at (None: no rows after it).
+    ``known_groups`` (see ``book.Known``) is the caller's to commit or discard.
+
+    The walk follows the primary key from where the caller left off rather than
+    searching by state: every applied report leaves a dead ``received`` entry in the
+    state index until VACUUM, and a search by state would wade through all of them.
+    Rows another applier holds are skipped; rows committed behind the caller's mark
+    (by another process) are the sweep's.
+    """
+    rows = session.execute(
+        select(
+            _REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body, _REPORTS.c.state, _REPORTS.c.tried_at
+        )
+        .where(_REPORTS.c.id > after_id)
+        .order_by(_REPORTS.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return None
+    fresh = [r[:3] for r in rows if r.state == ReportState.RECEIVED and r.tried_at is None]
+    _apply_rows(session, fresh, opt_out_words, mark_failures_tried=True, known_groups=known_groups)
+    return int(rows[-1].id)
+
+
+def unapplied_from(session: Session) -> int:
+    """Where an applier starting now begins its walk: just before the oldest report
+    nobody has tried yet, else after the newest."""
+    oldest = session.scalar(
+        select(func.min(_REPORTS.c.id)).where(
+            _REPORTS.c.state == ReportState.RECEIVED, _REPORTS.c.tried_at.is_(None)
+        )
+    )
+    if oldest is not None:
+        return int(oldest) - 1
+    return int(session.scalar(select(func.coalesce(func.max(_REPORTS.c.id), 0))) or 0)
+
+
 def apply_waiting(session: Session, ref_id: str) -> int:
     """Apply the reports of a batch that arrived before its messageIds were stored."""
     reports = session.execute(
-        select(DeliveryReport.id, DeliveryReport.body).where(
+        select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
+        .where(
             DeliveryReport.ref_id == ref_id,
             DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
-            DeliveryReport.kind == "dlr",
+            DeliveryReport.kind == Kind.DLR,
         )
+        .order_by(DeliveryReport.id)
+        # Waits for an applier that holds some of them: it may have looked before the
+        # ids were committed, and would leave them unmatched for the sweep.
+        .with_for_update()
     ).all()
-    return _reapply(session, reports)
+    return _apply_rows(session, reports, None)
 
 
 # A report still unmatched after this long belongs to no message we know (another
@@ -259,13 +437,13 @@ def sweep(session: Session, older_than_seconds: float = 5.0, limit: int = 1000) 
     """Re-apply reports left behind (receiver crashed mid-apply, or still unmatched).
 
     Least recently tried first, so a pile of reports that never match cannot starve
-    newer ones; each report in its own savepoint, so one bad row cannot block the rest.
+    newer ones; a set that fails is retried one report at a time, so one bad row cannot
+    block the rest.
     """
     now = datetime.now(UTC)
     reports = session.execute(
-        select(DeliveryReport.id, DeliveryReport.body)
+        select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
         .where(
-            DeliveryReport.kind == "dlr",
             DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
             DeliveryReport.received_at < now - timedelta(seconds=older_than_seconds),
             DeliveryReport.received_at > now - SWEEP_HORIZON,
@@ -276,69 +454,77 @@ def sweep(session: Session, older_than_seconds: float = 5.0, limit: int = 1000) 
             DeliveryReport.id,
         )
         .limit(limit)
+        .with_for_update(skip_locked=True)
     ).all()
     if reports:
         session.execute(
             update(DeliveryReport)
-            .where(DeliveryReport.id.in_([r[0] for r in reports]))
+            .where(among(session, DeliveryReport.id, [r[0] for r in reports]))
             .values(tried_at=now)
         )
-    return _reapply(session, reports)
+    return _apply_rows(session, reports, None)
 
 
-def _reapply(session: Session, reports: Any) -> int:
+def _apply_rows(
+    session: Session,
+    rows: Sequence[Any],
+    opt_out_words: frozenset[str] | None,
+    *,
+    mark_failures_tried: bool = False,
+    known_groups: book.Known | None = None,
+) -> int:
+    """Apply stored rows (id, kind, body); returns how many reached a message."""
+    plan_for_actual_values(session)
+    dlrs: list[tuple[int, Dlr]] = []
+    mos: list[tuple[int, IncomingMessage]] = []
+    for report_id, kind, body in rows:
+        try:
+            if kind == Kind.MO:
+                mos.append((report_id, parse_incoming(body)))
+            else:
+                dlrs.append((report_id, parse_dlr(body)))
+        except InvalidReport as exc:
+            mark_invalid(session, report_id, str(exc))
     applied = 0
-    for report_id, body in reports:
+    failed: list[int] = []
+    if dlrs:
         try:
             with session.begin_nested():
+                states = apply_dlrs(session, dlrs, known_groups=known_groups)
+            applied += sum(s is not ReportState.UNMATCHED for s in states.values())
+        except SQLAlchemyError as exc:
+            if known_groups is not None:
+                known_groups.discard()  # rolled back; one by one learns without it
+            log.warning("%d reports could not be applied together (%s); one by one", len(dlrs),
+                        type(exc).__name__)  # fmt: skip
+            for report_id, dlr in dlrs:
                 try:
-                    dlrs = parse_dlrs(body)
-                except InvalidReport as exc:
-                    mark_invalid(session, report_id, str(exc))
-                    continue
-                for dlr in dlrs:
-                    if apply_dlr(session, report_id, dlr) is not ReportState.UNMATCHED:
-                        applied += 1
+                    with session.begin_nested():
+                        applied += apply_dlr(session, report_id, dlr) is not ReportState.UNMATCHED
+                except SQLAlchemyError as exc:
+                    log.warning("report %s could not be applied: %s", report_id,
+                                type(exc).__name__)  # fmt: skip
+                    failed.append(report_id)
+    for report_id, message in mos:
+        try:
+            with session.begin_nested():
+                incoming.apply(session, report_id, message, opt_out_words=opt_out_words)
+            applied += 1
         except SQLAlchemyError as exc:
             log.warning("report %s could not be applied: %s", report_id, type(exc).__name__)
+            failed.append(report_id)
+    if failed and mark_failures_tried:
+        # Out of the applier's way; the sweep retries them, least recently tried first.
+        session.execute(
+            update(DeliveryReport)
+            .where(among(session, DeliveryReport.id, failed))
+            .values(tried_at=datetime.now(UTC))
+        )
     return applied
 
 
-def apply_incoming(session: Session, report_id: int, message: IncomingMessage) -> bool:
-    """Learn identities from an incoming message; opt-out words suppress the sender.
-
-    Returns True when the sender was suppressed.
-    """
-    identifiers = book.identifiers_from(message.custom_parameters, message.source)
-    book.learn(session, identifiers, "mo")
-    # A message from the person opens the 24-hour customer care window (seed 004).
-    at = message.timestamp or datetime.now(UTC)
-    upsert_latest(
-        session,
-        CareWindow.__table__,  # type: ignore[arg-type]
-        "identifier",
-        "last_incoming_at",
-        [{"identifier": i, "last_incoming_at": at} for i in identifiers],
-    )
-    text = ""
-    if message.content:
-        inner = message.content.get("message")
-        if isinstance(inner, dict):
-            text = _text(inner.get("text")) or ""
-    suppressed = text.strip().upper() in OPT_OUT_WORDS
-    if suppressed:
-        insert_ignoring_duplicates(
-            session,
-            Suppression.__table__,  # type: ignore[arg-type]
-            [{"identifier": i, "reason": f"opt-out keyword {text.strip()!r}"} for i in identifiers],
-        )
-    session.execute(
-        update(DeliveryReport)
-        .where(DeliveryReport.id == report_id)
-        .values(state=ReportState.APPLIED, applied_at=datetime.now(UTC))
-    )
-    return suppressed
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _aware(moment: datetime | None) -> datetime | None:
+    """LINK's timestamps carry an offset (RFC 3339); one without is taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

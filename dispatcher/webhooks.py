@@ -1,9 +1,13 @@
 """Webhook app (ASGI): LINK delivery reports and incoming messages, health, status.
 
-Every body is committed to ``delivery_reports`` before it is answered: 200 once
-stored (applying may be retried later by the sweep), 400 for a body we cannot read
-(stored all the same), 503 when the database cannot take it (LINK retries), never a
-500 for bad input.
+Every body is committed to ``delivery_reports`` before it is answered (``ingest``:
+group commit, so one commit answers every request that arrived meanwhile):
+
+* 200 once stored (empty, the stored row's id in ``X-Report-Id``); the report is applied
+  moments later by the background applier;
+* 400 for a body we cannot read (not JSON, required fields missing, an undocumented
+  resultCode, over ``intake.MAX_BODY_BYTES``): stored all the same, with the reason;
+* 503 when the database cannot take it (LINK retries); never a 500 for bad input.
 
 Callers authenticate with the shared secret ``WEBHOOK_TOKEN``, presented as the
 ``X-Webhook-Token`` header, a ``token`` query parameter (for gates that only take a
@@ -15,9 +19,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -25,85 +32,136 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from dispatcher import progress, tracking
+from dispatcher import progress
 from dispatcher.db import Database
 from dispatcher.errors import StorageError
+from dispatcher.ingest import ApplierMode, Ingest
+from dispatcher.intake import MAX_BODY_BYTES, Kind, ReportState, read_body
+from dispatcher.settings import get_settings
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1024 * 1024
+__all__ = ["MAX_BODY_BYTES", "create_app"]
 
 
-def create_app(db: Database, *, token: str | None = None) -> Starlette:
-    """The webhook ASGI app over ``db``; ``token`` is the shared secret (None = open)."""
-    receiver = _Receiver(db, token)
-    return Starlette(
+def create_app(
+    db: Database,
+    *,
+    token: str | None = None,
+    opt_out_words: frozenset[str] | None = None,
+    applier: ApplierMode | None = None,
+) -> WebhookApp:
+    """The webhook ASGI app over ``db``; ``token`` is the shared secret (None = open);
+    ``opt_out_words`` (case-folded) default to the ``OPT_OUT_WORDS`` setting; the
+    applier runs as ``ingest`` decides for the database unless ``applier`` says.
+
+    ``app.state.ingest`` is its ``Ingest``, started and stopped with the app's lifespan.
+    """
+    words = get_settings().opt_out_keywords if opt_out_words is None else opt_out_words
+    ingest = Ingest(db, opt_out_words=words, applier=applier)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        ingest.start()
+        try:
+            yield
+        finally:
+            await ingest.close()
+
+    pages = _Pages(db)
+    rest = Starlette(
         routes=[
-            Route("/webhooks/link/dlr", receiver.dlr, methods=["POST"]),
-            Route("/webhooks/link/mo", receiver.mo, methods=["POST"]),
-            Route("/healthz", receiver.healthz, methods=["GET"]),
-            Route("/campaigns/{campaign_id}", receiver.campaign_status, methods=["GET"]),
-        ]
+            Route("/healthz", pages.healthz, methods=["GET"]),
+            Route("/campaigns/{campaign_id}", pages.campaign_status, methods=["GET"]),
+        ],
+        lifespan=lifespan,
     )
+    rest.state.ingest = ingest
+    return WebhookApp(rest, _Receiver(ingest, token))
+
+
+class WebhookApp:
+    """The ASGI app. The two webhook paths take every callback LINK sends, so they are
+    served here directly, without Starlette's request objects and middleware (about a
+    fifth of a request's cost); health, status and the lifespan go to Starlette."""
+
+    def __init__(self, rest: Starlette, receiver: _Receiver) -> None:
+        self.rest = rest
+        self.receiver = receiver
+        self.state = rest.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            kind = _PATHS.get(scope["path"])
+            if kind is not None:
+                if scope["method"] != "POST":
+                    await _answer(send, 405, {"error": "use POST"})
+                    return
+                await self.receiver.receive(scope, receive, send, kind)
+                return
+        await self.rest(scope, receive, send)
+
+
+_PATHS = {"/webhooks/link/dlr": Kind.DLR, "/webhooks/link/mo": Kind.MO}
 
 
 class _Receiver:
-    def __init__(self, db: Database, token: str | None) -> None:
-        self.db = db
-        self.token = token
+    def __init__(self, ingest: Ingest, token: str | None) -> None:
+        self.ingest = ingest
+        self.token = token.encode() if token is not None else None
 
-    def authorised(self, request: Request) -> bool:
+    def authorised(self, scope: Scope) -> bool:
         if self.token is None:
             return True
-        offered = request.headers.get("x-webhook-token") or request.query_params.get("token")
-        if offered is None:
-            offered = _basic_password(request.headers.get("authorization"))
-        return offered is not None and hmac.compare_digest(offered.encode(), self.token.encode())
+        offered: bytes | None = None
+        authorization: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-webhook-token":
+                offered = value
+            elif name == b"authorization":
+                authorization = value
+        if offered is None and scope["query_string"]:
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            offered = query["token"][0].encode() if "token" in query else None
+        if offered is None and authorization is not None:
+            password = _basic_password(authorization.decode("latin-1"))
+            offered = password.encode() if password is not None else None
+        return offered is not None and hmac.compare_digest(offered, self.token)
 
-    async def receive(
-        self, request: Request, kind: str, handle: Callable[[int, bytes], Any]
-    ) -> Response:
-        if not self.authorised(request):
-            return JSONResponse({"error": "unauthorised"}, status_code=401)
-        declared = request.headers.get("content-length", "0")
-        if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
-            return JSONResponse({"error": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return JSONResponse({"error": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+    async def receive(self, scope: Scope, receive: Receive, send: Send, kind: Kind) -> None:
+        if not self.authorised(scope):
+            await _answer(send, 401, {"error": "unauthorised"})
+            return
+        read = await _read_capped(receive)
+        if read is None:
+            return  # the caller went away mid-body: nobody to answer, LINK sends it again
+        body, size = read
+        received = read_body(kind, body, size=size)
         try:
-            report_id = await run_in_threadpool(_store, self.db, kind, body)
+            report_id = await self.ingest.store(received)
         except StorageError as exc:
             log.error("cannot store a %s callback: %s", kind, exc)
-            return JSONResponse({"error": "storage unavailable, retry"}, status_code=503)
-        try:
-            await run_in_threadpool(handle, report_id, body)
-        except tracking.InvalidReport as exc:
-            await run_in_threadpool(_mark_invalid, self.db, report_id, str(exc))
-            return JSONResponse({"error": str(exc), "stored": report_id}, status_code=400)
-        except StorageError as exc:
-            # Stored but not applied: the sweep applies it later. The body is safe.
-            log.warning("report %s stored, apply deferred: %s", report_id, exc)
-        except Exception:  # the body is stored; a failed apply must not make LINK resend
-            log.exception("report %s stored, apply failed; the sweep retries it", report_id)
-        return JSONResponse({"stored": report_id})
+            await _answer(send, 503, {"error": "storage unavailable, retry"})
+            return
+        if received.state is ReportState.INVALID:
+            await _answer(send, 400, {"error": received.error, "stored": report_id})
+            return
+        # No body: the status line and headers go out in one write (uvicorn writes the
+        # head and a body separately), and LINK reads nothing but the status.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"0"), (b"x-report-id", b"%d" % report_id)],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
 
-    def handle_dlr(self, report_id: int, body: bytes) -> None:
-        dlrs = tracking.parse_dlrs(body)
-        with self.db.session() as session:
-            for dlr in dlrs:
-                tracking.apply_dlr(session, report_id, dlr)
 
-    def handle_mo(self, report_id: int, body: bytes) -> None:
-        message = tracking.parse_incoming(body)
-        with self.db.session() as session:
-            tracking.apply_incoming(session, report_id, message)
-
-    async def dlr(self, request: Request) -> Response:
-        return await self.receive(request, "dlr", self.handle_dlr)
-
-    async def mo(self, request: Request) -> Response:
-        return await self.receive(request, "mo", self.handle_mo)
+class _Pages:
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def healthz(self, _: Request) -> Response:
         try:
@@ -123,6 +181,44 @@ class _Receiver:
         return JSONResponse(found)
 
 
+async def _read_capped(receive: Receive) -> tuple[bytes, int] | None:
+    """The body's first ``MAX_BODY_BYTES`` bytes and its real size; the rest is read
+    and dropped, so the connection stays usable for the next callback. None when the
+    caller disconnected first."""
+    chunks: list[bytes] = []
+    kept = size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if kept < MAX_BODY_BYTES:
+            chunk = chunk[: MAX_BODY_BYTES - kept]
+            chunks.append(chunk)
+            kept += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), size
+
+
+async def _answer(send: Send, status: int, content: dict[str, Any]) -> None:
+    await _send(send, status, json.dumps(content).encode())
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def _basic_password(header: str | None) -> str | None:
     if not header or not header.lower().startswith("basic "):
         return None
@@ -131,19 +227,6 @@ def _basic_password(header: str | None) -> str | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return decoded.partition(":")[2] or None
-
-
-def _store(db: Database, kind: str, body: bytes) -> int:
-    with db.session() as session:
-        return tracking.store(session, kind, body)
-
-
-def _mark_invalid(db: Database, report_id: int, error: str) -> None:
-    try:
-        with db.session() as session:
-            tracking.mark_invalid(session, report_id, error)
-    except StorageError as exc:
-        log.warning("report %s: could not mark invalid: %s", report_id, exc)
 
 
 def _ping(db: Database) -> None:

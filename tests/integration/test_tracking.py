@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import itertools
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
 
-from dispatcher import tracking
+from dispatcher import book, tracking
 from dispatcher.db import (
     Batch,
     Database,
@@ -167,9 +169,7 @@ def test_a_media_upload_error_drops_the_cached_media_id_so_it_is_uploaded_again(
     batch_id = make_batch(db, ["+4791234567"], link_ids=["m1"])
     image = {"type": "image", "image": {"id": "media-7"}}
     payload = {
-        "messages": [
-            {"type": "template", "template": {"components": [{"parameters": [image]}]}}
-        ]
+        "messages": [{"type": "template", "template": {"components": [{"parameters": [image]}]}}]
     }
     with db.session() as session:
         session.execute(update(Batch).where(Batch.id == batch_id).values(payload=payload))
@@ -180,3 +180,139 @@ def test_a_media_upload_error_drops_the_cached_media_id_so_it_is_uploaded_again(
     receive(db, dlr("m1", 112403, description="(#131053) Media upload error"))
     with db.session() as session:
         assert session.scalars(select(Media)).all() == []
+
+
+# -- sets of reports ------------------------------------------------------------------------
+
+S, D, R = (112006, "ok"), (112003, "ok"), (112007, "ok")
+F = (112403, "(#131049) not delivered")
+
+
+def apply_together(db: Database, codes: tuple[tuple[int, str], ...]) -> None:
+    """Store the reports, then apply them as one set (as the applier does)."""
+    bodies = [dlr("m1", code, description=text) for code, text in codes]
+    with db.session() as session:
+        ids = [tracking.store(session, "dlr", body) for body in bodies]
+    parsed = [(i, tracking.parse_dlrs(body)[0]) for i, body in zip(ids, bodies, strict=True)]
+    with db.session() as session:
+        tracking.apply_dlrs(session, parsed)
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [*itertools.permutations((S, D, R)), (R, R, S, D, S), (D, S, D, R, R, S)],
+    ids=lambda codes: "-".join(str(c[0])[-1] for c in codes),
+)
+def test_sent_delivered_read_in_one_set_in_any_order_end_read_with_every_time(
+    db: Database, codes: tuple[tuple[int, str], ...]
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    apply_together(db, codes)
+    found = message(db, "+4791234567")
+    assert (found.status, found.result_code) == ("read", 112007)
+    assert None not in (found.sent_at, found.delivered_at, found.read_at)
+
+
+@pytest.mark.parametrize(
+    "codes", [(S, F), (F, S), (F, S, F, S)], ids=lambda c: "-".join(str(x[0]) for x in c)
+)
+def test_sent_and_failed_in_one_set_in_any_order_end_failed(
+    db: Database, codes: tuple[tuple[int, str], ...]
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    apply_together(db, codes)
+    found = message(db, "+4791234567")
+    assert (found.status, found.whatsapp_error_code) == ("failed", 131049)
+
+
+@pytest.mark.parametrize("codes", [(D, F), (F, D)], ids=["delivered-first", "failed-first"])
+def test_a_failure_never_overrules_a_delivery_it_arrives_with(
+    db: Database, codes: tuple[tuple[int, str], ...]
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    apply_together(db, codes)
+    assert message(db, "+4791234567").status == "delivered"
+
+
+def test_good_news_of_the_attempt_before_a_resend_counts_and_its_failure_is_ignored(
+    db: Database,
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m2"])
+    with db.session() as session:
+        session.execute(update(Message).values(previous_link_message_id="m1"))
+    assert receive(db, dlr("m1", 112403, description="(#131026) undeliverable")) == "ignored"
+    assert message(db, "+4791234567").status == MessageStatus.SUBMITTED
+    assert receive(db, dlr("m1", 112003)) == "applied"
+    assert message(db, "+4791234567").status == MessageStatus.DELIVERED
+
+
+# -- the applier's walk and the sweep -------------------------------------------------------
+
+
+def test_the_applier_walks_from_its_mark_and_leaves_tried_reports_to_the_sweep(
+    db: Database,
+) -> None:
+    make_batch(db, ["+4791234567", "+4791234568"], link_ids=["m1", "m2"])
+    with db.session() as session:
+        first = tracking.store(session, "dlr", dlr("m1", 112003))
+        tried = tracking.store(session, "dlr", dlr("m2", 112003))
+        session.execute(
+            update(DeliveryReport)
+            .where(DeliveryReport.id == tried)
+            .values(tried_at=datetime.now(UTC))
+        )
+    with db.session() as session:
+        assert tracking.unapplied_from(session) == first - 1
+        assert tracking.apply_received(session, after_id=first - 1, limit=10) == tried
+    with db.session() as session:
+        assert tracking.apply_received(session, after_id=tried) is None
+        assert tracking.unapplied_from(session) == tried
+    assert message(db, "+4791234567").status == MessageStatus.DELIVERED
+    assert message(db, "+4791234568").status == MessageStatus.SUBMITTED
+    with db.session() as session:
+        assert tracking.sweep(session, older_than_seconds=0) == 1
+    assert message(db, "+4791234568").status == MessageStatus.DELIVERED
+
+
+def test_the_applier_applies_incoming_messages_too(db: Database) -> None:
+    body = json.dumps(
+        {"source": "+4791234567", "content": {"message": {"text": "Avbryt"}}}
+    ).encode()
+    with db.session() as session:
+        report_id = tracking.store(session, "mo", body)
+    with db.session() as session:
+        tracking.apply_received(session, opt_out_words=frozenset({"avbryt", "stop"}))
+    with db.session() as session:
+        assert session.scalar(select(Suppression.identifier)) == "+4791234567"
+        assert session.get(DeliveryReport, report_id).state == "applied"  # type: ignore[union-attr]
+
+
+# -- the identity book at volume -------------------------------------------------------------
+
+PERSON = ["+4791234567", "NO.13491208655302741918", "NO.ENT.11815799212886844830"]
+
+
+def test_learning_what_the_book_already_holds_writes_nothing(db: Database) -> None:
+    with db.session() as session:
+        assert book.learn_many(session, [PERSON, PERSON[:2]], "dlr") == 1
+    with db.session() as session:
+        assert book.learn_many(session, [PERSON, PERSON[:2], PERSON[1:]], "dlr") == 0
+
+
+def test_a_group_remembered_as_known_is_not_looked_up_again(db: Database) -> None:
+    known = book.Known()
+    with db.session() as session:
+        book.learn_many(session, [PERSON], "dlr", known_groups=known)
+    assert tuple(PERSON) not in known  # not before its transaction is committed
+    known.commit()
+    assert tuple(PERSON) in known
+
+
+def test_a_group_linking_two_persons_merges_them(db: Database) -> None:
+    with db.session() as session:
+        book.learn_many(session, [PERSON[:2], ["+4799999999", PERSON[2]]], "dlr")
+    with db.session() as session:
+        book.learn_many(session, [PERSON[1:]], "mo")
+    with db.session() as session:
+        keys = dict(session.execute(select(Identity.identifier, Identity.person_key)).all())
+    assert len(keys) == 4 and len(set(keys.values())) == 1

@@ -1,16 +1,27 @@
+"""The webhook receiver through real HTTP (uvicorn on loopback), on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from dispatcher.db import Database, DeliveryReport, Message
+from dispatcher.db import Database, DeliveryReport, Identity, Message, Suppression, migrate
+from dispatcher.db.models import CareWindow
+from dispatcher.intake import MAX_BODY_BYTES
+from dispatcher.link.models import MessageResponse
+from dispatcher.sending import _record
 from dispatcher.servers import ServerThread
-from dispatcher.webhooks import create_app
+from dispatcher.settings import opt_out_keywords
+from dispatcher.webhooks import WebhookApp, create_app
 from tests.integration.conftest import make_batch
 
 TOKEN = "s3cret-token"
@@ -23,41 +34,115 @@ SENT = {
     "resultCode": 112006,
     "resultDescription": "sent",
 }
+AUTH = {"X-Webhook-Token": TOKEN}
+
+
+@dataclass
+class Receiver:
+    app: WebhookApp
+    http: httpx.Client
+
+    def dlr(self, body: dict[str, Any] | str | bytes) -> httpx.Response:
+        return self.post("/webhooks/link/dlr", body)
+
+    def mo(self, body: dict[str, Any] | str | bytes) -> httpx.Response:
+        return self.post("/webhooks/link/mo", body)
+
+    def post(self, path: str, body: dict[str, Any] | str | bytes) -> httpx.Response:
+        content = json.dumps(body) if isinstance(body, dict) else body
+        return self.http.post(path, content=content, headers=AUTH)
+
+    def settle(self) -> None:
+        """Wait until the applier has been through everything stored so far."""
+        assert self.app.state.ingest.settle(timeout_seconds=20)
 
 
 @pytest.fixture()
-def client(db: Database) -> Iterator[httpx.Client]:
-    """The webhook app served over real HTTP on loopback."""
+def receiver(db: Database) -> Iterator[Receiver]:
+    """The webhook app served over real HTTP on loopback (applier on a thread)."""
+    app = create_app(db, token=TOKEN, opt_out_words=opt_out_keywords("Avbryt"), applier="thread")
     with (
-        ServerThread(create_app(db, token=TOKEN)) as server,
-        httpx.Client(base_url=server.url, timeout=10) as http,
+        ServerThread(app) as server,
+        httpx.Client(base_url=server.url, timeout=20) as http,
     ):
-        yield http
+        yield Receiver(app, http)
 
 
 def stored(db: Database) -> list[tuple[str, str]]:
     with db.session() as session:
-        return [(r.state, r.body.decode()) for r in session.scalars(select(DeliveryReport))]
+        rows = session.scalars(select(DeliveryReport).order_by(DeliveryReport.id))
+        return [(r.state, r.body.decode(errors="replace")) for r in rows]
 
 
-def test_a_report_is_stored_raw_and_applied(client: httpx.Client, db: Database) -> None:
+def message(db: Database) -> Message:
+    with db.session() as session:
+        found = session.scalar(select(Message))
+        assert found is not None
+        return found
+
+
+def report(code: int, *, description: str = "ok", **extra: Any) -> dict[str, Any]:
+    return SENT | {"resultCode": code, "resultDescription": description} | extra
+
+
+def test_a_report_is_stored_raw_then_applied(receiver: Receiver, db: Database) -> None:
     make_batch(db, ["+4791234567"], link_ids=["m1"])
     body = json.dumps(SENT)
-    response = client.post(f"/webhooks/link/dlr?token={TOKEN}", content=body)
+    response = receiver.http.post(f"/webhooks/link/dlr?token={TOKEN}", content=body)
     assert response.status_code == 200
-    assert stored(db) == [("applied", body)]
     with db.session() as session:
-        assert session.scalar(select(Message.status)) == "sent"
+        row = session.get(DeliveryReport, int(response.headers["x-report-id"]))
+        assert row is not None and row.body == body.encode()  # committed before the 200
+    receiver.settle()
+    assert stored(db) == [("applied", body)]
+    assert message(db).status == "sent"
 
 
-@pytest.mark.parametrize("body", ["not json", "[]", '{"messageId": "m1"}', '{"resultCode": "x"}'])
-def test_a_body_it_cannot_read_is_stored_and_answered_400(
-    client: httpx.Client, db: Database, body: str
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\xff\xfe{", "JSON"),
+        ('{"messageId": "m1"}', "resultCode"),
+        ('{"messageId": "m1", "resultCode": 112999}', "not a documented status code"),
+    ],
+    ids=["not-json", "no-result-code", "unknown-result-code"],
+)  # every reason is in test_ingest.py
+def test_a_body_it_cannot_read_is_stored_and_answered_400_and_serving_goes_on(
+    receiver: Receiver, db: Database, body: str | bytes, reason: str
 ) -> None:
-    response = client.post("/webhooks/link/dlr", content=body, headers={"X-Webhook-Token": TOKEN})
+    response = receiver.dlr(body)
     assert response.status_code == 400
-    assert "error" in response.json()
-    assert stored(db) == [("invalid", body)]
+    assert reason in response.json()["error"]
+    raw = body if isinstance(body, bytes) else body.encode()
+    with db.session() as session:
+        row = session.get(DeliveryReport, response.json()["stored"])
+        assert row is not None
+        assert (row.state, row.body) == ("invalid", raw)
+        assert row.error and reason in row.error
+    assert receiver.dlr(SENT).status_code == 200
+
+
+def test_a_body_over_the_limit_is_stored_truncated_and_answered_400(
+    receiver: Receiver, db: Database
+) -> None:
+    huge = b'{"messageId": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    response = receiver.dlr(huge)
+    assert response.status_code == 400
+    assert f"{len(huge)} bytes" in response.json()["error"]
+    with db.session() as session:
+        row = session.get(DeliveryReport, response.json()["stored"])
+        assert row is not None
+        assert (row.state, row.body) == ("invalid", huge[:MAX_BODY_BYTES])
+    assert receiver.dlr(SENT).status_code == 200  # the same connection still serves
+
+
+def test_an_incoming_message_without_a_sender_is_stored_and_answered_400(
+    receiver: Receiver, db: Database
+) -> None:
+    response = receiver.mo({"destination": "+4790000000", "content": {}})
+    assert response.status_code == 400
+    assert "source" in response.json()["error"]
+    assert stored(db)[0][0] == "invalid"
 
 
 @pytest.mark.parametrize(
@@ -69,29 +154,234 @@ def test_a_body_it_cannot_read_is_stored_and_answered_400(
     ],
 )
 def test_an_unauthenticated_caller_is_refused_and_nothing_is_stored(
-    client: httpx.Client, db: Database, headers: dict[str, str]
+    receiver: Receiver, db: Database, headers: dict[str, str]
 ) -> None:
-    response = client.post("/webhooks/link/dlr", content=json.dumps(SENT), headers=headers)
+    response = receiver.http.post("/webhooks/link/dlr", content=json.dumps(SENT), headers=headers)
     assert response.status_code == 401
     assert stored(db) == []
 
 
 def test_basic_auth_with_the_token_as_password_is_accepted(
-    client: httpx.Client, db: Database
+    receiver: Receiver, db: Database
 ) -> None:
     auth = "Basic " + base64.b64encode(f"link:{TOKEN}".encode()).decode()
-    response = client.post(
+    response = receiver.http.post(
         "/webhooks/link/dlr", content=json.dumps(SENT), headers={"Authorization": auth}
     )
     assert response.status_code == 200
+    receiver.settle()
     assert stored(db)[0][0] == "unmatched"  # no message has id m1 in this test
 
 
-def test_health_and_campaign_status(client: httpx.Client, db: Database) -> None:
+def test_a_webhook_path_answers_405_to_anything_but_post(receiver: Receiver) -> None:
+    assert receiver.http.get("/webhooks/link/dlr").status_code == 405
+
+
+def test_health_and_campaign_status(receiver: Receiver, db: Database) -> None:
     make_batch(db, ["+4791234567"], link_ids=["m1"])
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert receiver.http.get("/healthz").json() == {"status": "ok"}
     with db.session() as session:
         campaign_id = session.scalar(select(Message.campaign_id))
-    status = client.get(f"/campaigns/{campaign_id}").json()
+    status = receiver.http.get(f"/campaigns/{campaign_id}").json()
     assert (status["state"], status["messages"], status["submitted"]) == ("sending", 1, 0)
-    assert client.get("/campaigns/999999").status_code == 404
+    assert receiver.http.get("/campaigns/999999").status_code == 404
+
+
+def test_a_database_that_cannot_take_the_body_gets_503_so_link_retries(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    app = create_app(db, token=TOKEN, applier="thread")
+    with (
+        ServerThread(app) as server,
+        httpx.Client(base_url=server.url, timeout=20) as http,
+    ):
+        response = http.post("/webhooks/link/dlr", content=json.dumps(SENT), headers=AUTH)
+    db.dispose()
+    assert response.status_code == 503
+
+
+# -- order and repetition ---------------------------------------------------------------
+
+S, D, R = report(112006), report(112003), report(112007)
+F = report(112403, description="(#131049) not delivered")
+# Every order, and repetitions; each report is applied before the next arrives (the
+# worst case for order). The same reports arriving together in one set are folded by
+# tracking.apply_dlrs: test_tracking.py covers those.
+_LIFECYCLE = [
+    *itertools.permutations((S, D, R)),
+    (S, D, R, S),
+    (R, D, S, R),
+    (D, R, S, D),
+    (S, S, D, D, R, R),
+]
+_FAILING = [(S, F), (F, S), (S, F, S), (F, S, F), (F, F, S, S)]
+
+
+def _names(reports: tuple[dict[str, Any], ...]) -> str:
+    return "-".join({112006: "sent", 112003: "delivered", 112007: "read"}.get(
+        r["resultCode"], "failed") for r in reports)  # fmt: skip
+
+
+@pytest.mark.parametrize("reports", _LIFECYCLE, ids=_names)
+def test_sent_delivered_read_in_any_order_and_repeated_end_read_with_every_time(
+    receiver: Receiver, db: Database, reports: tuple[dict[str, Any], ...]
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    for body in reports:
+        assert receiver.dlr(body).status_code == 200
+        receiver.settle()
+    found = message(db)
+    assert (found.status, found.result_code) == ("read", 112007)
+    assert None not in (found.sent_at, found.delivered_at, found.read_at)
+    assert {state for state, _ in stored(db)} == {"applied"}
+
+
+@pytest.mark.parametrize("reports", _FAILING, ids=_names)
+def test_sent_and_failed_in_any_order_and_repeated_end_failed_with_the_whatsapp_code(
+    receiver: Receiver, db: Database, reports: tuple[dict[str, Any], ...]
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    for body in reports:
+        assert receiver.dlr(body).status_code == 200
+        receiver.settle()
+    found = message(db)
+    assert (found.status, found.result_code, found.whatsapp_error_code) == (
+        "failed",
+        112403,
+        131049,
+    )
+    assert found.failed_at is not None
+
+
+def test_a_report_that_outruns_its_message_id_is_applied_once_the_id_is_recorded(
+    receiver: Receiver, db: Database
+) -> None:
+    batch_id = make_batch(db, ["+4791234567", "+4791234568"])
+    assert receiver.dlr(report(112003, messageId="m2", refId=batch_id)).status_code == 200
+    receiver.settle()
+    assert stored(db)[0][0] == "unmatched"
+    _record(db, batch_id, MessageResponse(result_code=112001, message_ids=["m1", "m2"]))
+    with db.session() as session:
+        statuses = dict(session.execute(select(Message.destination, Message.status)).all())
+    assert statuses == {"+4791234567": "submitted", "+4791234568": "delivered"}
+    assert stored(db)[0][0] == "applied"
+
+
+# -- incoming messages --------------------------------------------------------------------
+
+
+def incoming(content: dict[str, Any], **custom: str) -> dict[str, Any]:
+    return {
+        "destination": "+4790000000",
+        "source": "+4791234567",
+        "content": {"type": "WHATSAPP", "message": content},
+        "provider": "whatsapp",
+        "timestamp": "2026-03-21T17:41:58Z",
+        "messageId": "8aU6cwxAKE9NzMLrS6M82Y",
+        "customParameters": custom or None,
+    }
+
+
+def suppressed(db: Database) -> set[str]:
+    with db.session() as session:
+        return set(session.scalars(select(Suppression.identifier)))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"contentType": "TEXT", "text": "  stop. "},
+        {"contentType": "TEXT", "text": "avbryt"},  # configured (OPT_OUT_WORDS)
+        {"contentType": "BUTTON", "button": {"text": "No more", "payload": "STOP"}},
+    ],
+    ids=["text", "configured-word", "button-payload"],
+)  # every form of reply is in test_ingest.py
+def test_an_opt_out_word_suppresses_every_identifier_of_the_sender(
+    receiver: Receiver, db: Database, content: dict[str, Any]
+) -> None:
+    body = incoming(content, whatsappUserId="NO.13491208655302741918")
+    assert receiver.mo(body).status_code == 200
+    receiver.settle()
+    assert suppressed(db) == {"+4791234567", "NO.13491208655302741918"}
+    assert stored(db)[0][0] == "applied"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"contentType": "TEXT", "text": "quit"},  # a default word, not configured here
+        {"contentType": "MEDIA", "media": {"type": "image/jpg", "caption": "STOP"}},
+    ],
+    ids=["unconfigured-word", "media-caption"],
+)
+def test_other_messages_suppress_nobody_but_open_the_care_window(
+    receiver: Receiver, db: Database, content: dict[str, Any]
+) -> None:
+    assert receiver.mo(incoming(content)).status_code == 200
+    receiver.settle()
+    assert suppressed(db) == set()
+    with db.session() as session:
+        assert session.scalar(select(CareWindow.identifier)) == "+4791234567"
+
+
+def test_an_incoming_message_teaches_the_book_who_the_sender_is(
+    receiver: Receiver, db: Database
+) -> None:
+    body = incoming(
+        {"contentType": "TEXT", "text": "hi"},
+        whatsappUserId="SE.13491208655302741918",
+        whatsappParentUserId="SE.ENT.11815799212886844830",
+    )
+    assert receiver.mo(body).status_code == 200
+    receiver.settle()
+    with db.session() as session:
+        book = dict(session.execute(select(Identity.identifier, Identity.person_key)).all())
+    assert set(book) == {
+        "+4791234567",
+        "SE.13491208655302741918",
+        "SE.ENT.11815799212886844830",
+    }
+    assert len(set(book.values())) == 1
+
+
+def test_a_status_report_teaches_the_book_the_bsuids_of_its_destination(
+    receiver: Receiver, db: Database
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    custom = {"destination": "+4791234567", "whatsappUserId": "NO.13491208655302741918"}
+    for code in (112006, 112003):  # the second report names the same people: nothing new
+        assert receiver.dlr(report(code, customParameters=custom)).status_code == 200
+    receiver.settle()
+    with db.session() as session:
+        book = dict(session.execute(select(Identity.identifier, Identity.person_key)).all())
+    assert book == {"+4791234567": "+4791234567", "NO.13491208655302741918": "+4791234567"}
+
+
+# -- as deployed ----------------------------------------------------------------------------
+
+
+def test_the_applier_runs_as_its_own_process_on_postgresql(migrated_pg: str) -> None:
+    db = Database(migrated_pg)
+    make_batch(db, ["+4791234567"], link_ids=["m-process-1"])
+    app = create_app(db, token=TOKEN)
+    assert app.state.ingest.mode == "process"
+    with (
+        ServerThread(app) as server,
+        httpx.Client(base_url=server.url, timeout=20) as http,
+    ):
+        body = json.dumps(report(112003, messageId="m-process-1"))
+        assert http.post("/webhooks/link/dlr", content=body, headers=AUTH).status_code == 200
+        assert app.state.ingest.settle(timeout_seconds=30)
+    with db.session() as session:
+        status = session.scalar(
+            select(Message.status).where(Message.link_message_id == "m-process-1")
+        )
+    db.dispose()
+    assert status == "delivered"
+
+
+def test_the_embedded_default_applies_on_a_thread(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    migrate(url)
+    db = Database(url)
+    assert create_app(db).state.ingest.mode == "thread"
+    db.dispose()
