@@ -1,25 +1,30 @@
 """How many LINK delivery callbacks per second the webhook app takes, as deployed.
 
 Creates a throwaway PostgreSQL database (dropped afterwards), migrates it, inserts one
-campaign with MESSAGES submitted messages (link ids set) in batches of 100 by SQL, and
-starts ``dispatcher serve`` (uvicorn, its own process) on it. Then a load generator in
-a separate process (a raw uvloop HTTP/1.1 client: pre-built requests, keep-alive,
-CONNECTIONS at a time; no third-party tool to install) posts, for every message:
+sending campaign with MESSAGES submitted messages (LINK ids set) in batches of 100, by
+SQL, and starts ``dispatcher serve`` (uvicorn, its own process, with its applier child
+process) on it. A load generator in a separate process then posts, for every message:
 
 * sent (112006), delivered (112003), read (112007) -- or, for ~1 %, sent then failed
   (112403 with ``(#131049)`` in resultDescription, or 112404 alone);
-* in reverse order for REVERSED of the messages, and a second copy of DUPLICATES of all
-  callbacks, at a random later point;
+* in reverse order for REVERSED of the messages, plus a second copy of DUPLICATES of
+  all callbacks at a random later point; a message's statuses are spread ~MESSAGES/5
+  callbacks apart;
 * each with customParameters naming the MSISDN and a BSUID (identity learning).
 
-It prints callbacks sent, wall time, callbacks/s, p50/p99/max response time, the CPU
-used by the load generator, the server and PostgreSQL, the raw rows stored, how long
-the applier took to catch up after the last answer, and the messages whose final
-status (or WhatsApp error code, or stage times) differs from what their callbacks say.
+The load generator is a raw HTTP/1.1 client on uvloop (pre-built requests, keep-alive,
+CONNECTIONS at a time, closed loop; or open loop with --rate, latency then counted
+from each request's scheduled time): nothing to install, and its own CPU is measured
+and printed. Printed: callbacks sent and their answers, wall time, callbacks/s overall
+and per 10 s, p50/p99/max response time, CPU of the load generator, the server, its
+applier process, PostgreSQL and everything else on the machine (other work skews the
+figures: the line shows how much), raw rows stored by state, how long the applier took
+to catch up after the last answer, and the messages whose final status, WhatsApp
+error code or stage times differ from what their callbacks say.
 
     .venv/bin/python bench/dlr_ingest.py [--messages 100000] [--connections 48]
-        [--rate 0 (= as fast as possible; N = paced at N/s)] [--reversed 0.10]
-        [--duplicates 0.02]
+        [--rate 0] [--reversed 0.10] [--duplicates 0.02] [--keep-log]
+        [--profile FILE  (py-spy, `pip install py-spy`: collapsed stacks, with --gil)]
 
 PostgreSQL admin URL: BENCH_POSTGRES_URL (default postgres@127.0.0.1:5432/test).
 """
@@ -67,7 +72,7 @@ def link_id(index: int) -> str:
 
 
 def msisdn(index: int) -> str:
-    return f"+4790{index:06d}"
+    return f"+47{90_000_000 + index}"
 
 
 def callbacks(
@@ -167,7 +172,7 @@ def seed_messages(url: str, messages: int) -> None:
         connection.execute(
             "INSERT INTO messages (campaign_id, identity_key, destination, source_line, params,"
             " batch_id, position, link_message_id, status, attempts, submitted_at, updated_at)"
-            " SELECT %s, '+4790' || lpad(i::text, 6, '0'), '+4790' || lpad(i::text, 6, '0'),"
+            " SELECT %s, '+47' || (90000000 + i), '+47' || (90000000 + i),"
             " i + 1, '{}', 'bench-b' || lpad(((i - 1) / %s)::text, 6, '0'), (i - 1) %% %s,"
             " 'bench' || lpad(i::text, 17, '0'), 'submitted', 1, now(), now()"
             " FROM generate_series(1, %s) AS i",
@@ -268,7 +273,6 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.next()
 
     def next(self) -> None:
         index = self.load.take()
@@ -350,23 +354,32 @@ async def _run_load(path: str, port: int, connections: int, rate: float) -> dict
         ]
     load = _Load(requests, connections, rate)
     loop = asyncio.get_running_loop()
+    opened: list[_Connection] = []
+    for _ in range(connections):  # every connection open before the clock starts
+        _, protocol = await loop.create_connection(lambda: _Connection(load), "127.0.0.1", port)
+        opened.append(protocol)
     cpu, started = time.process_time(), time.perf_counter()
     if load.paced:
         load.due = array.array("d", (started + i * load.interval for i in range(len(requests))))
-    for _ in range(connections):
-        await loop.create_connection(lambda: _Connection(load), "127.0.0.1", port)
+    for connection in opened:
+        connection.next()
     await load.done
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu
     answered = sorted(load.latency[i] for i in range(len(requests)) if load.status[i])
+    # Paced: how late the generator itself sent each request (its own CPU starvation).
+    lags = sorted(max(0.0, s - d) for s, d in zip(load.started, load.due, strict=True))
     statuses: dict[str, int] = {}
     for code in load.status:
         statuses[str(code)] = statuses.get(str(code), 0) + 1
 
     per_10s: list[int] = [0] * (int(wall // 10) + 1)
-    for at in load.finished:
+    latency_10s: list[list[float]] = [[] for _ in per_10s]
+    for at, took in zip(load.finished, load.latency, strict=True):
         if at:
             per_10s[int((at - started) // 10)] += 1
+            latency_10s[int((at - started) // 10)].append(took)
+    p99_10s = [sorted(b)[int(0.99 * len(b))] * 1000 if b else 0.0 for b in latency_10s]
 
     def pct(share: float) -> float:
         return answered[min(len(answered) - 1, int(share * len(answered)))] * 1000
@@ -380,7 +393,9 @@ async def _run_load(path: str, port: int, connections: int, rate: float) -> dict
         "p50": pct(0.50),
         "p99": pct(0.99),
         "max": answered[-1] * 1000,
+        "send_lag_p99": lags[int(0.99 * len(lags))] * 1000 if load.paced else 0.0,
         "per_second_by_10s": [n // 10 for n in per_10s],
+        "p99_by_10s": [round(v) for v in p99_10s],
     }
 
 
@@ -513,7 +528,11 @@ def main() -> None:
     print(f"callbacks/s:             {result['sent'] / wall:.0f} "
           f"(each 10 s: {' '.join(map(str, result['per_second_by_10s']))})")  # fmt: skip
     print(f"response time:           p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
-          f"max {result['max']:.1f} ms")  # fmt: skip
+          f"max {result['max']:.1f} ms (p99 each 10 s: "
+          f"{' '.join(map(str, result['p99_by_10s']))})")  # fmt: skip
+    if args.rate:
+        print(f"  of which sent late:    p99 {result['send_lag_p99']:.1f} ms "
+              "(the generator's own delay, counted in the response time)")  # fmt: skip
     shares = {
         "load generator": result["cpu"],
         "server": after_load[0] - before[0],

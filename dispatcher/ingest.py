@@ -56,6 +56,7 @@ MAX_GROUP = 2000
 _REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
 
 ApplierMode = Literal["thread", "process"]
+APPLIER_NICENESS = 10  # the applier process's CPU priority below the receiver's
 
 
 class _Event(Protocol):
@@ -68,8 +69,8 @@ class _Event(Protocol):
 @dataclass(frozen=True, slots=True)
 class ApplierSettings:
     opt_out_words: frozenset[str] | None = None
-    limit: int = 2000  # reports looked at per transaction
-    linger_seconds: float = 0.2  # after a wake-up, let more arrive: bigger sets
+    limit: int = 5000  # reports looked at per transaction
+    linger_seconds: float = 0.5  # after a wake-up, let more arrive: bigger sets
     idle_seconds: float = 1.0  # look anyway this often (rows others left)
 
 
@@ -308,7 +309,7 @@ class _Applier:
                     after_id = self.after_id
                     if after_id is None:
                         after_id = tracking.unapplied_from(session)
-                    last = tracking.apply_received(
+                    last, looked_at = tracking.apply_received(
                         session,
                         after_id=after_id,
                         limit=self.settings.limit,
@@ -321,8 +322,8 @@ class _Applier:
             self.known.commit()
             self.after_id = after_id if last is None else last  # once the set is committed
             self.mark.value = max(self.mark.value, self.after_id)
-            if last is None:
-                return
+            if looked_at < self.settings.limit:
+                return  # caught up: rest until the next commit, and a linger, gather more
 
 
 def _applier_process(
@@ -336,6 +337,11 @@ def _applier_process(
 ) -> None:
     """The applier as a child process: stops with its parent, whatever way it ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
+    # Applying can wait a moment; answering LINK cannot: when the cores are busy, the
+    # receiver goes first (bench/dlr_ingest.py paced at 5000/s on 2 cores: response
+    # p99 116 ms -> 86 ms, max 259 ms -> 128 ms).
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(APPLIER_NICENESS)
     db = Database(url)
     alive = lambda: os.getppid() == parent_pid  # noqa: E731
     try:

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, case, func, or_, select, update
+from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dispatcher import book, incoming, media
 from dispatcher.db.models import Batch, DeliveryReport, Message
-from dispatcher.dbutil import among, plan_for_actual_values, update_by_id
+from dispatcher.dbutil import among, commit_without_waiting, plan_for_lookups, update_by_id
 from dispatcher.intake import (
     InvalidReport,
     Kind,
@@ -79,18 +79,10 @@ _BAD_NEWS = frozenset({MessageStatus.FAILED, MessageStatus.UNKNOWN})
 _GOOD_NEWS = frozenset(
     {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.DELETED}
 )
-# SQLite takes at most 32766 parameters per statement; the lock query uses two per id.
-_LOCK_CHUNK = 4000
-_COLUMNS = (
-    "status",
-    "result_code",
-    "result_description",
-    "whatsapp_error_code",
-    "sent_at",
-    "delivered_at",
-    "read_at",
-    "failed_at",
-)
+# SQLite takes at most 32766 parameters per statement.
+_LOCK_CHUNK = 8000
+# What folding needs to know of a message as it is.
+_CURRENT = ("status", "sent_at", "delivered_at", "read_at", "failed_at")
 
 
 def apply_incoming(
@@ -137,7 +129,7 @@ def apply_dlrs(
     """
     states: dict[int, ReportState] = {}
     now = datetime.now(UTC)
-    plan_for_actual_values(session)
+    plan_for_lookups(session)
     groups = _identifier_groups(d for _, d in reports)
     book.learn_many(session, groups, "dlr", known_groups=known_groups)
     pending: list[_Report] = []
@@ -158,7 +150,7 @@ def apply_dlrs(
             if values.get("whatsapp_error_code") == media.MEDIA_UPLOAD_ERROR:
                 media_errors.append(message_id)
             changes.append({"id": message_id, "updated_at": now, **values})
-    update_by_id(session, _MESSAGES, changes, (*_COLUMNS, "updated_at"))
+    update_by_id(session, _MESSAGES, changes)
     for message_id in media_errors:
         _forget_media_of(session, message_id)
     _set_states(session, states, now)
@@ -195,21 +187,29 @@ def _group_by_message(
 
 
 def _lock_messages(session: Session, link_ids: Iterable[str]) -> list[Any]:
-    """The messages with these (current or previous) messageIds, locked in id order."""
+    """The messages with these messageIds (or, for those none has, as their previous
+    attempt's), locked in id order so concurrent appliers queue rather than deadlock.
+
+    Two lookups, not one with OR: the planner turns ``a = ANY(..) OR b = ANY(..)`` into
+    a sequential scan of every message; one column's ``= ANY`` stays on its index.
+    """
     wanted = sorted(link_ids)
+    rows = _select_locked(session, _MESSAGES.c.link_message_id, wanted)
+    found = {row.link_message_id for row in rows}
+    missing = [link_id for link_id in wanted if link_id not in found]
+    if missing:
+        rows += _select_locked(session, _MESSAGES.c.previous_link_message_id, missing)
+    return rows
+
+
+def _select_locked(session: Session, column: Any, link_ids: list[str]) -> list[Any]:
     table = _MESSAGES
     rows: list[Any] = []
-    for start in range(0, len(wanted), _LOCK_CHUNK):
-        chunk = wanted[start : start + _LOCK_CHUNK]
+    for start in range(0, len(link_ids), _LOCK_CHUNK):
         rows += session.execute(
             select(table.c.id, table.c.link_message_id, table.c.previous_link_message_id)
-            .add_columns(*(table.c[c] for c in _COLUMNS))
-            .where(
-                or_(
-                    among(session, table.c.link_message_id, chunk),
-                    among(session, table.c.previous_link_message_id, chunk),
-                )
-            )
+            .add_columns(*(table.c[c] for c in _CURRENT))
+            .where(among(session, column, link_ids[start : start + _LOCK_CHUNK]))
             .order_by(table.c.id)
             .with_for_update()
         ).all()
@@ -371,9 +371,10 @@ def apply_received(
     limit: int = 1000,
     opt_out_words: frozenset[str] | None = None,
     known_groups: book.Known | None = None,
-) -> int | None:
+) -> tuple[int | None, int]:
     """Apply the stored reports nobody has tried yet among the ``limit`` rows after
-    ``after_id``; returns the last id looked at (None: no rows after it).
+    ``after_id``; returns the last id looked at (None: no rows after it) and how many
+    rows were looked at.
     ``known_groups`` (see ``book.Known``) is the caller's to commit or discard.
 
     The walk follows the primary key from where the caller left off rather than
@@ -382,6 +383,10 @@ def apply_received(
     Rows another applier holds are skipped; rows committed behind the caller's mark
     (by another process) are the sweep's.
     """
+    # The reports' states change in the same transaction as what they say: a commit
+    # lost in a crash leaves them 'received', and they are applied again. No need to
+    # wait for the disk.
+    commit_without_waiting(session)
     rows = session.execute(
         select(
             _REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body, _REPORTS.c.state, _REPORTS.c.tried_at
@@ -392,10 +397,10 @@ def apply_received(
         .with_for_update(skip_locked=True)
     ).all()
     if not rows:
-        return None
+        return None, 0
     fresh = [r[:3] for r in rows if r.state == ReportState.RECEIVED and r.tried_at is None]
     _apply_rows(session, fresh, opt_out_words, mark_failures_tried=True, known_groups=known_groups)
-    return int(rows[-1].id)
+    return int(rows[-1].id), len(rows)
 
 
 def unapplied_from(session: Session) -> int:
@@ -474,7 +479,7 @@ def _apply_rows(
     known_groups: book.Known | None = None,
 ) -> int:
     """Apply stored rows (id, kind, body); returns how many reached a message."""
-    plan_for_actual_values(session)
+    plan_for_lookups(session)
     dlrs: list[tuple[int, Dlr]] = []
     mos: list[tuple[int, IncomingMessage]] = []
     for report_id, kind, body in rows:

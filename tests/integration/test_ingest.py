@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, update
 
 from dispatcher import incoming
 from dispatcher.db import Database, DeliveryReport, Message
@@ -277,21 +277,27 @@ def test_among_matches_every_value_even_awkward_ones(db: Database) -> None:
         assert sorted(found) == sorted(wanted)
 
 
-def test_update_by_id_sets_what_is_given_and_leaves_what_is_none(db: Database) -> None:
+def test_update_by_id_sets_exactly_the_columns_each_row_names(db: Database) -> None:
     make_batch(db, ["+4791234567", "+4791234568"], link_ids=["m1", "m2"])
     with db.session() as session:
         first, second = sorted(session.scalars(select(Message.id)))
+        session.execute(update(Message).values(whatsapp_error_code=131049))
     at = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
     rows = [
         {"id": first, "status": "failed", "result_description": "with\x1fseparator",
-         "failed_at": at},
-        {"id": second, "status": None, "result_description": None, "failed_at": None},
+         "whatsapp_error_code": None, "failed_at": at},
+        {"id": second, "status": "sent"},
     ]  # fmt: skip
     with db.session() as session:
-        update_by_id(session, MESSAGES, rows, ("status", "result_description", "failed_at"))
+        update_by_id(session, MESSAGES, rows)
     with db.session() as session:
         found = {m.id: m for m in session.scalars(select(Message))}
     assert (found[first].status, found[first].result_description) == ("failed", "with\x1fseparator")
+    assert found[first].whatsapp_error_code is None  # None sets NULL
     assert found[first].failed_at is not None
     assert found[first].failed_at.replace(tzinfo=UTC) == at
-    assert (found[second].status, found[second].failed_at) == ("submitted", None)
+    assert (found[second].status, found[second].whatsapp_error_code, found[second].failed_at) == (
+        "sent",
+        131049,  # not named: kept
+        None,
+    )

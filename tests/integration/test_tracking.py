@@ -263,9 +263,9 @@ def test_the_applier_walks_from_its_mark_and_leaves_tried_reports_to_the_sweep(
         )
     with db.session() as session:
         assert tracking.unapplied_from(session) == first - 1
-        assert tracking.apply_received(session, after_id=first - 1, limit=10) == tried
+        assert tracking.apply_received(session, after_id=first - 1, limit=10) == (tried, 2)
     with db.session() as session:
-        assert tracking.apply_received(session, after_id=tried) is None
+        assert tracking.apply_received(session, after_id=tried) == (None, 0)
         assert tracking.unapplied_from(session) == tried
     assert message(db, "+4791234567").status == MessageStatus.DELIVERED
     assert message(db, "+4791234568").status == MessageStatus.SUBMITTED
@@ -316,3 +316,15 @@ def test_a_group_linking_two_persons_merges_them(db: Database) -> None:
     with db.session() as session:
         keys = dict(session.execute(select(Identity.identifier, Identity.person_key)).all())
     assert len(keys) == 4 and len(set(keys.values())) == 1
+
+
+def test_a_failure_without_a_whatsapp_code_clears_the_code_of_the_attempt_before(
+    db: Database,
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m2"])
+    with db.session() as session:  # resent after (#131049): the old code is still there
+        session.execute(update(Message).values(whatsapp_error_code=131049, result_code=112403))
+    receive(db, dlr("m2", 112404, description="Invalid contact"))
+    found = message(db, "+4791234567")
+    assert (found.status, found.result_code, found.whatsapp_error_code) == ("failed", 112404, None)
+    assert found.result_description == "Invalid contact"
