@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.db.models import Identity
-from dispatcher.dbutil import among, insert_arrays
+from dispatcher.dbutil import among, insert_arrays, matching
 from dispatcher.recipients import BSUID, PARENT_BSUID
 
 _CHUNK = 500
@@ -68,24 +68,14 @@ def identifiers_in(values: tuple[str | None, ...]) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda i: found[i] != "msisdn"))
 
 
-def lookup(session: Session, identifiers: Iterable[str]) -> dict[str, str]:
+def lookup(session: Session, identifiers: Sequence[str]) -> dict[str, str]:
     """identifier -> person key, for every identifier the book knows (with its kin)."""
     wanted = list(dict.fromkeys(identifiers))
-    keys: set[str] = set()
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        keys.update(
-            session.scalars(select(Identity.person_key).where(Identity.identifier.in_(chunk)))
-        )
-    book: dict[str, str] = {}
-    key_list = list(keys)
-    for start in range(0, len(key_list), _CHUNK):
-        chunk = key_list[start : start + _CHUNK]
-        for identifier, key in session.execute(
-            select(Identity.identifier, Identity.person_key).where(Identity.person_key.in_(chunk))
-        ):
-            book[identifier] = key
-    return book
+    keys = {key for _, key in matching(session, Identity.identifier, wanted, *_PAIR)}
+    return dict(matching(session, Identity.person_key, sorted(keys), *_PAIR))
+
+
+_PAIR = (Identity.identifier, Identity.person_key)
 
 
 def learn(session: Session, identifiers: list[str], learned_from: str) -> None:

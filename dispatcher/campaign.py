@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dispatcher import message_spec
 from dispatcher.errors import CampaignSpecError
+from dispatcher.identity import SendTo
 from dispatcher.link.models import Level, Priority
+from dispatcher.recipients import ColumnNames
 from dispatcher.retry import ResendPolicy
 
 SPEC_NAMES = ("campaign.yaml", "campaign.yml", "campaign.toml")
@@ -59,6 +61,31 @@ class SenderSpec(_Spec):
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+class ColumnsSpec(_Spec):
+    """Header names of the identifier columns, when a file does not use the usual ones
+    (phone/msisdn/mobile, bsuid/whatsapp_user_id, parent_bsuid, country)."""
+
+    phone: str | None = Field(default=None, description="the phone number column")
+    bsuid: str | None = Field(default=None, description="the BSUID column (CC.<id>)")
+    parent_bsuid: str | None = Field(default=None, description="the parent BSUID column")
+    country: str | None = Field(
+        default=None, description="per-row ISO country for national numbers"
+    )
+
+    def names(self) -> ColumnNames:
+        defaults = ColumnNames()
+        return ColumnNames(
+            phone=(self.phone,) if self.phone else defaults.phone,
+            bsuid=(self.bsuid,) if self.bsuid else defaults.bsuid,
+            parent_bsuid=(self.parent_bsuid,) if self.parent_bsuid else defaults.parent_bsuid,
+            country=(self.country,) if self.country else defaults.country,
+        )
+
+    def named(self) -> dict[str, str]:
+        """The columns this spec names explicitly (each file must have them)."""
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
 class TemplateCategory(StrEnum):
     MARKETING = "marketing"
     UTILITY = "utility"
@@ -89,6 +116,12 @@ class CampaignSpec(_Spec):
     recipients: list[str] = Field(min_length=1, description="CSV file(s), relative to the spec")
     default_region: str | None = Field(
         default=None, description="ISO country for numbers written without a country code"
+    )
+    columns: ColumnsSpec = Field(default_factory=ColumnsSpec)
+    send_to: SendTo = Field(
+        default="phone",
+        description="which identifier of a person to send to when several are known: "
+        "'phone' (default; works for every template), 'bsuid' or 'parent_bsuid'",
     )
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
     priority: Priority = Priority.NORMAL

@@ -15,7 +15,7 @@ lengths before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +30,7 @@ from sqlalchemy import (
     cast,
     func,
     literal_column,
+    select,
     text,
     update,
 )
@@ -115,6 +116,43 @@ def among(executor: Executor, column: Any, values: Iterable[Any]) -> ColumnEleme
         return column == any_(bindparam(None, wanted, type_=array_type))  # type: ignore[no-any-return]
     split = func.string_to_array(bindparam(None, packed, type_=Text), literal_column(_SPLIT))
     return column == any_(cast(split, array_type))  # type: ignore[no-any-return]
+
+
+_MATCH_CHUNK = 50_000  # values per lookup on PostgreSQL (one parameter each time)
+_MATCH_CHUNK_SQLITE = 5_000  # SQLite takes at most 32766 parameters per statement
+
+
+def matching(
+    executor: Executor, column: Any, values: Sequence[Any], *selected: Any
+) -> Iterator[Any]:
+    """Rows whose ``column`` is among ``values`` (any number of them), as ``selected``
+    columns (default: ``column`` itself, one value per row).
+
+    On PostgreSQL the values are joined as ``unnest(<array>)``: a hash join costs the
+    same for a table of ten rows or ten million, where ``= ANY`` would scan the array
+    for every row of the table.
+    """
+    wanted = selected or (column,)
+    single = len(wanted) == 1
+    postgres = dialect_name(executor) == "postgresql"
+    size = _MATCH_CHUNK if postgres else _MATCH_CHUNK_SQLITE
+    for start in range(0, len(values), size):
+        chunk = list(values[start : start + size])
+        if postgres:
+            packed = _pack(chunk)
+            array_type = postgresql.ARRAY(column.type)
+            argument: Any = bindparam(None, chunk, type_=array_type)
+            if packed is not None:
+                split = func.string_to_array(
+                    bindparam(None, packed, type_=Text), literal_column(_SPLIT)
+                )
+                argument = cast(split, array_type)
+            given = func.unnest(argument).table_valued("value").render_derived(name="given")
+            query = select(*wanted).join(given, column == given.c.value)
+        else:
+            query = select(*wanted).where(column.in_(chunk))
+        for row in executor.execute(query):
+            yield row[0] if single else tuple(row)
 
 
 def insert_arrays(

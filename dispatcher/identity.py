@@ -4,19 +4,34 @@ LINK delivers twice when an MSISDN and a BSUID of the same user are both sent to
 (seed 004 'BSUIDs in API calls for sending messages'). Identifiers that share a row,
 appear in several rows, or are linked by the identity book (what DLRs and incoming
 messages taught us) are merged with a union-find into one ``Person``.
+
+``IdentityGraph`` numbers identifiers and keeps the union-find in flat integer arrays:
+a million-row list costs about 150 bytes per identifier, not a Python object per row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dispatcher.recipients import PARENT_BSUID, Row
+
+#: Which identifier of a person a campaign sends to, in order of preference.
+SendTo = Literal["phone", "bsuid", "parent_bsuid"]
+_ORDER: dict[str, tuple[int, int, int]] = {
+    # indices into (msisdns, bsuids, parent_bsuids)
+    "phone": (0, 1, 2),
+    "bsuid": (1, 2, 0),
+    "parent_bsuid": (2, 1, 0),
+}
+_BOOK = "book:"  # prefix of the graph's nodes that stand for an identity-book person
 
 
 @dataclass(slots=True)
 class Person:
-    """One recipient after merging: the first row's data, every identifier seen."""
+    """One recipient after merging: the first row's data, every identifier known."""
 
     key: str
     first: Row
@@ -24,78 +39,155 @@ class Person:
     bsuids: list[str] = field(default_factory=list)
     parent_bsuids: list[str] = field(default_factory=list)
     rows: int = 1
+    send_to: SendTo = "phone"
 
     @property
     def destination(self) -> str:
-        """Default policy: the phone number, else the BSUID, else the parent BSUID.
+        """The identifier the policy prefers; by default the phone number.
 
         Phone numbers work for every template (BSUIDs do not for authentication ones,
         seed 004 'BSUID Limitations'); the parent BSUID is the broadest identifier.
         """
-        for candidates in (self.msisdns, self.bsuids, self.parent_bsuids):
-            if candidates:
-                return candidates[0]
+        kinds = (self.msisdns, self.bsuids, self.parent_bsuids)
+        for index in _ORDER[self.send_to]:
+            if kinds[index]:
+                return kinds[index][0]
         raise ValueError("a person without identifiers")  # cannot happen: rows have one
 
     @property
     def identifiers(self) -> list[str]:
         return [*self.msisdns, *self.bsuids, *self.parent_bsuids]
 
+    def add(self, identifier: str) -> None:
+        bucket = (
+            self.msisdns
+            if identifier.startswith("+")
+            else self.parent_bsuids
+            if PARENT_BSUID.match(identifier)
+            else self.bsuids
+        )
+        if identifier not in bucket:
+            bucket.append(identifier)
 
-class _UnionFind:
+
+class IdentityGraph:
+    """Identifiers numbered in order of appearance, merged with a union-find."""
+
     def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
+        self.number: dict[str, int] = {}
+        self.names: list[str] = []
+        self._parent = array("q")
+        self._members: array[int] | None = None
 
-    def find(self, item: str) -> str:
-        parent = self.parent.setdefault(item, item)
-        root = item
-        while parent != root:
-            root, parent = parent, self.parent[parent]
-        while item != root:  # path compression
-            item, self.parent[item] = self.parent[item], root
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, identifier: str) -> int:
+        number = self.number.get(identifier)
+        if number is None:
+            number = self.number[identifier] = len(self.names)
+            self.names.append(identifier)
+            self._parent.append(number)
+            self._members = None
+        return number
+
+    def find(self, number: int) -> int:
+        parent = self._parent
+        root = number
+        while parent[root] != root:
+            root = parent[root]
+        while parent[number] != root:  # path compression
+            parent[number], number = root, parent[number]
         return root
 
-    def union(self, a: str, b: str) -> None:
+    def union(self, a: int, b: int) -> None:
         root_a, root_b = self.find(a), self.find(b)
-        if root_a != root_b:
-            self.parent[max(root_a, root_b)] = min(root_a, root_b)
+        if root_a != root_b:  # the earlier identifier stays the root
+            self._parent[max(root_a, root_b)] = min(root_a, root_b)
+            self._members = None
+
+    def add_row(self, identifiers: Iterable[str]) -> int:
+        """Number a row's identifiers, merge them; returns the first one's number."""
+        numbers = [self.add(i) for i in identifiers]
+        for other in numbers[1:]:
+            self.union(numbers[0], other)
+        return numbers[0]
+
+    def link_book(self, book: Mapping[str, str]) -> None:
+        """Merge identifiers the identity book holds as one person (``identifier ->
+        person key``); identifiers known only to the book join their person."""
+        for identifier, key in book.items():
+            self.union(self.add(identifier), self.add(_BOOK + key))
+
+    def members(self, root: int) -> Iterator[str]:
+        """Every identifier of the person ``root`` stands for, in order of appearance."""
+        if self._members is None:
+            self._index_members()
+        assert self._members is not None
+        number = root
+        while number != -1:
+            name = self.names[number]
+            if not name.startswith(_BOOK):
+                yield name
+            number = self._members[number]
+
+    def book_key(self, root: int) -> str | None:
+        """The identity book's key for this person, when the book knows it."""
+        for number in self._chain(root):
+            name = self.names[number]
+            if name.startswith(_BOOK):
+                return name[len(_BOOK) :]
+        return None
+
+    def _chain(self, root: int) -> Iterator[int]:
+        if self._members is None:
+            self._index_members()
+        assert self._members is not None
+        number = root
+        while number != -1:
+            yield number
+            number = self._members[number]
+
+    def _index_members(self) -> None:
+        """Thread each person's identifiers into a linked list starting at its root
+        (two flat arrays instead of a list per person)."""
+        size = len(self.names)
+        following = array("q", [-1]) * size
+        last = array("q", range(size))  # the tail of each root's list so far
+        for number in range(size):
+            root = self.find(number)
+            if root != number:
+                following[last[root]] = number
+                last[root] = number
+        self._members = following
 
 
-def resolve(rows: Iterable[Row], book: Mapping[str, str]) -> list[Person]:
+def person_of(graph: IdentityGraph, root: int, first: Row, send_to: SendTo = "phone") -> Person:
+    """The ``Person`` that ``root`` stands for, with ``first`` as its data row."""
+    person = Person(key="", first=first, send_to=send_to)
+    for identifier in graph.members(root):
+        person.add(identifier)
+    person.key = graph.book_key(root) or person.destination
+    return person
+
+
+def resolve(
+    rows: Iterable[Row], book: Mapping[str, str], send_to: SendTo = "phone"
+) -> list[Person]:
     """Merge rows into people, in the order their first row appears.
 
     ``book`` maps a known identifier to its person key in the identity book; two
     identifiers with the same person key belong to the same user.
     """
+    graph = IdentityGraph()
     rows = list(rows)
-    links = _UnionFind()
-    for row in rows:
-        ids = row.identifiers
-        for identifier in ids:
-            links.find(identifier)
-            if identifier in book:
-                links.union(identifier, "book:" + book[identifier])
-        for other in ids[1:]:
-            links.union(ids[0], other)
-    people: dict[str, Person] = {}
-    for row in rows:
-        root = links.find(row.identifiers[0])
-        person = people.get(root)
-        if person is None:
-            person = people[root] = Person(key="", first=row)
+    firsts = [graph.add_row(row.identifiers) for row in rows]
+    graph.link_book(book)
+    people: dict[int, Person] = {}
+    for row, first in zip(rows, firsts, strict=True):
+        root = graph.find(first)
+        if root in people:
+            people[root].rows += 1
         else:
-            person.rows += 1
-        for identifier in row.identifiers:
-            bucket = (
-                person.msisdns
-                if identifier.startswith("+")
-                else person.parent_bsuids
-                if PARENT_BSUID.match(identifier)
-                else person.bsuids
-            )
-            if identifier not in bucket:
-                bucket.append(identifier)
-    for person in people.values():
-        known = next((book[i] for i in person.identifiers if i in book), None)
-        person.key = known or person.destination
+            people[root] = person_of(graph, root, row, send_to)
     return list(people.values())

@@ -82,9 +82,7 @@ KIND_TYPES: dict[str, set[str]] = {
     "video": {"video/mp4", "video/3gp"},
     "audio": {"audio/aac", "audio/mp4", "audio/mpeg", "audio/amr", "audio/ogg", "audio/opus"},
     "sticker": {"image/webp"},
-    "document": {
-        t for t in SIZE_LIMITS if t.startswith(("application/", "text/"))
-    },
+    "document": {t for t in SIZE_LIMITS if t.startswith(("application/", "text/"))},
 }
 # Seed 004 'Document parameter': "PDF is the only supported format" in template headers.
 TEMPLATE_HEADER_DOCUMENT_TYPES = {"application/pdf"}

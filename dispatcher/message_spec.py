@@ -99,9 +99,7 @@ def _strings(tree: Any) -> Iterator[str]:
             yield from _strings(value)
 
 
-def render_tree(
-    tree: Any, values: Mapping[str, str], media_ids: Mapping[str, str]
-) -> Any:
+def render_tree(tree: Any, values: Mapping[str, str], media_ids: Mapping[str, str]) -> Any:
     """The message with placeholders filled and ``file:`` replaced by ``id:``."""
     if isinstance(tree, str):
         return render(tree, values)

@@ -1,87 +1,123 @@
-"""Campaign preparation: load, resolve people, upload media once, cut batches.
+"""Campaign preparation: resolve people, upload media once, write batches as they fill.
 
-Runs in the ``prepare`` queue. Everything it decides is written in one transaction
-together with the move to ``sending``, so a worker that dies half-way leaves the
-campaign in ``preparing`` and the redelivered task simply starts again.
+Runs in the ``prepare`` queue. The audience is read in two passes
+(``dispatcher.audience``): nobody can be messaged before every row is read, since the
+last row may link two earlier ones. Once people are resolved the campaign is
+``sending`` and batches are written in chunks of a few thousand messages; each chunk
+commits, then its batches are handed to ``dispatch``, so the first requests go out
+while later people are still being written. ``prepared_at`` marks the end; until
+then a campaign cannot complete. A worker that dies half-way leaves the campaign
+``sending`` without ``prepared_at``: the redelivered task hands out the batches
+already written again (sending claims a batch once) and writes the people missing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dispatcher import book
+from dispatcher import book, progress
+from dispatcher.audience import Audience
 from dispatcher.campaign import CampaignSpec, LoadedCampaign
 from dispatcher.compose import compose, content_key
 from dispatcher.db import Batch, Campaign, CareWindow, Database, Message, Suppression
+from dispatcher.dbutil import dialect_name, insert_arrays, matching
 from dispatcher.errors import (
     CampaignSpecError,
     DispatcherError,
     LinkRequestError,
     LinkTransientError,
 )
-from dispatcher.identity import Person, resolve
+from dispatcher.identity import Person
 from dispatcher.link.client import LinkClient
 from dispatcher.link.models import Level
 from dispatcher.media import media_id_for, read_media
 from dispatcher.message_spec import InvalidMessage
-from dispatcher.recipients import RecipientsFile, Reject, Row
+from dispatcher.recipients import Reject, normalise_header
 from dispatcher.render import MissingValue
 from dispatcher.reports import write_rejects
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 
 log = logging.getLogger(__name__)
-_CHUNK = 500
 
+# Seed 004 'Template message' / '24 hour customer care window'.
+CARE_WINDOW = timedelta(hours=24)
 
-@dataclass(slots=True)
-class Audience:
-    rows: list[Row] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)
-    loaded: int = 0
+#: Messages written per transaction; each commit hands its batches out.
+CHUNK_MESSAGES = 10_000
+#: People waiting in partly filled groups before those groups are cut as they are.
+OPEN_LIMIT = 20_000
+_COMPOSE_CACHE = 65_536
+
+Dispatch = Callable[[list[str]], None]
 
 
 def prepare_campaign(
-    db: Database, client: LinkClient, campaign_id: int, *, reports_dir: Path | None
+    db: Database,
+    client: LinkClient,
+    campaign_id: int,
+    *,
+    reports_dir: Path | None,
+    dispatch: Dispatch | None = None,
+    dry_run: bool = False,
 ) -> list[str]:
-    """Prepare a campaign; returns the ids of batches waiting to be sent.
+    """Prepare a campaign; returns the ids of the batches it wrote or found pending.
 
-    Idempotent: a campaign already past preparation just reports its pending batches.
+    ``dispatch`` receives batch ids as soon as they are committed. ``dry_run`` does
+    everything but send: no LINK call, stand-in media ids, the campaign ends
+    ``previewed``. Idempotent: a prepared campaign just reports its pending batches.
     """
     with db.session() as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign is None:
             raise DispatcherError(f"campaign {campaign_id} does not exist")
-        if campaign.state == CampaignState.SENDING:
+        resuming = campaign.state == CampaignState.SENDING and campaign.prepared_at is None
+        if campaign.state == CampaignState.SENDING and not resuming:
             return pending_batches(session, campaign_id)
-        if campaign.state not in (
+        if not resuming and campaign.state not in (
             CampaignState.DRAFT,
             CampaignState.SCHEDULED,
             CampaignState.PREPARING,
         ):
             return []
-        campaign.state = CampaignState.PREPARING
+        if not resuming:
+            campaign.state = CampaignState.PREPARING
         spec = CampaignSpec.model_validate(campaign.spec)
         loaded = LoadedCampaign(spec=spec, spec_path=Path(campaign.spec_path))
     try:
-        return _prepare(db, client, campaign_id, loaded, reports_dir)
+        return _prepare(
+            db, client, campaign_id, loaded, reports_dir, dispatch, dry_run=dry_run,
+            resuming=resuming,
+        )  # fmt: skip
+    except _Concurrent as exc:
+        log.warning("campaign %s: another task is preparing it (%s)", campaign_id, exc)
+        return []
     except DispatcherError as exc:
         log.warning("campaign %s cannot start: %s", campaign_id, exc)
         with db.session() as session:
             failed = session.get(Campaign, campaign_id)
-            if failed is not None:
+            if failed is not None and failed.state in (
+                CampaignState.PREPARING,
+                CampaignState.SENDING,
+            ):
                 failed.state = CampaignState.FAILED
                 failed.error = str(exc)
                 failed.finished_at = datetime.now(UTC)
         return []
+
+
+class _Concurrent(Exception):
+    """Another delivery of the prepare task wrote the same batch or person first."""
 
 
 def pending_batches(session: Session, campaign_id: int) -> list[str]:
@@ -100,52 +136,151 @@ def _prepare(
     campaign_id: int,
     loaded: LoadedCampaign,
     reports_dir: Path | None,
+    dispatch: Dispatch | None,
+    *,
+    dry_run: bool,
+    resuming: bool,
 ) -> list[str]:
     spec = loaded.spec
-    level = _level(client, spec)
+    level = (spec.sender.level or Level.STANDARD) if dry_run else _level(client, spec)
+    if level is Level.UNKNOWN:
+        level = Level.STANDARD
     rate = level.messages_per_second
-    audience = _load(loaded)
-    with db.session() as session:
-        audience = _drop_suppressed(session, audience)
-        people = resolve(audience.rows, book.lookup(session, _identifiers(audience.rows)))
-        people, skipped = _apply_sender_rules(session, spec, people)
-    media_ids = _media_ids(db, client, loaded)
-    duplicates = len(audience.rows) - len(people) - len(skipped)
-    messages, rejects = _compose(spec, people, media_ids)
-    rejects = audience.rejects + skipped + rejects
-    rejects.sort(key=lambda r: (str(r.file), r.line))
-    folder = (reports_dir or loaded.folder / "reports") / f"campaign-{campaign_id}"
-    rejects_path = folder / "rejects.csv"
-    write_rejects(rejects_path, rejects)
+    with Audience(
+        loaded.recipient_files(), spec.default_region, spec.columns.names(), spec.send_to
+    ) as audience:
+        _check_columns(loaded, audience)
+        audience.scan()
+        known = _lookups(db, campaign_id, spec, audience, resuming=resuming)
+        media_ids = _stand_in_media(loaded) if dry_run else _media_ids(db, client, loaded)
+        if not _start(db, campaign_id, level, resuming=resuming, dry_run=dry_run):
+            return []  # stopped, or prepared by a concurrent delivery of this task
+        written: list[str] = []
+        if resuming and dispatch is not None:
+            with db.session() as session:
+                written = pending_batches(session, campaign_id)  # maybe never handed out
+            dispatch(written)
 
-    batch_size = min(spec.batch_size, rate)
-    batches = list(_cut(campaign_id, messages, batch_size))
-    try:
+        def commit(batches: list[_Batch]) -> None:
+            ids = _insert(db, campaign_id, batches)
+            written.extend(ids)
+            if dispatch is not None and not dry_run:
+                dispatch(ids)
+
+        writer = _Writer(campaign_id, min(spec.batch_size, rate), known.next_seq, commit)
+        later: list[Reject] = []
+        people = audience.people(known.suppressed, known.already)
+        for item in _messages(spec, people, media_ids, known.windows):
+            if isinstance(item, Reject):
+                later.append(item)
+            else:
+                writer.add(*item)
+        writer.close()
+        folder = (reports_dir or loaded.folder / "reports") / f"campaign-{campaign_id}"
+        rejects_path = folder / "rejects.csv"
+        rejected = write_rejects(rejects_path, audience.rejects(later), audience.columns)
         with db.session() as session:
             campaign = session.get(Campaign, campaign_id)
-            if campaign is None or campaign.state != CampaignState.PREPARING:
-                return []  # prepared by a concurrent delivery of this task
-            _insert(session, campaign_id, batches)
-            campaign.level = level.value
-            campaign.rate_per_second = rate
-            campaign.loaded = audience.loaded
-            campaign.rejected = len(rejects)
-            campaign.duplicates = duplicates
-            campaign.rejects_path = str(rejects_path)
-            campaign.prepared_at = datetime.now(UTC)
-            campaign.state = CampaignState.SENDING if batches else CampaignState.COMPLETED
-            if not batches:
-                campaign.finished_at = campaign.prepared_at
-    except IntegrityError as exc:
-        # Either a concurrent delivery of this task prepared it first (the campaign is
-        # now sending), or something is genuinely wrong: then say so on the campaign.
-        with db.session() as session:
-            campaign = session.get(Campaign, campaign_id)
-            if campaign is not None and campaign.state == CampaignState.PREPARING:
-                raise DispatcherError(f"could not store the batches: {exc.orig}") from exc
-        log.info("campaign %s was prepared concurrently", campaign_id)
-        return []
-    return [batch_id for batch_id, _, _ in batches]
+            if campaign is not None:
+                campaign.loaded = audience.loaded
+                campaign.rejected = rejected
+                campaign.duplicates = audience.duplicates
+                campaign.rejects_path = str(rejects_path)
+                _finish(session, campaign, dry_run=dry_run, empty=not written)
+    return written
+
+
+@dataclass(slots=True)
+class _Known:
+    """What the database knows about the audience, looked up between the passes."""
+
+    suppressed: set[str]
+    windows: set[str]
+    already: set[str]
+    next_seq: int
+
+
+def _lookups(
+    db: Database, campaign_id: int, spec: CampaignSpec, audience: Audience, *, resuming: bool
+) -> _Known:
+    with db.session() as session:
+        audience.graph.link_book(book.lookup(session, audience.identifiers()))
+        everyone = list(audience.graph.number)  # with the book's kin
+        known = _Known(
+            suppressed=set(matching(session, Suppression.identifier, everyone)),
+            windows=_open_care_windows(session, everyone) if _needs_window(spec) else set(),
+            already=set(),
+            next_seq=1,
+        )
+        if resuming:
+            known.already, known.next_seq = _written(session, campaign_id)
+    return known
+
+
+def _start(db: Database, campaign_id: int, level: Level, *, resuming: bool, dry_run: bool) -> bool:
+    """Record the level and open the campaign for sending; False when it is no longer
+    ours to prepare (cancelled, or prepared by a concurrent delivery of the task)."""
+    with db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        expected = CampaignState.SENDING if resuming else CampaignState.PREPARING
+        if campaign is None or campaign.state != expected:
+            return False
+        campaign.level = level.value
+        campaign.rate_per_second = level.messages_per_second
+        if not dry_run:
+            campaign.state = CampaignState.SENDING  # batches go out as they are written
+    return True
+
+
+def _finish(session: Session, campaign: Campaign, *, dry_run: bool, empty: bool) -> None:
+    campaign.prepared_at = datetime.now(UTC)
+    if dry_run:
+        campaign.state = CampaignState.PREVIEWED
+        campaign.finished_at = campaign.prepared_at
+    elif campaign.state == CampaignState.SENDING:
+        session.flush()
+        if empty:
+            campaign.state = CampaignState.COMPLETED
+            campaign.finished_at = campaign.prepared_at
+        else:  # the first batches may have settled while later ones were written
+            progress.complete_if_settled(session, campaign.id)
+
+
+def _check_columns(loaded: LoadedCampaign, audience: Audience) -> None:
+    """Every file has the columns the message and the spec name, before any work."""
+    spec = loaded.spec
+    needed = spec.placeholders() - set(spec.defaults)
+    problems: list[tuple[str, str]] = []
+    for index, columns in audience.headers():
+        name = audience.files[index].name
+        missing = sorted(needed - set(columns))
+        if missing:
+            problems.append((f"recipients[{index}]", f"{name} has no column {', '.join(missing)}"))
+        for field, column in spec.columns.named().items():
+            if column not in columns and _normalised(column) not in columns:
+                problems.append((f"columns.{field}", f"{name} has no column {column!r}"))
+    if problems:
+        raise CampaignSpecError(str(loaded.spec_path), problems)
+
+
+def _normalised(column: str) -> str:
+    return normalise_header(column)
+
+
+def _needs_window(spec: CampaignSpec) -> bool:
+    return not spec.is_template and spec.outside_care_window == "skip"
+
+
+def _written(session: Session, campaign_id: int) -> tuple[set[str], int]:
+    """Identifiers of the people an interrupted preparation already wrote, and the
+    sequence number its next batch takes."""
+    already: set[str] = set()
+    for identifiers, destination in session.execute(
+        select(Message.identifiers, Message.destination).where(Message.campaign_id == campaign_id)
+    ):
+        already.update(identifiers or [destination])
+    last = session.scalar(select(func.max(Batch.seq)).where(Batch.campaign_id == campaign_id))
+    return already, (last or 0) + 1
 
 
 def _level(client: LinkClient, spec: CampaignSpec) -> Level:
@@ -168,51 +303,6 @@ def _level(client: LinkClient, spec: CampaignSpec) -> Level:
     return info.level if info.level is not Level.UNKNOWN else Level.STANDARD
 
 
-def _load(loaded: LoadedCampaign) -> Audience:
-    spec = loaded.spec
-    needed = spec.placeholders() - set(spec.defaults)
-    audience = Audience()
-    for index, path in enumerate(loaded.recipient_files()):
-        with RecipientsFile(path, spec.default_region) as recipients:
-            missing = sorted(needed - set(recipients.columns))
-            if missing:
-                raise CampaignSpecError(
-                    str(loaded.spec_path),
-                    [(f"recipients[{index}]", f"{path.name} has no column {', '.join(missing)}")],
-                )
-            for item in recipients:
-                audience.loaded += 1
-                if isinstance(item, Reject):
-                    audience.rejects.append(item)
-                else:
-                    audience.rows.append(item)
-    return audience
-
-
-def _identifiers(rows: list[Row]) -> Iterator[str]:
-    for row in rows:
-        yield from row.identifiers
-
-
-def _drop_suppressed(session: Session, audience: Audience) -> Audience:
-    identifiers = list(dict.fromkeys(_identifiers(audience.rows)))
-    suppressed: set[str] = set()
-    for start in range(0, len(identifiers), _CHUNK):
-        chunk = identifiers[start : start + _CHUNK]
-        suppressed.update(
-            session.scalars(select(Suppression.identifier).where(Suppression.identifier.in_(chunk)))
-        )
-    if not suppressed:
-        return audience
-    kept = Audience(loaded=audience.loaded, rejects=list(audience.rejects))
-    for row in audience.rows:
-        if suppressed.intersection(row.identifiers):
-            kept.rejects.append(Reject(row.file, row.line, "suppressed (opted out)", row.values))
-        else:
-            kept.rows.append(row)
-    return kept
-
-
 def _media_ids(db: Database, client: LinkClient, loaded: LoadedCampaign) -> dict[str, str]:
     """Upload every ``file:`` of the message once (or reuse its cached id)."""
     ids: dict[str, str] = {}
@@ -226,137 +316,212 @@ def _media_ids(db: Database, client: LinkClient, loaded: LoadedCampaign) -> dict
     return ids
 
 
-# Seed 004 'Template message' / '24 hour customer care window'.
-CARE_WINDOW = timedelta(hours=24)
+def _open_care_windows(session: Session, identifiers: list[str]) -> set[str]:
+    since = datetime.now(UTC) - CARE_WINDOW
+    rows = matching(
+        session, CareWindow.identifier, identifiers, CareWindow.identifier,
+        CareWindow.last_incoming_at,
+    )  # fmt: skip
+    return {identifier for identifier, last in rows if _aware(last) >= since}
 
 
-def _apply_sender_rules(
-    session: Session, spec: CampaignSpec, people: list[Person]
-) -> tuple[list[Person], list[Reject]]:
-    """Leave out people the message must not go to, each with the reason.
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone (they are stored in UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _stand_in_media(loaded: LoadedCampaign) -> dict[str, str]:
+    """A preview uploads nothing: media refs get a recognisable stand-in id."""
+    return {ref.file: "dry-run-media-id" for ref in loaded.media_refs()}
+
+
+def _messages(
+    spec: CampaignSpec,
+    people: Iterable[Person | Reject],
+    media_ids: dict[str, str],
+    open_windows: set[str],
+) -> Iterator[tuple[Person, dict[str, Any], str, dict[str, str]] | Reject]:
+    """Each person's message (with its grouping key and the values it used), or the
+    reason the person is left out.
 
     * authentication templates never go to a BSUID (seed 004 'BSUID Limitations',
       Meta error 131062): such people are sent to their phone number, or not at all;
     * a non-template message needs an open customer care window: a message from the
       person within 24 h (unless the spec says ``outside_care_window: send``).
+
+    Composing validates the whole message (about 40 us), so it is done once per
+    distinct set of values the message uses, not once per person.
     """
-    kept: list[Person] = []
-    skipped: list[Reject] = []
-    open_windows: set[str] = set()
-    needs_window = not spec.is_template and spec.outside_care_window == "skip"
-    if needs_window:
-        open_windows = _open_care_windows(session, [i for p in people for i in p.identifiers])
+    used = sorted(spec.placeholders() | set(spec.defaults))
+    needs_window = _needs_window(spec)
+
+    @lru_cache(maxsize=_COMPOSE_CACHE)
+    def composed(values: tuple[str, ...]) -> tuple[dict[str, Any], str] | str:
+        try:
+            message = compose(spec, dict(zip(used, values, strict=True)), media_ids)
+        except MissingValue as exc:
+            return f"missing value for '{exc.column}'"
+        except InvalidMessage as exc:
+            return f"the message for this row is invalid: {exc}"
+        return message, content_key(message)
+
     for person in people:
+        if isinstance(person, Reject):
+            yield person
+            continue
         row = person.first
         if spec.authentication:
             if not person.msisdns:
-                skipped.append(
-                    Reject(row.file, row.line, "authentication templates cannot be sent to a "
-                           "BSUID (Meta error 131062) and no phone number is known", row.values)
-                )  # fmt: skip
+                yield Reject(row.file, row.line, "authentication templates cannot be sent to "
+                             "a BSUID (Meta error 131062) and no phone number is known",
+                             row.values)  # fmt: skip
                 continue
             person.bsuids.clear()
             person.parent_bsuids.clear()
-        elif needs_window and not open_windows.intersection(person.identifiers):
-            skipped.append(
-                Reject(row.file, row.line, "outside the 24-hour customer care window "
-                       "(no message from this person in the last 24 h)", row.values)
-            )  # fmt: skip
+        elif needs_window and open_windows.isdisjoint(person.identifiers):
+            yield Reject(row.file, row.line, "outside the 24-hour customer care window "
+                         "(no message from this person in the last 24 h)", row.values)  # fmt: skip
             continue
-        kept.append(person)
-    return kept, skipped
-
-
-def _open_care_windows(session: Session, identifiers: list[str]) -> set[str]:
-    since = datetime.now(UTC) - CARE_WINDOW
-    found: set[str] = set()
-    for start in range(0, len(identifiers), _CHUNK):
-        chunk = identifiers[start : start + _CHUNK]
-        found.update(
-            session.scalars(
-                select(CareWindow.identifier).where(
-                    CareWindow.identifier.in_(chunk), CareWindow.last_incoming_at >= since
-                )
-            )
-        )
-    return found
+        values = tuple(row.values.get(column, "") for column in used)
+        result = composed(values)
+        if isinstance(result, str):
+            yield Reject(row.file, row.line, result, row.values)
+            continue
+        message, key = result
+        yield person, message, key, dict(zip(used, values, strict=True))
 
 
 @dataclass(slots=True)
-class _Composed:
-    person: Person
-    message: dict[str, Any]
-    key: str
+class _Batch:
+    id: str
+    seq: int
+    payload: dict[str, Any]
+    members: list[tuple[Person, dict[str, str]]]
 
 
-def _compose(
-    spec: CampaignSpec, people: list[Person], media_ids: dict[str, str]
-) -> tuple[list[_Composed], list[Reject]]:
-    composed: list[_Composed] = []
-    rejects: list[Reject] = []
-    for person in people:
-        row = person.first
-        try:
-            message = compose(spec, row.values, media_ids)
-        except MissingValue as exc:
-            reason = f"missing value for '{exc.column}'"
-            rejects.append(Reject(row.file, row.line, reason, row.values))
-            continue
-        except InvalidMessage as exc:
-            reason = f"the message for this row is invalid: {exc}"
-            rejects.append(Reject(row.file, row.line, reason, row.values))
-            continue
-        composed.append(_Composed(person, message, content_key(message)))
-    return composed, rejects
+class _Writer:
+    """Groups people with identical messages into batches, committing in chunks.
+
+    A group is cut when it holds ``batch_size`` people. Groups that stay small (a
+    personalised message makes every person a group of one) are cut as they are once
+    ``OPEN_LIMIT`` people wait, so memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        campaign_id: int,
+        batch_size: int,
+        next_seq: int,
+        commit: Callable[[list[_Batch]], None],
+    ) -> None:
+        self.campaign_id = campaign_id
+        self.batch_size = batch_size
+        self.seq = next_seq
+        self.commit = commit
+        self.messages = 0
+        self._groups: dict[str, tuple[dict[str, Any], list[tuple[Person, dict[str, str]]]]] = {}
+        self._waiting = 0
+        self._ready: list[_Batch] = []
+        self._ready_messages = 0
+
+    def add(
+        self, person: Person, message: dict[str, Any], key: str, values: dict[str, str]
+    ) -> None:
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = (message, [])
+        group[1].append((person, values))
+        self._waiting += 1
+        self.messages += 1
+        if len(group[1]) >= self.batch_size:
+            self._cut(key)
+        elif self._waiting >= OPEN_LIMIT:
+            for waiting in list(self._groups):
+                self._cut(waiting)
+        if self._ready_messages >= CHUNK_MESSAGES:
+            self._flush()
+
+    def close(self) -> None:
+        for key in list(self._groups):
+            self._cut(key)
+        self._flush()
+
+    def _cut(self, key: str) -> None:
+        message, members = self._groups.pop(key)
+        self._ready.append(
+            _Batch(f"c{self.campaign_id}-b{self.seq:06d}", self.seq, {"messages": [message]},
+                   members)
+        )  # fmt: skip
+        self.seq += 1
+        self._waiting -= len(members)
+        self._ready_messages += len(members)
+
+    def _flush(self) -> None:
+        if self._ready:
+            self.commit(self._ready)
+        self._ready = []
+        self._ready_messages = 0
 
 
-def _cut(
-    campaign_id: int, messages: list[_Composed], batch_size: int
-) -> Iterator[tuple[str, dict[str, Any], list[_Composed]]]:
-    """Group identical content (first appearance order) and chunk each group."""
-    groups: dict[str, list[_Composed]] = {}
-    for item in messages:
-        groups.setdefault(item.key, []).append(item)
-    seq = 0
-    for members in groups.values():
-        for start in range(0, len(members), batch_size):
-            seq += 1
-            chunk = members[start : start + batch_size]
-            yield f"c{campaign_id}-b{seq:06d}", {"messages": [chunk[0].message]}, chunk
+def _insert(db: Database, campaign_id: int, batches: list[_Batch]) -> list[str]:
+    """Write batches and their messages in one transaction; returns the batch ids."""
+    try:
+        with db.session() as session:
+            postgres = dialect_name(session) == "postgresql"
+            now = datetime.now(UTC)
+            insert_arrays(
+                session,
+                Batch.__table__,  # type: ignore[arg-type]
+                [
+                    {
+                        "id": batch.id,
+                        "campaign_id": campaign_id,
+                        "seq": batch.seq,
+                        "state": BatchState.PENDING.value,
+                        "payload": _json(batch.payload, postgres),
+                        "size": len(batch.members),
+                        "attempts": 0,
+                        "created_at": now,
+                    }
+                    for batch in batches
+                ],
+            )
+            insert_arrays(
+                session,
+                Message.__table__,  # type: ignore[arg-type]
+                [
+                    {
+                        "campaign_id": campaign_id,
+                        "identity_key": person.key,
+                        "destination": person.destination,
+                        "identifiers": _json(person.identifiers, postgres),
+                        "source_line": person.first.line,
+                        "params": _json(values, postgres),
+                        "batch_id": batch.id,
+                        "position": position,
+                        "status": MessageStatus.QUEUED.value,
+                        "attempts": 0,
+                        "updated_at": now,
+                    }
+                    for batch in batches
+                    for position, (person, values) in enumerate(batch.members)
+                ],
+            )
+    except IntegrityError as exc:
+        if not _duplicate(exc):
+            raise
+        # A concurrent delivery of this task wrote the same batch or person first.
+        raise _Concurrent(str(exc.orig)) from exc
+    return [batch.id for batch in batches]
 
 
-def _insert(
-    session: Session,
-    campaign_id: int,
-    batches: list[tuple[str, dict[str, Any], list[_Composed]]],
-) -> None:
-    batch_rows = [
-        {
-            "id": batch_id,
-            "campaign_id": campaign_id,
-            "seq": seq,
-            "state": BatchState.PENDING,
-            "payload": payload,
-            "size": len(members),
-        }
-        for seq, (batch_id, payload, members) in enumerate(batches, start=1)
-    ]
-    message_rows = [
-        {
-            "campaign_id": campaign_id,
-            "identity_key": item.person.key,
-            "destination": item.person.destination,
-            "identifiers": item.person.identifiers,
-            "source_line": item.person.first.line,
-            "params": item.person.first.values,
-            "batch_id": batch_id,
-            "position": position,
-            "status": MessageStatus.QUEUED,
-        }
-        for batch_id, _, members in batches
-        for position, item in enumerate(members)
-    ]
-    for start in range(0, len(batch_rows), _CHUNK):
-        session.execute(insert(Batch), batch_rows[start : start + _CHUNK])
-    for start in range(0, len(message_rows), _CHUNK):
-        session.execute(insert(Message), message_rows[start : start + _CHUNK])
+def _duplicate(exc: IntegrityError) -> bool:
+    """A unique key violated (PostgreSQL SQLSTATE 23505, SQLite's message)."""
+    return getattr(exc.orig, "sqlstate", None) == "23505" or "UNIQUE constraint" in str(exc.orig)
+
+
+def _json(value: Any, postgres: bool) -> Any:
+    """JSON columns go as text through ``insert_arrays`` on PostgreSQL."""
+    if not postgres:
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -146,7 +146,11 @@ def complete_if_settled(session: Session, campaign_id: int) -> bool:
         return False
     done = session.execute(
         update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.state == CampaignState.SENDING)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.state == CampaignState.SENDING,
+            Campaign.prepared_at.is_not(None),  # people may still be being written
+        )
         .values(state=CampaignState.COMPLETED, finished_at=datetime.now(UTC))
     ).rowcount  # type: ignore[attr-defined]
     return bool(done)

@@ -123,15 +123,30 @@ def classify_bsuid(raw: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+@dataclass(frozen=True, slots=True)
+class ColumnNames:
+    """Which header names hold which identifier; the first non-empty one wins."""
+
+    phone: tuple[str, ...] = MSISDN_COLUMNS
+    bsuid: tuple[str, ...] = BSUID_COLUMNS
+    parent_bsuid: tuple[str, ...] = PARENT_BSUID_COLUMNS
+    country: tuple[str, ...] = COUNTRY_COLUMNS
+
+
 class RecipientsFile:
     """One recipients CSV, opened: ``columns`` first, then iterate its rows.
 
-    Delimiter (``,`` ``;`` tab) is sniffed; UTF-8 with or without BOM.
+    Delimiter (``,`` ``;`` tab) is sniffed; UTF-8 with or without BOM. ``records``
+    and ``identify`` are the two halves of iteration, for callers that read a file
+    twice and normalise only once (``dispatcher.audience``).
     """
 
-    def __init__(self, path: Path, default_region: str | None = None) -> None:
+    def __init__(
+        self, path: Path, default_region: str | None = None, names: ColumnNames | None = None
+    ) -> None:
         self.path = path
         self.default_region = default_region
+        names = names or ColumnNames()
         try:
             self._handle = path.open(encoding="utf-8-sig", newline="")
         except OSError as exc:
@@ -154,16 +169,84 @@ class RecipientsFile:
             self.close()
             raise RecipientsError(f"{path}: unreadable header ({exc})") from exc
         self.columns = [normalise_header(h) for h in header]
-        known = (*MSISDN_COLUMNS, *BSUID_COLUMNS, *PARENT_BSUID_COLUMNS)
-        if not any(c in known for c in self.columns):
+        self._phone = self._indices(names.phone)
+        self._bsuid = self._indices(names.bsuid)
+        self._parent = self._indices(names.parent_bsuid)
+        self._country = self._indices(names.country)
+        if not (self._phone or self._bsuid or self._parent):
             self.close()
-            raise RecipientsError(
-                f"{path}: no recipient column; name one of phone, msisdn, mobile, "
-                "bsuid, whatsapp_user_id, parent_bsuid"
-            )
+            wanted = ", ".join((*names.phone, *names.bsuid, *names.parent_bsuid))
+            raise RecipientsError(f"{path}: no recipient column; name one of {wanted}")
+
+    def _indices(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        wanted = [normalise_header(n) for n in names]
+        return tuple(self.columns.index(n) for n in wanted if n in self.columns)
 
     def __iter__(self) -> Iterator[Row | Reject]:
-        return _rows(self.path, self._reader, self.columns, self.default_region)
+        for line, cells, problem in self.records():
+            values = self.values(cells)
+            if problem is not None:
+                yield Reject(self.path, line, problem, values)
+                continue
+            found = self.identify(cells)
+            if isinstance(found, str):
+                yield Reject(self.path, line, found, values)
+            else:
+                yield Row(self.path, line, *found, values)
+
+    def records(self) -> Iterator[tuple[int, list[str], str | None]]:
+        """``(line, cells, problem)`` for every non-blank record; ``problem`` says why
+        the record's shape is unusable (then it is a reject whatever its values)."""
+        reader = self._reader
+        count = len(self.columns)
+        line_end = 1
+        while True:
+            line = line_end + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                yield line, [], f"unreadable row ({exc})"
+                return
+            line_end = reader.line_num
+            if not "".join(cells).strip():
+                continue  # blank lines are layout, not recipients
+            if line_end > line and any("\n" in cell or "\r" in cell for cell in cells):
+                # Usually a quote left open, which swallows the rows after it; template
+                # parameters cannot hold line breaks anyway (Meta rejects them).
+                yield line, cells, f"a field spans lines {line}-{line_end} (a quote left open?)"
+            elif len(cells) != count:
+                yield line, cells, f"{len(cells)} fields where the header has {count}"
+            else:
+                yield line, cells, None
+
+    def values(self, cells: list[str]) -> dict[str, str]:
+        return dict(zip(self.columns, cells, strict=False))
+
+    def identify(self, cells: list[str]) -> tuple[str | None, str | None, str | None] | str:
+        """``(msisdn, bsuid, parent_bsuid)`` of a well-formed record, or why it has none."""
+        phone = _first(cells, self._phone)
+        bsuid_raw = _first(cells, self._bsuid)
+        parent_raw = _first(cells, self._parent)
+        if not (phone or bsuid_raw or parent_raw):
+            return "empty: no phone number or BSUID"
+        msisdn = bsuid = parent = None
+        if phone:
+            region = _first(cells, self._country).upper() or self.default_region
+            msisdn = normalise_msisdn(phone, region)
+            if msisdn is None:
+                return "invalid phone number"
+        if bsuid_raw:
+            bsuid, parent = classify_bsuid(bsuid_raw)
+            if bsuid is None and parent is None:
+                return "malformed BSUID (expected CC.<id>)"
+        if parent_raw:
+            _, parent_checked = classify_bsuid(parent_raw)
+            if parent_checked is None:
+                return "malformed parent BSUID (expected CC.ENT.<id>)"
+            parent = parent_checked
+        return msisdn, bsuid, parent
 
     def close(self) -> None:
         self._handle.close()
@@ -175,74 +258,17 @@ class RecipientsFile:
         self.close()
 
 
-def read_recipients(path: Path, default_region: str | None = None) -> Iterator[Row | Reject]:
+def read_recipients(
+    path: Path, default_region: str | None = None, names: ColumnNames | None = None
+) -> Iterator[Row | Reject]:
     """Yield every data row of a CSV as a ``Row`` or a ``Reject``."""
-    with RecipientsFile(path, default_region) as recipients:
+    with RecipientsFile(path, default_region, names) as recipients:
         yield from recipients
 
 
-def _rows(
-    path: Path, reader: Iterator[list[str]], columns: list[str], default_region: str | None
-) -> Iterator[Row | Reject]:
-    line_end = 1
-    while True:
-        line = line_end + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            yield Reject(path, line, f"unreadable row ({exc})", {})
-            return
-        line_end = reader.line_num  # type: ignore[attr-defined]
-        if not any(cell.strip() for cell in cells):
-            continue  # blank lines are layout, not recipients
-        raw = dict(zip(columns, cells, strict=False))
-        if line_end > line and any("\n" in cell or "\r" in cell for cell in cells):
-            # Usually a quote left open, which swallows the rows after it; template
-            # parameters cannot hold line breaks anyway (Meta rejects them).
-            yield Reject(
-                path, line, f"a field spans lines {line}-{line_end} (a quote left open?)", raw
-            )
-            continue
-        if len(cells) != len(columns):
-            yield Reject(
-                path, line, f"{len(cells)} fields where the header has {len(columns)}", raw
-            )
-            continue
-        yield _parse_row(path, line, raw, default_region)
-
-
-def _first(raw: dict[str, str], names: tuple[str, ...]) -> str:
-    for name in names:
-        value = raw.get(name, "").strip()
+def _first(cells: list[str], indices: tuple[int, ...]) -> str:
+    for index in indices:
+        value = cells[index].strip()
         if value:
             return value
     return ""
-
-
-def _parse_row(
-    path: Path, line: int, raw: dict[str, str], default_region: str | None
-) -> Row | Reject:
-    phone = _first(raw, MSISDN_COLUMNS)
-    bsuid_raw = _first(raw, BSUID_COLUMNS)
-    parent_raw = _first(raw, PARENT_BSUID_COLUMNS)
-    if not (phone or bsuid_raw or parent_raw):
-        return Reject(path, line, "empty: no phone number or BSUID", raw)
-    region = (_first(raw, COUNTRY_COLUMNS).upper() or default_region) or None
-    msisdn = None
-    if phone:
-        msisdn = normalise_msisdn(phone, region)
-        if msisdn is None:
-            return Reject(path, line, "invalid phone number", raw)
-    bsuid = parent = None
-    if bsuid_raw:
-        bsuid, parent = classify_bsuid(bsuid_raw)
-        if bsuid is None and parent is None:
-            return Reject(path, line, "malformed BSUID (expected CC.<id>)", raw)
-    if parent_raw:
-        _, parent_checked = classify_bsuid(parent_raw)
-        if parent_checked is None:
-            return Reject(path, line, "malformed parent BSUID (expected CC.ENT.<id>)", raw)
-        parent = parent_checked
-    return Row(path, line, msisdn, bsuid, parent, raw)

@@ -23,17 +23,24 @@ def safe_cell(value: str) -> str:
     return value
 
 
-def write_rejects(path: Path, rejects: Iterable[Reject]) -> int:
-    """Write the rejects CSV (file, line, reason, then the row's own columns)."""
-    rejects = list(rejects)
-    columns: list[str] = []
-    for reject in rejects:
-        columns.extend(c for c in reject.raw if c not in columns)
+def write_rejects(
+    path: Path, rejects: Iterable[Reject], columns: Sequence[str] | None = None
+) -> int:
+    """Write the rejects CSV (file, line, reason, then the rows' own columns); returns
+    how many. ``columns`` (every file's header) lets it stream; else it is collected."""
+    if columns is None:
+        rejects = list(rejects)
+        found: list[str] = []
+        for reject in rejects:
+            found.extend(c for c in reject.raw if c not in found)
+        columns = found
     path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "line", "reason", *columns])
         for reject in rejects:
+            count += 1
             writer.writerow(
                 [
                     reject.file.name,
@@ -42,7 +49,7 @@ def write_rejects(path: Path, rejects: Iterable[Reject]) -> int:
                     *(safe_cell(reject.raw.get(c, "")) for c in columns),
                 ]
             )
-    return len(rejects)
+    return count
 
 
 OUTCOME_COLUMNS = (

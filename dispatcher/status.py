@@ -101,8 +101,14 @@ class CampaignState(StrEnum):
     PAUSED = "paused"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    PREVIEWED = "previewed"  # a dry run: prepared and stored, never sent
 
 
 FINAL_CAMPAIGN_STATES = frozenset(
-    {CampaignState.COMPLETED, CampaignState.CANCELLED, CampaignState.FAILED}
+    {
+        CampaignState.COMPLETED,
+        CampaignState.CANCELLED,
+        CampaignState.FAILED,
+        CampaignState.PREVIEWED,
+    }
 )

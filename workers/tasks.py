@@ -59,9 +59,14 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
     """Load and batch a campaign, then hand each batch to the send queue."""
     ctx = context()
     settings = get_settings()
-    batch_ids = prepare(ctx.db, ctx.client, campaign_id, reports_dir=settings.reports_dir)
-    for batch_id in batch_ids:
-        send_batch.apply_async(kwargs={"batch_id": batch_id, "campaign_id": campaign_id})
+
+    def dispatch(batch_ids: list[str]) -> None:
+        for batch_id in batch_ids:
+            send_batch.apply_async(kwargs={"batch_id": batch_id, "campaign_id": campaign_id})
+
+    batch_ids = prepare(
+        ctx.db, ctx.client, campaign_id, reports_dir=settings.reports_dir, dispatch=dispatch
+    )
     log.info("campaign %s: %d batches queued", campaign_id, len(batch_ids))
     return len(batch_ids)
 
