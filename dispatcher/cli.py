@@ -66,10 +66,21 @@ def run(
     path: Annotated[Path, typer.Argument(help="campaign folder or spec file")],
     detach: Annotated[bool, typer.Option(help="queue it and return (needs REDIS_URL)")] = False,
     timeout: Annotated[float, typer.Option(help="seconds to follow before giving up")] = 600,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="load, normalise, resolve and store the people and write the rejects "
+            "file, then stop: nothing is uploaded or sent",
+        ),
+    ] = False,
 ) -> None:
     """Prepare and send a campaign, showing progress until every message has an outcome."""
     settings = get_settings()
     loaded = preflight(path).loaded  # a bad spec, CSV header or media file stops here
+    if dry_run:
+        _dry_run(settings, loaded)
+        return
     if settings.embedded_broker:
         if detach:
             raise ConfigurationError("--detach needs REDIS_URL: embedded workers stop with the run")
@@ -96,6 +107,33 @@ def run(
         console.print(f"Follow it with: dispatcher status {campaign_id}")
         return
     _follow_and_report(db, campaign_id, timeout)
+
+
+def _dry_run(settings: Settings, loaded: Any) -> None:
+    """Everything up to sending, in this process: no broker, worker or LINK needed."""
+    from dispatcher.link.client import LinkClient, LinkCredentials
+    from dispatcher.prepare import prepare_campaign
+
+    url = local_database_url(settings)
+    if url.startswith("sqlite:"):
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    migrate(url)
+    db = Database(url)
+    campaign_id = create_campaign(db, loaded)
+    offline = LinkClient(LinkCredentials("http://127.0.0.1:9", "", "", "", ""))  # never called
+    with console.status("Preparing (dry run)..."):
+        prepare_campaign(db, offline, campaign_id, reports_dir=settings.reports_dir, dry_run=True)
+    with db.session() as session:
+        result = progress.progress(session, campaign_id)
+    assert result is not None
+    console.print(summary(result))
+    if result.state == "failed":
+        console.print(f"[red]Campaign failed:[/] {result.error}")
+        raise typer.Exit(1)
+    console.print(
+        f"Dry run: nothing was sent. Campaign {campaign_id} is stored as previewed; "
+        "send for real with `dispatcher run` without --dry-run."
+    )
 
 
 def _run_embedded(settings: Settings, loaded: Any, timeout: float) -> None:
@@ -347,6 +385,86 @@ def simulate(
         f"gates {', '.join(config.gates) or 'none'})"
     )
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+
+
+suppress_app = typer.Typer(
+    no_args_is_help=True,
+    help="The opt-out list: people on it are never messaged (matched through identity "
+    "resolution, so a phone number's opt-out covers that user's BSUID too).",
+)
+app.add_typer(suppress_app, name="suppress")
+
+
+@suppress_app.command("add")
+@friendly
+def suppress_add(
+    file: Annotated[Path, typer.Argument(help="CSV with a phone/bsuid column (as recipients)")],
+    reason: Annotated[str, typer.Option(help="why, kept with each entry")] = "opted out",
+    region: Annotated[
+        str | None, typer.Option(help="ISO country for numbers without a country code")
+    ] = None,
+) -> None:
+    """Add every identifier in FILE to the opt-out list."""
+    from dispatcher import suppressions
+
+    db = _local_db()
+    added, rejects = suppressions.add(db, file, reason, region)
+    console.print(f"Suppressed {added} identifier(s) from {file.name}.")
+    _print_rejects(rejects)
+
+
+@suppress_app.command("remove")
+@friendly
+def suppress_remove(
+    file: Annotated[Path, typer.Argument(help="CSV with a phone/bsuid column (as recipients)")],
+    region: Annotated[
+        str | None, typer.Option(help="ISO country for numbers without a country code")
+    ] = None,
+) -> None:
+    """Take every identifier in FILE off the opt-out list."""
+    from dispatcher import suppressions
+
+    db = _local_db()
+    removed, rejects = suppressions.remove(db, file, region)
+    console.print(f"Removed {removed} identifier(s) from the opt-out list.")
+    _print_rejects(rejects)
+
+
+@suppress_app.command("list")
+@friendly
+def suppress_list(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show the opt-out list (phone numbers masked unless --json)."""
+    from dispatcher import suppressions
+    from dispatcher.masking import mask
+
+    entries = suppressions.entries(_local_db())
+    if as_json:
+        typer.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    table = Table(title=f"Opt-out list ({len(entries)})")
+    for column in ("identifier", "reason", "since"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(mask(entry.identifier), entry.reason, f"{entry.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+def _local_db() -> Database:
+    settings = get_settings()
+    url = local_database_url(settings)
+    if url.startswith("sqlite:"):
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    migrate(url)
+    return Database(url)
+
+
+def _print_rejects(rejects: list[Any]) -> None:
+    for reject in rejects[:20]:
+        console.print(f"  [yellow]line {reject.line}[/]: {reject.reason}")
+    if len(rejects) > 20:
+        console.print(f"  ... and {len(rejects) - 20} more unusable rows")
 
 
 @app.command("migrate")

@@ -12,6 +12,7 @@ from rich.table import Table
 from dispatcher import progress as progress_mod
 from dispatcher.db import Database
 from dispatcher.progress import Progress as CampaignProgress
+from dispatcher.status import CampaignState
 
 STAGES = ("submitted", "sent", "delivered", "read", "failed")
 
@@ -92,13 +93,15 @@ def summary(progress: CampaignProgress) -> Table:
         ("read", progress.read, ""),
         ("failed", progress.failed, f"reasons: dispatcher report {progress.campaign_id}"),
     ]
+    if progress.state == CampaignState.PREVIEWED:
+        rows = rows[:4]  # a dry run: nothing below this was meant to happen
     if progress.expired:
         rows.append(("expired", progress.expired, "validity ran out before a send"))
     if progress.awaiting_resend:
         rows.append(("awaiting resend", progress.awaiting_resend, "retryable failures"))
     if progress.in_doubt_batches:
         rows.append(("in doubt (batches)", progress.in_doubt_batches, "settled by DLRs only"))
-    if progress.unsettled:
+    if progress.unsettled and progress.state != CampaignState.PREVIEWED:
         rows.append(("awaiting outcome", progress.unsettled, ""))
     for label, count in sorted(progress.failures.items(), key=lambda item: -item[1]):
         rows.append((f"  failed {label}", count, ""))

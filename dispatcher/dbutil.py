@@ -16,6 +16,7 @@ lengths before.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -153,6 +154,48 @@ def matching(
             query = select(*wanted).where(column.in_(chunk))
         for row in executor.execute(query):
             yield row[0] if single else tuple(row)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_in(
+    executor: Executor, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """PostgreSQL ``COPY ... FROM STDIN`` of ``rows`` (tuples in ``columns`` order) in
+    this transaction: the cheapest way in for many thousands of rows (no statement to
+    parse, no arrays to split). Values are str (JSON columns: their text), int,
+    datetime or None.
+    """
+    lines = ["\t".join(_copy_value(v) for v in row) for row in rows]
+    lines.append("")
+    copy_text(executor, table, columns, "\n".join(lines))
+
+
+def copy_text(executor: Executor, table: Table, columns: Sequence[str], data: str) -> None:
+    """``COPY`` of rows already in COPY's text format (``copy_escape`` each value)."""
+    connection = executor.connection() if isinstance(executor, Session) else executor
+    raw: Any = connection.connection.dbapi_connection
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        copy.write(data)
+
+
+def copy_escape(text: str) -> str:
+    """A string as a value of COPY's text format."""
+    return text.translate(_COPY_ESCAPES)
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return copy_escape(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def insert_arrays(

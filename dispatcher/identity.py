@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dispatcher.recipients import PARENT_BSUID, Row
+from dispatcher.recipients import Row
 
 #: Which identifier of a person a campaign sends to, in order of preference.
 SendTo = Literal["phone", "bsuid", "parent_bsuid"]
@@ -58,16 +58,11 @@ class Person:
     def identifiers(self) -> list[str]:
         return [*self.msisdns, *self.bsuids, *self.parent_bsuids]
 
-    def add(self, identifier: str) -> None:
-        bucket = (
-            self.msisdns
-            if identifier.startswith("+")
-            else self.parent_bsuids
-            if PARENT_BSUID.match(identifier)
-            else self.bsuids
-        )
-        if identifier not in bucket:
-            bucket.append(identifier)
+    def bucket(self, identifier: str) -> list[str]:
+        """The list a validated identifier belongs in (by its shape: ``+``, ``CC.ENT.``)."""
+        if identifier[0] == "+":
+            return self.msisdns
+        return self.parent_bsuids if identifier[2:7] == ".ENT." else self.bsuids
 
 
 class IdentityGraph:
@@ -119,6 +114,13 @@ class IdentityGraph:
         for identifier, key in book.items():
             self.union(self.add(identifier), self.add(_BOOK + key))
 
+    def alone(self, root: int) -> bool:
+        """True when ``root`` is a person of one identifier the book does not know."""
+        if self._members is None:
+            self._index_members()
+        assert self._members is not None
+        return self._members[root] == -1 and not self.names[root].startswith(_BOOK)
+
     def members(self, root: int) -> Iterator[str]:
         """Every identifier of the person ``root`` stands for, in order of appearance."""
         if self._members is None:
@@ -164,9 +166,14 @@ class IdentityGraph:
 
 def person_of(graph: IdentityGraph, root: int, first: Row, send_to: SendTo = "phone") -> Person:
     """The ``Person`` that ``root`` stands for, with ``first`` as its data row."""
+    if graph.alone(root):  # most people: one identifier, nothing in the book
+        name = graph.names[root]
+        person = Person(key=name, first=first, send_to=send_to)
+        person.bucket(name).append(name)
+        return person
     person = Person(key="", first=first, send_to=send_to)
     for identifier in graph.members(root):
-        person.add(identifier)
+        person.bucket(identifier).append(identifier)  # members are distinct
     person.key = graph.book_key(root) or person.destination
     return person
 

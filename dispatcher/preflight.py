@@ -13,7 +13,7 @@ from pathlib import Path
 from dispatcher.campaign import LoadedCampaign, load_campaign
 from dispatcher.errors import CampaignSpecError, DispatcherError
 from dispatcher.media import MediaFile, read_media
-from dispatcher.recipients import RecipientsFile
+from dispatcher.recipients import RecipientsFile, normalise_header
 
 
 @dataclass(slots=True)
@@ -34,11 +34,14 @@ def preflight(path: Path) -> Preflight:
     needed = spec.placeholders() - set(spec.defaults)
     for index, file in enumerate(loaded.recipient_files()):
         try:
-            with RecipientsFile(file, spec.default_region) as recipients:
+            with RecipientsFile(file, spec.default_region, spec.columns.names()) as recipients:
                 result.columns[file] = recipients.columns
         except DispatcherError as exc:
             problems.append((f"recipients[{index}]", str(exc)))
             continue
+        for name, column in spec.columns.named().items():
+            if normalise_header(column) not in result.columns[file]:
+                problems.append((f"columns.{name}", f"{file.name} has no column {column!r}"))
         missing = sorted(needed - set(result.columns[file]))
         if missing:
             problems.append(

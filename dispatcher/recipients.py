@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-import phonenumbers
-
 from dispatcher.errors import RecipientsError
+from dispatcher.phone import e164
 
 # Header names people use, after normalisation (lower case, '_' for separators).
 MSISDN_COLUMNS = ("phone", "msisdn", "mobile", "phone_number", "mobile_number", "number")
@@ -30,6 +29,8 @@ BSUID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9]{1,128}$")
 PARENT_BSUID = re.compile(r"^[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}$")
 
 _PHONE_NOISE = re.compile(r"[\s\-().\u00a0/]")
+_CLEAN = re.compile(r"\+?[0-9]+")
+_DIGITS = re.compile(r"\+?\d+")  # any script's digits: ``dispatcher.phone`` knows them all
 _SCIENTIFIC = re.compile(r"^\+?\d+(?:[.,]\d+)?[eE]\+?\d+$")
 
 
@@ -71,24 +72,23 @@ def normalise_msisdn(raw: str, region: str | None) -> str | None:
     dashes, parentheses, and national numbers given a region.
     """
     text = raw.strip()
-    if _SCIENTIFIC.match(text):
-        expanded = _from_scientific(text)
-        if expanded is None:
+    if not _CLEAN.fullmatch(text):  # most cells are digits already: skip the clean-up
+        if _SCIENTIFIC.match(text):
+            expanded = _from_scientific(text)
+            if expanded is None:
+                return None
+            text = expanded
+        text = _PHONE_NOISE.sub("", text)
+        if not _DIGITS.fullmatch(text):
             return None
-        text = expanded
-    text = _PHONE_NOISE.sub("", text)
     if text.startswith("00"):
         text = "+" + text[2:]
-    if not text or not re.fullmatch(r"\+?\d+", text):
-        return None
     candidates = [text] if text.startswith("+") else [text, "+" + text]
     for candidate in candidates:
-        try:
-            number = phonenumbers.parse(candidate, None if candidate.startswith("+") else region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        # phonenumbers' parse + is_valid_number + E.164, compiled (``dispatcher.phone``)
+        number = e164(candidate, None if candidate.startswith("+") else region)
+        if number is not None:
+            return number
     return None
 
 
@@ -154,13 +154,7 @@ class RecipientsFile:
         try:
             sample = self._handle.read(64 * 1024)
             self._handle.seek(0)
-            try:
-                dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
-                    sample, delimiters=",;\t"
-                )
-            except csv.Error:
-                dialect = csv.excel
-            self._reader = csv.reader(self._handle, dialect)
+            self._reader = csv.reader(self._handle, _dialect(sample))
             header = next(self._reader)
         except StopIteration:
             self.close()
@@ -236,6 +230,11 @@ class RecipientsFile:
             region = _first(cells, self._country).upper() or self.default_region
             msisdn = normalise_msisdn(phone, region)
             if msisdn is None:
+                if _SCIENTIFIC.match(phone):
+                    return (
+                        "number in scientific notation (e.g. 4.67E+10) lost digits or is "
+                        "invalid: format the column as text in the spreadsheet"
+                    )
                 return "invalid phone number"
         if bsuid_raw:
             bsuid, parent = classify_bsuid(bsuid_raw)
@@ -256,6 +255,28 @@ class RecipientsFile:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
+    """The sniffed dialect; else the delimiter the header line uses most.
+
+    The sniffer gives up on real exports (a quoted ``;`` in one row, blank lines), but
+    a header line is a list of names: its most frequent candidate is the delimiter.
+    """
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        header = sample.splitlines()[0] if sample else ""
+        counts = {d: header.count(d) for d in ",;\t"}
+        delimiter = max(counts, key=lambda d: counts[d])
+        if not counts[delimiter]:
+            return csv.excel
+
+        class Header(csv.excel):
+            pass
+
+        Header.delimiter = delimiter
+        return Header
 
 
 def read_recipients(

@@ -1,0 +1,164 @@
+"""People resolution against the database: identity book, unique guard, suppressions,
+writing in chunks that are dispatched early, and resuming an interrupted preparation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from dispatcher import prepare
+from dispatcher.campaign import load_campaign
+from dispatcher.db import Batch, Campaign, Database, Message, Suppression
+from dispatcher.launch import create_campaign
+from dispatcher.link import LinkClient, LinkCredentials
+from dispatcher.status import CampaignState
+from tests.integration.conftest import make_batch
+from tests.integration.test_tracking import dlr, receive
+
+SPEC = """\
+name: Audience test
+sender: {source: "+4790000000", level: STANDARD}
+template_category: marketing
+message:
+  type: template
+  template: {name: hello, language: en}
+recipients: people.csv
+default_region: "NO"
+batch_size: 5
+"""
+BSUID = "NO.13491208655302741918"
+OFFLINE = LinkClient(LinkCredentials("http://127.0.0.1:9", "u", "p", "P", "1"))  # never called
+
+
+def campaign(db: Database, folder: Path, rows: list[str]) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "campaign.yaml").write_text(SPEC)
+    (folder / "people.csv").write_text("phone,bsuid\n" + "\n".join(rows) + "\n")
+    return create_campaign(db, load_campaign(folder))
+
+
+def messages(db: Database, campaign_id: int) -> list[tuple[str, str]]:
+    with db.session() as session:
+        return [
+            (m.identity_key, m.destination)
+            for m in session.scalars(
+                select(Message).where(Message.campaign_id == campaign_id).order_by(Message.id)
+            )
+        ]
+
+
+def row(db: Database, campaign_id: int) -> Campaign:
+    with db.session() as session:
+        found = session.get(Campaign, campaign_id)
+        assert found is not None
+        session.expunge(found)
+        return found
+
+
+def test_a_bsuid_learned_from_a_dlr_makes_the_next_campaign_send_once(
+    db: Database, tmp_path: Path
+) -> None:
+    rows = ["+4791234567,", f",{BSUID}"]
+    before = campaign(db, tmp_path / "before", rows)
+    prepare.prepare_campaign(db, OFFLINE, before, reports_dir=tmp_path, dry_run=True)
+    assert len(messages(db, before)) == 2  # nothing links them yet
+
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    receive(db, dlr("m1", 112006, custom={"destination": "+4791234567", "whatsappUserId": BSUID}))
+
+    after = campaign(db, tmp_path / "after", rows)
+    prepare.prepare_campaign(db, OFFLINE, after, reports_dir=tmp_path, dry_run=True)
+    ((_, destination),) = messages(db, after)
+    assert destination == "+4791234567"
+    with db.session() as session:
+        identifiers = session.scalar(
+            select(Message.identifiers).where(Message.campaign_id == after)
+        )
+    assert identifiers == ["+4791234567", BSUID]
+    assert (row(db, after).duplicates, row(db, after).state) == (1, CampaignState.PREVIEWED)
+
+
+def test_the_database_refuses_a_second_message_for_one_person(db: Database) -> None:
+    batch_id = make_batch(db, ["+4791234567"])
+    with pytest.raises(IntegrityError), db.session() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        session.add(
+            Message(
+                campaign_id=batch.campaign_id,
+                identity_key="+4791234567",
+                destination="+4791234567",
+                source_line=3,
+                params={},
+                status="queued",
+            )
+        )
+
+
+def test_opting_out_by_bsuid_covers_the_phone_number_the_book_links(
+    db: Database, tmp_path: Path
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    receive(db, dlr("m1", 112006, custom={"destination": "+4791234567", "whatsappUserId": BSUID}))
+    with db.session() as session:
+        session.add(Suppression(identifier=BSUID, reason="STOP"))
+    campaign_id = campaign(db, tmp_path / "c", ["+4791234567,", "+4791234568,"])
+    prepare.prepare_campaign(db, OFFLINE, campaign_id, reports_dir=tmp_path, dry_run=True)
+    assert [d for _, d in messages(db, campaign_id)] == ["+4791234568"]
+    rejects = Path(row(db, campaign_id).rejects_path or "").read_text()
+    assert "2,suppressed (opted out)" in rejects
+
+
+def people(count: int) -> list[str]:
+    return [f"+479{n:07d}," for n in range(1000001, 1000001 + count)]
+
+
+def test_batches_go_out_while_later_people_are_still_written(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prepare, "CHUNK_MESSAGES", 10)
+    campaign_id = campaign(db, tmp_path / "c", people(40))
+    handed_out: list[tuple[list[str], bool, str]] = []
+
+    def dispatch(batch_ids: list[str]) -> None:
+        current = row(db, campaign_id)
+        handed_out.append((batch_ids, current.prepared_at is None, current.state))
+
+    written = prepare.prepare_campaign(
+        db, OFFLINE, campaign_id, reports_dir=tmp_path, dispatch=dispatch
+    )
+    assert len(written) == 8  # 40 people in batches of 5
+    assert [len(ids) for ids, _, _ in handed_out] == [2, 2, 2, 2]
+    assert all(early and state == CampaignState.SENDING for _, early, state in handed_out)
+    assert row(db, campaign_id).prepared_at is not None
+
+
+def test_an_interrupted_preparation_resumes_without_writing_anyone_twice(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prepare, "CHUNK_MESSAGES", 10)
+    campaign_id = campaign(db, tmp_path / "c", people(40))
+
+    def crash(batch_ids: list[str]) -> None:
+        raise RuntimeError("worker killed")
+
+    with pytest.raises(RuntimeError):
+        prepare.prepare_campaign(db, OFFLINE, campaign_id, reports_dir=tmp_path, dispatch=crash)
+    assert 0 < len(messages(db, campaign_id)) < 40  # some chunks committed, then the crash
+    assert row(db, campaign_id).prepared_at is None
+
+    handed_out: list[str] = []
+    prepare.prepare_campaign(
+        db, OFFLINE, campaign_id, reports_dir=tmp_path, dispatch=handed_out.extend
+    )
+    destinations = [d for _, d in messages(db, campaign_id)]
+    assert sorted(destinations) == sorted(p.rstrip(",") for p in people(40))
+    with db.session() as session:
+        batches = list(session.scalars(select(Batch.id).where(Batch.campaign_id == campaign_id)))
+        sizes = session.scalar(select(func.sum(Batch.size)).where(Batch.campaign_id == campaign_id))
+    assert sorted(handed_out) == sorted(batches)  # the first chunk's batches handed out again
+    assert sizes == 40
+    assert row(db, campaign_id).prepared_at is not None
