@@ -7,7 +7,7 @@ seed 004's BSUID sections; read when a campaign resolves its recipients.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -68,10 +68,9 @@ def identifiers_in(values: tuple[str | None, ...]) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda i: found[i] != "msisdn"))
 
 
-def lookup(session: Session, identifiers: Sequence[str]) -> dict[str, str]:
+def lookup(session: Session, identifiers: Collection[str]) -> dict[str, str]:
     """identifier -> person key, for every identifier the book knows (with its kin)."""
-    wanted = list(dict.fromkeys(identifiers))
-    keys = {key for _, key in matching(session, Identity.identifier, wanted, *_PAIR)}
+    keys = {key for _, key in matching(session, Identity.identifier, identifiers, *_PAIR)}
     return dict(matching(session, Identity.person_key, sorted(keys), *_PAIR))
 
 

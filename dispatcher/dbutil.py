@@ -15,7 +15,7 @@ lengths before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, KeysView, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -119,12 +119,13 @@ def among(executor: Executor, column: Any, values: Iterable[Any]) -> ColumnEleme
     return column == any_(cast(split, array_type))  # type: ignore[no-any-return]
 
 
+_READ_WHOLE_FROM = 100_000  # values; see ``matching``
 _MATCH_CHUNK = 50_000  # values per lookup on PostgreSQL (one parameter each time)
 _MATCH_CHUNK_SQLITE = 5_000  # SQLite takes at most 32766 parameters per statement
 
 
 def matching(
-    executor: Executor, column: Any, values: Sequence[Any], *selected: Any
+    executor: Executor, column: Any, values: Collection[Any], *selected: Any
 ) -> Iterator[Any]:
     """Rows whose ``column`` is among ``values`` (any number of them), as ``selected``
     columns (default: ``column`` itself, one value per row).
@@ -135,10 +136,22 @@ def matching(
     """
     wanted = selected or (column,)
     single = len(wanted) == 1
+    if len(values) >= _READ_WHOLE_FROM:
+        # A big set against a small table (the usual opt-out list or identity book
+        # against a million recipients): one read of the table, filtered here.
+        limit = len(values) // 8
+        rows = executor.execute(select(column, *wanted).limit(limit + 1)).all()
+        if len(rows) <= limit:
+            asked = values if isinstance(values, (set, frozenset, dict, KeysView)) else set(values)
+            for row in rows:
+                if row[0] in asked:
+                    yield row[1] if single else tuple(row[1:])
+            return
     postgres = dialect_name(executor) == "postgresql"
     size = _MATCH_CHUNK if postgres else _MATCH_CHUNK_SQLITE
-    for start in range(0, len(values), size):
-        chunk = list(values[start : start + size])
+    ordered = values if isinstance(values, Sequence) else list(values)
+    for start in range(0, len(ordered), size):
+        chunk = list(ordered[start : start + size])
         if postgres:
             packed = _pack(chunk)
             array_type = postgresql.ARRAY(column.type)

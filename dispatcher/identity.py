@@ -121,6 +121,40 @@ class IdentityGraph:
         assert self._members is not None
         return self._members[root] == -1 and not self.names[root].startswith(_BOOK)
 
+    def describe(
+        self, root: int, send_to: SendTo = "phone", *, phones_only: bool = False
+    ) -> tuple[str, str, list[str]] | None:
+        """``(key, destination, identifiers)`` of the person ``root`` stands for, in
+        one walk of its list (a million people go through here); with ``phones_only``
+        its phone numbers alone, or None when it has none."""
+        if self._members is None:
+            self._index_members()
+        following, names = self._members, self.names
+        assert following is not None
+        if following[root] == -1:  # most people: one identifier
+            name = names[root]
+            if name.startswith(_BOOK) or (phones_only and name[0] != "+"):
+                return None
+            return name, name, [name]
+        kinds: tuple[list[str], list[str], list[str]] = ([], [], [])
+        key = None
+        number = root
+        while number != -1:
+            name = names[number]
+            if name[0] == "+":
+                kinds[0].append(name)
+            elif name.startswith(_BOOK):
+                key = key or name[len(_BOOK) :]
+            else:
+                kinds[2 if name[2:7] == ".ENT." else 1].append(name)
+            number = following[number]
+        if phones_only:
+            if not kinds[0]:
+                return None
+            kinds = (kinds[0], [], [])
+        destination = next(kinds[i][0] for i in _ORDER[send_to] if kinds[i])
+        return key or destination, destination, [*kinds[0], *kinds[1], *kinds[2]]
+
     def members(self, root: int) -> Iterator[str]:
         """Every identifier of the person ``root`` stands for, in order of appearance."""
         if self._members is None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher import book, progress
-from dispatcher.audience import Audience
+from dispatcher.audience import SUPPRESSED, Audience
 from dispatcher.campaign import CampaignSpec, LoadedCampaign
 from dispatcher.compose import compose, content_key
 from dispatcher.db import Batch, Campaign, CareWindow, Database, Message, Suppression
@@ -41,7 +42,6 @@ from dispatcher.dbutil import (
     copy_escape,
     copy_in,
     copy_text,
-    dialect_name,
     insert_arrays,
     matching,
 )
@@ -51,7 +51,6 @@ from dispatcher.errors import (
     LinkRequestError,
     LinkTransientError,
 )
-from dispatcher.identity import Person
 from dispatcher.link.client import LinkClient
 from dispatcher.link.models import Level
 from dispatcher.media import media_id_for, read_media
@@ -68,6 +67,8 @@ CARE_WINDOW = timedelta(hours=24)
 
 #: Messages written per transaction; each commit hands its batches out.
 CHUNK_MESSAGES = 10_000
+#: Connections writing chunks at once (PostgreSQL).
+WRITERS = 1
 #: People waiting in partly filled groups before those groups are cut as they are.
 OPEN_LIMIT = 20_000
 _COMPOSE_CACHE = 65_536
@@ -197,9 +198,8 @@ def _prepare(
             writer = _Writer(
                 campaign_id, min(spec.batch_size, rate), known.next_seq, committer.submit
             )
-            people = audience.people(known.suppressed, known.already)
             with _without_cycle_collector():
-                for item in _messages(spec, people, media_ids, known.windows):
+                for item in _members(spec, audience, known, media_ids):
                     if isinstance(item, Reject):
                         later.append(item)
                     else:
@@ -241,9 +241,9 @@ def _without_cycle_collector() -> Iterator[None]:
 class _Known:
     """What the database knows about the audience, looked up between the passes."""
 
-    suppressed: set[str]
-    windows: set[str]
-    already: set[str]
+    suppressed: bytearray  # by graph root (``Audience.marks``)
+    windows: bytearray | None  # people with an open care window, when that matters
+    already: bytearray  # people an interrupted preparation wrote
     next_seq: int
 
 
@@ -251,17 +251,21 @@ def _lookups(
     db: Database, campaign_id: int, spec: CampaignSpec, audience: Audience, *, resuming: bool
 ) -> _Known:
     with db.session() as session:
-        audience.graph.link_book(book.lookup(session, audience.identifiers()))
-        everyone = list(audience.graph.number)  # with the book's kin
-        known = _Known(
-            suppressed=set(matching(session, Suppression.identifier, everyone)),
-            windows=_open_care_windows(session, everyone) if _needs_window(spec) else set(),
-            already=set(),
-            next_seq=1,
-        )
+        audience.graph.link_book(book.lookup(session, audience.graph.number.keys()))
+        everyone = audience.graph.number.keys()  # with the book's kin
+        windows = None
+        if _needs_window(spec):
+            windows = audience.marks(_open_care_windows(session, everyone))
+        already: set[str] = set()
+        next_seq = 1
         if resuming:
-            known.already, known.next_seq = _written(session, campaign_id)
-    return known
+            already, next_seq = _written(session, campaign_id)
+        return _Known(
+            suppressed=audience.marks(matching(session, Suppression.identifier, everyone)),
+            windows=windows,
+            already=audience.marks(already),
+            next_seq=next_seq,
+        )
 
 
 def _start(db: Database, campaign_id: int, level: Level, *, resuming: bool, dry_run: bool) -> bool:
@@ -359,7 +363,7 @@ def _media_ids(db: Database, client: LinkClient, loaded: LoadedCampaign) -> dict
     return ids
 
 
-def _open_care_windows(session: Session, identifiers: list[str]) -> set[str]:
+def _open_care_windows(session: Session, identifiers: Collection[str]) -> set[str]:
     since = datetime.now(UTC) - CARE_WINDOW
     rows = matching(
         session,
@@ -381,14 +385,16 @@ def _stand_in_media(loaded: LoadedCampaign) -> dict[str, str]:
     return {ref.file: "dry-run-media-id" for ref in loaded.media_refs()}
 
 
-def _messages(
-    spec: CampaignSpec,
-    people: Iterable[Person | Reject],
-    media_ids: dict[str, str],
-    open_windows: set[str],
-) -> Iterator[tuple[Person, dict[str, Any], str, str] | Reject]:
-    """Each person's message (with its grouping key and the JSON of the values it
-    used), or the reason the person is left out.
+#: One message as the writer keeps it: identity key, destination, identifiers, CSV
+#: line, and the JSON of the values the message used.
+Member = tuple[str, str, list[str], int, str]
+
+
+def _members(
+    spec: CampaignSpec, audience: Audience, known: _Known, media_ids: dict[str, str]
+) -> Iterator[tuple[str, dict[str, Any], Member] | Reject]:
+    """Each person's message (its grouping key, the message, the member), or the
+    reason the person is left out.
 
     * authentication templates never go to a BSUID (seed 004 'BSUID Limitations',
       Meta error 131062): such people are sent to their phone number, or not at all;
@@ -396,14 +402,16 @@ def _messages(
       person within 24 h (unless the spec says ``outside_care_window: send``).
 
     Composing validates the whole message (about 40 us), so it is done once per
-    distinct set of values the message uses, not once per person.
+    distinct set of values the message uses, not once per person. A million people
+    pass through here: nothing is built that the writer does not keep.
     """
     used = sorted(spec.placeholders() | set(spec.defaults))
-    needs_window = _needs_window(spec)
     authentication = spec.authentication
+    suppressed, windows, already = known.suppressed, known.windows, known.already
+    positions: dict[int, list[int | None]] = {}  # per file: where each used column is
 
     @lru_cache(maxsize=_COMPOSE_CACHE)
-    def composed(values: tuple[str, ...]) -> tuple[dict[str, Any], str, str] | str:
+    def composed(values: tuple[str, ...]) -> tuple[str, dict[str, Any], str] | str:
         named = dict(zip(used, values, strict=True))
         try:
             message = compose(spec, named, media_ids)
@@ -411,41 +419,37 @@ def _messages(
             return f"missing value for '{exc.column}'"
         except InvalidMessage as exc:
             return f"the message for this row is invalid: {exc}"
-        return message, content_key(message), _json_text(named)
+        return content_key(message), message, _json_text(named)
 
-    for person in people:
-        if isinstance(person, Reject):
-            yield person
+    for root, recipients, line, cells in audience.firsts():
+        if already[root]:
             continue
-        row = person.first
-        if authentication:
-            if not person.msisdns:
-                yield Reject(
-                    row.file,
-                    row.line,
-                    "authentication templates cannot be sent to "
-                    "a BSUID (Meta error 131062) and no phone number is known",
-                    row.values,
-                )
-                continue
-            person.bsuids.clear()
-            person.parent_bsuids.clear()
-        elif needs_window and open_windows.isdisjoint(person.identifiers):
-            yield Reject(
-                row.file,
-                row.line,
-                "outside the 24-hour customer care window "
-                "(no message from this person in the last 24 h)",
-                row.values,
-            )
+        if suppressed[root]:
+            yield Reject(recipients.path, line, SUPPRESSED, recipients.values(cells))
             continue
-        values = tuple(row.values.get(column, "") for column in used)
+        if windows is not None and not windows[root]:
+            yield Reject(recipients.path, line, "outside the 24-hour customer care window "
+                         "(no message from this person in the last 24 h)",
+                         recipients.values(cells))  # fmt: skip
+            continue
+        identity = audience.identity(root, phones_only=authentication)
+        if identity is None:
+            yield Reject(recipients.path, line, "authentication templates cannot be sent to a "
+                         "BSUID (Meta error 131062) and no phone number is known",
+                         recipients.values(cells))  # fmt: skip
+            continue
+        where = positions.get(id(recipients))
+        if where is None:
+            where = positions[id(recipients)] = [
+                recipients.columns.index(c) if c in recipients.columns else None for c in used
+            ]
+        values = tuple("" if i is None else cells[i] for i in where)
         result = composed(values)
         if isinstance(result, str):
-            yield Reject(row.file, row.line, result, row.values)
+            yield Reject(recipients.path, line, result, recipients.values(cells))
             continue
-        message, key, params = result
-        yield person, message, key, params
+        key, message, params = result
+        yield key, message, (*identity, line, params)
 
 
 @dataclass(slots=True)
@@ -453,7 +457,7 @@ class _Batch:
     id: str
     seq: int
     payload: dict[str, Any]
-    members: list[tuple[Person, str]]
+    members: list[Member]
 
 
 class _Writer:
@@ -476,16 +480,16 @@ class _Writer:
         self.seq = next_seq
         self.commit = commit
         self.messages = 0
-        self._groups: dict[str, tuple[dict[str, Any], list[tuple[Person, str]]]] = {}
+        self._groups: dict[str, tuple[dict[str, Any], list[Member]]] = {}
         self._waiting = 0
         self._ready: list[_Batch] = []
         self._ready_messages = 0
 
-    def add(self, person: Person, message: dict[str, Any], key: str, params: str) -> None:
+    def add(self, key: str, message: dict[str, Any], member: Member) -> None:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = (message, [])
-        group[1].append((person, params))
+        group[1].append(member)
         self._waiting += 1
         self.messages += 1
         if len(group[1]) >= self.batch_size:
@@ -520,10 +524,12 @@ class _Writer:
 
 
 class _Committer:
-    """Writes chunks on a thread of its own while the caller composes the next ones.
+    """Writes chunks on threads of their own while the caller composes the next ones.
 
-    Most of a chunk's cost is PostgreSQL's (on the other core); the driver waits
-    without the GIL. At most two chunks are in flight; ``on_written`` runs on the
+    Most of a chunk's cost is PostgreSQL's (a random insert into the unique index per
+    message): the driver waits without the GIL, so the server works on the other core
+    while this thread formats the next rows. (Two connections were no faster on two
+    cores.) At most ``WRITERS + 1`` chunks are in flight; ``on_written`` runs on the
     caller's thread, in order, once a chunk has committed.
     """
 
@@ -533,15 +539,24 @@ class _Committer:
         self.db = db
         self.campaign_id = campaign_id
         self.on_written = on_written
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-writer")
+        self._postgres = db.engine.dialect.name == "postgresql"
+        writers = WRITERS if self._postgres else 1  # SQLite has one writer anyway
+        self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="prepare-writer")
+        self._in_flight = writers + 1
         self._pending: deque[Future[list[str]]] = deque()
+        self._switch_interval = sys.getswitchinterval()
 
     def submit(self, batches: list[_Batch]) -> None:
-        while len(self._pending) >= 2:
+        chunk = _chunk(self._postgres, self.campaign_id, batches)
+        while len(self._pending) >= self._in_flight:
             self.on_written(self._pending.popleft().result())
-        self._pending.append(self._pool.submit(_insert, self.db, self.campaign_id, batches))
+        self._pending.append(self._pool.submit(_insert, self.db, chunk))
 
     def __enter__(self) -> _Committer:
+        # A writer woken by its socket waits for the GIL up to the switch interval
+        # (5 ms) while this thread computes: that, per 128 kB of COPY data, starved the
+        # writers. A shorter interval hands the GIL over sooner.
+        sys.setswitchinterval(0.0005)
         return self
 
     def __exit__(self, kind: object, *_: object) -> None:
@@ -552,6 +567,7 @@ class _Committer:
                     self.on_written(ids)
         finally:
             self._pool.shutdown(wait=True)
+            sys.setswitchinterval(self._switch_interval)
 
 
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]
@@ -563,46 +579,61 @@ _MESSAGE_COLUMNS = (
 )  # fmt: skip
 
 
-def _insert(db: Database, campaign_id: int, batches: list[_Batch]) -> list[str]:
-    """Write batches and their messages in one transaction; returns the batch ids.
+@dataclass(slots=True)
+class _Chunk:
+    """Rows of one transaction, formatted for the database on the caller's thread
+    (Python work holds the GIL either way), so the writer thread only waits on I/O."""
+
+    batch_ids: list[str]
+    batch_rows: list[tuple[Any, ...]]
+    messages: str | list[dict[str, Any]]  # COPY text (PostgreSQL) or rows (SQLite)
+
+
+def _chunk(postgres: bool, campaign_id: int, batches: list[_Batch]) -> _Chunk:
+    now = datetime.now(UTC)
+    batch_rows = [
+        (batch.id, campaign_id, batch.seq, BatchState.PENDING.value,
+         _json_text(batch.payload) if postgres else batch.payload, len(batch.members), 0, now)
+        for batch in batches
+    ]  # fmt: skip
+    messages: str | list[dict[str, Any]]
+    if postgres:
+        messages = _message_lines(campaign_id, batches, now)
+    else:
+        messages = [
+            dict(zip(_MESSAGE_COLUMNS, (campaign_id, key, destination, identifiers, line,
+                 json.loads(params), batch.id, position, MessageStatus.QUEUED.value, 0, now),
+                 strict=True))
+            for batch in batches
+            for position, (key, destination, identifiers, line, params) in enumerate(batch.members)
+        ]  # fmt: skip
+    return _Chunk([batch.id for batch in batches], batch_rows, messages)
+
+
+def _insert(db: Database, chunk: _Chunk) -> list[str]:
+    """Write a chunk's batches and messages in one transaction; returns the batch ids.
 
     PostgreSQL takes them by ``COPY``, SQLite by executemany.
     """
-    now = datetime.now(UTC)
     try:
         with db.session() as session:
-            batch_rows = [
-                (batch.id, campaign_id, batch.seq, BatchState.PENDING.value,
-                 batch.payload, len(batch.members), 0, now)
-                for batch in batches
-            ]  # fmt: skip
-            if dialect_name(session) == "postgresql":
-                rows = [(*r[:4], _json_text(r[4]), *r[5:]) for r in batch_rows]
-                copy_in(session, _BATCHES, _BATCH_COLUMNS, rows)
-                copy_text(
-                    session, _MESSAGES, _MESSAGE_COLUMNS, _message_lines(campaign_id, batches, now)
-                )
+            if isinstance(chunk.messages, str):
+                # Not waiting for the WAL flush is safe here: a batch lost in a crash
+                # was never claimed (a claim's own commit flushes everything before
+                # it), and the resumed preparation writes its people again.
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                copy_in(session, _BATCHES, _BATCH_COLUMNS, chunk.batch_rows)
+                copy_text(session, _MESSAGES, _MESSAGE_COLUMNS, chunk.messages)
             else:
-                message_rows = [
-                    (campaign_id, person.key, person.destination, person.identifiers,
-                     person.first.line, json.loads(params), batch.id, position,
-                     MessageStatus.QUEUED.value, 0, now)
-                    for batch in batches
-                    for position, (person, params) in enumerate(batch.members)
-                ]  # fmt: skip
-                for table, columns, values_rows in (
-                    (_BATCHES, _BATCH_COLUMNS, batch_rows),
-                    (_MESSAGES, _MESSAGE_COLUMNS, message_rows),
-                ):
-                    insert_arrays(
-                        session, table, [dict(zip(columns, r, strict=True)) for r in values_rows]
-                    )
+                batch_rows = [dict(zip(_BATCH_COLUMNS, r, strict=True)) for r in chunk.batch_rows]
+                insert_arrays(session, _BATCHES, batch_rows)
+                insert_arrays(session, _MESSAGES, chunk.messages)
     except (IntegrityError, psycopg.IntegrityError) as exc:
         if not _duplicate(exc):
             raise
         # A concurrent delivery of this task wrote the same batch or person first.
         raise _Concurrent(str(exc)) from exc
-    return [batch.id for batch in batches]
+    return chunk.batch_ids
 
 
 def _message_lines(campaign_id: int, batches: list[_Batch], now: datetime) -> str:
@@ -617,11 +648,10 @@ def _message_lines(campaign_id: int, batches: list[_Batch], now: datetime) -> st
     append = lines.append
     for batch in batches:
         batch_id = batch.id
-        for position, (person, json_params) in enumerate(batch.members):
-            identifiers = '["' + '","'.join(person.identifiers) + '"]'
-            params = copy_escape(json_params)
-            append(f"{campaign_id}\t{person.key}\t{person.destination}\t{identifiers}\t"
-                   f"{person.first.line}\t{params}\t{batch_id}\t{position}{tail}")  # fmt: skip
+        for position, (key, destination, ids, line, params) in enumerate(batch.members):
+            identifiers = '["' + '","'.join(ids) + '"]'
+            append(f"{campaign_id}\t{key}\t{destination}\t{identifiers}\t{line}\t"
+                   f"{copy_escape(params)}\t{batch_id}\t{position}{tail}")  # fmt: skip
     lines.append("")
     return "\n".join(lines)
 

@@ -220,32 +220,32 @@ class RecipientsFile:
 
     def identify(self, cells: list[str]) -> tuple[str | None, str | None, str | None] | str:
         """``(msisdn, bsuid, parent_bsuid)`` of a well-formed record, or why it has none."""
+        found = self.parts(cells)
+        if isinstance(found, str):
+            return found
+        phone, region = found[0], found[1]
+        return settle(normalise_msisdn(phone, region) if phone else None, found)
+
+    def parts(self, cells: list[str]) -> Parts | str:
+        """A record's identifiers before the phone number is normalised (the costly
+        step, which ``dispatcher.audience`` may hand to another process)."""
         phone = _first(cells, self._phone)
         bsuid_raw = _first(cells, self._bsuid)
         parent_raw = _first(cells, self._parent)
         if not (phone or bsuid_raw or parent_raw):
             return "empty: no phone number or BSUID"
-        msisdn = bsuid = parent = None
-        if phone:
-            region = _first(cells, self._country).upper() or self.default_region
-            msisdn = normalise_msisdn(phone, region)
-            if msisdn is None:
-                if _SCIENTIFIC.match(phone):
-                    return (
-                        "number in scientific notation (e.g. 4.67E+10) lost digits or is "
-                        "invalid: format the column as text in the spreadsheet"
-                    )
-                return "invalid phone number"
+        region = (_first(cells, self._country).upper() or self.default_region) if phone else None
+        bsuid = parent = problem = None
         if bsuid_raw:
             bsuid, parent = classify_bsuid(bsuid_raw)
             if bsuid is None and parent is None:
-                return "malformed BSUID (expected CC.<id>)"
-        if parent_raw:
+                problem = "malformed BSUID (expected CC.<id>)"
+        if parent_raw and problem is None:
             _, parent_checked = classify_bsuid(parent_raw)
             if parent_checked is None:
-                return "malformed parent BSUID (expected CC.ENT.<id>)"
+                problem = "malformed parent BSUID (expected CC.ENT.<id>)"
             parent = parent_checked
-        return msisdn, bsuid, parent
+        return phone, region, bsuid, parent, problem
 
     def close(self) -> None:
         self._handle.close()
@@ -255,6 +255,25 @@ class RecipientsFile:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+#: ``(phone cell, its region, bsuid, parent bsuid, problem with the BSUIDs)``.
+Parts = tuple[str, str | None, str | None, str | None, str | None]
+
+
+def settle(msisdn: str | None, parts: Parts) -> tuple[str | None, str | None, str | None] | str:
+    """``RecipientsFile.identify``'s answer, given the normalised phone number."""
+    phone, _, bsuid, parent, problem = parts
+    if phone and msisdn is None:
+        if _SCIENTIFIC.match(phone):
+            return (
+                "number in scientific notation (e.g. 4.67E+10) lost digits or is "
+                "invalid: format the column as text in the spreadsheet"
+            )
+        return "invalid phone number"
+    if problem is not None:
+        return problem
+    return msisdn, bsuid, parent
 
 
 def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
