@@ -14,8 +14,9 @@ both passes over the file, the identity book and suppression lookups, and every
 message and batch written; and the naive path (phonenumbers ``parse`` +
 ``is_valid_number`` per number) on a sample of the same numbers.
 
-Printed: rows/s, wall time, peak RSS, people / duplicates / rejects found against the
-numbers planted, and the naive path's rate.
+Printed: rows/s, wall time, peak RSS (of the preparing process, and of the child
+that normalises phone numbers beside it), people / duplicates / rejects found against
+the numbers planted, and the naive path's rate.
 
     .venv/bin/python bench/load.py [--rows 1000000] [--sample 20000]
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import multiprocessing
 import os
 import random
@@ -37,6 +39,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import create_engine, func, select, text
@@ -190,6 +193,14 @@ def run_dry_run(folder: str, url: str, result: dict[str, object]) -> None:
     from dispatcher.link.client import LinkClient, LinkCredentials
     from dispatcher.prepare import prepare_campaign
 
+    phases: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            phases.append(record.getMessage())
+
+    logging.getLogger("dispatcher.prepare").addHandler(Collect())
+    logging.getLogger("dispatcher.prepare").setLevel(logging.INFO)
     db = Database(url)
     campaign_id = create_campaign(db, load_campaign(Path(folder)))
     client = LinkClient(LinkCredentials("http://127.0.0.1:9", "bench", "bench", "1", "1"))
@@ -197,7 +208,10 @@ def run_dry_run(folder: str, url: str, result: dict[str, object]) -> None:
     prepare_campaign(db, client, campaign_id, reports_dir=Path(folder) / "reports", dry_run=True)
     result["seconds"] = time.perf_counter() - started
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the phone number normaliser (``dispatcher.normaliser``), a child that has ended
+    result["child_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result["campaign_id"] = campaign_id
+    result["phases"] = phases
 
 
 def naive_rate(path: Path, sample: int) -> float:
@@ -217,6 +231,17 @@ def naive_rate(path: Path, sample: int) -> float:
             continue
         phonenumbers.is_valid_number(parsed)
     return len(cells) / (time.perf_counter() - started)
+
+
+def quiet(admin: Any) -> None:
+    """Start from a quiet server: the previous run's dirty pages are written out now,
+    not by a checkpoint in the middle of this one (needs a superuser or pg_checkpoint;
+    skipped otherwise)."""
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("CHECKPOINT"))
+    except Exception as exc:
+        print(f"(no CHECKPOINT before the run: {exc.__class__.__name__})")
 
 
 def main() -> None:
@@ -244,6 +269,7 @@ def main() -> None:
         from dispatcher.db.models import Campaign
 
         migrate(url)
+        quiet(admin)
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "campaign.yaml").write_text(SPEC)
             (Path(folder) / "recipients.csv").symlink_to(csv_path)
@@ -283,8 +309,11 @@ def main() -> None:
     print(f"matches what was planted: {'yes' if ok else 'NO'}")
     print(
         f"load -> normalise -> resolve -> persist: {seconds:.2f} s, "
-        f"{loaded / seconds:,.0f} rows/s, peak RSS {outcome['peak_rss_mb']:.0f} MB"
+        f"{loaded / seconds:,.0f} rows/s, peak RSS {outcome['peak_rss_mb']:.0f} MB "
+        f"(its normaliser child: {outcome['child_rss_mb']:.0f} MB)"
     )
+    for phase in outcome["phases"]:  # type: ignore[attr-defined]
+        print(f"  {phase}")
     print(
         f"naive phonenumbers parse + is_valid_number on {args.sample:,} of these numbers: "
         f"{naive:,.0f} numbers/s ({1e6 / naive:.0f} us each; "

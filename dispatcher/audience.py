@@ -171,6 +171,12 @@ class Audience:
         for line, cells, found in chunk.records:
             if isinstance(found, str):
                 outcome: tuple[str | None, str | None, str | None] | str = found
+            elif found[0] and found[2] is None and found[3] is None and found[4] is None:
+                msisdn = next(answers)  # the usual row: a phone number and nothing else
+                if msisdn is not None:
+                    first.append(add(msisdn))
+                    continue
+                outcome = settle(None, found)
             else:
                 outcome = settle(next(answers) if found[0] else None, found)
             if isinstance(outcome, str):

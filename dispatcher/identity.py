@@ -78,12 +78,10 @@ class IdentityGraph:
         return len(self.names)
 
     def add(self, identifier: str) -> int:
-        number = self.number.get(identifier)
-        if number is None:
-            number = self.number[identifier] = len(self.names)
+        number = self.number.setdefault(identifier, len(self.names))
+        if number == len(self.names):  # new
             self.names.append(identifier)
             self._parent.append(number)
-            self._members = None
         return number
 
     def find(self, number: int) -> int:
@@ -116,7 +114,7 @@ class IdentityGraph:
 
     def alone(self, root: int) -> bool:
         """True when ``root`` is a person of one identifier the book does not know."""
-        if self._members is None:
+        if self._members is None or len(self._members) != len(self.names):
             self._index_members()
         assert self._members is not None
         return self._members[root] == -1 and not self.names[root].startswith(_BOOK)
@@ -127,7 +125,7 @@ class IdentityGraph:
         """``(key, destination, identifiers)`` of the person ``root`` stands for, in
         one walk of its list (a million people go through here); with ``phones_only``
         its phone numbers alone, or None when it has none."""
-        if self._members is None:
+        if self._members is None or len(self._members) != len(self.names):
             self._index_members()
         following, names = self._members, self.names
         assert following is not None
@@ -157,7 +155,7 @@ class IdentityGraph:
 
     def members(self, root: int) -> Iterator[str]:
         """Every identifier of the person ``root`` stands for, in order of appearance."""
-        if self._members is None:
+        if self._members is None or len(self._members) != len(self.names):
             self._index_members()
         assert self._members is not None
         number = root
@@ -176,7 +174,7 @@ class IdentityGraph:
         return None
 
     def _chain(self, root: int) -> Iterator[int]:
-        if self._members is None:
+        if self._members is None or len(self._members) != len(self.names):
             self._index_members()
         assert self._members is not None
         number = root

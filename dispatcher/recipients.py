@@ -230,11 +230,15 @@ class RecipientsFile:
         """A record's identifiers before the phone number is normalised (the costly
         step, which ``dispatcher.audience`` may hand to another process)."""
         phone = _first(cells, self._phone)
-        bsuid_raw = _first(cells, self._bsuid)
-        parent_raw = _first(cells, self._parent)
+        bsuid_raw = _first(cells, self._bsuid) if self._bsuid else ""
+        parent_raw = _first(cells, self._parent) if self._parent else ""
         if not (phone or bsuid_raw or parent_raw):
             return "empty: no phone number or BSUID"
-        region = (_first(cells, self._country).upper() or self.default_region) if phone else None
+        region = self.default_region
+        if phone and self._country:
+            region = _first(cells, self._country).upper() or region
+        if not (bsuid_raw or parent_raw):
+            return phone, region, None, None, None
         bsuid = parent = problem = None
         if bsuid_raw:
             bsuid, parent = classify_bsuid(bsuid_raw)
@@ -307,6 +311,8 @@ def read_recipients(
 
 
 def _first(cells: list[str], indices: tuple[int, ...]) -> str:
+    if len(indices) == 1:
+        return cells[indices[0]].strip()
     for index in indices:
         value = cells[index].strip()
         if value:
