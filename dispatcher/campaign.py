@@ -46,6 +46,18 @@ class SenderSpec(_Spec):
     level: Level | None = Field(
         default=None, description="throughput level; else read from the phone number API"
     )
+    ceiling_percent: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="share of the level this campaign may use (Meta counts every message "
+        "of the number, replies included: e.g. 90 leaves room for a chatbot)",
+    )
+    tier_limit: Literal["hold", "ignore"] = Field(
+        default="hold",
+        description="more people than the messaging tier allows in 24 h: 'hold' sends up "
+        "to the cap and the rest a day later each (spread over days); 'ignore' sends all",
+    )
 
     @field_validator("source")
     @classmethod

@@ -212,6 +212,7 @@ def status(
             else list(session.scalars(select(Campaign.id).order_by(Campaign.id.desc()).limit(20)))
         )
         found = [p for p in (progress.progress(session, i) for i in ids) if p is not None]
+    found = [_with_rate_factor(p) for p in found]
     if campaign_id is not None and not found:
         raise DispatcherError(f"no campaign {campaign_id}")
     if as_json:
@@ -235,6 +236,24 @@ def status(
             str(p.failed),
         )
     console.print(table)
+
+
+def _with_rate_factor(current: progress.Progress) -> progress.Progress:
+    """The sender's current share of its level, from the shared limiter (when set)."""
+    settings = get_settings()
+    if settings.redis_url is None or current.state != "sending":
+        return current
+    import dataclasses
+
+    import redis
+
+    from dispatcher.throttle import Throttle
+
+    try:
+        factor = Throttle(redis.Redis.from_url(settings.redis_url)).factor(current.source)
+    except DispatcherError:
+        return current
+    return dataclasses.replace(current, rate_factor=factor)
 
 
 @app.command()

@@ -107,6 +107,12 @@ def summary(progress: CampaignProgress) -> Table:
         rows.append((f"  failed {label}", count, ""))
     for label, count, note in rows:
         table.add_row(label, str(count), note)
+    if progress.rate_per_second and progress.state == CampaignState.SENDING:
+        factor = 1.0 if progress.rate_factor is None else progress.rate_factor
+        note = "" if factor >= 1 else "lowered after Meta's rate-limit errors; recovering"
+        effective = max(1, int(progress.rate_per_second * factor))
+        table.add_row("send rate limit", f"{effective}/s", f"{factor:.0%} of {progress.level} "
+                      f"({progress.rate_per_second}/s) {note}".strip())  # fmt: skip
     if progress.rejects_path:
         table.caption = f"Rejects: {progress.rejects_path}"
     return table

@@ -41,6 +41,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any, Literal, Protocol
 
 import psycopg
+import redis
 from sqlalchemy import Table
 
 from dispatcher import book, tracking
@@ -48,6 +49,8 @@ from dispatcher.db import Database, DeliveryReport
 from dispatcher.dbutil import insert_arrays, postgres_insert, sorted_ids
 from dispatcher.errors import StorageError
 from dispatcher.intake import Received, ReportState
+from dispatcher.masking import mask
+from dispatcher.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,9 @@ class ApplierSettings:
     limit: int = 5000  # reports looked at per transaction
     linger_seconds: float = 0.5  # after a wake-up, let more arrive: bigger sets
     idle_seconds: float = 1.0  # look anyway this often (rows others left)
+    # Where the send limiter lives: rate-limit errors in reports lower the sender's
+    # rate there (``Throttle.penalise``). None: nobody to tell (the embedded test app).
+    redis_url: str | None = None
 
 
 _Pending = tuple[Received, "asyncio.Future[int]"]
@@ -286,6 +292,9 @@ class _Applier:
         self.alive = alive
         self.after_id: int | None = None  # every report up to it has been looked at
         self.known = book.Known()
+        self.throttle = (
+            Throttle(redis.Redis.from_url(settings.redis_url)) if settings.redis_url else None
+        )
 
     def run(self) -> None:
         while not self.stop.is_set() and self.alive():
@@ -316,14 +325,29 @@ class _Applier:
                         opt_out_words=self.settings.opt_out_words,
                         known_groups=self.known,
                     )
+                    limited = tracking.rate_limited_senders(session)
             except BaseException:
                 self.known.discard()
                 raise
             self.known.commit()
+            self.slow_down(limited)
             self.after_id = after_id if last is None else last  # once the set is committed
             self.mark.value = max(self.mark.value, self.after_id)
             if looked_at < self.settings.limit:
                 return  # caught up: rest until the next commit, and a linger, gather more
+
+    def slow_down(self, senders: set[str]) -> None:
+        """Rate-limit errors reported for these senders: lower their rate a while."""
+        if not senders or self.throttle is None:
+            return
+        for sender in senders:
+            try:
+                factor = self.throttle.penalise(sender)
+            except StorageError as exc:
+                log.warning("could not lower the rate of a rate-limited sender: %s", exc)
+                return
+            log.warning("sender %s is rate-limited by Meta: now %.0f %% of its level",
+                        mask(sender), factor * 100)  # fmt: skip
 
 
 def _applier_process(

@@ -22,14 +22,14 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -140,6 +140,26 @@ class _Concurrent(Exception):
     """Another delivery of the prepare task wrote the same batch or person first."""
 
 
+def release_held(session: Session, now: datetime | None = None) -> list[str]:
+    """Batches held by the messaging tier whose time has come: pending again (of
+    campaigns still sending); returns their ids, to be handed to the send queue."""
+    due = list(
+        session.scalars(
+            update(Batch)
+            .where(
+                Batch.state == BatchState.HELD,
+                Batch.not_before <= (now or datetime.now(UTC)),
+                Batch.campaign_id.in_(
+                    select(Campaign.id).where(Campaign.state == CampaignState.SENDING)
+                ),
+            )
+            .values(state=BatchState.PENDING)
+            .returning(Batch.id)
+        )
+    )
+    return sorted(due)
+
+
 def pending_batches(session: Session, campaign_id: int) -> list[str]:
     return list(
         session.scalars(
@@ -162,10 +182,16 @@ def _prepare(
     resuming: bool,
 ) -> list[str]:
     spec = loaded.spec
-    level = (spec.sender.level or Level.STANDARD) if dry_run else _level(client, spec)
-    if level is Level.UNKNOWN:
-        level = Level.STANDARD
-    rate = level.messages_per_second
+    if dry_run:
+        checked = Preflight(spec.sender.level or Level.STANDARD)
+        if checked.level is Level.UNKNOWN:
+            checked.level = Level.STANDARD
+    else:
+        checked = _preflight(client, spec)
+    for note in checked.notes:
+        log.warning("campaign %s: %s", campaign_id, note)
+    level = checked.level
+    rate = max(1, level.messages_per_second * spec.sender.ceiling_percent // 100)
     with Audience(
         loaded.recipient_files(), spec.default_region, spec.columns.names(), spec.send_to
     ) as audience:
@@ -180,8 +206,11 @@ def _prepare(
         log.info("campaign %s: identity book and opt-outs looked up (%.1f s)", campaign_id,
                  time.monotonic() - started)  # fmt: skip
         media_ids = _stand_in_media(loaded) if dry_run else _media_ids(db, client, loaded)
-        if not _start(db, campaign_id, level, resuming=resuming, dry_run=dry_run):
+        if not _start(db, campaign_id, level, rate, checked.notes, resuming=resuming,
+                      dry_run=dry_run):  # fmt: skip
             return []  # stopped, or prepared by a concurrent delivery of this task
+        with db.session() as session:
+            room = _tier_room(session, spec, checked.tier_cap)
         written: list[str] = []
         if resuming and dispatch is not None:
             with db.session() as session:
@@ -191,13 +220,15 @@ def _prepare(
         def committed(ids: list[str]) -> None:
             written.extend(ids)
             if dispatch is not None and not dry_run:
-                dispatch(ids)
+                dispatch([i for i in ids if i not in held])
 
         later: list[Reject] = []
         with _Committer(db, campaign_id, committed) as committer:
             writer = _Writer(
-                campaign_id, min(spec.batch_size, rate), known.next_seq, committer.submit
-            )
+                campaign_id, min(spec.batch_size, rate), known.next_seq, committer.submit,
+                room=room, cap=checked.tier_cap,
+            )  # fmt: skip
+            held = writer.held
             with _without_cycle_collector():
                 for item in _members(spec, audience, known, media_ids):
                     if isinstance(item, Reject):
@@ -268,7 +299,16 @@ def _lookups(
         )
 
 
-def _start(db: Database, campaign_id: int, level: Level, *, resuming: bool, dry_run: bool) -> bool:
+def _start(
+    db: Database,
+    campaign_id: int,
+    level: Level,
+    rate: int,
+    notes: list[str],
+    *,
+    resuming: bool,
+    dry_run: bool,
+) -> bool:
     """Record the level and open the campaign for sending; False when it is no longer
     ours to prepare (cancelled, or prepared by a concurrent delivery of the task)."""
     with db.session() as session:
@@ -277,7 +317,8 @@ def _start(db: Database, campaign_id: int, level: Level, *, resuming: bool, dry_
         if campaign is None or campaign.state != expected:
             return False
         campaign.level = level.value
-        campaign.rate_per_second = level.messages_per_second
+        campaign.rate_per_second = rate
+        campaign.notes = notes or None
         if not dry_run:
             campaign.state = CampaignState.SENDING  # batches go out as they are written
     return True
@@ -307,9 +348,9 @@ def _check_columns(loaded: LoadedCampaign, audience: Audience) -> None:
         missing = sorted(needed - set(columns))
         if missing:
             problems.append((f"recipients[{index}]", f"{name} has no column {', '.join(missing)}"))
-        for field, column in spec.columns.named().items():
+        for name_in_spec, column in spec.columns.named().items():
             if normalise_header(column) not in columns:
-                problems.append((f"columns.{field}", f"{name} has no column {column!r}"))
+                problems.append((f"columns.{name_in_spec}", f"{name} has no column {column!r}"))
     if problems:
         raise CampaignSpecError(str(loaded.spec_path), problems)
 
@@ -330,24 +371,90 @@ def _written(session: Session, campaign_id: int) -> tuple[set[str], int]:
     return already, (last or 0) + 1
 
 
-def _level(client: LinkClient, spec: CampaignSpec) -> Level:
-    """The sender's throughput level: the spec's, else the phone number API's."""
-    if spec.sender.level is not None and spec.sender.level is not Level.UNKNOWN:
-        return spec.sender.level
+#: Seed 004 'Phone number information API': unique people a portfolio may start
+#: business-initiated conversations with in a rolling 24 hours.
+TIERS: dict[str, int | None] = {
+    "TIER_250": 250,
+    "TIER_2K": 2_000,
+    "TIER_10K": 10_000,
+    "TIER_100K": 100_000,
+    "TIER_UNLIMITED": None,
+}
+TIER_PERIOD = timedelta(hours=24)
+
+
+@dataclass(slots=True)
+class Preflight:
+    """What the phone number information API says about the sender."""
+
+    level: Level
+    notes: list[str] = field(default_factory=list)
+    tier_cap: int | None = None  # unique people per 24 h, when limited
+
+
+def _preflight(client: LinkClient, spec: CampaignSpec) -> Preflight:
+    """Level, warnings and tier from LINK's phone number information API.
+
+    BLOCKED refuses the campaign with LINK's error descriptions and solutions;
+    LIMITED goes on with its ``additional_info`` as notes. The spec's level wins
+    unless the API reports a lower one. An unreachable API is not fatal (LINK
+    rate-limits it): the spec's level, else STANDARD; bad credentials (LinkAuthError)
+    do stop the campaign, since no send would work.
+    """
+    wanted = spec.sender.level if spec.sender.level is not Level.UNKNOWN else None
     try:
         info = client.phone_number_info(spec.sender.source)
     except (LinkTransientError, LinkRequestError) as exc:
-        # Not fatal: LINK rate-limits this API. STANDARD is the safe assumption; bad
-        # credentials (LinkAuthError) do stop the campaign, since no send would work.
-        log.warning("phone number information unavailable (%s); assuming STANDARD", exc)
-        return Level.STANDARD
-    if info.overall_health_status == "BLOCKED" or info.number_can_send_messages == "BLOCKED":
-        reasons = (
-            "; ".join(str(e.get("error_description", e)) for e in (info.errors or []))
-            or "no reason given"
+        level = wanted or Level.STANDARD
+        log.warning("phone number information unavailable (%s); assuming %s", exc, level)
+        return Preflight(level, [f"phone number information unavailable ({exc}): "
+                                 f"assumed level {level.value}, tier not checked"])  # fmt: skip
+    if "BLOCKED" in (info.overall_health_status, info.number_can_send_messages):
+        reasons = "; ".join(_described(e) for e in info.errors or [])
+        raise CampaignSpecError(
+            "sender", [("sender.source", f"LINK reports BLOCKED: {reasons or 'no reason given'}")]
         )
-        raise CampaignSpecError("sender", [("sender.source", f"LINK reports BLOCKED: {reasons}")])
-    return info.level if info.level is not Level.UNKNOWN else Level.STANDARD
+    result = Preflight(wanted or Level.STANDARD)
+    reported = info.level if info.level is not Level.UNKNOWN else None
+    if reported is not None and (
+        wanted is None or reported.messages_per_second < wanted.messages_per_second
+    ):
+        if wanted is not None:
+            result.notes.append(f"the spec says {wanted.value} but LINK reports "
+                                    f"{reported.value}: sending at {reported.value}")  # fmt: skip
+        result.level = reported
+    if "LIMITED" in (info.overall_health_status, info.number_can_send_messages):
+        details = "; ".join(info.additional_info or []) or "no details given"
+        result.notes.append(f"LINK reports the number LIMITED: {details}")
+    tier = info.max_daily_conversations
+    if tier in TIERS:
+        result.tier_cap = TIERS[tier]
+    elif tier:
+        result.notes.append(f"unknown messaging tier {tier!r}: not enforced")
+    return result
+
+
+def _described(error: dict[str, Any]) -> str:
+    """One BLOCKED error of the phone number API: code, description, solution."""
+    keys = ("error_code", "error_description", "possible_solution")
+    return " - ".join(str(error[k]) for k in keys if error.get(k))
+
+
+def _tier_room(session: Session, spec: CampaignSpec, cap: int | None) -> int | None:
+    """People this campaign may still reach in the next 24 h, or None (no cap).
+
+    The tier counts unique people across the portfolio's campaigns: those this sender
+    messaged in the last 24 h use part of it.
+    """
+    if cap is None or spec.sender.tier_limit == "ignore":
+        return None
+    since = datetime.now(UTC) - TIER_PERIOD
+    recent = session.scalar(
+        select(func.count(func.distinct(Message.identity_key)))
+        .join(Campaign, Campaign.id == Message.campaign_id)
+        .where(Campaign.source == spec.sender.source, Message.submitted_at >= since)
+    )
+    return max(0, cap - (recent or 0))
 
 
 def _media_ids(db: Database, client: LinkClient, loaded: LoadedCampaign) -> dict[str, str]:
@@ -458,6 +565,7 @@ class _Batch:
     seq: int
     payload: dict[str, Any]
     members: list[Member]
+    not_before: datetime | None = None  # held by the messaging tier until then
 
 
 class _Writer:
@@ -466,6 +574,10 @@ class _Writer:
     A group is cut when it holds ``batch_size`` people. Groups that stay small (a
     personalised message makes every person a group of one) are cut as they are once
     ``OPEN_LIMIT`` people wait, so memory stays bounded.
+
+    The messaging tier: once ``room`` people are in batches, later batches are held,
+    the next ``cap`` people for 24 hours, the next for 48, and so on (``held`` names
+    them; a periodic task releases them, ``release_held``).
     """
 
     def __init__(
@@ -474,12 +586,20 @@ class _Writer:
         batch_size: int,
         next_seq: int,
         commit: Callable[[list[_Batch]], None],
+        *,
+        room: int | None = None,
+        cap: int | None = None,
     ) -> None:
         self.campaign_id = campaign_id
         self.batch_size = batch_size
         self.seq = next_seq
         self.commit = commit
+        self.room = room
+        self.cap = cap or 1
+        self.started = datetime.now(UTC)
+        self.held: set[str] = set()
         self.messages = 0
+        self._cut_people = 0
         self._groups: dict[str, tuple[dict[str, Any], list[Member]]] = {}
         self._waiting = 0
         self._ready: list[_Batch] = []
@@ -507,11 +627,14 @@ class _Writer:
 
     def _cut(self, key: str) -> None:
         message, members = self._groups.pop(key)
-        self._ready.append(
-            _Batch(
-                f"c{self.campaign_id}-b{self.seq:06d}", self.seq, {"messages": [message]}, members
-            )
-        )
+        batch_id = f"c{self.campaign_id}-b{self.seq:06d}"
+        not_before = None
+        if self.room is not None and self._cut_people + len(members) > self.room:
+            days = 1 + max(0, self._cut_people - self.room) // self.cap
+            not_before = self.started + days * TIER_PERIOD
+            self.held.add(batch_id)
+        self._cut_people += len(members)
+        self._ready.append(_Batch(batch_id, self.seq, {"messages": [message]}, members, not_before))
         self.seq += 1
         self._waiting -= len(members)
         self._ready_messages += len(members)
@@ -572,7 +695,10 @@ class _Committer:
 
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
-_BATCH_COLUMNS = ("id", "campaign_id", "seq", "state", "payload", "size", "attempts", "created_at")
+_BATCH_COLUMNS = (
+    "id", "campaign_id", "seq", "state", "payload", "size", "attempts", "created_at",
+    "not_before",
+)  # fmt: skip
 _MESSAGE_COLUMNS = (
     "campaign_id", "identity_key", "destination", "identifiers", "source_line", "params",
     "batch_id", "position", "status", "attempts", "updated_at",
@@ -592,8 +718,10 @@ class _Chunk:
 def _chunk(postgres: bool, campaign_id: int, batches: list[_Batch]) -> _Chunk:
     now = datetime.now(UTC)
     batch_rows = [
-        (batch.id, campaign_id, batch.seq, BatchState.PENDING.value,
-         _json_text(batch.payload) if postgres else batch.payload, len(batch.members), 0, now)
+        (batch.id, campaign_id, batch.seq,
+         (BatchState.PENDING if batch.not_before is None else BatchState.HELD).value,
+         _json_text(batch.payload) if postgres else batch.payload, len(batch.members), 0, now,
+         batch.not_before)
         for batch in batches
     ]  # fmt: skip
     messages: str | list[dict[str, Any]]

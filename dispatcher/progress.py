@@ -38,6 +38,10 @@ class Progress:
     in_doubt_batches: int
     by_status: dict[str, int]
     failures: dict[str, int]  # "112403 / WhatsApp 131049" -> messages
+    source: str = ""
+    # Share of the level the sender may use now: below 1 for a while after Meta's
+    # rate-limit errors (``Throttle.factor``); None when the limiter was not asked.
+    rate_factor: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -99,6 +103,7 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         error=campaign.error,
         level=campaign.level,
         rate_per_second=campaign.rate_per_second,
+        source=campaign.source,
         loaded=campaign.loaded,
         rejected=campaign.rejected,
         duplicates=campaign.duplicates,

@@ -9,6 +9,7 @@ carrying the refId settle in-doubt messages (``tracking``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,9 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
         response = ctx.client.send(request)
     except LinkTransientError as exc:
         _release(ctx.db, batch_id, str(exc))
+        if exc.http_status == 429:  # throttled at the gateway: slow the whole sender
+            with contextlib.suppress(StorageError):
+                ctx.throttle.penalise(source)
         return Outcome.RETRY
     except LinkInDoubtError as exc:
         _set_state(ctx.db, batch_id, BatchState.IN_DOUBT, str(exc), exc.result_code)

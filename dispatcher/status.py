@@ -90,6 +90,7 @@ class BatchState(StrEnum):
     REJECTED = "rejected"  # LINK refused the request; its messages failed
     IN_DOUBT = "in_doubt"  # no answer: settled by DLRs, never blindly resent
     SKIPPED = "skipped"  # nothing left to send when its turn came (all settled meanwhile)
+    HELD = "held"  # beyond the messaging tier's 24-hour cap: pending from ``not_before``
 
 
 class CampaignState(StrEnum):

@@ -6,9 +6,15 @@
 -- the latest grant) and sleeps until it, so waiting workers queue fairly instead of
 -- polling. Redis's own clock (TIME) is the only clock, so hosts need not agree.
 --
+-- Adaptive: KEYS[3] holds the sender's rate factor after a rate-limit signal (Meta
+-- errors 4, 80007, 130429; see throttle_penalise.lua). The level used is
+-- level x factor, the factor growing back by RECOVERY per second to 1; never below
+-- the request's own weight (a request cannot be split).
+--
 -- KEYS[1]  sorted set: member "<seq>:<weight>", score = grant time (microseconds)
 -- KEYS[2]  hash: total = sum of weights in KEYS[1], seq = member counter
--- ARGV     level, weight, window_us, max_wait_us
+-- KEYS[3]  hash: factor, at (microseconds) -- absent: factor 1
+-- ARGV     level, weight, window_us, max_wait_us, recovery (factor per second)
 -- returns  {1, wait_us, at_us} granted at at_us = now + wait_us (Redis clock);
 --          {0, wait_us, at_us} not granted: the earliest slot is further away than
 --          max_wait_us (ask again later)
@@ -17,12 +23,21 @@ local level = tonumber(ARGV[1])
 local weight = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
+local recovery = tonumber(ARGV[5])
 if weight > level then
   return redis.error_reply("weight " .. weight .. " exceeds the level " .. level)
 end
 
 local clock = redis.call("TIME")
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+
+local adapt = redis.call("HMGET", KEYS[3], "factor", "at")
+if adapt[1] then
+  local factor = tonumber(adapt[1]) + recovery * (now - tonumber(adapt[2])) / 1000000
+  if factor < 1 then
+    level = math.max(weight, math.floor(level * factor))
+  end
+end
 
 local function weight_of(member)
   return tonumber(string.match(member, ":(%d+)$"))

@@ -24,6 +24,14 @@ WINDOW_SECONDS = 1.0
 # level as long as that jitter stays under the margin; it costs ~5 % of the level.
 JITTER_MARGIN_SECONDS = 0.05
 _SCRIPT = files("dispatcher").joinpath("throttle.lua").read_text(encoding="utf-8")
+_PENALISE = files("dispatcher").joinpath("throttle_penalise.lua").read_text(encoding="utf-8")
+# Adaptive rate (``penalise``): halve on a rate-limit signal, at most every 5 s, not
+# below a tenth of the level; grow back by 1 % of the level per second (a halved rate
+# is whole again after 50 s).
+CUT = 0.5
+FLOOR = 0.1
+HOLD_SECONDS = 5.0
+RECOVERY_PER_SECOND = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +54,18 @@ class Throttle:
         margin_seconds: float = JITTER_MARGIN_SECONDS,
         max_reservation_seconds: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        recovery_per_second: float = RECOVERY_PER_SECOND,
+        hold_seconds: float = HOLD_SECONDS,
     ) -> None:
         self._redis = client
         self._script = client.register_script(_SCRIPT)
+        self._penalise = client.register_script(_PENALISE)
         self._prefix = prefix
         self._window_us = int((window_seconds + margin_seconds) * 1_000_000)
         self._max_wait_us = int(max_reservation_seconds * 1_000_000)
         self._sleep = sleep
+        self._recovery = recovery_per_second
+        self._hold_us = int(hold_seconds * 1_000_000)
 
     def acquire(self, sender: str, weight: int, rate_per_second: int) -> Grant:
         """Reserve ``weight`` messages for ``sender`` and sleep until the slot starts."""
@@ -63,14 +76,19 @@ class Throttle:
                 f"a request of {weight} messages exceeds the level of {rate_per_second}/s "
                 "on its own; use smaller batches"
             )
-        # The hash tag keeps both keys of a sender on one Redis Cluster slot.
-        keys = [f"{self._prefix}:{{{sender}}}:log", f"{self._prefix}:{{{sender}}}:meta"]
+        keys = self._keys(sender)
         waited = 0.0
         while True:
             try:
                 granted, wait_us, at_us = self._script(
                     keys=keys,
-                    args=[rate_per_second, weight, self._window_us, self._max_wait_us],
+                    args=[
+                        rate_per_second,
+                        weight,
+                        self._window_us,
+                        self._max_wait_us,
+                        self._recovery,
+                    ],
                 )
             except RedisError as exc:
                 raise StorageError(f"rate limiter unavailable: {exc}") from exc
@@ -84,5 +102,35 @@ class Throttle:
             self._sleep(pause)
             waited += pause
 
+    def penalise(self, sender: str) -> float:
+        """A rate-limit signal for ``sender`` (Meta 4, 80007, 130429): lower its rate
+        for a while. Returns the factor of the level it may now use."""
+        try:
+            factor = self._penalise(
+                keys=[self._keys(sender)[2]],
+                args=[CUT, FLOOR, self._hold_us, self._recovery],
+            )
+        except RedisError as exc:
+            raise StorageError(f"rate limiter unavailable: {exc}") from exc
+        return float(factor)
+
+    def factor(self, sender: str) -> float:
+        """The share of its level ``sender`` may use now (1.0 unless rate-limited)."""
+        try:
+            raw = self._redis.hmget(self._keys(sender)[2], "factor", "at")
+            now_s, now_us = self._redis.time()  # Redis's clock, as the scripts use
+        except RedisError as exc:
+            raise StorageError(f"rate limiter unavailable: {exc}") from exc
+        factor, at = raw
+        if factor is None or at is None:
+            return 1.0
+        elapsed = (now_s * 1_000_000 + now_us - int(at)) / 1_000_000
+        return min(1.0, float(factor) + self._recovery * elapsed)
+
     def reset(self, sender: str) -> None:
-        self._redis.delete(f"{self._prefix}:{{{sender}}}:log", f"{self._prefix}:{{{sender}}}:meta")
+        self._redis.delete(*self._keys(sender))
+
+    def _keys(self, sender: str) -> list[str]:
+        # The hash tag keeps a sender's keys on one Redis Cluster slot.
+        base = f"{self._prefix}:{{{sender}}}"
+        return [f"{base}:log", f"{base}:meta", f"{base}:adapt"]

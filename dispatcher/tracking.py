@@ -29,8 +29,8 @@ from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dispatcher import book, incoming, media
-from dispatcher.db.models import Batch, DeliveryReport, Message
+from dispatcher import book, incoming, media, retry
+from dispatcher.db.models import Batch, Campaign, DeliveryReport, Message
 from dispatcher.dbutil import among, commit_without_waiting, plan_for_lookups, update_by_id
 from dispatcher.intake import (
     InvalidReport,
@@ -151,6 +151,9 @@ def apply_dlrs(
                 media_errors.append(message_id)
             changes.append({"id": message_id, "updated_at": now, **values})
     update_by_id(session, _MESSAGES, changes)
+    limited = [c["id"] for c in changes if c.get("whatsapp_error_code") in RATE_LIMIT_CODES]
+    if limited:
+        note_rate_limited(session, limited)
     for message_id in media_errors:
         _forget_media_of(session, message_id)
     _set_states(session, states, now)
@@ -239,6 +242,33 @@ def _match(
         by_message.setdefault(row.id, (row, []))[1].append(report)
         states[report.id] = ReportState.APPLIED
     return by_message, misses
+
+
+#: Meta's rate-limit errors: each lowers the sender's rate for a while (``Throttle``).
+RATE_LIMIT_CODES = frozenset(
+    code for code, kind in retry.CLASS_OF.items() if kind is retry.RetryClass.RATE_LIMIT
+)
+
+
+def note_rate_limited(session: Session, message_ids: list[int]) -> None:
+    """Remember, on the session, the senders whose messages were rate-limited; whoever
+    commits it tells the limiter (``rate_limited_senders``)."""
+    senders = session.scalars(
+        select(Campaign.source)
+        .join(Message, Message.campaign_id == Campaign.id)
+        .where(among(session, Message.id, message_ids))
+        .distinct()
+    )
+    session.info.setdefault(_RATE_LIMITED, set()).update(senders)
+
+
+def rate_limited_senders(session: Session) -> set[str]:
+    """The senders ``note_rate_limited`` noted on this session (and forgets them)."""
+    noted: set[str] = session.info.pop(_RATE_LIMITED, set())
+    return noted
+
+
+_RATE_LIMITED = "dispatcher.rate_limited_senders"
 
 
 def _fold(row: Any, reports: list[_Report]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from starlette.types import Receive, Scope, Send
 from dispatcher import progress
 from dispatcher.db import Database
 from dispatcher.errors import StorageError
-from dispatcher.ingest import ApplierMode, Ingest
+from dispatcher.ingest import ApplierMode, ApplierSettings, Ingest
 from dispatcher.intake import MAX_BODY_BYTES, Kind, ReportState, read_body
 from dispatcher.settings import get_settings
 
@@ -59,7 +59,8 @@ def create_app(
     ``app.state.ingest`` is its ``Ingest``, started and stopped with the app's lifespan.
     """
     words = get_settings().opt_out_keywords if opt_out_words is None else opt_out_words
-    ingest = Ingest(db, opt_out_words=words, applier=applier)
+    settings = ApplierSettings(opt_out_words=words, redis_url=get_settings().redis_url)
+    ingest = Ingest(db, settings=settings, applier=applier)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

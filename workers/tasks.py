@@ -5,6 +5,7 @@ Task arguments are ids (never phone numbers or secrets): Flower shows them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from datetime import timedelta
@@ -15,9 +16,10 @@ from celery import Task
 
 from dispatcher import progress, resend, sending, tracking
 from dispatcher.db import Database
-from dispatcher.errors import ConfigurationError
+from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.link.client import LinkClient, LinkCredentials
 from dispatcher.prepare import prepare_campaign as prepare
+from dispatcher.prepare import release_held
 from dispatcher.settings import get_settings
 from dispatcher.throttle import Throttle
 from workers import app
@@ -89,9 +91,14 @@ def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str
 @app.task(name="workers.tasks.sweep_reports")
 def sweep_reports() -> int:
     """Apply reports that raced ahead of their messageIds; complete settled campaigns."""
-    db = context().db
+    ctx = context()
+    db = ctx.db
     with db.session() as session:
         applied = tracking.sweep(session)
+        limited = tracking.rate_limited_senders(session)
+    for sender in limited:  # rate-limit errors among them: lower those senders' rate
+        with contextlib.suppress(StorageError):
+            ctx.throttle.penalise(sender)
     with db.session() as session:
         for campaign_id in progress.active_campaigns(session):
             progress.complete_if_settled(session, campaign_id)
@@ -100,10 +107,13 @@ def sweep_reports() -> int:
 
 @app.task(name="workers.tasks.resend_due")
 def resend_due() -> int:
-    """Plan retryable failures, expire what ran out of validity, send what is due."""
+    """Plan retryable failures, expire what ran out of validity, send what is due
+    (resends, and batches the messaging tier held for a day)."""
     db = context().db
     with db.session() as session:
         batch_ids = resend.run_due(session, resend_windows())
+    with db.session() as session:  # held by the messaging tier, now due
+        batch_ids += release_held(session)
     for batch_id in batch_ids:
         send_batch.apply_async(kwargs={"batch_id": batch_id})
     return len(batch_ids)

@@ -68,6 +68,8 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     prepared_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Pre-flight findings worth an operator's eye (LINK says LIMITED, tier cap...).
+    notes: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class Batch(Base):
@@ -88,6 +90,7 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitting_at: Mapped[datetime | None]
     submitted_at: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]  # a held batch is released then
 
 
 class Message(Base):

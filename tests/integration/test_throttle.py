@@ -64,3 +64,39 @@ def test_a_request_larger_than_the_level_is_refused_up_front(redis_url: str) -> 
     throttle = Throttle(redis.Redis.from_url(redis_url))
     with pytest.raises(ValueError, match="exceeds the level"):
         throttle.acquire(SENDER, LEVEL + 1, LEVEL)
+
+
+def granted_rate(throttle: Throttle, seconds: float, weight: int = 1) -> tuple[float, int]:
+    """(messages per second, busiest 1-s window) while one caller hammers the limiter."""
+    grants: list[tuple[float, int]] = []
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        grants.append((throttle.acquire(SENDER, weight, LEVEL).at_seconds, weight))
+    span = max(at for at, _ in grants) - min(at for at, _ in grants)
+    return sum(w for _, w in grants) / span, busiest_window(list(grants))
+
+
+def test_a_rate_limit_signal_halves_the_rate_then_it_recovers(redis_url: str) -> None:
+    throttle = Throttle(redis.Redis.from_url(redis_url), recovery_per_second=0.25)
+    assert throttle.factor(SENDER) == 1.0
+    assert throttle.penalise(SENDER) == pytest.approx(0.5, abs=0.01)
+    assert throttle.penalise(SENDER) == pytest.approx(0.5, abs=0.01)  # one signal per 5 s
+    rate, busiest = granted_rate(throttle, 0.8)
+    assert busiest <= LEVEL * 0.75  # half the level, recovering at 25 % a second
+    assert rate <= LEVEL * 0.75
+    time.sleep(2.2)  # 0.5 + 2 s x 0.25 = whole again
+    assert throttle.factor(SENDER) == 1.0
+    rate, busiest = granted_rate(throttle, 1.5)
+    assert busiest <= LEVEL
+    assert rate >= LEVEL * 0.85
+
+
+def test_repeated_signals_cut_again_after_the_hold_but_never_below_the_floor(
+    redis_url: str,
+) -> None:
+    throttle = Throttle(redis.Redis.from_url(redis_url), hold_seconds=0.0, recovery_per_second=0)
+    factors = [throttle.penalise(SENDER) for _ in range(6)]
+    assert factors == pytest.approx([0.5, 0.25, 0.125, 0.1, 0.1, 0.1])
+    # A request is never split: a batch larger than the lowered rate still goes, alone.
+    grant = throttle.acquire(SENDER, 20, LEVEL)
+    assert grant.waited_seconds < 1

@@ -1,0 +1,48 @@
+"""Meta's rate-limit errors in delivery reports lower the sender's rate."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import redis
+
+from dispatcher import tracking
+from dispatcher.db import Database
+from dispatcher.ingest import ApplierSettings, _Applier
+from dispatcher.throttle import Throttle
+from tests.integration.conftest import make_batch
+from tests.integration.test_tracking import dlr
+
+SENDER = "+4790000000"  # make_batch's campaign source
+
+
+def test_a_rate_limit_error_in_a_report_slows_its_sender_down(
+    db: Database, redis_url: str
+) -> None:
+    make_batch(db, ["+4791234567", "+4791234568"], link_ids=["m1", "m2"])
+    with db.session() as session:
+        tracking.store(session, "dlr", dlr("m1", 112403, description="(#130429) Rate limit hit"))
+        tracking.store(session, "dlr", dlr("m2", 112003))
+    settings = ApplierSettings(redis_url=redis_url, linger_seconds=0)
+    applier = _Applier(
+        db, settings, threading.Event(), threading.Event(), threading.Event(),
+        multiprocessing.Value("q", 0),
+    )  # fmt: skip
+    applier.apply_all()
+    assert Throttle(redis.Redis.from_url(redis_url)).factor(SENDER) < 0.55
+
+
+def test_reports_without_rate_limit_errors_leave_the_rate_alone(
+    db: Database, redis_url: str
+) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    with db.session() as session:
+        tracking.store(session, "dlr", dlr("m1", 112403, description="(#131049) ecosystem"))
+    settings = ApplierSettings(redis_url=redis_url, linger_seconds=0)
+    applier = _Applier(
+        db, settings, threading.Event(), threading.Event(), threading.Event(),
+        multiprocessing.Value("q", 0),
+    )  # fmt: skip
+    applier.apply_all()
+    assert Throttle(redis.Redis.from_url(redis_url)).factor(SENDER) == 1.0

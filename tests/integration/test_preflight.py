@@ -1,0 +1,133 @@
+"""Pre-flight from LINK's phone number information API: BLOCKED, LIMITED, the
+messaging tier, the level and the spec's ceiling (through the simulator, over HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from dispatcher import prepare
+from dispatcher.campaign import load_campaign
+from dispatcher.db import Batch, Campaign, Database
+from dispatcher.launch import create_campaign
+from dispatcher.link import LinkClient, LinkCredentials
+from dispatcher.servers import ServerThread
+from dispatcher.simulator import SimulatorConfig, create_app
+from dispatcher.status import BatchState, CampaignState
+
+SPEC = """\
+name: Pre-flight
+sender: {source: "+4790000000"SENDER_EXTRA}
+template_category: marketing
+message:
+  type: template
+  template: {name: hello, language: en}
+recipients: people.csv
+batch_size: 50
+"""
+
+
+@pytest.fixture()
+def link(request: pytest.FixtureRequest) -> Iterator[LinkClient]:
+    config = SimulatorConfig(username="u", password="pw", **getattr(request, "param", {}))
+    with ServerThread(create_app(config)) as server:
+        client = LinkClient(LinkCredentials(server.url, "u", "pw", "P", "1"))
+        yield client
+        client.close()
+
+
+def prepared(db: Database, link: LinkClient, folder: Path, people: int, extra: str = "") -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "campaign.yaml").write_text(SPEC.replace("SENDER_EXTRA", extra))
+    rows = "\n".join(f"+479{n:07d}" for n in range(1000001, 1000001 + people))
+    (folder / "people.csv").write_text(f"phone\n{rows}\n")
+    campaign_id = create_campaign(db, load_campaign(folder))
+    prepare.prepare_campaign(db, link, campaign_id, reports_dir=folder / "reports")
+    return campaign_id
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+def campaign(db: Database, campaign_id: int) -> Campaign:
+    with db.session() as session:
+        found = session.get(Campaign, campaign_id)
+        assert found is not None
+        session.expunge(found)
+        return found
+
+
+@pytest.mark.parametrize("link", [{"health_status": "BLOCKED"}], indirect=True)
+def test_a_blocked_number_refuses_to_start_with_links_reasons(
+    db: Database, link: LinkClient, tmp_path: Path
+) -> None:
+    found = campaign(db, prepared(db, link, tmp_path, 3))
+    assert found.state == CampaignState.FAILED
+    assert "BLOCKED" in (found.error or "")
+    assert "141002 - Message templates can only be sent out if they are approved." in found.error
+    assert "Edit or appeal" in found.error
+
+
+@pytest.mark.parametrize("link", [{"health_status": "LIMITED"}], indirect=True)
+def test_a_limited_number_sends_with_links_additional_info_as_a_note(
+    db: Database, link: LinkClient, tmp_path: Path
+) -> None:
+    found = campaign(db, prepared(db, link, tmp_path, 3))
+    assert found.state == CampaignState.SENDING
+    assert any("LIMITED" in n and "display name" in n for n in found.notes or [])
+
+
+@pytest.mark.parametrize("link", [{"messaging_tier": "TIER_250"}], indirect=True)
+def test_people_beyond_the_tier_are_held_a_day_per_cap(
+    db: Database, link: LinkClient, tmp_path: Path
+) -> None:
+    campaign_id = prepared(db, link, tmp_path, 600)
+    with db.session() as session:
+        batches = session.execute(
+            select(Batch.state, Batch.size, Batch.not_before)
+            .where(Batch.campaign_id == campaign_id)
+            .order_by(Batch.seq)
+        ).all()
+    sent_now = sum(b.size for b in batches if b.state == BatchState.PENDING)
+    held = [b for b in batches if b.state == BatchState.HELD]
+    assert sent_now == 250
+    days = sorted({round((aware(b.not_before) - datetime.now(UTC)) / timedelta(hours=24))
+                   for b in held})  # fmt: skip
+    assert days == [1, 2]  # 250 tomorrow, the last 100 the day after
+    assert sum(b.size for b in held) == 350
+    with db.session() as session:  # a day later they are released to the send queue
+        assert prepare.release_held(session, datetime.now(UTC) + timedelta(hours=25))
+        assert prepare.release_held(session, datetime.now(UTC) + timedelta(hours=25)) == []
+
+
+@pytest.mark.parametrize("link", [{"messaging_tier": "TIER_250"}], indirect=True)
+def test_the_tier_can_be_ignored_by_the_spec(
+    db: Database, link: LinkClient, tmp_path: Path
+) -> None:
+    campaign_id = prepared(db, link, tmp_path, 300, ", tier_limit: ignore")
+    with db.session() as session:
+        states = set(session.scalars(select(Batch.state).where(Batch.campaign_id == campaign_id)))
+    assert states == {BatchState.PENDING}
+
+
+@pytest.mark.parametrize("link", [{"level": "HIGH"}], indirect=True)
+def test_the_level_comes_from_the_api_and_the_spec_may_lower_the_ceiling(
+    db: Database, link: LinkClient, tmp_path: Path
+) -> None:
+    found = campaign(db, prepared(db, link, tmp_path / "a", 3))
+    assert (found.level, found.rate_per_second) == ("HIGH", 1000)
+    found = campaign(db, prepared(db, link, tmp_path / "b", 3, ", ceiling_percent: 90"))
+    assert (found.level, found.rate_per_second) == ("HIGH", 900)
+
+
+def test_a_spec_level_above_what_link_reports_is_lowered_with_a_note(
+    db: Database, link: LinkClient, tmp_path: Path
+) -> None:
+    found = campaign(db, prepared(db, link, tmp_path, 3, ", level: HIGH"))
+    assert (found.level, found.rate_per_second) == ("STANDARD", 80)
+    assert any("LINK reports STANDARD" in n for n in found.notes or [])
