@@ -195,6 +195,12 @@ class Audience:
         """Every identifier of the audience (for the identity book and suppressions)."""
         return list(self.graph.number)
 
+    def check_unchanged(self) -> None:
+        """Refuse files changed since the first pass (checked again as each is read)."""
+        for path, stamp in zip(self.files, self._stamps, strict=True):
+            if _Stamp.of(path) != stamp:
+                raise RecipientsError(f"{path}: changed while the campaign was being prepared")
+
     def firsts(self) -> Iterator[tuple[int, RecipientsFile, int, list[str]]]:
         """Second pass: ``(root, file, line, cells)`` at the first row of each person,
         ``root`` being the person's number in the graph; later rows are counted as

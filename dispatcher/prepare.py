@@ -13,10 +13,12 @@ already written again (sending claims a batch once) and writes the people missin
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
@@ -97,7 +99,10 @@ def prepare_campaign(
             raise DispatcherError(f"campaign {campaign_id} does not exist")
         resuming = campaign.state == CampaignState.SENDING and campaign.prepared_at is None
         if campaign.state == CampaignState.SENDING and not resuming:
-            return pending_batches(session, campaign_id)
+            pending = pending_batches(session, campaign_id)
+            if dispatch is not None:
+                dispatch(pending)  # a redelivered task: hand them out again (sent once)
+            return pending
         if not resuming and campaign.state not in (
             CampaignState.DRAFT,
             CampaignState.SCHEDULED,
@@ -124,16 +129,22 @@ def prepare_campaign(
         return []
     except DispatcherError as exc:
         log.warning("campaign %s cannot start: %s", campaign_id, exc)
-        with db.session() as session:
-            failed = session.get(Campaign, campaign_id)
-            if failed is not None and failed.state in (
-                CampaignState.PREPARING,
-                CampaignState.SENDING,
-            ):
-                failed.state = CampaignState.FAILED
-                failed.error = str(exc)
-                failed.finished_at = datetime.now(UTC)
+        _fail(db, campaign_id, str(exc))
         return []
+    except Exception as exc:
+        # A bug or a lost connection half-way: say so on the campaign (it would wait
+        # for ever otherwise, never ``prepared``), and let the task report it.
+        _fail(db, campaign_id, f"preparation stopped: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _fail(db: Database, campaign_id: int, error: str) -> None:
+    with contextlib.suppress(DispatcherError), db.session() as session:
+        failed = session.get(Campaign, campaign_id)
+        if failed is not None and failed.state in (CampaignState.PREPARING, CampaignState.SENDING):
+            failed.state = CampaignState.FAILED
+            failed.error = error[:2000]
+            failed.finished_at = datetime.now(UTC)
 
 
 class _Concurrent(Exception):
@@ -197,7 +208,7 @@ def _prepare(
     ) as audience:
         _check_columns(loaded, audience)
         started = time.monotonic()
-        with _without_cycle_collector():
+        with _bulk_mode():
             audience.scan()
         log.info("campaign %s: %d rows read, %d identifiers, %d rejected (%.1f s)", campaign_id,
                  audience.loaded, len(audience.graph), audience.rejected,
@@ -206,6 +217,7 @@ def _prepare(
         log.info("campaign %s: identity book and opt-outs looked up (%.1f s)", campaign_id,
                  time.monotonic() - started)  # fmt: skip
         media_ids = _stand_in_media(loaded) if dry_run else _media_ids(db, client, loaded)
+        audience.check_unchanged()  # before anyone is messaged, not half-way
         if not _start(db, campaign_id, level, rate, checked.notes, resuming=resuming,
                       dry_run=dry_run):  # fmt: skip
             return []  # stopped, or prepared by a concurrent delivery of this task
@@ -229,7 +241,7 @@ def _prepare(
                 room=room, cap=checked.tier_cap,
             )  # fmt: skip
             held = writer.held
-            with _without_cycle_collector():
+            with _bulk_mode():
                 for item in _members(spec, audience, known, media_ids):
                     if isinstance(item, Reject):
                         later.append(item)
@@ -249,23 +261,44 @@ def _prepare(
                 campaign.rejected = rejected
                 campaign.duplicates = audience.duplicates
                 campaign.rejects_path = str(rejects_path)
-                _finish(session, campaign, dry_run=dry_run, empty=not written)
+                _finish(session, campaign, dry_run=dry_run)
     return written
 
 
+_bulk_lock = threading.Lock()
+_bulk_users = 0
+_bulk_saved: tuple[bool, float] = (True, 0.005)
+
+
 @contextmanager
-def _without_cycle_collector() -> Iterator[None]:
-    """The passes make millions of short-lived objects and no reference cycles, while
-    the graph and the groups waiting grow: the cyclic collector would walk that whole
-    heap again and again for nothing (measured on a million rows: the second pass took
-    22 s with it, 6.4 s without). Off for the loop, back on after."""
-    enabled = gc.isenabled()
-    gc.disable()
+def _bulk_mode() -> Iterator[None]:
+    """Process settings for the passes over a big list, restored after the last user
+    (preparations may overlap in a threaded worker):
+
+    * no cyclic garbage collection: the passes make millions of short-lived objects
+      and no reference cycles while the graph grows, and the collector would walk that
+      whole heap again and again (a million rows: second pass 22 s with it, 6.4 s
+      without);
+    * a 0.5 ms thread switch interval: a writer thread woken by its socket otherwise
+      waits up to 5 ms for the GIL per 128 kB of COPY data while this thread computes.
+    """
+    global _bulk_users, _bulk_saved
+    with _bulk_lock:
+        if _bulk_users == 0:
+            _bulk_saved = (gc.isenabled(), sys.getswitchinterval())
+            gc.disable()
+            sys.setswitchinterval(0.0005)
+        _bulk_users += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _bulk_lock:
+            _bulk_users -= 1
+            if _bulk_users == 0:
+                enabled, interval = _bulk_saved
+                sys.setswitchinterval(interval)
+                if enabled:
+                    gc.enable()
 
 
 @dataclass(slots=True)
@@ -311,31 +344,35 @@ def _start(
 ) -> bool:
     """Record the level and open the campaign for sending; False when it is no longer
     ours to prepare (cancelled, or prepared by a concurrent delivery of the task)."""
+    expected = CampaignState.SENDING if resuming else CampaignState.PREPARING
     with db.session() as session:
-        campaign = session.get(Campaign, campaign_id)
-        expected = CampaignState.SENDING if resuming else CampaignState.PREPARING
-        if campaign is None or campaign.state != expected:
-            return False
-        campaign.level = level.value
-        campaign.rate_per_second = rate
-        campaign.notes = notes or None
-        if not dry_run:
-            campaign.state = CampaignState.SENDING  # batches go out as they are written
-    return True
+        # Conditional: of two deliveries of the prepare task, one moves the campaign on.
+        # (Two resuming at once, a redelivery while the first still runs, are told
+        # apart only by the unique keys when they write: the later one stops.)
+        moved = session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.state == expected)
+            .values(
+                level=level.value,
+                rate_per_second=rate,
+                notes=notes or None,
+                state=expected if dry_run else CampaignState.SENDING,
+            )
+        ).rowcount  # type: ignore[attr-defined]
+    return bool(moved)
 
 
-def _finish(session: Session, campaign: Campaign, *, dry_run: bool, empty: bool) -> None:
+def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
     campaign.prepared_at = datetime.now(UTC)
     if dry_run:
         campaign.state = CampaignState.PREVIEWED
         campaign.finished_at = campaign.prepared_at
     elif campaign.state == CampaignState.SENDING:
+        # Nobody to send to, or the first batches settled while later ones were
+        # written (or before an interrupted preparation resumed): judged from the
+        # messages themselves.
         session.flush()
-        if empty:
-            campaign.state = CampaignState.COMPLETED
-            campaign.finished_at = campaign.prepared_at
-        else:  # the first batches may have settled while later ones were written
-            progress.complete_if_settled(session, campaign.id)
+        progress.complete_if_settled(session, campaign.id)
 
 
 def _check_columns(loaded: LoadedCampaign, audience: Audience) -> None:
@@ -515,7 +552,7 @@ def _members(
     used = sorted(spec.placeholders() | set(spec.defaults))
     authentication = spec.authentication
     suppressed, windows, already = known.suppressed, known.windows, known.already
-    positions: dict[int, list[int | None]] = {}  # per file: where each used column is
+    positions: dict[Path, list[int | None]] = {}  # per file: where each used column is
 
     @lru_cache(maxsize=_COMPOSE_CACHE)
     def composed(values: tuple[str, ...]) -> tuple[str, dict[str, Any], str] | str:
@@ -545,9 +582,9 @@ def _members(
                          "BSUID (Meta error 131062) and no phone number is known",
                          recipients.values(cells))  # fmt: skip
             continue
-        where = positions.get(id(recipients))
+        where = positions.get(recipients.path)
         if where is None:
-            where = positions[id(recipients)] = [
+            where = positions[recipients.path] = [
                 recipients.columns.index(c) if c in recipients.columns else None for c in used
             ]
         values = tuple("" if i is None else cells[i] for i in where)
@@ -667,7 +704,6 @@ class _Committer:
         self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="prepare-writer")
         self._in_flight = writers + 1
         self._pending: deque[Future[list[str]]] = deque()
-        self._switch_interval = sys.getswitchinterval()
 
     def submit(self, batches: list[_Batch]) -> None:
         chunk = _chunk(self._postgres, self.campaign_id, batches)
@@ -676,10 +712,6 @@ class _Committer:
         self._pending.append(self._pool.submit(_insert, self.db, chunk))
 
     def __enter__(self) -> _Committer:
-        # A writer woken by its socket waits for the GIL up to the switch interval
-        # (5 ms) while this thread computes: that, per 128 kB of COPY data, starved the
-        # writers. A shorter interval hands the GIL over sooner.
-        sys.setswitchinterval(0.0005)
         return self
 
     def __exit__(self, kind: object, *_: object) -> None:
@@ -690,7 +722,6 @@ class _Committer:
                     self.on_written(ids)
         finally:
             self._pool.shutdown(wait=True)
-            sys.setswitchinterval(self._switch_interval)
 
 
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]

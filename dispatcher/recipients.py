@@ -287,7 +287,7 @@ def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
     a header line is a list of names: its most frequent candidate is the delimiter.
     """
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t")
+        sniffed = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         header = sample.splitlines()[0] if sample else ""
         counts = {d: header.count(d) for d in ",;\t"}
@@ -300,6 +300,16 @@ def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
 
         Header.delimiter = delimiter
         return Header
+
+    class Sniffed(csv.excel):  # the sniffer's delimiter, Excel's quoting
+        pass
+
+    # The sniffer guesses doublequote=False on CRLF files, turning "a""b" into a"b";
+    # every spreadsheet writes a quote inside a quoted field as two.
+    Sniffed.delimiter = sniffed.delimiter
+    Sniffed.quotechar = sniffed.quotechar or '"'
+    Sniffed.skipinitialspace = sniffed.skipinitialspace
+    return Sniffed
 
 
 def read_recipients(

@@ -17,9 +17,7 @@ from tests.integration.test_tracking import dlr
 SENDER = "+4790000000"  # make_batch's campaign source
 
 
-def test_a_rate_limit_error_in_a_report_slows_its_sender_down(
-    db: Database, redis_url: str
-) -> None:
+def test_a_rate_limit_error_in_a_report_slows_its_sender_down(db: Database, redis_url: str) -> None:
     make_batch(db, ["+4791234567", "+4791234568"], link_ids=["m1", "m2"])
     with db.session() as session:
         tracking.store(session, "dlr", dlr("m1", 112403, description="(#130429) Rate limit hit"))

@@ -112,6 +112,10 @@ def test_opting_out_by_bsuid_covers_the_phone_number_the_book_links(
     assert "2,suppressed (opted out)" in rejects
 
 
+class Killed(BaseException):
+    """Stands for kill -9: no ``except Exception`` sees it."""
+
+
 def people(count: int) -> list[str]:
     return [f"+479{n:07d}," for n in range(1000001, 1000001 + count)]
 
@@ -143,9 +147,9 @@ def test_an_interrupted_preparation_resumes_without_writing_anyone_twice(
     campaign_id = campaign(db, tmp_path / "c", people(40))
 
     def crash(batch_ids: list[str]) -> None:
-        raise RuntimeError("worker killed")
+        raise Killed  # the process dies here: nothing of ours runs after it
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(Killed):
         prepare.prepare_campaign(db, OFFLINE, campaign_id, reports_dir=tmp_path, dispatch=crash)
     assert 0 < len(messages(db, campaign_id)) < 40  # some chunks committed, then the crash
     assert row(db, campaign_id).prepared_at is None
@@ -162,3 +166,50 @@ def test_an_interrupted_preparation_resumes_without_writing_anyone_twice(
     assert sorted(handed_out) == sorted(batches)  # the first chunk's batches handed out again
     assert sizes == 40
     assert row(db, campaign_id).prepared_at is not None
+
+
+PERSONAL = SPEC.replace(
+    "template: {name: hello, language: en}",
+    "template: {name: hello, language: en, components: [{type: body, parameters: "
+    '[{type: text, text: "{first_name}"}]}]}',
+).replace("recipients: people.csv", "recipients: [a.csv, b.csv, c.csv]")
+
+
+def test_each_file_s_own_column_order_fills_the_placeholders(db: Database, tmp_path: Path) -> None:
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "campaign.yaml").write_text(PERSONAL)
+    (folder / "a.csv").write_text("phone,first_name\n+4791000001,Ada\n")
+    (folder / "b.csv").write_text("first_name,city,phone\nBob,Oslo,+4791000002\n")
+    (folder / "c.csv").write_text("city,phone,first_name\nBergen,+4791000003,Cy\n")
+    campaign_id = create_campaign(db, load_campaign(folder))
+    prepare.prepare_campaign(db, OFFLINE, campaign_id, reports_dir=tmp_path, dry_run=True)
+    with db.session() as session:
+        params = dict(
+            session.execute(
+                select(Message.destination, Message.params).where(
+                    Message.campaign_id == campaign_id
+                )
+            ).all()
+        )
+    assert params == {
+        "+4791000001": {"first_name": "Ada"},
+        "+4791000002": {"first_name": "Bob"},
+        "+4791000003": {"first_name": "Cy"},
+    }
+
+
+def test_an_unexpected_error_half_way_fails_the_campaign_with_the_reason(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prepare, "CHUNK_MESSAGES", 10)
+    campaign_id = campaign(db, tmp_path / "c", people(40))
+
+    def broken(batch_ids: list[str]) -> None:
+        raise ConnectionError("broker gone")
+
+    with pytest.raises(ConnectionError):
+        prepare.prepare_campaign(db, OFFLINE, campaign_id, reports_dir=tmp_path, dispatch=broken)
+    failed = row(db, campaign_id)
+    assert failed.state == CampaignState.FAILED
+    assert "ConnectionError: broker gone" in (failed.error or "")

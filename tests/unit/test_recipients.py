@@ -83,3 +83,11 @@ def test_a_row_with_too_many_fields_is_rejected(tmp_path: Path) -> None:
 def test_a_file_without_a_recipient_column_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RecipientsError, match="no recipient column"):
         load(tmp_path, "name,email\nAda,a@example.com\n")
+
+
+def test_a_doubled_quote_inside_a_quoted_field_is_one_quote_in_crlf_files(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes(b'phone,note\r\n+4791234567,"say ""hi"", then go"\r\n')
+    (row,) = read_recipients(path, "NO")
+    assert isinstance(row, Row)
+    assert row.values["note"] == 'say "hi", then go'
