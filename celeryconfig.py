@@ -37,6 +37,7 @@ task_default_queue = "send"
 task_routes = {
     "workers.tasks.prepare_campaign": {"queue": "prepare", "routing_key": "prepare"},
     "workers.tasks.send_batch": {"queue": "send", "routing_key": "send"},
+    "workers.tasks.send_batches": {"queue": "send", "routing_key": "send"},
     "workers.tasks.sweep_reports": {"queue": "dlr", "routing_key": "dlr"},
     "workers.tasks.resend_due": {"queue": "prepare", "routing_key": "prepare"},
 }

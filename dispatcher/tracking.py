@@ -446,6 +446,21 @@ def unapplied_from(session: Session) -> int:
     return int(session.scalar(select(func.coalesce(func.max(_REPORTS.c.id), 0))) or 0)
 
 
+def apply_waiting_many(session: Session, ref_ids: Sequence[str]) -> int:
+    """``apply_waiting`` for many batches in one lookup."""
+    reports = session.execute(
+        select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
+        .where(
+            among(session, DeliveryReport.ref_id, list(ref_ids)),
+            DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
+            DeliveryReport.kind == Kind.DLR,
+        )
+        .order_by(DeliveryReport.id)
+        .with_for_update()
+    ).all()
+    return _apply_rows(session, reports, None) if reports else 0
+
+
 def apply_waiting(session: Session, ref_id: str) -> int:
     """Apply the reports of a batch that arrived before its messageIds were stored."""
     reports = session.execute(

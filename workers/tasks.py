@@ -8,13 +8,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
+from collections import Counter
 from datetime import timedelta
 from functools import cache
 
 import redis
 from celery import Task
 
-from dispatcher import progress, resend, sending, tracking
+from dispatcher import fanout, progress, resend, sending, tracking
 from dispatcher.db import Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.link.client import LinkClient, LinkCredentials
@@ -63,8 +65,8 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
     settings = get_settings()
 
     def dispatch(batch_ids: list[str]) -> None:
-        for batch_id in batch_ids:
-            send_batch.apply_async(kwargs={"batch_id": batch_id, "campaign_id": campaign_id})
+        for chunk in fanout.chunks(batch_ids):
+            send_batches.apply_async(kwargs={"batch_ids": chunk, "campaign_id": campaign_id})
 
     batch_ids = prepare(
         ctx.db, ctx.client, campaign_id, reports_dir=settings.reports_dir, dispatch=dispatch
@@ -86,6 +88,36 @@ def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str
             return "gave_up"
         raise self.retry(countdown=RETRY_DELAYS_SECONDS[self.request.retries])
     return outcome.value
+
+
+_local = threading.local()
+
+
+def _fanout() -> fanout.Fanout:
+    """This thread's event loop and asyncio client (a loop runs in one thread, and must
+    not cross a fork)."""
+    mine: tuple[int, fanout.Fanout] | None = getattr(_local, "fanout", None)
+    if mine is None or mine[0] != os.getpid():
+        mine = _local.fanout = (os.getpid(), fanout.Fanout(context().client))
+    return mine[1]
+
+
+@app.task(name="workers.tasks.send_batches", bind=True)
+def send_batches(
+    self: Task, batch_ids: list[str], campaign_id: int | None = None
+) -> dict[str, int]:
+    """Send a chunk of batches, many requests in flight at once (``dispatcher.fanout``);
+    the ones that found LINK unreachable go on alone, with ``send_batch``'s backoff."""
+    outcomes = fanout.send_many(
+        context(), _fanout(), batch_ids, claimer=self.request.id or batch_ids[0]
+    )
+    for batch_id, outcome in outcomes.items():
+        if outcome is sending.Outcome.RETRY:
+            send_batch.apply_async(
+                kwargs={"batch_id": batch_id, "campaign_id": campaign_id},
+                countdown=RETRY_DELAYS_SECONDS[0],
+            )
+    return dict(Counter(outcome.value for outcome in outcomes.values()))
 
 
 @app.task(name="workers.tasks.sweep_reports")

@@ -1,0 +1,390 @@
+"""Many batches in one task: capacity per slice, bulk claims, requests in flight at once.
+
+A personalised campaign is one request per person: a thousand requests a second at
+HIGH. One blocking request per task cannot get there (four processes at 50 ms a
+request make 80 a second), so a task takes a chunk of batches and, slice by slice:
+
+1. reserves the whole slice's weight in the sender's limiter at once (a slice never
+   weighs more than the level, so no 1-second window can exceed it);
+2. claims the slice in one transaction, committed before any request leaves, with the
+   same crash rule as ``sending.send_batch``: a batch this task delivery finds already
+   claimed by itself was in flight when its worker died, and goes ``in_doubt``;
+3. posts every request of the slice concurrently (httpx's asyncio client, pooled
+   connections);
+4. records the answers in one transaction.
+
+Requests that found LINK unreachable are handed back (``Outcome.RETRY``) for the
+single-batch task and its backoff to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from dispatcher import tracking
+from dispatcher.campaign import CampaignSpec
+from dispatcher.db import Batch, Campaign, Message
+from dispatcher.dbutil import among, update_by_id
+from dispatcher.errors import (
+    LinkAuthError,
+    LinkError,
+    LinkInDoubtError,
+    LinkRequestError,
+    LinkTransientError,
+    StorageError,
+)
+from dispatcher.link.client import ConcurrentSender, LinkClient
+from dispatcher.link.codes import QUEUED
+from dispatcher.link.models import Level, MessageRequest, MessageResponse
+from dispatcher.sending import Outcome, SendContext, _fail_campaign_of, _reject, build_request
+from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
+
+log = logging.getLogger(__name__)
+
+#: Batches one task takes (a second of a personalised campaign at HIGH).
+CHUNK_BATCHES = 100
+#: Requests in flight at once per process.
+MAX_IN_FLIGHT = 100
+
+
+class Fanout:
+    """A worker process's event loop and asyncio LINK client, kept between tasks."""
+
+    def __init__(self, client: LinkClient, max_connections: int = MAX_IN_FLIGHT) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._sender: ConcurrentSender = client.concurrent(max_connections)
+
+    def send_all(self, requests: list[MessageRequest]) -> list[MessageResponse | LinkError]:
+        return self._loop.run_until_complete(self._sender.send_all(requests))
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._sender.aclose())
+        self._loop.close()
+
+
+@dataclass(slots=True)
+class _Claimed:
+    request: MessageRequest
+    validity: timedelta
+    message_ids: list[int]  # in the order of the request's destinations
+
+
+@dataclass(slots=True)
+class _Sender:
+    source: str
+    rate: int
+    batches: list[tuple[str, int]] = field(default_factory=list)  # (batch id, weight)
+
+
+def send_many(
+    ctx: SendContext, fanout: Fanout, batch_ids: Sequence[str], claimer: str
+) -> dict[str, Outcome]:
+    """Send a chunk of batches; returns each batch's outcome."""
+    outcomes: dict[str, Outcome] = {}
+    for sender in _peek(ctx, batch_ids, claimer, outcomes):
+        for part in _slices(sender.batches, sender.rate):
+            ids = [batch_id for batch_id, _ in part]
+            try:
+                ctx.throttle.acquire(sender.source, sum(w for _, w in part), sender.rate)
+            except StorageError as exc:
+                log.warning("batches of %s: %s", sender.source[:4], exc)
+                outcomes.update(dict.fromkeys(ids, Outcome.RETRY))
+                continue
+            claimed = _claim(ctx, ids, claimer, outcomes)
+            if not claimed:
+                continue
+            results = fanout.send_all([c.request for c in claimed.values()])
+            _settle(ctx, sender.source, dict(zip(claimed, results, strict=True)), claimed,
+                    outcomes)  # fmt: skip
+    return outcomes
+
+
+def chunks(batch_ids: Sequence[str], size: int = CHUNK_BATCHES) -> Iterator[list[str]]:
+    for start in range(0, len(batch_ids), size):
+        yield list(batch_ids[start : start + size])
+
+
+def _slices(batches: list[tuple[str, int]], rate: int) -> Iterator[list[tuple[str, int]]]:
+    """Consecutive batches whose weights fit in one second of the level."""
+    part: list[tuple[str, int]] = []
+    weight = 0
+    for batch_id, batch_weight in batches:
+        if part and (weight + batch_weight > rate or len(part) >= MAX_IN_FLIGHT):
+            yield part
+            part, weight = [], 0
+        part.append((batch_id, batch_weight))
+        weight += batch_weight
+    if part:
+        yield part
+
+
+def _peek(
+    ctx: SendContext, batch_ids: Sequence[str], claimer: str, outcomes: dict[str, Outcome]
+) -> list[_Sender]:
+    """The batches that are ours to send, by sender; the rest get their outcome."""
+    senders: dict[str, _Sender] = {}
+    with ctx.db.session() as session:
+        rows = session.execute(
+            select(
+                Batch.id,
+                Batch.state,
+                Batch.claimed_by,
+                Batch.size,
+                Batch.payload,
+                Campaign.source,
+                Campaign.rate_per_second,
+                Campaign.state.label("campaign"),
+            )
+            .join(Campaign, Campaign.id == Batch.campaign_id)
+            .where(among(session, Batch.id, list(batch_ids)))
+            .order_by(Batch.seq)
+        ).all()
+        redelivered = [
+            r.id for r in rows if r.state == BatchState.SUBMITTING and r.claimed_by == claimer
+        ]
+        if redelivered:
+            # Our own claims, redelivered after the worker died mid-request: LINK may
+            # have queued them. Never resend blindly.
+            session.execute(
+                update(Batch)
+                .where(among(session, Batch.id, redelivered))
+                .values(
+                    state=BatchState.IN_DOUBT,
+                    error="worker stopped while the request was in flight",
+                )
+            )  # fmt: skip
+    for row in rows:
+        if row.id in redelivered:
+            outcomes[row.id] = Outcome.IN_DOUBT
+        elif row.state != BatchState.PENDING or row.campaign != CampaignState.SENDING:
+            outcomes[row.id] = Outcome.SKIPPED
+        else:
+            rate = row.rate_per_second or Level.STANDARD.messages_per_second
+            sender = senders.setdefault(f"{row.source}/{rate}", _Sender(row.source, rate))
+            sender.batches.append((row.id, min(rate, row.size * len(row.payload["messages"]))))
+    for batch_id in batch_ids:
+        outcomes.setdefault(batch_id, Outcome.SKIPPED)  # unknown ids
+    if redelivered:
+        with ctx.db.session() as session:
+            tracking.apply_waiting_many(session, redelivered)
+    return list(senders.values())
+
+
+def _claim(
+    ctx: SendContext, batch_ids: list[str], claimer: str, outcomes: dict[str, Outcome]
+) -> dict[str, _Claimed]:
+    """Claim a slice and build its requests, in one committed transaction."""
+    now = datetime.now(UTC)
+    claimed: dict[str, _Claimed] = {}
+    with ctx.db.session() as session:
+        ours = set(
+            session.scalars(
+                update(Batch)
+                .where(among(session, Batch.id, batch_ids), Batch.state == BatchState.PENDING)
+                .values(
+                    state=BatchState.SUBMITTING,
+                    claimed_by=claimer,
+                    attempts=Batch.attempts + 1,
+                    submitting_at=now,
+                )
+                .returning(Batch.id)
+            )
+        )
+        for batch_id in batch_ids:
+            if batch_id not in ours:
+                outcomes[batch_id] = Outcome.SKIPPED
+        if not ours:
+            return claimed
+        batches = session.execute(
+            select(
+                Batch.id,
+                Batch.payload,
+                Campaign.id.label("campaign_id"),
+                Campaign.spec,
+                Campaign.state,
+            )
+            .join(Campaign, Campaign.id == Batch.campaign_id)
+            .where(among(session, Batch.id, sorted(ours)))
+        ).all()
+        stopped = [b.id for b in batches if b.state != CampaignState.SENDING]
+        if stopped:  # stopped while we waited: hand them back
+            _set(session, stopped, state=BatchState.PENDING)
+            outcomes.update(dict.fromkeys(stopped, Outcome.SKIPPED))
+        live = {b.id: b for b in batches if b.state == CampaignState.SENDING}
+        waiting = _waiting_messages(session, list(live))
+        empty = [batch_id for batch_id in live if not waiting.get(batch_id)]
+        if empty:
+            _set(session, empty, state=BatchState.SKIPPED,
+                 error="every message was settled before its turn")  # fmt: skip
+            outcomes.update(dict.fromkeys(empty, Outcome.SKIPPED))
+        specs: dict[int, CampaignSpec] = {}
+        creds = ctx.client.credentials
+        for batch_id, batch in live.items():
+            messages = waiting.get(batch_id)
+            if not messages:
+                continue
+            spec = specs.get(batch.campaign_id)
+            if spec is None:
+                spec = specs[batch.campaign_id] = CampaignSpec.model_validate(batch.spec)
+            expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in messages if e]
+            request = build_request(
+                spec, batch_id, [destination for _, destination, _ in messages],
+                batch.payload["messages"], event_report_gate=ctx.event_report_gate,
+                platform_id=creds.platform_id, platform_partner_id=creds.platform_partner_id,
+                expires_at=min(expiries) if expiries else None,
+            )  # fmt: skip
+            claimed[batch_id] = _Claimed(request, spec.validity, [m for m, _, _ in messages])
+    return claimed
+
+
+def _waiting_messages(
+    session: Session, batch_ids: list[str]
+) -> dict[str, list[tuple[int, str, datetime | None]]]:
+    """Each batch's messages still waiting, numbered in request order; messages settled
+    meanwhile (a late report for an earlier attempt) drop out of the request."""
+    if not batch_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Message.id,
+            Message.batch_id,
+            Message.destination,
+            Message.expires_at,
+            Message.status,
+            Message.position,
+        )
+        .where(among(session, Message.batch_id, batch_ids))
+        .order_by(Message.batch_id, Message.position, Message.id)
+    ).all()
+    waiting: dict[str, list[tuple[int, str, datetime | None]]] = {}
+    positions: list[dict[str, Any]] = []
+    for row in rows:
+        if row.status != MessageStatus.QUEUED:
+            if row.position is not None:
+                positions.append({"id": row.id, "position": None})
+            continue
+        mine = waiting.setdefault(row.batch_id, [])
+        if row.position != len(mine):
+            positions.append({"id": row.id, "position": len(mine)})
+        mine.append((row.id, row.destination, row.expires_at))
+    update_by_id(session, _MESSAGES, positions)
+    counted = [m for messages in waiting.values() for m, _, _ in messages]
+    # Counted when the request is about to leave: an unanswered one counts too.
+    session.execute(
+        update(Message).where(among(session, Message.id, counted)).values(
+            attempts=Message.attempts + 1)
+    )  # fmt: skip
+    return waiting
+
+
+def _settle(
+    ctx: SendContext,
+    source: str,
+    results: dict[str, MessageResponse | LinkError],
+    claimed: dict[str, _Claimed],
+    outcomes: dict[str, Outcome],
+) -> None:
+    """Record a slice's answers: ids stored, failures judged, all in bulk."""
+    answered = {b: r for b, r in results.items() if isinstance(r, MessageResponse)}
+    retry = [b for b, r in results.items() if isinstance(r, LinkTransientError)]
+    doubt = [b for b, r in results.items() if isinstance(r, LinkInDoubtError)]
+    refused = {b: r for b, r in results.items() if isinstance(r, LinkRequestError | LinkAuthError)}
+    now = datetime.now(UTC)
+    with ctx.db.session() as session:
+        if answered:
+            _record(session, answered, claimed, now)
+        if retry:  # nothing left our side: claimable again, the try does not count
+            released = list(
+                session.scalars(
+                    update(Batch)
+                    .where(among(session, Batch.id, retry), Batch.state == BatchState.SUBMITTING)
+                    .values(state=BatchState.PENDING, error=str(results[retry[0]])[:2000])
+                    .returning(Batch.id)
+                )
+            )
+            ids = [m for b in released for m in claimed[b].message_ids]
+            session.execute(
+                update(Message).where(among(session, Message.id, ids)).values(
+                    attempts=Message.attempts - 1)
+            )  # fmt: skip
+        if doubt:
+            _set(session, doubt, state=BatchState.IN_DOUBT, error=str(results[doubt[0]]))
+    outcomes.update(dict.fromkeys(answered, Outcome.SUBMITTED))
+    outcomes.update(dict.fromkeys(retry, Outcome.RETRY))
+    outcomes.update(dict.fromkeys(doubt, Outcome.IN_DOUBT))
+    if any(getattr(results[b], "http_status", None) == 429 for b in retry):
+        with contextlib.suppress(StorageError):
+            ctx.throttle.penalise(source)  # throttled at the gateway: slow the sender
+    for batch_id, error in refused.items():  # rare: one by one
+        _reject(ctx.db, batch_id, error)  # type: ignore[arg-type]
+        outcomes[batch_id] = Outcome.REJECTED
+        if isinstance(error, LinkAuthError):
+            _fail_campaign_of(ctx.db, batch_id, f"LINK refused our credentials: {error}")
+    settled = list(answered) + doubt
+    if settled:
+        # Reports that raced ahead of these commits were parked as unmatched.
+        with ctx.db.session() as session:
+            tracking.apply_waiting_many(session, settled)
+
+
+def _record(
+    session: Session,
+    answered: dict[str, MessageResponse],
+    claimed: dict[str, _Claimed],
+    now: datetime,
+) -> None:
+    """Store each messageId on its message (ids mirror the destinations' order)."""
+    session.execute(
+        update(Batch)
+        .where(
+            among(session, Batch.id, list(answered)),
+            Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
+        )
+        .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=QUEUED)
+    )
+    update_by_id(
+        session,
+        _MESSAGES,
+        [
+            {"id": message_id, "link_message_id": link_id}
+            for batch_id, response in answered.items()
+            for message_id, link_id in zip(
+                claimed[batch_id].message_ids, response.message_ids, strict=True
+            )
+        ],
+    )
+    by_validity: dict[timedelta, list[int]] = {}
+    for batch_id in answered:
+        by_validity.setdefault(claimed[batch_id].validity, []).extend(claimed[batch_id].message_ids)
+    for validity, ids in by_validity.items():
+        session.execute(
+            update(Message)
+            .where(among(session, Message.id, ids))
+            .values(
+                status=case(
+                    (Message.status.in_(predecessors(MessageStatus.SUBMITTED)), "submitted"),
+                    else_=Message.status,
+                ),
+                submitted_at=now,
+                expires_at=func.coalesce(Message.expires_at, now + validity),
+            )
+        )
+
+
+def _set(session: Session, batch_ids: list[str], *, state: BatchState, error: str = "") -> None:
+    values: dict[str, Any] = {"state": state}
+    if error:
+        values["error"] = error[:2000]
+    session.execute(update(Batch).where(among(session, Batch.id, batch_ids)).values(**values))
+
+
+_MESSAGES: Any = Message.__table__

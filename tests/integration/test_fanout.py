@@ -1,0 +1,118 @@
+"""Many batches in one task (``dispatcher.fanout``), against the simulator over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from dispatcher import fanout
+from dispatcher.campaign import load_campaign
+from dispatcher.db import Batch, Database, Message
+from dispatcher.launch import create_campaign
+from dispatcher.prepare import prepare_campaign
+from dispatcher.sending import Outcome, SendContext
+from dispatcher.servers import ServerThread
+from dispatcher.simulator import SimulatorConfig, create_app
+from tests.integration.test_sending import _close_clients, context  # noqa: F401
+
+SPEC = """\
+name: Personal
+sender: {source: "+4790000000", level: STANDARD}
+template_category: marketing
+message:
+  type: template
+  template:
+    name: hello
+    language: en
+    components: [{type: body, parameters: [{type: text, text: "{first_name}"}]}]
+recipients: people.csv
+"""
+
+
+@pytest.fixture()
+def link(request: pytest.FixtureRequest) -> Iterator[str]:
+    options = getattr(request, "param", {})
+    config = SimulatorConfig(username="u", password="pw", platform_id="P", **options)
+    with ServerThread(create_app(config)) as server:
+        yield server.url
+
+
+@pytest.fixture()
+def ctx(db: Database, redis_url: str, link: str) -> SendContext:
+    return context(db, redis_url, link)
+
+
+@pytest.fixture()
+def sender(ctx: SendContext) -> Iterator[fanout.Fanout]:
+    made = fanout.Fanout(ctx.client)
+    yield made
+    made.close()
+
+
+def personalised(ctx: SendContext, folder: Path, people: int) -> list[str]:
+    folder.mkdir()
+    (folder / "campaign.yaml").write_text(SPEC)
+    rows = "\n".join(f"+479{n:07d},P{n}" for n in range(1000001, 1000001 + people))
+    (folder / "people.csv").write_text(f"phone,first_name\n{rows}\n")
+    campaign_id = create_campaign(ctx.db, load_campaign(folder))
+    return prepare_campaign(ctx.db, ctx.client, campaign_id, reports_dir=folder / "r")
+
+
+def test_a_chunk_goes_out_concurrently_each_person_once_with_their_own_text(
+    ctx: SendContext,
+    sender: fanout.Fanout,
+    link: str,
+    tmp_path: Path,
+) -> None:
+    batch_ids = personalised(ctx, tmp_path / "c", 120)
+    assert len(batch_ids) == 120  # one request per person
+    outcomes = fanout.send_many(ctx, sender, batch_ids, "task-1")
+    assert set(outcomes.values()) == {Outcome.SUBMITTED}
+    again = fanout.send_many(ctx, sender, batch_ids, "task-2")  # a duplicate task
+    assert set(again.values()) == {Outcome.SKIPPED}
+    stats = httpx.get(f"{link}/_simulator/stats").json()
+    assert len(stats["destinations"]) == 120 and set(stats["destinations"].values()) == {1}
+    with ctx.db.session() as session:
+        rows = session.execute(select(Message.status, Message.link_message_id)).all()
+    assert {status for status, _ in rows} == {"submitted"}
+    assert len({link_id for _, link_id in rows}) == 120
+
+
+def test_a_claimed_chunk_redelivered_after_a_crash_is_in_doubt_not_resent(
+    ctx: SendContext,
+    sender: fanout.Fanout,
+    link: str,
+    tmp_path: Path,
+) -> None:
+    batch_ids = personalised(ctx, tmp_path / "c", 5)
+    with ctx.db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id.in_(batch_ids[:2]))
+            .values(state="submitting", claimed_by="task-1")
+        )
+    outcomes = fanout.send_many(ctx, sender, batch_ids, "task-1")
+    assert [outcomes[b] for b in batch_ids] == [Outcome.IN_DOUBT] * 2 + [Outcome.SUBMITTED] * 3
+    assert httpx.get(f"{link}/_simulator/stats").json()["requests"] == 3
+
+
+@pytest.mark.parametrize("link", [{"error_rate": 1.0}], indirect=True)
+def test_a_failing_gateway_hands_the_chunk_back_untouched(
+    ctx: SendContext, sender: fanout.Fanout, tmp_path: Path
+) -> None:
+    batch_ids = personalised(ctx, tmp_path / "c", 4)
+    outcomes = fanout.send_many(ctx, sender, batch_ids, "task-1")
+    assert set(outcomes.values()) == {Outcome.RETRY}
+    with ctx.db.session() as session:
+        assert set(session.scalars(select(Batch.state))) == {"pending"}
+        assert set(session.scalars(select(Message.attempts))) == {0}
+
+
+def test_slices_never_weigh_more_than_the_level() -> None:
+    batches = [(f"b{i}", 30) for i in range(7)]
+    parts = list(fanout._slices(batches, 80))
+    assert [sum(w for _, w in part) for part in parts] == [60, 60, 60, 30]
