@@ -18,7 +18,14 @@ broker_url = _settings.redis_url
 broker_connection_retry_on_startup = True
 # With acks_late on Redis, an unacknowledged task comes back after this many seconds;
 # it must outlast the longest task (a batch waiting for capacity, then its request).
-broker_transport_options = {"visibility_timeout": 3600}
+# Priorities on the Redis broker (one list per step; 0 is served first): a HIGH-priority
+# campaign's chunks overtake NORMAL and LOW ones waiting for the same workers
+# (``dispatcher.fanout.queue_priority``).
+broker_transport_options = {
+    "visibility_timeout": 3600,
+    "priority_steps": [0, 3, 6, 9],
+    "queue_order_strategy": "priority",
+}
 
 task_ignore_result = True
 task_serializer = "json"

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher import tracking
 from dispatcher.campaign import CampaignSpec
-from dispatcher.db import Batch, Campaign, Message
+from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.dbutil import among, update_by_id
 from dispatcher.errors import (
     LinkAuthError,
@@ -44,7 +44,7 @@ from dispatcher.errors import (
 )
 from dispatcher.link.client import ConcurrentSender, LinkClient
 from dispatcher.link.codes import QUEUED
-from dispatcher.link.models import Level, MessageRequest, MessageResponse
+from dispatcher.link.models import Level, MessageRequest, MessageResponse, Priority
 from dispatcher.sending import Outcome, SendContext, _fail_campaign_of, _reject, build_request
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
 
@@ -54,6 +54,21 @@ log = logging.getLogger(__name__)
 CHUNK_BATCHES = 100
 #: Requests in flight at once per process.
 MAX_IN_FLIGHT = 100
+
+
+#: Broker priority of a campaign's send tasks (Redis: 0 is served first), from the
+#: MessageRequest priority it sends with. Between campaigns that share a sender this is
+#: the rule: HIGH before NORMAL before LOW, first come first served within one; the
+#: sender's limiter holds their sum at the level whoever sends.
+QUEUE_PRIORITY = {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.LOW: 6}
+
+
+def queue_priority(db: Database, campaign_id: int) -> int:
+    """The broker priority of a stored campaign's send tasks."""
+    with db.session() as session:
+        spec = session.scalar(select(Campaign.spec).where(Campaign.id == campaign_id))
+    priority = Priority((spec or {}).get("priority") or Priority.NORMAL)
+    return QUEUE_PRIORITY.get(priority, QUEUE_PRIORITY[Priority.NORMAL])
 
 
 class Fanout:

@@ -63,10 +63,13 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
     """Load and batch a campaign, then hand each batch to the send queue."""
     ctx = context()
     settings = get_settings()
+    priority = fanout.queue_priority(ctx.db, campaign_id)
 
     def dispatch(batch_ids: list[str]) -> None:
         for chunk in fanout.chunks(batch_ids):
-            send_batches.apply_async(kwargs={"batch_ids": chunk, "campaign_id": campaign_id})
+            send_batches.apply_async(
+                kwargs={"batch_ids": chunk, "campaign_id": campaign_id}, priority=priority
+            )
 
     batch_ids = prepare(
         ctx.db, ctx.client, campaign_id, reports_dir=settings.reports_dir, dispatch=dispatch

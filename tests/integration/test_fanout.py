@@ -116,3 +116,13 @@ def test_slices_never_weigh_more_than_the_level() -> None:
     batches = [(f"b{i}", 30) for i in range(7)]
     parts = list(fanout._slices(batches, 80))
     assert [sum(w for _, w in part) for part in parts] == [60, 60, 60, 30]
+
+
+@pytest.mark.parametrize(("priority", "expected"), [("HIGH", 0), ("NORMAL", 3), ("LOW", 6)])
+def test_a_campaign_s_priority_orders_its_send_tasks_on_the_broker(
+    db: Database, tmp_path: Path, priority: str, expected: int
+) -> None:
+    (tmp_path / "campaign.yaml").write_text(SPEC + f"priority: {priority}\n")
+    (tmp_path / "people.csv").write_text("phone,first_name\n+4791000001,A\n")
+    campaign_id = create_campaign(db, load_campaign(tmp_path))
+    assert fanout.queue_priority(db, campaign_id) == expected
