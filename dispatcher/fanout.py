@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 CHUNK_BATCHES = 100
 #: Requests in flight at once per process.
 MAX_IN_FLIGHT = 100
+#: A slice is at most this share of a second of the level.
+SLICES_PER_SECOND = 10
 
 
 #: Broker priority of a campaign's send tasks (Redis: 0 is served first), from the
@@ -129,11 +131,17 @@ def chunks(batch_ids: Sequence[str], size: int = CHUNK_BATCHES) -> Iterator[list
 
 
 def _slices(batches: list[tuple[str, int]], rate: int) -> Iterator[list[tuple[str, int]]]:
-    """Consecutive batches whose weights fit in one second of the level."""
+    """Consecutive batches worth a tenth of a second of the level (or one batch).
+
+    A slice leaves as a burst at its granted slot; its requests reach LINK spread by
+    the time the burst takes to go out. Kept small, that spread stays within the
+    limiter's margin, so no real second at LINK carries more than the level.
+    """
+    most = max(1, rate // SLICES_PER_SECOND)
     part: list[tuple[str, int]] = []
     weight = 0
     for batch_id, batch_weight in batches:
-        if part and (weight + batch_weight > rate or len(part) >= MAX_IN_FLIGHT):
+        if part and (weight + batch_weight > most or len(part) >= MAX_IN_FLIGHT):
             yield part
             part, weight = [], 0
         part.append((batch_id, batch_weight))

@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     link_platform_partner_id: str | None = None
     link_event_report_gate: str | None = None
     link_timeout_seconds: float = 30.0
+    limiter_margin_ms: int = Field(
+        default=20,
+        ge=0,
+        le=500,
+        description="the limiter spaces grants over 1 s + this, so requests that reach "
+        "LINK this much late still fit the level; raise it for a distant LINK",
+    )
 
     webhook_token: SecretStr | None = Field(
         default=None, description="shared secret the DLR/MO callers must present"

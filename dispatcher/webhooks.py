@@ -51,15 +51,18 @@ def create_app(
     token: str | None = None,
     opt_out_words: frozenset[str] | None = None,
     applier: ApplierMode | None = None,
+    redis_url: str | None = None,
 ) -> WebhookApp:
     """The webhook ASGI app over ``db``; ``token`` is the shared secret (None = open);
     ``opt_out_words`` (case-folded) default to the ``OPT_OUT_WORDS`` setting; the
-    applier runs as ``ingest`` decides for the database unless ``applier`` says.
+    applier runs as ``ingest`` decides for the database unless ``applier`` says;
+    rate-limit errors in reports slow their sender in the limiter at ``redis_url``
+    (default ``REDIS_URL``).
 
     ``app.state.ingest`` is its ``Ingest``, started and stopped with the app's lifespan.
     """
     words = get_settings().opt_out_keywords if opt_out_words is None else opt_out_words
-    settings = ApplierSettings(opt_out_words=words, redis_url=get_settings().redis_url)
+    settings = ApplierSettings(opt_out_words=words, redis_url=redis_url or get_settings().redis_url)
     ingest = Ingest(db, settings=settings, applier=applier)
 
     @asynccontextmanager

@@ -49,7 +49,10 @@ def _context(pid: int) -> sending.SendContext:
     return sending.SendContext(
         db=Database(settings.database_url),
         client=LinkClient(credentials, timeout_seconds=settings.link_timeout_seconds),
-        throttle=Throttle(redis.Redis.from_url(settings.redis_url)),
+        throttle=Throttle(
+            redis.Redis.from_url(settings.redis_url),
+            margin_seconds=settings.limiter_margin_ms / 1000,
+        ),
         event_report_gate=settings.link_event_report_gate,
     )
 

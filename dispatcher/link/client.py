@@ -26,6 +26,10 @@ from dispatcher.link.models import (
     PhoneNumberInfo,
 )
 
+# Idle connections are dropped before the server's own keep-alive timeout (uvicorn and
+# many proxies: 5 s): a request sent on a connection the server is closing fails with
+# no answer, and an unanswered request leaves its batch in doubt.
+KEEPALIVE = 2.0
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Statuses that say the request was not processed (service unavailable, rate limited).
 _NOT_PROCESSED = frozenset({429, 503})
@@ -61,7 +65,9 @@ class LinkClient:
             auth=httpx.BasicAuth(credentials.username, credentials.password),
             timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
             transport=transport,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE
+            ),
         )
 
     def close(self) -> None:
@@ -178,7 +184,9 @@ class ConcurrentSender:
             auth=httpx.BasicAuth(credentials.username, credentials.password),
             timeout=timeout,
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE,
             ),
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -57,6 +58,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/_simulator/stats", stats, methods=["GET"]),
             Route("/_simulator/requests", recorded_requests, methods=["GET"]),
+            Route("/_simulator/receipts", receipts, methods=["GET"]),
             Route("/_simulator/reset", reset, methods=["POST"]),
         ],
         lifespan=lifespan,
@@ -93,6 +95,7 @@ async def send_messages(request: Request) -> Response:
     message_ids = simulator.accept(parsed)
     if simulator.config.record_requests:
         simulator.recorded.append(body)
+        simulator.receipts.append((time.time(), len(parsed.destinations) * len(parsed.messages)))
     if simulator.config.response_delay_ms:
         # Accepted first, answered late: what a client sees when its read timeout fires after
         # LINK already queued the messages.
@@ -153,6 +156,12 @@ async def stats(request: Request) -> Response:
 async def recorded_requests(request: Request) -> Response:
     """Every accepted MessageRequest body, when ``record_requests`` is on."""
     return JSONResponse(_simulator(request).recorded)
+
+
+async def receipts(request: Request) -> Response:
+    """``[[unix time, messages], ...]`` of every accepted request (``record_requests``):
+    the receipt log a throughput benchmark reads its sliding windows from."""
+    return JSONResponse(_simulator(request).receipts)
 
 
 async def reset(request: Request) -> Response:

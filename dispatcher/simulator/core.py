@@ -47,6 +47,7 @@ class Simulator:
         self._books = Accounting()
         self._levels = {_msisdn_key(source): level for source, level in config.levels.items()}
         self.recorded: list[Any] = []  # accepted request bodies, if config.record_requests
+        self.receipts: list[tuple[float, int]] = []  # (time, messages) of each, likewise
         self._attempts: Counter[str] = Counter()  # sends per destination, for scripted fates
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -66,6 +67,7 @@ class Simulator:
         self._rng.seed(self.config.seed)
         self._books = Accounting()
         self.recorded = []
+        self.receipts = []
         self._attempts = Counter()
         self._contacts.clear()
         self.callbacks.reset()

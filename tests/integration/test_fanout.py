@@ -112,10 +112,12 @@ def test_a_failing_gateway_hands_the_chunk_back_untouched(
         assert set(session.scalars(select(Message.attempts))) == {0}
 
 
-def test_slices_never_weigh_more_than_the_level() -> None:
-    batches = [(f"b{i}", 30) for i in range(7)]
-    parts = list(fanout._slices(batches, 80))
-    assert [sum(w for _, w in part) for part in parts] == [60, 60, 60, 30]
+def test_slices_are_a_tenth_of_a_second_of_the_level_or_one_batch() -> None:
+    personal = [(f"p{i}", 1) for i in range(250)]
+    assert [len(part) for part in fanout._slices(personal, 1000)] == [100, 100, 50]
+    assert [len(part) for part in fanout._slices(personal[:20], 80)] == [8, 8, 4]
+    batched = [(f"b{i}", 80) for i in range(3)]  # a batch is never split
+    assert [len(part) for part in fanout._slices(batched, 80)] == [1, 1, 1]
 
 
 @pytest.mark.parametrize(("priority", "expected"), [("HIGH", 0), ("NORMAL", 3), ("LOW", 6)])

@@ -55,7 +55,7 @@ class Stack:
 
     def __init__(self, db: Database, redis_url: str, scripted: dict[str, list[int]], **sim: Any):
         self.db = db
-        self.webhooks = ServerThread(create_webhooks(db, token=TOKEN)).start()
+        self.webhooks = ServerThread(create_webhooks(db, token=TOKEN, redis_url=redis_url)).start()
         gate = f"{self.webhooks.url}/webhooks/link/dlr?token={TOKEN}"
         config = SimulatorConfig(
             username="u", password="pw", gates={"g": gate}, scripted=scripted, dlr_delay_ms=1,
@@ -206,3 +206,16 @@ def test_an_unanswered_request_is_settled_by_reports_and_only_silent_people_are_
         )
     assert note == resend.IN_DOUBT_NOTE
     assert stack.resend_due() == []
+
+
+def test_a_rate_limit_report_slows_the_sender_and_the_message_is_resent_not_lost(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    scripted = {"+4741234541": [130429, 0], "+4741234542": [0]}
+    stack = stack_for(scripted)
+    stack.send(start(stack, tmp_path, list(scripted)))
+    wait_for(settled(db, {"+4741234541": "failed", "+4741234542": "read"}))
+    wait_for(lambda: stack.ctx.throttle.factor("+4790000000") < 0.6)  # halved, recovering
+    assert set(stack.resend_due()) == {Outcome.SUBMITTED}
+    wait_for(settled(db, {"+4741234541": "read"}))
+    assert stack.received() == {"+4741234541": 2, "+4741234542": 1}

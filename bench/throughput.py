@@ -1,0 +1,641 @@
+"""How well every worker together holds a sender at its throughput level.
+
+For each scenario, on a throwaway PostgreSQL database and a dedicated Redis database
+(flushed first), real processes as in production:
+
+* the LINK simulator (``dispatcher simulate``) answering each request after 50 ms
+  (``SIMULATOR_RESPONSE_DELAY_MS``), recording every accepted request
+  (``SIMULATOR_RECORD_REQUESTS``), at the scenario's level with level enforcement on
+  (``SIMULATOR_LEVEL``, ``SIMULATOR_ENFORCE_LEVEL``: what exceeds the level in a
+  second is failed with 130429 in its DLR, as Meta does);
+* ``dispatcher serve``; with --callbacks the simulator posts it the DLRs too (off by
+  default: two cores cannot also carry three callbacks per message at HIGH, and
+  ``bench/dlr_ingest.py`` measures that path);
+* WORKERS ``celery -A workers worker`` processes (threads pool, CONCURRENCY each,
+  queues prepare,send,dlr) and one ``celery -A workers beat`` (report sweep);
+* a campaign written to a temporary folder and queued with ``dispatcher run PATH
+  --detach``; the benchmark waits until every person was submitted (or the campaign
+  stalls, fails, or the timeout passes) and reads the simulator's own books.
+
+Scenarios (people scaled by --scale):
+
+    standard-batched       20,000 people, STANDARD (80 msg/s), one template for all, batch_size 80
+    high-batched          100,000 people, HIGH (1000 msg/s), one template for all, batch_size 100
+    standard-personalised  20,000 people, STANDARD, {first_name} unique per person: 1 per request
+    high-personalised     100,000 people, HIGH, {first_name} unique per person: 1 per request
+
+With --naive each scenario runs a second time on ``bench/naive_worker.py`` workers:
+the same number of processes, the project's sending code without the shared limiter,
+and Celery's per-task ``rate_limit`` set to the level, in tasks: level / destinations
+per request (STANDARD batched 80/80 = "1/s", HIGH batched "10/s", personalised "80/s"
+and "1000/s"). Celery enforces it per worker process.
+
+Printed per run, from the simulator only (``GET /_simulator/stats``, ``/requests`` and
+``/receipts``, the time and messages of every accepted request): people accepted
+(distinct destinations; any sent twice), requests and destinations per request, the
+sending period (first to last receipt), the achieved msg/s over it and its share of
+the level, the most messages in any sliding 1-second window and how many windows went
+over the level (also per calendar second, what the simulator's 130429 enforcement
+counts), the 130429 failures it issued, and the same again in one table at the end.
+For context only (not from the simulator): the machine's load average when the
+campaign is queued (other work skews the figures) and the sender's rate factor in the
+shared limiter afterwards (below 1 after rate-limit signals).
+
+    .venv/bin/python bench/throughput.py [--scenario standard-batched,high-batched,...]
+        [--scale 1.0] [--naive] [--workers 4] [--concurrency 8] [--delay-ms 50]
+        [--timeout SECONDS] [--stall 60] [--keep-logs] [--callbacks]
+
+PostgreSQL admin URL: BENCH_POSTGRES_URL (default postgres@127.0.0.1:5432/test);
+Redis: BENCH_REDIS_URL (default redis://127.0.0.1:6379/13, flushed before each run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ADMIN_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+TOKEN = "bench-token"
+GATE = "bench-gate"
+USERNAME, PASSWORD = "bench", "bench-password"
+PLATFORM_ID, PLATFORM_PARTNER_ID = "BENCH", "1"
+SOURCE = "+4790000000"
+LEVELS = {"STANDARD": 80, "HIGH": 1000}
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    level: str
+    people: int
+    batch_size: int
+    personalised: bool
+
+    @property
+    def rate(self) -> int:
+        return LEVELS[self.level]
+
+    @property
+    def per_request(self) -> int:
+        """Destinations in a full request."""
+        return 1 if self.personalised else self.batch_size
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("standard-batched", "STANDARD", 20_000, 80, False),
+        Scenario("high-batched", "HIGH", 100_000, 100, False),
+        Scenario("standard-personalised", "STANDARD", 20_000, 80, True),
+        Scenario("high-personalised", "HIGH", 100_000, 100, True),
+    )
+}
+
+
+@dataclass(slots=True)
+class Figures:
+    scenario: str
+    variant: str
+    level: int
+    people: int
+    accepted: int = 0
+    twice: int = 0
+    requests: int = 0
+    per_request: tuple[int, float, int] = (0, 0.0, 0)
+    messages: int = 0
+    period: float = 0.0
+    achieved: float = 0.0
+    max_second: int = 0
+    seconds_over: int = 0
+    max_window: int = 0
+    windows_over: int = 0
+    rate_limited: int = 0
+    rejected: dict[str, int] | None = None
+    factor: float | None = None
+    load: float = 0.0
+    note: str = ""
+
+    @property
+    def share(self) -> float:
+        return self.achieved / self.level
+
+
+# -- the campaign ---------------------------------------------------------------------------
+
+
+def write_campaign(folder: Path, scenario: Scenario, people: int) -> None:
+    folder.mkdir(parents=True)
+    components = (
+        "\n    components:\n      - type: body\n"
+        '        parameters: [{type: text, text: "{first_name}"}]'
+        if scenario.personalised
+        else ""
+    )
+    (folder / "campaign.yaml").write_text(
+        f"name: Throughput {scenario.name}\n"
+        f'sender: {{source: "{SOURCE}", level: {scenario.level}}}\n'
+        "template_category: marketing\n"
+        "message:\n  type: template\n  template:\n    name: bench_notice\n"
+        f"    language: en{components}\n"
+        "recipients: recipients.csv\n"
+        'default_region: "NO"\n'
+        f"batch_size: {scenario.batch_size}\n",
+        encoding="utf-8",
+    )
+    with (folder / "recipients.csv").open("w", encoding="utf-8") as handle:
+        handle.write("phone,first_name\n")
+        handle.writelines(f"+47{91_000_000 + i},P{i:06d}\n" for i in range(people))
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without any dispatcher, LINK or simulator setting of its own."""
+    own = ("DATABASE_URL", "REDIS_URL", "WEBHOOK_TOKEN", "REPORTS_DIR", "RESEND_MIN_DELAY")
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LINK_", "SIMULATOR_", "DISPATCHER_", "NAIVE_", *own))
+    }
+
+
+class Processes:
+    """Started processes (each its own process group), stopped in reverse order."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                cwd=self.logs,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.running.append((name, process))
+        return process
+
+    def check(self) -> None:
+        for name, process in self.running:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}")
+
+    def stop(self) -> None:
+        for _, process in reversed(self.running):
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, process in reversed(self.running):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        self.running.clear()
+
+    def tails(self, chars: int = 3000) -> str:
+        return "".join(
+            f"----- {log.name}\n{log.read_text(errors='replace')[-chars:]}\n"
+            for log in sorted(self.logs.iterdir())
+        )
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout_seconds: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout_seconds:.0f} s")
+
+
+def wait_workers(count: int, processes: Processes, timeout_seconds: float = 60) -> None:
+    """Until ``count`` workers answer a broadcast ping on the broker."""
+    from celery import Celery
+
+    probe = Celery("bench-probe", broker=REDIS_URL)
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        while time.monotonic() < deadline:
+            processes.check()
+            if len(probe.control.ping(timeout=1.0)) >= count:
+                return
+        raise RuntimeError(f"{count} workers did not answer within {timeout_seconds:.0f} s")
+    finally:
+        probe.close()
+
+
+def dispatcher_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dispatcher.cli", *args]
+
+
+def worker_command(app: str, index: int, concurrency: int) -> list[str]:
+    """As ``dispatcher.embedded.worker_command``, without beat (one beat runs apart)."""
+    return [
+        sys.executable, "-m", "celery", "-A", app, "worker",
+        "--pool", "threads", "--concurrency", str(concurrency),
+        "--queues", "prepare,send,dlr",
+        "--hostname", f"bench{index}-{os.getpid()}@%h", "--loglevel", "WARNING",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def beat_command(schedule: Path) -> list[str]:
+    """The periodic report sweep and resends, sent by name to whichever workers run."""
+    return [sys.executable, "-m", "celery", "-A", "workers", "beat",
+            "--schedule", str(schedule), "--loglevel", "WARNING"]  # fmt: skip
+
+
+# -- the database -----------------------------------------------------------------------------
+
+
+def create_database() -> str:
+    from sqlalchemy import create_engine, text
+
+    name = f"throughput_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def drop_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def campaign_progress(url: str) -> tuple[str, str | None, int]:
+    """(state, error, messages submitted) of the campaign, or ("none", None, 0)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", "")) as connection:
+        row = connection.execute(
+            "SELECT c.state, c.error, (SELECT count(*) FROM messages m"
+            " WHERE m.campaign_id = c.id AND m.submitted_at IS NOT NULL)"
+            " FROM campaigns c ORDER BY c.id DESC LIMIT 1"
+        ).fetchone()
+    if row is None:
+        return "none", None, 0
+    return str(row[0]), row[1], int(row[2])
+
+
+def unsent_batches(url: str) -> str:
+    """Batches not submitted, by state, each with one of their errors."""
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", "")) as connection:
+        rows = connection.execute(
+            "SELECT state, count(*), max(error) FROM batches WHERE state <> 'submitted'"
+            " GROUP BY state ORDER BY count(*) DESC"
+        ).fetchall()
+    return "; ".join(
+        f"{count} {state}" + (f" ({error[:120]})" if error else "") for state, count, error in rows
+    )
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+def run(scenario: Scenario, people: int, naive: bool, args: argparse.Namespace) -> Figures:
+    import httpx
+    import redis
+
+    from dispatcher.db import migrate
+
+    variant = "naive" if naive else "ours"
+    label = f"{scenario.name} / {variant}"
+    figures = Figures(scenario.name, variant, scenario.rate, people)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    url = create_database()
+    tmp = Path(tempfile.mkdtemp(prefix="throughput-"))
+    logs = tmp / "logs"
+    logs.mkdir()
+    processes = Processes(logs)
+    failed = False
+    try:
+        migrate(url)
+        folder = tmp / "campaign"
+        write_campaign(folder, scenario, people)
+        webhook_port, simulator_port = free_port(), free_port()
+        simulator_url = f"http://127.0.0.1:{simulator_port}"
+        naive_rate = f"{scenario.rate / scenario.per_request:g}/s"
+        env = clean_env() | {
+            "DATABASE_URL": url,
+            "REDIS_URL": REDIS_URL,
+            "LINK_BASE_URL": simulator_url,
+            "LINK_USERNAME": USERNAME,
+            "LINK_PASSWORD": PASSWORD,
+            "LINK_PLATFORM_ID": PLATFORM_ID,
+            "LINK_PLATFORM_PARTNER_ID": PLATFORM_PARTNER_ID,
+            "LINK_EVENT_REPORT_GATE": GATE,
+            "WEBHOOK_TOKEN": TOKEN,
+            "REPORTS_DIR": str(tmp / "reports"),
+            "SIMULATOR_USERNAME": USERNAME,
+            "SIMULATOR_PASSWORD": PASSWORD,
+            "SIMULATOR_PLATFORM_ID": PLATFORM_ID,
+            "SIMULATOR_PLATFORM_PARTNER_ID": PLATFORM_PARTNER_ID,
+            "SIMULATOR_LEVEL": scenario.level,
+            "SIMULATOR_ENFORCE_LEVEL": "true",
+            "SIMULATOR_RESPONSE_DELAY_MS": str(args.delay_ms),
+            "SIMULATOR_RECORD_REQUESTS": "true",
+            "SIMULATOR_SEED": "7",
+        }
+        serve = processes.start(
+            "serve", dispatcher_command("serve", "--port", str(webhook_port)), env
+        )
+        wait_http(f"http://127.0.0.1:{webhook_port}/healthz", serve)
+        gate = f"{GATE}=http://127.0.0.1:{webhook_port}/webhooks/link/dlr?token={TOKEN}"
+        gates = ["--gate", gate] if args.callbacks else []
+        simulator = processes.start(
+            "simulate", dispatcher_command("simulate", "--port", str(simulator_port), *gates), env
+        )
+        wait_http(f"{simulator_url}/healthz", simulator)
+        if naive:
+            worker_env = env | {
+                "NAIVE_RATE_LIMIT": naive_rate,
+                "PYTHONPATH": os.pathsep.join(
+                    [str(ROOT / "bench"), str(ROOT), env.get("PYTHONPATH", "")]
+                ).rstrip(os.pathsep),
+            }
+            app = "naive_worker"
+        else:
+            worker_env, app = env, "workers"
+        for index in range(args.workers):
+            processes.start(
+                f"worker{index}", worker_command(app, index, args.concurrency), worker_env
+            )
+        processes.start("beat", beat_command(tmp / "beat-schedule"), env)
+        wait_workers(args.workers, processes)
+        figures.load = os.getloadavg()[0]
+        how = (
+            f"Celery rate_limit {naive_rate} per worker, no shared limiter"
+            if naive
+            else "shared Redis limiter"
+        )
+        print(
+            f"\n== {label}: {people:,} people at {scenario.level} ({scenario.rate} msg/s), "
+            f"{args.workers} workers x {args.concurrency} threads, {how}",
+            flush=True,
+        )
+        queued = subprocess.run(
+            dispatcher_command("run", str(folder), "--detach"),
+            env=env,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if queued.returncode != 0:
+            raise RuntimeError(f"dispatcher run failed:\n{queued.stdout}{queued.stderr}")
+        figures.note = follow(url, people, scenario, processes, args)
+        figures.factor = None if naive else limiter_factor()
+        stats = httpx.get(f"{simulator_url}/_simulator/stats", timeout=120).json()
+        recorded = httpx.get(f"{simulator_url}/_simulator/requests", timeout=300).json()
+        receipts = httpx.get(f"{simulator_url}/_simulator/receipts", timeout=300).json()
+        measure(figures, stats, recorded, receipts)
+    except Exception as exc:
+        failed = True
+        figures.note = f"error: {exc}".splitlines()[0][:200]
+        print(f"{label}: {exc}", file=sys.stderr)
+    finally:
+        processes.stop()
+        if failed or args.keep_logs:
+            print(processes.tails(), file=sys.stderr)
+        drop_database(url)
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(figures)
+    return figures
+
+
+def limiter_factor() -> float | None:
+    """The sender's share of its level in the shared limiter (lowered by rate-limit
+    signals), or None if it cannot be read."""
+    import redis
+
+    from dispatcher.throttle import Throttle
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return float(Throttle(client).factor(SOURCE))
+    except Exception:
+        return None
+    finally:
+        client.close()
+
+
+def follow(
+    url: str, people: int, scenario: Scenario, processes: Processes, args: argparse.Namespace
+) -> str:
+    """Wait until every person is submitted; '' then, else why it stopped waiting."""
+    timeout = args.timeout or max(120.0, 5 * people / scenario.rate + 60)
+    started = last_change = time.monotonic()
+    last = -1
+    while True:
+        processes.check()
+        state, error, submitted = campaign_progress(url)
+        now = time.monotonic()
+        if submitted >= people:
+            return ""
+        if state in ("failed", "cancelled"):
+            return f"campaign {state}: {error}"
+        if submitted != last:
+            last, last_change = submitted, now
+        if now - last_change > args.stall:
+            why = f"nothing submitted for {args.stall:.0f} s"
+        elif now - started > timeout:
+            why = f"timeout after {timeout:.0f} s"
+        else:
+            time.sleep(1.0)
+            continue
+        return f"{why}, {submitted:,} submitted; batches: {unsent_batches(url) or '-'}"
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def measure(
+    figures: Figures,
+    stats: dict[str, Any],
+    recorded: list[dict[str, Any]],
+    receipts: list[tuple[float, int]],
+) -> None:
+    """Everything from the simulator's books: its receipt log (time and messages of each
+    accepted request), per-second counts and request bodies."""
+    seconds: Counter[int] = Counter()
+    for buckets in stats["per_second"].values():
+        for second, count in buckets.items():
+            seconds[int(second)] += count
+    destinations: dict[str, int] = stats["destinations"]
+    figures.accepted = len(destinations)
+    figures.twice = sum(1 for n in destinations.values() if n > 1)
+    figures.rejected = stats["rejected_requests"] or None
+    figures.rate_limited = sum(stats["excess_over_level"].values())
+    sizes = [len(body["destinations"]) for body in recorded]
+    figures.requests = len(recorded)
+    figures.messages = sum(len(body["destinations"]) * len(body["messages"]) for body in recorded)
+    if sizes:
+        figures.per_request = (min(sizes), sum(sizes) / len(sizes), max(sizes))
+    if seconds:
+        figures.max_second = max(seconds.values())
+        figures.seconds_over = sum(1 for n in seconds.values() if n > figures.level)
+    if not receipts:
+        return
+    receipts = sorted((float(at), int(n)) for at, n in receipts)
+    first, last = receipts[0][0], receipts[-1][0]
+    figures.period = last - first
+    # Over the sending period: every message but the last request's, between the first
+    # receipt and the last (n messages over the n - 1 gaps' worth of time).
+    sent = sum(n for _, n in receipts) - receipts[-1][1]
+    figures.achieved = sent / figures.period if figures.period > 0 else float(sent)
+    figures.max_window, figures.windows_over = sliding(receipts, figures.level)
+
+
+def sliding(receipts: list[tuple[float, int]], level: int) -> tuple[int, int]:
+    """The most messages in any 1-second window (t - 1, t], and how many windows ending
+    at a receipt exceed ``level``."""
+    best = over = total = start = 0
+    for at, count in receipts:
+        total += count
+        while receipts[start][0] <= at - 1.0:
+            total -= receipts[start][1]
+            start += 1
+        best = max(best, total)
+        over += total > level
+    return best, over
+
+
+def report(f: Figures) -> None:
+    low, mean, high = f.per_request
+    lines = [
+        f"people accepted:            {f.accepted:,} of {f.people:,}"
+        + (f" ({f.twice:,} sent more than once)" if f.twice else ""),
+        f"requests:                   {f.requests:,}, destinations per request "
+        f"{low}..{high} (mean {mean:.1f}); messages {f.messages:,}",
+        f"sending period:             {f.period:.2f} s (first to last receipt)",
+        f"achieved:                   {f.achieved:,.1f} msg/s = {f.share:.1%} of {f.level} "
+        "over the sending period",
+        f"max messages in 1 s:        {f.max_window:,} in any sliding window "
+        f"({f.max_second:,} in a calendar second)",
+        f"windows over the level:     {f.windows_over} sliding, {f.seconds_over} calendar",
+        f"130429 failures:            {f.rate_limited:,} (simulator enforces the level)",
+    ]
+    factor = "n/a" if f.factor is None else f"{f.factor:.2f}"
+    lines.append(
+        f"context (not the simulator): load average {f.load:.1f} on {os.cpu_count()} cores "
+        f"before queueing; limiter rate factor after sending {factor}"
+    )
+    if f.rejected:
+        lines.append(f"requests refused:           {f.rejected}")
+    if f.note:
+        lines.append(f"note:                       {f.note}")
+    print("\n".join(lines), flush=True)
+
+
+def table(results: list[Figures]) -> None:
+    header = (
+        f"{'scenario':<22} {'run':<6} {'people':>15} {'period s':>8} {'msg/s':>8} "
+        f"{'% level':>8} {'max 1s':>7} {'over':>6} {'130429':>7}"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for f in results:
+        print(
+            f"{f.scenario:<22} {f.variant:<6} {f'{f.accepted:,}/{f.people:,}':>15} "
+            f"{f.period:>8.1f} {f.achieved:>8,.1f} {f.share:>8.1%} {f.max_window:>7,} "
+            f"{f.windows_over:>6} {f.rate_limited:>7,}"
+            + (f"  ({f.note.split(';')[0]})" if f.note else "")
+        )
+    print(
+        "max 1s / over: the busiest sliding 1-second window of the simulator's receipt log, "
+        "and how many windows went over the level"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--scenario",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of: {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every people count")
+    parser.add_argument("--naive", action="store_true", help="also run Celery's rate_limit")
+    parser.add_argument("--workers", type=int, default=4, help="Celery worker processes")
+    parser.add_argument("--concurrency", type=int, default=8, help="threads per worker")
+    parser.add_argument("--delay-ms", type=int, default=50, help="simulator response latency")
+    parser.add_argument(
+        "--timeout", type=float, default=0.0, help="seconds per run (default: 5x the ideal + 60)"
+    )
+    parser.add_argument(
+        "--stall", type=float, default=60.0, help="stop waiting after this long without a send"
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="print the processes' logs")
+    parser.add_argument(
+        "--callbacks",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="have the simulator post delivery reports to the webhook app (off: the send "
+        "path alone; bench/dlr_ingest.py measures the reports' path)",
+    )
+    args = parser.parse_args()
+    names = [name.strip() for name in args.scenario.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    # A plain kill stops the benchmark through its cleanup, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped by signal {signal.SIGTERM}"))
+    results = []
+    for name in names:
+        scenario = SCENARIOS[name]
+        people = max(1, round(scenario.people * args.scale))
+        results.append(run(scenario, people, naive=False, args=args))
+        if args.naive:
+            results.append(run(scenario, people, naive=True, args=args))
+    table(results)
+
+
+if __name__ == "__main__":
+    main()
