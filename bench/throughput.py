@@ -604,7 +604,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every people count")
     parser.add_argument("--naive", action="store_true", help="also run Celery's rate_limit")
     parser.add_argument("--workers", type=int, default=4, help="Celery worker processes")
-    parser.add_argument("--concurrency", type=int, default=8, help="threads per worker")
+    parser.add_argument("--concurrency", type=int, default=2, help="threads per worker")
     parser.add_argument("--delay-ms", type=int, default=50, help="simulator response latency")
     parser.add_argument(
         "--timeout", type=float, default=0.0, help="seconds per run (default: 5x the ideal + 60)"

@@ -47,6 +47,7 @@ from dispatcher.link.codes import QUEUED
 from dispatcher.link.models import Level, MessageRequest, MessageResponse, Priority
 from dispatcher.sending import Outcome, SendContext, _fail_campaign_of, _reject, build_request
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
+from dispatcher.throttle import Grant
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ CHUNK_BATCHES = 100
 MAX_IN_FLIGHT = 100
 #: A slice is at most this share of a second of the level.
 SLICES_PER_SECOND = 10
+#: Fresh slots taken when this process reached its slot too late, before it sends anyway.
+LATE_RETRIES = 5
 
 
 #: Broker priority of a campaign's send tasks (Redis: 0 is served first), from the
@@ -110,19 +113,35 @@ def send_many(
     for sender in _peek(ctx, batch_ids, claimer, outcomes):
         for part in _slices(sender.batches, sender.rate):
             ids = [batch_id for batch_id, _ in part]
+            weight = sum(w for _, w in part)
             try:
-                ctx.throttle.acquire(sender.source, sum(w for _, w in part), sender.rate)
+                # Reserve, claim while the slot approaches, then leave on time.
+                grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
+                claimed = _claim(ctx, ids, claimer, outcomes)
+                if not claimed:
+                    continue
+                _on_time(ctx, grant, sender, weight)
             except StorageError as exc:
                 log.warning("batches of %s: %s", sender.source[:4], exc)
                 outcomes.update(dict.fromkeys(ids, Outcome.RETRY))
-                continue
-            claimed = _claim(ctx, ids, claimer, outcomes)
-            if not claimed:
                 continue
             results = fanout.send_all([c.request for c in claimed.values()])
             _settle(ctx, sender.source, dict(zip(claimed, results, strict=True)), claimed,
                     outcomes)  # fmt: skip
     return outcomes
+
+
+def _on_time(ctx: SendContext, grant: Grant, sender: _Sender, weight: int) -> None:
+    """Wait for the slot; if this process got there late (a busy machine, a slow claim),
+    the slot is given up and a fresh one taken: a request leaving well after its slot
+    could meet the next slot's requests in one second at LINK."""
+    tolerance = ctx.throttle.margin_seconds / 2
+    for _ in range(LATE_RETRIES):
+        if ctx.throttle.wait(grant) <= tolerance:
+            return
+        grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
+    log.warning("batches of %s: still late for the slot after %d tries; sending",
+                sender.source[:4], LATE_RETRIES)  # fmt: skip
 
 
 def chunks(batch_ids: Sequence[str], size: int = CHUNK_BATCHES) -> Iterator[list[str]]:

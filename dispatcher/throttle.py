@@ -37,10 +37,12 @@ RECOVERY_PER_SECOND = 0.01
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A reserved slot: when it starts (Redis clock) and how long the caller waited."""
+    """A reserved slot: when it starts (Redis clock) and how long the caller waited;
+    ``starts`` is the same moment on this process's monotonic clock."""
 
     at_seconds: float
     waited_seconds: float
+    starts: float = 0.0
 
 
 class Throttle:
@@ -70,6 +72,25 @@ class Throttle:
 
     def acquire(self, sender: str, weight: int, rate_per_second: int) -> Grant:
         """Reserve ``weight`` messages for ``sender`` and sleep until the slot starts."""
+        grant = self.reserve(sender, weight, rate_per_second)
+        self.wait(grant)
+        return grant
+
+    def wait(self, grant: Grant) -> float:
+        """Sleep until the slot starts; returns how late we are past it (seconds)."""
+        ahead = grant.starts - time.monotonic()
+        if ahead > 0:
+            self._sleep(ahead)
+        return max(0.0, time.monotonic() - grant.starts)
+
+    @property
+    def margin_seconds(self) -> float:
+        return self._window_us / 1_000_000 - WINDOW_SECONDS
+
+    def reserve(self, sender: str, weight: int, rate_per_second: int) -> Grant:
+        """Reserve ``weight`` messages for ``sender`` without waiting for the slot (only
+        while the queue is longer than a reservation may reach ahead): work can be
+        done before it starts (``wait``)."""
         if weight < 1:
             raise ValueError("weight must be at least 1")
         if weight > rate_per_second:
@@ -80,6 +101,7 @@ class Throttle:
         keys = self._keys(sender)
         waited = 0.0
         while True:
+            asked = time.monotonic()
             try:
                 granted, wait_us, at_us = self._script(
                     keys=keys,
@@ -95,9 +117,11 @@ class Throttle:
                 raise StorageError(f"rate limiter unavailable: {exc}") from exc
             wait = int(wait_us) / 1_000_000
             if granted:
-                if wait > 0:
-                    self._sleep(wait)
-                return Grant(at_seconds=int(at_us) / 1_000_000, waited_seconds=waited + wait)
+                return Grant(
+                    at_seconds=int(at_us) / 1_000_000,
+                    waited_seconds=waited + wait,
+                    starts=asked + wait,
+                )
             # The queue is longer than we may reserve ahead: come back when it is not.
             pause = wait - self._max_wait_us / 1_000_000 / 2
             self._sleep(pause)
