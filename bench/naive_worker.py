@@ -98,3 +98,12 @@ def sweep_reports() -> int:
 @app.task(name="workers.tasks.resend_due")
 def resend_due() -> int:
     return int(project.resend_due.run())
+
+
+@app.task(name="workers.tasks.send_batches")
+def send_batches(batch_ids: list[str], campaign_id: int | None = None) -> int:
+    """The project hands batches out in chunks; here each becomes one rate-limited task,
+    as a dispatcher built on Celery's ``rate_limit`` would queue them."""
+    for batch_id in batch_ids:
+        send_batch.apply_async(kwargs={"batch_id": batch_id, "campaign_id": campaign_id})
+    return len(batch_ids)
