@@ -164,13 +164,30 @@ def _run_embedded(settings: Settings, loaded: Any, timeout: float) -> None:
             stack.db,
             campaign_id,
             timeout,
-            extra_done=lambda: stack.callbacks_pending() == 0,
+            extra_done=lambda: stack.callbacks_pending() == 0 and _reports_applied(stack.db),
             alive=lambda: (
                 None
                 if stack.worker_alive
                 else f"the embedded worker stopped; see {stack.worker_log}"
             ),
         )
+
+
+def _reports_applied(db: Database) -> bool:
+    """No report stored in the last half minute waits for the applier (the summary
+    counts them all; an older one that cannot be applied is the sweep's, not ours)."""
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher.db import DeliveryReport
+
+    since = datetime.now(UTC) - timedelta(seconds=30)
+    with db.session() as session:
+        waiting = session.scalar(
+            select(DeliveryReport.id)
+            .where(DeliveryReport.state == "received", DeliveryReport.received_at >= since)
+            .limit(1)
+        )
+    return waiting is None
 
 
 def _enqueue_prepare(campaign_id: int) -> None:

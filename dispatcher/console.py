@@ -65,6 +65,8 @@ def follow(
             # only for a resend planned later (the periodic task sends it when due).
             idle = current.state == "sending" and current.unsettled == current.awaiting_resend
             if (current.finished or (idle and current.awaiting_resend)) and extra_done():
+                with db.session() as session:  # what the last reports changed
+                    current = progress_mod.progress(session, campaign_id) or current
                 break
             problem = alive()
             if problem:

@@ -30,7 +30,6 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from dispatcher import tracking
 from dispatcher.campaign import CampaignSpec
 from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.dbutil import among, update_by_id
@@ -45,7 +44,14 @@ from dispatcher.errors import (
 from dispatcher.link.client import ConcurrentSender, LinkClient
 from dispatcher.link.codes import QUEUED
 from dispatcher.link.models import Level, MessageRequest, MessageResponse, Priority
-from dispatcher.sending import Outcome, SendContext, _fail_campaign_of, _reject, build_request
+from dispatcher.sending import (
+    Outcome,
+    SendContext,
+    _fail_campaign_of,
+    _reject,
+    apply_waiting,
+    build_request,
+)
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
 from dispatcher.throttle import Grant
 
@@ -216,8 +222,7 @@ def _peek(
     for batch_id in batch_ids:
         outcomes.setdefault(batch_id, Outcome.SKIPPED)  # unknown ids
     if redelivered:
-        with ctx.db.session() as session:
-            tracking.apply_waiting_many(session, redelivered)
+        apply_waiting(ctx, redelivered)
     return list(senders.values())
 
 
@@ -373,9 +378,7 @@ def _settle(
             _fail_campaign_of(ctx.db, batch_id, f"LINK refused our credentials: {error}")
     settled = list(answered) + doubt
     if settled:
-        # Reports that raced ahead of these commits were parked as unmatched.
-        with ctx.db.session() as session:
-            tracking.apply_waiting_many(session, settled)
+        apply_waiting(ctx, settled)  # reports that raced ahead of these commits
 
 
 def _record(

@@ -86,16 +86,31 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
     except LinkInDoubtError as exc:
         _set_state(ctx.db, batch_id, BatchState.IN_DOUBT, str(exc), exc.result_code)
         # Reports that came before we gave up waiting can settle its messages now.
-        with ctx.db.session() as session:
-            tracking.apply_waiting(session, batch_id)
+        apply_waiting(ctx, [batch_id])
         return Outcome.IN_DOUBT
     except (LinkRequestError, LinkAuthError) as exc:
         _reject(ctx.db, batch_id, exc)
         if isinstance(exc, LinkAuthError):
             _fail_campaign_of(ctx.db, batch_id, f"LINK refused our credentials: {exc}")
         return Outcome.REJECTED
-    _record(ctx.db, batch_id, response, spec_validity)
+    slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity))
     return Outcome.SUBMITTED
+
+
+def apply_waiting(ctx: SendContext, batch_ids: list[str]) -> None:
+    """Apply the reports that reached us before these batches' messageIds were stored;
+    rate-limit errors among them slow the sender down, as the applier's would."""
+    with ctx.db.session() as session:
+        tracking.apply_waiting_many(session, batch_ids)
+        limited = tracking.rate_limited_senders(session)
+    slow_down(ctx, limited)
+
+
+def slow_down(ctx: SendContext, senders: set[str]) -> None:
+    """Senders that met Meta's rate limit: lower their rate in the shared limiter."""
+    for sender in senders:
+        with contextlib.suppress(StorageError):
+            ctx.throttle.penalise(sender)
 
 
 def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int] | Outcome:
@@ -310,8 +325,10 @@ def _record(
     batch_id: str,
     response: MessageResponse,
     validity: timedelta = timedelta(minutes=LINK_DEFAULT_VALIDITY_MINUTES),
-) -> None:
-    """Store each messageId on its message (ids mirror the destinations' order)."""
+) -> set[str]:
+    """Store each messageId on its message (ids mirror the destinations' order), then
+    apply the reports that raced ahead of this commit (parked as unmatched); returns
+    the senders rate-limited among them."""
     now = datetime.now(UTC)
     with db.session() as session:
         session.execute(
@@ -345,6 +362,6 @@ def _record(
                 expires_at=func.coalesce(Message.expires_at, now + validity),
             )
         )
-    # Reports that raced ahead of this commit were parked as unmatched: apply them now.
     with db.session() as session:
         tracking.apply_waiting(session, batch_id)
+        return tracking.rate_limited_senders(session)
