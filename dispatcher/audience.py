@@ -191,10 +191,6 @@ class Audience:
             else:
                 first.append(add_row(i for i in outcome if i))
 
-    def identifiers(self) -> list[str]:
-        """Every identifier of the audience (for the identity book and suppressions)."""
-        return list(self.graph.number)
-
     def check_unchanged(self) -> None:
         """Refuse files changed since the first pass (checked again as each is read)."""
         for path, stamp in zip(self.files, self._stamps, strict=True):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.campaign import CampaignSpec
@@ -51,8 +51,9 @@ from dispatcher.sending import (
     _reject,
     apply_waiting,
     build_request,
+    submitted,
 )
-from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
+from dispatcher.status import BatchState, CampaignState, MessageStatus
 from dispatcher.throttle import Grant
 
 log = logging.getLogger(__name__)
@@ -412,16 +413,7 @@ def _record(
         by_validity.setdefault(claimed[batch_id].validity, []).extend(claimed[batch_id].message_ids)
     for validity, ids in by_validity.items():
         session.execute(
-            update(Message)
-            .where(among(session, Message.id, ids))
-            .values(
-                status=case(
-                    (Message.status.in_(predecessors(MessageStatus.SUBMITTED)), "submitted"),
-                    else_=Message.status,
-                ),
-                submitted_at=now,
-                expires_at=func.coalesce(Message.expires_at, now + validity),
-            )
+            update(Message).where(among(session, Message.id, ids)).values(submitted(now, validity))
         )
 
 

@@ -12,7 +12,7 @@ a million-row list costs about 150 bytes per identifier, not a Python object per
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -112,23 +112,13 @@ class IdentityGraph:
         for identifier, key in book.items():
             self.union(self.add(identifier), self.add(_BOOK + key))
 
-    def alone(self, root: int) -> bool:
-        """True when ``root`` is a person of one identifier the book does not know."""
-        if self._members is None or len(self._members) != len(self.names):
-            self._index_members()
-        assert self._members is not None
-        return self._members[root] == -1 and not self.names[root].startswith(_BOOK)
-
     def describe(
         self, root: int, send_to: SendTo = "phone", *, phones_only: bool = False
     ) -> tuple[str, str, list[str]] | None:
         """``(key, destination, identifiers)`` of the person ``root`` stands for, in
         one walk of its list (a million people go through here); with ``phones_only``
         its phone numbers alone, or None when it has none."""
-        if self._members is None or len(self._members) != len(self.names):
-            self._index_members()
-        following, names = self._members, self.names
-        assert following is not None
+        following, names = self._following(), self.names
         if following[root] == -1:  # most people: one identifier
             name = names[root]
             if name.startswith(_BOOK) or (phones_only and name[0] != "+"):
@@ -153,34 +143,13 @@ class IdentityGraph:
         destination = next(kinds[i][0] for i in _ORDER[send_to] if kinds[i])
         return key or destination, destination, [*kinds[0], *kinds[1], *kinds[2]]
 
-    def members(self, root: int) -> Iterator[str]:
-        """Every identifier of the person ``root`` stands for, in order of appearance."""
+    def _following(self) -> array[int]:
+        """Each person's identifiers threaded into a list from its root (built again
+        once identifiers were added or merged since)."""
         if self._members is None or len(self._members) != len(self.names):
             self._index_members()
         assert self._members is not None
-        number = root
-        while number != -1:
-            name = self.names[number]
-            if not name.startswith(_BOOK):
-                yield name
-            number = self._members[number]
-
-    def book_key(self, root: int) -> str | None:
-        """The identity book's key for this person, when the book knows it."""
-        for number in self._chain(root):
-            name = self.names[number]
-            if name.startswith(_BOOK):
-                return name[len(_BOOK) :]
-        return None
-
-    def _chain(self, root: int) -> Iterator[int]:
-        if self._members is None or len(self._members) != len(self.names):
-            self._index_members()
-        assert self._members is not None
-        number = root
-        while number != -1:
-            yield number
-            number = self._members[number]
+        return self._members
 
     def _index_members(self) -> None:
         """Thread each person's identifiers into a linked list starting at its root
@@ -198,15 +167,12 @@ class IdentityGraph:
 
 def person_of(graph: IdentityGraph, root: int, first: Row, send_to: SendTo = "phone") -> Person:
     """The ``Person`` that ``root`` stands for, with ``first`` as its data row."""
-    if graph.alone(root):  # most people: one identifier, nothing in the book
-        name = graph.names[root]
-        person = Person(key=name, first=first, send_to=send_to)
-        person.bucket(name).append(name)
-        return person
-    person = Person(key="", first=first, send_to=send_to)
-    for identifier in graph.members(root):
-        person.bucket(identifier).append(identifier)  # members are distinct
-    person.key = graph.book_key(root) or person.destination
+    described = graph.describe(root, send_to)
+    assert described is not None  # a row's root is one of its identifiers
+    key, _, identifiers = described
+    person = Person(key=key, first=first, send_to=send_to)
+    for identifier in identifiers:
+        person.bucket(identifier).append(identifier)
     return person
 
 

@@ -320,6 +320,19 @@ def _fail_campaign_of(db: Database, batch_id: str, error: str) -> None:
         )
 
 
+def submitted(now: datetime, validity: timedelta) -> dict[str, Any]:
+    """Message columns once LINK accepted the request: ``submitted`` unless a report
+    already moved it further, and a validity counted from the first submission."""
+    return {
+        "status": case(
+            (Message.status.in_(predecessors(MessageStatus.SUBMITTED)), "submitted"),
+            else_=Message.status,
+        ),
+        "submitted_at": now,
+        "expires_at": func.coalesce(Message.expires_at, now + validity),
+    }
+
+
 def _record(
     db: Database,
     batch_id: str,
@@ -350,18 +363,7 @@ def _record(
         ]
         session.execute(update(Message), rows)
         in_request = (Message.batch_id == batch_id) & Message.position.is_not(None)
-        session.execute(
-            update(Message)
-            .where(in_request)
-            .values(
-                status=case(
-                    (Message.status.in_(predecessors(MessageStatus.SUBMITTED)), "submitted"),
-                    else_=Message.status,
-                ),
-                submitted_at=now,
-                expires_at=func.coalesce(Message.expires_at, now + validity),
-            )
-        )
+        session.execute(update(Message).where(in_request).values(submitted(now, validity)))
     with db.session() as session:
         tracking.apply_waiting(session, batch_id)
         return tracking.rate_limited_senders(session)

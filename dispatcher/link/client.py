@@ -83,12 +83,8 @@ class LinkClient:
         """``POST /messages``; returns the MessageResponse with one id per destination."""
         try:
             response = self._http.post("/messages", json=request.to_wire())
-        except _NOTHING_SENT as exc:
-            raise LinkTransientError(f"LINK unreachable: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
-            raise LinkInDoubtError(
-                f"no answer to refId {request.ref_id}: {type(exc).__name__}"
-            ) from exc
+            raise _unanswered(request, exc) from exc
         return _answer(request, response)
 
     def concurrent(self, max_connections: int = 200) -> ConcurrentSender:
@@ -137,6 +133,13 @@ class LinkClient:
             return PhoneNumberInfo.model_validate(response.json())
         except (ValueError, ValidationError) as exc:
             raise LinkRequestError("unreadable phone number info", http_status=200) from exc
+
+
+def _unanswered(request: MessageRequest, exc: httpx.HTTPError) -> LinkError:
+    """No answer: nothing left our side (safe to retry), or maybe queued (in doubt)."""
+    if isinstance(exc, _NOTHING_SENT):
+        return LinkTransientError(f"LINK unreachable: {type(exc).__name__}")
+    return LinkInDoubtError(f"no answer to refId {request.ref_id}: {type(exc).__name__}")
 
 
 def _answer(request: MessageRequest, response: httpx.Response) -> MessageResponse:
@@ -193,12 +196,8 @@ class ConcurrentSender:
     async def send(self, request: MessageRequest) -> MessageResponse:
         try:
             response = await self._http.post("/messages", json=request.to_wire())
-        except _NOTHING_SENT as exc:
-            raise LinkTransientError(f"LINK unreachable: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
-            raise LinkInDoubtError(
-                f"no answer to refId {request.ref_id}: {type(exc).__name__}"
-            ) from exc
+            raise _unanswered(request, exc) from exc
         return _answer(request, response)
 
     async def send_all(self, requests: list[MessageRequest]) -> list[MessageResponse | LinkError]:
