@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -436,6 +437,10 @@ def run(scenario: Scenario, people: int, naive: bool, args: argparse.Namespace) 
         stats = httpx.get(f"{simulator_url}/_simulator/stats", timeout=120).json()
         recorded = httpx.get(f"{simulator_url}/_simulator/requests", timeout=300).json()
         receipts = httpx.get(f"{simulator_url}/_simulator/receipts", timeout=300).json()
+        if args.save_receipts:
+            args.save_receipts.mkdir(parents=True, exist_ok=True)
+            kind = "naive" if naive else "ours"
+            (args.save_receipts / f"{scenario.name}-{kind}.json").write_text(json.dumps(receipts))
         measure(figures, stats, recorded, receipts)
     except Exception as exc:
         failed = True
@@ -613,6 +618,9 @@ def main() -> None:
         "--stall", type=float, default=60.0, help="stop waiting after this long without a send"
     )
     parser.add_argument("--keep-logs", action="store_true", help="print the processes' logs")
+    parser.add_argument(
+        "--save-receipts", type=Path, help="folder to write each run's receipt log to (JSON)"
+    )
     parser.add_argument(
         "--callbacks",
         action=argparse.BooleanOptionalAction,

@@ -9,8 +9,8 @@ request make 80 a second), so a task takes a chunk of batches and, slice by slic
 2. claims the slice in one transaction, committed before any request leaves, with the
    same crash rule as ``sending.send_batch``: a batch this task delivery finds already
    claimed by itself was in flight when its worker died, and goes ``in_doubt``;
-3. posts every request of the slice concurrently (httpx's asyncio client, pooled
-   connections);
+3. posts the slice's requests concurrently (aiohttp, pooled connections), spread
+   evenly over the slice's share of the second as the limiter paced it;
 4. records the answers in one transaction.
 
 Requests that found LINK unreachable are handed back (``Outcome.RETRY``) for the
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,8 +91,20 @@ class Fanout:
         self._loop = asyncio.new_event_loop()
         self._sender: ConcurrentSender = client.concurrent(max_connections)
 
-    def send_all(self, requests: list[MessageRequest]) -> list[MessageResponse | LinkError]:
-        return self._loop.run_until_complete(self._sender.send_all(requests))
+    def send_all(
+        self, requests: list[MessageRequest], grant: Grant | None = None
+    ) -> list[MessageResponse | LinkError]:
+        """Post the requests concurrently, request ``i`` at the grant's start plus the
+        messages before it times the grant's spacing: a slice goes out as the even
+        stream the limiter granted, not as one burst at its start."""
+        start = grant.starts if grant else 0.0
+        spacing = grant.spacing if grant else 0.0
+        now = time.monotonic()
+        delays, before = [], 0
+        for request in requests:
+            delays.append(start + before * spacing - now)
+            before += len(request.destinations) * len(request.messages)
+        return self._loop.run_until_complete(self._sender.send_all(requests, delays))
 
     def close(self) -> None:
         self._loop.run_until_complete(self._sender.aclose())
@@ -127,28 +140,29 @@ def send_many(
                 claimed = _claim(ctx, ids, claimer, outcomes)
                 if not claimed:
                     continue
-                _on_time(ctx, grant, sender, weight)
+                grant = _on_time(ctx, grant, sender, weight)
             except StorageError as exc:
                 log.warning("batches of %s: %s", sender.source[:4], exc)
                 outcomes.update(dict.fromkeys(ids, Outcome.RETRY))
                 continue
-            results = fanout.send_all([c.request for c in claimed.values()])
+            results = fanout.send_all([c.request for c in claimed.values()], grant)
             _settle(ctx, sender.source, dict(zip(claimed, results, strict=True)), claimed,
                     outcomes)  # fmt: skip
     return outcomes
 
 
-def _on_time(ctx: SendContext, grant: Grant, sender: _Sender, weight: int) -> None:
+def _on_time(ctx: SendContext, grant: Grant, sender: _Sender, weight: int) -> Grant:
     """Wait for the slot; if this process got there late (a busy machine, a slow claim),
     the slot is given up and a fresh one taken: a request leaving well after its slot
-    could meet the next slot's requests in one second at LINK."""
+    could meet the next slot's requests in one second at LINK. Returns the slot used."""
     tolerance = ctx.throttle.margin_seconds / 2
     for _ in range(LATE_RETRIES):
         if ctx.throttle.wait(grant) <= tolerance:
-            return
+            return grant
         grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
     log.warning("batches of %s: still late for the slot after %d tries; sending",
                 sender.source[:4], LATE_RETRIES)  # fmt: skip
+    return grant
 
 
 def chunks(batch_ids: Sequence[str], size: int = CHUNK_BATCHES) -> Iterator[list[str]]:

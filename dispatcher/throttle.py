@@ -3,7 +3,8 @@
 Celery's ``rate_limit`` is per worker process, so N workers would send N times the
 sender's level. Here one Lua script (``throttle.lua``, documented there) keeps a
 sliding log of grants per sender: no 1-second window ever holds more than the level,
-and callers sleep until their reserved slot instead of failing.
+grants come evenly paced, and callers sleep until their reserved slot instead of
+failing.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ RECOVERY_PER_SECOND = 0.01
 @dataclass(frozen=True, slots=True)
 class Grant:
     """A reserved slot: when it starts (Redis clock) and how long the caller waited;
-    ``starts`` is the same moment on this process's monotonic clock."""
+    ``starts`` is the same moment on this process's monotonic clock. ``spacing`` is one
+    message's share of the window at the rate in force: a grant of several requests may
+    spread them, request ``i`` leaving after the weight before it times ``spacing``."""
 
     at_seconds: float
     waited_seconds: float
     starts: float = 0.0
+    spacing: float = 0.0
 
 
 class Throttle:
@@ -103,7 +107,7 @@ class Throttle:
         while True:
             asked = time.monotonic()
             try:
-                granted, wait_us, at_us = self._script(
+                granted, wait_us, at_us, spacing_us = self._script(
                     keys=keys,
                     args=[
                         rate_per_second,
@@ -121,6 +125,7 @@ class Throttle:
                     at_seconds=int(at_us) / 1_000_000,
                     waited_seconds=waited + wait,
                     starts=asked + wait,
+                    spacing=int(spacing_us) / 1_000_000,
                 )
             # The queue is longer than we may reserve ahead: come back when it is not.
             pause = wait - self._max_wait_us / 1_000_000 / 2

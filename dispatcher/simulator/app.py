@@ -78,8 +78,9 @@ async def send_messages(request: Request) -> Response:
     code = simulator.auth.check(request.headers.get("authorization"))
     if code is not None:
         return _refuse(simulator, code)
+    raw = await request.body()
     try:
-        body = json.loads(await request.body())
+        body = json.loads(raw)
     except (ValueError, RecursionError):
         return _refuse(simulator, INVALID_PAYLOAD, "request body is not valid JSON")
     try:
@@ -94,7 +95,7 @@ async def send_messages(request: Request) -> Response:
         return _refuse(simulator, SERVER_ERROR)
     message_ids = simulator.accept(parsed)
     if simulator.config.record_requests:
-        simulator.recorded.append(body)
+        simulator.recorded.append(raw)  # one object, not a tree of them: see core
         simulator.receipts.append((time.time(), len(parsed.destinations) * len(parsed.messages)))
     if simulator.config.response_delay_ms:
         # Accepted first, answered late: what a client sees when its read timeout fires after
@@ -155,7 +156,7 @@ async def stats(request: Request) -> Response:
 
 async def recorded_requests(request: Request) -> Response:
     """Every accepted MessageRequest body, when ``record_requests`` is on."""
-    return JSONResponse(_simulator(request).recorded)
+    return JSONResponse([json.loads(raw) for raw in _simulator(request).recorded])
 
 
 async def receipts(request: Request) -> Response:

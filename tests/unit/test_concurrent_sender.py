@@ -1,0 +1,127 @@
+"""The fan-out's aiohttp sender: the same answers and the same sent / in-doubt split as
+the one-at-a-time client, against real sockets on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from dispatcher.errors import LinkError, LinkInDoubtError, LinkRequestError, LinkTransientError
+from dispatcher.link import LinkCredentials, MessageRequest
+from dispatcher.link.client import ConcurrentSender
+from dispatcher.link.models import MessageResponse
+
+REQUEST = MessageRequest(
+    platform_id="PID",
+    platform_partner_id="42",
+    ref_id="c1-b000001",
+    source="+4790000000",
+    destinations=["+4791234567", "NO.123"],
+    messages=[{"type": "text", "text": {"body": "hi"}}],
+)
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def answering(status: int, body: bytes, seen: list[bytes] | None = None) -> Handler:
+    """A server that reads one request and answers it."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )  # fmt: skip
+        payload = await reader.readexactly(length)
+        if seen is not None:
+            seen.extend([head, payload])
+        writer.write(
+            b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (status, len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    return handle
+
+
+async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the whole request, then drops the connection: LINK may have queued it."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+
+
+async def send_to(handler: Handler | None, *, timeout: float = 5.0) -> MessageResponse | LinkError:
+    if handler is None:  # nobody listening
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = None
+    else:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    creds = LinkCredentials(f"http://127.0.0.1:{port}/wa", "user", "secret-password", "PID", "42")
+    sender = ConcurrentSender(
+        creds, timeout_seconds=timeout, connect_seconds=timeout, max_connections=4
+    )
+    try:
+        [result] = await sender.send_all([REQUEST])
+        return result
+    finally:
+        await sender.aclose()
+        if server is not None:
+            server.close()
+
+
+def test_posts_the_wire_form_with_basic_auth_and_returns_ids_in_order() -> None:
+    seen: list[bytes] = []
+    body = json.dumps({"resultCode": 112001, "description": "q", "messageIds": ["a", "b"]})
+    result = asyncio.run(send_to(answering(200, body.encode(), seen)))
+    assert isinstance(result, MessageResponse) and result.message_ids == ["a", "b"]
+    head, payload = seen
+    assert head.startswith(b"POST /wa/messages HTTP/1.1")
+    assert b"Basic " + base64.b64encode(b"user:secret-password") in head
+    assert json.loads(payload) == REQUEST.to_wire()
+
+
+def test_nobody_listening_sent_nothing() -> None:
+    result = asyncio.run(send_to(None))
+    assert isinstance(result, LinkTransientError)
+
+
+def test_a_dropped_connection_after_the_request_left_is_in_doubt() -> None:
+    result = asyncio.run(send_to(hang_up))
+    assert isinstance(result, LinkInDoubtError) and "c1-b000001" in str(result)
+
+
+def test_no_answer_in_time_is_in_doubt() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.sleep(2)
+        finally:
+            writer.close()
+
+    result = asyncio.run(send_to(silent, timeout=0.3))
+    assert isinstance(result, LinkInDoubtError)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (503, b"", LinkTransientError),  # not processed
+        (429, b"", LinkTransientError),
+        (502, b"<html>bad gateway</html>", LinkInDoubtError),  # a proxy gave up
+        (200, b"not json", LinkInDoubtError),
+        (200, b'{"resultCode": 112001, "messageIds": ["a"]}', LinkInDoubtError),  # 1 of 2
+        (400, b'{"resultCode": 112402, "description": "bad request"}', LinkRequestError),
+    ],
+)
+def test_answers_map_as_for_the_one_at_a_time_client(
+    status: int, body: bytes, expected: type[LinkError]
+) -> None:
+    result = asyncio.run(send_to(answering(status, body)))
+    assert type(result) is expected, result
