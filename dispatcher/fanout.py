@@ -65,6 +65,8 @@ CHUNK_BATCHES = 100
 MAX_IN_FLIGHT = 100
 #: A slice is at most this share of a second of the level.
 SLICES_PER_SECOND = 10
+#: Campaign specs a process keeps parsed.
+SPECS_KEPT = 64
 #: Fresh slots taken when this process reached its slot too late, before it sends anyway.
 LATE_RETRIES = 5
 
@@ -90,25 +92,68 @@ class Fanout:
     def __init__(self, client: LinkClient, max_connections: int = MAX_IN_FLIGHT) -> None:
         self._loop = asyncio.new_event_loop()
         self._sender: ConcurrentSender = client.concurrent(max_connections)
+        self._specs: dict[int, CampaignSpec] = {}
+
+    def spec(self, session: Session, campaign_id: int) -> CampaignSpec:
+        """A campaign's spec, read and validated once per process: it never changes
+        after the campaign is created, and a slice would otherwise parse it per batch."""
+        spec = self._specs.get(campaign_id)
+        if spec is None:
+            if len(self._specs) >= SPECS_KEPT:
+                self._specs.clear()
+            raw = session.scalar(select(Campaign.spec).where(Campaign.id == campaign_id))
+            spec = self._specs[campaign_id] = CampaignSpec.model_validate(raw)
+        return spec
 
     def send_all(
-        self, requests: list[MessageRequest], grant: Grant | None = None
-    ) -> list[MessageResponse | LinkError]:
+        self, requests: list[MessageRequest], grant: Grant, late_after: float | None = None
+    ) -> list[MessageResponse | LinkError | Late]:
         """Post the requests concurrently, request ``i`` at the grant's start plus the
         messages before it times the grant's spacing: a slice goes out as the even
-        stream the limiter granted, not as one burst at its start."""
-        start = grant.starts if grant else 0.0
-        spacing = grant.spacing if grant else 0.0
-        now = time.monotonic()
-        delays, before = [], 0
+        stream the limiter granted, not as one burst at its start.
+
+        A request that could only leave more than ``late_after`` seconds after its time
+        (this process was stopped or starved meanwhile) does not leave: it is ``Late``.
+        Sent anyway, the stragglers of a stall go out together with the next slots'
+        requests, and that second at LINK carries more than the level.
+        """
+        dues, before = [], 0
         for request in requests:
-            delays.append(start + before * spacing - now)
-            before += len(request.destinations) * len(request.messages)
-        return self._loop.run_until_complete(self._sender.send_all(requests, delays))
+            dues.append(grant.starts + before * grant.spacing)
+            before += weight_of(request)
+        return self._loop.run_until_complete(self._all(requests, dues, late_after))
+
+    async def _all(
+        self, requests: list[MessageRequest], dues: list[float], late_after: float | None
+    ) -> list[MessageResponse | LinkError | Late]:
+        paced = (self._paced(r, due, late_after) for r, due in zip(requests, dues, strict=True))
+        return list(await asyncio.gather(*paced))
+
+    async def _paced(
+        self, request: MessageRequest, due: float, late_after: float | None
+    ) -> MessageResponse | LinkError | Late:
+        ahead = due - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        if late_after is not None and time.monotonic() - due > late_after:
+            return Late()
+        try:
+            return await self._sender.send(request)
+        except LinkError as exc:
+            return exc
 
     def close(self) -> None:
         self._loop.run_until_complete(self._sender.aclose())
         self._loop.close()
+
+
+class Late:
+    """A request that missed its slot and was kept back (``Fanout.send_all``)."""
+
+
+def weight_of(request: MessageRequest) -> int:
+    """What a request costs in the limiter: Meta counts every message."""
+    return len(request.destinations) * len(request.messages)
 
 
 @dataclass(slots=True)
@@ -123,6 +168,7 @@ class _Sender:
     source: str
     rate: int
     batches: list[tuple[str, int]] = field(default_factory=list)  # (batch id, weight)
+    payloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # read once, by _peek
 
 
 def send_many(
@@ -137,18 +183,48 @@ def send_many(
             try:
                 # Reserve, claim while the slot approaches, then leave on time.
                 grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
-                claimed = _claim(ctx, ids, claimer, outcomes)
+                claimed = _claim(ctx, fanout, sender, ids, claimer, outcomes)
                 if not claimed:
                     continue
                 grant = _on_time(ctx, grant, sender, weight)
+                results = _send_paced(ctx, fanout, sender, grant, claimed)
             except StorageError as exc:
                 log.warning("batches of %s: %s", sender.source[:4], exc)
                 outcomes.update(dict.fromkeys(ids, Outcome.RETRY))
                 continue
-            results = fanout.send_all([c.request for c in claimed.values()], grant)
             _settle(ctx, sender.source, dict(zip(claimed, results, strict=True)), claimed,
                     outcomes)  # fmt: skip
     return outcomes
+
+
+def _send_paced(
+    ctx: SendContext,
+    fanout: Fanout,
+    sender: _Sender,
+    grant: Grant,
+    claimed: dict[str, _Claimed],
+) -> list[MessageResponse | LinkError]:
+    """Send a claimed slice as paced; requests that missed their time take fresh slots
+    (the last try sends whatever is left, as ``_on_time`` does)."""
+    results: dict[str, MessageResponse | LinkError] = {}
+    waiting = list(claimed)
+    tolerance = ctx.throttle.margin_seconds / 2
+    for attempt in range(LATE_RETRIES + 1):
+        late_after = tolerance if attempt < LATE_RETRIES else None
+        answers = fanout.send_all([claimed[b].request for b in waiting], grant, late_after)
+        late = []
+        for batch_id, answer in zip(waiting, answers, strict=True):
+            if isinstance(answer, Late):
+                late.append(batch_id)
+            else:
+                results[batch_id] = answer
+        if not late:
+            break
+        waiting = late
+        weight = sum(weight_of(claimed[b].request) for b in waiting)
+        grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
+        ctx.throttle.wait(grant)
+    return [results[b] for b in claimed]
 
 
 def _on_time(ctx: SendContext, grant: Grant, sender: _Sender, weight: int) -> Grant:
@@ -234,6 +310,7 @@ def _peek(
             rate = row.rate_per_second or Level.STANDARD.messages_per_second
             sender = senders.setdefault(f"{row.source}/{rate}", _Sender(row.source, rate))
             sender.batches.append((row.id, min(rate, row.size * len(row.payload["messages"]))))
+            sender.payloads[row.id] = row.payload
     for batch_id in batch_ids:
         outcomes.setdefault(batch_id, Outcome.SKIPPED)  # unknown ids
     if redelivered:
@@ -242,7 +319,12 @@ def _peek(
 
 
 def _claim(
-    ctx: SendContext, batch_ids: list[str], claimer: str, outcomes: dict[str, Outcome]
+    ctx: SendContext,
+    fanout: Fanout,
+    sender: _Sender,
+    batch_ids: list[str],
+    claimer: str,
+    outcomes: dict[str, Outcome],
 ) -> dict[str, _Claimed]:
     """Claim a slice and build its requests, in one committed transaction."""
     now = datetime.now(UTC)
@@ -267,13 +349,7 @@ def _claim(
         if not ours:
             return claimed
         batches = session.execute(
-            select(
-                Batch.id,
-                Batch.payload,
-                Campaign.id.label("campaign_id"),
-                Campaign.spec,
-                Campaign.state,
-            )
+            select(Batch.id, Campaign.id.label("campaign_id"), Campaign.state)
             .join(Campaign, Campaign.id == Batch.campaign_id)
             .where(among(session, Batch.id, sorted(ours)))
         ).all()
@@ -288,19 +364,16 @@ def _claim(
             _set(session, empty, state=BatchState.SKIPPED,
                  error="every message was settled before its turn")  # fmt: skip
             outcomes.update(dict.fromkeys(empty, Outcome.SKIPPED))
-        specs: dict[int, CampaignSpec] = {}
         creds = ctx.client.credentials
         for batch_id, batch in live.items():
             messages = waiting.get(batch_id)
             if not messages:
                 continue
-            spec = specs.get(batch.campaign_id)
-            if spec is None:
-                spec = specs[batch.campaign_id] = CampaignSpec.model_validate(batch.spec)
+            spec = fanout.spec(session, batch.campaign_id)
             expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in messages if e]
             request = build_request(
                 spec, batch_id, [destination for _, destination, _ in messages],
-                batch.payload["messages"], event_report_gate=ctx.event_report_gate,
+                sender.payloads[batch_id]["messages"], event_report_gate=ctx.event_report_gate,
                 platform_id=creds.platform_id, platform_partner_id=creds.platform_partner_id,
                 expires_at=min(expiries) if expiries else None,
             )  # fmt: skip

@@ -12,9 +12,11 @@ import threading
 from collections import Counter
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 import redis
 from celery import Task
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from dispatcher import fanout, progress, resend, sending, tracking
 from dispatcher.db import Database
@@ -61,7 +63,7 @@ def context() -> sending.SendContext:
     return _context(os.getpid())
 
 
-@app.task(name="workers.tasks.prepare_campaign", bind=True)
+@app.task(name="workers.tasks.prepare_campaign", shared=False, bind=True)
 def prepare_campaign(self: Task, campaign_id: int) -> int:
     """Load and batch a campaign, then hand each batch to the send queue."""
     ctx = context()
@@ -81,7 +83,9 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
     return len(batch_ids)
 
 
-@app.task(name="workers.tasks.send_batch", bind=True, max_retries=len(RETRY_DELAYS_SECONDS))
+@app.task(
+    name="workers.tasks.send_batch", shared=False, bind=True, max_retries=len(RETRY_DELAYS_SECONDS)
+)
 def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str:
     """Send one batch; retried (later) only when nothing was sent."""
     ctx = context()
@@ -97,6 +101,7 @@ def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str
 
 
 _local = threading.local()
+_fanouts: list[fanout.Fanout] = []  # this process's, closed when the worker stops
 
 
 def _fanout() -> fanout.Fanout:
@@ -105,10 +110,20 @@ def _fanout() -> fanout.Fanout:
     mine: tuple[int, fanout.Fanout] | None = getattr(_local, "fanout", None)
     if mine is None or mine[0] != os.getpid():
         mine = _local.fanout = (os.getpid(), fanout.Fanout(context().client))
+        _fanouts.append(mine[1])
     return mine[1]
 
 
-@app.task(name="workers.tasks.send_batches", bind=True)
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def _close_fanouts(**_: Any) -> None:
+    """Close the pooled LINK connections when the tasks have stopped."""
+    while _fanouts:
+        with contextlib.suppress(Exception):  # shutting down: nothing left to tell
+            _fanouts.pop().close()
+
+
+@app.task(name="workers.tasks.send_batches", shared=False, bind=True)
 def send_batches(
     self: Task, batch_ids: list[str], campaign_id: int | None = None
 ) -> dict[str, int]:
@@ -126,7 +141,7 @@ def send_batches(
     return dict(Counter(outcome.value for outcome in outcomes.values()))
 
 
-@app.task(name="workers.tasks.sweep_reports")
+@app.task(name="workers.tasks.sweep_reports", shared=False)
 def sweep_reports() -> int:
     """Apply reports that raced ahead of their messageIds; complete settled campaigns."""
     ctx = context()
@@ -143,7 +158,7 @@ def sweep_reports() -> int:
     return applied
 
 
-@app.task(name="workers.tasks.resend_due")
+@app.task(name="workers.tasks.resend_due", shared=False)
 def resend_due() -> int:
     """Plan retryable failures, expire what ran out of validity, send what is due
     (resends, and batches the messaging tier held for a day)."""

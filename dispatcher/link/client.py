@@ -225,10 +225,7 @@ class ConcurrentSender:
             )
         return self._session
 
-    async def send(self, request: MessageRequest, delay: float = 0.0) -> MessageResponse:
-        """One request, posted ``delay`` seconds from now."""
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def send(self, request: MessageRequest) -> MessageResponse:
         session = self._open()
         try:
             async with session.post(self._url, json=request.to_wire()) as response:
@@ -239,16 +236,9 @@ class ConcurrentSender:
             ) from exc
         return _answer(request, status, body)
 
-    async def send_all(
-        self, requests: list[MessageRequest], delays: list[float] | None = None
-    ) -> list[MessageResponse | LinkError]:
-        """Every request at once (or each after its delay); each one's answer or error,
-        in order."""
-        waits = delays or [0.0] * len(requests)
-        results = await asyncio.gather(
-            *(self.send(r, d) for r, d in zip(requests, waits, strict=True)),
-            return_exceptions=True,
-        )
+    async def send_all(self, requests: list[MessageRequest]) -> list[MessageResponse | LinkError]:
+        """Every request at once; each one's answer or error, in order."""
+        results = await asyncio.gather(*(self.send(r) for r in requests), return_exceptions=True)
         out: list[MessageResponse | LinkError] = []
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, LinkError):

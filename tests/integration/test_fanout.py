@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +15,12 @@ from dispatcher import fanout
 from dispatcher.campaign import load_campaign
 from dispatcher.db import Batch, Database, Message
 from dispatcher.launch import create_campaign
+from dispatcher.link.models import MessageRequest, MessageResponse
 from dispatcher.prepare import prepare_campaign
 from dispatcher.sending import Outcome, SendContext
 from dispatcher.servers import ServerThread
 from dispatcher.simulator import SimulatorConfig, create_app
+from dispatcher.throttle import Grant
 from tests.integration.test_sending import _close_clients, context  # noqa: F401
 
 SPEC = """\
@@ -128,3 +132,37 @@ def test_a_campaign_s_priority_orders_its_send_tasks_on_the_broker(
     (tmp_path / "people.csv").write_text("phone,first_name\n+4791000001,A\n")
     campaign_id = create_campaign(db, load_campaign(tmp_path))
     assert fanout.queue_priority(db, campaign_id) == expected
+
+
+def _requests(count: int) -> list[MessageRequest]:
+    return [
+        MessageRequest(
+            platform_id="P",
+            platform_partner_id="1",
+            ref_id=f"r{n}",
+            source="+4790000000",
+            destinations=[f"+4791{n:06d}"],
+            messages=[{"type": "text", "text": {"body": "hi"}}],
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("link", [{"record_requests": True}], indirect=True)
+def test_a_slice_leaves_as_the_limiter_paced_it(sender: fanout.Fanout, link: str) -> None:
+    grant = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic(), spacing=0.05)
+    results = sender.send_all(_requests(4), grant, late_after=0.5)
+    assert all(isinstance(r, MessageResponse) for r in results)
+    times = sorted(at for at, _ in httpx.get(f"{link}/_simulator/receipts").json())
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) == 4 and all(gap >= 0.04 for gap in gaps)  # not one burst
+
+
+@pytest.mark.parametrize("link", [{"record_requests": True}], indirect=True)
+def test_requests_that_missed_their_time_are_kept_back_not_sent_in_a_rush(
+    sender: fanout.Fanout, link: str
+) -> None:
+    late = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic() - 1, spacing=0.01)
+    results = sender.send_all(_requests(3), late, late_after=0.01)
+    assert all(isinstance(r, fanout.Late) for r in results)
+    assert httpx.get(f"{link}/_simulator/receipts").json() == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import random
 import time
@@ -100,3 +101,16 @@ def test_repeated_signals_cut_again_after_the_hold_but_never_below_the_floor(
     # A request is never split: a batch larger than the lowered rate still goes, alone.
     grant = throttle.acquire(SENDER, 20, LEVEL)
     assert grant.waited_seconds < 1
+
+
+def test_grants_come_evenly_paced_not_a_window_at_once(redis_url: str) -> None:
+    """Twenty reservations made at once: each starts its weight's share of the window
+    after the one before, so the first second holds half a level's worth at each end
+    of it, never the whole level in a burst followed by nothing."""
+    throttle = Throttle(redis.Redis.from_url(redis_url), margin_seconds=0.0)
+    grants = [throttle.reserve(SENDER, 5, LEVEL) for _ in range(20)]
+    gaps = [b.at_seconds - a.at_seconds for a, b in itertools.pairwise(grants)]
+    assert all(gap == pytest.approx(5 / LEVEL, abs=1e-3) for gap in gaps)
+    assert grants[0].spacing == pytest.approx(1 / LEVEL)
+    in_first_half = sum(5 for g in grants if g.at_seconds - grants[0].at_seconds < 0.5)
+    assert in_first_half == LEVEL // 2
