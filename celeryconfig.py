@@ -47,10 +47,32 @@ task_routes = {
     "workers.tasks.send_batches": {"queue": "send", "routing_key": "send"},
     "workers.tasks.sweep_reports": {"queue": "dlr", "routing_key": "dlr"},
     "workers.tasks.resend_due": {"queue": "prepare", "routing_key": "prepare"},
+    "workers.tasks.scan_drop_folder": {"queue": "prepare", "routing_key": "prepare"},
+    "workers.tasks.start_due": {"queue": "prepare", "routing_key": "prepare"},
 }
 
+# Periodic tasks expire when they could not start before their next turn: a backlog
+# behind a long preparation runs each once, not once per missed turn.
 beat_schedule = {
-    "sweep-reports": {"task": "workers.tasks.sweep_reports", "schedule": 5.0},
-    "resend-due": {"task": "workers.tasks.resend_due", "schedule": 10.0},
+    "sweep-reports": {
+        "task": "workers.tasks.sweep_reports",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
+    "resend-due": {
+        "task": "workers.tasks.resend_due",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
+    "drop-folder": {
+        "task": "workers.tasks.scan_drop_folder",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
+    "start-due": {
+        "task": "workers.tasks.start_due",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
 }
 worker_hijack_root_logger = False

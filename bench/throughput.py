@@ -375,6 +375,7 @@ def run(scenario: Scenario, people: int, naive: bool, args: argparse.Namespace) 
             "LINK_EVENT_REPORT_GATE": GATE,
             "WEBHOOK_TOKEN": TOKEN,
             "REPORTS_DIR": str(tmp / "reports"),
+            "DROP_DIR": str(tmp / "drop"),
             "SIMULATOR_USERNAME": USERNAME,
             "SIMULATOR_PASSWORD": PASSWORD,
             "SIMULATOR_PLATFORM_ID": PLATFORM_ID,

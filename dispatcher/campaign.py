@@ -7,14 +7,24 @@ field path (``message.template.header.image``) and the rule it broke.
 from __future__ import annotations
 
 import tomllib
+from datetime import time as dt_time
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dispatcher import message_spec
 from dispatcher.errors import CampaignSpecError
@@ -59,6 +69,14 @@ class SenderSpec(_Spec):
         "to the cap and the rest a day later each (spread over days); 'ignore' sends all",
     )
 
+    @field_validator("level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> object:
+        # Level maps what LINK may add later to UNKNOWN; a spec must say what it means.
+        if value is not None and value not in (Level.STANDARD, Level.HIGH):
+            raise ValueError("must be STANDARD (80 msg/s) or HIGH (1000 msg/s)")
+        return value
+
     @field_validator("source")
     @classmethod
     def _e164(cls, value: str) -> str:
@@ -71,6 +89,50 @@ class SenderSpec(_Spec):
         if not phonenumbers.is_possible_number(number):
             raise ValueError("is not a possible phone number")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class WindowSpec(_Spec):
+    """Send only between ``start`` and ``end`` local time (``dispatcher.windows``)."""
+
+    start: dt_time = Field(description="local opening time, e.g. '09:00'")
+    end: dt_time = Field(description="local closing time, e.g. '20:00' (may be past midnight)")
+    time_zone: str = Field(
+        default="recipient",
+        description="'recipient': each person's own, from their number; or one IANA zone "
+        "(e.g. Europe/Oslo) for everyone",
+    )
+    fallback_time_zone: str = Field(
+        default="UTC", description="for people whose number tells no time zone"
+    )
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted 20:00 as the base-60 number 1200 (minutes); a bare
+        # number below 24 is an hour.
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            return dt_time(value) if value < 24 else dt_time(value // 60, value % 60)
+        return value
+
+    @field_validator("time_zone", "fallback_time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if value == "recipient":
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Oslo)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WindowSpec:
+        if self.start == self.end:
+            raise ValueError("start and end are the same: the window would never open")
+        return self
+
+    def as_tuple(self) -> tuple[dt_time, dt_time, str, str]:
+        return (self.start, self.end, self.time_zone, self.fallback_time_zone)
 
 
 class ColumnsSpec(_Spec):
@@ -130,6 +192,16 @@ class CampaignSpec(_Spec):
         default=None, description="ISO country for numbers written without a country code"
     )
     columns: ColumnsSpec = Field(default_factory=ColumnsSpec)
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description="start no earlier than this (with its UTC offset, e.g. "
+        "2026-12-01T09:00:00+01:00); unset = now",
+    )
+    sending_window: WindowSpec | None = Field(
+        default=None,
+        description="send only within these local hours of each recipient; people "
+        "outside wait for their window to open",
+    )
     send_to: SendTo = Field(
         default="phone",
         description="which identifier of a person to send to when several are known: "
@@ -240,7 +312,11 @@ def load_campaign(path: Path) -> LoadedCampaign:
 
 
 def _parse(spec_path: Path) -> Any:
-    text = spec_path.read_text(encoding="utf-8-sig")
+    try:
+        text = spec_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte {exc.start}): save the spec as UTF-8"
+        raise CampaignSpecError(str(spec_path), [("(file)", problem)]) from None
     try:
         if spec_path.suffix == ".toml":
             return tomllib.loads(text)

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,9 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from dispatcher import progress
+from dispatcher import control, progress
 from dispatcher.campaign import CampaignSpec
-from dispatcher.console import FollowTimeout, follow, summary
+from dispatcher.console import FollowTimeout, follow, overview, summary
 from dispatcher.db import Campaign, Database, migrate
 from dispatcher.errors import CampaignSpecError, ConfigurationError, DispatcherError
 from dispatcher.launch import create_campaign
@@ -101,6 +102,10 @@ def run(
     migrate(url)
     db = Database(url)
     campaign_id = create_campaign(db, loaded)
+    if loaded.spec.send_at is not None and _scheduled(db, campaign_id):
+        console.print(f"Campaign [bold]{campaign_id}[/] scheduled for "
+                      f"{loaded.spec.send_at.isoformat()}: beat starts it then.")  # fmt: skip
+        return
     _enqueue_prepare(campaign_id)
     console.print(f"Campaign [bold]{campaign_id}[/] queued.")
     if detach:
@@ -159,7 +164,11 @@ def _run_embedded(settings: Settings, loaded: Any, timeout: float) -> None:
             f"{stack.webhooks.url if stack.webhooks else '?'}, worker log {stack.worker_log}"
         )
         campaign_id = create_campaign(stack.db, loaded)
-        _enqueue_prepare(campaign_id)
+        if loaded.spec.send_at is not None and _scheduled(stack.db, campaign_id):
+            console.print(f"Scheduled for {loaded.spec.send_at.isoformat()}: waiting for it "
+                          "(Ctrl-C stops).")  # fmt: skip
+        else:
+            _enqueue_prepare(campaign_id)
         _follow_and_report(
             stack.db,
             campaign_id,
@@ -171,6 +180,12 @@ def _run_embedded(settings: Settings, loaded: Any, timeout: float) -> None:
                 else f"the embedded worker stopped; see {stack.worker_log}"
             ),
         )
+
+
+def _scheduled(db: Database, campaign_id: int) -> bool:
+    with db.session() as session:
+        state = session.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
+    return state == "scheduled"
 
 
 def _reports_applied(db: Database) -> bool:
@@ -219,9 +234,40 @@ def _follow_and_report(db: Database, campaign_id: int, timeout: float, **hooks: 
 def status(
     campaign_id: Annotated[int | None, typer.Argument(help="one campaign")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="keep the view live (Ctrl-C to stop)")
+    ] = False,
 ) -> None:
     """Campaigns and their progress (from the database)."""
     db = Database(local_database_url(get_settings()))
+    if watch and campaign_id is not None and not as_json:
+        _follow_and_report(db, campaign_id, timeout=float("inf"))
+        return
+    found = _progress_of(db, campaign_id)
+    if campaign_id is not None and not found:
+        raise DispatcherError(f"no campaign {campaign_id}")
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for p in found], indent=2, default=str))
+        return
+    if campaign_id is not None:
+        console.print(summary(found[0]))
+        return
+    if not watch:
+        console.print(overview(found))
+        return
+    from rich.live import Live
+
+    with Live(overview(found), console=console, refresh_per_second=2) as live:
+        try:
+            while True:
+                time.sleep(1)
+                live.update(overview(_progress_of(db, None)))
+        except KeyboardInterrupt:
+            pass
+
+
+def _progress_of(db: Database, campaign_id: int | None) -> list[progress.Progress]:
+    """One campaign, or the 20 latest; with the limiter's rate factor where known."""
     with db.session() as session:
         ids = (
             [campaign_id]
@@ -229,30 +275,7 @@ def status(
             else list(session.scalars(select(Campaign.id).order_by(Campaign.id.desc()).limit(20)))
         )
         found = [p for p in (progress.progress(session, i) for i in ids) if p is not None]
-    found = [_with_rate_factor(p) for p in found]
-    if campaign_id is not None and not found:
-        raise DispatcherError(f"no campaign {campaign_id}")
-    if as_json:
-        typer.echo(json.dumps([p.as_dict() for p in found], indent=2))
-        return
-    if campaign_id is not None:
-        console.print(summary(found[0]))
-        return
-    table = Table(title="Campaigns")
-    for column in ("id", "name", "state", "people", "submitted", "delivered", "read", "failed"):
-        table.add_column(column)
-    for p in found:
-        table.add_row(
-            str(p.campaign_id),
-            p.name,
-            p.state,
-            str(p.messages),
-            str(p.submitted),
-            str(p.delivered),
-            str(p.read),
-            str(p.failed),
-        )
-    console.print(table)
+    return [_with_rate_factor(p) for p in found]
 
 
 def _with_rate_factor(current: progress.Progress) -> progress.Progress:
@@ -367,6 +390,53 @@ def report(
 
 @app.command()
 @friendly
+def pause(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
+    """Stop sending a campaign (every worker, within a second); ``resume`` goes on."""
+    with _local_db().session() as session:
+        control.pause(session, campaign_id)
+    console.print(f"Campaign {campaign_id} paused: no new requests leave; those on the "
+                  "wire finish. `dispatcher resume` goes on where it stopped.")  # fmt: skip
+
+
+@app.command()
+@friendly
+def resume(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
+    """Go on sending a paused campaign, from where it stopped (nobody twice)."""
+    db = _local_db()
+    with db.session() as session:
+        resumed = control.resume(session, campaign_id)
+    if get_settings().embedded_broker:
+        console.print(f"Campaign {campaign_id} is sending again; with no REDIS_URL no worker "
+                      "runs now to send its batches.")  # fmt: skip
+        return
+    from workers.tasks import hand_out
+
+    try:
+        if resumed.prepare_again:
+            _enqueue_prepare(campaign_id)
+        hand_out(db, campaign_id, resumed.batch_ids)
+    except Exception as exc:  # the broker: kombu's errors have no common base
+        raise DispatcherError(
+            f"campaign {campaign_id} is sending again, but its work could not be queued "
+            f"({type(exc).__name__}: {exc}); run `dispatcher resume {campaign_id}` again"
+        ) from None
+    console.print(f"Campaign {campaign_id} resumed: {len(resumed.batch_ids)} batch(es) queued.")
+
+
+@app.command()
+@friendly
+def cancel(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
+    """Stop a campaign for good; its report lists the people never sent."""
+    with _local_db().session() as session:
+        never = control.cancel(session, campaign_id)
+    console.print(
+        f"Campaign {campaign_id} cancelled: {never} people will not be sent their message "
+        f"(status 'cancelled' in `dispatcher report {campaign_id}`)."
+    )
+
+
+@app.command()
+@friendly
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
@@ -421,6 +491,64 @@ def simulate(
         f"gates {', '.join(config.gates) or 'none'})"
     )
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+
+
+schedule_app = typer.Typer(
+    no_args_is_help=True,
+    help="Recurring campaigns: a campaign folder sent again at every cron time (needs "
+    "beat: `celery -A workers beat`), each run a campaign of its own.",
+)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("add")
+@friendly
+def schedule_add(
+    path: Annotated[Path, typer.Argument(help="campaign folder or spec file")],
+    cron: Annotated[str, typer.Option(help='cron expression, e.g. "0 9 * * MON"')],
+    timezone: Annotated[str, typer.Option(help="time zone of the cron times")] = "UTC",
+) -> None:
+    """Send PATH at every CRON time (the folder is read afresh each run)."""
+    from datetime import UTC, datetime
+
+    from dispatcher import schedules
+
+    with _local_db().session() as session:
+        made = schedules.add(session, path, cron, timezone, datetime.now(UTC))
+        schedule_id, first = made.id, made.next_run_at
+    console.print(f"Schedule {schedule_id}: {path} at {cron!r} ({timezone}); first run "
+                  f"{first:%Y-%m-%d %H:%M} UTC.")  # fmt: skip
+
+
+@schedule_app.command("list")
+@friendly
+def schedule_list() -> None:
+    """Every schedule, its next run and how the last went."""
+    from dispatcher.db import Schedule
+
+    table = Table(title="Schedules")
+    for column in ("id", "path", "cron", "zone", "next run (UTC)", "last campaign", "last error"):
+        table.add_column(column, overflow="fold")
+    with _local_db().session() as session:
+        for s in session.scalars(select(Schedule).order_by(Schedule.id)):
+            nxt = f"{s.next_run_at:%Y-%m-%d %H:%M}" if s.enabled else "stopped"
+            table.add_row(str(s.id), s.path, s.cron, s.timezone, nxt,
+                          str(s.last_campaign_id or ""), s.last_error or "")  # fmt: skip
+    console.print(table)
+
+
+@schedule_app.command("remove")
+@friendly
+def schedule_remove(schedule_id: Annotated[int, typer.Argument(help="the schedule")]) -> None:
+    """Stop a recurring campaign (campaigns it started are not touched)."""
+    from dispatcher.db import Schedule
+
+    with _local_db().session() as session:
+        found = session.get(Schedule, schedule_id)
+        if found is None:
+            raise DispatcherError(f"no schedule {schedule_id}")
+        session.delete(found)
+    console.print(f"Schedule {schedule_id} removed.")
 
 
 suppress_app = typer.Typer(

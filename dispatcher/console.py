@@ -8,6 +8,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from dispatcher import progress as progress_mod
 from dispatcher.db import Database
@@ -99,6 +100,8 @@ def summary(progress: CampaignProgress) -> Table:
         rows = rows[:4]  # a dry run: nothing below this was meant to happen
     if progress.expired:
         rows.append(("expired", progress.expired, "validity ran out before a send"))
+    if progress.cancelled:
+        rows.append(("never sent", progress.cancelled, "campaign cancelled first"))
     if progress.awaiting_resend:
         rows.append(("awaiting resend", progress.awaiting_resend, "retryable failures"))
     if progress.in_doubt_batches:
@@ -118,3 +121,36 @@ def summary(progress: CampaignProgress) -> Table:
     if progress.rejects_path:
         table.caption = f"Rejects: {progress.rejects_path}"
     return table
+
+
+def overview(campaigns: list[CampaignProgress]) -> Table:
+    """One line a campaign: a bar of people submitted, the outcome counts, the send
+    rate against the level, and when the last waiting message should be submitted."""
+    table = Table(title="Campaigns")
+    for column in ("id", "name", "state", "submitted", "sent", "delivered", "read",
+                   "failed", "rate / limit", "ETA"):  # fmt: skip
+        table.add_column(column, justify="right" if column not in ("name", "state") else "left")
+    for p in campaigns:
+        done = p.submitted + p.cancelled
+        bar = Text.assemble(_bar(done, p.messages), f" {p.submitted}/{p.messages}")
+        limit = "-"
+        if p.rate_per_second:
+            factor = 1.0 if p.rate_factor is None else p.rate_factor
+            limit = f"{p.send_rate:.0f} / {p.rate_per_second * factor:.0f} msg/s"
+        eta = p.eta_seconds
+        table.add_row(
+            str(p.campaign_id), p.name, p.state, bar, str(p.sent), str(p.delivered),
+            str(p.read), str(p.failed), limit, "-" if eta is None else _duration(eta),
+        )  # fmt: skip
+    return table
+
+
+def _bar(done: int, total: int, width: int = 16) -> Text:
+    filled = round(width * done / total) if total else 0
+    return Text("█" * filled, style="green") + Text("░" * (width - filled), style="grey50")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from dispatcher import control
 from dispatcher.campaign import CampaignSpec
 from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.dbutil import among, update_by_id
@@ -56,6 +57,7 @@ from dispatcher.sending import (
 )
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from dispatcher.throttle import Grant
+from dispatcher.windows import hold_closed
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class Fanout:
         self._loop = asyncio.new_event_loop()
         self._sender: ConcurrentSender = client.concurrent(max_connections)
         self._specs: dict[int, CampaignSpec] = {}
+        self.windowed = False  # some campaign seen has a sending window
 
     def spec(self, session: Session, campaign_id: int) -> CampaignSpec:
         """A campaign's spec, read and validated once per process: it never changes
@@ -103,6 +106,7 @@ class Fanout:
                 self._specs.clear()
             raw = session.scalar(select(Campaign.spec).where(Campaign.id == campaign_id))
             spec = self._specs[campaign_id] = CampaignSpec.model_validate(raw)
+        self.windowed = self.windowed or spec.sending_window is not None
         return spec
 
     def send_all(
@@ -161,6 +165,7 @@ class _Claimed:
     request: MessageRequest
     validity: timedelta
     message_ids: list[int]  # in the order of the request's destinations
+    campaign_id: int
 
 
 @dataclass(slots=True)
@@ -176,8 +181,11 @@ def send_many(
 ) -> dict[str, Outcome]:
     """Send a chunk of batches; returns each batch's outcome."""
     outcomes: dict[str, Outcome] = {}
-    for sender in _peek(ctx, batch_ids, claimer, outcomes):
+    for sender in _peek(ctx, fanout, batch_ids, claimer, outcomes):
         for part in _slices(sender.batches, sender.rate):
+            part = _still_in_window(ctx, fanout, part, outcomes)
+            if not part:
+                continue
             ids = [batch_id for batch_id, _ in part]
             weight = sum(w for _, w in part)
             try:
@@ -187,13 +195,13 @@ def send_many(
                 if not claimed:
                     continue
                 grant = _on_time(ctx, grant, sender, weight)
-                results = _send_paced(ctx, fanout, sender, grant, claimed)
             except StorageError as exc:
                 log.warning("batches of %s: %s", sender.source[:4], exc)
                 outcomes.update(dict.fromkeys(ids, Outcome.RETRY))
                 continue
-            _settle(ctx, sender.source, dict(zip(claimed, results, strict=True)), claimed,
-                    outcomes)  # fmt: skip
+            results = _send_paced(ctx, fanout, sender, grant, claimed, outcomes)
+            if results:
+                _settle(ctx, sender.source, results, claimed, outcomes)
     return outcomes
 
 
@@ -203,13 +211,18 @@ def _send_paced(
     sender: _Sender,
     grant: Grant,
     claimed: dict[str, _Claimed],
-) -> list[MessageResponse | LinkError]:
+    outcomes: dict[str, Outcome],
+) -> dict[str, MessageResponse | LinkError]:
     """Send a claimed slice as paced; requests that missed their time take fresh slots
-    (the last try sends whatever is left, as ``_on_time`` does)."""
+    (the last try sends whatever is left, as ``_on_time`` does). Batches whose campaign
+    was paused or cancelled meanwhile are handed back unsent."""
     results: dict[str, MessageResponse | LinkError] = {}
     waiting = list(claimed)
     tolerance = ctx.throttle.margin_seconds / 2
     for attempt in range(LATE_RETRIES + 1):
+        waiting = _hand_back_stopped(ctx, waiting, claimed, outcomes)
+        if not waiting:
+            break
         late_after = tolerance if attempt < LATE_RETRIES else None
         answers = fanout.send_all([claimed[b].request for b in waiting], grant, late_after)
         late = []
@@ -222,9 +235,61 @@ def _send_paced(
             break
         waiting = late
         weight = sum(weight_of(claimed[b].request) for b in waiting)
-        grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
+        try:
+            grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
+        except StorageError as exc:  # unsent, and no slot to send them in: hand back
+            error = LinkTransientError(f"missed the slot; {exc}")
+            results.update(dict.fromkeys(waiting, error))
+            break
         ctx.throttle.wait(grant)
-    return [results[b] for b in claimed]
+    return results
+
+
+def _hand_back_stopped(
+    ctx: SendContext,
+    batch_ids: list[str],
+    claimed: dict[str, _Claimed],
+    outcomes: dict[str, Outcome],
+) -> list[str]:
+    """The last look before requests leave: batches of campaigns no longer sending
+    (paused, cancelled) go back to ``pending``, their tries uncounted; returns the rest.
+    With the database unreachable the claimed slice is sent (it was claimed live)."""
+    campaigns = {claimed[b].campaign_id for b in batch_ids}
+    try:
+        with ctx.db.session() as session:
+            # Locked (PostgreSQL) until handed back: a resume that commits meanwhile
+            # waits, then finds these batches pending and hands them out again.
+            states = dict(
+                session.execute(
+                    select(Campaign.id, Campaign.state)
+                    .where(Campaign.id.in_(sorted(campaigns)))
+                    .with_for_update()
+                ).all()
+            )
+            live = {c for c, state in states.items() if state == CampaignState.SENDING}
+            if len(live) == len(campaigns):
+                return batch_ids
+            stopped = [b for b in batch_ids if claimed[b].campaign_id not in live]
+            session.execute(
+                update(Batch)
+                .where(among(session, Batch.id, stopped), Batch.state == BatchState.SUBMITTING)
+                .values(state=BatchState.PENDING, claimed_by=None, attempts=Batch.attempts - 1)
+            )
+            ids = [m for b in stopped for m in claimed[b].message_ids]
+            session.execute(
+                update(Message).where(among(session, Message.id, ids)).values(
+                    attempts=Message.attempts - 1)
+            )  # fmt: skip
+            for campaign_id, state in states.items():
+                if state == CampaignState.CANCELLED:  # cancelled meanwhile: never sent
+                    control.settle_cancelled(session, campaign_id)
+    except StorageError as exc:
+        log.warning("could not check campaign states before sending: %s", exc)
+        return batch_ids
+    for batch_id in stopped:
+        outcomes[batch_id] = Outcome.SKIPPED
+        del claimed[batch_id]
+    return [b for b in batch_ids if b not in outcomes]
 
 
 def _on_time(ctx: SendContext, grant: Grant, sender: _Sender, weight: int) -> Grant:
@@ -267,14 +332,20 @@ def _slices(batches: list[tuple[str, int]], rate: int) -> Iterator[list[tuple[st
 
 
 def _peek(
-    ctx: SendContext, batch_ids: Sequence[str], claimer: str, outcomes: dict[str, Outcome]
+    ctx: SendContext,
+    fanout: Fanout,
+    batch_ids: Sequence[str],
+    claimer: str,
+    outcomes: dict[str, Outcome],
 ) -> list[_Sender]:
-    """The batches that are ours to send, by sender; the rest get their outcome."""
+    """The batches that are ours to send, by sender; the rest get their outcome (those
+    whose recipients' sending window is closed are held until it opens)."""
     senders: dict[str, _Sender] = {}
     with ctx.db.session() as session:
         rows = session.execute(
             select(
                 Batch.id,
+                Batch.campaign_id,
                 Batch.state,
                 Batch.claimed_by,
                 Batch.size,
@@ -301,10 +372,18 @@ def _peek(
                     error="worker stopped while the request was in flight",
                 )
             )  # fmt: skip
+        sendable = [
+            r for r in rows if r.state == BatchState.PENDING and r.campaign == CampaignState.SENDING
+        ]
+        held = _hold_outside_window(session, fanout, sendable)
     for row in rows:
         if row.id in redelivered:
             outcomes[row.id] = Outcome.IN_DOUBT
-        elif row.state != BatchState.PENDING or row.campaign != CampaignState.SENDING:
+        elif (
+            row.state != BatchState.PENDING
+            or row.campaign != CampaignState.SENDING
+            or row.id in held
+        ):
             outcomes[row.id] = Outcome.SKIPPED
         else:
             rate = row.rate_per_second or Level.STANDARD.messages_per_second
@@ -316,6 +395,37 @@ def _peek(
     if redelivered:
         apply_waiting(ctx, redelivered)
     return list(senders.values())
+
+
+def _still_in_window(
+    ctx: SendContext, fanout: Fanout, part: list[tuple[str, int]], outcomes: dict[str, Outcome]
+) -> list[tuple[str, int]]:
+    """A chunk can take minutes to send: before each slice, batches whose recipients'
+    window closed meanwhile are held (only campaigns with a window pay for the look)."""
+    if not fanout.windowed:
+        return part
+    try:
+        with ctx.db.session() as session:
+            rows = session.execute(
+                select(Batch.id, Batch.campaign_id).where(
+                    among(session, Batch.id, [b for b, _ in part])
+                )
+            ).all()
+            held = _hold_outside_window(session, fanout, rows)
+    except StorageError:
+        return part  # the claim will meet the same trouble and say so
+    for batch_id in held:
+        outcomes[batch_id] = Outcome.SKIPPED
+    return [(b, w) for b, w in part if b not in held]
+
+
+def _hold_outside_window(session: Session, fanout: Fanout, rows: Sequence[Any]) -> set[str]:
+    windows = {}
+    for row in rows:
+        window = fanout.spec(session, row.campaign_id).sending_window
+        if window is not None:
+            windows[row.id] = window.as_tuple()
+    return hold_closed(session, windows.items(), datetime.now(UTC))
 
 
 def _claim(
@@ -377,7 +487,9 @@ def _claim(
                 platform_id=creds.platform_id, platform_partner_id=creds.platform_partner_id,
                 expires_at=min(expiries) if expiries else None,
             )  # fmt: skip
-            claimed[batch_id] = _Claimed(request, spec.validity, [m for m, _, _ in messages])
+            claimed[batch_id] = _Claimed(
+                request, spec.validity, [m for m, _, _ in messages], batch.campaign_id
+            )
     return claimed
 
 

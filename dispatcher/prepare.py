@@ -35,7 +35,7 @@ from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dispatcher import book, progress
+from dispatcher import book, control, progress
 from dispatcher.audience import SUPPRESSED, Audience
 from dispatcher.campaign import CampaignSpec, LoadedCampaign
 from dispatcher.compose import compose, content_key
@@ -61,6 +61,7 @@ from dispatcher.recipients import Reject, normalise_header
 from dispatcher.render import MissingValue
 from dispatcher.reports import write_rejects
 from dispatcher.status import BatchState, CampaignState, MessageStatus
+from dispatcher.windows import RECIPIENT, zone_of
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,19 @@ def prepare_campaign(
             if dispatch is not None:
                 dispatch(pending)  # a redelivered task: hand them out again (sent once)
             return pending
-        if not resuming and campaign.state not in (
-            CampaignState.DRAFT,
-            CampaignState.SCHEDULED,
-            CampaignState.PREPARING,
-        ):
-            return []
         if not resuming:
-            campaign.state = CampaignState.PREPARING
+            # Conditional, so a cancel committed meanwhile is not overwritten; a campaign
+            # not yet due (scheduled) or no longer wanted (cancelled, ...) stays as it is.
+            moved = session.execute(
+                update(Campaign)
+                .where(
+                    Campaign.id == campaign_id,
+                    Campaign.state.in_((CampaignState.DRAFT, CampaignState.PREPARING)),
+                )
+                .values(state=CampaignState.PREPARING)
+            ).rowcount  # type: ignore[attr-defined]
+            if not moved:
+                return []
         spec = CampaignSpec.model_validate(campaign.spec)
         loaded = LoadedCampaign(spec=spec, spec_path=Path(campaign.spec_path))
     try:
@@ -367,6 +373,10 @@ def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
     if dry_run:
         campaign.state = CampaignState.PREVIEWED
         campaign.finished_at = campaign.prepared_at
+    elif campaign.state == CampaignState.CANCELLED:
+        # Cancelled while its people were being written: the ones written since close too.
+        session.flush()
+        control.settle_cancelled(session, campaign.id)
     elif campaign.state == CampaignState.SENDING:
         # Nobody to send to, or the first batches settled while later ones were
         # written (or before an interrupted preparation resumed): judged from the
@@ -534,6 +544,16 @@ def _stand_in_media(loaded: LoadedCampaign) -> dict[str, str]:
 Member = tuple[str, str, list[str], int, str]
 
 
+def _zone_prefix(spec: CampaignSpec) -> Callable[[str], str]:
+    """With a sending window in each recipient's time zone, people of one zone share
+    requests (a request is held or sent whole): the zone leads the grouping key."""
+    window = spec.sending_window
+    if window is None or window.time_zone != RECIPIENT:
+        return lambda _: ""
+    fallback = window.fallback_time_zone
+    return lambda destination: f"{zone_of(destination, fallback)}\x1f"
+
+
 def _members(
     spec: CampaignSpec, audience: Audience, known: _Known, media_ids: dict[str, str]
 ) -> Iterator[tuple[str, dict[str, Any], Member] | Reject]:
@@ -553,6 +573,7 @@ def _members(
     authentication = spec.authentication
     suppressed, windows, already = known.suppressed, known.windows, known.already
     positions: dict[Path, list[int | None]] = {}  # per file: where each used column is
+    zone_prefix = _zone_prefix(spec)
 
     @lru_cache(maxsize=_COMPOSE_CACHE)
     def composed(values: tuple[str, ...]) -> tuple[str, dict[str, Any], str] | str:
@@ -593,7 +614,7 @@ def _members(
             yield Reject(recipients.path, line, result, recipients.values(cells))
             continue
         key, message, params = result
-        yield key, message, (*identity, line, params)
+        yield zone_prefix(identity[1]) + key, message, (*identity, line, params)
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, or_, select, update
@@ -42,6 +42,27 @@ class Progress:
     # Share of the level the sender may use now: below 1 for a while after Meta's
     # rate-limit errors (``Throttle.factor``); None when the limiter was not asked.
     rate_factor: float | None = None
+    cancelled: int = 0  # never sent: the campaign was cancelled first
+    # Messages submitted per second over the last RATE_WINDOW_SECONDS.
+    send_rate: float = 0.0
+
+    @property
+    def waiting_to_send(self) -> int:
+        return self.by_status.get(MessageStatus.PENDING, 0) + self.by_status.get(
+            MessageStatus.QUEUED, 0
+        )
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time to submit what is still waiting: at the rate it goes now, else at the
+        rate the limiter allows; None when neither is known or nothing waits."""
+        if not self.waiting_to_send or self.state != CampaignState.SENDING:
+            return None
+        allowed = (self.rate_per_second or 0) * (
+            1.0 if self.rate_factor is None else self.rate_factor
+        )
+        rate = self.send_rate or allowed
+        return self.waiting_to_send / rate if rate > 0 else None
 
     @property
     def finished(self) -> bool:
@@ -52,7 +73,7 @@ class Progress:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"eta_seconds": self.eta_seconds}
 
 
 def progress(session: Session, campaign_id: int) -> Progress | None:
@@ -120,7 +141,23 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         in_doubt_batches=in_doubt or 0,
         by_status={str(k): int(v) for k, v in by_status.items()},
         failures=failures,
+        cancelled=int(by_status.get(MessageStatus.CANCELLED, 0)),
+        send_rate=_send_rate(session, campaign_id),
     )
+
+
+#: The send rate shown is over this many seconds.
+RATE_WINDOW_SECONDS = 10
+
+
+def _send_rate(session: Session, campaign_id: int) -> float:
+    since = datetime.now(UTC) - timedelta(seconds=RATE_WINDOW_SECONDS)
+    recent = session.scalar(
+        select(func.count()).where(
+            Message.campaign_id == campaign_id, Message.submitted_at >= since
+        )
+    )
+    return (recent or 0) / RATE_WINDOW_SECONDS
 
 
 def _failure_label(result_code: int | None, whatsapp_code: int | None) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 
 from dispatcher import tracking
-from dispatcher.campaign import LINK_DEFAULT_VALIDITY_MINUTES, CampaignSpec
+from dispatcher.campaign import LINK_DEFAULT_VALIDITY_MINUTES, CampaignSpec, WindowSpec
 from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.errors import (
     LinkAuthError,
@@ -32,6 +32,7 @@ from dispatcher.link.client import LinkClient
 from dispatcher.link.models import Level, MessageRequest, MessageResponse
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
 from dispatcher.throttle import Throttle
+from dispatcher.windows import hold_closed
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,12 @@ def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int]
             return Outcome.IN_DOUBT
         if batch.state != BatchState.PENDING or campaign.state != CampaignState.SENDING:
             return Outcome.SKIPPED
+        window = (campaign.spec or {}).get("sending_window")
+        if window and hold_closed(
+            session, [(batch_id, WindowSpec.model_validate(window).as_tuple())],
+            datetime.now(UTC),
+        ):  # fmt: skip
+            return Outcome.SKIPPED  # held until its recipients' window opens
         weight = batch.size * len(batch.payload["messages"])
         rate = campaign.rate_per_second or Level.STANDARD.messages_per_second
         return campaign.source, weight, rate

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     reports_dir: Path | None = Field(
         default=None, description="unset = a 'reports' folder inside the campaign folder"
     )
+    drop_dir: Path = Field(
+        default=Path("campaigns"),
+        description="drop folder root: campaign folders placed in its inbox/ are sent",
+    )
+    drop_settle_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="a dropped folder is taken once unchanged this long (or at once "
+        "with a READY file)",
+    )
     worker_concurrency: int = Field(default=4, validation_alias="DISPATCHER_WORKER_CONCURRENCY")
     resend_min_delay_seconds: float | None = Field(
         default=None,

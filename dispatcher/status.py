@@ -22,6 +22,7 @@ class MessageStatus(StrEnum):
     FAILED = "failed"  # 112000 / 112403 / 112404 / 112406 / 112408, or request rejected
     EXPIRED = "expired"  # validity ran out before it could be sent
     UNKNOWN = "unknown"  # 12409: LINK will send no further reports for it
+    CANCELLED = "cancelled"  # never sent: its campaign was cancelled first
 
 
 # Position on the road to the recipient. UNKNOWN sits between sent and delivered: a
@@ -56,6 +57,7 @@ SETTLED = frozenset(
         MessageStatus.FAILED,
         MessageStatus.EXPIRED,
         MessageStatus.UNKNOWN,
+        MessageStatus.CANCELLED,
     }
 )
 
@@ -66,8 +68,10 @@ def advances(old: MessageStatus, new: MessageStatus) -> bool:
     Failures end a message (our own resend is an explicit step, not a report);
     a failure cannot overrule a delivery; everything else only moves up the road.
     """
-    if old in _FAILURES:
+    if old in _FAILURES or old is MessageStatus.CANCELLED:
         return False
+    if new is MessageStatus.CANCELLED:
+        return old in (MessageStatus.PENDING, MessageStatus.QUEUED)
     if new in _FAILURES:
         return old in _NOT_YET_DELIVERED
     if new is MessageStatus.UNKNOWN:

@@ -157,6 +157,18 @@ class Throttle:
         elapsed = (now_s * 1_000_000 + now_us - int(at)) / 1_000_000
         return min(1.0, float(factor) + self._recovery * elapsed)
 
+    def backlog_seconds(self, sender: str) -> float:
+        """How far ahead ``sender``'s slots are already handed out: the wait a request
+        asking now would get (0 when the sender is idle)."""
+        try:
+            paced = self._redis.hget(self._keys(sender)[1], "next")
+            now_s, now_us = self._redis.time()
+        except RedisError as exc:
+            raise StorageError(f"rate limiter unavailable: {exc}") from exc
+        if paced is None:
+            return 0.0
+        return max(0.0, (int(paced) - (now_s * 1_000_000 + now_us)) / 1_000_000)
+
     def reset(self, sender: str) -> None:
         self._redis.delete(*self._keys(sender))
 

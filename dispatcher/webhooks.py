@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from dispatcher import progress
+from dispatcher import metrics, progress
 from dispatcher.db import Database
 from dispatcher.errors import StorageError
 from dispatcher.ingest import ApplierMode, ApplierSettings, Ingest
@@ -73,10 +73,11 @@ def create_app(
         finally:
             await ingest.close()
 
-    pages = _Pages(db)
+    pages = _Pages(db, settings.redis_url)
     rest = Starlette(
         routes=[
             Route("/healthz", pages.healthz, methods=["GET"]),
+            Route("/metrics", pages.metrics, methods=["GET"]),
             Route("/campaigns/{campaign_id}", pages.campaign_status, methods=["GET"]),
         ],
         lifespan=lifespan,
@@ -164,8 +165,14 @@ class _Receiver:
 
 
 class _Pages:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, redis_url: str | None) -> None:
         self.db = db
+        self.redis_url = redis_url
+
+    async def metrics(self, _: Request) -> Response:
+        """Prometheus exposition (internal: keep it off the public side of the proxy)."""
+        body = await run_in_threadpool(metrics.render, self.db, self.redis_url)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     async def healthz(self, _: Request) -> Response:
         try:

@@ -6,6 +6,7 @@ and say which one (`.ci/run` starts them first).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -27,9 +28,8 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+@contextlib.contextmanager
+def _throwaway_database() -> Iterator[str]:
     name = f"dispatcher_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -44,6 +44,20 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+    with _throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture()
+def own_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (for whole stacks of processes)."""
+    with _throwaway_database() as url:
+        yield url
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -18,7 +18,17 @@ import redis
 from celery import Task
 from celery.signals import worker_process_shutdown, worker_shutdown
 
-from dispatcher import fanout, progress, resend, sending, tracking
+from dispatcher import (
+    control,
+    dropfolder,
+    fanout,
+    progress,
+    resend,
+    schedules,
+    sending,
+    tasklabels,
+    tracking,
+)
 from dispatcher.db import Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.link.client import LinkClient, LinkCredentials
@@ -68,19 +78,31 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
     """Load and batch a campaign, then hand each batch to the send queue."""
     ctx = context()
     settings = get_settings()
-    priority = fanout.queue_priority(ctx.db, campaign_id)
 
     def dispatch(batch_ids: list[str]) -> None:
-        for chunk in fanout.chunks(batch_ids):
-            send_batches.apply_async(
-                kwargs={"batch_ids": chunk, "campaign_id": campaign_id}, priority=priority
-            )
+        hand_out(ctx.db, campaign_id, batch_ids)
 
     batch_ids = prepare(
         ctx.db, ctx.client, campaign_id, reports_dir=settings.reports_dir, dispatch=dispatch
     )
     log.info("campaign %s: %d batches queued", campaign_id, len(batch_ids))
     return len(batch_ids)
+
+
+def hand_out(db: Database, campaign_id: int, batch_ids: list[str]) -> None:
+    """Queue a campaign's batches for sending, in chunks (``send_batches``) at the
+    campaign's broker priority, each labelled for Flower (``tasklabels``)."""
+    if not batch_ids:
+        return
+    priority = fanout.queue_priority(db, campaign_id)
+    for chunk in fanout.chunks(batch_ids):
+        with db.session() as session:
+            label = tasklabels.send_label(session, campaign_id, chunk)
+        send_batches.apply_async(
+            kwargs={"batch_ids": chunk, "campaign_id": campaign_id},
+            priority=priority,
+            kwargsrepr=label,
+        )
 
 
 @app.task(
@@ -134,9 +156,14 @@ def send_batches(
     )
     for batch_id, outcome in outcomes.items():
         if outcome is sending.Outcome.RETRY:
+            label = ""
+            if campaign_id is not None:
+                with contextlib.suppress(StorageError), context().db.session() as session:
+                    label = tasklabels.send_label(session, campaign_id, [batch_id])
             send_batch.apply_async(
                 kwargs={"batch_id": batch_id, "campaign_id": campaign_id},
                 countdown=RETRY_DELAYS_SECONDS[0],
+                kwargsrepr=label or None,
             )
     return dict(Counter(outcome.value for outcome in outcomes.values()))
 
@@ -155,7 +182,39 @@ def sweep_reports() -> int:
     with db.session() as session:
         for campaign_id in progress.active_campaigns(session):
             progress.complete_if_settled(session, campaign_id)
+    with db.session() as session:
+        control.settle_stranded(session)
     return applied
+
+
+@app.task(name="workers.tasks.start_due", shared=False)
+def start_due() -> int:
+    """Queue the campaigns whose ``send_at`` has come and the runs of recurring
+    schedules that are due (``dispatcher.schedules``)."""
+    started = schedules.start_due(
+        context().db,
+        lambda campaign_id: prepare_campaign.apply_async(kwargs={"campaign_id": campaign_id}),
+        datetime.now(UTC),
+    )
+    return len(started)
+
+
+@app.task(name="workers.tasks.scan_drop_folder", shared=False)
+def scan_drop_folder() -> dict[str, int]:
+    """Take complete campaign folders from the drop folder's inbox; file the ones whose
+    campaign is prepared (``done/``) or refused (``failed/``). Off in the embedded
+    mode: a folder dropped meanwhile would be sent by whoever runs an example."""
+    settings = get_settings()
+    if settings.embedded_broker:
+        return {"taken": 0, "filed": 0}
+    drop = dropfolder.DropFolder(settings.drop_dir, settings.drop_settle_seconds)
+    db = context().db
+    taken = dropfolder.take_new(
+        drop, db, lambda campaign_id: prepare_campaign.apply_async(
+            kwargs={"campaign_id": campaign_id})
+    )  # fmt: skip
+    filed = dropfolder.file_finished(drop, db)
+    return {"taken": len(taken), "filed": len(filed)}
 
 
 @app.task(name="workers.tasks.resend_due", shared=False)
@@ -167,8 +226,10 @@ def resend_due() -> int:
         batch_ids = resend.run_due(session, resend_windows())
     with db.session() as session:  # held by the messaging tier, now due
         batch_ids += release_held(session)
-    for batch_id in batch_ids:
-        send_batch.apply_async(kwargs={"batch_id": batch_id})
+    with db.session() as session:
+        by_campaign = tasklabels.campaigns_of(session, batch_ids)
+    for campaign_id, ids in by_campaign.items():
+        hand_out(db, campaign_id, ids)
     return len(batch_ids)
 
 

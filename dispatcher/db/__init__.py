@@ -9,6 +9,7 @@ from dispatcher.db.models import (
     Identity,
     Media,
     Message,
+    Schedule,
     Suppression,
 )
 from dispatcher.db.session import Database, migrate
@@ -23,6 +24,7 @@ __all__ = [
     "Identity",
     "Media",
     "Message",
+    "Schedule",
     "Suppression",
     "migrate",
 ]

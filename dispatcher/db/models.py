@@ -219,3 +219,20 @@ class CareWindow(Base):
 
     identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
     last_incoming_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Schedule(Base):
+    """A recurring campaign: its folder is sent again at every cron time, each run a
+    campaign of its own (``dispatcher.schedules``)."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)  # campaign folder or spec file
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64))
+    next_run_at: Mapped[datetime] = mapped_column(index=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    last_campaign_id: Mapped[int | None] = mapped_column(BigId)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

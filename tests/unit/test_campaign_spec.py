@@ -60,6 +60,7 @@ def test_a_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
     [
         (("name: hello", "name: ''"), "message.template.name"),
         (('source: "+4790000000"', 'source: "not a number"'), "sender.source"),
+        (('source: "+4790000000"', 'source: "+4790000000", level: TURBO'), "sender.level"),
         (("{file: banner.png}", "{file: banner.png, link: 'https://x.test/a.png'}"),
          "message.template.components[0].parameters[0].image"),
         (("type: template", "type: carrier_pigeon"), "message"),

@@ -1,0 +1,157 @@
+"""Pause, resume and cancel a campaign: a conditional UPDATE of its state that every
+worker sees.
+
+Workers read the campaign's state when they claim a slice and again just before its
+requests leave (``fanout``), so no request of a paused or cancelled campaign starts
+later than one slice (a tenth of a second) after the command; requests already on
+the wire are answered and recorded as usual. Batches the workers skipped meanwhile
+stay ``pending``: ``resume`` hands them out again (and a preparation a worker gave up
+while the campaign was paused), ``cancel`` closes them, and its people's messages end
+``cancelled`` (never sent) so the report names them; requests handed back after a
+cancel are closed the same way by the periodic sweep (``settle_stranded``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dispatcher.db import Batch, Campaign, Message
+from dispatcher.errors import DispatcherError
+from dispatcher.status import BatchState, CampaignState, MessageStatus
+
+PAUSABLE = (CampaignState.SENDING,)
+CANCELLABLE = (
+    CampaignState.DRAFT,
+    CampaignState.SCHEDULED,
+    CampaignState.PREPARING,
+    CampaignState.SENDING,
+    CampaignState.PAUSED,
+)
+CANCELLED_REASON = "campaign cancelled before this message was sent"
+
+
+def pause(session: Session, campaign_id: int) -> None:
+    """Stop handing out requests; what is on the wire finishes."""
+    _move(session, campaign_id, PAUSABLE, CampaignState.PAUSED, "pause")
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    batch_ids: list[str]  # pending: for the send queue
+    prepare_again: bool  # paused before its preparation finished: prepare resumes it
+
+
+def resume(session: Session, campaign_id: int) -> Resumed:
+    """Open a paused campaign again; what it still has to send goes back to the queue.
+
+    Also accepted for a campaign already sending, to hand its pending batches out again
+    (say, when the broker was down at the first try): a batch queued twice is still sent
+    once, since sending claims it with a conditional UPDATE.
+    """
+    _move(session, campaign_id, (CampaignState.PAUSED, CampaignState.SENDING),
+          CampaignState.SENDING, "resume")  # fmt: skip
+    pending = list(
+        session.scalars(
+            select(Batch.id)
+            .where(Batch.campaign_id == campaign_id, Batch.state == BatchState.PENDING)
+            .order_by(Batch.seq)
+        )
+    )
+    prepared = session.scalar(select(Campaign.prepared_at).where(Campaign.id == campaign_id))
+    return Resumed(pending, prepared is None)
+
+
+def cancel(session: Session, campaign_id: int) -> int:
+    """Stop for good; returns how many people will never be sent their message."""
+    _move(session, campaign_id, CANCELLABLE, CampaignState.CANCELLED, "cancel",
+          finished_at=datetime.now(UTC))  # fmt: skip
+    return settle_cancelled(session, campaign_id)
+
+
+def settle_cancelled(session: Session, campaign_id: int) -> int:
+    """Close a cancelled campaign's unsent batches and messages (also run when a
+    preparation that was cancelled half-way finishes writing); returns the messages
+    newly marked ``cancelled``."""
+    now = datetime.now(UTC)
+    session.execute(
+        update(Batch)
+        .where(
+            Batch.campaign_id == campaign_id,
+            Batch.state.in_((BatchState.PENDING, BatchState.HELD)),
+        )
+        .values(state=BatchState.SKIPPED, error="campaign cancelled")
+    )
+    # Messages in a request that was in flight keep their course; the rest never left.
+    in_flight = select(Batch.id).where(
+        Batch.campaign_id == campaign_id,
+        Batch.state.in_((BatchState.SUBMITTING, BatchState.SUBMITTED, BatchState.IN_DOUBT)),
+    )
+    never_sent = session.execute(
+        update(Message)
+        .where(
+            Message.campaign_id == campaign_id,
+            Message.status.in_((MessageStatus.PENDING, MessageStatus.QUEUED)),
+            Message.batch_id.is_(None) | Message.batch_id.not_in(in_flight),
+        )
+        .values(
+            status=MessageStatus.CANCELLED,
+            result_description=CANCELLED_REASON,
+            failed_at=now,
+            next_attempt_at=None,
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    # Failures waiting for a resend: they were sent once; the resend is off.
+    session.execute(
+        update(Message)
+        .where(Message.campaign_id == campaign_id, Message.next_attempt_at.is_not(None))
+        .values(next_attempt_at=None, retry_class="final")
+    )
+    return int(never_sent or 0)
+
+
+def settle_stranded(session: Session) -> list[int]:
+    """Cancelled campaigns with batches left ``pending`` or ``held`` (a request handed
+    back after the cancel, a resend planned as it was cancelled): closed like the rest.
+    Run by the periodic report sweep; returns the campaigns it closed."""
+    stranded = list(
+        session.scalars(
+            select(Batch.campaign_id)
+            .where(
+                Batch.state.in_((BatchState.PENDING, BatchState.HELD)),
+                Batch.campaign_id.in_(
+                    select(Campaign.id).where(Campaign.state == CampaignState.CANCELLED)
+                ),
+            )
+            .distinct()
+        )
+    )
+    for campaign_id in stranded:
+        settle_cancelled(session, campaign_id)
+    return stranded
+
+
+def _move(
+    session: Session,
+    campaign_id: int,
+    allowed: tuple[CampaignState, ...],
+    to: CampaignState,
+    verb: str,
+    **values: object,
+) -> None:
+    moved = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.state.in_(allowed))
+        .values(state=to, **values)
+    ).rowcount  # type: ignore[attr-defined]
+    if moved:
+        return
+    state = session.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
+    if state is None:
+        raise DispatcherError(f"no campaign {campaign_id}")
+    can = ", ".join(allowed)
+    raise DispatcherError(f"campaign {campaign_id} is {state}: only a campaign that is {can} "
+                          f"can {verb}")  # fmt: skip

@@ -1,0 +1,94 @@
+"""Real processes on loopback: the webhook app, the LINK simulator and a worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dispatcher.db import migrate
+from dispatcher.embedded import worker_command
+from tests.conftest import dispatcher_command, free_port, wait_http
+
+SERVICE_ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "LINK_BASE_URL", "WEBHOOK_TOKEN")
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINK_", "SIMULATOR_"))}
+    for name in SERVICE_ENV_NAMES:
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture()
+def stack(
+    request: pytest.FixtureRequest, own_pg_url: str, redis_url: str, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """Webhook app, simulator and a worker, as separate processes (parametrize
+    indirectly with a dict to add environment variables)."""
+    migrate(own_pg_url)
+    webhook_port, simulator_port = free_port(), free_port()
+    token = "e2e-token"
+    env = (
+        clean_env()
+        | {
+            "DATABASE_URL": own_pg_url,
+            "REDIS_URL": redis_url,
+            "LINK_BASE_URL": f"http://127.0.0.1:{simulator_port}",
+            "LINK_USERNAME": "e2e",
+            "LINK_PASSWORD": "e2e-password",
+            "LINK_PLATFORM_ID": "E2E",
+            "LINK_PLATFORM_PARTNER_ID": "7",
+            "LINK_EVENT_REPORT_GATE": "e2e-gate",
+            "WEBHOOK_TOKEN": token,
+            "REPORTS_DIR": str(tmp_path / "reports"),
+            "DROP_DIR": str(tmp_path / "drop"),
+            "DROP_SETTLE_SECONDS": "1",
+            "SIMULATOR_USERNAME": "e2e",
+            "SIMULATOR_PASSWORD": "e2e-password",
+            "SIMULATOR_PLATFORM_ID": "E2E",
+            "SIMULATOR_PLATFORM_PARTNER_ID": "7",
+            "SIMULATOR_FAILURE_RATE": "0.1",
+            "SIMULATOR_SEED": "42",
+        }
+        | getattr(request, "param", {})
+    )
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes = []
+
+    def start(name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        with (logs / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
+    try:
+        webhook = start("serve", dispatcher_command("serve", "--port", str(webhook_port)))
+        wait_http(f"http://127.0.0.1:{webhook_port}/healthz", process=webhook)
+        gate = f"e2e-gate=http://127.0.0.1:{webhook_port}/webhooks/link/dlr?token={token}"
+        simulator = start(
+            "simulate",
+            dispatcher_command("simulate", "--port", str(simulator_port), "--gate", gate),
+        )
+        wait_http(f"http://127.0.0.1:{simulator_port}/healthz", process=simulator)
+        start(
+            "worker",
+            worker_command(
+                tmp_path / "beat-schedule", concurrency=4, hostname="e2e@%h", loglevel="INFO"
+            ),
+        )
+        yield env
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in sorted(logs.iterdir()):
+            print(f"----- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
