@@ -74,6 +74,7 @@ def _simulator(request: Request) -> Simulator:
 
 async def send_messages(request: Request) -> Response:
     """Seed 'POST /messages'."""
+    arrived = time.time()  # before the body is read and parsed: when it reached us
     simulator = _simulator(request)
     code = simulator.auth.check(request.headers.get("authorization"))
     if code is not None:
@@ -96,7 +97,7 @@ async def send_messages(request: Request) -> Response:
     message_ids = simulator.accept(parsed)
     if simulator.config.record_requests:
         simulator.recorded.append(raw)  # one object, not a tree of them: see core
-        simulator.receipts.append((time.time(), len(parsed.destinations) * len(parsed.messages)))
+        simulator.receipts.append((arrived, len(parsed.destinations) * len(parsed.messages)))
     if simulator.config.response_delay_ms:
         # Accepted first, answered late: what a client sees when its read timeout fires after
         # LINK already queued the messages.
