@@ -257,13 +257,13 @@ def _hand_back_stopped(
     campaigns = {claimed[b].campaign_id for b in batch_ids}
     try:
         with ctx.db.session() as session:
-            # Locked (PostgreSQL) until handed back: a resume that commits meanwhile
+            # Share-locked (PostgreSQL) until handed back: a resume committing meanwhile
             # waits, then finds these batches pending and hands them out again.
             states = dict(
                 session.execute(
                     select(Campaign.id, Campaign.state)
                     .where(Campaign.id.in_(sorted(campaigns)))
-                    .with_for_update()
+                    .with_for_update(read=True)
                 ).all()
             )
             live = {c for c, state in states.items() if state == CampaignState.SENDING}
