@@ -188,6 +188,7 @@ def send_many(
                 continue
             ids = [batch_id for batch_id, _ in part]
             weight = sum(w for _, w in part)
+            claimed: dict[str, _Claimed] = {}
             try:
                 # Reserve, claim while the slot approaches, then leave on time.
                 grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
@@ -198,6 +199,10 @@ def send_many(
             except StorageError as exc:
                 log.warning("batches of %s: %s", sender.source[:4], exc)
                 outcomes.update(dict.fromkeys(ids, Outcome.RETRY))
+                if claimed:  # claimed, then no slot to send in: back to pending, unsent
+                    unsent = LinkTransientError(f"no slot to send in: {exc}")
+                    _settle(ctx, sender.source, dict.fromkeys(claimed, unsent), claimed,
+                            outcomes)  # fmt: skip
                 continue
             results = _send_paced(ctx, fanout, sender, grant, claimed, outcomes)
             if results:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Iterator
@@ -14,13 +15,14 @@ from sqlalchemy import select, update
 from dispatcher import fanout
 from dispatcher.campaign import load_campaign
 from dispatcher.db import Batch, Database, Message
+from dispatcher.errors import StorageError
 from dispatcher.launch import create_campaign
 from dispatcher.link.models import MessageRequest, MessageResponse
 from dispatcher.prepare import prepare_campaign
 from dispatcher.sending import Outcome, SendContext
 from dispatcher.servers import ServerThread
 from dispatcher.simulator import SimulatorConfig, create_app
-from dispatcher.throttle import Grant
+from dispatcher.throttle import Grant, Throttle
 from tests.integration.test_sending import _close_clients, context  # noqa: F401
 
 SPEC = """\
@@ -166,3 +168,30 @@ def test_requests_that_missed_their_time_are_kept_back_not_sent_in_a_rush(
     results = sender.send_all(_requests(3), late, late_after=0.01)
     assert all(isinstance(r, fanout.Late) for r in results)
     assert httpx.get(f"{link}/_simulator/receipts").json() == []
+
+
+class _LimiterDiesAfterTheClaim(Throttle):
+    """The real limiter, except that the slice's slot comes too late and Redis is gone
+    when a fresh one is asked for: the fault between claim and send."""
+
+    calls = 0
+
+    def reserve(self, sender: str, weight: int, rate_per_second: int) -> Grant:
+        self.calls += 1
+        if self.calls > 1:
+            raise StorageError("rate limiter unavailable: connection refused")
+        grant = super().reserve(sender, weight, rate_per_second)
+        return dataclasses.replace(grant, starts=time.monotonic() - 1)  # reached late
+
+
+def test_a_claimed_slice_with_no_slot_to_send_in_goes_back_to_pending_unsent(
+    ctx: SendContext, sender: fanout.Fanout, link: str, tmp_path: Path
+) -> None:
+    batch_ids = personalised(ctx, tmp_path / "c", 3)
+    faulty = dataclasses.replace(ctx, throttle=_LimiterDiesAfterTheClaim(ctx.throttle._redis))
+    outcomes = fanout.send_many(faulty, sender, batch_ids, "task-1")
+    assert set(outcomes.values()) == {Outcome.RETRY}
+    assert httpx.get(f"{link}/_simulator/stats").json()["requests"] == 0
+    with ctx.db.session() as session:  # claimable by the retry, the try uncounted
+        assert set(session.scalars(select(Batch.state))) == {"pending"}
+        assert set(session.scalars(select(Message.attempts))) == {0}
