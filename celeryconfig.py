@@ -53,26 +53,14 @@ task_routes = {
 
 # Periodic tasks expire when they could not start before their next turn: a backlog
 # behind a long preparation runs each once, not once per missed turn.
+_PERIODIC = {  # name: (task, every so many seconds)
+    "sweep-reports": ("workers.tasks.sweep_reports", 5.0),
+    "resend-due": ("workers.tasks.resend_due", 10.0),
+    "drop-folder": ("workers.tasks.scan_drop_folder", 5.0),
+    "start-due": ("workers.tasks.start_due", 5.0),
+}
 beat_schedule = {
-    "sweep-reports": {
-        "task": "workers.tasks.sweep_reports",
-        "schedule": 5.0,
-        "options": {"expires": 5},
-    },
-    "resend-due": {
-        "task": "workers.tasks.resend_due",
-        "schedule": 10.0,
-        "options": {"expires": 10},
-    },
-    "drop-folder": {
-        "task": "workers.tasks.scan_drop_folder",
-        "schedule": 5.0,
-        "options": {"expires": 5},
-    },
-    "start-due": {
-        "task": "workers.tasks.start_due",
-        "schedule": 5.0,
-        "options": {"expires": 5},
-    },
+    name: {"task": task, "schedule": every, "options": {"expires": every}}
+    for name, (task, every) in _PERIODIC.items()
 }
 worker_hijack_root_logger = False

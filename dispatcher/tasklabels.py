@@ -17,10 +17,14 @@ from dispatcher.db import Batch, Campaign
 from dispatcher.dbutil import among
 
 
-def send_label(session: Session, campaign_id: int, batch_ids: Sequence[str]) -> str:
+def send_label(
+    session: Session, campaign_id: int, batch_ids: Sequence[str], name: str | None = None
+) -> str:
     """``{'campaign_id': 7, 'campaign': 'Spring sale', 'batches': 'c7-b000001..c7-b000100',
-    'batch_count': 100, 'destinations': 8000}`` for a chunk (or one batch)."""
-    name = session.scalar(select(Campaign.name).where(Campaign.id == campaign_id))
+    'batch_count': 100, 'destinations': 8000}`` for a chunk (or one batch); ``name`` is
+    the campaign's, read here when not given."""
+    if name is None:
+        name = session.scalar(select(Campaign.name).where(Campaign.id == campaign_id))
     destinations = session.scalar(
         select(func.coalesce(func.sum(Batch.size), 0)).where(
             among(session, Batch.id, list(batch_ids))

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from celery import Task
 from celery.signals import worker_process_shutdown, worker_shutdown
+from sqlalchemy import select
 
 from dispatcher import (
     control,
@@ -29,7 +30,7 @@ from dispatcher import (
     tasklabels,
     tracking,
 )
-from dispatcher.db import Database
+from dispatcher.db import Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.link.client import LinkClient, LinkCredentials
 from dispatcher.prepare import prepare_campaign as prepare
@@ -95,9 +96,13 @@ def hand_out(db: Database, campaign_id: int, batch_ids: list[str]) -> None:
     if not batch_ids:
         return
     priority = fanout.queue_priority(db, campaign_id)
-    for chunk in fanout.chunks(batch_ids):
-        with db.session() as session:
-            label = tasklabels.send_label(session, campaign_id, chunk)
+    with db.session() as session:
+        name = session.scalar(select(Campaign.name).where(Campaign.id == campaign_id)) or ""
+        labels = [
+            tasklabels.send_label(session, campaign_id, chunk, name)
+            for chunk in fanout.chunks(batch_ids)
+        ]
+    for chunk, label in zip(fanout.chunks(batch_ids), labels, strict=True):
         send_batches.apply_async(
             kwargs={"batch_ids": chunk, "campaign_id": campaign_id},
             priority=priority,

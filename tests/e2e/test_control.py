@@ -13,22 +13,11 @@ import httpx
 import pytest
 
 from tests.conftest import dispatcher_command
+from tests.integration.test_fanout import SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PEOPLE = 600
-SPEC = """\
-name: Control
-sender: {source: "+4790000000", level: STANDARD}
-template_category: marketing
-message:
-  type: template
-  template:
-    name: hello
-    language: en
-    components: [{type: body, parameters: [{type: text, text: "{first_name}"}]}]
-recipients: people.csv
-"""
 #: The issue's promise: a command takes effect across all workers within this.
 TAKES_EFFECT_SECONDS = 2.0
 

@@ -12,18 +12,11 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from dispatcher.errors import LinkError, LinkInDoubtError, LinkRequestError, LinkTransientError
-from dispatcher.link import LinkCredentials, MessageRequest
+from dispatcher.link import LinkCredentials
 from dispatcher.link.client import ConcurrentSender
 from dispatcher.link.models import MessageResponse
+from tests.unit.test_link_client import REQUEST
 
-REQUEST = MessageRequest(
-    platform_id="PID",
-    platform_partner_id="42",
-    ref_id="c1-b000001",
-    source="+4790000000",
-    destinations=["+4791234567", "NO.123"],
-    messages=[{"type": "text", "text": {"body": "hi"}}],
-)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
