@@ -21,8 +21,13 @@ broker_connection_retry_on_startup = True
 # Priorities on the Redis broker (one list per step; 0 is served first): a HIGH-priority
 # campaign's chunks overtake NORMAL and LOW ones waiting for the same workers
 # (``dispatcher.fanout.queue_priority``).
+# kombu looks for such abandoned tasks every interval x throttle seconds (by default
+# 100 s, whatever the timeout); the sweep here runs at a quarter of the timeout, at
+# most every 10 s: one small sorted-set read.
 broker_transport_options = {
-    "visibility_timeout": 3600,
+    "visibility_timeout": _settings.broker_visibility_timeout,
+    "unacked_restore_interval": min(10, max(1, _settings.broker_visibility_timeout // 4)),
+    "unacked_restore_throttle": 1,
     "priority_steps": [0, 3, 6, 9],
     "queue_order_strategy": "priority",
 }

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 _CHUNK = 1000
 # A batch still 'submitting' this long after its claim lost its worker mid-request.
 STALE_SUBMITTING = timedelta(minutes=5)
+# A batch still 'pending' this long after it was queued lost its task (the broker's
+# visibility timeout: by then Celery itself would have handed the task out again).
+LOST_TASK = timedelta(hours=1)
 IN_DOUBT_NOTE = "resent: no report within the window after an unanswered request"
 
 
@@ -35,6 +38,7 @@ class Windows:
 
     min_delay: timedelta | None = None  # None: each campaign's resend.min_delay_minutes
     stale_submitting: timedelta = STALE_SUBMITTING
+    lost_task: timedelta = LOST_TASK
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -60,6 +64,30 @@ def mark_stale_in_doubt(session: Session, windows: Windows, now: datetime) -> in
             )
             .values(state=BatchState.IN_DOUBT, error="no answer recorded; worker lost?")
         ).rowcount  # type: ignore[attr-defined]
+    )
+
+
+def lost_batches(session: Session, windows: Windows, now: datetime) -> list[str]:
+    """Pending batches of a running campaign whose send task is gone, to queue again.
+
+    A task can vanish without Celery bringing it back: acknowledged after it failed on a
+    broker outage, or lost with a broker that kept nothing. Its batches stay ``pending``;
+    queueing them again is safe because a batch is claimed once, however many tasks carry
+    it (a task still waiting behind a long queue finds it sent, and skips it).
+    """
+    queued_at = func.coalesce(Batch.handed_out_at, Batch.created_at)
+    return list(
+        session.scalars(
+            select(Batch.id)
+            .join(Campaign, Campaign.id == Batch.campaign_id)
+            .where(
+                Batch.state == BatchState.PENDING,
+                Campaign.state.in_((CampaignState.SENDING, CampaignState.PREPARING)),
+                queued_at < now - windows.lost_task,
+            )
+            .order_by(Batch.campaign_id, Batch.seq)
+            .limit(_CHUNK * 10)
+        )
     )
 
 
@@ -319,4 +347,4 @@ def run_due(session: Session, windows: Windows | None = None) -> list[str]:
     plan(session, windows, now)
     plan_in_doubt(session, windows, now)
     expire(session, now)
-    return cut_due(session, now)
+    return cut_due(session, now) + lost_batches(session, windows, now)

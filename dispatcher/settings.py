@@ -67,6 +67,18 @@ class Settings(BaseSettings):
         "with a READY file)",
     )
     worker_concurrency: int = Field(default=4, validation_alias="DISPATCHER_WORKER_CONCURRENCY")
+    broker_visibility_timeout: int = Field(
+        default=3600,
+        ge=5,
+        description="seconds before Redis hands an unacknowledged task (its worker lost) "
+        "to another worker; keep it longer than any task",
+    )
+    stale_submitting_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="a batch still claimed this long after its request started lost its "
+        "worker: it becomes in doubt",
+    )
     resend_min_delay_seconds: float | None = Field(
         default=None,
         description="overrides every campaign's resend.min_delay_minutes (tests, rehearsals)",

@@ -17,7 +17,8 @@ from typing import Any
 import redis
 from celery import Task
 from celery.signals import worker_process_shutdown, worker_shutdown
-from sqlalchemy import select
+from kombu.exceptions import OperationalError
+from sqlalchemy import select, update
 
 from dispatcher import (
     control,
@@ -30,7 +31,7 @@ from dispatcher import (
     tasklabels,
     tracking,
 )
-from dispatcher.db import Campaign, Database
+from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.link.client import LinkClient, LinkCredentials
 from dispatcher.prepare import prepare_campaign as prepare
@@ -96,12 +97,14 @@ def hand_out(db: Database, campaign_id: int, batch_ids: list[str]) -> None:
     if not batch_ids:
         return
     priority = fanout.queue_priority(db, campaign_id)
+    now = datetime.now(UTC)
     with db.session() as session:
         name = session.scalar(select(Campaign.name).where(Campaign.id == campaign_id)) or ""
-        labels = [
-            tasklabels.send_label(session, campaign_id, chunk, name)
-            for chunk in fanout.chunks(batch_ids)
-        ]
+        labels = []
+        for chunk in fanout.chunks(batch_ids):
+            # Stamped before the task exists: the lost-task net never sees a fresh one.
+            session.execute(update(Batch).where(Batch.id.in_(chunk)).values(handed_out_at=now))
+            labels.append(tasklabels.send_label(session, campaign_id, chunk, name))
     for chunk, label in zip(fanout.chunks(batch_ids), labels, strict=True):
         send_batches.apply_async(
             kwargs={"batch_ids": chunk, "campaign_id": campaign_id},
@@ -165,11 +168,20 @@ def send_batches(
             if campaign_id is not None:
                 with contextlib.suppress(StorageError), context().db.session() as session:
                     label = tasklabels.send_label(session, campaign_id, [batch_id])
-            send_batch.apply_async(
-                kwargs={"batch_id": batch_id, "campaign_id": campaign_id},
-                countdown=RETRY_DELAYS_SECONDS[0],
-                kwargsrepr=label or None,
-            )
+            try:
+                send_batch.apply_async(
+                    kwargs={"batch_id": batch_id, "campaign_id": campaign_id},
+                    countdown=RETRY_DELAYS_SECONDS[0],
+                    kwargsrepr=label or None,
+                )
+            except OperationalError as exc:  # the broker is down too
+                log.warning(
+                    "campaign %s: broker unreachable (%s); the batches left pending are "
+                    "queued again by resend_due after BROKER_VISIBILITY_TIMEOUT",
+                    campaign_id,
+                    exc,
+                )
+                break
     return dict(Counter(outcome.value for outcome in outcomes.values()))
 
 
@@ -240,6 +252,9 @@ def resend_due() -> int:
 
 def resend_windows() -> resend.Windows:
     settings = get_settings()
-    if settings.resend_min_delay_seconds is None:
-        return resend.Windows()
-    return resend.Windows(min_delay=timedelta(seconds=settings.resend_min_delay_seconds))
+    min_delay = settings.resend_min_delay_seconds
+    return resend.Windows(
+        min_delay=None if min_delay is None else timedelta(seconds=min_delay),
+        stale_submitting=timedelta(seconds=settings.stale_submitting_seconds),
+        lost_task=timedelta(seconds=settings.broker_visibility_timeout),
+    )

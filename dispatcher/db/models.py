@@ -91,6 +91,7 @@ class Batch(Base):
     submitting_at: Mapped[datetime | None]
     submitted_at: Mapped[datetime | None]
     not_before: Mapped[datetime | None]  # a held batch is released then
+    handed_out_at: Mapped[datetime | None]  # last queued for a send task (lost-task net)
 
 
 class Message(Base):

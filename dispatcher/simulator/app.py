@@ -14,6 +14,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from dispatcher.simulator.codes import (
     BAD_REQUEST,
@@ -59,6 +60,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
             Route("/_simulator/stats", stats, methods=["GET"]),
             Route("/_simulator/requests", recorded_requests, methods=["GET"]),
             Route("/_simulator/receipts", receipts, methods=["GET"]),
+            Route("/_simulator/callbacks", taken_callbacks, methods=["GET"]),
             Route("/_simulator/reset", reset, methods=["POST"]),
         ],
         lifespan=lifespan,
@@ -98,10 +100,14 @@ async def send_messages(request: Request) -> Response:
     if simulator.config.record_requests:
         simulator.recorded.append(raw)  # one object, not a tree of them: see core
         simulator.receipts.append((arrived, len(parsed.destinations) * len(parsed.messages)))
-    if simulator.config.response_delay_ms:
+    fault = simulator.draw_fault()
+    if fault == "drop":
+        return _Dropped()
+    delay_ms = simulator.config.hang_ms if fault == "hang" else simulator.config.response_delay_ms
+    if delay_ms:
         # Accepted first, answered late: what a client sees when its read timeout fires after
         # LINK already queued the messages.
-        await asyncio.sleep(simulator.config.response_delay_ms / 1000)
+        await asyncio.sleep(delay_ms / 1000)
     ids = '","'.join(message_ids)
     return Response(
         f'{{"resultCode":112001,"description":"queued","messageIds":["{ids}"]}}',
@@ -166,9 +172,33 @@ async def receipts(request: Request) -> Response:
     return JSONResponse(_simulator(request).receipts)
 
 
+async def taken_callbacks(request: Request) -> Response:
+    """Every callback body a receiver answered 2xx, as text (``record_requests``): what the
+    receiver's raw store must hold."""
+    return JSONResponse([body.decode() for body in _simulator(request).callbacks.taken])
+
+
 async def reset(request: Request) -> Response:
     _simulator(request).reset()
     return JSONResponse({"status": "reset"})
+
+
+class _Dropped(Response):
+    """Headers promising a body that never comes: the server closes the connection, and
+    the client cannot know whether the request was taken (it was)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"resultCode":1120', "more_body": True})
 
 
 def _refuse(simulator: Simulator, code: int, detail: str | None = None) -> Response:

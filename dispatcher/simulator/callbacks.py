@@ -64,8 +64,10 @@ class _Job:
 class CallbackDispatcher:
     """Owns the queue, the workers and the HTTP client; counts what became of each callback."""
 
-    def __init__(self, config: SimulatorConfig) -> None:
+    def __init__(self, config: SimulatorConfig, *, record: bool = False) -> None:
         self._config = config
+        self._record = record
+        self.taken: list[bytes] = []  # bodies a receiver answered 2xx, when recording
         self._delay = config.dlr_delay_ms / 1000
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
@@ -113,6 +115,7 @@ class CallbackDispatcher:
         """Forget everything queued or in flight; stale jobs are discarded when they surface."""
         self._generation += 1
         self.counters = CallbackCounters()
+        self.taken = []
         while not self._queue.empty():
             self._queue.get_nowait()
 
@@ -149,6 +152,8 @@ class CallbackDispatcher:
         counters = self.counters
         if status_code is not None and 200 <= status_code < 300:
             counters.delivered += 1
+            if self._record and job.body is not None:
+                self.taken.append(job.body)
         elif (
             status_code is not None
             and 400 <= status_code < 500

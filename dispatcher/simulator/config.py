@@ -46,7 +46,14 @@ class SimulatorConfig(BaseSettings):
     seed: int | None = None
     response_delay_ms: int = Field(default=0, ge=0)
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    # Keep every accepted request body for GET /_simulator/requests (tests, rehearsals).
+    # Faults after acceptance (the messages are queued, so LINK will report them): the
+    # answer comes ``hang_ms`` late (past a client's read timeout), or the connection is
+    # dropped with no answer at all.
+    hang_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    hang_ms: int = Field(default=5000, ge=0)
+    drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Keep every accepted request body for GET /_simulator/requests, and every callback a
+    # receiver took (2xx) for GET /_simulator/callbacks (tests, rehearsals).
     record_requests: bool = False
     # Scripted fates: destination -> outcome of its 1st, 2nd, ... send. 0 = delivered and
     # read; -1 = accepted but never reported; any other number = that WhatsApp error code,

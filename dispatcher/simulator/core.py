@@ -6,7 +6,7 @@ import gc
 import random
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 from dispatcher.simulator.auth import BasicAuth
 from dispatcher.simulator.callbacks import CallbackDispatcher
@@ -41,13 +41,16 @@ def _msisdn_key(source: str) -> str:
     return source if source.startswith("+") else "+" + source
 
 
+Fault = Literal["hang", "drop"]
+
+
 class Simulator:
     """State and behaviour behind the HTTP app, reachable as ``app.state.simulator``."""
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.auth = BasicAuth(config.username, config.password)
-        self.callbacks = CallbackDispatcher(config)
+        self.callbacks = CallbackDispatcher(config, record=config.record_requests)
         self._rng = random.Random(config.seed)
         self._ids = IdFactory(self._rng)
         self._contacts = ContactBook()
@@ -107,6 +110,20 @@ class Simulator:
     def draw_server_error(self) -> bool:
         """Whether this request is the one in ``error_rate`` answered 112500."""
         return self.config.error_rate > 0 and self._rng.random() < self.config.error_rate
+
+    def draw_fault(self) -> Fault | None:
+        """What goes wrong with an accepted request's answer, if anything."""
+        config = self.config
+        if not (config.hang_rate or config.drop_rate):
+            return None
+        draw = self._rng.random()
+        if draw < config.drop_rate:
+            self._books.faults["drop"] += 1
+            return "drop"
+        if draw < config.drop_rate + config.hang_rate:
+            self._books.faults["hang"] += 1
+            return "hang"
+        return None
 
     # -- messages --------------------------------------------------------------------------
 

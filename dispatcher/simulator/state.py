@@ -34,6 +34,7 @@ class Accounting:
     users: Counter[str] = field(default_factory=Counter)
     ref_ids: Counter[str] = field(default_factory=Counter)
     media: dict[str, MediaRecord] = field(default_factory=dict)
+    faults: Counter[str] = field(default_factory=Counter)  # accepted, then hung or dropped
 
     def merge_user(self, old_key: str, new_key: str) -> None:
         """Move the counts of a person known only by BSUID to the phone number found for them."""
@@ -58,6 +59,7 @@ class Accounting:
                 source: self.excess_over_level.get(source, 0) for source in per_second
             },
             "destinations": dict(self.destinations),
+            "faults": dict(self.faults),
             "users": dict(self.users),
             "ref_ids": dict(self.ref_ids),
             "media_uploads": len(self.media),

@@ -17,8 +17,8 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
-from dispatcher import resend
-from dispatcher.db import Database, Message
+from dispatcher import control, resend
+from dispatcher.db import Batch, Database, Message
 from dispatcher.launch import create_campaign
 from dispatcher.link import LinkClient, LinkCredentials
 from dispatcher.preflight import preflight
@@ -219,3 +219,38 @@ def test_a_rate_limit_report_slows_the_sender_and_the_message_is_resent_not_lost
     assert set(stack.resend_due()) == {Outcome.SUBMITTED}
     wait_for(settled(db, {"+4741234541": "read"}))
     assert stack.received() == {"+4741234541": 2, "+4741234542": 1}
+
+
+def test_pending_batches_whose_task_was_lost_are_queued_again_after_the_window(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    """A send task gone without Celery bringing it back leaves its batches pending."""
+    stack = stack_for({})
+    batch_ids = start(stack, tmp_path, ["+4741234551", "+4741234552", "+4741234553"])
+    assert len(batch_ids) == 3
+    windows = resend.Windows(min_delay=timedelta(0), lost_task=timedelta(minutes=5))
+    now = datetime.now(UTC)
+    later = now + timedelta(minutes=6)
+    with db.session() as session:
+        assert resend.lost_batches(session, windows, now) == []  # their tasks may still run
+        assert resend.lost_batches(session, windows, later) == batch_ids
+    stack.send(batch_ids[:1])
+    with db.session() as session:
+        assert resend.lost_batches(session, windows, later) == batch_ids[1:]
+        campaign_id = session.scalar(select(Batch.campaign_id).where(Batch.id == batch_ids[0]))
+        assert campaign_id is not None
+        control.pause(session, campaign_id)
+    with db.session() as session:  # a paused campaign's batches wait for resume
+        assert resend.lost_batches(session, windows, later) == []
+        control.resume(session, campaign_id)
+    with db.session() as session:
+        assert resend.run_due(session, windows) == []  # run_due uses the real clock
+        session.execute(
+            update(Batch)
+            .where(Batch.id.in_(batch_ids))
+            .values(handed_out_at=now - timedelta(minutes=10))
+        )
+    with db.session() as session:
+        assert resend.run_due(session, windows) == batch_ids[1:]
+    assert stack.send(batch_ids[1:]) == [Outcome.SUBMITTED] * 2
+    assert stack.received() == dict.fromkeys(["+4741234551", "+4741234552", "+4741234553"], 1)
