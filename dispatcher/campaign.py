@@ -41,6 +41,10 @@ DEFAULT_BATCH_SIZE = 50
 # Seed 004 MessageRequest: absoluteValidityTime "defaults to 48h ahead".
 LINK_DEFAULT_VALIDITY_MINUTES = 48 * 60
 MAX_BATCH_SIZE = 1000
+# A spec is a few KB. Bigger files, or YAML whose aliases expand a few lines into
+# millions of values (a "billion laughs"), are refused before anything walks them.
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_SPEC_VALUES = 100_000
 
 
 class _Spec(BaseModel):
@@ -312,17 +316,41 @@ def load_campaign(path: Path) -> LoadedCampaign:
 
 
 def _parse(spec_path: Path) -> Any:
+    size = spec_path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        problem = f"{size} bytes; a spec may have at most {MAX_SPEC_BYTES}"
+        raise CampaignSpecError(str(spec_path), [("(file)", problem)])
     try:
         text = spec_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         problem = f"not UTF-8 text (byte {exc.start}): save the spec as UTF-8"
         raise CampaignSpecError(str(spec_path), [("(file)", problem)]) from None
     try:
-        if spec_path.suffix == ".toml":
-            return tomllib.loads(text)
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise CampaignSpecError(str(spec_path), [("(syntax)", str(exc))]) from None
+        parsed = tomllib.loads(text) if spec_path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise CampaignSpecError(str(spec_path), [("(syntax)", problem)]) from None
+    if _too_many_values(parsed):
+        problem = f"expands to more than {MAX_SPEC_VALUES} values (YAML aliases?)"
+        raise CampaignSpecError(str(spec_path), [("(file)", problem)])
+    return parsed
+
+
+def _too_many_values(root: Any) -> bool:
+    """Count values as a walk would meet them (an alias counts each time it is used),
+    stopping at the limit: the cost is bounded however far the aliases expand."""
+    pending, seen = [root], 0
+    while pending:
+        node = pending.pop()
+        seen += 1
+        if seen > MAX_SPEC_VALUES:
+            return True
+        if isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:

@@ -159,7 +159,10 @@ class RecipientsFile:
         except StopIteration:
             self.close()
             raise RecipientsError(f"{path}: the file is empty") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            self.close()
+            raise RecipientsError(f"{path}: {_not_utf8(path, exc)}") from None
+        except csv.Error as exc:
             self.close()
             raise RecipientsError(f"{path}: unreadable header ({exc})") from exc
         self.columns = [normalise_header(h) for h in header]
@@ -200,9 +203,13 @@ class RecipientsFile:
                 cells = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except csv.Error as exc:  # e.g. a field over 128 KiB; the next row reads on
+                line_end = reader.line_num
                 yield line, [], f"unreadable row ({exc})"
-                return
+                continue
+            except UnicodeDecodeError as exc:
+                # Rejecting the rest would drop people silently: refuse the whole file.
+                raise RecipientsError(f"{self.path}: {_not_utf8(self.path, exc)}") from None
             line_end = reader.line_num
             if not "".join(cells).strip():
                 continue  # blank lines are layout, not recipients
@@ -278,6 +285,19 @@ def settle(msisdn: str | None, parts: Parts) -> tuple[str | None, str | None, st
     if problem is not None:
         return problem
     return msisdn, bsuid, parent
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    """Where the file stops being UTF-8 (the text reader only knows which chunk)."""
+    where = ""
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                where = f"line {number} is "
+                break
+    return f"{where}not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the file as UTF-8"
 
 
 def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,15 @@ PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+#: Inputs each fuzz test tried; printed at the end of the run.
+FUZZ_CASES: Counter[str] = Counter()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FUZZ_CASES:
+        terminalreporter.section("fuzzing")
+        for name, count in sorted(FUZZ_CASES.items()):
+            terminalreporter.write_line(f"{name}: {count} cases tried")
 
 
 @contextlib.contextmanager

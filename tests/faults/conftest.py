@@ -192,7 +192,7 @@ class FaultStack:
             "LINK_PLATFORM_ID": "FAULT",
             "LINK_PLATFORM_PARTNER_ID": "7",
             "LINK_EVENT_REPORT_GATE": "fault-gate",
-            "LINK_TIMEOUT_SECONDS": "2",
+            "LINK_TIMEOUT_SECONDS": "1",
             "WEBHOOK_TOKEN": TOKEN,
             "REPORTS_DIR": str(folder / "reports"),
             "DROP_DIR": str(folder / "drop"),

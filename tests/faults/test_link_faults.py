@@ -18,7 +18,7 @@ def test_server_errors_timeouts_and_dropped_connections(fault_stack: FaultStack)
         {
             "SIMULATOR_ERROR_RATE": "0.10",  # 500, nothing taken
             "SIMULATOR_HANG_RATE": "0.05",  # taken, answered after the client gave up
-            "SIMULATOR_HANG_MS": "4000",
+            "SIMULATOR_HANG_MS": "2500",
             "SIMULATOR_DROP_RATE": "0.02",  # taken, connection closed with no answer
         }
     )
