@@ -28,14 +28,19 @@ def stack(
     request: pytest.FixtureRequest, own_pg_url: str, redis_url: str, tmp_path: Path
 ) -> Iterator[dict[str, str]]:
     """Webhook app, simulator and a worker, as separate processes (parametrize
-    indirectly with a dict to add environment variables)."""
-    migrate(own_pg_url)
+    indirectly with a dict to add environment variables; ``DATABASE_PASSWORD`` goes
+    into the database URL)."""
+    extra: dict[str, str] = dict(getattr(request, "param", {}))
+    database_url = own_pg_url
+    if password := extra.pop("DATABASE_PASSWORD", None):  # trust auth ignores it
+        database_url = own_pg_url.replace("postgres@", f"postgres:{password}@", 1)
+    migrate(database_url)
     webhook_port, simulator_port = free_port(), free_port()
-    token = "e2e-token"
+    token = extra.get("WEBHOOK_TOKEN", "e2e-token")
     env = (
         clean_env()
         | {
-            "DATABASE_URL": own_pg_url,
+            "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "LINK_BASE_URL": f"http://127.0.0.1:{simulator_port}",
             "LINK_USERNAME": "e2e",
@@ -54,7 +59,7 @@ def stack(
             "SIMULATOR_FAILURE_RATE": "0.1",
             "SIMULATOR_SEED": "42",
         }
-        | getattr(request, "param", {})
+        | extra
     )
     logs = tmp_path / "logs"
     logs.mkdir()
