@@ -5,7 +5,7 @@ from the Python advisory database), queried directly so it also works behind a
 registry mirror that only serves project pages: when ``/pypi/NAME/VERSION/json`` is
 missing, ``/pypi/NAME/json`` answers for the newest release, which is then only used
 if it is the installed one. Prints what it could and could not audit; exits 1 on any
-known vulnerability.
+known vulnerability, 2 when PyPI could not be asked or could not say for most.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from importlib import metadata
+from typing import Any
 
 import httpx
 from packaging.requirements import Requirement
@@ -36,7 +37,8 @@ def installed(root: str = PROJECT, extras: frozenset[str] = frozenset({"test"}))
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
-            continue  # an optional requirement this platform does not install
+            found[name] = ""  # required but absent: reported as not audited
+            continue
         if name != canonicalize_name(root):
             found[name] = dist.version
         for line in dist.requires or []:
@@ -50,18 +52,25 @@ def installed(root: str = PROJECT, extras: frozenset[str] = frozenset({"test"}))
 
 async def vulnerabilities(
     client: httpx.AsyncClient, name: str, version: str
-) -> list[dict[str, object]] | None:
-    """The advisories for ``name==version``; None when PyPI cannot say."""
+) -> list[dict[str, Any]] | None:
+    """The advisories for ``name==version`` (withdrawn ones left out); None when PyPI
+    cannot say."""
+    if not version:
+        return None
     answer = await client.get(f"{PYPI}/{name}/{version}/json")
     if answer.status_code == 200:
-        return list(answer.json().get("vulnerabilities") or [])
+        return _standing(answer.json())
     answer = await client.get(f"{PYPI}/{name}/json")
     if answer.status_code != 200:
         return None
     project = answer.json()
     if project["info"]["version"] != version:
         return None
-    return list(project.get("vulnerabilities") or [])
+    return _standing(project)
+
+
+def _standing(page: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in page.get("vulnerabilities") or [] if not v.get("withdrawn")]
 
 
 async def audit() -> int:
@@ -73,8 +82,8 @@ async def audit() -> int:
                 *(vulnerabilities(client, name, version) for name, version in packages.items())
             )
         except httpx.HTTPError as exc:
-            print(f"dependency audit: PyPI unreachable ({exc!r}); nothing audited")
-            return 0
+            print(f"dependency audit FAILED: PyPI unreachable ({exc!r}); nothing audited")
+            return 2
     found = dict(zip(packages, results, strict=True))
     unknown = sorted(name for name, vulns in found.items() if vulns is None)
     vulnerable = {name: vulns for name, vulns in found.items() if vulns}
@@ -88,6 +97,9 @@ async def audit() -> int:
     )
     if unknown:
         print("not audited (PyPI has no data for the installed version): " + ", ".join(unknown))
+    if len(unknown) * 2 > len(packages):
+        print("dependency audit FAILED: PyPI could not say for most of them")
+        return 2
     return 1 if vulnerable else 0
 
 

@@ -287,17 +287,37 @@ def settle(msisdn: str | None, parts: Parts) -> tuple[str | None, str | None, st
     return msisdn, bsuid, parent
 
 
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
 def _not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
     """Where the file stops being UTF-8 (the text reader only knows which chunk)."""
-    where = ""
-    with path.open("rb") as raw:
-        for number, line in enumerate(raw, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                where = f"line {number} is "
-                break
+    line = _first_bad_line(path)
+    where = f"line {line} is " if line else ""
     return f"{where}not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the file as UTF-8"
+
+
+def _first_bad_line(path: Path) -> int | None:
+    """The line of the first byte that is not UTF-8, lines ending as the CSV reader sees
+    them (``\n``, ``\r\n`` or ``\r``); read in chunks, so a big file costs no memory."""
+    line, carry = 1, b""
+    with path.open("rb") as raw:
+        while True:
+            chunk = raw.read(1 << 16)
+            data = carry + chunk
+            try:
+                data.decode("utf-8")
+                good = len(data)
+            except UnicodeDecodeError as exc:
+                if exc.reason != "unexpected end of data" or not chunk:
+                    return line + len(_LINE_END.findall(data[: exc.start]))
+                good = exc.start  # a character cut in two by the chunk: read on
+            if not chunk:
+                return None
+            if data[good - 1 : good] == b"\r":
+                good -= 1  # it may pair with a \n at the start of the next chunk
+            line += len(_LINE_END.findall(data[:good]))
+            carry = data[good:]
 
 
 def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 _CHUNK = 1000
 # A batch still 'submitting' this long after its claim lost its worker mid-request.
 STALE_SUBMITTING = timedelta(minutes=5)
-# A batch still 'pending' this long after it was queued lost its task (the broker's
-# visibility timeout: by then Celery itself would have handed the task out again).
+# A batch still 'pending' this long after it was queued, in a campaign that claimed
+# nothing for as long, lost its task (the broker's visibility timeout: a task a dead
+# worker held is handed out again by then).
 LOST_TASK = timedelta(hours=1)
 IN_DOUBT_NOTE = "resent: no report within the window after an unanswered request"
 
@@ -68,22 +69,31 @@ def mark_stale_in_doubt(session: Session, windows: Windows, now: datetime) -> in
 
 
 def lost_batches(session: Session, windows: Windows, now: datetime) -> list[str]:
-    """Pending batches of a running campaign whose send task is gone, to queue again.
+    """Pending batches of a stalled campaign whose send task is gone, to queue again.
 
     A task can vanish without Celery bringing it back: acknowledged after it failed on a
-    broker outage, or lost with a broker that kept nothing. Its batches stay ``pending``;
-    queueing them again is safe because a batch is claimed once, however many tasks carry
-    it (a task still waiting behind a long queue finds it sent, and skips it).
+    broker outage, or lost with a broker that kept nothing. Its batches stay ``pending``.
+    A batch counts as lost when it was handed out more than ``lost_task`` ago and its
+    campaign has claimed nothing for as long: a long queue still moving is left alone.
+    Queueing a batch again is safe anyway, since it is claimed once however many tasks
+    carry it.
     """
-    queued_at = func.coalesce(Batch.handed_out_at, Batch.created_at)
+    cutoff = now - windows.lost_task
+    last_claim = (
+        select(func.max(Batch.submitting_at))
+        .where(Batch.campaign_id == Campaign.id)
+        .correlate(Campaign)
+        .scalar_subquery()
+    )
     return list(
         session.scalars(
             select(Batch.id)
             .join(Campaign, Campaign.id == Batch.campaign_id)
             .where(
                 Batch.state == BatchState.PENDING,
-                Campaign.state.in_((CampaignState.SENDING, CampaignState.PREPARING)),
-                queued_at < now - windows.lost_task,
+                Campaign.state == CampaignState.SENDING,
+                func.coalesce(Batch.handed_out_at, Batch.created_at) < cutoff,
+                or_(last_claim.is_(None), last_claim < cutoff),
             )
             .order_by(Batch.campaign_id, Batch.seq)
             .limit(_CHUNK * 10)

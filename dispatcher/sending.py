@@ -262,11 +262,13 @@ def _release(db: Database, batch_id: str, error: str) -> None:
 def give_up(db: Database, batch_id: str, reason: str) -> None:
     """Retries are exhausted and nothing was ever sent: its people are reported unsent."""
     with db.session() as session:
-        session.execute(
+        closed = session.execute(
             update(Batch)
             .where(Batch.id == batch_id, Batch.state == BatchState.PENDING)
             .values(state=BatchState.REJECTED, error=reason[:2000])
-        )
+        ).rowcount  # type: ignore[attr-defined]
+        if not closed:  # another delivery holds (or sent) it: its outcome stands
+            return
         session.execute(
             update(Message)
             .where(

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         default=3600,
         ge=5,
         description="seconds before Redis hands an unacknowledged task (its worker lost) "
-        "to another worker; keep it longer than any task",
+        "to another worker; keep it longer than any task (retry waits stay under half)",
     )
     stale_submitting_seconds: float = Field(
         default=300,

@@ -27,8 +27,10 @@ PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-#: Inputs each fuzz test tried; printed at the end of the run.
+#: Inputs each fuzz test tried, and the verdict line of each fault run: printed at the
+#: end of the run, so every CI log carries the figures.
 FUZZ_CASES: Counter[str] = Counter()
+FAULT_RUNS: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -36,6 +38,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fuzzing")
         for name, count in sorted(FUZZ_CASES.items()):
             terminalreporter.write_line(f"{name}: {count} cases tried")
+    if FAULT_RUNS:
+        terminalreporter.section("fault runs")
+        for line in FAULT_RUNS:
+            terminalreporter.write_line(line)
 
 
 @contextlib.contextmanager

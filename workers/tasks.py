@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 900)
 
 
+def retry_countdown(retries: int) -> float:
+    """The wait before retry number ``retries + 1``. A worker holds a task through its
+    countdown unacknowledged; were the countdown longer than the visibility timeout,
+    Redis would hand the same task to a second worker meanwhile."""
+    return min(RETRY_DELAYS_SECONDS[retries], get_settings().broker_visibility_timeout / 2)
+
+
 @cache
 def _context(pid: int) -> sending.SendContext:
     """Per-process resources (pools must not cross a fork), built on first use."""
@@ -126,7 +133,7 @@ def send_batch(self: Task, batch_id: str, campaign_id: int | None = None) -> str
                 ctx.db, batch_id, f"LINK unreachable after {self.request.retries + 1} tries"
             )
             return "gave_up"
-        raise self.retry(countdown=RETRY_DELAYS_SECONDS[self.request.retries])
+        raise self.retry(countdown=retry_countdown(self.request.retries))
     return outcome.value
 
 
@@ -171,7 +178,7 @@ def send_batches(
             try:
                 send_batch.apply_async(
                     kwargs={"batch_id": batch_id, "campaign_id": campaign_id},
-                    countdown=RETRY_DELAYS_SECONDS[0],
+                    countdown=retry_countdown(0),
                     kwargsrepr=label or None,
                 )
             except OperationalError as exc:  # the broker is down too

@@ -21,6 +21,6 @@ def test_workers_and_pool_children_killed_mid_campaign(fault_stack: FaultStack) 
             time.sleep(1)
             fault_stack.start_worker(0)
         else:
-            assert fault_stack.kill_pool_child(1), "worker 1 had no pool child"
+            assert fault_stack.kill_pool_children(1) == 2, "worker 1 had no pool children"
     fault_stack.wait_finished(campaign_id)
-    assert_nothing_lost(fault_stack.verdict(campaign_id), "kill -9 worker x2, pool child x2")
+    assert_nothing_lost(fault_stack.verdict(campaign_id), "kill -9 worker x2, pool children x2")

@@ -224,7 +224,8 @@ def test_a_rate_limit_report_slows_the_sender_and_the_message_is_resent_not_lost
 def test_pending_batches_whose_task_was_lost_are_queued_again_after_the_window(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
-    """A send task gone without Celery bringing it back leaves its batches pending."""
+    """A send task gone without Celery bringing it back leaves its batches pending;
+    they are queued again once the campaign has stalled for the window."""
     stack = stack_for({})
     batch_ids = start(stack, tmp_path, ["+4741234551", "+4741234552", "+4741234553"])
     assert len(batch_ids) == 3
@@ -250,7 +251,14 @@ def test_pending_batches_whose_task_was_lost_are_queued_again_after_the_window(
             .where(Batch.id.in_(batch_ids))
             .values(handed_out_at=now - timedelta(minutes=10))
         )
-    with db.session() as session:
+    with db.session() as session:  # the campaign claimed a batch just now: still moving
+        assert resend.run_due(session, windows) == []
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_ids[0])
+            .values(submitting_at=now - timedelta(minutes=10))
+        )
+    with db.session() as session:  # stalled for the whole window: its tasks are gone
         assert resend.run_due(session, windows) == batch_ids[1:]
     assert stack.send(batch_ids[1:]) == [Outcome.SUBMITTED] * 2
     assert stack.received() == dict.fromkeys(["+4741234551", "+4741234552", "+4741234553"], 1)

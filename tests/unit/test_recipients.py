@@ -91,3 +91,16 @@ def test_a_doubled_quote_inside_a_quoted_field_is_one_quote_in_crlf_files(tmp_pa
     (row,) = read_recipients(path, "NO")
     assert isinstance(row, Row)
     assert row.values["note"] == 'say "hi", then go'
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("rows_before", [2, 20_000], ids=["small", "past-the-first-chunk"])
+def test_a_file_that_stops_being_utf8_is_refused_naming_the_line(
+    tmp_path: Path, end: bytes, rows_before: int
+) -> None:
+    """Rejecting the rest would drop people without a word; refusing loses nothing."""
+    rows = [b"phone,name"] + [b"+4791234567,\xc3\x85se"] * rows_before + [b"+4791234568,Ren\xe9"]
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(end.join([*rows, b""]))
+    with pytest.raises(RecipientsError, match=rf"line {rows_before + 2} is not UTF-8 .*0xe9"):
+        list(read_recipients(path))
