@@ -167,6 +167,7 @@ class Verdict:
             f"{name}: faults {self.faults}; people {self.people}; "
             f"accepted once {self.accepted_once}; double sends {len(self.double_sends)}; "
             f"not sent, with reason {self.not_sent_with_reason}; lost {len(self.lost)}; "
+            f"sent but reported otherwise {len(self.misreported)}; "
             f"unsettled {self.unsettled}; callbacks taken {self.callbacks_taken}, "
             f"missing from the raw store {self.callbacks_missing}"
         )
