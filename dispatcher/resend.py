@@ -79,26 +79,34 @@ def lost_batches(session: Session, windows: Windows, now: datetime) -> list[str]
     carry it.
     """
     cutoff = now - windows.lost_task
-    last_claim = (
-        select(func.max(Batch.submitting_at))
-        .where(Batch.campaign_id == Campaign.id)
-        .correlate(Campaign)
-        .scalar_subquery()
+    waiting = (
+        Batch.state == BatchState.PENDING,
+        func.coalesce(Batch.handed_out_at, Batch.created_at) < cutoff,
     )
-    return list(
-        session.scalars(
-            select(Batch.id)
-            .join(Campaign, Campaign.id == Batch.campaign_id)
-            .where(
-                Batch.state == BatchState.PENDING,
-                Campaign.state == CampaignState.SENDING,
-                func.coalesce(Batch.handed_out_at, Batch.created_at) < cutoff,
-                or_(last_claim.is_(None), last_claim < cutoff),
+    candidates = session.scalars(
+        select(Batch.campaign_id)
+        .join(Campaign, Campaign.id == Batch.campaign_id)
+        .where(Campaign.state == CampaignState.SENDING, *waiting)
+        .distinct()
+    ).all()
+    lost: list[str] = []
+    for campaign_id in candidates:
+        last_claim = _aware(
+            session.scalar(
+                select(func.max(Batch.submitting_at)).where(Batch.campaign_id == campaign_id)
             )
-            .order_by(Batch.campaign_id, Batch.seq)
-            .limit(_CHUNK * 10)
         )
-    )
+        if last_claim is not None and last_claim >= cutoff:
+            continue  # still moving: its tasks are queued behind others
+        lost += session.scalars(
+            select(Batch.id)
+            .where(Batch.campaign_id == campaign_id, *waiting)
+            .order_by(Batch.seq)
+            .limit(_CHUNK * 10 - len(lost))
+        )
+        if len(lost) >= _CHUNK * 10:
+            break
+    return lost
 
 
 def plan(session: Session, windows: Windows, now: datetime) -> int:
