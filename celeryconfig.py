@@ -18,12 +18,12 @@ broker_url = _settings.redis_url
 broker_connection_retry_on_startup = True
 # With acks_late on Redis, an unacknowledged task comes back after this many seconds;
 # it must outlast the longest task (a batch waiting for capacity, then its request).
+# kombu looks for such abandoned tasks every interval x throttle seconds (by default
+# 100 s, whatever the timeout); here it looks every quarter of the timeout, at most
+# every 10 s: one small sorted-set read.
 # Priorities on the Redis broker (one list per step; 0 is served first): a HIGH-priority
 # campaign's chunks overtake NORMAL and LOW ones waiting for the same workers
 # (``dispatcher.fanout.queue_priority``).
-# kombu looks for such abandoned tasks every interval x throttle seconds (by default
-# 100 s, whatever the timeout); the sweep here runs at a quarter of the timeout, at
-# most every 10 s: one small sorted-set read.
 broker_transport_options = {
     "visibility_timeout": _settings.broker_visibility_timeout,
     "unacked_restore_interval": min(10, max(1, _settings.broker_visibility_timeout // 4)),

@@ -299,7 +299,7 @@ def _not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
 
 def _first_bad_line(path: Path) -> int | None:
     """The line of the first byte that is not UTF-8, lines ending as the CSV reader sees
-    them (``\n``, ``\r\n`` or ``\r``); read in chunks, so a big file costs no memory."""
+    them (LF, CRLF or CR); read in chunks, so a big file costs no memory."""
     line, carry = 1, b""
     with path.open("rb") as raw:
         while True:
@@ -315,7 +315,7 @@ def _first_bad_line(path: Path) -> int | None:
             if not chunk:
                 return None
             if data[good - 1 : good] == b"\r":
-                good -= 1  # it may pair with a \n at the start of the next chunk
+                good -= 1  # a CR that may pair with an LF at the start of the next chunk
             line += len(_LINE_END.findall(data[:good]))
             carry = data[good:]
 
