@@ -23,6 +23,30 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def stack_env(
+    database_url: str, redis_url: str, simulator_url: str, folder: Path, token: str
+) -> dict[str, str]:
+    """The settings of a dispatcher wired to a simulator on loopback: the same account on
+    both sides, the gate ``e2e-gate``, reports and drop folder under ``folder``."""
+    return clean_env() | {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "LINK_BASE_URL": simulator_url,
+        "LINK_USERNAME": "e2e",
+        "LINK_PASSWORD": "e2e-password",
+        "LINK_PLATFORM_ID": "E2E",
+        "LINK_PLATFORM_PARTNER_ID": "7",
+        "LINK_EVENT_REPORT_GATE": "e2e-gate",
+        "WEBHOOK_TOKEN": token,
+        "REPORTS_DIR": str(folder / "reports"),
+        "DROP_DIR": str(folder / "drop"),
+        "SIMULATOR_USERNAME": "e2e",
+        "SIMULATOR_PASSWORD": "e2e-password",
+        "SIMULATOR_PLATFORM_ID": "E2E",
+        "SIMULATOR_PLATFORM_PARTNER_ID": "7",
+    }
+
+
 @pytest.fixture()
 def stack(
     request: pytest.FixtureRequest, own_pg_url: str, redis_url: str, tmp_path: Path
@@ -38,27 +62,8 @@ def stack(
     webhook_port, simulator_port = free_port(), free_port()
     token = extra.get("WEBHOOK_TOKEN", "e2e-token")
     env = (
-        clean_env()
-        | {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "LINK_BASE_URL": f"http://127.0.0.1:{simulator_port}",
-            "LINK_USERNAME": "e2e",
-            "LINK_PASSWORD": "e2e-password",
-            "LINK_PLATFORM_ID": "E2E",
-            "LINK_PLATFORM_PARTNER_ID": "7",
-            "LINK_EVENT_REPORT_GATE": "e2e-gate",
-            "WEBHOOK_TOKEN": token,
-            "REPORTS_DIR": str(tmp_path / "reports"),
-            "DROP_DIR": str(tmp_path / "drop"),
-            "DROP_SETTLE_SECONDS": "1",
-            "SIMULATOR_USERNAME": "e2e",
-            "SIMULATOR_PASSWORD": "e2e-password",
-            "SIMULATOR_PLATFORM_ID": "E2E",
-            "SIMULATOR_PLATFORM_PARTNER_ID": "7",
-            "SIMULATOR_FAILURE_RATE": "0.1",
-            "SIMULATOR_SEED": "42",
-        }
+        stack_env(database_url, redis_url, f"http://127.0.0.1:{simulator_port}", tmp_path, token)
+        | {"DROP_SETTLE_SECONDS": "1", "SIMULATOR_FAILURE_RATE": "0.1", "SIMULATOR_SEED": "42"}
         | extra
     )
     logs = tmp_path / "logs"

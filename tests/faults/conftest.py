@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, select
 from dispatcher.db import Campaign, DeliveryReport, Message, migrate
 from dispatcher.status import SETTLED, CampaignState
 from tests.conftest import FAULT_RUNS, dispatcher_command, free_port, wait_http
-from tests.e2e.conftest import clean_env
+from tests.e2e.conftest import stack_env
 
 #: People per fault run: a few thousand, sent one request each (personalised), so every
 #: fault meets hundreds of requests.
@@ -185,29 +185,14 @@ class FaultStack:
         self.webhook_port = free_port()
         self.simulator_port = free_port()
         self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
-        self.env = clean_env() | {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_server.url,
-            "LINK_BASE_URL": self.simulator_url,
-            "LINK_USERNAME": "fault",
-            "LINK_PASSWORD": "fault-password",
-            "LINK_PLATFORM_ID": "FAULT",
-            "LINK_PLATFORM_PARTNER_ID": "7",
-            "LINK_EVENT_REPORT_GATE": "fault-gate",
+        self.env = stack_env(database_url, redis_server.url, self.simulator_url, folder, TOKEN) | {
             "LINK_TIMEOUT_SECONDS": "1",
-            "WEBHOOK_TOKEN": TOKEN,
-            "REPORTS_DIR": str(folder / "reports"),
-            "DROP_DIR": str(folder / "drop"),
             # Production's minutes, as seconds, in the same order: a task outlives its
             # visibility only when its worker is gone; a claim goes stale well after any
             # request's timeout; a resend waits well past any report's lateness.
             "BROKER_VISIBILITY_TIMEOUT": "20",
             "STALE_SUBMITTING_SECONDS": "10",
             "RESEND_MIN_DELAY_SECONDS": "25",
-            "SIMULATOR_USERNAME": "fault",
-            "SIMULATOR_PASSWORD": "fault-password",
-            "SIMULATOR_PLATFORM_ID": "FAULT",
-            "SIMULATOR_PLATFORM_PARTNER_ID": "7",
             "SIMULATOR_LEVEL": "HIGH",
             "SIMULATOR_SEED": "7",
             "SIMULATOR_RECORD_REQUESTS": "1",
@@ -242,7 +227,7 @@ class FaultStack:
     def start(self, simulator_env: dict[str, str] | None = None, workers: int = 2) -> None:
         self.env |= simulator_env or {}
         self.start_webhook()
-        gate = f"fault-gate=http://127.0.0.1:{self.webhook_port}/webhooks/link/dlr?token={TOKEN}"
+        gate = f"e2e-gate=http://127.0.0.1:{self.webhook_port}/webhooks/link/dlr?token={TOKEN}"
         simulator = self._start(
             "simulator",
             dispatcher_command("simulate", "--port", str(self.simulator_port), "--gate", gate),
