@@ -69,6 +69,8 @@ MAX_IN_FLIGHT = 100
 SLICES_PER_SECOND = 10
 #: Campaign specs a process keeps parsed.
 SPECS_KEPT = 64
+#: How long before a slice's slot its campaigns' states are looked at a last time.
+LAST_LOOK_SECONDS = 0.025
 #: Fresh slots taken when this process reached its slot too late, before it sends anyway.
 LATE_RETRIES = 5
 
@@ -110,22 +112,20 @@ class Fanout:
         return spec
 
     def send_all(
-        self, requests: list[MessageRequest], grant: Grant, late_after: float | None = None
+        self,
+        requests: list[MessageRequest],
+        moments: list[float],
+        late_after: float | None = None,
     ) -> list[MessageResponse | LinkError | Late]:
-        """Post the requests concurrently, request ``i`` at the grant's start plus the
-        messages before it times the grant's spacing: a slice goes out as the even
-        stream the limiter granted, not as one burst at its start.
+        """Post the requests concurrently, each at its moment in its grant (``dues``):
+        a slice goes out as the even stream the limiter granted, not as one burst.
 
         A request that could only leave more than ``late_after`` seconds after its time
         (this process was stopped or starved meanwhile) does not leave: it is ``Late``.
         Sent anyway, the stragglers of a stall go out together with the next slots'
         requests, and that second at LINK carries more than the level.
         """
-        dues, before = [], 0
-        for request in requests:
-            dues.append(grant.starts + before * grant.spacing)
-            before += weight_of(request)
-        return self._loop.run_until_complete(self._all(requests, dues, late_after))
+        return self._loop.run_until_complete(self._all(requests, moments, late_after))
 
     async def _all(
         self, requests: list[MessageRequest], dues: list[float], late_after: float | None
@@ -149,6 +149,16 @@ class Fanout:
     def close(self) -> None:
         self._loop.run_until_complete(self._sender.aclose())
         self._loop.close()
+
+
+def dues(grant: Grant, requests: Sequence[MessageRequest]) -> list[float]:
+    """When each request of a grant leaves: request ``i`` at the grant's start plus the
+    messages before it times the grant's spacing, as the limiter counted them."""
+    moments, before = [], 0
+    for request in requests:
+        moments.append(grant.starts + before * grant.spacing)
+        before += weight_of(request)
+    return moments
 
 
 class Late:
@@ -187,15 +197,14 @@ def send_many(
             if not part:
                 continue
             ids = [batch_id for batch_id, _ in part]
-            weight = sum(w for _, w in part)
             claimed: dict[str, _Claimed] = {}
             try:
-                # Reserve, claim while the slot approaches, then leave on time.
-                grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
+                # Claim, then reserve: a slot taken first could come round while the
+                # claim still runs, and a slot missed is a hole in the sender's stream.
                 claimed = _claim(ctx, fanout, sender, ids, claimer, outcomes)
                 if not claimed:
                     continue
-                grant = _on_time(ctx, grant, sender, weight)
+                grant = _reserve(ctx, sender, claimed, list(claimed))
             except StorageError as exc:
                 log.warning("batches of %s: %s", sender.source[:4], exc)
                 outcomes.update(dict.fromkeys(ids, Outcome.RETRY))
@@ -218,18 +227,28 @@ def _send_paced(
     claimed: dict[str, _Claimed],
     outcomes: dict[str, Outcome],
 ) -> dict[str, MessageResponse | LinkError]:
-    """Send a claimed slice as paced; requests that missed their time take fresh slots
-    (the last try sends whatever is left, as ``_on_time`` does). Batches whose campaign
-    was paused or cancelled meanwhile are handed back unsent."""
+    """Send a claimed slice as paced. A request that missed its moment (this process
+    was starved or stopped meanwhile) takes a fresh slot, the rest of the slice going
+    on time: a late start costs the slots it missed, not the slice. The last try sends
+    whatever is left. Batches whose campaign was paused or cancelled meanwhile are
+    handed back unsent."""
     results: dict[str, MessageResponse | LinkError] = {}
     waiting = list(claimed)
     tolerance = ctx.throttle.margin_seconds / 2
     for attempt in range(LATE_RETRIES + 1):
+        # Each request keeps the moment it was granted, whatever is handed back below.
+        moment = dict(zip(waiting, dues(grant, [claimed[b].request for b in waiting]),
+                          strict=True))  # fmt: skip
+        # The last look at the campaigns' states happens just before the slot, not in
+        # it: a look taken in the slot makes its first requests late.
+        ctx.throttle.wait(grant, early=LAST_LOOK_SECONDS)
         waiting = _hand_back_stopped(ctx, waiting, claimed, outcomes)
         if not waiting:
             break
         late_after = tolerance if attempt < LATE_RETRIES else None
-        answers = fanout.send_all([claimed[b].request for b in waiting], grant, late_after)
+        answers = fanout.send_all(
+            [claimed[b].request for b in waiting], [moment[b] for b in waiting], late_after
+        )
         late = []
         for batch_id, answer in zip(waiting, answers, strict=True):
             if isinstance(answer, Late):
@@ -239,15 +258,21 @@ def _send_paced(
         if not late:
             break
         waiting = late
-        weight = sum(weight_of(claimed[b].request) for b in waiting)
         try:
-            grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
+            grant = _reserve(ctx, sender, claimed, waiting)
         except StorageError as exc:  # unsent, and no slot to send them in: hand back
             error = LinkTransientError(f"missed the slot; {exc}")
             results.update(dict.fromkeys(waiting, error))
             break
-        ctx.throttle.wait(grant)
     return results
+
+
+def _reserve(
+    ctx: SendContext, sender: _Sender, claimed: dict[str, _Claimed], order: list[str]
+) -> Grant:
+    """Reserve a slot for these claimed requests, leaving in this order."""
+    pieces = [min(sender.rate, weight_of(claimed[b].request)) for b in order]
+    return ctx.throttle.reserve(sender.source, sum(pieces), sender.rate, pieces)
 
 
 def _hand_back_stopped(
@@ -295,20 +320,6 @@ def _hand_back_stopped(
         outcomes[batch_id] = Outcome.SKIPPED
         del claimed[batch_id]
     return [b for b in batch_ids if b not in outcomes]
-
-
-def _on_time(ctx: SendContext, grant: Grant, sender: _Sender, weight: int) -> Grant:
-    """Wait for the slot; if this process got there late (a busy machine, a slow claim),
-    the slot is given up and a fresh one taken: a request leaving well after its slot
-    could meet the next slot's requests in one second at LINK. Returns the slot used."""
-    tolerance = ctx.throttle.margin_seconds / 2
-    for _ in range(LATE_RETRIES):
-        if ctx.throttle.wait(grant) <= tolerance:
-            return grant
-        grant = ctx.throttle.reserve(sender.source, weight, sender.rate)
-    log.warning("batches of %s: still late for the slot after %d tries; sending",
-                sender.source[:4], LATE_RETRIES)  # fmt: skip
-    return grant
 
 
 def chunks(batch_ids: Sequence[str], size: int = CHUNK_BATCHES) -> Iterator[list[str]]:

@@ -20,7 +20,9 @@
 -- KEYS[2]  hash: total = sum of weights in KEYS[1], seq = member counter,
 --          next = earliest time of the next grant (microseconds)
 -- KEYS[3]  hash: factor, at (microseconds) -- absent: factor 1
--- ARGV     level, weight, window_us, max_wait_us, recovery (factor per second)
+-- ARGV     level, weight, window_us, max_wait_us, recovery (factor per second),
+--          pieces: the weights of the requests the grant spreads, comma-separated, in
+--          the order they leave (they sum to weight; empty: one request)
 -- returns  {1, wait_us, at_us, spacing_us} granted at at_us = now + wait_us (Redis
 --          clock); spacing_us is one message's share of the window at the level in
 --          force (the caller may spread the grant's requests over weight x spacing_us);
@@ -32,6 +34,13 @@ local weight = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
 local recovery = tonumber(ARGV[5])
+local pieces = {}
+for piece in string.gmatch(ARGV[6] or "", "%d+") do
+  pieces[#pieces + 1] = tonumber(piece)
+end
+if #pieces == 0 then
+  pieces[1] = weight
+end
 if weight > level then
   return redis.error_reply("weight " .. weight .. " exceeds the level " .. level)
 end
@@ -61,8 +70,7 @@ if #expired > 0 then
   redis.call("ZREMRANGEBYSCORE", zkey, "-inf", now - window)
 end
 
--- Start no earlier than the latest grant, then move later until the window ending at
--- "at" has room: each oldest grant stops counting one window after its own time.
+-- Start no earlier than the latest grant, nor than the pace allows.
 local at = now
 local latest = redis.call("ZRANGE", zkey, -1, -1, "WITHSCORES")
 if #latest > 0 and tonumber(latest[2]) > at then
@@ -73,19 +81,35 @@ if paced > at then
   at = paced
 end
 local spacing = window / level
-local counted = total
-local index = 0
-while counted + weight > level do
-  local oldest = redis.call("ZRANGE", zkey, index, index, "WITHSCORES")
-  if #oldest == 0 then
-    break
+
+-- A grant may be a slice of several requests that leave spread out, piece i at
+-- at + (weight before it) x spacing: each piece counts at its own moment. (Counted all
+-- at "at", a one-message piece among full slices would cost a whole slice of time.)
+-- Piece i fits when the window ending at its moment holds at most level - (weight of
+-- pieces 1..i) of older grants: the newest older grants up to that allowance may stay
+-- in it, the next one must have left (its time + window <= piece i's moment).
+local old = redis.call("ZREVRANGEBYSCORE", zkey, "+inf", "(" .. (at - window), "WITHSCORES")
+local kept = {}  -- kept[k]: weight of the k newest older grants
+local sum = 0
+for k = 1, #old / 2 do
+  sum = sum + weight_of(old[2 * k - 1])
+  kept[k] = sum
+end
+local k = #kept  -- the first index past the allowance only moves newer as pieces add up
+local through = 0
+for _, piece in ipairs(pieces) do
+  local before = through
+  through = through + piece
+  local allowance = level - through
+  while k > 1 and kept[k - 1] > allowance do
+    k = k - 1
   end
-  counted = counted - weight_of(oldest[1])
-  local leaves = tonumber(oldest[2]) + window
-  if leaves > at then
-    at = leaves
+  if k >= 1 and kept[k] > allowance then
+    local leaves = tonumber(old[2 * k]) + window - before * spacing
+    if leaves > at then
+      at = leaves
+    end
   end
-  index = index + 1
 end
 
 local wait = at - now
@@ -93,8 +117,12 @@ if wait > max_wait then
   redis.call("HSET", hkey, "total", total)
   return {0, wait, at, math.floor(spacing)}
 end
-local seq = redis.call("HINCRBY", hkey, "seq", 1)
-redis.call("ZADD", zkey, at, seq .. ":" .. weight)
+local seq = redis.call("HINCRBY", hkey, "seq", #pieces) - #pieces
+local before = 0
+for i, piece in ipairs(pieces) do
+  redis.call("ZADD", zkey, math.floor(at + before * spacing), (seq + i) .. ":" .. piece)
+  before = before + piece
+end
 redis.call("HSET", hkey, "total", total + weight, "next", math.floor(at + weight * spacing))
 local ttl_ms = math.ceil((wait + 2 * window) / 1000)
 redis.call("PEXPIRE", zkey, ttl_ms)

@@ -10,7 +10,7 @@ failing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -80,9 +80,10 @@ class Throttle:
         self.wait(grant)
         return grant
 
-    def wait(self, grant: Grant) -> float:
-        """Sleep until the slot starts; returns how late we are past it (seconds)."""
-        ahead = grant.starts - time.monotonic()
+    def wait(self, grant: Grant, early: float = 0.0) -> float:
+        """Sleep until the slot starts (or ``early`` seconds before it, to do last work
+        in time); returns how late we are past it (seconds)."""
+        ahead = grant.starts - early - time.monotonic()
         if ahead > 0:
             self._sleep(ahead)
         return max(0.0, time.monotonic() - grant.starts)
@@ -91,12 +92,22 @@ class Throttle:
     def margin_seconds(self) -> float:
         return self._window_us / 1_000_000 - WINDOW_SECONDS
 
-    def reserve(self, sender: str, weight: int, rate_per_second: int) -> Grant:
+    def reserve(
+        self,
+        sender: str,
+        weight: int,
+        rate_per_second: int,
+        pieces: Sequence[int] = (),
+    ) -> Grant:
         """Reserve ``weight`` messages for ``sender`` without waiting for the slot (only
         while the queue is longer than a reservation may reach ahead): work can be
-        done before it starts (``wait``)."""
+        done before it starts (``wait``). ``pieces``: the weights of the requests the
+        grant covers, in the order they leave spread out (``Grant.spacing``); each
+        counts at its own moment. Empty: one request of ``weight``."""
         if weight < 1:
             raise ValueError("weight must be at least 1")
+        if pieces and (sum(pieces) != weight or min(pieces) < 1):
+            raise ValueError("pieces must be positive and add up to the weight")
         if weight > rate_per_second:
             raise ValueError(
                 f"a request of {weight} messages exceeds the level of {rate_per_second}/s "
@@ -115,6 +126,7 @@ class Throttle:
                         self._window_us,
                         self._max_wait_us,
                         self._recovery,
+                        ",".join(map(str, pieces)),
                     ],
                 )
             except RedisError as exc:

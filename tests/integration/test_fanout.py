@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -153,7 +153,8 @@ def _requests(count: int) -> list[MessageRequest]:
 @pytest.mark.parametrize("link", [{"record_requests": True}], indirect=True)
 def test_a_slice_leaves_as_the_limiter_paced_it(sender: fanout.Fanout, link: str) -> None:
     grant = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic(), spacing=0.05)
-    results = sender.send_all(_requests(4), grant, late_after=0.5)
+    requests = _requests(4)
+    results = sender.send_all(requests, fanout.dues(grant, requests), late_after=0.5)
     assert all(isinstance(r, MessageResponse) for r in results)
     times = sorted(at for at, _ in httpx.get(f"{link}/_simulator/receipts").json())
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -165,7 +166,8 @@ def test_requests_that_missed_their_time_are_kept_back_not_sent_in_a_rush(
     sender: fanout.Fanout, link: str
 ) -> None:
     late = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic() - 1, spacing=0.01)
-    results = sender.send_all(_requests(3), late, late_after=0.01)
+    requests = _requests(3)
+    results = sender.send_all(requests, fanout.dues(late, requests), late_after=0.01)
     assert all(isinstance(r, fanout.Late) for r in results)
     assert httpx.get(f"{link}/_simulator/receipts").json() == []
 
@@ -176,11 +178,13 @@ class _LimiterDiesAfterTheClaim(Throttle):
 
     calls = 0
 
-    def reserve(self, sender: str, weight: int, rate_per_second: int) -> Grant:
+    def reserve(
+        self, sender: str, weight: int, rate_per_second: int, pieces: Sequence[int] = ()
+    ) -> Grant:
         self.calls += 1
         if self.calls > 1:
             raise StorageError("rate limiter unavailable: connection refused")
-        grant = super().reserve(sender, weight, rate_per_second)
+        grant = super().reserve(sender, weight, rate_per_second, pieces)
         return dataclasses.replace(grant, starts=time.monotonic() - 1)  # reached late
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from dispatcher.throttle import Throttle
+from dispatcher.throttle import Grant, Throttle
 
 LEVEL = 50
 SENDER = "+4790000000"
@@ -27,13 +27,13 @@ def hammer(url: str, seed: int, seconds: float, out: multiprocessing.Queue) -> N
     out.put(grants)
 
 
-def busiest_window(grants: list[tuple[float, int]]) -> int:
-    """The largest total weight in any window (t - 1 s, t]."""
+def busiest_window(grants: list[tuple[float, int]], window: float = 1.0) -> int:
+    """The largest total weight in any window (t - window, t]."""
     grants.sort()
     best, start, total = 0, 0, 0
     for at, weight in grants:
         total += weight
-        while grants[start][0] <= at - 1.0:
+        while grants[start][0] <= at - window:
             total -= grants[start][1]
             start += 1
         best = max(best, total)
@@ -114,3 +114,53 @@ def test_grants_come_evenly_paced_not_a_window_at_once(redis_url: str) -> None:
     assert grants[0].spacing == pytest.approx(1 / LEVEL)
     in_first_half = sum(5 for g in grants if g.at_seconds - grants[0].at_seconds < 0.5)
     assert in_first_half == LEVEL // 2
+
+
+def busiest_spread_window(grants: list[tuple[Grant, list[int]]]) -> int:
+    """``busiest_window`` over each piece of each grant at the moment it leaves (spread
+    as ``fanout.dues``), in whole microseconds as the limiter keeps them."""
+    moments: list[tuple[float, int]] = []
+    for grant, pieces in grants:
+        before = 0
+        for piece in pieces:
+            moments.append((round((grant.at_seconds + before * grant.spacing) * 1e6), piece))
+            before += piece
+    return busiest_window(moments, window=1_000_000)
+
+
+def test_a_small_grant_among_spread_slices_costs_its_own_share_not_a_slice(
+    redis_url: str,
+) -> None:
+    """Slices of ten one-message requests leave spread over their share of the window;
+    a single request among them (one that missed its moment and came back) delays the
+    stream by its own share. Counted all at once, it would cost a whole slice, once a
+    window, for as long as the stream ran back to back."""
+    throttle = Throttle(redis.Redis.from_url(redis_url), margin_seconds=0.0)
+    plan = [[1] * 10] * 12 + [[1]] + [[1] * 10] * 12
+    grants = [(throttle.reserve(SENDER, len(p), LEVEL, p), p) for p in plan]
+    starts = [grant.at_seconds for grant, _ in grants]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[12] == pytest.approx(1 / LEVEL, abs=1e-3)  # after the single request
+    assert all(gap == pytest.approx(10 / LEVEL, abs=1e-3) for gap in gaps[13:])
+    assert busiest_spread_window(grants) <= LEVEL
+
+
+def test_spread_grants_of_any_shape_never_put_more_than_the_level_in_a_window(
+    redis_url: str,
+) -> None:
+    throttle = Throttle(redis.Redis.from_url(redis_url), margin_seconds=0.0)
+    rng = random.Random(5)
+    grants = []
+    for _ in range(150):
+        pieces = [rng.randint(1, 6) for _ in range(rng.randint(1, 4))]
+        grants.append((throttle.reserve(SENDER, sum(pieces), LEVEL, pieces), pieces))
+    assert busiest_spread_window(grants) <= LEVEL
+    span = grants[-1][0].at_seconds - grants[0][0].at_seconds
+    sent = sum(sum(p) for _, p in grants[:-1])
+    assert sent / span > 0.9 * LEVEL  # and near the level, back to back
+
+
+def test_pieces_must_add_up_to_the_weight(redis_url: str) -> None:
+    throttle = Throttle(redis.Redis.from_url(redis_url))
+    with pytest.raises(ValueError, match="add up"):
+        throttle.reserve(SENDER, 5, LEVEL, [2, 2])
