@@ -11,8 +11,9 @@ For each scenario, on a throwaway PostgreSQL database and a dedicated Redis data
 * ``dispatcher serve``; with --callbacks the simulator posts it the DLRs too (off by
   default: two cores cannot also carry three callbacks per message at HIGH, and
   ``bench/dlr_ingest.py`` measures that path);
-* WORKERS ``celery -A workers worker`` processes (threads pool, CONCURRENCY each,
-  queues prepare,send,dlr) and one ``celery -A workers beat`` (report sweep);
+* WORKERS ``celery -A workers worker`` processes (threads pool, CONCURRENCY task
+  threads each, default 1: one task at a time, as a prefork child; queues
+  prepare,send,dlr) and one ``celery -A workers beat`` (report sweep);
 * a campaign written to a temporary folder and queued with ``dispatcher run PATH
   --detach``; the benchmark waits until every person was submitted (or the campaign
   stalls, fails, or the timeout passes) and reads the simulator's own books.
@@ -42,7 +43,7 @@ campaign is queued (other work skews the figures) and the sender's rate factor i
 shared limiter afterwards (below 1 after rate-limit signals).
 
     .venv/bin/python bench/throughput.py [--scenario standard-batched,high-batched,...]
-        [--scale 1.0] [--naive] [--workers 4] [--concurrency 8] [--delay-ms 50]
+        [--scale 1.0] [--naive] [--workers 4] [--concurrency 1] [--delay-ms 50]
         [--timeout SECONDS] [--stall 60] [--keep-logs] [--callbacks]
 
 PostgreSQL admin URL: BENCH_POSTGRES_URL (default postgres@127.0.0.1:5432/test);
@@ -627,7 +628,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every people count")
     parser.add_argument("--naive", action="store_true", help="also run Celery's rate_limit")
     parser.add_argument("--workers", type=int, default=4, help="Celery worker processes")
-    parser.add_argument("--concurrency", type=int, default=2, help="threads per worker")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="task threads per worker process (1: one task at a time, as a prefork child)",
+    )
     parser.add_argument("--delay-ms", type=int, default=50, help="simulator response latency")
     parser.add_argument(
         "--timeout", type=float, default=0.0, help="seconds per run (default: 5x the ideal + 60)"
