@@ -4,11 +4,11 @@ A personalised campaign is one request per person: a thousand requests a second 
 HIGH. One blocking request per task cannot get there (four processes at 50 ms a
 request make 80 a second), so a task takes a chunk of batches and, slice by slice:
 
-1. reserves the whole slice's weight in the sender's limiter at once (a slice never
-   weighs more than the level, so no 1-second window can exceed it);
-2. claims the slice in one transaction, committed before any request leaves, with the
+1. claims the slice in one transaction, committed before any request leaves, with the
    same crash rule as ``sending.send_batch``: a batch this task delivery finds already
    claimed by itself was in flight when its worker died, and goes ``in_doubt``;
+2. reserves the slice's requests in the sender's limiter at once, each counted at the
+   moment it will leave (so no 1-second window can exceed the level);
 3. posts the slice's requests concurrently (aiohttp, pooled connections), spread
    evenly over the slice's share of the second as the limiter paced it;
 4. records the answers in one transaction.
@@ -69,6 +69,8 @@ MAX_IN_FLIGHT = 100
 SLICES_PER_SECOND = 10
 #: Campaign specs a process keeps parsed.
 SPECS_KEPT = 64
+#: How far ahead of its slot a slice may be claimed.
+CLAIM_AHEAD_SECONDS = 2.0
 #: How long before a slice's slot its campaigns' states are looked at a last time.
 LAST_LOOK_SECONDS = 0.025
 #: The share of the limiter's margin a request may spend late on this side before it
@@ -204,13 +206,18 @@ def send_many(
             try:
                 # Claim, then reserve: a slot taken first could come round while the
                 # claim still runs, and a slot missed is a hole in the sender's stream.
+                # But not far ahead: a batch claimed is in doubt if its worker dies.
+                _until_the_queue_is_short(ctx, sender.source)
                 claimed = _claim(ctx, fanout, sender, ids, claimer, outcomes)
                 if not claimed:
                     continue
                 grant = _reserve(ctx, sender, claimed, list(claimed))
             except StorageError as exc:
                 log.warning("batches of %s: %s", sender.source[:4], exc)
-                outcomes.update(dict.fromkeys(ids, Outcome.RETRY))
+                # Those _claim already judged (another task's, stopped, empty) stay so.
+                outcomes.update(
+                    {b: Outcome.RETRY for b in ids if b in claimed or b not in outcomes}
+                )
                 if claimed:  # claimed, then no slot to send in: back to pending, unsent
                     unsent = LinkTransientError(f"no slot to send in: {exc}")
                     _settle(ctx, sender.source, dict.fromkeys(claimed, unsent), claimed,
@@ -268,6 +275,14 @@ def _send_paced(
             results.update(dict.fromkeys(waiting, error))
             break
     return results
+
+
+def _until_the_queue_is_short(ctx: SendContext, source: str) -> None:
+    """Sleep while the sender's slots are handed out more than ``CLAIM_AHEAD_SECONDS``
+    ahead (several campaigns or hosts share it): a slice claimed now would wait that
+    long claimed, and go ``in_doubt`` if its worker died meanwhile."""
+    while (backlog := ctx.throttle.backlog_seconds(source)) > CLAIM_AHEAD_SECONDS:
+        time.sleep(backlog - CLAIM_AHEAD_SECONDS / 2)
 
 
 def _reserve(
@@ -331,12 +346,9 @@ def chunks(batch_ids: Sequence[str], size: int = CHUNK_BATCHES) -> Iterator[list
 
 
 def _slices(batches: list[tuple[str, int]], rate: int) -> Iterator[list[tuple[str, int]]]:
-    """Consecutive batches worth a tenth of a second of the level (or one batch).
-
-    A slice leaves as a burst at its granted slot; its requests reach LINK spread by
-    the time the burst takes to go out. Kept small, that spread stays within the
-    limiter's margin, so no real second at LINK carries more than the level.
-    """
+    """Consecutive batches worth a tenth of a second of the level (or one batch): one
+    claim, one reservation and one settling transaction carry a whole slice, and a
+    slice is short enough to be claimed just before its slot."""
     most = max(1, rate // SLICES_PER_SECOND)
     part: list[tuple[str, int]] = []
     weight = 0

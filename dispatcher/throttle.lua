@@ -81,6 +81,7 @@ if paced > at then
   at = paced
 end
 local spacing = window / level
+local step = math.floor(spacing)  -- as the caller spaces the pieces (whole microseconds)
 
 -- A grant may be a slice of several requests that leave spread out, piece i at
 -- at + (weight before it) x spacing: each piece counts at its own moment. (Counted all
@@ -88,7 +89,9 @@ local spacing = window / level
 -- Piece i fits when the window ending at its moment holds at most level - (weight of
 -- pieces 1..i) of older grants: the newest older grants up to that allowance may stay
 -- in it, the next one must have left (its time + window <= piece i's moment).
-local old = redis.call("ZREVRANGEBYSCORE", zkey, "+inf", "(" .. (at - window), "WITHSCORES")
+-- (%d: Lua's own number-to-text conversion would round the bound to 100 us.)
+local old = redis.call("ZREVRANGEBYSCORE", zkey, "+inf", string.format("(%d", at - window),
+  "WITHSCORES")
 local kept = {}  -- kept[k]: weight of the k newest older grants
 local sum = 0
 for k = 1, #old / 2 do
@@ -105,7 +108,7 @@ for _, piece in ipairs(pieces) do
     k = k - 1
   end
   if k >= 1 and kept[k] > allowance then
-    local leaves = tonumber(old[2 * k]) + window - before * spacing
+    local leaves = tonumber(old[2 * k]) + window - before * step
     if leaves > at then
       at = leaves
     end
@@ -115,16 +118,16 @@ end
 local wait = at - now
 if wait > max_wait then
   redis.call("HSET", hkey, "total", total)
-  return {0, wait, at, math.floor(spacing)}
+  return {0, wait, at, step}
 end
 local seq = redis.call("HINCRBY", hkey, "seq", #pieces) - #pieces
 local before = 0
 for i, piece in ipairs(pieces) do
-  redis.call("ZADD", zkey, math.floor(at + before * spacing), (seq + i) .. ":" .. piece)
+  redis.call("ZADD", zkey, at + before * step, (seq + i) .. ":" .. piece)
   before = before + piece
 end
 redis.call("HSET", hkey, "total", total + weight, "next", math.floor(at + weight * spacing))
 local ttl_ms = math.ceil((wait + 2 * window) / 1000)
 redis.call("PEXPIRE", zkey, ttl_ms)
 redis.call("PEXPIRE", hkey, ttl_ms)
-return {1, wait, at, math.floor(spacing)}
+return {1, wait, at, step}

@@ -154,8 +154,13 @@ def _fanout() -> fanout.Fanout:
     if mine is None or mine[0] != os.getpid():
         mine = _local.fanout = (os.getpid(), fanout.Fanout(context().client))
         _fanouts.append(mine[1])
-        _freeze_heap()
+        if os.getpid() not in _frozen_after_a_task:  # once a process, not a thread
+            _frozen_after_a_task.add(os.getpid())
+            _freeze_heap()  # what the first task built too: engine, client, loop
     return mine[1]
+
+
+_frozen_after_a_task: set[int] = set()
 
 
 @worker_ready.connect

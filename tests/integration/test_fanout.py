@@ -172,6 +172,19 @@ def test_requests_that_missed_their_time_are_kept_back_not_sent_in_a_rush(
     assert httpx.get(f"{link}/_simulator/receipts").json() == []
 
 
+@pytest.mark.parametrize("link", [{"record_requests": True}], indirect=True)
+def test_only_the_requests_that_missed_their_moment_are_kept_back(
+    sender: fanout.Fanout, link: str
+) -> None:
+    """A slice reached 250 ms late: its first two moments are gone, the rest still come."""
+    grant = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic() - 0.25, spacing=0.2)
+    requests = _requests(4)  # due 250 ms and 50 ms ago, then in 150 ms and 350 ms
+    results = sender.send_all(requests, fanout.dues(grant, requests), late_after=0.02)
+    assert [isinstance(r, fanout.Late) for r in results] == [True, True, False, False]
+    assert all(isinstance(r, MessageResponse) for r in results[2:])
+    assert len(httpx.get(f"{link}/_simulator/receipts").json()) == 2
+
+
 class _LimiterDiesAfterTheClaim(Throttle):
     """The real limiter, except that the slice's slot comes too late and Redis is gone
     when a fresh one is asked for: the fault between claim and send."""

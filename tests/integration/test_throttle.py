@@ -151,7 +151,7 @@ def test_spread_grants_of_any_shape_never_put_more_than_the_level_in_a_window(
     throttle = Throttle(redis.Redis.from_url(redis_url), margin_seconds=0.0)
     rng = random.Random(5)
     grants = []
-    for _ in range(150):
+    for _ in range(50):  # about 9 s of slots: within how far ahead one may reserve
         pieces = [rng.randint(1, 6) for _ in range(rng.randint(1, 4))]
         grants.append((throttle.reserve(SENDER, sum(pieces), LEVEL, pieces), pieces))
     assert busiest_spread_window(grants) <= LEVEL
@@ -164,3 +164,15 @@ def test_pieces_must_add_up_to_the_weight(redis_url: str) -> None:
     throttle = Throttle(redis.Redis.from_url(redis_url))
     with pytest.raises(ValueError, match="add up"):
         throttle.reserve(SENDER, 5, LEVEL, [2, 2])
+
+
+def test_spread_grants_keep_to_a_lowered_rate_too(redis_url: str) -> None:
+    """After a rate-limit signal the window check, not the pacing alone, holds the
+    slices to the lowered level (the pacing of grants made before it is the old one)."""
+    throttle = Throttle(redis.Redis.from_url(redis_url), margin_seconds=0.0, recovery_per_second=0)
+    grants = [(throttle.reserve(SENDER, 10, LEVEL, [1] * 10), [1] * 10) for _ in range(10)]
+    assert throttle.penalise(SENDER) == pytest.approx(0.5)
+    grants += [(throttle.reserve(SENDER, 10, LEVEL, [1] * 10), [1] * 10) for _ in range(10)]
+    later = grants[10:]
+    assert busiest_spread_window(later) <= LEVEL // 2
+    assert busiest_spread_window(grants) <= LEVEL
