@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,33 @@ import pytest
 
 from dispatcher.db import migrate
 from dispatcher.embedded import worker_command
-from tests.conftest import dispatcher_command, free_port, wait_http
+from tests.conftest import ROOT, dispatcher_command, free_port, wait_http
 
 SERVICE_ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "LINK_BASE_URL", "WEBHOOK_TOKEN")
+
+
+@pytest.fixture()
+def campaign_dir(tmp_path: Path) -> Path:
+    """A copy of the example campaign, without reports of earlier runs."""
+    target = tmp_path / "example"
+    shutil.copytree(
+        ROOT / "campaigns" / "example", target, ignore=shutil.ignore_patterns("reports")
+    )
+    return target
+
+
+def run_campaign(
+    campaign: Path, env: dict[str, str], *, wait_seconds: int = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``dispatcher run`` on a campaign folder, its output captured."""
+    return subprocess.run(
+        dispatcher_command("run", str(campaign), "--timeout", str(wait_seconds)),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=wait_seconds + 60,
+    )
 
 
 def clean_env() -> dict[str, str]:

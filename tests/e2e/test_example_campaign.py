@@ -8,7 +8,6 @@ simulator (`dispatcher simulate`) run against the local PostgreSQL and Redis;
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,31 +18,16 @@ from sqlalchemy import create_engine, func, select
 from dispatcher.db import Campaign, Database, Message
 from dispatcher.progress import progress
 from dispatcher.status import SETTLED
-from tests.conftest import ROOT, dispatcher_command
-from tests.e2e.conftest import clean_env
+from tests.conftest import dispatcher_command
+from tests.e2e.conftest import clean_env, run_campaign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-
-@pytest.fixture()
-def campaign_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "example"
-    shutil.copytree(
-        ROOT / "campaigns" / "example", target, ignore=shutil.ignore_patterns("reports")
-    )
-    return target
 
 
 def test_the_example_campaign_reaches_everyone_once_through_separate_workers(
     stack: dict[str, str], campaign_dir: Path, tmp_path: Path
 ) -> None:
-    run = subprocess.run(
-        dispatcher_command("run", str(campaign_dir), "--timeout", "120"),
-        env=stack,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    run = run_campaign(campaign_dir, stack)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Mode: production" in run.stdout
 
@@ -109,14 +93,7 @@ def test_the_first_readme_command_runs_the_example_on_the_embedded_default(
     campaign_dir: Path, tmp_path: Path
 ) -> None:
     env = clean_env() | {"DISPATCHER_STATE_DIR": str(tmp_path / "state")}
-    run = subprocess.run(
-        dispatcher_command("run", str(campaign_dir), "--timeout", "60"),
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_campaign(campaign_dir, env, wait_seconds=60, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Mode: embedded" in run.stdout
     assert "(completed)" in run.stdout

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ROOT, dispatcher_command
+from tests.conftest import dispatcher_command
+from tests.e2e.conftest import run_campaign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -78,19 +78,11 @@ def task_messages(commands: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("stack", [SECRET_ENV], indirect=True)
 def test_no_secret_or_number_in_logs_output_reports_or_task_messages(
-    stack: dict[str, str], tmp_path: Path
+    stack: dict[str, str], campaign_dir: Path, tmp_path: Path
 ) -> None:
-    campaign_dir = tmp_path / "example"
-    shutil.copytree(ROOT / "campaigns" / "example", campaign_dir)
     tap = BrokerTap(stack["REDIS_URL"])
     try:
-        run = subprocess.run(
-            dispatcher_command("run", str(campaign_dir), "--timeout", "120"),
-            env=stack,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        run = run_campaign(campaign_dir, stack)
         assert run.returncode == 0, run.stdout + run.stderr
         report = subprocess.run(
             dispatcher_command("report", "1"), env=stack, capture_output=True, text=True
