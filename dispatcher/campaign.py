@@ -6,6 +6,7 @@ field path (``message.template.header.image``) and the rule it broke.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from datetime import time as dt_time
 from datetime import timedelta
@@ -26,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from dispatcher import message_spec
+from dispatcher import message_spec, spec_source
 from dispatcher.errors import CampaignSpecError
 from dispatcher.identity import SendTo
 from dispatcher.link.models import Level, Priority
@@ -298,11 +299,18 @@ def find_spec(path: Path) -> Path:
 def load_campaign(path: Path) -> LoadedCampaign:
     """Read and validate a spec; check that the files it names exist."""
     spec_path = find_spec(path).resolve()
-    raw = _parse(spec_path)
+    raw, written = _parse(spec_path)
+    loaded, found = _validated(raw, spec_path)
+    if loaded is None:
+        raise CampaignSpecError(str(spec_path), _explained(found, raw, written, spec_path))
+    return loaded
+
+
+def _validated(raw: Any, spec_path: Path) -> tuple[LoadedCampaign | None, list[tuple[str, str]]]:
     try:
         spec = CampaignSpec.model_validate(raw)
     except ValidationError as exc:
-        raise CampaignSpecError(str(spec_path), _problems(exc)) from None
+        return None, _problems(exc)
     loaded = LoadedCampaign(spec=spec, spec_path=spec_path)
     found = [
         (f"recipients[{i}]", f"file not found: {p}")
@@ -310,12 +318,46 @@ def load_campaign(path: Path) -> LoadedCampaign:
         if not p.is_file()
     ]
     found += message_spec.check(spec.message, loaded.folder)
-    if found:
-        raise CampaignSpecError(str(spec_path), found)
-    return loaded
+    return (None, found) if found else (loaded, [])
 
 
-def _parse(spec_path: Path) -> Any:
+def _explained(
+    found: list[tuple[str, str]],
+    raw: Any,
+    written: dict[spec_source.KeyPath, spec_source.Written],
+    spec_path: Path,
+) -> list[tuple[str, str]]:
+    """Problems at a value YAML retyped (``NO`` read as false) say so, when the value
+    in quotes would have done: the spec is checked again with those values as text."""
+    at_fault = {
+        where: value
+        for value in written.values()
+        if (where := message_spec.dotted(value.path)) in dict(found)
+    }
+    if not at_fault:
+        return found
+    quoted = copy.deepcopy(raw)
+    for where, value in list(at_fault.items()):
+        *parents, last = value.path
+        try:
+            node = quoted
+            for part in parents:
+                node = node[part]
+            node[last] = value.text
+        except (KeyError, IndexError, TypeError):  # under a !!omap (pairs, not a mapping)
+            del at_fault[where]
+    still = [where for where, _ in _validated(quoted, spec_path)[1]]
+
+    def fixed(where: str) -> bool:
+        return not any(p == where or p.startswith((f"{where}.", f"{where}[")) for p in still)
+
+    return [
+        (where, at_fault[where].hint() if where in at_fault and fixed(where) else problem)
+        for where, problem in found
+    ]
+
+
+def _parse(spec_path: Path) -> tuple[Any, dict[spec_source.KeyPath, spec_source.Written]]:
     size = spec_path.stat().st_size
     if size > MAX_SPEC_BYTES:
         problem = f"{size} bytes; a spec may have at most {MAX_SPEC_BYTES}"
@@ -325,15 +367,21 @@ def _parse(spec_path: Path) -> Any:
     except UnicodeDecodeError as exc:
         problem = f"not UTF-8 text (byte {exc.start}): save the spec as UTF-8"
         raise CampaignSpecError(str(spec_path), [("(file)", problem)]) from None
+    written: dict[spec_source.KeyPath, spec_source.Written] = {}
     try:
-        parsed = tomllib.loads(text) if spec_path.suffix == ".toml" else yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError, RecursionError) as exc:
-        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        if spec_path.suffix == ".toml":
+            parsed = tomllib.loads(text)
+        else:
+            parsed, written = spec_source.load_yaml(text, MAX_SPEC_VALUES)
+    except RecursionError:
+        raise CampaignSpecError(str(spec_path), [("(syntax)", "nested too deeply")]) from None
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        problem = spec_source.syntax_problem(spec_path.name, exc, text)
         raise CampaignSpecError(str(spec_path), [("(syntax)", problem)]) from None
     if _too_many_values(parsed):
         problem = f"expands to more than {MAX_SPEC_VALUES} values (YAML aliases?)"
         raise CampaignSpecError(str(spec_path), [("(file)", problem)])
-    return parsed
+    return parsed, written
 
 
 def _too_many_values(root: Any) -> bool:
@@ -354,7 +402,11 @@ def _too_many_values(root: Any) -> bool:
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    return [
-        (message_spec.dotted(tuple(error["loc"])) or "(top level)", error["msg"])
-        for error in exc.errors(include_url=False)
-    ]
+    found = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = spec_source.unknown_key(loc[-1], spec_source.keys_at(CampaignSpec, loc[:-1]))
+        found.append((message_spec.dotted(loc) or "(top level)", message))
+    return found

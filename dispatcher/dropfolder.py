@@ -172,7 +172,7 @@ def file_failed(drop: DropFolder, folder: Path, error: str) -> Path:
 def describe(exc: DispatcherError) -> str:
     """The error as an operator reads it: one problem a line, each naming its field."""
     if isinstance(exc, CampaignSpecError):
-        lines = [f"Campaign spec error in {Path(exc.path).name}:"]
+        lines = [f"{exc.title} in {Path(exc.path).name}:"]
         lines += [f"  {field}: {message}" for field, message in exc.problems]
         return "\n".join(lines)
     return str(exc)

@@ -5,6 +5,7 @@
     DispatcherError
     ├── ConfigurationError          a setting is missing or contradicts another
     ├── CampaignSpecError           the campaign file is invalid (names the field)
+    │   └── RecipientsFileError     a recipients file does not fit it (names the file)
     ├── RecipientsError             the recipients file cannot be read at all
     ├── MediaError                  the media file is unusable or its upload failed
     ├── StorageError                the database refused or is unreachable
@@ -30,7 +31,12 @@ class ConfigurationError(DispatcherError):
 
 
 class CampaignSpecError(DispatcherError):
-    """The campaign spec is invalid; ``problems`` lists ``(field path, message)``."""
+    """The campaign spec is invalid; ``problems`` lists ``(field path, message)``.
+
+    ``title`` heads the list where it is shown, followed by "in ``path``".
+    """
+
+    title = "Campaign spec error"
 
     def __init__(self, path: str, problems: list[tuple[str, str]]) -> None:
         self.path = path
@@ -39,8 +45,22 @@ class CampaignSpecError(DispatcherError):
         super().__init__(f"{path}: {lines}")
 
 
+class RecipientsFileError(CampaignSpecError):
+    """A recipients file cannot be read, or lacks a column the spec names or the
+    message uses; ``path`` is the file (the campaign folder when several are wrong)."""
+
+    title = "Recipients file problem"
+
+
 class RecipientsError(DispatcherError):
-    """The recipients file cannot be read at all (single bad rows go to rejects)."""
+    """The recipients file cannot be read at all (single bad rows go to rejects).
+
+    ``columns`` are its (normalised) header names, when the header could be read.
+    """
+
+    def __init__(self, message: str, *, columns: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.columns = columns
 
 
 class MediaError(DispatcherError):

@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dispatcher.messages import parse_message
+from dispatcher import spec_source
+from dispatcher.messages import Message, parse_message
 from dispatcher.render import MissingValue, placeholders, render
 
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
@@ -149,10 +150,14 @@ def check(tree: Any, folder: Path) -> list[tuple[str, str]]:
 
 def problems(exc: ValidationError, data: Any, prefix: str) -> list[tuple[str, str]]:
     """pydantic errors as (field path as the user wrote it, message)."""
-    return [
-        (dotted((prefix, *_user_path(error["loc"], data))), error["msg"])
-        for error in exc.errors(include_url=False)
-    ]
+    found = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = spec_source.unknown_key(loc[-1], spec_source.keys_at(Message, loc[:-1]))
+        found.append((dotted((prefix, *_user_path(loc, data))), message))
+    return found
 
 
 def _user_path(loc: tuple[Any, ...], data: Any) -> list[Any]:

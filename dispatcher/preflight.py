@@ -10,8 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dispatcher.campaign import LoadedCampaign, load_campaign
-from dispatcher.errors import CampaignSpecError, DispatcherError
+from dispatcher.campaign import CampaignSpec, LoadedCampaign, load_campaign
+from dispatcher.errors import (
+    CampaignSpecError,
+    DispatcherError,
+    RecipientsError,
+    RecipientsFileError,
+)
 from dispatcher.media import MediaFile, read_media
 from dispatcher.recipients import RecipientsFile, normalise_header
 
@@ -26,31 +31,19 @@ class Preflight:
 
 
 def preflight(path: Path) -> Preflight:
-    """Validate spec, recipient headers and media; raise ``CampaignSpecError`` listing all."""
+    """Validate spec, recipient headers and media; raise ``CampaignSpecError`` listing all
+    (``RecipientsFileError`` when only recipients files are wrong)."""
     loaded = load_campaign(path)
     spec = loaded.spec
     result = Preflight(loaded)
-    problems: list[tuple[str, str]] = []
-    needed = spec.placeholders() - set(spec.defaults)
+    in_files: dict[Path, list[tuple[str, str]]] = {}
     for index, file in enumerate(loaded.recipient_files()):
-        try:
-            with RecipientsFile(file, spec.default_region, spec.columns.names()) as recipients:
-                result.columns[file] = recipients.columns
-        except DispatcherError as exc:
-            problems.append((f"recipients[{index}]", str(exc)))
-            continue
-        for name, column in spec.columns.named().items():
-            if normalise_header(column) not in result.columns[file]:
-                problems.append((f"columns.{name}", f"{file.name} has no column {column!r}"))
-        missing = sorted(needed - set(result.columns[file]))
-        if missing:
-            problems.append(
-                (
-                    f"recipients[{index}]",
-                    f"{file.name} has no column {', '.join(missing)} "
-                    "(used by the message; add it or give a default)",
-                )
-            )
+        columns, found = _header(index, file, spec)
+        if found:
+            in_files.setdefault(file, []).extend(found)
+        elif columns is not None:
+            result.columns[file] = columns
+    problems: list[tuple[str, str]] = []
     seen: set[str] = set()
     for ref in loaded.media_refs():
         if ref.file in seen:
@@ -64,6 +57,64 @@ def preflight(path: Path) -> Preflight:
             )
         except DispatcherError as exc:
             problems.append(("message." + ".".join(str(p) for p in ref.path), str(exc)))
+    file_problems = [problem for found in in_files.values() for problem in found]
     if problems:
-        raise CampaignSpecError(str(loaded.spec_path), problems)
+        raise CampaignSpecError(str(loaded.spec_path), problems + file_problems)
+    if file_problems:
+        where = next(iter(in_files)) if len(in_files) == 1 else loaded.folder
+        raise RecipientsFileError(str(where), file_problems)
     return result
+
+
+# What the column ``columns.<name>`` names holds, as the fix says it.
+_HOLDS = {
+    "phone": "phone numbers",
+    "bsuid": "BSUIDs",
+    "parent_bsuid": "parent BSUIDs",
+    "country": "countries",
+}
+
+
+def _header(
+    index: int, file: Path, spec: CampaignSpec
+) -> tuple[list[str] | None, list[tuple[str, str]]]:
+    """The file's columns, and what the spec or its message needs that they lack."""
+    named = spec.columns.named()
+    try:
+        with RecipientsFile(file, spec.default_region, spec.columns.names()) as recipients:
+            columns = recipients.columns
+    except RecipientsError as exc:
+        columns = exc.columns or []
+        if exc.columns is None or all(normalise_header(c) in columns for c in named.values()):
+            # Unreadable, or no recipient column at all: its own words say why.
+            return None, [(f"recipients[{index}]", f"{file.name}: {_reason(exc, file)}")]
+        # else a column the spec names is not there: said below, with the fix.
+    except DispatcherError as exc:
+        return None, [(f"recipients[{index}]", f"{file.name}: {_reason(exc, file)}")]
+    found: list[tuple[str, str]] = []
+    listed = ", ".join(columns) or "(none)"
+    for name, column in named.items():
+        if normalise_header(column) not in columns:
+            found.append(
+                (
+                    f"columns.{name}",
+                    f"{file.name} has no column {column!r}; its columns are {listed}: "
+                    f"write the one that holds {_HOLDS[name]} as columns.{name}",
+                )
+            )
+    missing = sorted(spec.placeholders() - set(spec.defaults) - set(columns))
+    if missing:
+        used = ", ".join(f"{{{name}}}" for name in missing)
+        found.append(
+            (
+                f"recipients[{index}]",
+                f"{file.name} has no column {', '.join(missing)} (the message uses {used}); "
+                f"its columns are {listed}: use one of them in the message, add the "
+                "column to the file, or give a value under defaults:",
+            )
+        )
+    return columns, found
+
+
+def _reason(exc: DispatcherError, file: Path) -> str:
+    return str(exc).removeprefix(f"{file}: ")

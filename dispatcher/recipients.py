@@ -173,7 +173,12 @@ class RecipientsFile:
         if not (self._phone or self._bsuid or self._parent):
             self.close()
             wanted = ", ".join((*names.phone, *names.bsuid, *names.parent_bsuid))
-            raise RecipientsError(f"{path}: no recipient column; name one of {wanted}")
+            raise RecipientsError(
+                f"{path}: no recipient column; its columns are {', '.join(self.columns)}, "
+                f"and none is {wanted}: rename the header, or name the column under "
+                "columns: in the spec (columns: {phone: <its name>})",
+                columns=self.columns,
+            )
 
     def _indices(self, names: tuple[str, ...]) -> tuple[int, ...]:
         wanted = [normalise_header(n) for n in names]

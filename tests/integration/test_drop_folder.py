@@ -77,6 +77,23 @@ def test_a_broken_campaign_lands_in_failed_with_a_readable_error(
     assert "sender.level" in error and "Traceback" not in error
 
 
+def test_a_folder_whose_csv_lacks_a_column_is_filed_with_a_recipients_file_problem(
+    db: Database, drop: dropfolder.DropFolder
+) -> None:
+    folder = place(drop, "no-shop")
+    spec = folder / "campaign.yaml"
+    spec.write_text(spec.read_text().replace("{store}", "{shop}"))
+    os.utime(spec, (time.time() - 60, time.time() - 60))
+    os.utime(folder, (time.time() - 60, time.time() - 60))
+    [taken] = dropfolder.take_new(drop, db, [].append)
+    error = (taken.folder / dropfolder.ERROR_FILE).read_text()
+    assert error.startswith(
+        "Recipients file problem in recipients.csv:\n"
+        "  recipients[0]: recipients.csv has no column shop (the message uses {shop}); "
+        "its columns are phone, first_name, store:"
+    )
+
+
 def test_a_folder_still_being_written_is_not_taken(
     db: Database, drop: dropfolder.DropFolder
 ) -> None:

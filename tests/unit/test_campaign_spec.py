@@ -104,3 +104,91 @@ def test_a_toml_spec_works_too(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert load_campaign(tmp_path).spec.placeholders() == {"first_name"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "explained"),
+    [
+        (("recipients: people.csv", "recipients: people.csv\ndefault_region: NO"),
+         "default_region", 'YAML read NO as false (line 15): write it in quotes, "NO"'),
+        (("name: Test", "name: 2026-12-01"),
+         "name", 'YAML read 2026-12-01 as a date (line 2): write it in quotes, "2026-12-01"'),
+        (('source: "+4790000000"', "source: +4790000000"),
+         "sender.source", 'YAML read +4790000000 as a number (line 3): write it in quotes'),
+        (("language: en", "language: no"),
+         "message.template.language", 'YAML read no as false (line 8): write it in quotes'),
+        (("recipients: people.csv", "recipients: people.csv\ndefaults: {first_name: yes}"),
+         "defaults.first_name", "YAML read yes as true (line 15)"),
+        (("recipients: people.csv", "recipients: people.csv\ncolumns: {country: off}"),
+         "columns.country", "YAML read off as false (line 15)"),
+    ],
+)  # fmt: skip
+def test_a_value_yaml_read_as_another_type_is_named_with_its_line_and_the_quotes_that_fix_it(
+    tmp_path: Path, change: tuple[str, str], field: str, explained: str
+) -> None:
+    spec = VALID.replace(*change)
+    assert spec != VALID
+    assert problems_of(write_campaign(tmp_path, spec))[field].startswith(explained)
+
+
+def test_a_value_that_quotes_would_not_fix_keeps_its_own_error(tmp_path: Path) -> None:
+    spec = VALID.replace("recipients: people.csv", "recipients: people.csv\nbatch_size: 0")
+    assert "greater than or equal to 1" in problems_of(write_campaign(tmp_path, spec))["batch_size"]
+
+
+@pytest.mark.parametrize(
+    ("file_name", "text", "sentence"),
+    [
+        ("campaign.yaml", "name: [unclosed\nsender: x\n",
+         "campaign.yaml line 2, column 7: expected ',' or ']', but got ':' "
+         "(in the [...] list from line 1)"),
+        ("campaign.yaml", "name: Sale: 50% off\n",
+         "campaign.yaml line 1, column 11: mapping values are not allowed here "
+         "(a value with ': ' in it needs quotes)"),
+        ("campaign.toml", 'name = "T"\ndefault_region = NO\n',
+         "campaign.toml line 2, column 18: invalid value"),
+    ],
+)  # fmt: skip
+def test_a_syntax_error_is_one_sentence_naming_the_file_line_and_column(
+    tmp_path: Path, file_name: str, text: str, sentence: str
+) -> None:
+    (tmp_path / file_name).write_text(text, encoding="utf-8")
+    assert problems_of(tmp_path)["(syntax)"] == sentence
+
+
+def test_a_word_that_looks_like_a_date_but_is_none_is_a_syntax_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    write_campaign(tmp_path, VALID.replace("name: Test", "name: 2026-13-01"))
+    assert problems_of(tmp_path)["(syntax)"].startswith(
+        "campaign.yaml line 2, column 7: 2026-13-01 looks like a date to YAML but is not one"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "meant"),
+    [
+        (("recipients: people.csv", "recipients: people.csv\nbatchsize: 10"),
+         "batchsize", "batch_size"),
+        (('source: "+4790000000"', 'source: "+4790000000", levle: STANDARD'),
+         "sender.levle", "level"),
+        (("language: en", "langauge: en"), "message.template.langauge", "language"),
+        (('text: "{first_name}"', 'txt: "{first_name}"'),
+         "message.template.components[1].parameters[0].txt", "text"),
+    ],
+)  # fmt: skip
+def test_an_unknown_key_suggests_the_nearest_known_one_at_its_level(
+    tmp_path: Path, change: tuple[str, str], field: str, meant: str
+) -> None:
+    spec = VALID.replace(*change)
+    assert spec != VALID
+    problems = problems_of(write_campaign(tmp_path, spec))
+    assert problems[field] == f"unknown key; did you mean {meant}?"
+
+
+def test_an_unknown_key_like_no_known_one_lists_the_keys_at_its_level(tmp_path: Path) -> None:
+    spec = VALID.replace('source: "+4790000000"', 'source: "+4790000000", colour: blue')
+    assert problems_of(write_campaign(tmp_path, spec))["sender.colour"] == (
+        "unknown key; the keys here are ceiling_percent, level, platform_id, "
+        "platform_partner_id, source, tier_limit"
+    )
