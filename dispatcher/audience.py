@@ -9,11 +9,18 @@ been read. So:
    identifier (8 bytes). Rejects go to a spool file, in line order.
 2. The caller links the identity book and looks up suppressions (database work).
 3. ``people`` reads the files again, CSV only, no normalisation: the first row of each
-   person yields a ``Person`` with that row's values; later rows are duplicates.
+   person yields a ``Person`` with that row's values; later rows are merged into it
+   and go to a second spool (``merged``) with the reason.
 
 Memory is the graph (about 150 bytes per distinct identifier), not the rows. The
 files must not change between the passes; their size and modification time are
 checked.
+
+Why a row was merged is told from a few flat arrays kept beside the graph, per
+identifier: the row that first named it, and the row naming several identifiers that
+links it to the earliest row. A person's kept row is its first, so the identifiers it
+names are exactly those first named there; a merged row's own identifiers come from
+the number its first one has and its BSUID cells (no phone number normalised again).
 """
 
 from __future__ import annotations
@@ -44,6 +51,11 @@ from dispatcher.recipients import (
 
 _REJECTED = -1
 SUPPRESSED = "suppressed (opted out)"
+#: A row's position: its file's index shifted by this many bits, or'ed with its line,
+#: so positions order as the records are read.
+LINE_BITS = 40
+_LINE_MASK = (1 << LINE_BITS) - 1
+_NOWHERE = 1 << 62  # what no row reaches
 
 
 #: Records per chunk handed to the normaliser.
@@ -82,6 +94,41 @@ class _Inline:
 
 
 @dataclass(frozen=True, slots=True)
+class Merged:
+    """A row of a person listed earlier: not a message of its own, said where it went
+    (``kept_file``, ``kept_line``) and why (``reason``, e.g. "same BSUID as line 12")."""
+
+    file: str
+    line: int
+    identifiers: tuple[str, ...]
+    kept_file: str
+    kept_line: int
+    reason: str
+
+    @property
+    def description(self) -> str:
+        """``merged into line 12: <reason>``, the kept line's file named when it is
+        another than this row's (the report's description of the row)."""
+        return f"merged into {_line_name(self.kept_file, self.kept_line, self.file)}: {self.reason}"
+
+
+def _line_name(file: str, line: int, seen_from: str) -> str:
+    return f"line {line}" if file == seen_from else f"{file} line {line}"
+
+
+def _kind(identifier: str) -> str:
+    if identifier[0] == "+":
+        return "phone number"
+    return "parent BSUID" if identifier[2:7] == ".ENT." else "BSUID"
+
+
+def _file_names(files: Sequence[Path]) -> list[str]:
+    """What reports call each file: its name, or its path when two share a name."""
+    names = [path.name for path in files]
+    return [path.name if names.count(path.name) == 1 else str(path) for path in files]
+
+
+@dataclass(frozen=True, slots=True)
 class _Stamp:
     size: int
     mtime_ns: int
@@ -103,6 +150,7 @@ class Audience:
         send_to: SendTo = "phone",
     ) -> None:
         self.files = list(files)
+        self.file_names = _file_names(self.files)
         self.default_region = default_region
         self.names = names
         self.send_to = send_to
@@ -112,8 +160,16 @@ class Audience:
         self.rejected = 0  # records refused while reading
         self.duplicates = 0  # rows of a person already seen (set by ``people``)
         self._first = array("q")  # per record: its first identifier's number, or -1
+        # Per identifier (graph number): the position of the row that first named it;
+        # of the rows naming it with other identifiers, the one whose earliest
+        # identifier came first (``_link``), and that identifier's origin (``_reach``).
+        # The identity book's identifiers, numbered last, have none.
+        self._origin = array("q")
+        self._link = array("q")
+        self._reach = array("q")
         self._stamps: list[_Stamp] = []
         self._spool: IO[str] | None = None
+        self._merged: IO[str] | None = None
 
     def open(self, index: int) -> RecipientsFile:
         return RecipientsFile(self.files[index], self.default_region, self.names)
@@ -166,7 +222,8 @@ class Audience:
     def _merge(self, chunk: _Chunk, numbers: list[str | None]) -> None:
         """Number the identifiers of a chunk's records, in order; spool its rejects."""
         spool = csv.writer(self._spool)  # type: ignore[arg-type]
-        first, add, add_row = self._first, self.graph.add, self.graph.add_row
+        first, add, origin = self._first, self.graph.add, self._origin
+        at = chunk.file << LINE_BITS
         answers = iter(numbers)
         for line, cells, found in chunk.records:
             if isinstance(found, str):
@@ -174,7 +231,10 @@ class Audience:
             elif found[0] and found[2] is None and found[3] is None and found[4] is None:
                 msisdn = next(answers)  # the usual row: a phone number and nothing else
                 if msisdn is not None:
-                    first.append(add(msisdn))
+                    number = add(msisdn)
+                    first.append(number)
+                    if number == len(origin):  # first named here
+                        origin.append(at | line)
                     continue
                 outcome = settle(None, found)
             else:
@@ -185,11 +245,32 @@ class Audience:
                 spool.writerow([chunk.file, line, outcome, json.dumps(values)])
                 self.rejected += 1
                 continue
-            msisdn, bsuid, parent = outcome
-            if bsuid is None and parent is None:
-                first.append(add(msisdn))  # type: ignore[arg-type]
-            else:
-                first.append(add_row(i for i in outcome if i))
+            first.append(self._add_row([i for i in outcome if i], at | line))
+
+    def _add_row(self, identifiers: list[str], position: int) -> int:
+        """Number a row's identifiers and merge them; returns the first one's number.
+
+        A row naming several identifiers becomes, for each of them, the link to report
+        when it reaches an earlier row than their link so far (``_reason``).
+        """
+        graph, origin = self.graph, self._origin
+        numbers = [graph.add(i) for i in identifiers]
+        for number in numbers:
+            if number == len(origin):
+                origin.append(position)
+        if len(numbers) > 1:
+            for other in numbers[1:]:
+                graph.union(numbers[0], other)
+            link, reach = self._link, self._reach
+            missing = len(origin) - len(link)
+            if missing:
+                link.extend(array("q", [-1]) * missing)
+                reach.extend(array("q", [_NOWHERE]) * missing)
+            earliest = min(origin[n] for n in numbers)
+            for number in numbers:
+                if earliest < reach[number]:
+                    link[number], reach[number] = position, earliest
+        return numbers[0]
 
     def check_unchanged(self) -> None:
         """Refuse files changed since the first pass (checked again as each is read)."""
@@ -200,14 +281,21 @@ class Audience:
     def firsts(self) -> Iterator[tuple[int, RecipientsFile, int, list[str]]]:
         """Second pass: ``(root, file, line, cells)`` at the first row of each person,
         ``root`` being the person's number in the graph; later rows are counted as
-        duplicates. The lean form of ``people`` for a million rows."""
+        duplicates and spooled with the reason they were merged (``merged``). The lean
+        form of ``people`` for a million rows."""
         graph, first = self.graph, self._first
         find = graph.find
-        seen = bytearray(len(graph))
+        kept = array("q", [-1]) * len(graph)  # per person: its first row's first identifier
+        self.duplicates = 0
+        if self._merged is not None:
+            self._merged.close()
+        self._merged = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        spool = csv.writer(self._merged)
         record = 0
         for index, path in enumerate(self.files):
             if _Stamp.of(path) != self._stamps[index]:
                 raise RecipientsError(f"{path}: changed while the campaign was being prepared")
+            at = index << LINE_BITS
             with self.open(index) as recipients:
                 for line, cells, _ in recipients.records():
                     number = first[record]
@@ -215,13 +303,65 @@ class Audience:
                     if number == _REJECTED:
                         continue
                     root = find(number)
-                    if seen[root]:
-                        self.duplicates += 1
+                    if kept[root] < 0:
+                        kept[root] = number
+                        yield root, recipients, line, cells
                         continue
-                    seen[root] = 1
-                    yield root, recipients, line, cells
+                    self.duplicates += 1
+                    identifiers = self._identifiers(recipients, cells, number)
+                    kept_at = self._origin[kept[root]]
+                    reason = self._reason(identifiers, at | line, kept[root])
+                    spool.writerow([index, line, kept_at, " ".join(identifiers), reason])
         if record != len(first):
             raise RecipientsError("the recipients files changed while being prepared")
+
+    def _identifiers(self, recipients: RecipientsFile, cells: list[str], number: int) -> list[str]:
+        """A merged row's identifiers: its first one by number (the phone number, when
+        it has one), then its BSUIDs as its cells hold them."""
+        first = self.graph.names[number]
+        parts = recipients.parts(cells)
+        if isinstance(parts, str):  # cannot be: the row was accepted in the first pass
+            return [first]
+        return [first, *(i for i in (parts[2], parts[3]) if i and i != first)]
+
+    def _reason(self, identifiers: list[str], position: int, kept: int) -> str:
+        """Why the row at ``position`` naming ``identifiers`` is the person whose first
+        row named identifier number ``kept``."""
+        number, origin, link, reach = self.graph.number, self._origin, self._link, self._reach
+        kept_at = origin[kept]
+        numbers = [number[i] for i in identifiers]
+
+        def name(at: int) -> str:
+            return _line_name(self._file_name(at), at & _LINE_MASK, self._file_name(position))
+
+        for identifier, n in zip(identifiers, numbers, strict=True):
+            if origin[n] == kept_at:
+                return f"same {_kind(identifier)} as {name(kept_at)}"
+        if not self.graph.merged_by_rows(numbers[0], kept):
+            return (f"{_kind(identifiers[0])} linked to {name(kept_at)} by the identity book "
+                    "(learned from LINK's reports, not from this list)")  # fmt: skip
+        for identifier, n in zip(identifiers, numbers, strict=True):
+            if n < len(reach) and reach[n] == kept_at:  # that row names one of line N's
+                return f"{_kind(identifier)} linked to {name(kept_at)} by {name(link[n])}"
+        for identifier, n in zip(identifiers, numbers, strict=True):
+            if n < len(link) and link[n] not in (-1, position):
+                return (f"{_kind(identifier)} linked to {name(kept_at)} through "
+                        f"{name(link[n])} and further rows")  # fmt: skip
+        return f"linked to {name(kept_at)} through other rows of the list"
+
+    def _file_name(self, position: int) -> str:
+        return self.file_names[position >> LINE_BITS]
+
+    def merged(self) -> Iterator[Merged]:
+        """The rows ``firsts`` merged into an earlier one, in file and line order."""
+        if self._merged is None:
+            return
+        self._merged.seek(0)
+        names = self.file_names
+        for index, line, kept_at, identifiers, reason in csv.reader(self._merged):
+            kept = int(kept_at)
+            yield Merged(names[int(index)], int(line), tuple(identifiers.split(" ")),
+                         names[kept >> LINE_BITS], kept & _LINE_MASK, reason)  # fmt: skip
 
     def marks(self, identifiers: Iterable[str]) -> bytearray:
         """One byte per graph node, set at the roots of the people ``identifiers`` name
@@ -275,9 +415,10 @@ class Audience:
             yield Reject(self.files[int(index)], int(line), reason, json.loads(raw))
 
     def close(self) -> None:
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+        for spool in (self._spool, self._merged):
+            if spool is not None:
+                spool.close()
+        self._spool = self._merged = None
 
     def __enter__(self) -> Audience:
         return self

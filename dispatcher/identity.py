@@ -73,6 +73,9 @@ class IdentityGraph:
         self.names: list[str] = []
         self._parent = array("q")
         self._members: array[int] | None = None
+        # The union-find as the rows left it, copied when the identity book is linked:
+        # tells a merge the list made from one only the book made.
+        self._before_book: array[int] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -109,8 +112,18 @@ class IdentityGraph:
     def link_book(self, book: Mapping[str, str]) -> None:
         """Merge identifiers the identity book holds as one person (``identifier ->
         person key``); identifiers known only to the book join their person."""
+        if book and self._before_book is None:
+            self._before_book = array("q", self._parent)
         for identifier, key in book.items():
             self.union(self.add(identifier), self.add(_BOOK + key))
+
+    def merged_by_rows(self, a: int, b: int) -> bool:
+        """Whether identifiers ``a`` and ``b`` were one person before the identity book
+        was linked (the rows alone merged them)."""
+        parent = self._before_book
+        if parent is None:
+            return self.find(a) == self.find(b)
+        return _root(parent, a) == _root(parent, b)
 
     def describe(
         self, root: int, send_to: SendTo = "phone", *, phones_only: bool = False
@@ -163,6 +176,16 @@ class IdentityGraph:
                 following[last[root]] = number
                 last[root] = number
         self._members = following
+
+
+def _root(parent: array[int], number: int) -> int:
+    """``IdentityGraph.find`` on another copy of the union-find."""
+    root = number
+    while parent[root] != root:
+        root = parent[root]
+    while parent[number] != root:
+        parent[number], number = root, parent[number]
+    return root
 
 
 def person_of(graph: IdentityGraph, root: int, first: Row, send_to: SendTo = "phone") -> Person:

@@ -9,6 +9,8 @@ while later people are still being written. ``prepared_at`` marks the end; until
 then a campaign cannot complete. A worker that dies half-way leaves the campaign
 ``sending`` without ``prepared_at``: the redelivered task hands out the batches
 already written again (sending claims a batch once) and writes the people missing.
+Rows merged into an earlier row of their person are stored last (``merged_rows``, once
+per line however often this runs), for the outcome report.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,10 +38,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher import book, control, progress
-from dispatcher.audience import SUPPRESSED, Audience
+from dispatcher.audience import SUPPRESSED, Audience, Merged
 from dispatcher.campaign import CampaignSpec, LoadedCampaign
 from dispatcher.compose import compose, content_key
-from dispatcher.db import Batch, Campaign, CareWindow, Database, Message, Suppression
+from dispatcher.db import (
+    Batch,
+    Campaign,
+    CareWindow,
+    Database,
+    MergedRow,
+    Message,
+    Suppression,
+)
 from dispatcher.dbutil import (
     copy_escape,
     copy_in,
@@ -74,6 +84,8 @@ CHUNK_MESSAGES = 10_000
 WRITERS = 1
 #: People waiting in partly filled groups before those groups are cut as they are.
 OPEN_LIMIT = 20_000
+#: Merged rows written per statement.
+MERGED_CHUNK = 5_000
 _COMPOSE_CACHE = 65_536
 
 Dispatch = Callable[[list[str]], None]
@@ -257,6 +269,9 @@ def _prepare(
         elapsed = time.monotonic() - started
         log.info("campaign %s: %d messages in %d batches written (%.1f s)", campaign_id,
                  writer.messages, writer.seq - known.next_seq, elapsed)  # fmt: skip
+        _record_merged(db, campaign_id, audience.merged())
+        log.info("campaign %s: %d merged rows recorded (%.1f s)", campaign_id,
+                 audience.duplicates, time.monotonic() - started)  # fmt: skip
         folder = (reports_dir or loaded.folder / "reports") / f"campaign-{campaign_id}"
         rejects_path = folder / "rejects.csv"
         rejected = write_rejects(rejects_path, audience.rejects(later), audience.columns)
@@ -383,6 +398,29 @@ def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
         # messages themselves.
         session.flush()
         progress.complete_if_settled(session, campaign.id)
+
+
+def _record_merged(db: Database, campaign_id: int, merged: Iterable[Merged]) -> None:
+    """Store the rows merged into an earlier one, for the report. A preparation run
+    again (resumed, or its task delivered twice) finds them stored: each line once."""
+    postgres = db.engine.dialect.name == "postgresql"
+    rows: list[dict[str, Any]] = []
+    for row in merged:
+        identifiers = list(row.identifiers)
+        rows.append({"campaign_id": campaign_id, "file": row.file, "line": row.line,
+                     "identifiers": _json_text(identifiers) if postgres else identifiers,
+                     "kept_file": row.kept_file, "kept_line": row.kept_line,
+                     "description": row.description})  # fmt: skip
+        if len(rows) >= MERGED_CHUNK:
+            _insert_merged(db, rows)
+            rows = []
+    _insert_merged(db, rows)
+
+
+def _insert_merged(db: Database, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        with db.session() as session:
+            insert_arrays(session, _MERGED, rows, ignore_duplicates=True)
 
 
 def _check_columns(loaded: LoadedCampaign, audience: Audience) -> None:
@@ -747,6 +785,7 @@ class _Committer:
 
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_MERGED: Table = MergedRow.__table__  # type: ignore[assignment]
 _BATCH_COLUMNS = (
     "id", "campaign_id", "seq", "state", "payload", "size", "attempts", "created_at",
     "not_before",

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from dispatcher.db import Batch, Campaign, Message
+from dispatcher.db import Batch, Campaign, MergedRow, Message
 from dispatcher.status import SETTLED, BatchState, CampaignState, MessageStatus
 
 
@@ -209,8 +210,23 @@ def complete_if_settled_if_sending(session: Session, campaign_id: int) -> None:
         complete_if_settled(session, campaign_id)
 
 
+#: The report's status of a row merged into an earlier one (it has no message).
+MERGED = "merged"
+
+
 def outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]:
-    """Every message of a campaign in ``reports.OUTCOME_COLUMNS`` order, by CSV line."""
+    """Every message of a campaign and every row merged into another, in
+    ``reports.OUTCOME_COLUMNS`` order, by CSV line."""
+    return heapq.merge(
+        _message_outcomes(session, campaign_id), _merged_outcomes(session, campaign_id), key=_line
+    )
+
+
+def _line(row: tuple[object, ...]) -> int:
+    return cast(int, row[0])
+
+
+def _message_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]:
     rows = session.execute(
         select(
             Message.source_line,
@@ -238,3 +254,21 @@ def outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]
         values = list(row)
         values[1] = " ".join(values[1] or [])
         yield tuple(values)
+
+
+def _merged_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]:
+    """Merged rows as report lines: line, identifiers, status ``merged`` and where it
+    went in the description; the message's columns empty."""
+    rows = session.execute(
+        select(
+            MergedRow.line,
+            MergedRow.identifiers,
+            MergedRow.description,
+        )
+        .where(MergedRow.campaign_id == campaign_id)
+        .order_by(MergedRow.line, MergedRow.id)
+        .execution_options(yield_per=1000)
+    )
+    for line, identifiers, description in rows:
+        yield (line, " ".join(identifiers), None, MERGED, None, None, None, None,
+               description, None, None, None, None, None, None, None)  # fmt: skip

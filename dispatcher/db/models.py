@@ -158,6 +158,25 @@ class Message(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class MergedRow(Base):
+    """A recipients row naming a person listed earlier in the campaign: no message of its
+    own; the report shows it with the line it was merged into and why."""
+
+    __tablename__ = "merged_rows"
+    # Unique per line: a prepare task delivered twice, or resumed, writes them again.
+    __table_args__ = (UniqueConstraint("campaign_id", "file", "line"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigId, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    file: Mapped[str] = mapped_column(Text)  # as reports name it (``Audience.file_names``)
+    line: Mapped[int]
+    identifiers: Mapped[list[str]] = mapped_column(JSON)  # the row's own, normalised
+    kept_file: Mapped[str] = mapped_column(Text)
+    kept_line: Mapped[int]
+    # "merged into line 12: same phone number as line 12" (``audience.Merged``)
+    description: Mapped[str] = mapped_column(Text)
+
+
 class DeliveryReport(Base):
     """Every webhook body exactly as received, stored before it is answered."""
 

@@ -90,7 +90,8 @@ def test_no_secret_or_number_in_logs_output_reports_or_task_messages(
         assert report.returncode == 0, report.stderr
     finally:
         commands = tap.stop()
-    people = {row["destination"] for row in csv.DictReader(report.stdout.splitlines())}
+    lines = csv.DictReader(report.stdout.splitlines())
+    people = {row["destination"] for row in lines if row["status"] != "merged"}
     assert len(people) >= 190  # phone numbers and BSUIDs; the duplicates merged
 
     messages = task_messages(commands)

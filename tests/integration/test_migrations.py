@@ -14,6 +14,7 @@ EXPECTED = {
     "delivery_reports",
     "identities",
     "media",
+    "merged_rows",
     "messages",
     "suppressions",
 }

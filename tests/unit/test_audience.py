@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from dispatcher.audience import SUPPRESSED, Audience
 from dispatcher.errors import RecipientsError
 from dispatcher.identity import Person
-from dispatcher.recipients import Reject
+from dispatcher.recipients import Reject, normalise_msisdn
 
 
 @dataclass(frozen=True)
@@ -209,3 +210,108 @@ def test_a_file_changed_between_the_passes_is_refused(tmp_path: Path) -> None:
         path.write_text(path.read_text() + "+4791234568,,,,b\n", encoding="utf-8")
         with pytest.raises(RecipientsError, match="changed"):
             list(audience.people())
+
+
+def merged_lines(paths: list[Path], book: dict[str, str] | None = None) -> list[tuple[int, str]]:
+    """``(line, description)`` of every merged row, after both passes."""
+    with Audience(paths, "NO") as audience:
+        audience.scan()
+        audience.graph.link_book(book or {})
+        list(audience.people())
+        return [(m.line, m.description) for m in audience.merged()]
+
+
+def test_a_number_listed_twice_is_merged_into_its_first_line(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        [["+4791234567", "", "", "", "a"], ["+4791234568", "", "", "", "b"],
+         ["004791234567", "", "", "", "c"]],
+    )  # fmt: skip
+    assert merged_lines([path]) == [(4, "merged into line 2: same phone number as line 2")]
+
+
+def test_a_bsuid_row_and_a_number_row_linked_by_a_third_row_name_that_row(
+    tmp_path: Path,
+) -> None:
+    path = write_csv(
+        tmp_path,
+        [["+4791234567", "", "", "", "a"], ["", "NO.abc123", "", "", "b"],
+         ["+4791234567", "NO.abc123", "", "", "c"]],
+    )  # fmt: skip
+    assert merged_lines([path]) == [
+        (3, "merged into line 2: BSUID linked to line 2 by line 4"),
+        (4, "merged into line 2: same phone number as line 2"),
+    ]
+
+
+def test_a_row_merged_through_a_chain_of_rows_names_the_first_link_it_knows(
+    tmp_path: Path,
+) -> None:
+    path = write_csv(
+        tmp_path,
+        [["+4791234567", "", "", "", "a"], ["", "NO.abc123", "", "", "b"],
+         ["+4791234568", "NO.abc123", "", "", "c"], ["+4791234568", "NO.def456", "", "", "d"],
+         ["+4791234567", "NO.def456", "", "", "e"]],
+    )  # fmt: skip
+    assert merged_lines([path]) == [
+        (3, "merged into line 2: BSUID linked to line 2 through line 4 and further rows"),
+        (4, "merged into line 2: linked to line 2 through other rows of the list"),
+        (5, "merged into line 2: BSUID linked to line 2 by line 6"),
+        (6, "merged into line 2: same phone number as line 2"),
+    ]
+
+
+def test_a_link_only_the_identity_book_knows_is_given_as_the_reason(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, [["+4791234567", "", "", "", "a"], ["", "NO.abc123", "", "", "b"]])
+    assert merged_lines([path], {"+4791234567": "p1", "NO.abc123": "p1"}) == [
+        (3, "merged into line 2: BSUID linked to line 2 by the identity book "
+            "(learned from LINK's reports, not from this list)"),
+    ]  # fmt: skip
+
+
+def test_a_row_merged_into_a_line_of_another_file_names_that_file(tmp_path: Path) -> None:
+    crm = write_csv(tmp_path, [["+4791234567", "NO.abc123", "", "", "crm"]], "crm.csv")
+    signups = write_csv(
+        tmp_path,
+        [["", "NO.abc123", "", "", "new"], ["+4791234568", "", "", "", "other"],
+         ["+4791234568", "", "", "", "again"]],
+        "signups.csv",
+    )  # fmt: skip
+    assert merged_lines([crm, signups]) == [
+        (2, "merged into crm.csv line 2: same BSUID as crm.csv line 2"),
+        (4, "merged into line 3: same phone number as line 3"),
+    ]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recipient_lists())
+def test_every_line_is_kept_merged_or_rejected_and_a_shared_identifier_is_named_truly(
+    case: tuple[list[Someone], list[list[str]], int],
+) -> None:
+    _, rows, _ = case
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        Audience([write_csv(Path(folder), rows)], "NO") as audience,
+    ):
+        audience.scan()
+        found = [p for p in audience.people() if isinstance(p, Person)]
+        merges = list(audience.merged())
+        rejects = list(audience.rejects([]))
+    lines = [p.first.line for p in found] + [m.line for m in merges] + [r.line for r in rejects]
+    assert sorted(lines) == list(range(2, len(rows) + 2))
+    assert len(merges) == audience.duplicates
+    kept = {p.first.line: set(p.identifiers) for p in found}
+    for merge in merges:
+        assert set(merge.identifiers) <= kept[merge.kept_line]
+        kept_row = _row_identifiers(rows[merge.kept_line - 2])
+        if merge.reason.startswith("same "):
+            assert set(merge.identifiers) & kept_row
+        link = re.search(r"by line (\d+)$", merge.reason)
+        if link:  # that row names one of this row's identifiers and one of the kept row's
+            linking = _row_identifiers(rows[int(link.group(1)) - 2])
+            assert linking & set(merge.identifiers) and linking & kept_row
+
+
+def _row_identifiers(cells: list[str]) -> set[str]:
+    phone = normalise_msisdn(cells[0], cells[3] or "NO") if cells[0] else None
+    return {i for i in (phone, cells[1], cells[2]) if i}
