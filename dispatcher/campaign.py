@@ -218,6 +218,11 @@ class CampaignSpec(_Spec):
         default=None, ge=1, le=30 * 24 * 60, description="LINK defaults to 48 h"
     )
     resend: ResendPolicy = Field(default_factory=ResendPolicy)
+    allow_repeat: bool = Field(
+        default=False,
+        description="send even when the same files (spec, recipients, media) were sent "
+        "by this sender recently; else such a repeat is refused (REPEAT_GUARD_DAYS)",
+    )
 
     @field_validator("message", mode="after")
     @classmethod

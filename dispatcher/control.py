@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import delete as delete_rows
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -32,6 +33,16 @@ CANCELLABLE = (
     CampaignState.PAUSED,
 )
 CANCELLED_REASON = "campaign cancelled before this message was sent"
+#: Deletable when nothing of it ever left: previews, campaigns that never started, or
+#: that failed or were cancelled before their first request.
+DELETABLE = (
+    CampaignState.PREVIEWED,
+    CampaignState.DRAFT,
+    CampaignState.SCHEDULED,
+    CampaignState.FAILED,
+    CampaignState.CANCELLED,
+)
+_LEFT = (BatchState.SUBMITTING, BatchState.SUBMITTED, BatchState.IN_DOUBT, BatchState.REJECTED)
 
 
 def pause(session: Session, campaign_id: int) -> None:
@@ -155,3 +166,44 @@ def _move(
     can = ", ".join(allowed)
     raise DispatcherError(f"campaign {campaign_id} is {state}: only a campaign that is {can} "
                           f"can {verb}")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    name: str
+    rejects_path: str | None  # the rejects report it wrote, for the caller to remove
+
+
+def delete(session: Session, campaign_id: int) -> Deleted:
+    """Remove a campaign that never sent, with its people and batches. One that sent is
+    kept: its report is the record of who was messaged."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise DispatcherError(f"no campaign {campaign_id}")
+    if campaign.state not in DELETABLE:
+        raise DispatcherError(
+            f"campaign {campaign_id} is {campaign.state}: only a campaign that never sent "
+            "(previewed, draft, scheduled, or failed or cancelled before sending) can be "
+            "deleted"
+        )
+    left = session.scalar(
+        select(Batch.id).where(Batch.campaign_id == campaign_id, Batch.state.in_(_LEFT)).limit(1)
+    )
+    if left is not None:
+        raise DispatcherError(
+            f"campaign {campaign_id} sent requests to LINK: it is kept, as the record of "
+            f"who was messaged (`dispatcher report {campaign_id}`)"
+        )
+    found = Deleted(campaign.name, campaign.rejects_path)
+    session.execute(delete_rows(Message).where(Message.campaign_id == campaign_id))
+    session.execute(delete_rows(Batch).where(Batch.campaign_id == campaign_id))
+    # Conditional: a worker that took the campaign meanwhile (draft -> preparing) wins,
+    # and the whole transaction is undone.
+    gone = session.execute(
+        delete_rows(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.state.in_(DELETABLE))
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not gone:
+        raise DispatcherError(f"campaign {campaign_id} changed meanwhile; look again")
+    return found

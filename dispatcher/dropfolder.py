@@ -22,14 +22,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from dispatcher import control
 from dispatcher.db import Campaign, Database
-from dispatcher.errors import CampaignSpecError, DispatcherError, StorageError
-from dispatcher.launch import create_campaign
+from dispatcher.errors import (
+    CampaignSpecError,
+    DispatcherError,
+    RepeatedCampaignError,
+    StorageError,
+)
+from dispatcher.launch import Repeat, create_campaign
 from dispatcher.preflight import preflight
 from dispatcher.status import CampaignState
 
@@ -85,9 +91,18 @@ def ready(folder: Path, settle_seconds: float, now: float | None = None) -> bool
     return (now if now is not None else time.time()) - newest >= settle_seconds
 
 
-def take_new(drop: DropFolder, db: Database, enqueue: Callable[[int], None]) -> list[Taken]:
+def take_new(
+    drop: DropFolder,
+    db: Database,
+    enqueue: Callable[[int], None],
+    *,
+    repeat_guard: timedelta = timedelta(days=30),
+    only_noted: Callable[[Repeat], bool] = lambda _: False,
+) -> list[Taken]:
     """Take every complete folder in the inbox: validate it, create its campaign and
-    ``enqueue`` it; a folder that fails validation goes to ``failed/`` with the reason."""
+    ``enqueue`` it; a folder that fails validation, or repeats a campaign sent recently
+    (the same folder dropped twice: ``launch.create_campaign``), goes to ``failed/``
+    with the reason."""
     drop.ensure()
     taken: list[Taken] = []
     for folder in sorted(p for p in drop.inbox.iterdir() if p.is_dir()):
@@ -109,7 +124,14 @@ def take_new(drop: DropFolder, db: Database, enqueue: Callable[[int], None]) -> 
             log.warning("drop folder %s refused: %s", folder.name, error)
             continue
         try:
-            campaign_id = create_campaign(db, loaded)
+            campaign_id = create_campaign(
+                db, loaded, repeat_guard=repeat_guard, only_noted=only_noted
+            )
+        except RepeatedCampaignError as exc:
+            error = f"{exc}\nTo send it again on purpose, add allow_repeat: true to the spec."
+            taken.append(Taken(file_failed(drop, target, error), None, error))
+            log.warning("drop folder %s refused: %s", folder.name, exc)
+            continue
         except StorageError as exc:  # the database is down: back to the inbox, retry
             log.warning("drop folder %s waits for the database: %s", folder.name, exc)
             target.rename(_free(drop.inbox / folder.name))

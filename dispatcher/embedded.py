@@ -112,6 +112,10 @@ class EmbeddedStack:
             "LINK_EVENT_REPORT_GATE": GATE_ID,
             "WEBHOOK_TOKEN": token,
             "DISPATCHER_STATE_DIR": str(self.state_dir),
+            # The worker sees REDIS_URL set like a production one: this tells it that
+            # it runs one campaign here (no drop folder scanned: it would make
+            # campaigns/inbox... in the current folder, and send whatever lies there).
+            "DISPATCHER_EMBEDDED": "1",
         }
         self._start_worker()
 

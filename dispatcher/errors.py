@@ -6,6 +6,7 @@
     ├── ConfigurationError          a setting is missing or contradicts another
     ├── CampaignSpecError           the campaign file is invalid (names the field)
     │   └── RecipientsFileError     a recipients file does not fit it (names the file)
+    ├── RepeatedCampaignError       the same inputs were sent recently (``--again``)
     ├── RecipientsError             the recipients file cannot be read at all
     ├── MediaError                  the media file is unusable or its upload failed
     ├── StorageError                the database refused or is unreachable
@@ -43,6 +44,18 @@ class CampaignSpecError(DispatcherError):
         self.problems = problems
         lines = "; ".join(f"{field}: {message}" for field, message in problems)
         super().__init__(f"{path}: {lines}")
+
+
+class RepeatedCampaignError(DispatcherError):
+    """These inputs (spec, recipients, media) were sent by this sender recently."""
+
+    def __init__(self, earlier_id: int, earlier: str) -> None:
+        self.earlier_id = earlier_id
+        super().__init__(
+            f"the same campaign files were sent as {earlier}: sending them again would "
+            "message everyone twice. Run with --again (or set allow_repeat: true in the "
+            "spec) if that is meant."
+        )
 
 
 class RecipientsFileError(CampaignSpecError):

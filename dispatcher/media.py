@@ -1,7 +1,8 @@
 """Shared media: uploaded once per file and sender, then sent by id.
 
 Seed 004 'Upload Media' recommends ``POST /media`` "for the campaigns, where the same
-media will be sent to many destinations". The id is cached by sha256 + sender; WhatsApp
+media will be sent to many destinations". The id is cached by sha256 + sender + LINK
+account (and, for the simulator, its running instance); WhatsApp
 media ids stay usable for 30 days, so a cached id younger than ``MEDIA_ID_VALID_FOR``
 is reused and an older one is uploaded again.
 """
@@ -12,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -21,7 +22,9 @@ from dispatcher.db import Database
 from dispatcher.db.models import Media
 from dispatcher.dbutil import insert_ignoring_duplicates
 from dispatcher.errors import LinkError, MediaError
-from dispatcher.link.client import LinkClient
+
+if TYPE_CHECKING:  # the client (httpx, aiohttp) loads only where media is uploaded
+    from dispatcher.link.client import LinkClient
 
 MEDIA_ID_VALID_FOR = timedelta(days=29)  # Meta keeps uploaded media 30 days
 _MB = 1024 * 1024
@@ -124,19 +127,23 @@ def read_media(path: Path, kind: str, *, template_header: bool = False) -> Media
 def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile) -> str:
     """The media id for this file and sender: cached if still valid, else uploaded.
 
+    The cache is per LINK account (an id means nothing to another account) and, for
+    the project's simulator, per running instance: a restarted simulator has forgotten
+    its uploads, so its old ids would fail every message with 131053.
+
     The upload runs outside any transaction (it may take a while, and SQLite has a
     single writer); two campaigns uploading the same file at once both succeed, and
     the later one keeps the earlier's cached id.
     """
     now = datetime.now(UTC)
+    account = client.credentials.account
+    where = (Media.sha256 == media.sha256, Media.source == source, Media.account == account)
     with db.session() as session:
-        cached = session.scalar(
-            select(Media).where(Media.sha256 == media.sha256, Media.source == source)
-        )
-        if cached is not None and _aware(cached.uploaded_at) > now - MEDIA_ID_VALID_FOR:
+        cached = session.scalar(select(Media).where(*where))
+        if cached is not None and _still_valid(client, cached, now):
             return cached.media_id
     try:
-        media_id = client.upload_media(
+        uploaded = client.upload_media(
             source=source,
             content_type=media.content_type,
             filename=media.path.name,
@@ -144,24 +151,33 @@ def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile
         )
     except LinkError as exc:
         raise MediaError(f"LINK refused the upload of {media.path.name}: {exc}") from exc
+    values = {
+        "media_id": uploaded.media_id,
+        "uploaded_at": now,
+        "simulator_instance": uploaded.simulator_instance,
+    }
     with db.session() as session:
-        row = {
-            "sha256": media.sha256,
-            "source": source,
-            "content_type": media.content_type,
-            "size": len(media.data),
-            "media_id": media_id,
-            "uploaded_at": now,
-        }
         if cached is None:
+            row = {
+                "sha256": media.sha256,
+                "source": source,
+                "account": account,
+                "content_type": media.content_type,
+                "size": len(media.data),
+                **values,
+            }
             insert_ignoring_duplicates(session, Media.__table__, [row])  # type: ignore[arg-type]
         else:
-            session.execute(
-                update(Media)
-                .where(Media.sha256 == media.sha256, Media.source == source)
-                .values(media_id=media_id, uploaded_at=now)
-            )
-    return media_id
+            session.execute(update(Media).where(*where).values(**values))
+    return uploaded.media_id
+
+
+def _still_valid(client: LinkClient, cached: Media, now: datetime) -> bool:
+    if _aware(cached.uploaded_at) <= now - MEDIA_ID_VALID_FOR:
+        return False
+    if cached.simulator_instance is None:
+        return True  # LINK keeps it for the whole validity
+    return client.simulator_instance() == cached.simulator_instance
 
 
 def _aware(moment: datetime) -> datetime:

@@ -367,6 +367,9 @@ def _start(
     ours to prepare (cancelled, or prepared by a concurrent delivery of the task)."""
     expected = CampaignState.SENDING if resuming else CampaignState.PREPARING
     with db.session() as session:
+        # Notes made when it was registered (a repeat on a simulator) come first.
+        earlier = session.scalar(select(Campaign.notes).where(Campaign.id == campaign_id)) or []
+        notes = [*earlier, *(note for note in notes if note not in earlier)]
         # Conditional: of two deliveries of the prepare task, one moves the campaign on.
         # (Two resuming at once, a redelivery while the first still runs, are told
         # apart only by the unique keys when they write: the later one stops.)

@@ -151,7 +151,9 @@ def _run_once(db: Database, path: Path, run_at: datetime) -> tuple[int | None, s
     stamp = f" ({run_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
     name = loaded.spec.name[: 200 - len(stamp)] + stamp
     spec = loaded.spec.model_copy(update={"name": name, "send_at": None})
-    return create_campaign(db, LoadedCampaign(spec=spec, spec_path=loaded.spec_path)), None
+    # Each run is meant to repeat the last (a batch job may not even change the CSV).
+    rerun = LoadedCampaign(spec=spec, spec_path=loaded.spec_path)
+    return create_campaign(db, rerun, again=True), None
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         "with a READY file)",
     )
     worker_concurrency: int = Field(default=4, validation_alias="DISPATCHER_WORKER_CONCURRENCY")
+    embedded: bool = Field(
+        default=False,
+        validation_alias="DISPATCHER_EMBEDDED",
+        description="set by `dispatcher run` for the workers of its embedded stack",
+    )
     broker_visibility_timeout: int = Field(
         default=3600,
         ge=5,
@@ -78,6 +83,12 @@ class Settings(BaseSettings):
         gt=0,
         description="a batch still claimed this long after its request started lost its "
         "worker: it becomes in doubt",
+    )
+    repeat_guard_days: float = Field(
+        default=30,
+        ge=0,
+        description="a campaign whose files are identical to one this sender sent within "
+        "this many days is refused without --again (0: never checked)",
     )
     resend_min_delay_seconds: float | None = Field(
         default=None,

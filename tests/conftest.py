@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -87,6 +88,18 @@ def redis_url() -> Iterator[str]:
     yield REDIS_TEST_URL
     client.flushdb()
     client.close()
+
+
+def copy_campaign(name: str, target: Path) -> Path:
+    """A copy of ``campaigns/<name>`` at ``target``, without reports of earlier runs."""
+    shutil.copytree(ROOT / "campaigns" / name, target, ignore=shutil.ignore_patterns("reports"))
+    return target
+
+
+@pytest.fixture()
+def example_dir(tmp_path: Path) -> Path:
+    """A copy of the example campaign to change or run, at ``tmp_path / "example"``."""
+    return copy_campaign("example", tmp_path / "example")
 
 
 def free_port() -> int:

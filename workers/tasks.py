@@ -253,15 +253,17 @@ def scan_drop_folder() -> dict[str, int]:
     campaign is prepared (``done/``) or refused (``failed/``). Off in the embedded
     mode: a folder dropped meanwhile would be sent by whoever runs an example."""
     settings = get_settings()
-    if settings.embedded_broker:
+    if settings.embedded_broker or settings.embedded:
         return {"taken": 0, "filed": 0}
     drop = dropfolder.DropFolder(settings.drop_dir, settings.drop_settle_seconds)
-    db = context().db
+    ctx = context()
     taken = dropfolder.take_new(
-        drop, db, lambda campaign_id: prepare_campaign.apply_async(
-            kwargs={"campaign_id": campaign_id})
+        drop, ctx.db, lambda campaign_id: prepare_campaign.apply_async(
+            kwargs={"campaign_id": campaign_id}),
+        repeat_guard=timedelta(days=settings.repeat_guard_days),
+        only_noted=lambda _: ctx.client.simulator_instance() is not None,
     )  # fmt: skip
-    filed = dropfolder.file_finished(drop, db)
+    filed = dropfolder.file_finished(drop, ctx.db)
     return {"taken": len(taken), "filed": len(filed)}
 
 

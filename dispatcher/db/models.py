@@ -70,6 +70,9 @@ class Campaign(Base):
     finished_at: Mapped[datetime | None]
     # Pre-flight findings worth an operator's eye (LINK says LIMITED, tier cap...).
     notes: Mapped[list[str] | None] = mapped_column(JSON)
+    # sha256 of the spec, recipients and media contents: a repeat is refused
+    # (``launch.create_campaign``).
+    inputs_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Batch(Base):
@@ -208,14 +211,18 @@ class Identity(Base):
 
 
 class Media(Base):
-    """Uploaded media, content-addressed per sender so one file is uploaded once."""
+    """Uploaded media, content-addressed per sender and LINK account so one file is
+    uploaded once where it is used."""
 
     __tablename__ = "media"
-    __table_args__ = (UniqueConstraint("sha256", "source"),)
+    __table_args__ = (UniqueConstraint("sha256", "source", "account"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(64), default="")  # LinkCredentials.account
+    # The simulator instance that holds the id (a restarted one holds none); None: LINK.
+    simulator_instance: Mapped[str | None] = mapped_column(String(64))
     content_type: Mapped[str] = mapped_column(String(128))
     size: Mapped[int]
     media_id: Mapped[str] = mapped_column(String(128))

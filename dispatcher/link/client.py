@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -54,6 +56,25 @@ class LinkCredentials:
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"LinkCredentials(base_url={self.base_url!r}, username={self.username!r})"
+
+    @property
+    def account(self) -> str:
+        """Which LINK account this is (endpoint, user, platform), as a short digest: a
+        media id uploaded through one account means nothing to another."""
+        parts = (self.base_url.rstrip("/"), self.username, self.platform_id,
+                 self.platform_partner_id)  # fmt: skip
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+#: Sent by the project's simulator (``dispatcher.simulator``), never by LINK: which
+#: running instance answered. A restarted simulator has forgotten every upload.
+SIMULATOR_INSTANCE_HEADER = "X-Simulator-Instance"
+
+
+class UploadedMedia(NamedTuple):
+    media_id: str
+    #: the simulator instance that took it (None from real LINK)
+    simulator_instance: str | None = None
 
 
 class LinkClient:
@@ -104,8 +125,10 @@ class LinkClient:
             max_connections=max_connections,
         )
 
-    def upload_media(self, *, source: str, content_type: str, filename: str, data: bytes) -> str:
-        """``POST /media`` (multipart); returns the media id LINK answers as text/plain."""
+    def upload_media(
+        self, *, source: str, content_type: str, filename: str, data: bytes
+    ) -> UploadedMedia:
+        """``POST /media`` (multipart): the media id LINK answers as text/plain."""
         form = {
             "source": source,
             "platformId": self.credentials.platform_id,
@@ -124,7 +147,16 @@ class LinkClient:
         media_id = response.text.strip()
         if not media_id:
             raise LinkRequestError("media upload answered 200 with an empty id", http_status=200)
-        return media_id
+        return UploadedMedia(media_id, response.headers.get(SIMULATOR_INSTANCE_HEADER))
+
+    def simulator_instance(self) -> str | None:
+        """The running simulator's instance at this base URL (``GET /healthz``), or None:
+        real LINK, or nothing answering. Asked only about media a simulator took."""
+        try:
+            response = self._http.get("/healthz")
+        except httpx.HTTPError:
+            return None
+        return response.headers.get(SIMULATOR_INSTANCE_HEADER)
 
     def phone_number_info(self, source: str) -> PhoneNumberInfo:
         """Phone number information API: level, tier and health of a sender."""

@@ -32,6 +32,10 @@ from dispatcher.simulator.media import MediaUploadError, inspect_file, required_
 from dispatcher.simulator.phone_info import phone_number_info
 from dispatcher.simulator.validation import SchemaError, parse_message_request
 
+#: Which running simulator answered (on ``/healthz`` and media uploads): its media ids
+#: die with it. The client reads it under the same name; the simulator imports nothing
+#: of the client's.
+SIMULATOR_INSTANCE_HEADER = "X-Simulator-Instance"
 _PLATFORM_REFUSED = "platformId or platformPartnerId is not allowed for this user"
 
 
@@ -67,6 +71,12 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
     )
     app.state.simulator = simulator
     return app
+
+
+def _instance(request: Request) -> dict[str, str]:
+    """Which simulator answered: its media ids die with it, so a client keys its media
+    cache by this (real LINK sends no such header)."""
+    return {SIMULATOR_INSTANCE_HEADER: _simulator(request).instance}
 
 
 def _simulator(request: Request) -> Simulator:
@@ -133,7 +143,7 @@ async def upload_media(request: Request) -> Response:
     except (HTTPException, MultiPartException):
         return media_error_response(BAD_REQUEST, "request is not valid multipart/form-data")
     media_id = simulator.record_media(fields["source"], content_type, sha256, size)
-    return PlainTextResponse(media_id)
+    return PlainTextResponse(media_id, headers=_instance(request))
 
 
 async def phone_info(request: Request) -> Response:
@@ -153,7 +163,7 @@ async def phone_info(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "ok"}, headers=_instance(request))
 
 
 async def stats(request: Request) -> Response:

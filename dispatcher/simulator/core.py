@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import random
 import time
+import uuid
 from collections import Counter
 from typing import Any, Literal
 
@@ -49,6 +50,7 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
+        self.instance = uuid.uuid4().hex  # a restarted simulator has forgotten its media
         self.auth = BasicAuth(config.username, config.password)
         self.callbacks = CallbackDispatcher(config, record=config.record_requests)
         self._rng = random.Random(config.seed)
@@ -76,6 +78,7 @@ class Simulator:
         """
         self._rng.seed(self.config.seed)
         self._books = Accounting()
+        self.instance = uuid.uuid4().hex  # uploads forgotten: cached media ids die
         self.recorded = []
         self.receipts = []
         self._attempts = Counter()

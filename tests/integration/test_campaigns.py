@@ -57,7 +57,7 @@ def copy_example(name: str, tmp_path: Path) -> Path:
 def run(ctx: SendContext, folder: Path, tmp_path: Path) -> int:
     """Register, prepare and send a campaign in this process; returns its id."""
     loaded: LoadedCampaign = preflight(folder).loaded
-    campaign_id = create_campaign(ctx.db, loaded)
+    campaign_id = create_campaign(ctx.db, loaded, again=True)  # some send a folder twice
     batch_ids = prepare_campaign(ctx.db, ctx.client, campaign_id, reports_dir=tmp_path / "reports")
     for batch_id in batch_ids:
         assert send_batch(ctx, batch_id, "test") is Outcome.SUBMITTED

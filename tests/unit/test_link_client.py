@@ -132,7 +132,7 @@ def test_media_upload_is_multipart_and_returns_the_plain_text_id() -> None:
             200, text="1192798951408501\n", headers={"content-type": "text/plain"}
         )
 
-    media_id = client(handler).upload_media(
+    media_id, _ = client(handler).upload_media(
         source="+4790000000", content_type="image/png", filename="a.png", data=b"\x89PNG"
     )
     assert media_id == "1192798951408501"

@@ -842,3 +842,10 @@ def test_failure_rate_one_ends_every_message_with_a_documented_failure() -> None
         wait_until(lambda: callback_counts(client)["pending"] == 0)
     assert len(receiver.callbacks) == 20
     assert {c["resultCode"] for c in receiver.callbacks} <= {112403, 112404, 112406}
+
+
+def test_the_client_reads_the_simulator_instance_under_the_name_the_simulator_sends() -> None:
+    from dispatcher.link import client
+    from dispatcher.simulator import app as simulator_app
+
+    assert client.SIMULATOR_INSTANCE_HEADER == simulator_app.SIMULATOR_INSTANCE_HEADER
