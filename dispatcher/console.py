@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Literal
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -81,7 +83,9 @@ def follow(
 
 
 def summary(progress: CampaignProgress) -> Table:
-    table = Table(title=f"Campaign {progress.campaign_id}: {progress.name} ({progress.state})")
+    # Text, not a markup string: the name is the user's, brackets and all.
+    title = Text(f"Campaign {progress.campaign_id}: {progress.name} ({progress.state})")
+    table = Table(title=title)
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
     table.add_column("note", overflow="fold")
@@ -118,36 +122,60 @@ def summary(progress: CampaignProgress) -> Table:
         effective = max(1, int(progress.rate_per_second * factor))
         table.add_row("send rate limit", f"{effective}/s", f"{factor:.0%} of {progress.level} "
                       f"({progress.rate_per_second}/s) {note}".strip())  # fmt: skip
-    if progress.rejects_path:
-        table.caption = f"Rejects: {progress.rejects_path}"
     return table
 
 
-def overview(campaigns: list[CampaignProgress]) -> Table:
-    """One line a campaign: a bar of people submitted, the outcome counts, the send
-    rate against the level, and when the last waiting message should be submitted."""
-    table = Table(title="Campaigns")
-    for column in ("id", "name", "state", "submitted", "sent", "delivered", "read",
-                   "failed", "rate / limit", "ETA"):  # fmt: skip
-        table.add_column(column, justify="right" if column not in ("name", "state") else "left")
+def overview(campaigns: list[CampaignProgress], width: int = 80) -> Group:
+    """One line a campaign, made to fit ``width`` columns (80 and up): people submitted
+    of all, the outcome counts, the send rate against the limit, and when the last
+    waiting message should be submitted; only a long name is cut. Previews (dry runs)
+    are listed apart: they never send."""
+    running: list[list[str]] = []
+    previewed: list[list[str]] = []
     for p in campaigns:
-        done = p.submitted + p.cancelled
-        bar = Text.assemble(_bar(done, p.messages), f" {p.submitted}/{p.messages}")
-        limit = "-"
+        if p.state == CampaignState.PREVIEWED:
+            previewed.append([str(p.campaign_id), p.name, str(p.loaded), str(p.rejected),
+                              str(p.duplicates), str(p.messages)])  # fmt: skip
+            continue
+        rate = "-"
         if p.rate_per_second:
             factor = 1.0 if p.rate_factor is None else p.rate_factor
-            limit = f"{p.send_rate:.0f} / {p.rate_per_second * factor:.0f} msg/s"
-        eta = p.eta_seconds
-        table.add_row(
-            str(p.campaign_id), p.name, p.state, bar, str(p.sent), str(p.delivered),
-            str(p.read), str(p.failed), limit, "-" if eta is None else _duration(eta),
-        )  # fmt: skip
+            rate = f"{p.send_rate:.0f}/{p.rate_per_second * factor:.0f}"
+        eta = "-" if p.eta_seconds is None else _duration(p.eta_seconds)
+        running.append([str(p.campaign_id), p.name, p.state, f"{p.submitted}/{p.messages}",
+                        str(p.delivered), str(p.read), str(p.failed), rate, eta])  # fmt: skip
+    # "people": submitted of all; "msg/s": the rate now / the limit.
+    shown = [_compact("Campaigns", _RUNNING, running, width)]
+    if previewed:
+        shown = shown if running else []
+        shown.append(_compact("Previews (dry runs)", _PREVIEWED, previewed, width))
+        shown[-1].caption = "dispatcher delete ID removes one"
+    return Group(*shown)
+
+
+_RUNNING = ("id", "name", "state", "people", "deliv.", "read", "fail", "msg/s", "ETA")
+_PREVIEWED = ("id", "name", "loaded", "rejected", "duplicates", "people")
+
+
+def _compact(title: str, columns: tuple[str, ...], rows: list[list[str]], width: int) -> Table:
+    """A borderless table, one space between columns, whose ``name`` column takes what
+    the others leave of ``width`` (cut with an ellipsis): figures are never cut."""
+    others = sum(
+        max(len(column), *(len(row[i]) for row in rows)) if rows else len(column)
+        for i, column in enumerate(columns)
+        if column != "name"
+    )
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+    for column in columns:
+        if column == "name":
+            room = max(8, width - others - (len(columns) - 1))
+            table.add_column(column, max_width=room, overflow="ellipsis", no_wrap=True)
+        else:
+            justify: Literal["left", "right"] = "left" if column == "state" else "right"
+            table.add_column(column, justify=justify, no_wrap=True)
+    for row in rows:
+        table.add_row(*row[:1], Text(row[1]), *row[2:])  # the name: the user's text
     return table
-
-
-def _bar(done: int, total: int, width: int = 16) -> Text:
-    filled = round(width * done / total) if total else 0
-    return Text("█" * filled, style="green") + Text("░" * (width - filled), style="grey50")
 
 
 def _duration(seconds: float) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.db import Batch, Campaign, MergedRow, Message
+from dispatcher.masking import mask
 from dispatcher.status import SETTLED, BatchState, CampaignState, MessageStatus
 
 
@@ -74,7 +75,10 @@ class Progress:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"eta_seconds": self.eta_seconds}
+        """The status JSON (CLI ``--json``, the webhook app's ``/campaigns/ID``): the
+        sender masked like every number on a status screen; ``dispatcher report`` is
+        the export that carries numbers whole."""
+        return asdict(self) | {"eta_seconds": self.eta_seconds, "source": mask(self.source)}
 
 
 def progress(session: Session, campaign_id: int) -> Progress | None:

@@ -10,15 +10,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.errors import StorageError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -87,6 +88,8 @@ class Database:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config  # only when migrating: a command starts faster
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # '%' must be escaped for configparser interpolation.
@@ -96,6 +99,8 @@ def alembic_config(url: str) -> Config:
 
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision (idempotent)."""
+    from alembic import command
+
     try:
         command.upgrade(alembic_config(url), "head")
     except OperationalError as exc:

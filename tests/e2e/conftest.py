@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,19 +11,15 @@ import pytest
 
 from dispatcher.db import migrate
 from dispatcher.embedded import worker_command
-from tests.conftest import ROOT, dispatcher_command, free_port, wait_http
+from tests.conftest import dispatcher_command, free_port, wait_http
 
 SERVICE_ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "LINK_BASE_URL", "WEBHOOK_TOKEN")
 
 
 @pytest.fixture()
-def campaign_dir(tmp_path: Path) -> Path:
+def campaign_dir(example_dir: Path) -> Path:
     """A copy of the example campaign, without reports of earlier runs."""
-    target = tmp_path / "example"
-    shutil.copytree(
-        ROOT / "campaigns" / "example", target, ignore=shutil.ignore_patterns("reports")
-    )
-    return target
+    return example_dir
 
 
 def run_campaign(

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from dispatcher.cli import ExitCode
 from dispatcher.db import Campaign, Database, Message
 from dispatcher.progress import progress
 from dispatcher.status import SETTLED
@@ -28,7 +29,8 @@ def test_the_example_campaign_reaches_everyone_once_through_separate_workers(
     stack: dict[str, str], campaign_dir: Path, tmp_path: Path
 ) -> None:
     run = run_campaign(campaign_dir, stack)
-    assert run.returncode == 0, run.stdout + run.stderr
+    # The simulator fails ~10 % (see below): some people were not sent.
+    assert run.returncode == ExitCode.SOME_FAILED, run.stdout + run.stderr
     assert "Mode: production" in run.stdout
 
     pg_url = stack["DATABASE_URL"]
@@ -92,22 +94,34 @@ def test_the_example_campaign_reaches_everyone_once_through_separate_workers(
     ]
 
 
-def test_the_first_readme_command_runs_the_example_on_the_embedded_default(
+def test_the_first_readme_command_gives_the_same_summary_every_time_it_is_run(
     campaign_dir: Path, tmp_path: Path
 ) -> None:
+    """Three runs in one state folder: the media id cached by the first run died with
+    its simulator, so each run uploads afresh and everyone is reached; runs two and
+    three say they repeat an earlier campaign; the folder it ran in stays clean."""
     env = clean_env() | {"DISPATCHER_STATE_DIR": str(tmp_path / "state")}
-    run = run_campaign(campaign_dir, env, wait_seconds=60, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "Mode: embedded" in run.stdout
-    assert "(completed)" in run.stdout
-    for label, count in (
-        ("loaded", 200),
-        ("rejected", 5),
-        ("duplicates removed", 5),
-        ("read", 190),
-    ):
-        assert any(
-            line.split("│")[1].strip() == label and line.split("│")[2].strip() == str(count)
+    for attempt in range(3):
+        run = run_campaign(campaign_dir, env, wait_seconds=60, cwd=tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "Mode: embedded" in run.stdout
+        assert "(completed)" in run.stdout
+        for label, count in (
+            ("loaded", 200),
+            ("rejected", 5),
+            ("duplicates removed", 5),
+            ("read", 190),
+        ):
+            assert any(
+                line.split("│")[1].strip() == label and line.split("│")[2].strip() == str(count)
+                for line in run.stdout.splitlines()
+                if line.count("│") >= 3
+            ), f"run {attempt + 1}: {label} {count} not in the summary:\n{run.stdout}"
+        assert "failed" not in {
+            line.split("│")[1].strip()
             for line in run.stdout.splitlines()
-            if line.count("│") >= 3
-        ), f"{label} {count} not in the summary:\n{run.stdout}"
+            if line.count("│") >= 3 and line.split("│")[2].strip() not in ("", "0")
+        }, run.stdout
+        repeats = "Note: repeats campaign 1 of" if attempt == 1 else "Note: repeats campaign"
+        assert (repeats in run.stdout) is (attempt > 0), run.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["example", "state"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from dispatcher.cli import ExitCode
 from tests.conftest import dispatcher_command
 from tests.e2e.conftest import run_campaign
 
@@ -83,7 +84,8 @@ def test_no_secret_or_number_in_logs_output_reports_or_task_messages(
     tap = BrokerTap(stack["REDIS_URL"])
     try:
         run = run_campaign(campaign_dir, stack)
-        assert run.returncode == 0, run.stdout + run.stderr
+        # SIMULATOR_FAILURE_RATE fails some people: exit code 3 (some not sent).
+        assert run.returncode == ExitCode.SOME_FAILED, run.stdout + run.stderr
         report = subprocess.run(
             dispatcher_command("report", "1"), env=stack, capture_output=True, text=True
         )

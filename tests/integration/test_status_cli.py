@@ -58,7 +58,7 @@ def test_status_shows_progress_rate_and_eta_and_json_for_scripts(
     assert listed.exit_code == 0, listed.output
     line = next(row for row in listed.output.splitlines() if "Spring sale" in row)
     assert "sending" in line and "40/190" in line
-    assert "4 / 80 msg/s" in line  # 40 in the last 10 s, against the level
+    assert "4/80" in line  # 40 in the last 10 s, against the level
     assert "0m38s" in line  # 150 waiting at 4 msg/s
 
     as_json = runner.invoke(app, ["status", "--json"])

@@ -3,25 +3,13 @@ heading names the file at fault, the problem names its fix."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from dispatcher.cli import app
-from tests.conftest import ROOT
 
 runner = CliRunner()
-
-
-@pytest.fixture()
-def example(tmp_path: Path) -> Path:
-    folder = tmp_path / "example"
-    shutil.copytree(
-        ROOT / "campaigns" / "example", folder, ignore=shutil.ignore_patterns("reports")
-    )
-    return folder
 
 
 def edit(file: Path, old: str, new: str) -> None:
@@ -43,37 +31,37 @@ def heading(output: str) -> str:
     return "".join(output.split(":", 1)[0].split())
 
 
-def test_validate_heads_a_csv_problem_as_a_recipients_file_problem(example: Path) -> None:
-    (example / "recipients.csv").write_text("", encoding="utf-8")
-    output = validate(example)
-    assert heading(output) == f"Recipientsfileproblemin{example / 'recipients.csv'}"
+def test_validate_heads_a_csv_problem_as_a_recipients_file_problem(example_dir: Path) -> None:
+    (example_dir / "recipients.csv").write_text("", encoding="utf-8")
+    output = validate(example_dir)
+    assert heading(output) == f"Recipientsfileproblemin{example_dir / 'recipients.csv'}"
     assert "recipients[0]: recipients.csv: the file is empty" in output
     assert "Campaign spec error" not in output
 
 
 def test_validate_lists_the_files_columns_and_defaults_for_a_column_the_message_lacks(
-    example: Path,
+    example_dir: Path,
 ) -> None:
-    edit(example / "campaign.yaml", "{store}", "{shop}")
+    edit(example_dir / "campaign.yaml", "{store}", "{shop}")
     assert (
         "recipients[0]: recipients.csv has no column shop (the message uses {shop}); its "
         "columns are phone, first_name, store: use one of them in the message, add the "
         "column to the file, or give a value under defaults:"
-    ) in validate(example)
+    ) in validate(example_dir)
 
 
 def test_validate_lists_the_files_columns_for_a_column_the_columns_mapping_names(
-    example: Path,
+    example_dir: Path,
 ) -> None:
-    edit(example / "campaign.yaml", "batch_size: 50", "batch_size: 50\ncolumns: {phone: Handy}")
+    edit(example_dir / "campaign.yaml", "batch_size: 50", "batch_size: 50\ncolumns: {phone: Handy}")
     assert (
         "columns.phone: recipients.csv has no column 'Handy'; its columns are phone, "
         "first_name, store: write the one that holds phone numbers as columns.phone"
-    ) in validate(example)
+    ) in validate(example_dir)
 
 
-def test_validate_says_yaml_read_norway_as_false_and_to_quote_it(example: Path) -> None:
-    edit(example / "campaign.yaml", 'default_region: "NO"', "default_region: NO")
-    output = validate(example)
-    assert heading(output) == f"Campaignspecerrorin{example / 'campaign.yaml'}"
+def test_validate_says_yaml_read_norway_as_false_and_to_quote_it(example_dir: Path) -> None:
+    edit(example_dir / "campaign.yaml", 'default_region: "NO"', "default_region: NO")
+    output = validate(example_dir)
+    assert heading(output) == f"Campaignspecerrorin{example_dir / 'campaign.yaml'}"
     assert 'default_region: YAML read NO as false (line 28): write it in quotes, "NO"' in output
