@@ -92,7 +92,7 @@ def summary(progress: CampaignProgress) -> Table:
     rows: list[tuple[str, int, str]] = [
         ("loaded", progress.loaded, "data rows read"),
         ("rejected", progress.rejected, "rows in the rejects file below"),
-        ("duplicates removed", progress.duplicates, "same person listed again"),
+        ("duplicates removed", progress.duplicates, "lines merged: see the report"),
         ("people", progress.messages, "one message each"),
         ("submitted", progress.submitted, "accepted by LINK"),
         ("sent", progress.sent, ""),
