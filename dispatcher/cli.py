@@ -362,7 +362,9 @@ def status(
     if campaign_id is not None and not found:
         raise DispatcherError(f"no campaign {campaign_id}")
     if as_json:
-        typer.echo(json.dumps([p.as_dict() for p in found], indent=2, default=str))
+        typer.echo(
+            json.dumps([p.as_dict() for p in found], indent=2, default=str, ensure_ascii=False)
+        )
         return
     if campaign_id is not None:
         _show_summary(found[0])
