@@ -23,7 +23,7 @@ broker_connection_retry_on_startup = True
 # every 10 s: one small sorted-set read.
 # Priorities on the Redis broker (one list per step; 0 is served first): a HIGH-priority
 # campaign's chunks overtake NORMAL and LOW ones waiting for the same workers
-# (``dispatcher.fanout.queue_priority``).
+# (``dispatcher.sending.fanout.queue_priority``).
 broker_transport_options = {
     "visibility_timeout": _settings.broker_visibility_timeout,
     "unacked_restore_interval": min(10, max(1, _settings.broker_visibility_timeout // 4)),

@@ -29,8 +29,8 @@ import redis  # noqa: E402
 import throughput as tp  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from dispatcher import control  # noqa: E402
 from dispatcher.db import Campaign, Database, Message, migrate  # noqa: E402
+from dispatcher.operations import control  # noqa: E402
 
 QUIET_SECONDS = 3.0  # how long to watch for stragglers after a command
 

@@ -476,7 +476,14 @@ def main() -> None:
             port = free_port()
             env = os.environ | {"DATABASE_URL": url, "WEBHOOK_TOKEN": TOKEN}
             log = (Path(tmp) / "serve.log").open("wb")
-            command = [sys.executable, "-m", "dispatcher.cli", "serve", "--port", str(port)]
+            command = [
+                sys.executable,
+                "-m",
+                "dispatcher.interfaces.cli",
+                "serve",
+                "--port",
+                str(port),
+            ]
             if args.profile:
                 spy = Path(sys.executable).with_name("py-spy")
                 out = str(Path(args.profile).resolve())

@@ -31,7 +31,7 @@ def one_run() -> float:
         env["DISPATCHER_STATE_DIR"] = str(Path(scratch) / "state")
         started = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-m", "dispatcher.cli", "run", str(folder)],
+            [sys.executable, "-m", "dispatcher.interfaces.cli", "run", str(folder)],
             env=env,
             cwd=scratch,
             capture_output=True,

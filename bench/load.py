@@ -47,8 +47,8 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dispatcher.phone import e164  # noqa: E402
-from dispatcher.recipients import normalise_msisdn  # noqa: E402
+from dispatcher.audience.phone import e164  # noqa: E402
+from dispatcher.audience.recipients import normalise_msisdn  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -187,11 +187,11 @@ def generate(path: Path, rows: int, seed: int = 7) -> dict[str, int]:
 
 def run_dry_run(folder: str, url: str, result: dict[str, object]) -> None:
     """In the child: the dry run, timed, and its peak RSS."""
-    from dispatcher.campaign import load_campaign
+    from dispatcher.campaigns.registration import create_campaign
+    from dispatcher.campaigns.spec import load_campaign
     from dispatcher.db import Database
-    from dispatcher.launch import create_campaign
-    from dispatcher.link.client import LinkClient, LinkCredentials
-    from dispatcher.prepare import prepare_campaign
+    from dispatcher.preparation.prepare import prepare_campaign
+    from dispatcher.providers.link.client import LinkClient, LinkCredentials
 
     phases: list[str] = []
 
@@ -199,8 +199,8 @@ def run_dry_run(folder: str, url: str, result: dict[str, object]) -> None:
         def emit(self, record: logging.LogRecord) -> None:
             phases.append(record.getMessage())
 
-    logging.getLogger("dispatcher.prepare").addHandler(Collect())
-    logging.getLogger("dispatcher.prepare").setLevel(logging.INFO)
+    logging.getLogger("dispatcher.preparation.prepare").addHandler(Collect())
+    logging.getLogger("dispatcher.preparation.prepare").setLevel(logging.INFO)
     db = Database(url)
     campaign_id = create_campaign(db, load_campaign(Path(folder)))
     client = LinkClient(LinkCredentials("http://127.0.0.1:9", "bench", "bench", "1", "1"))
@@ -208,7 +208,7 @@ def run_dry_run(folder: str, url: str, result: dict[str, object]) -> None:
     prepare_campaign(db, client, campaign_id, reports_dir=Path(folder) / "reports", dry_run=True)
     result["seconds"] = time.perf_counter() - started
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # the phone number normaliser (``dispatcher.normaliser``), a child that has ended
+    # the phone number normaliser (``dispatcher.audience.normaliser``), a child that has ended
     result["child_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result["campaign_id"] = campaign_id
     result["phases"] = phases

@@ -2,7 +2,7 @@
 
 A separate Celery app on the project's ``celeryconfig`` (same broker, queues and
 routes) whose tasks carry the project's names, so the batches ``dispatcher run``
-queues land here. Sending is the project's code (``dispatcher.sending.send_batch``)
+queues land here. Sending is the project's code (``dispatcher.sending.batch.send_batch``)
 with the shared Redis limiter replaced by a no-op (:class:`NoThrottle`), and
 ``workers.tasks.send_batch`` carries ``rate_limit`` from ``NAIVE_RATE_LIMIT`` (tasks
 per second, e.g. ``80/s``). Celery enforces that per worker process, so N workers
@@ -25,8 +25,8 @@ from functools import cache
 from celery import Celery, Task
 
 import workers.tasks as project
-from dispatcher import sending
-from dispatcher.throttle import Grant
+from dispatcher.sending import batch as sending
+from dispatcher.sending.throttle import Grant
 
 RATE_LIMIT = os.environ.get("NAIVE_RATE_LIMIT", "80/s")
 

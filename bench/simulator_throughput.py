@@ -99,7 +99,8 @@ async def main() -> None:
         "SIMULATOR_SEED": "1",
     }
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() else []
-    command = [*pin, sys.executable, "-m", "dispatcher.cli", "simulate", "--port", str(sim_port),
+    command = [*pin, sys.executable, "-m", "dispatcher.interfaces.cli", "simulate",
+               "--port", str(sim_port),
                "--gate", f"bench=http://127.0.0.1:{receiver_port}/dlr"]  # fmt: skip
     simulator = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{sim_port}"

@@ -279,11 +279,11 @@ def wait_workers(count: int, processes: Processes, timeout_seconds: float = 60) 
 
 
 def dispatcher_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dispatcher.cli", *args]
+    return [sys.executable, "-m", "dispatcher.interfaces.cli", *args]
 
 
 def worker_command(app: str, index: int, concurrency: int) -> list[str]:
-    """As ``dispatcher.embedded.worker_command``, without beat (one beat runs apart)."""
+    """As ``dispatcher.interfaces.embedded.worker_command``, without beat (one beat runs apart)."""
     return [
         sys.executable, "-m", "celery", "-A", app, "worker",
         "--pool", "threads", "--concurrency", str(concurrency),
@@ -480,7 +480,7 @@ def limiter_factor() -> float | None:
     signals), or None if it cannot be read."""
     import redis
 
-    from dispatcher.throttle import Throttle
+    from dispatcher.sending.throttle import Throttle
 
     client = redis.Redis.from_url(REDIS_URL)
     try:

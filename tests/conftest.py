@@ -126,4 +126,4 @@ def wait_http(
 
 
 def dispatcher_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dispatcher.cli", *args]
+    return [sys.executable, "-m", "dispatcher.interfaces.cli", *args]

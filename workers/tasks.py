@@ -26,24 +26,20 @@ from celery.signals import (
 from kombu.exceptions import OperationalError
 from sqlalchemy import select, update
 
-from dispatcher import (
-    control,
-    dropfolder,
-    fanout,
-    progress,
-    resend,
-    schedules,
-    sending,
-    tasklabels,
-    tracking,
-)
+from dispatcher.campaigns import dropfolder, schedules
 from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
-from dispatcher.link.client import LinkClient, LinkCredentials
-from dispatcher.prepare import prepare_campaign as prepare
-from dispatcher.prepare import release_held
+from dispatcher.operations import control, progress
+from dispatcher.preparation.prepare import prepare_campaign as prepare
+from dispatcher.preparation.prepare import release_held
+from dispatcher.providers.link.client import LinkClient, LinkCredentials
+from dispatcher.resending import planner as resend
+from dispatcher.sending import batch as sending
+from dispatcher.sending import fanout
+from dispatcher.sending import labels as tasklabels
+from dispatcher.sending.throttle import Throttle
 from dispatcher.settings import get_settings
-from dispatcher.throttle import Throttle
+from dispatcher.tracking import apply as tracking
 from workers import app
 
 log = logging.getLogger(__name__)
@@ -188,7 +184,7 @@ def _close_fanouts(**_: Any) -> None:
 def send_batches(
     self: Task, batch_ids: list[str], campaign_id: int | None = None
 ) -> dict[str, int]:
-    """Send a chunk of batches, many requests in flight at once (``dispatcher.fanout``);
+    """Send a chunk of batches, many requests in flight at once (``dispatcher.sending.fanout``);
     the ones that found LINK unreachable go on alone, with ``send_batch``'s backoff."""
     outcomes = fanout.send_many(
         context(), _fanout(), batch_ids, claimer=self.request.id or batch_ids[0]
@@ -238,7 +234,7 @@ def sweep_reports() -> int:
 @app.task(name="workers.tasks.start_due", shared=False)
 def start_due() -> int:
     """Queue the campaigns whose ``send_at`` has come and the runs of recurring
-    schedules that are due (``dispatcher.schedules``)."""
+    schedules that are due (``dispatcher.campaigns.schedules``)."""
     started = schedules.start_due(
         context().db,
         lambda campaign_id: prepare_campaign.apply_async(kwargs={"campaign_id": campaign_id}),

@@ -250,7 +250,7 @@ class CareWindow(Base):
 
 class Schedule(Base):
     """A recurring campaign: its folder is sent again at every cron time, each run a
-    campaign of its own (``dispatcher.schedules``)."""
+    campaign of its own (``dispatcher.campaigns.schedules``)."""
 
     __tablename__ = "schedules"
 

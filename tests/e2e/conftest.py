@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.db import migrate
-from dispatcher.embedded import worker_command
+from dispatcher.interfaces.embedded import worker_command
 from tests.conftest import dispatcher_command, free_port, wait_http
 
 SERVICE_ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "LINK_BASE_URL", "WEBHOOK_TOKEN")

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from dispatcher.cli import ExitCode
 from dispatcher.db import Campaign, Database, Message
-from dispatcher.progress import progress
+from dispatcher.interfaces.cli import ExitCode
+from dispatcher.operations.progress import progress
 from dispatcher.status import SETTLED
 from tests.conftest import dispatcher_command
 from tests.e2e.conftest import clean_env, run_campaign

@@ -7,10 +7,10 @@ import threading
 
 import redis
 
-from dispatcher import tracking
 from dispatcher.db import Database
-from dispatcher.ingest import ApplierSettings, _Applier
-from dispatcher.throttle import Throttle
+from dispatcher.sending.throttle import Throttle
+from dispatcher.tracking import apply as tracking
+from dispatcher.tracking.ingest import ApplierSettings, _Applier
 from tests.integration.conftest import make_batch
 from tests.integration.test_tracking import dlr
 

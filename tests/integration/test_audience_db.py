@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from dispatcher import prepare
-from dispatcher.campaign import load_campaign
+from dispatcher.campaigns.registration import create_campaign
+from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Campaign, Database, Message, Suppression
-from dispatcher.launch import create_campaign
-from dispatcher.link import LinkClient, LinkCredentials
+from dispatcher.preparation import prepare
+from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.status import CampaignState
 from tests.integration.conftest import make_batch
 from tests.integration.test_tracking import dlr, receive

@@ -13,18 +13,18 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from dispatcher import tracking
-from dispatcher.campaign import LoadedCampaign
+from dispatcher.campaigns.checks import preflight
+from dispatcher.campaigns.registration import create_campaign
+from dispatcher.campaigns.spec import LoadedCampaign
 from dispatcher.db import Batch, Campaign, Database, Media
 from dispatcher.errors import CampaignSpecError
-from dispatcher.launch import create_campaign
-from dispatcher.link import LinkClient, LinkCredentials
-from dispatcher.preflight import preflight
-from dispatcher.prepare import prepare_campaign
-from dispatcher.sending import Outcome, SendContext, send_batch
-from dispatcher.servers import ServerThread
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.preparation.prepare import prepare_campaign
+from dispatcher.providers.link import LinkClient, LinkCredentials
+from dispatcher.sending.batch import Outcome, SendContext, send_batch
+from dispatcher.sending.throttle import Throttle
 from dispatcher.simulator import SimulatorConfig, create_app
-from dispatcher.throttle import Throttle
+from dispatcher.tracking import apply as tracking
 from tests.conftest import ROOT
 
 EXAMPLES = sorted(p.name for p in (ROOT / "campaigns").iterdir() if (p / "campaign.yaml").is_file())

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from dispatcher.cli import ExitCode, app
 from dispatcher.db import Campaign, Database, Message, migrate
+from dispatcher.interfaces.cli import ExitCode, app
 from dispatcher.settings import get_settings
 from tests.conftest import dispatcher_command
 

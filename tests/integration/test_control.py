@@ -1,4 +1,4 @@
-"""Pause, resume and cancel (``dispatcher.control``) with the fan-out sender, against the
+"""Pause, resume and cancel (``dispatcher.operations.control``) with the fan-out sender, against the
 simulator over HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from dispatcher import control, fanout
 from dispatcher.db import Batch, Campaign, Message
 from dispatcher.errors import DispatcherError
-from dispatcher.sending import Outcome, SendContext
+from dispatcher.operations import control
+from dispatcher.sending import fanout
+from dispatcher.sending.batch import Outcome, SendContext
 from tests.integration.test_fanout import ctx, link, personalised, sender  # noqa: F401
 from tests.integration.test_sending import _close_clients  # noqa: F401
 

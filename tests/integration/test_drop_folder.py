@@ -1,4 +1,4 @@
-"""The drop folder (``dispatcher.dropfolder``) on real files, SQLite and PostgreSQL."""
+"""The drop folder (``dispatcher.campaigns.dropfolder``) on real files, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import dropfolder
+from dispatcher.campaigns import dropfolder
 from dispatcher.db import Campaign, Database
 from dispatcher.status import CampaignState
 from tests.conftest import ROOT
@@ -131,8 +131,8 @@ def test_send_task_labels_name_the_campaign_for_flower_search_and_hold_no_number
 ) -> None:
     from flower.utils.search import _kwargs_pairs  # Flower's own parser for its search
 
-    from dispatcher import tasklabels
     from dispatcher.db import Batch
+    from dispatcher.sending import labels as tasklabels
 
     place(drop, "spring")
     [taken] = dropfolder.take_new(drop, db, lambda _: None)

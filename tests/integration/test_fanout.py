@@ -1,4 +1,4 @@
-"""Many batches in one task (``dispatcher.fanout``), against the simulator over HTTP."""
+"""Many batches in one task (``dispatcher.sending.fanout``), against the simulator over HTTP."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from dispatcher import fanout
-from dispatcher.campaign import load_campaign
+from dispatcher.campaigns.registration import create_campaign
+from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Database, Message
 from dispatcher.errors import StorageError
-from dispatcher.launch import create_campaign
-from dispatcher.link.models import MessageRequest, MessageResponse
-from dispatcher.prepare import prepare_campaign
-from dispatcher.sending import Outcome, SendContext
-from dispatcher.servers import ServerThread
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.preparation.prepare import prepare_campaign
+from dispatcher.providers.link.models import MessageRequest, MessageResponse
+from dispatcher.sending import fanout
+from dispatcher.sending.batch import Outcome, SendContext
+from dispatcher.sending.throttle import Grant, Throttle
 from dispatcher.simulator import SimulatorConfig, create_app
-from dispatcher.throttle import Grant, Throttle
 from tests.integration.test_sending import _close_clients, context  # noqa: F401
 
 SPEC = """\

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from dispatcher.db import Database, DeliveryReport
-from dispatcher.intake import MAX_BODY_BYTES
-from dispatcher.servers import ServerThread
-from dispatcher.webhooks import create_app
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.interfaces.webhooks import create_app
+from dispatcher.tracking.intake import MAX_BODY_BYTES
 from tests.conftest import FUZZ_CASES
 from tests.integration.conftest import make_batch
 from tests.integration.test_webhooks import SENT, TOKEN, Receiver, incoming

@@ -11,14 +11,14 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Table, select, update
 
-from dispatcher import incoming
 from dispatcher.db import Database, DeliveryReport, Message
-from dispatcher.dbutil import among, insert_arrays, update_by_id
+from dispatcher.db.bulk import among, insert_arrays, update_by_id
 from dispatcher.errors import StorageError
-from dispatcher.ingest import Ingest
-from dispatcher.intake import MAX_BODY_BYTES, Kind, Received, ReportState, read_body
-from dispatcher.link.models import IncomingMessage
+from dispatcher.providers.link.models import IncomingMessage
 from dispatcher.settings import Settings, opt_out_keywords
+from dispatcher.tracking import incoming
+from dispatcher.tracking.ingest import Ingest
+from dispatcher.tracking.intake import MAX_BODY_BYTES, Kind, Received, ReportState, read_body
 from tests.integration.conftest import make_batch
 
 REPORT = {

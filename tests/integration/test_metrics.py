@@ -12,12 +12,12 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
-from dispatcher import fanout
 from dispatcher.db import Database, Message
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.interfaces.webhooks import create_app
 from dispatcher.masking import mask
-from dispatcher.sending import SendContext
-from dispatcher.servers import ServerThread
-from dispatcher.webhooks import create_app
+from dispatcher.sending import fanout
+from dispatcher.sending.batch import SendContext
 from tests.integration.test_fanout import ctx, link, personalised, sender  # noqa: F401
 from tests.integration.test_sending import _close_clients  # noqa: F401
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text, update
 
-from dispatcher import prepare, progress
 from dispatcher.db import Campaign, Database, MergedRow, Message
-from dispatcher.reports import write_outcomes
+from dispatcher.operations import progress
+from dispatcher.operations.reports import write_outcomes
+from dispatcher.preparation import prepare
 from tests.integration.conftest import make_batch
 from tests.integration.test_audience_db import BSUID, OFFLINE, campaign
 from tests.integration.test_tracking import dlr, receive

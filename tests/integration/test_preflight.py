@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from dispatcher import prepare
-from dispatcher.campaign import load_campaign
+from dispatcher.campaigns.registration import create_campaign
+from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Campaign, Database
-from dispatcher.launch import create_campaign
-from dispatcher.link import LinkClient, LinkCredentials
-from dispatcher.servers import ServerThread
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.preparation import prepare
+from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState
 

@@ -11,15 +11,15 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from dispatcher import control
-from dispatcher.campaign import LoadedCampaign
+from dispatcher.campaigns.checks import preflight
+from dispatcher.campaigns.registration import create_campaign, inputs_digest
+from dispatcher.campaigns.spec import LoadedCampaign
 from dispatcher.db import Batch, Campaign, Database, Media, Message
 from dispatcher.errors import DispatcherError, RepeatedCampaignError
-from dispatcher.launch import create_campaign, inputs_digest
-from dispatcher.link import LinkClient, LinkCredentials
-from dispatcher.media import media_id_for, read_media
-from dispatcher.preflight import preflight
-from dispatcher.servers import ServerThread
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.operations import control
+from dispatcher.preparation.media import media_id_for, read_media
+from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from tests.conftest import ROOT

@@ -17,17 +17,18 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
-from dispatcher import control, resend
+from dispatcher.campaigns.checks import preflight
+from dispatcher.campaigns.registration import create_campaign
 from dispatcher.db import Batch, Database, Message
-from dispatcher.launch import create_campaign
-from dispatcher.link import LinkClient, LinkCredentials
-from dispatcher.preflight import preflight
-from dispatcher.prepare import prepare_campaign
-from dispatcher.sending import Outcome, SendContext, send_batch
-from dispatcher.servers import ServerThread
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.interfaces.webhooks import create_app as create_webhooks
+from dispatcher.operations import control
+from dispatcher.preparation.prepare import prepare_campaign
+from dispatcher.providers.link import LinkClient, LinkCredentials
+from dispatcher.resending import planner as resend
+from dispatcher.sending.batch import Outcome, SendContext, send_batch
+from dispatcher.sending.throttle import Throttle
 from dispatcher.simulator import SimulatorConfig, create_app
-from dispatcher.throttle import Throttle
-from dispatcher.webhooks import create_app as create_webhooks
 
 NOW_WINDOWS = resend.Windows(min_delay=timedelta(0))
 SPEC = """

@@ -1,4 +1,4 @@
-"""``send_at`` and recurring schedules (``dispatcher.schedules``) with a fake clock, on
+"""``send_at`` and recurring schedules (``dispatcher.campaigns.schedules``) with a fake clock, on
 SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from dispatcher import schedules
-from dispatcher.campaign import load_campaign
+from dispatcher.campaigns import schedules
+from dispatcher.campaigns.registration import create_campaign
+from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Campaign, Database, Schedule
 from dispatcher.errors import ConfigurationError
-from dispatcher.launch import create_campaign
-from dispatcher.prepare import prepare_campaign
+from dispatcher.preparation.prepare import prepare_campaign
 from tests.conftest import ROOT
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)

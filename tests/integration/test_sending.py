@@ -10,13 +10,13 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
-from dispatcher.campaign import CampaignSpec
+from dispatcher.campaigns.spec import CampaignSpec
 from dispatcher.db import Batch, Campaign, Database, Message
-from dispatcher.link import LinkClient, LinkCredentials
-from dispatcher.sending import Outcome, SendContext, send_batch
-from dispatcher.servers import ServerThread
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.providers.link import LinkClient, LinkCredentials
+from dispatcher.sending.batch import Outcome, SendContext, send_batch
+from dispatcher.sending.throttle import Throttle
 from dispatcher.simulator import SimulatorConfig, create_app
-from dispatcher.throttle import Throttle
 from tests.integration.conftest import make_batch
 
 SPEC = CampaignSpec.model_validate(

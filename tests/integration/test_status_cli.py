@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from dispatcher.cli import app
 from dispatcher.db import Campaign, Database, Message
+from dispatcher.interfaces.cli import app
 from dispatcher.settings import get_settings
 from tests.conftest import ROOT
 

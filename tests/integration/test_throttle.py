@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from dispatcher.throttle import Grant, Throttle
+from dispatcher.sending.throttle import Grant, Throttle
 
 LEVEL = 50
 SENDER = "+4790000000"

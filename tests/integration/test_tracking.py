@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select, update
 
-from dispatcher import book, tracking
+from dispatcher.audience import book
 from dispatcher.db import (
     Batch,
     Database,
@@ -17,9 +17,10 @@ from dispatcher.db import (
     Message,
     Suppression,
 )
-from dispatcher.link.models import MessageResponse
-from dispatcher.sending import _record
+from dispatcher.providers.link.models import MessageResponse
+from dispatcher.sending.batch import _record
 from dispatcher.status import MessageStatus
+from dispatcher.tracking import apply as tracking
 from tests.integration.conftest import make_batch
 
 

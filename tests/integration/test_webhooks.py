@@ -16,12 +16,12 @@ from sqlalchemy import select
 
 from dispatcher.db import Database, DeliveryReport, Identity, Message, Suppression, migrate
 from dispatcher.db.models import CareWindow
-from dispatcher.intake import MAX_BODY_BYTES
-from dispatcher.link.models import MessageResponse
-from dispatcher.sending import _record
-from dispatcher.servers import ServerThread
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.interfaces.webhooks import WebhookApp, create_app
+from dispatcher.providers.link.models import MessageResponse
+from dispatcher.sending.batch import _record
 from dispatcher.settings import opt_out_keywords
-from dispatcher.webhooks import WebhookApp, create_app
+from dispatcher.tracking.intake import MAX_BODY_BYTES
 from tests.integration.conftest import make_batch
 
 TOKEN = "s3cret-token"

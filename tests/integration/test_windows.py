@@ -1,4 +1,4 @@
-"""Sending windows in the recipient's local time (``dispatcher.windows``): with a fake
+"""Sending windows in the recipient's local time (``dispatcher.sending.windows``): with a fake
 clock for the holding and releasing, and through the fan-out sender for real."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dispatcher import fanout, windows
-from dispatcher.campaign import load_campaign
+from dispatcher.campaigns.registration import create_campaign
+from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Database, Message
-from dispatcher.launch import create_campaign
-from dispatcher.prepare import prepare_campaign, release_held
-from dispatcher.sending import Outcome, SendContext
+from dispatcher.preparation.prepare import prepare_campaign, release_held
+from dispatcher.sending import fanout, windows
+from dispatcher.sending.batch import Outcome, SendContext
 from tests.integration.test_fanout import SPEC, ctx, link, sender  # noqa: F401
 from tests.integration.test_sending import _close_clients  # noqa: F401
 

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.audience import SUPPRESSED, Audience
+from dispatcher.audience.identity import Person
+from dispatcher.audience.passes import SUPPRESSED, Audience
+from dispatcher.audience.recipients import Reject, normalise_msisdn
 from dispatcher.errors import RecipientsError
-from dispatcher.identity import Person
-from dispatcher.recipients import Reject, normalise_msisdn
 
 
 @dataclass(frozen=True)

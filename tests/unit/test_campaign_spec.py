@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.campaign import load_campaign
+from dispatcher.campaigns.spec import load_campaign
 from dispatcher.errors import CampaignSpecError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from dispatcher import cli
-from dispatcher.cli import ExitCode, app, exit_code, friendly
 from dispatcher.errors import CampaignSpecError
-from dispatcher.progress import Progress
+from dispatcher.interfaces import cli
+from dispatcher.interfaces.cli import ExitCode, app, exit_code, friendly
+from dispatcher.operations.progress import Progress
 from tests.conftest import FUZZ_CASES, ROOT, copy_campaign
 
 runner = CliRunner()

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from dispatcher.errors import LinkError, LinkInDoubtError, LinkRequestError, LinkTransientError
-from dispatcher.link import LinkCredentials
-from dispatcher.link.client import ConcurrentSender
-from dispatcher.link.models import MessageResponse
+from dispatcher.providers.link import LinkCredentials
+from dispatcher.providers.link.client import ConcurrentSender
+from dispatcher.providers.link.models import MessageResponse
 from tests.unit.test_link_client import REQUEST
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -16,9 +16,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.campaign import MAX_SPEC_BYTES, CampaignSpecError, load_campaign
+from dispatcher.audience.recipients import Reject, Row, read_recipients
+from dispatcher.campaigns.spec import MAX_SPEC_BYTES, CampaignSpecError, load_campaign
 from dispatcher.errors import RecipientsError
-from dispatcher.recipients import Reject, Row, read_recipients
 from tests.conftest import FUZZ_CASES
 
 FUZZ = settings(

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dispatcher.identity import resolve
-from dispatcher.recipients import Row
+from dispatcher.audience.identity import resolve
+from dispatcher.audience.recipients import Row
 
 FILE = Path("people.csv")
 

@@ -13,8 +13,8 @@ from dispatcher.errors import (
     LinkRequestError,
     LinkTransientError,
 )
-from dispatcher.link import LinkClient, LinkCredentials, MessageRequest
-from dispatcher.link.codes import whatsapp_error_code
+from dispatcher.providers.link import LinkClient, LinkCredentials, MessageRequest
+from dispatcher.providers.link.codes import whatsapp_error_code
 
 CREDS = LinkCredentials(
     base_url="https://link.test/whatsapp-message",

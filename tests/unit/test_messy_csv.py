@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dispatcher.audience import Audience
-from dispatcher.identity import Person
+from dispatcher.audience.identity import Person
+from dispatcher.audience.passes import Audience
 from tests.conftest import ROOT
 
 MESSY = ROOT / "tests" / "fixtures" / "messy"

@@ -1,4 +1,4 @@
-"""``dispatcher.phone.e164`` gives the phonenumbers library's verdict for every input.
+"""``dispatcher.audience.phone.e164`` gives the phonenumbers library's verdict for every input.
 
 The oracle is the library itself (``_library`` below). Deterministic tests walk every
 example number of every region and non-geographic entity through the formats a
@@ -25,7 +25,7 @@ from phonenumbers import (
     PhoneNumberType,
 )
 
-from dispatcher.phone import e164
+from dispatcher.audience.phone import e164
 
 OTHER_REGIONS = ("US", "DE", "GB", "BR", "IN")
 # Not region codes parse() accepts for national input: unknown, "unknown", non-geo.

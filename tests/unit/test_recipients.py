@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.audience.recipients import Reject, Row, normalise_msisdn, read_recipients
 from dispatcher.errors import RecipientsError
-from dispatcher.recipients import Reject, Row, normalise_msisdn, read_recipients
 
 
 @pytest.mark.parametrize(

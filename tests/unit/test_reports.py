@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from dispatcher.reports import OUTCOME_COLUMNS, safe_cell, write_outcomes
+from dispatcher.operations.reports import OUTCOME_COLUMNS, safe_cell, write_outcomes
 
 
 @pytest.mark.parametrize(

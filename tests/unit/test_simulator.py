@@ -845,7 +845,7 @@ def test_failure_rate_one_ends_every_message_with_a_documented_failure() -> None
 
 
 def test_the_client_reads_the_simulator_instance_under_the_name_the_simulator_sends() -> None:
-    from dispatcher.link import client
+    from dispatcher.providers.link import client
     from dispatcher.simulator import app as simulator_app
 
     assert client.SIMULATOR_INSTANCE_HEADER == simulator_app.SIMULATOR_INSTANCE_HEADER

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from dispatcher.cli import app
+from dispatcher.interfaces.cli import app
 
 runner = CliRunner()
 

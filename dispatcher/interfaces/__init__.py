@@ -1,0 +1,3 @@
+"""The CLI, its console, the webhook app and the embedded stack: nothing in the
+pipeline imports them.
+"""

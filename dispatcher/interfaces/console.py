@@ -1,0 +1,184 @@
+"""What a person sees while a campaign runs: live progress, then a summary table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from rich import box
+from rich.console import Console, Group
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from dispatcher.db import Database
+from dispatcher.operations import progress as progress_mod
+from dispatcher.operations.progress import Progress as CampaignProgress
+from dispatcher.status import CampaignState
+
+STAGES = ("submitted", "sent", "delivered", "read", "failed")
+
+
+class FollowTimeout(Exception):
+    """The campaign did not finish within the time the caller allowed."""
+
+
+def follow(
+    db: Database,
+    campaign_id: int,
+    console: Console,
+    *,
+    timeout_seconds: float,
+    extra_done: Callable[[], bool] = lambda: True,
+    alive: Callable[[], str | None] = lambda: None,
+    poll_seconds: float = 0.2,
+) -> CampaignProgress:
+    """Show live progress until the campaign is finished (or the timeout).
+
+    ``extra_done`` lets the embedded mode also wait for the simulator's last callbacks;
+    ``alive`` returns a message when a part the run depends on has stopped.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    bars = Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    tasks = {stage: bars.add_task(stage, total=None) for stage in STAGES}
+    current: CampaignProgress | None = None
+    with bars:
+        while True:
+            with db.session() as session:
+                progress_mod.complete_if_settled_if_sending(session, campaign_id)
+                current = progress_mod.progress(session, campaign_id)
+            if current is None:
+                raise FollowTimeout(f"campaign {campaign_id} vanished")
+            if current.state not in ("draft", "preparing"):
+                for stage in STAGES:
+                    bars.update(
+                        tasks[stage],
+                        total=max(current.messages, 1),
+                        completed=getattr(current, stage),
+                    )
+            # Done when nothing is in flight: every message has its outcome, or waits
+            # only for a resend planned later (the periodic task sends it when due).
+            idle = current.state == "sending" and current.unsettled == current.awaiting_resend
+            if (current.finished or (idle and current.awaiting_resend)) and extra_done():
+                with db.session() as session:  # what the last reports changed
+                    current = progress_mod.progress(session, campaign_id) or current
+                break
+            problem = alive()
+            if problem:
+                raise FollowTimeout(problem)
+            if time.monotonic() > deadline:
+                raise FollowTimeout(
+                    f"campaign {campaign_id} still {current.state} after {timeout_seconds:.0f}s"
+                )
+            time.sleep(poll_seconds)
+    return current
+
+
+def summary(progress: CampaignProgress) -> Table:
+    # Text, not a markup string: the name is the user's, brackets and all.
+    title = Text(f"Campaign {progress.campaign_id}: {progress.name} ({progress.state})")
+    table = Table(title=title)
+    table.add_column("", style="bold")
+    table.add_column("count", justify="right")
+    table.add_column("note", overflow="fold")
+    rows: list[tuple[str, int, str]] = [
+        ("loaded", progress.loaded, "data rows read"),
+        ("rejected", progress.rejected, "rows in the rejects file below"),
+        ("duplicates removed", progress.duplicates, "lines merged: see the report"),
+        ("people", progress.messages, "one message each"),
+        ("submitted", progress.submitted, "accepted by LINK"),
+        ("sent", progress.sent, ""),
+        ("delivered", progress.delivered, ""),
+        ("read", progress.read, ""),
+        ("failed", progress.failed, f"reasons: dispatcher report {progress.campaign_id}"),
+    ]
+    if progress.state == CampaignState.PREVIEWED:
+        rows = rows[:4]  # a dry run: nothing below this was meant to happen
+    if progress.expired:
+        rows.append(("expired", progress.expired, "validity ran out before a send"))
+    if progress.cancelled:
+        rows.append(("never sent", progress.cancelled, "campaign cancelled first"))
+    if progress.awaiting_resend:
+        rows.append(("awaiting resend", progress.awaiting_resend, "retryable failures"))
+    if progress.in_doubt_batches:
+        rows.append(("in doubt (batches)", progress.in_doubt_batches, "settled by DLRs only"))
+    if progress.unsettled and progress.state != CampaignState.PREVIEWED:
+        rows.append(("awaiting outcome", progress.unsettled, ""))
+    for label, count in sorted(progress.failures.items(), key=lambda item: -item[1]):
+        rows.append((f"  failed {label}", count, ""))
+    for label, count, note in rows:
+        table.add_row(label, str(count), note)
+    if progress.rate_per_second and progress.state == CampaignState.SENDING:
+        factor = 1.0 if progress.rate_factor is None else progress.rate_factor
+        note = "" if factor >= 1 else "lowered after Meta's rate-limit errors; recovering"
+        effective = max(1, int(progress.rate_per_second * factor))
+        table.add_row("send rate limit", f"{effective}/s", f"{factor:.0%} of {progress.level} "
+                      f"({progress.rate_per_second}/s) {note}".strip())  # fmt: skip
+    return table
+
+
+def overview(campaigns: list[CampaignProgress], width: int = 80) -> Group:
+    """One line a campaign, made to fit ``width`` columns (80 and up): people submitted
+    of all, the outcome counts, the send rate against the limit, and when the last
+    waiting message should be submitted; only a long name is cut. Previews (dry runs)
+    are listed apart: they never send."""
+    running: list[list[str]] = []
+    previewed: list[list[str]] = []
+    for p in campaigns:
+        if p.state == CampaignState.PREVIEWED:
+            previewed.append([str(p.campaign_id), p.name, str(p.loaded), str(p.rejected),
+                              str(p.duplicates), str(p.messages)])  # fmt: skip
+            continue
+        rate = "-"
+        if p.rate_per_second:
+            factor = 1.0 if p.rate_factor is None else p.rate_factor
+            rate = f"{p.send_rate:.0f}/{p.rate_per_second * factor:.0f}"
+        eta = "-" if p.eta_seconds is None else _duration(p.eta_seconds)
+        running.append([str(p.campaign_id), p.name, p.state, f"{p.submitted}/{p.messages}",
+                        str(p.delivered), str(p.read), str(p.failed), rate, eta])  # fmt: skip
+    # "people": submitted of all; "msg/s": the rate now / the limit.
+    shown = [_compact("Campaigns", _RUNNING, running, width)]
+    if previewed:
+        shown = shown if running else []
+        shown.append(_compact("Previews (dry runs)", _PREVIEWED, previewed, width))
+        shown[-1].caption = "dispatcher delete ID removes one"
+    return Group(*shown)
+
+
+_RUNNING = ("id", "name", "state", "people", "deliv.", "read", "fail", "msg/s", "ETA")
+_PREVIEWED = ("id", "name", "loaded", "rejected", "duplicates", "people")
+
+
+def _compact(title: str, columns: tuple[str, ...], rows: list[list[str]], width: int) -> Table:
+    """A borderless table, one space between columns, whose ``name`` column takes what
+    the others leave of ``width`` (cut with an ellipsis): figures are never cut."""
+    others = sum(
+        max(len(column), *(len(row[i]) for row in rows)) if rows else len(column)
+        for i, column in enumerate(columns)
+        if column != "name"
+    )
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+    for column in columns:
+        if column == "name":
+            room = max(8, width - others - (len(columns) - 1))
+            table.add_column(column, max_width=room, overflow="ellipsis", no_wrap=True)
+        else:
+            justify: Literal["left", "right"] = "left" if column == "state" else "right"
+            table.add_column(column, justify=justify, no_wrap=True)
+    for row in rows:
+        table.add_row(*row[:1], Text(row[1]), *row[2:])  # the name: the user's text
+    return table
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,251 @@
+"""Webhook app (ASGI): LINK delivery reports and incoming messages, health, status.
+
+Every body is committed to ``delivery_reports`` before it is answered (``ingest``:
+group commit, so one commit answers every request that arrived meanwhile):
+
+* 200 once stored (empty, the stored row's id in ``X-Report-Id``); the report is applied
+  moments later by the background applier;
+* 400 for a body we cannot read (not JSON, required fields missing, an undocumented
+  resultCode, over ``intake.MAX_BODY_BYTES``): stored all the same, with the reason;
+* 503 when the database cannot take it (LINK retries); never a 500 for bad input.
+
+Callers authenticate with the shared secret ``WEBHOOK_TOKEN``, presented as the
+``X-Webhook-Token`` header, a ``token`` query parameter (for gates that only take a
+URL), or the password of HTTP basic auth. Unset = open (the embedded default sets one).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from dispatcher.db import Database
+from dispatcher.errors import StorageError
+from dispatcher.operations import metrics, progress
+from dispatcher.settings import get_settings
+from dispatcher.tracking.ingest import ApplierMode, ApplierSettings, Ingest
+from dispatcher.tracking.intake import MAX_BODY_BYTES, Kind, ReportState, read_body
+
+log = logging.getLogger(__name__)
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+
+def create_app(
+    db: Database,
+    *,
+    token: str | None = None,
+    opt_out_words: frozenset[str] | None = None,
+    applier: ApplierMode | None = None,
+    redis_url: str | None = None,
+) -> WebhookApp:
+    """The webhook ASGI app over ``db``; ``token`` is the shared secret (None = open);
+    ``opt_out_words`` (case-folded) default to the ``OPT_OUT_WORDS`` setting; the
+    applier runs as ``ingest`` decides for the database unless ``applier`` says;
+    rate-limit errors in reports slow their sender in the limiter at ``redis_url``
+    (default ``REDIS_URL``).
+
+    ``app.state.ingest`` is its ``Ingest``, started and stopped with the app's lifespan.
+    """
+    words = get_settings().opt_out_keywords if opt_out_words is None else opt_out_words
+    settings = ApplierSettings(opt_out_words=words, redis_url=redis_url or get_settings().redis_url)
+    ingest = Ingest(db, settings=settings, applier=applier)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        ingest.start()
+        try:
+            yield
+        finally:
+            await ingest.close()
+
+    pages = _Pages(db, settings.redis_url)
+    rest = Starlette(
+        routes=[
+            Route("/healthz", pages.healthz, methods=["GET"]),
+            Route("/metrics", pages.metrics, methods=["GET"]),
+            Route("/campaigns/{campaign_id}", pages.campaign_status, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    rest.state.ingest = ingest
+    return WebhookApp(rest, _Receiver(ingest, token))
+
+
+class WebhookApp:
+    """The ASGI app. The two webhook paths take every callback LINK sends, so they are
+    served here directly, without Starlette's request objects and middleware (about a
+    fifth of a request's cost); health, status and the lifespan go to Starlette."""
+
+    def __init__(self, rest: Starlette, receiver: _Receiver) -> None:
+        self.rest = rest
+        self.receiver = receiver
+        self.state = rest.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            kind = _PATHS.get(scope["path"])
+            if kind is not None:
+                if scope["method"] != "POST":
+                    await _answer(send, 405, {"error": "use POST"})
+                    return
+                await self.receiver.receive(scope, receive, send, kind)
+                return
+        await self.rest(scope, receive, send)
+
+
+_PATHS = {"/webhooks/link/dlr": Kind.DLR, "/webhooks/link/mo": Kind.MO}
+
+
+class _Receiver:
+    def __init__(self, ingest: Ingest, token: str | None) -> None:
+        self.ingest = ingest
+        self.token = token.encode() if token is not None else None
+
+    def authorised(self, scope: Scope) -> bool:
+        if self.token is None:
+            return True
+        offered: bytes | None = None
+        authorization: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-webhook-token":
+                offered = value
+            elif name == b"authorization":
+                authorization = value
+        if offered is None and scope["query_string"]:
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            offered = query["token"][0].encode() if "token" in query else None
+        if offered is None and authorization is not None:
+            password = _basic_password(authorization.decode("latin-1"))
+            offered = password.encode() if password is not None else None
+        return offered is not None and hmac.compare_digest(offered, self.token)
+
+    async def receive(self, scope: Scope, receive: Receive, send: Send, kind: Kind) -> None:
+        if not self.authorised(scope):
+            await _answer(send, 401, {"error": "unauthorised"})
+            return
+        read = await _read_capped(receive)
+        if read is None:
+            return  # the caller went away mid-body: nobody to answer, LINK sends it again
+        body, size = read
+        received = read_body(kind, body, size=size)
+        try:
+            report_id = await self.ingest.store(received)
+        except StorageError as exc:
+            log.error("cannot store a %s callback: %s", kind, exc)
+            await _answer(send, 503, {"error": "storage unavailable, retry"})
+            return
+        if received.state is ReportState.INVALID:
+            await _answer(send, 400, {"error": received.error, "stored": report_id})
+            return
+        # No body: the status line and headers go out in one write (uvicorn writes the
+        # head and a body separately), and LINK reads nothing but the status.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"0"), (b"x-report-id", b"%d" % report_id)],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+
+class _Pages:
+    def __init__(self, db: Database, redis_url: str | None) -> None:
+        self.db = db
+        self.redis_url = redis_url
+
+    async def metrics(self, _: Request) -> Response:
+        """Prometheus exposition (internal: keep it off the public side of the proxy)."""
+        body = await run_in_threadpool(metrics.render, self.db, self.redis_url)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    async def healthz(self, _: Request) -> Response:
+        try:
+            await run_in_threadpool(_ping, self.db)
+        except StorageError as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def campaign_status(self, request: Request) -> Response:
+        try:
+            campaign_id = int(request.path_params["campaign_id"])
+        except ValueError:
+            return JSONResponse({"error": "campaign id must be a number"}, status_code=400)
+        found = await run_in_threadpool(_progress, self.db, campaign_id)
+        if found is None:
+            return JSONResponse({"error": "no such campaign"}, status_code=404)
+        return JSONResponse(found)
+
+
+async def _read_capped(receive: Receive) -> tuple[bytes, int] | None:
+    """The body's first ``MAX_BODY_BYTES`` bytes and its real size; the rest is read
+    and dropped, so the connection stays usable for the next callback. None when the
+    caller disconnected first."""
+    chunks: list[bytes] = []
+    kept = size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if kept < MAX_BODY_BYTES:
+            chunk = chunk[: MAX_BODY_BYTES - kept]
+            chunks.append(chunk)
+            kept += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), size
+
+
+async def _answer(send: Send, status: int, content: dict[str, Any]) -> None:
+    await _send(send, status, json.dumps(content).encode())
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _basic_password(header: str | None) -> str | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2] or None
+
+
+def _ping(db: Database) -> None:
+    with db.session() as session:
+        session.execute(text("SELECT 1"))
+
+
+def _progress(db: Database, campaign_id: int) -> dict[str, Any] | None:
+    with db.session() as session:
+        found = progress.progress(session, campaign_id)
+    return found.as_dict() if found else None

@@ -1,0 +1,1 @@
+"""Pause/resume/cancel, progress (read only), report files, metrics."""

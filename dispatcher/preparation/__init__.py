@@ -1,0 +1,1 @@
+"""People -> batches: sender checks, media uploads, batching and bulk inserts."""

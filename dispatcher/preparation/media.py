@@ -1,0 +1,213 @@
+"""Shared media: uploaded once per file and sender, then sent by id.
+
+Seed 004 'Upload Media' recommends ``POST /media`` "for the campaigns, where the same
+media will be sent to many destinations". The id is cached by sha256 + sender + LINK
+account (and, for the simulator, its running instance); WhatsApp
+media ids stay usable for 30 days, so a cached id younger than ``MEDIA_ID_VALID_FOR``
+is reused and an older one is uploaded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from dispatcher.db import Database
+from dispatcher.db.bulk import insert_ignoring_duplicates
+from dispatcher.db.models import Media
+from dispatcher.errors import LinkError, MediaError
+
+if TYPE_CHECKING:  # the client (httpx, aiohttp) loads only where media is uploaded
+    from dispatcher.providers.link.client import LinkClient
+
+MEDIA_ID_VALID_FOR = timedelta(days=29)  # Meta keeps uploaded media 30 days
+_MB = 1024 * 1024
+MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
+
+# Seed 004 'Upload Media': supported mediaContentType values and their size limits.
+SIZE_LIMITS: dict[str, int] = {
+    "image/jpeg": 16 * _MB,  # documented under images: 5 MB at Meta, 16 MB at LINK
+    "image/png": 16 * _MB,
+    "video/mp4": 16 * _MB,
+    "video/3gp": 16 * _MB,
+    "audio/aac": 16 * _MB,
+    "audio/mp4": 16 * _MB,
+    "audio/mpeg": 16 * _MB,
+    "audio/amr": 16 * _MB,
+    "audio/ogg": 16 * _MB,
+    "audio/opus": 16 * _MB,
+    "application/pdf": 100 * _MB,
+    "text/plain": 100 * _MB,
+    "application/msword": 100 * _MB,
+    "application/vnd.ms-excel": 100 * _MB,
+    "application/vnd.ms-powerpoint": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": 100 * _MB,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": 100 * _MB,
+    "image/webp": 500 * 1024,  # stickers: 100 KB static, 500 KB animated
+}
+_BY_SUFFIX = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".mp4": "video/mp4",
+    ".3gp": "video/3gp",
+    ".3gpp": "video/3gp",
+    ".pdf": "application/pdf",
+    ".txt": "text/plain",
+    ".webp": "image/webp",
+    ".aac": "audio/aac",
+    ".amr": "audio/amr",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/opus",
+    ".doc": "application/msword",
+    ".xls": "application/vnd.ms-excel",
+    ".ppt": "application/vnd.ms-powerpoint",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_MAGIC = {
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+    "application/pdf": b"%PDF",
+}
+# Which content types each kind of media object may carry (seed 004 'Upload Media').
+KIND_TYPES: dict[str, set[str]] = {
+    "image": {"image/jpeg", "image/png"},
+    "video": {"video/mp4", "video/3gp"},
+    "audio": {"audio/aac", "audio/mp4", "audio/mpeg", "audio/amr", "audio/ogg", "audio/opus"},
+    "sticker": {"image/webp"},
+    "document": {t for t in SIZE_LIMITS if t.startswith(("application/", "text/"))},
+}
+# Seed 004 'Document parameter': "PDF is the only supported format" in template headers.
+TEMPLATE_HEADER_DOCUMENT_TYPES = {"application/pdf"}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    path: Path
+    content_type: str
+    sha256: str
+    data: bytes
+
+
+def read_media(path: Path, kind: str, *, template_header: bool = False) -> MediaFile:
+    """Read and check a media file against the documented types and size limits."""
+    content_type = _BY_SUFFIX.get(path.suffix.lower())
+    if content_type is None:
+        raise MediaError(f"{path.name}: unsupported file type {path.suffix or '(none)'}")
+    allowed = KIND_TYPES.get(kind)
+    if kind == "document" and template_header:
+        allowed = TEMPLATE_HEADER_DOCUMENT_TYPES
+    if allowed is not None and content_type not in allowed:
+        raise MediaError(f"{path.name}: a {kind} header takes {', '.join(sorted(allowed))}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not data:
+        raise MediaError(f"{path.name}: the file is empty")
+    limit = SIZE_LIMITS[content_type]
+    if len(data) > limit:
+        raise MediaError(f"{path.name}: {len(data)} bytes is over the {limit} byte limit")
+    magic = _MAGIC.get(content_type)
+    if magic and not data.startswith(magic):
+        raise MediaError(f"{path.name}: the content is not {content_type}")
+    return MediaFile(path, content_type, hashlib.sha256(data).hexdigest(), data)
+
+
+def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile) -> str:
+    """The media id for this file and sender: cached if still valid, else uploaded.
+
+    The cache is per LINK account (an id means nothing to another account) and, for
+    the project's simulator, per running instance: a restarted simulator has forgotten
+    its uploads, so its old ids would fail every message with 131053.
+
+    The upload runs outside any transaction (it may take a while, and SQLite has a
+    single writer); two campaigns uploading the same file at once both succeed, and
+    the later one keeps the earlier's cached id.
+    """
+    now = datetime.now(UTC)
+    account = client.credentials.account
+    where = (Media.sha256 == media.sha256, Media.source == source, Media.account == account)
+    with db.session() as session:
+        cached = session.scalar(select(Media).where(*where))
+        if cached is not None and _still_valid(client, cached, now):
+            return cached.media_id
+    try:
+        uploaded = client.upload_media(
+            source=source,
+            content_type=media.content_type,
+            filename=media.path.name,
+            data=media.data,
+        )
+    except LinkError as exc:
+        raise MediaError(f"LINK refused the upload of {media.path.name}: {exc}") from exc
+    values = {
+        "media_id": uploaded.media_id,
+        "uploaded_at": now,
+        "simulator_instance": uploaded.simulator_instance,
+    }
+    with db.session() as session:
+        if cached is None:
+            row = {
+                "sha256": media.sha256,
+                "source": source,
+                "account": account,
+                "content_type": media.content_type,
+                "size": len(media.data),
+                **values,
+            }
+            insert_ignoring_duplicates(session, Media.__table__, [row])  # type: ignore[arg-type]
+        else:
+            session.execute(update(Media).where(*where).values(**values))
+    return uploaded.media_id
+
+
+def _still_valid(client: LinkClient, cached: Media, now: datetime) -> bool:
+    if _aware(cached.uploaded_at) <= now - MEDIA_ID_VALID_FOR:
+        return False
+    if cached.simulator_instance is None:
+        return True  # LINK keeps it for the whole validity
+    return client.simulator_instance() == cached.simulator_instance
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were stored as UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# Meta's "Media upload error": the id no longer resolves (expired, or purged early).
+MEDIA_UPLOAD_ERROR = 131053
+
+
+def media_ids_in(message: Any) -> set[str]:
+    """The uploaded media ids a composed message refers to."""
+    found: set[str] = set()
+    if isinstance(message, dict):
+        for key, value in message.items():
+            if key in MEDIA_KINDS and isinstance(value, dict) and isinstance(value.get("id"), str):
+                found.add(value["id"])
+            else:
+                found |= media_ids_in(value)
+    elif isinstance(message, list):
+        for value in message:
+            found |= media_ids_in(value)
+    return found
+
+
+def forget(session: Session, media_ids: set[str]) -> int:
+    """Drop cached ids LINK could not resolve, so the next campaign uploads afresh."""
+    if not media_ids:
+        return 0
+    return int(
+        session.execute(delete(Media).where(Media.media_id.in_(media_ids))).rowcount  # type: ignore[attr-defined]
+    )

@@ -1,0 +1,1 @@
+"""The messaging providers, each in a folder of its own."""

@@ -1,0 +1,1 @@
+"""The retry table and the resend planner."""

@@ -1,0 +1,1 @@
+"""Batches -> provider: claim, last look, fan-out, the shared limiter, sending windows."""

@@ -1,0 +1,378 @@
+"""Sending one batch: claim it, wait for the sender's capacity, POST it, record ids.
+
+Crash safety (ARCHITECTURE): the batch is marked ``submitting`` (with the id of the task
+delivery that claimed it) in its own committed transaction just before the request
+leaves. The same task delivered again and finding its own claim is a redelivery after a
+crash mid-request: it marks the batch ``in_doubt`` instead of sending it again. DLRs
+carrying the refId settle in-doubt messages (``tracking``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+
+from dispatcher.campaigns.spec import LINK_DEFAULT_VALIDITY_MINUTES, CampaignSpec, WindowSpec
+from dispatcher.db import Batch, Campaign, Database, Message
+from dispatcher.errors import (
+    LinkAuthError,
+    LinkInDoubtError,
+    LinkRequestError,
+    LinkTransientError,
+    StorageError,
+)
+from dispatcher.providers.link.client import LinkClient
+from dispatcher.providers.link.models import Level, MessageRequest, MessageResponse
+from dispatcher.sending.throttle import Throttle
+from dispatcher.sending.windows import hold_closed
+from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
+from dispatcher.tracking import apply as tracking
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SUBMITTED = "submitted"
+    REJECTED = "rejected"
+    IN_DOUBT = "in_doubt"
+    RETRY = "retry"  # nothing was sent; try again later
+    SKIPPED = "skipped"  # not ours to send (already handled, or campaign stopped)
+
+
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What a worker process holds for sending: one of each, reused across tasks."""
+
+    db: Database
+    client: LinkClient
+    throttle: Throttle
+    event_report_gate: str | None
+
+
+def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
+    """Send one batch. ``claimer`` identifies this delivery of the task (its task id):
+    a redelivery of the same task finds its own claim, a duplicate task finds another's.
+    """
+    peek = _peek(ctx, batch_id, claimer)
+    if isinstance(peek, Outcome):
+        return peek
+    source, weight, rate = peek
+    # Capacity first, claim second: the claim is committed just before the request
+    # leaves, so a worker killed while waiting for capacity leaves a plain pending batch.
+    try:
+        grant = ctx.throttle.acquire(source, weight, rate)
+    except StorageError as exc:
+        log.warning("batch %s: %s", batch_id, exc)
+        return Outcome.RETRY
+    if grant.waited_seconds > 1:
+        log.debug("batch %s waited %.2fs for capacity", batch_id, grant.waited_seconds)
+    claimed = _claim(ctx, batch_id, claimer)
+    if isinstance(claimed, Outcome):
+        return claimed
+    request, spec_validity = claimed
+    try:
+        response = ctx.client.send(request)
+    except LinkTransientError as exc:
+        _release(ctx.db, batch_id, str(exc))
+        if exc.http_status == 429:  # throttled at the gateway: slow the whole sender
+            with contextlib.suppress(StorageError):
+                ctx.throttle.penalise(source)
+        return Outcome.RETRY
+    except LinkInDoubtError as exc:
+        _set_state(ctx.db, batch_id, BatchState.IN_DOUBT, str(exc), exc.result_code)
+        # Reports that came before we gave up waiting can settle its messages now.
+        apply_waiting(ctx, [batch_id])
+        return Outcome.IN_DOUBT
+    except (LinkRequestError, LinkAuthError) as exc:
+        _reject(ctx.db, batch_id, exc)
+        if isinstance(exc, LinkAuthError):
+            _fail_campaign_of(ctx.db, batch_id, f"LINK refused our credentials: {exc}")
+        return Outcome.REJECTED
+    slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity))
+    return Outcome.SUBMITTED
+
+
+def apply_waiting(ctx: SendContext, batch_ids: list[str]) -> None:
+    """Apply the reports that reached us before these batches' messageIds were stored;
+    rate-limit errors among them slow the sender down, as the applier's would."""
+    with ctx.db.session() as session:
+        tracking.apply_waiting_many(session, batch_ids)
+        limited = tracking.rate_limited_senders(session)
+    slow_down(ctx, limited)
+
+
+def slow_down(ctx: SendContext, senders: set[str]) -> None:
+    """Senders that met Meta's rate limit: lower their rate in the shared limiter."""
+    for sender in senders:
+        with contextlib.suppress(StorageError):
+            ctx.throttle.penalise(sender)
+
+
+def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int] | Outcome:
+    """Is the batch ours to send? Returns (sender, weight, rate) when it is."""
+    with ctx.db.session() as session:
+        row = session.execute(
+            select(Batch, Campaign).join(Campaign).where(Batch.id == batch_id)
+        ).one_or_none()
+        if row is None:
+            log.warning("batch %s does not exist", batch_id)
+            return Outcome.SKIPPED
+        batch, campaign = row
+        if batch.state == BatchState.SUBMITTING:
+            if batch.claimed_by != claimer:
+                return Outcome.SKIPPED  # another delivery of this batch is sending it
+            # Our own claim, redelivered after the worker died between claim and answer:
+            # LINK may have queued the request. Never resend blindly.
+            batch.state = BatchState.IN_DOUBT
+            batch.error = "worker stopped while the request was in flight"
+            return Outcome.IN_DOUBT
+        if batch.state != BatchState.PENDING or campaign.state != CampaignState.SENDING:
+            return Outcome.SKIPPED
+        window = (campaign.spec or {}).get("sending_window")
+        if window and hold_closed(
+            session, [(batch_id, WindowSpec.model_validate(window).as_tuple())],
+            datetime.now(UTC),
+        ):  # fmt: skip
+            return Outcome.SKIPPED  # held until its recipients' window opens
+        weight = batch.size * len(batch.payload["messages"])
+        rate = campaign.rate_per_second or Level.STANDARD.messages_per_second
+        return campaign.source, weight, rate
+
+
+def _claim(
+    ctx: SendContext, batch_id: str, claimer: str
+) -> tuple[MessageRequest, timedelta] | Outcome:
+    with ctx.db.session() as session:
+        claimed = session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.state == BatchState.PENDING)
+            .values(
+                state=BatchState.SUBMITTING,
+                claimed_by=claimer,
+                attempts=Batch.attempts + 1,
+                submitting_at=datetime.now(UTC),
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        if not claimed:
+            return Outcome.SKIPPED
+        batch, campaign = session.execute(
+            select(Batch, Campaign).join(Campaign).where(Batch.id == batch_id)
+        ).one()
+        if campaign.state != CampaignState.SENDING:
+            batch.state = BatchState.PENDING  # stopped while we waited; hand it back
+            return Outcome.SKIPPED
+        # Only messages still waiting go out: one settled meanwhile (a late report for
+        # an earlier attempt, say) drops out of the request, never to be sent twice.
+        waiting = session.execute(
+            select(Message.id, Message.destination, Message.expires_at)
+            .where(Message.batch_id == batch_id, Message.status == MessageStatus.QUEUED)
+            .order_by(Message.position, Message.id)
+        ).all()
+        session.execute(
+            update(Message)
+            .where(Message.batch_id == batch_id, Message.status != MessageStatus.QUEUED)
+            .values(position=None)
+        )
+        if not waiting:
+            batch.state = BatchState.SKIPPED
+            batch.error = "every message was settled before its turn"
+            return Outcome.SKIPPED
+        session.execute(
+            update(Message),
+            [{"id": row.id, "position": index} for index, row in enumerate(waiting)],
+        )
+        # Counted when the request is about to leave: an unanswered one counts too.
+        session.execute(
+            update(Message)
+            .where(Message.id.in_([row.id for row in waiting]))
+            .values(attempts=Message.attempts + 1)
+        )
+        expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in waiting if e is not None]
+        creds = ctx.client.credentials
+        spec = CampaignSpec.model_validate(campaign.spec)
+        request = build_request(
+            spec,
+            batch_id,
+            [row.destination for row in waiting],
+            batch.payload["messages"],
+            event_report_gate=ctx.event_report_gate,
+            platform_id=creds.platform_id,
+            platform_partner_id=creds.platform_partner_id,
+            expires_at=min(expiries) if expiries else None,
+        )
+        return request, spec.validity
+
+
+def build_request(
+    spec: CampaignSpec,
+    batch_id: str,
+    destinations: list[str],
+    messages: list[dict[str, Any]],
+    *,
+    event_report_gate: str | None,
+    platform_id: str,
+    platform_partner_id: str,
+    expires_at: datetime | None = None,
+) -> MessageRequest:
+    """The MessageRequest of a batch; platform ids from the spec, else the account's.
+
+    A resend keeps the validity of the first submission (``expires_at``): it is never
+    extended by sending again.
+    """
+    validity = expires_at
+    if validity is None and spec.validity_minutes:
+        validity = datetime.now(UTC) + timedelta(minutes=spec.validity_minutes)
+    if validity is not None:
+        validity = validity.replace(microsecond=0)
+    return MessageRequest(
+        platform_id=spec.sender.platform_id or platform_id,
+        platform_partner_id=spec.sender.platform_partner_id or platform_partner_id,
+        priority=spec.priority,
+        absolute_validity_time=validity,
+        event_report_gates=[event_report_gate] if event_report_gate else None,
+        ref_id=batch_id,
+        source=spec.sender.source,
+        destinations=destinations,
+        messages=messages,
+    )
+
+
+def _release(db: Database, batch_id: str, error: str) -> None:
+    """Nothing left our side: the batch may be claimed again (the try does not count)."""
+    with db.session() as session:
+        released = session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.state == BatchState.SUBMITTING)
+            .values(state=BatchState.PENDING, error=error[:2000])
+        ).rowcount  # type: ignore[attr-defined]
+        if released:
+            session.execute(
+                update(Message)
+                .where(Message.batch_id == batch_id, Message.position.is_not(None))
+                .values(attempts=Message.attempts - 1)
+            )
+
+
+def give_up(db: Database, batch_id: str, reason: str) -> None:
+    """Retries are exhausted and nothing was ever sent: its people are reported unsent."""
+    with db.session() as session:
+        closed = session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.state == BatchState.PENDING)
+            .values(state=BatchState.REJECTED, error=reason[:2000])
+        ).rowcount  # type: ignore[attr-defined]
+        if not closed:  # another delivery holds (or sent) it: its outcome stands
+            return
+        session.execute(
+            update(Message)
+            .where(
+                Message.batch_id == batch_id,
+                Message.status.in_(predecessors(MessageStatus.FAILED)),
+                Message.submitted_at.is_(None),
+            )
+            .values(
+                status=MessageStatus.FAILED,
+                result_description=f"not sent: {reason}"[:1000],
+                failed_at=datetime.now(UTC),
+            )
+        )
+
+
+def _set_state(
+    db: Database, batch_id: str, state: BatchState, error: str, result_code: int | None
+) -> None:
+    with db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(state=state, error=error[:2000], result_code=result_code)
+        )
+
+
+def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) -> None:
+    """LINK refused the request: none of its messages was queued; they failed."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(state=BatchState.REJECTED, error=str(exc)[:2000], result_code=exc.result_code)
+        )
+        session.execute(
+            update(Message)
+            .where(
+                Message.batch_id == batch_id,
+                Message.status.in_(predecessors(MessageStatus.FAILED)),
+            )
+            .values(
+                status=MessageStatus.FAILED,
+                result_code=exc.result_code,
+                result_description=str(exc)[:1000],
+                failed_at=now,
+            )
+        )
+
+
+def _fail_campaign_of(db: Database, batch_id: str, error: str) -> None:
+    with db.session() as session:
+        campaign_id = session.scalar(select(Batch.campaign_id).where(Batch.id == batch_id))
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.state == CampaignState.SENDING)
+            .values(state=CampaignState.FAILED, error=error[:2000], finished_at=datetime.now(UTC))
+        )
+
+
+def submitted(now: datetime, validity: timedelta) -> dict[str, Any]:
+    """Message columns once LINK accepted the request: ``submitted`` unless a report
+    already moved it further, and a validity counted from the first submission."""
+    return {
+        "status": case(
+            (Message.status.in_(predecessors(MessageStatus.SUBMITTED)), "submitted"),
+            else_=Message.status,
+        ),
+        "submitted_at": now,
+        "expires_at": func.coalesce(Message.expires_at, now + validity),
+    }
+
+
+def _record(
+    db: Database,
+    batch_id: str,
+    response: MessageResponse,
+    validity: timedelta = timedelta(minutes=LINK_DEFAULT_VALIDITY_MINUTES),
+) -> set[str]:
+    """Store each messageId on its message (ids mirror the destinations' order), then
+    apply the reports that raced ahead of this commit (parked as unmatched); returns
+    the senders rate-limited among them."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        session.execute(
+            update(Batch)
+            .where(
+                Batch.id == batch_id,
+                Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
+            )
+            .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=response.result_code)
+        )
+        ids = session.execute(
+            select(Message.id)
+            .where(Message.batch_id == batch_id, Message.position.is_not(None))
+            .order_by(Message.position)
+        ).scalars()
+        rows = [
+            {"id": message_id, "link_message_id": link_id}
+            for message_id, link_id in zip(ids, response.message_ids, strict=True)
+        ]
+        session.execute(update(Message), rows)
+        in_request = (Message.batch_id == batch_id) & Message.position.is_not(None)
+        session.execute(update(Message).where(in_request).values(submitted(now, validity)))
+    with db.session() as session:
+        tracking.apply_waiting(session, batch_id)
+        return tracking.rate_limited_senders(session)

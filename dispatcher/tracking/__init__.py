@@ -1,0 +1,1 @@
+"""Provider -> statuses: webhook bodies, group commit, applying reports, incoming messages."""

@@ -1,0 +1,583 @@
+"""Delivery tracking: stored webhook bodies applied to messages, many at a time.
+
+The order matters (ARCHITECTURE 'Crash safety'): a body is committed before anything
+else happens (``intake``, ``ingest``), so a crash, a bug or a parse error loses nothing.
+Applying then works on whole sets of stored reports (``apply_received``): one query
+locks every message they name, the new status of each message is folded from all of
+its reports in Python, and the changes go back in one bulk UPDATE. A message's status
+only moves forward (``status.advances``): duplicates are harmless, a late ``sent`` never
+overwrites ``delivered`` but still fills ``sent_at``, and the result does not depend on
+the order in which one set's reports arrived (good news is folded before failures, so
+a failure never overrules a delivery it arrived with).
+
+A report can arrive before the worker has recorded the ``messageId`` it refers to
+(LINK may call back faster than our own transaction commits). Such a report is kept
+``unmatched`` and applied when the batch's ids are recorded (``apply_waiting``), or by
+the periodic ``sweep``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, case, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from dispatcher.audience import book
+from dispatcher.db.bulk import among, commit_without_waiting, plan_for_lookups, update_by_id
+from dispatcher.db.models import Batch, Campaign, DeliveryReport, Message
+from dispatcher.preparation import media
+from dispatcher.providers.link.codes import DLR_STATUS, whatsapp_error_code
+from dispatcher.providers.link.models import DeliveryReport as Dlr
+from dispatcher.providers.link.models import IncomingMessage
+from dispatcher.resending import policy as retry
+from dispatcher.status import BatchState, MessageStatus, advances, predecessors
+from dispatcher.tracking import incoming
+from dispatcher.tracking.intake import (
+    InvalidReport,
+    Kind,
+    ReportState,
+    mark_invalid,
+    parse_dlr,
+    parse_dlrs,
+    parse_incoming,
+    store,
+)
+
+__all__ = [
+    "InvalidReport",
+    "ReportState",
+    "apply_dlr",
+    "apply_dlrs",
+    "apply_incoming",
+    "apply_received",
+    "apply_waiting",
+    "mark_invalid",
+    "parse_dlrs",
+    "parse_incoming",
+    "store",
+    "sweep",
+    "unapplied_from",
+]
+
+log = logging.getLogger(__name__)
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
+
+# Which timestamp columns a status fills; later stages imply earlier ones.
+_STAMPS: dict[MessageStatus, tuple[str, ...]] = {
+    MessageStatus.SENT: ("sent_at",),
+    MessageStatus.DELIVERED: ("sent_at", "delivered_at"),
+    MessageStatus.READ: ("sent_at", "delivered_at", "read_at"),
+    MessageStatus.DELETED: ("sent_at", "delivered_at"),
+    MessageStatus.FAILED: ("failed_at",),
+}
+_BAD_NEWS = frozenset({MessageStatus.FAILED, MessageStatus.UNKNOWN})
+_GOOD_NEWS = frozenset(
+    {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.DELETED}
+)
+# SQLite takes at most 32766 parameters per statement.
+_LOCK_CHUNK = 8000
+# What folding needs to know of a message as it is.
+_CURRENT = ("status", "sent_at", "delivered_at", "read_at", "failed_at")
+
+
+def apply_incoming(
+    session: Session,
+    report_id: int,
+    message: IncomingMessage,
+    *,
+    opt_out_words: frozenset[str] | None = None,
+) -> bool:
+    """Learn identities from an incoming message; opt-out words suppress the sender.
+
+    Returns True when the sender was suppressed (see ``incoming.apply``).
+    """
+    return incoming.apply(session, report_id, message, opt_out_words=opt_out_words)
+
+
+def apply_dlr(session: Session, report_id: int, dlr: Dlr) -> ReportState:
+    """Apply one status notification; returns the report's new state."""
+    return apply_dlrs(session, [(report_id, dlr)])[report_id]
+
+
+@dataclass(slots=True)
+class _Report:
+    id: int
+    dlr: Dlr
+    status: MessageStatus
+    at: datetime
+
+
+def _lifecycle_order(report: _Report) -> tuple[bool, int]:
+    # Good news up the road first, failures last: the fold is then the same for every
+    # arrival order. How many statuses a status may replace ranks it on the road.
+    return report.status is MessageStatus.FAILED, len(predecessors(report.status))
+
+
+def apply_dlrs(
+    session: Session, reports: Sequence[tuple[int, Dlr]], *, known_groups: book.Known | None = None
+) -> dict[int, ReportState]:
+    """Apply status notifications as one set; returns each report's new state.
+
+    Every message they name is locked (in id order, so concurrent appliers queue
+    rather than deadlock), its new values are folded from its reports, and the
+    changed messages are written back in one bulk UPDATE.
+    """
+    states: dict[int, ReportState] = {}
+    now = datetime.now(UTC)
+    plan_for_lookups(session)
+    groups = _identifier_groups(d for _, d in reports)
+    book.learn_many(session, groups, "dlr", known_groups=known_groups)
+    pending: list[_Report] = []
+    for report_id, dlr in reports:
+        new = DLR_STATUS.get(dlr.result_code)
+        if dlr.is_request_failure:
+            states[report_id] = _fail_request(session, dlr)
+        elif new is None or not dlr.message_id:
+            states[report_id] = ReportState.IGNORED
+        else:
+            pending.append(_Report(report_id, dlr, new, _aware(dlr.timestamp) or now))
+    by_message = _group_by_message(session, pending, states)
+    changes: list[dict[str, Any]] = []
+    media_errors: list[int] = []
+    for message_id, (row, matched) in sorted(by_message.items()):
+        values = _fold(row, matched)
+        if values:
+            if values.get("whatsapp_error_code") == media.MEDIA_UPLOAD_ERROR:
+                media_errors.append(message_id)
+            changes.append({"id": message_id, "updated_at": now, **values})
+    update_by_id(session, _MESSAGES, changes)
+    limited = [c["id"] for c in changes if c.get("whatsapp_error_code") in RATE_LIMIT_CODES]
+    if limited:
+        note_rate_limited(session, limited)
+    for message_id in media_errors:
+        _forget_media_of(session, message_id)
+    _set_states(session, states, now)
+    return states
+
+
+_Grouped = dict[int, tuple[Any, list["_Report"]]]
+
+
+def _identifier_groups(dlrs: Iterable[Dlr]) -> list[tuple[str, ...]]:
+    """The identifiers the reports name (seed 004 'BSUID - Message Status
+    Notifications'), once per distinct set: a message's reports repeat them."""
+    raw = {book.naming(d.custom_parameters) for d in dlrs if d.custom_parameters}
+    return [group for group in map(book.identifiers_in, raw) if len(group) > 1]
+
+
+def _group_by_message(
+    session: Session, reports: list[_Report], states: dict[int, ReportState]
+) -> _Grouped:
+    """Lock the messages the reports are about; reports about none are unmatched."""
+    if not reports:
+        return {}
+    rows = _lock_messages(session, {r.dlr.message_id for r in reports if r.dlr.message_id})
+    by_message, misses = _match(rows, reports, states)
+    if misses:
+        found = _settle_in_doubt(session, misses)
+        if found:
+            more, misses = _match(_lock_messages(session, found), misses, states)
+            for message_id, (row, matched) in more.items():
+                by_message.setdefault(message_id, (row, []))[1].extend(matched)
+    for report in misses:
+        states[report.id] = ReportState.UNMATCHED
+    return by_message
+
+
+def _lock_messages(session: Session, link_ids: Iterable[str]) -> list[Any]:
+    """The messages with these messageIds (or, for those none has, as their previous
+    attempt's), locked in id order so concurrent appliers queue rather than deadlock.
+
+    Two lookups, not one with OR: the planner turns ``a = ANY(..) OR b = ANY(..)`` into
+    a sequential scan of every message; one column's ``= ANY`` stays on its index.
+    """
+    wanted = sorted(link_ids)
+    rows = _select_locked(session, _MESSAGES.c.link_message_id, wanted)
+    found = {row.link_message_id for row in rows}
+    missing = [link_id for link_id in wanted if link_id not in found]
+    if missing:
+        rows += _select_locked(session, _MESSAGES.c.previous_link_message_id, missing)
+    return rows
+
+
+def _select_locked(session: Session, column: Any, link_ids: list[str]) -> list[Any]:
+    table = _MESSAGES
+    rows: list[Any] = []
+    for start in range(0, len(link_ids), _LOCK_CHUNK):
+        rows += session.execute(
+            select(table.c.id, table.c.link_message_id, table.c.previous_link_message_id)
+            .add_columns(*(table.c[c] for c in _CURRENT))
+            .where(among(session, column, link_ids[start : start + _LOCK_CHUNK]))
+            .order_by(table.c.id)
+            .with_for_update()
+        ).all()
+    return rows
+
+
+def _match(
+    rows: list[Any], reports: list[_Report], states: dict[int, ReportState]
+) -> tuple[_Grouped, list[_Report]]:
+    """Reports grouped by the message they are about, and those about none we know."""
+    current = {row.link_message_id: row for row in rows if row.link_message_id}
+    previous = {row.previous_link_message_id: row for row in rows if row.previous_link_message_id}
+    by_message: _Grouped = {}
+    misses: list[_Report] = []
+    for report in reports:
+        row = current.get(report.dlr.message_id)
+        if row is None and report.dlr.message_id in previous:
+            if report.status not in _GOOD_NEWS:
+                # A report for the attempt before a resend: the person did get that one,
+                # so its good news counts (and stops the resend); its failures are old news.
+                states[report.id] = ReportState.IGNORED
+                continue
+            row = previous[report.dlr.message_id]
+        if row is None:
+            misses.append(report)
+            continue
+        by_message.setdefault(row.id, (row, []))[1].append(report)
+        states[report.id] = ReportState.APPLIED
+    return by_message, misses
+
+
+#: Meta's rate-limit errors: each lowers the sender's rate for a while (``Throttle``).
+RATE_LIMIT_CODES = frozenset(
+    code for code, kind in retry.CLASS_OF.items() if kind is retry.RetryClass.RATE_LIMIT
+)
+
+
+def note_rate_limited(session: Session, message_ids: list[int]) -> None:
+    """Remember, on the session, the senders whose messages were rate-limited; whoever
+    commits it tells the limiter (``rate_limited_senders``)."""
+    senders = session.scalars(
+        select(Campaign.source)
+        .join(Message, Message.campaign_id == Campaign.id)
+        .where(among(session, Message.id, message_ids))
+        .distinct()
+    )
+    session.info.setdefault(_RATE_LIMITED, set()).update(senders)
+
+
+def rate_limited_senders(session: Session) -> set[str]:
+    """The senders ``note_rate_limited`` noted on this session (and forgets them)."""
+    noted: set[str] = session.info.pop(_RATE_LIMITED, set())
+    return noted
+
+
+_RATE_LIMITED = "dispatcher.rate_limited_senders"
+
+
+def _fold(row: Any, reports: list[_Report]) -> dict[str, Any]:
+    """The columns that change when ``reports`` reach the message as it is in ``row``."""
+    try:
+        status = MessageStatus(row.status)
+    except ValueError:
+        return {}
+    changes: dict[str, Any] = {}
+    firsts: dict[str, datetime] = {}
+    for report in reports if len(reports) == 1 else sorted(reports, key=_lifecycle_order):
+        if advances(status, report.status):
+            status = report.status
+            changes["status"] = status.value
+            changes["result_code"] = report.dlr.result_code
+            if status in _BAD_NEWS:
+                changes.update(_failure(report.dlr))
+        elif report.status in _BAD_NEWS:
+            continue  # a failure that changes nothing leaves no trace
+        # A late or duplicate report leaves the status, but a missing stage time
+        # (e.g. 'sent' arriving after 'delivered') is still worth recording.
+        for column in _STAMPS.get(report.status, ()):
+            if column not in firsts or report.at < firsts[column]:
+                firsts[column] = report.at
+    for column, at in firsts.items():
+        if getattr(row, column) is None:
+            changes[column] = at
+    return changes
+
+
+def _failure(dlr: Dlr) -> dict[str, Any]:
+    details = (dlr.custom_parameters or {}).get("metaErrorDetails")
+    return {
+        "result_description": (dlr.result_description or "")[:1000] or None,
+        "whatsapp_error_code": whatsapp_error_code(
+            dlr.result_description, details if isinstance(details, str) else None
+        ),
+    }
+
+
+def _settle_in_doubt(session: Session, reports: list[_Report]) -> set[str]:
+    """An in-doubt batch never got its messageIds; the identifiers in a report (seed 004
+    'BSUID - Message Status Notifications') name the message, whichever one we sent to.
+    Returns the messageIds now recorded."""
+    refs = {r.dlr.ref_id for r in reports if r.dlr.ref_id and r.dlr.custom_parameters}
+    if not refs:
+        return set()
+    in_doubt = set(
+        session.scalars(
+            select(Batch.id).where(Batch.id.in_(refs), Batch.state == BatchState.IN_DOUBT)
+        )
+    )
+    found: set[str] = set()
+    for report in reports:
+        identifiers = book.identifiers_from(report.dlr.custom_parameters)
+        if report.dlr.ref_id not in in_doubt or not identifiers or not report.dlr.message_id:
+            continue
+        message_id = session.scalar(
+            select(Message.id)
+            .where(
+                Message.batch_id == report.dlr.ref_id,
+                Message.destination.in_(identifiers),
+                Message.link_message_id.is_(None),
+            )
+            .limit(1)
+        )
+        if message_id is not None:
+            session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.link_message_id.is_(None))
+                .values(link_message_id=report.dlr.message_id)
+            )
+            found.add(report.dlr.message_id)
+    return found
+
+
+def _fail_request(session: Session, dlr: Dlr) -> ReportState:
+    """Seed 004: type "request" / index -1 means no message of the request was sent."""
+    if not dlr.ref_id:
+        return ReportState.IGNORED
+    session.execute(
+        update(Message)
+        .where(
+            Message.batch_id == dlr.ref_id,
+            Message.status.in_(predecessors(MessageStatus.FAILED)),
+        )
+        .values(
+            status=MessageStatus.FAILED,
+            result_code=dlr.result_code,
+            result_description=(dlr.result_description or "request failed")[:1000],
+            whatsapp_error_code=whatsapp_error_code(dlr.result_description),
+            failed_at=_aware(dlr.timestamp) or datetime.now(UTC),
+        )
+    )
+    return ReportState.APPLIED
+
+
+def _forget_media_of(session: Session, message_id: int) -> None:
+    """LINK could not resolve the media id: stop reusing it (refresh on failure)."""
+    payload = session.scalar(
+        select(Batch.payload)
+        .join(Message, Message.batch_id == Batch.id)
+        .where(Message.id == message_id)
+    )
+    if payload:
+        forgotten = media.forget(session, media.media_ids_in(payload))
+        if forgotten:
+            log.warning("forgot %d cached media id(s) after a media upload error", forgotten)
+
+
+def _set_states(session: Session, states: dict[int, ReportState], now: datetime) -> None:
+    by_state: dict[ReportState, list[int]] = defaultdict(list)
+    for report_id, state in states.items():
+        by_state[state].append(report_id)
+    for state, ids in by_state.items():
+        session.execute(
+            update(_REPORTS)
+            .where(among(session, _REPORTS.c.id, ids))
+            .values(state=state, applied_at=None if state is ReportState.UNMATCHED else now)
+        )
+
+
+# -- applying stored reports ---------------------------------------------------------
+
+
+def apply_received(
+    session: Session,
+    *,
+    after_id: int = 0,
+    limit: int = 1000,
+    opt_out_words: frozenset[str] | None = None,
+    known_groups: book.Known | None = None,
+) -> tuple[int | None, int]:
+    """Apply the stored reports nobody has tried yet among the ``limit`` rows after
+    ``after_id``; returns the last id looked at (None: no rows after it) and how many
+    rows were looked at.
+    ``known_groups`` (see ``book.Known``) is the caller's to commit or discard.
+
+    The walk follows the primary key from where the caller left off rather than
+    searching by state: every applied report leaves a dead ``received`` entry in the
+    state index until VACUUM, and a search by state would wade through all of them.
+    Rows another applier holds are skipped; rows committed behind the caller's mark
+    (by another process) are the sweep's.
+    """
+    # The reports' states change in the same transaction as what they say: a commit
+    # lost in a crash leaves them 'received', and they are applied again. No need to
+    # wait for the disk.
+    commit_without_waiting(session)
+    rows = session.execute(
+        select(
+            _REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body, _REPORTS.c.state, _REPORTS.c.tried_at
+        )
+        .where(_REPORTS.c.id > after_id)
+        .order_by(_REPORTS.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return None, 0
+    fresh = [r[:3] for r in rows if r.state == ReportState.RECEIVED and r.tried_at is None]
+    _apply_rows(session, fresh, opt_out_words, mark_failures_tried=True, known_groups=known_groups)
+    return int(rows[-1].id), len(rows)
+
+
+def unapplied_from(session: Session) -> int:
+    """Where an applier starting now begins its walk: just before the oldest report
+    nobody has tried yet, else after the newest."""
+    oldest = session.scalar(
+        select(func.min(_REPORTS.c.id)).where(
+            _REPORTS.c.state == ReportState.RECEIVED, _REPORTS.c.tried_at.is_(None)
+        )
+    )
+    if oldest is not None:
+        return int(oldest) - 1
+    return int(session.scalar(select(func.coalesce(func.max(_REPORTS.c.id), 0))) or 0)
+
+
+def apply_waiting_many(session: Session, ref_ids: Sequence[str]) -> int:
+    """``apply_waiting`` for many batches in one lookup."""
+    reports = session.execute(
+        select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
+        .where(
+            among(session, DeliveryReport.ref_id, list(ref_ids)),
+            DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
+            DeliveryReport.kind == Kind.DLR,
+        )
+        .order_by(DeliveryReport.id)
+        .with_for_update()
+    ).all()
+    return _apply_rows(session, reports, None) if reports else 0
+
+
+def apply_waiting(session: Session, ref_id: str) -> int:
+    """Apply the reports of a batch that arrived before its messageIds were stored."""
+    reports = session.execute(
+        select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
+        .where(
+            DeliveryReport.ref_id == ref_id,
+            DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
+            DeliveryReport.kind == Kind.DLR,
+        )
+        .order_by(DeliveryReport.id)
+        # Waits for an applier that holds some of them: it may have looked before the
+        # ids were committed, and would leave them unmatched for the sweep.
+        .with_for_update()
+    ).all()
+    return _apply_rows(session, reports, None)
+
+
+# A report still unmatched after this long belongs to no message we know (another
+# system on the gate, or a batch settled otherwise); the sweep stops trying it.
+SWEEP_HORIZON = timedelta(days=3)
+
+
+def sweep(session: Session, older_than_seconds: float = 5.0, limit: int = 1000) -> int:
+    """Re-apply reports left behind (receiver crashed mid-apply, or still unmatched).
+
+    Least recently tried first, so a pile of reports that never match cannot starve
+    newer ones; a set that fails is retried one report at a time, so one bad row cannot
+    block the rest.
+    """
+    now = datetime.now(UTC)
+    reports = session.execute(
+        select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
+        .where(
+            DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
+            DeliveryReport.received_at < now - timedelta(seconds=older_than_seconds),
+            DeliveryReport.received_at > now - SWEEP_HORIZON,
+        )
+        .order_by(
+            case((DeliveryReport.tried_at.is_(None), 0), else_=1),  # never tried first
+            DeliveryReport.tried_at,
+            DeliveryReport.id,
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if reports:
+        session.execute(
+            update(DeliveryReport)
+            .where(among(session, DeliveryReport.id, [r[0] for r in reports]))
+            .values(tried_at=now)
+        )
+    return _apply_rows(session, reports, None)
+
+
+def _apply_rows(
+    session: Session,
+    rows: Sequence[Any],
+    opt_out_words: frozenset[str] | None,
+    *,
+    mark_failures_tried: bool = False,
+    known_groups: book.Known | None = None,
+) -> int:
+    """Apply stored rows (id, kind, body); returns how many reached a message."""
+    plan_for_lookups(session)
+    dlrs: list[tuple[int, Dlr]] = []
+    mos: list[tuple[int, IncomingMessage]] = []
+    for report_id, kind, body in rows:
+        try:
+            if kind == Kind.MO:
+                mos.append((report_id, parse_incoming(body)))
+            else:
+                dlrs.append((report_id, parse_dlr(body)))
+        except InvalidReport as exc:
+            mark_invalid(session, report_id, str(exc))
+    applied = 0
+    failed: list[int] = []
+    if dlrs:
+        try:
+            with session.begin_nested():
+                states = apply_dlrs(session, dlrs, known_groups=known_groups)
+            applied += sum(s is not ReportState.UNMATCHED for s in states.values())
+        except SQLAlchemyError as exc:
+            if known_groups is not None:
+                known_groups.discard()  # rolled back; one by one learns without it
+            log.warning("%d reports could not be applied together (%s); one by one", len(dlrs),
+                        type(exc).__name__)  # fmt: skip
+            for report_id, dlr in dlrs:
+                try:
+                    with session.begin_nested():
+                        applied += apply_dlr(session, report_id, dlr) is not ReportState.UNMATCHED
+                except SQLAlchemyError as exc:
+                    log.warning("report %s could not be applied: %s", report_id,
+                                type(exc).__name__)  # fmt: skip
+                    failed.append(report_id)
+    for report_id, message in mos:
+        try:
+            with session.begin_nested():
+                incoming.apply(session, report_id, message, opt_out_words=opt_out_words)
+            applied += 1
+        except SQLAlchemyError as exc:
+            log.warning("report %s could not be applied: %s", report_id, type(exc).__name__)
+            failed.append(report_id)
+    if failed and mark_failures_tried:
+        # Out of the applier's way; the sweep retries them, least recently tried first.
+        session.execute(
+            update(DeliveryReport)
+            .where(among(session, DeliveryReport.id, failed))
+            .values(tried_at=datetime.now(UTC))
+        )
+    return applied
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """LINK's timestamps carry an offset (RFC 3339); one without is taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
