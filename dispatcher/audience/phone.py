@@ -24,7 +24,7 @@ Paths (function names below mirror the ``phonenumberutil`` functions they replay
 * fallback to the library itself: anything else (other Unicode digits, punctuation,
   letters, several ``+``), which the callers' clean-up is not meant to produce.
 
-How equivalence is shown: ``tests/unit/test_phone.py`` compares ``e164`` with the library
+How equivalence is shown: ``tests/unit/audience/test_phone.py`` compares ``e164`` with the library
 on every example number of every region and non-geographic entity in several formats,
 from several regions, plus mutations of them, and on hypothesis-generated digit strings.
 """

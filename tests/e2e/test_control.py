@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import dispatcher_command
-from tests.integration.test_fanout import SPEC
+from tests.integration.conftest import PERSONAL_SPEC as SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

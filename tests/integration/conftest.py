@@ -1,13 +1,29 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import redis
 from sqlalchemy import text
 
+from dispatcher.campaigns.registration import create_campaign
+from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Base, Batch, Campaign, Database, Message, migrate
+from dispatcher.interfaces.servers import ServerThread
+from dispatcher.interfaces.webhooks import WebhookApp
+from dispatcher.preparation.prepare import prepare_campaign
+from dispatcher.providers.link import LinkClient, LinkCredentials
+from dispatcher.sending import fanout
+from dispatcher.sending.batch import SendContext
+from dispatcher.sending.throttle import Throttle
+from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState, MessageStatus
+from dispatcher.tracking import apply as tracking
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +96,168 @@ def make_batch(db: Database, destinations: list[str], *, link_ids: list[str] | N
                 )
             )
     return batch_id
+
+
+# -- the LINK simulator, and a send context on it ------------------------------------------
+
+
+@pytest.fixture()
+def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The LINK simulator over real HTTP on loopback (user ``u``, password ``pw``,
+    platform ``P``, requests recorded); parametrize indirectly with a dict of
+    ``SimulatorConfig`` options."""
+    options: dict[str, Any] = getattr(request, "param", {})
+    defaults = {"username": "u", "password": "pw", "platform_id": "P", "record_requests": True}
+    with ServerThread(create_app(SimulatorConfig(**{**defaults, **options}))) as server:
+        yield server.url
+
+
+_OPEN: list[tuple[LinkClient, redis.Redis]] = []
+
+
+def context(db: Database, redis_url: str, url: str, password: str = "pw") -> SendContext:
+    credentials = LinkCredentials(
+        base_url=url, username="u", password=password, platform_id="P", platform_partner_id="1"
+    )
+    client, connection = LinkClient(credentials, timeout_seconds=5), redis.Redis.from_url(redis_url)
+    _OPEN.append((client, connection))
+    return SendContext(db=db, client=client, throttle=Throttle(connection), event_report_gate=None)
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        client, connection = _OPEN.pop()
+        client.close()
+        connection.close()
+
+
+@pytest.fixture()
+def ctx(db: Database, redis_url: str, simulator: str) -> SendContext:
+    return context(db, redis_url, simulator)
+
+
+@pytest.fixture()
+def sender(ctx: SendContext) -> Iterator[fanout.Fanout]:
+    made = fanout.Fanout(ctx.client)
+    yield made
+    made.close()
+
+
+PERSONAL_SPEC = """\
+name: Personal
+sender: {source: "+4790000000", level: STANDARD}
+template_category: marketing
+message:
+  type: template
+  template:
+    name: hello
+    language: en
+    components: [{type: body, parameters: [{type: text, text: "{first_name}"}]}]
+recipients: people.csv
+"""
+
+
+def personalised(ctx: SendContext, folder: Path, people: int) -> list[str]:
+    folder.mkdir()
+    (folder / "campaign.yaml").write_text(PERSONAL_SPEC)
+    rows = "\n".join(f"+479{n:07d},P{n}" for n in range(1000001, 1000001 + people))
+    (folder / "people.csv").write_text(f"phone,first_name\n{rows}\n")
+    campaign_id = create_campaign(ctx.db, load_campaign(folder))
+    return prepare_campaign(ctx.db, ctx.client, campaign_id, reports_dir=folder / "r")
+
+
+# -- webhook bodies ---------------------------------------------------------------------------
+
+
+def dlr(message_id: str, code: int, ref_id: str = "r", **extra: object) -> bytes:
+    body = {
+        "messageId": message_id,
+        "refId": ref_id,
+        "messageType": "MediaTemplateMessage",
+        "messageIndex": 0,
+        "timestamp": "2026-03-03T12:34:51Z",
+        "resultCode": code,
+        "resultDescription": extra.pop("description", "ok"),
+        "customParameters": extra.pop("custom", {}),
+    }
+    return json.dumps(body).encode()
+
+
+def receive(db: Database, body: bytes) -> str:
+    with db.session() as session:
+        report_id = tracking.store(session, "dlr", body)
+    with db.session() as session:
+        states = [tracking.apply_dlr(session, report_id, d) for d in tracking.parse_dlrs(body)]
+    return states[0]
+
+
+def incoming(content: dict[str, Any], **custom: str) -> dict[str, Any]:
+    return {
+        "destination": "+4790000000",
+        "source": "+4791234567",
+        "content": {"type": "WHATSAPP", "message": content},
+        "provider": "whatsapp",
+        "timestamp": "2026-03-21T17:41:58Z",
+        "messageId": "8aU6cwxAKE9NzMLrS6M82Y",
+        "customParameters": custom or None,
+    }
+
+
+TOKEN = "s3cret-token"
+SENT = {
+    "messageId": "m1",
+    "refId": "r",
+    "messageType": "text",
+    "messageIndex": 0,
+    "timestamp": "2026-03-03T12:34:51Z",
+    "resultCode": 112006,
+    "resultDescription": "sent",
+}
+AUTH = {"X-Webhook-Token": TOKEN}
+
+
+@dataclass
+class Receiver:
+    app: WebhookApp
+    http: httpx.Client
+
+    def dlr(self, body: dict[str, Any] | str | bytes) -> httpx.Response:
+        return self.post("/webhooks/link/dlr", body)
+
+    def mo(self, body: dict[str, Any] | str | bytes) -> httpx.Response:
+        return self.post("/webhooks/link/mo", body)
+
+    def post(self, path: str, body: dict[str, Any] | str | bytes) -> httpx.Response:
+        content = json.dumps(body) if isinstance(body, dict) else body
+        return self.http.post(path, content=content, headers=AUTH)
+
+    def settle(self) -> None:
+        """Wait until the applier has been through everything stored so far."""
+        assert self.app.state.ingest.settle(timeout_seconds=20)
+
+
+# -- an audience with phone numbers and BSUIDs ------------------------------------------------
+
+
+PHONE_AND_BSUID_SPEC = """\
+name: Audience test
+sender: {source: "+4790000000", level: STANDARD}
+template_category: marketing
+message:
+  type: template
+  template: {name: hello, language: en}
+recipients: people.csv
+default_region: "NO"
+batch_size: 5
+"""
+BSUID = "NO.13491208655302741918"
+OFFLINE = LinkClient(LinkCredentials("http://127.0.0.1:9", "u", "p", "P", "1"))  # never called
+
+
+def campaign(db: Database, folder: Path, rows: list[str]) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "campaign.yaml").write_text(PHONE_AND_BSUID_SPEC)
+    (folder / "people.csv").write_text("phone,bsuid\n" + "\n".join(rows) + "\n")
+    return create_campaign(db, load_campaign(folder))

@@ -21,29 +21,7 @@ from dispatcher.providers.link.models import MessageResponse
 from dispatcher.sending.batch import _record
 from dispatcher.status import MessageStatus
 from dispatcher.tracking import apply as tracking
-from tests.integration.conftest import make_batch
-
-
-def dlr(message_id: str, code: int, ref_id: str = "r", **extra: object) -> bytes:
-    body = {
-        "messageId": message_id,
-        "refId": ref_id,
-        "messageType": "MediaTemplateMessage",
-        "messageIndex": 0,
-        "timestamp": "2026-03-03T12:34:51Z",
-        "resultCode": code,
-        "resultDescription": extra.pop("description", "ok"),
-        "customParameters": extra.pop("custom", {}),
-    }
-    return json.dumps(body).encode()
-
-
-def receive(db: Database, body: bytes) -> str:
-    with db.session() as session:
-        report_id = tracking.store(session, "dlr", body)
-    with db.session() as session:
-        states = [tracking.apply_dlr(session, report_id, d) for d in tracking.parse_dlrs(body)]
-    return states[0]
+from tests.integration.conftest import dlr, make_batch, receive
 
 
 def message(db: Database, destination: str) -> Message:

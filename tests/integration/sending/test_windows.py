@@ -16,8 +16,7 @@ from dispatcher.db import Batch, Database, Message
 from dispatcher.preparation.prepare import prepare_campaign, release_held
 from dispatcher.sending import fanout, windows
 from dispatcher.sending.batch import Outcome, SendContext
-from tests.integration.test_fanout import SPEC, ctx, link, sender  # noqa: F401
-from tests.integration.test_sending import _close_clients  # noqa: F401
+from tests.integration.conftest import PERSONAL_SPEC as SPEC
 
 OSLO = [f"+4791{n:06d}" for n in range(1, 6)]
 NEW_YORK = [f"+1212555{n:04d}" for n in range(1, 6)]
@@ -41,7 +40,7 @@ def zones_by_batch(db: Database) -> dict[str, set[str]]:
 
 
 def test_people_wait_for_their_own_morning_and_go_when_it_comes(
-    ctx: SendContext,  # noqa: F811
+    ctx: SendContext,
     tmp_path: Path,
 ) -> None:
     db = ctx.db
@@ -112,9 +111,9 @@ def test_a_recipient_s_time_zone_comes_from_their_number(destination: str, zone:
 
 
 def test_a_closed_window_holds_the_batches_before_any_request_leaves(
-    ctx: SendContext,  # noqa: F811
-    sender: fanout.Fanout,  # noqa: F811
-    link: str,  # noqa: F811
+    ctx: SendContext,
+    sender: fanout.Fanout,
+    simulator: str,
     tmp_path: Path,
 ) -> None:
     later = datetime.now(UTC) + timedelta(hours=2)
@@ -127,7 +126,7 @@ def test_a_closed_window_holds_the_batches_before_any_request_leaves(
     batch_ids = prepare_campaign(ctx.db, ctx.client, campaign_id, reports_dir=tmp_path / "r")
     outcomes = fanout.send_many(ctx, sender, batch_ids, "task-1")
     assert set(outcomes.values()) == {Outcome.SKIPPED}
-    assert httpx.get(f"{link}/_simulator/stats").json()["requests"] == 0
+    assert httpx.get(f"{simulator}/_simulator/stats").json()["requests"] == 0
     with ctx.db.session() as session:
         assert set(session.scalars(select(Batch.state))) == {"held"}
         opens = {

@@ -31,8 +31,9 @@ from dispatcher.messages import (
     message_json_schema,
     parse_message,
 )
+from tests.conftest import ROOT
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "messages"
+DATA = ROOT / "tests" / "data" / "messages"
 FIXTURES = sorted(DATA.glob("*.json"))
 DELETE = object()
 

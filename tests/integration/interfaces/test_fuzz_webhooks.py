@@ -20,8 +20,7 @@ from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.webhooks import create_app
 from dispatcher.tracking.intake import MAX_BODY_BYTES
 from tests.conftest import FUZZ_CASES
-from tests.integration.conftest import make_batch
-from tests.integration.test_webhooks import SENT, TOKEN, Receiver, incoming
+from tests.integration.conftest import SENT, TOKEN, Receiver, incoming, make_batch
 
 FUZZ = settings(
     max_examples=250,

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import select
 
 from dispatcher.campaigns.checks import preflight
@@ -18,40 +15,16 @@ from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import LoadedCampaign
 from dispatcher.db import Batch, Campaign, Database, Media
 from dispatcher.errors import CampaignSpecError
-from dispatcher.interfaces.servers import ServerThread
 from dispatcher.preparation.prepare import prepare_campaign
-from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.sending.batch import Outcome, SendContext, send_batch
-from dispatcher.sending.throttle import Throttle
-from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.tracking import apply as tracking
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_campaign
 
 EXAMPLES = sorted(p.name for p in (ROOT / "campaigns").iterdir() if (p / "campaign.yaml").is_file())
 
 
-@pytest.fixture()
-def simulator() -> Iterator[str]:
-    config = SimulatorConfig(username="u", password="pw", record_requests=True)
-    with ServerThread(create_app(config)) as server:
-        yield server.url
-
-
-@pytest.fixture()
-def ctx(db: Database, redis_url: str, simulator: str) -> Iterator[SendContext]:
-    credentials = LinkCredentials(
-        base_url=simulator, username="u", password="pw", platform_id="P", platform_partner_id="1"
-    )
-    client, connection = LinkClient(credentials), redis.Redis.from_url(redis_url)
-    yield SendContext(db=db, client=client, throttle=Throttle(connection), event_report_gate=None)
-    client.close()
-    connection.close()
-
-
 def copy_example(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / name
-    shutil.copytree(ROOT / "campaigns" / name, target, ignore=shutil.ignore_patterns("reports"))
-    return target
+    return copy_campaign(name, tmp_path / name)
 
 
 def run(ctx: SendContext, folder: Path, tmp_path: Path) -> int:

@@ -6,7 +6,6 @@ import base64
 import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,44 +16,12 @@ from sqlalchemy import select
 from dispatcher.db import Database, DeliveryReport, Identity, Message, Suppression, migrate
 from dispatcher.db.models import CareWindow
 from dispatcher.interfaces.servers import ServerThread
-from dispatcher.interfaces.webhooks import WebhookApp, create_app
+from dispatcher.interfaces.webhooks import create_app
 from dispatcher.providers.link.models import MessageResponse
 from dispatcher.sending.batch import _record
 from dispatcher.settings import opt_out_keywords
 from dispatcher.tracking.intake import MAX_BODY_BYTES
-from tests.integration.conftest import make_batch
-
-TOKEN = "s3cret-token"
-SENT = {
-    "messageId": "m1",
-    "refId": "r",
-    "messageType": "text",
-    "messageIndex": 0,
-    "timestamp": "2026-03-03T12:34:51Z",
-    "resultCode": 112006,
-    "resultDescription": "sent",
-}
-AUTH = {"X-Webhook-Token": TOKEN}
-
-
-@dataclass
-class Receiver:
-    app: WebhookApp
-    http: httpx.Client
-
-    def dlr(self, body: dict[str, Any] | str | bytes) -> httpx.Response:
-        return self.post("/webhooks/link/dlr", body)
-
-    def mo(self, body: dict[str, Any] | str | bytes) -> httpx.Response:
-        return self.post("/webhooks/link/mo", body)
-
-    def post(self, path: str, body: dict[str, Any] | str | bytes) -> httpx.Response:
-        content = json.dumps(body) if isinstance(body, dict) else body
-        return self.http.post(path, content=content, headers=AUTH)
-
-    def settle(self) -> None:
-        """Wait until the applier has been through everything stored so far."""
-        assert self.app.state.ingest.settle(timeout_seconds=20)
+from tests.integration.conftest import AUTH, SENT, TOKEN, Receiver, incoming, make_batch
 
 
 @pytest.fixture()
@@ -267,18 +234,6 @@ def test_a_report_that_outruns_its_message_id_is_applied_once_the_id_is_recorded
 
 
 # -- incoming messages --------------------------------------------------------------------
-
-
-def incoming(content: dict[str, Any], **custom: str) -> dict[str, Any]:
-    return {
-        "destination": "+4790000000",
-        "source": "+4791234567",
-        "content": {"type": "WHATSAPP", "message": content},
-        "provider": "whatsapp",
-        "timestamp": "2026-03-21T17:41:58Z",
-        "messageId": "8aU6cwxAKE9NzMLrS6M82Y",
-        "customParameters": custom or None,
-    }
 
 
 def suppressed(db: Database) -> set[str]:

@@ -14,9 +14,7 @@ from dispatcher.db import Campaign, Database, MergedRow, Message
 from dispatcher.operations import progress
 from dispatcher.operations.reports import write_outcomes
 from dispatcher.preparation import prepare
-from tests.integration.conftest import make_batch
-from tests.integration.test_audience_db import BSUID, OFFLINE, campaign
-from tests.integration.test_tracking import dlr, receive
+from tests.integration.conftest import BSUID, OFFLINE, campaign, dlr, make_batch, receive
 
 
 def report(db: Database, campaign_id: int, time_zone: str | None = None) -> list[dict[str, str]]:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import httpx
 import pytest
-import redis
 from sqlalchemy import select, update
 
 from dispatcher.campaigns.spec import CampaignSpec
 from dispatcher.db import Batch, Campaign, Database, Message
-from dispatcher.interfaces.servers import ServerThread
-from dispatcher.providers.link import LinkClient, LinkCredentials
-from dispatcher.sending.batch import Outcome, SendContext, send_batch
-from dispatcher.sending.throttle import Throttle
-from dispatcher.simulator import SimulatorConfig, create_app
-from tests.integration.conftest import make_batch
+from dispatcher.sending.batch import Outcome, send_batch
+from tests.integration.conftest import context, make_batch
 
 SPEC = CampaignSpec.model_validate(
     {
@@ -42,35 +34,6 @@ def batch(db: Database) -> str:
             update(Campaign).values(spec=SPEC.model_dump(mode="json"), rate_per_second=80)
         )
     return batch_id
-
-
-_OPEN: list[tuple[LinkClient, redis.Redis]] = []
-
-
-def context(db: Database, redis_url: str, url: str, password: str = "pw") -> SendContext:
-    credentials = LinkCredentials(
-        base_url=url, username="u", password=password, platform_id="P", platform_partner_id="1"
-    )
-    client, connection = LinkClient(credentials, timeout_seconds=5), redis.Redis.from_url(redis_url)
-    _OPEN.append((client, connection))
-    return SendContext(db=db, client=client, throttle=Throttle(connection), event_report_gate=None)
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _OPEN:
-        client, connection = _OPEN.pop()
-        client.close()
-        connection.close()
-
-
-@pytest.fixture()
-def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
-    options: dict[str, Any] = getattr(request, "param", {})
-    config = SimulatorConfig(username="u", password="pw", platform_id="P", **options)
-    with ServerThread(create_app(config)) as server:
-        yield server.url
 
 
 def states(db: Database, batch_id: str) -> tuple[str, set[str], set[str | None]]:

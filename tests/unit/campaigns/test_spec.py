@@ -6,8 +6,7 @@ import pytest
 
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.errors import CampaignSpecError
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
 
 VALID = """
 name: Test

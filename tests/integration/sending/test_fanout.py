@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -16,62 +16,18 @@ from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Database, Message
 from dispatcher.errors import StorageError
-from dispatcher.interfaces.servers import ServerThread
-from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.providers.link.models import MessageRequest, MessageResponse
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import Outcome, SendContext
 from dispatcher.sending.throttle import Grant, Throttle
-from dispatcher.simulator import SimulatorConfig, create_app
-from tests.integration.test_sending import _close_clients, context  # noqa: F401
-
-SPEC = """\
-name: Personal
-sender: {source: "+4790000000", level: STANDARD}
-template_category: marketing
-message:
-  type: template
-  template:
-    name: hello
-    language: en
-    components: [{type: body, parameters: [{type: text, text: "{first_name}"}]}]
-recipients: people.csv
-"""
-
-
-@pytest.fixture()
-def link(request: pytest.FixtureRequest) -> Iterator[str]:
-    options = getattr(request, "param", {})
-    config = SimulatorConfig(username="u", password="pw", platform_id="P", **options)
-    with ServerThread(create_app(config)) as server:
-        yield server.url
-
-
-@pytest.fixture()
-def ctx(db: Database, redis_url: str, link: str) -> SendContext:
-    return context(db, redis_url, link)
-
-
-@pytest.fixture()
-def sender(ctx: SendContext) -> Iterator[fanout.Fanout]:
-    made = fanout.Fanout(ctx.client)
-    yield made
-    made.close()
-
-
-def personalised(ctx: SendContext, folder: Path, people: int) -> list[str]:
-    folder.mkdir()
-    (folder / "campaign.yaml").write_text(SPEC)
-    rows = "\n".join(f"+479{n:07d},P{n}" for n in range(1000001, 1000001 + people))
-    (folder / "people.csv").write_text(f"phone,first_name\n{rows}\n")
-    campaign_id = create_campaign(ctx.db, load_campaign(folder))
-    return prepare_campaign(ctx.db, ctx.client, campaign_id, reports_dir=folder / "r")
+from tests.integration.conftest import PERSONAL_SPEC as SPEC
+from tests.integration.conftest import personalised
 
 
 def test_a_chunk_goes_out_concurrently_each_person_once_with_their_own_text(
     ctx: SendContext,
     sender: fanout.Fanout,
-    link: str,
+    simulator: str,
     tmp_path: Path,
 ) -> None:
     batch_ids = personalised(ctx, tmp_path / "c", 120)
@@ -80,7 +36,7 @@ def test_a_chunk_goes_out_concurrently_each_person_once_with_their_own_text(
     assert set(outcomes.values()) == {Outcome.SUBMITTED}
     again = fanout.send_many(ctx, sender, batch_ids, "task-2")  # a duplicate task
     assert set(again.values()) == {Outcome.SKIPPED}
-    stats = httpx.get(f"{link}/_simulator/stats").json()
+    stats = httpx.get(f"{simulator}/_simulator/stats").json()
     assert len(stats["destinations"]) == 120 and set(stats["destinations"].values()) == {1}
     with ctx.db.session() as session:
         rows = session.execute(select(Message.status, Message.link_message_id)).all()
@@ -91,7 +47,7 @@ def test_a_chunk_goes_out_concurrently_each_person_once_with_their_own_text(
 def test_a_claimed_chunk_redelivered_after_a_crash_is_in_doubt_not_resent(
     ctx: SendContext,
     sender: fanout.Fanout,
-    link: str,
+    simulator: str,
     tmp_path: Path,
 ) -> None:
     batch_ids = personalised(ctx, tmp_path / "c", 5)
@@ -103,10 +59,10 @@ def test_a_claimed_chunk_redelivered_after_a_crash_is_in_doubt_not_resent(
         )
     outcomes = fanout.send_many(ctx, sender, batch_ids, "task-1")
     assert [outcomes[b] for b in batch_ids] == [Outcome.IN_DOUBT] * 2 + [Outcome.SUBMITTED] * 3
-    assert httpx.get(f"{link}/_simulator/stats").json()["requests"] == 3
+    assert httpx.get(f"{simulator}/_simulator/stats").json()["requests"] == 3
 
 
-@pytest.mark.parametrize("link", [{"error_rate": 1.0}], indirect=True)
+@pytest.mark.parametrize("simulator", [{"error_rate": 1.0}], indirect=True)
 def test_a_failing_gateway_hands_the_chunk_back_untouched(
     ctx: SendContext, sender: fanout.Fanout, tmp_path: Path
 ) -> None:
@@ -150,31 +106,31 @@ def _requests(count: int) -> list[MessageRequest]:
     ]
 
 
-@pytest.mark.parametrize("link", [{"record_requests": True}], indirect=True)
-def test_a_slice_leaves_as_the_limiter_paced_it(sender: fanout.Fanout, link: str) -> None:
+@pytest.mark.parametrize("simulator", [{"record_requests": True}], indirect=True)
+def test_a_slice_leaves_as_the_limiter_paced_it(sender: fanout.Fanout, simulator: str) -> None:
     grant = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic(), spacing=0.05)
     requests = _requests(4)
     results = sender.send_all(requests, fanout.dues(grant, requests), late_after=0.5)
     assert all(isinstance(r, MessageResponse) for r in results)
-    times = sorted(at for at, _ in httpx.get(f"{link}/_simulator/receipts").json())
+    times = sorted(at for at, _ in httpx.get(f"{simulator}/_simulator/receipts").json())
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == 4 and all(gap >= 0.04 for gap in gaps)  # not one burst
 
 
-@pytest.mark.parametrize("link", [{"record_requests": True}], indirect=True)
+@pytest.mark.parametrize("simulator", [{"record_requests": True}], indirect=True)
 def test_requests_that_missed_their_time_are_kept_back_not_sent_in_a_rush(
-    sender: fanout.Fanout, link: str
+    sender: fanout.Fanout, simulator: str
 ) -> None:
     late = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic() - 1, spacing=0.01)
     requests = _requests(3)
     results = sender.send_all(requests, fanout.dues(late, requests), late_after=0.01)
     assert all(isinstance(r, fanout.Late) for r in results)
-    assert httpx.get(f"{link}/_simulator/receipts").json() == []
+    assert httpx.get(f"{simulator}/_simulator/receipts").json() == []
 
 
-@pytest.mark.parametrize("link", [{"record_requests": True}], indirect=True)
+@pytest.mark.parametrize("simulator", [{"record_requests": True}], indirect=True)
 def test_only_the_requests_that_missed_their_moment_are_kept_back(
-    sender: fanout.Fanout, link: str
+    sender: fanout.Fanout, simulator: str
 ) -> None:
     """A slice reached 250 ms late: its first two moments are gone, the rest still come."""
     grant = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic() - 0.25, spacing=0.2)
@@ -182,7 +138,7 @@ def test_only_the_requests_that_missed_their_moment_are_kept_back(
     results = sender.send_all(requests, fanout.dues(grant, requests), late_after=0.02)
     assert [isinstance(r, fanout.Late) for r in results] == [True, True, False, False]
     assert all(isinstance(r, MessageResponse) for r in results[2:])
-    assert len(httpx.get(f"{link}/_simulator/receipts").json()) == 2
+    assert len(httpx.get(f"{simulator}/_simulator/receipts").json()) == 2
 
 
 class _LimiterDiesAfterTheClaim(Throttle):
@@ -202,13 +158,13 @@ class _LimiterDiesAfterTheClaim(Throttle):
 
 
 def test_a_claimed_slice_with_no_slot_to_send_in_goes_back_to_pending_unsent(
-    ctx: SendContext, sender: fanout.Fanout, link: str, tmp_path: Path
+    ctx: SendContext, sender: fanout.Fanout, simulator: str, tmp_path: Path
 ) -> None:
     batch_ids = personalised(ctx, tmp_path / "c", 3)
     faulty = dataclasses.replace(ctx, throttle=_LimiterDiesAfterTheClaim(ctx.throttle._redis))
     outcomes = fanout.send_many(faulty, sender, batch_ids, "task-1")
     assert set(outcomes.values()) == {Outcome.RETRY}
-    assert httpx.get(f"{link}/_simulator/stats").json()["requests"] == 0
+    assert httpx.get(f"{simulator}/_simulator/stats").json()["requests"] == 0
     with ctx.db.session() as session:  # claimable by the retry, the try uncounted
         assert set(session.scalars(select(Batch.state))) == {"pending"}
         assert set(session.scalars(select(Message.attempts))) == {0}

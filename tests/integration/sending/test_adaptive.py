@@ -11,8 +11,7 @@ from dispatcher.db import Database
 from dispatcher.sending.throttle import Throttle
 from dispatcher.tracking import apply as tracking
 from dispatcher.tracking.ingest import ApplierSettings, _Applier
-from tests.integration.conftest import make_batch
-from tests.integration.test_tracking import dlr
+from tests.integration.conftest import dlr, make_batch
 
 SENDER = "+4790000000"  # make_batch's campaign source
 

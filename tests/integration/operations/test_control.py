@@ -14,8 +14,7 @@ from dispatcher.errors import DispatcherError
 from dispatcher.operations import control
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import Outcome, SendContext
-from tests.integration.test_fanout import ctx, link, personalised, sender  # noqa: F401
-from tests.integration.test_sending import _close_clients  # noqa: F401
+from tests.integration.conftest import personalised
 
 
 def campaign_of(context: SendContext) -> int:
@@ -30,9 +29,9 @@ def requests_seen(url: str) -> int:
 
 
 def test_a_paused_campaign_sends_nothing_and_resumes_where_it_stopped(
-    ctx: SendContext,  # noqa: F811
-    sender: fanout.Fanout,  # noqa: F811
-    link: str,  # noqa: F811
+    ctx: SendContext,
+    sender: fanout.Fanout,
+    simulator: str,
     tmp_path: Path,
 ) -> None:
     batch_ids = personalised(ctx, tmp_path / "c", 30)
@@ -42,20 +41,20 @@ def test_a_paused_campaign_sends_nothing_and_resumes_where_it_stopped(
         control.pause(session, campaign_id)
     skipped = fanout.send_many(ctx, sender, batch_ids[10:], "task-2")
     assert set(skipped.values()) == {Outcome.SKIPPED}
-    assert requests_seen(link) == 10
+    assert requests_seen(simulator) == 10
     with ctx.db.session() as session:
         resumed = control.resume(session, campaign_id)
     assert resumed.batch_ids == batch_ids[10:] and not resumed.prepare_again
     again = fanout.send_many(ctx, sender, batch_ids, "task-3")  # everything, queued twice
     assert [again[b] for b in batch_ids] == [Outcome.SKIPPED] * 10 + [Outcome.SUBMITTED] * 20
-    stats = httpx.get(f"{link}/_simulator/stats").json()
+    stats = httpx.get(f"{simulator}/_simulator/stats").json()
     assert len(stats["destinations"]) == 30 and set(stats["destinations"].values()) == {1}
 
 
 def test_a_slice_claimed_before_the_pause_is_handed_back_before_it_leaves(
-    ctx: SendContext,  # noqa: F811
-    sender: fanout.Fanout,  # noqa: F811
-    link: str,  # noqa: F811
+    ctx: SendContext,
+    sender: fanout.Fanout,
+    simulator: str,
     tmp_path: Path,
 ) -> None:
     batch_ids = personalised(ctx, tmp_path / "c", 5)
@@ -69,7 +68,7 @@ def test_a_slice_claimed_before_the_pause_is_handed_back_before_it_leaves(
     grant = ctx.throttle.reserve(part.source, 5, part.rate)
     results = fanout._send_paced(ctx, sender, part, grant, claimed, outcomes)
     assert results == {} and set(outcomes.values()) == {Outcome.SKIPPED}
-    assert requests_seen(link) == 0
+    assert requests_seen(simulator) == 0
     with ctx.db.session() as session:
         assert set(session.scalars(select(Batch.state))) == {"pending"}
         assert set(session.scalars(select(Batch.attempts))) == {0}
@@ -77,9 +76,9 @@ def test_a_slice_claimed_before_the_pause_is_handed_back_before_it_leaves(
 
 
 def test_cancel_closes_what_never_left_and_keeps_what_did(
-    ctx: SendContext,  # noqa: F811
-    sender: fanout.Fanout,  # noqa: F811
-    link: str,  # noqa: F811
+    ctx: SendContext,
+    sender: fanout.Fanout,
+    simulator: str,
     tmp_path: Path,
 ) -> None:
     batch_ids = personalised(ctx, tmp_path / "c", 8)
@@ -89,7 +88,7 @@ def test_cancel_closes_what_never_left_and_keeps_what_did(
         never = control.cancel(session, campaign_id)
     assert never == 5
     assert set(fanout.send_many(ctx, sender, batch_ids, "task-2").values()) == {Outcome.SKIPPED}
-    assert requests_seen(link) == 3
+    assert requests_seen(simulator) == 3
     with ctx.db.session() as session:
         statuses = dict(
             session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
@@ -106,9 +105,9 @@ def test_cancel_closes_what_never_left_and_keeps_what_did(
 
 
 def test_a_slice_claimed_when_the_campaign_is_cancelled_ends_cancelled_not_stuck(
-    ctx: SendContext,  # noqa: F811
-    sender: fanout.Fanout,  # noqa: F811
-    link: str,  # noqa: F811
+    ctx: SendContext,
+    sender: fanout.Fanout,
+    simulator: str,
     tmp_path: Path,
 ) -> None:
     batch_ids = personalised(ctx, tmp_path / "c", 4)
@@ -120,14 +119,14 @@ def test_a_slice_claimed_when_the_campaign_is_cancelled_ends_cancelled_not_stuck
         assert control.cancel(session, campaign_id) == 0  # claimed: not closed yet
     grant = ctx.throttle.reserve(part.source, 4, part.rate)
     assert fanout._send_paced(ctx, sender, part, grant, claimed, outcomes) == {}
-    assert requests_seen(link) == 0
+    assert requests_seen(simulator) == 0
     with ctx.db.session() as session:
         assert set(session.scalars(select(Message.status))) == {"cancelled"}
         assert set(session.scalars(select(Batch.state))) == {"skipped"}
 
 
 def test_batches_handed_back_after_a_cancel_are_closed_by_the_sweep(
-    ctx: SendContext,  # noqa: F811
+    ctx: SendContext,
     tmp_path: Path,
 ) -> None:
     personalised(ctx, tmp_path / "c", 3)

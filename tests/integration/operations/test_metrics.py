@@ -18,8 +18,7 @@ from dispatcher.interfaces.webhooks import create_app
 from dispatcher.masking import mask
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
-from tests.integration.test_fanout import ctx, link, personalised, sender  # noqa: F401
-from tests.integration.test_sending import _close_clients  # noqa: F401
+from tests.integration.conftest import personalised
 
 SOURCE = "+4790000000"
 
@@ -42,8 +41,8 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 def test_metrics_show_messages_failures_rates_limiter_and_queues_without_numbers(
-    ctx: SendContext,  # noqa: F811
-    sender: fanout.Fanout,  # noqa: F811
+    ctx: SendContext,
+    sender: fanout.Fanout,
     scrape: httpx.Client,
     redis_url: str,
     tmp_path: Path,

@@ -13,31 +13,9 @@ from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Campaign, Database, Message, Suppression
 from dispatcher.preparation import prepare
-from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.status import CampaignState
-from tests.integration.conftest import make_batch
-from tests.integration.test_tracking import dlr, receive
-
-SPEC = """\
-name: Audience test
-sender: {source: "+4790000000", level: STANDARD}
-template_category: marketing
-message:
-  type: template
-  template: {name: hello, language: en}
-recipients: people.csv
-default_region: "NO"
-batch_size: 5
-"""
-BSUID = "NO.13491208655302741918"
-OFFLINE = LinkClient(LinkCredentials("http://127.0.0.1:9", "u", "p", "P", "1"))  # never called
-
-
-def campaign(db: Database, folder: Path, rows: list[str]) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "campaign.yaml").write_text(SPEC)
-    (folder / "people.csv").write_text("phone,bsuid\n" + "\n".join(rows) + "\n")
-    return create_campaign(db, load_campaign(folder))
+from tests.integration.conftest import BSUID, OFFLINE, campaign, dlr, make_batch, receive
+from tests.integration.conftest import PHONE_AND_BSUID_SPEC as SPEC
 
 
 def messages(db: Database, campaign_id: int) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from dispatcher.errors import LinkError, LinkInDoubtError, LinkRequestError, Lin
 from dispatcher.providers.link import LinkCredentials
 from dispatcher.providers.link.client import ConcurrentSender
 from dispatcher.providers.link.models import MessageResponse
-from tests.unit.test_link_client import REQUEST
+from tests.unit.providers.conftest import REQUEST
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -13,10 +13,8 @@ from sqlalchemy import select
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Campaign, Database
-from dispatcher.interfaces.servers import ServerThread
 from dispatcher.preparation import prepare
 from dispatcher.providers.link import LinkClient, LinkCredentials
-from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState
 
 SPEC = """\
@@ -32,12 +30,10 @@ batch_size: 50
 
 
 @pytest.fixture()
-def link(request: pytest.FixtureRequest) -> Iterator[LinkClient]:
-    config = SimulatorConfig(username="u", password="pw", **getattr(request, "param", {}))
-    with ServerThread(create_app(config)) as server:
-        client = LinkClient(LinkCredentials(server.url, "u", "pw", "P", "1"))
-        yield client
-        client.close()
+def link(simulator: str) -> Iterator[LinkClient]:
+    client = LinkClient(LinkCredentials(simulator, "u", "pw", "P", "1"))
+    yield client
+    client.close()
 
 
 def prepared(db: Database, link: LinkClient, folder: Path, people: int, extra: str = "") -> int:
@@ -62,7 +58,7 @@ def campaign(db: Database, campaign_id: int) -> Campaign:
         return found
 
 
-@pytest.mark.parametrize("link", [{"health_status": "BLOCKED"}], indirect=True)
+@pytest.mark.parametrize("simulator", [{"health_status": "BLOCKED"}], indirect=True)
 def test_a_blocked_number_refuses_to_start_with_links_reasons(
     db: Database, link: LinkClient, tmp_path: Path
 ) -> None:
@@ -73,7 +69,7 @@ def test_a_blocked_number_refuses_to_start_with_links_reasons(
     assert "Edit or appeal" in found.error
 
 
-@pytest.mark.parametrize("link", [{"health_status": "LIMITED"}], indirect=True)
+@pytest.mark.parametrize("simulator", [{"health_status": "LIMITED"}], indirect=True)
 def test_a_limited_number_sends_with_links_additional_info_as_a_note(
     db: Database, link: LinkClient, tmp_path: Path
 ) -> None:
@@ -82,7 +78,7 @@ def test_a_limited_number_sends_with_links_additional_info_as_a_note(
     assert any("LIMITED" in n and "display name" in n for n in found.notes or [])
 
 
-@pytest.mark.parametrize("link", [{"messaging_tier": "TIER_250"}], indirect=True)
+@pytest.mark.parametrize("simulator", [{"messaging_tier": "TIER_250"}], indirect=True)
 def test_people_beyond_the_tier_are_held_a_day_per_cap(
     db: Database, link: LinkClient, tmp_path: Path
 ) -> None:
@@ -105,7 +101,7 @@ def test_people_beyond_the_tier_are_held_a_day_per_cap(
         assert prepare.release_held(session, datetime.now(UTC) + timedelta(hours=25)) == []
 
 
-@pytest.mark.parametrize("link", [{"messaging_tier": "TIER_250"}], indirect=True)
+@pytest.mark.parametrize("simulator", [{"messaging_tier": "TIER_250"}], indirect=True)
 def test_the_tier_can_be_ignored_by_the_spec(
     db: Database, link: LinkClient, tmp_path: Path
 ) -> None:
@@ -115,7 +111,7 @@ def test_the_tier_can_be_ignored_by_the_spec(
     assert states == {BatchState.PENDING}
 
 
-@pytest.mark.parametrize("link", [{"level": "HIGH"}], indirect=True)
+@pytest.mark.parametrize("simulator", [{"level": "HIGH"}], indirect=True)
 def test_the_level_comes_from_the_api_and_the_spec_may_lower_the_ceiling(
     db: Database, link: LinkClient, tmp_path: Path
 ) -> None:

@@ -13,8 +13,9 @@ from dispatcher.errors import (
     LinkRequestError,
     LinkTransientError,
 )
-from dispatcher.providers.link import LinkClient, LinkCredentials, MessageRequest
+from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.providers.link.codes import whatsapp_error_code
+from tests.unit.providers.conftest import REQUEST
 
 CREDS = LinkCredentials(
     base_url="https://link.test/whatsapp-message",
@@ -22,15 +23,6 @@ CREDS = LinkCredentials(
     password="secret-password",
     platform_id="PID",
     platform_partner_id="42",
-)
-REQUEST = MessageRequest(
-    platform_id="PID",
-    platform_partner_id="42",
-    ref_id="c1-b000001",
-    source="+4790000000",
-    destinations=["+4791234567", "NO.123"],
-    messages=[{"type": "text", "text": {"body": "hi"}}],
-    event_report_gates=["gate"],
 )
 
 
