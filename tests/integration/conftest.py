@@ -16,11 +16,13 @@ from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Base, Batch, Campaign, Database, Message, migrate
 from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.webhooks import WebhookApp
+from dispatcher.interfaces.webhooks import create_app as create_webhook_app
 from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
 from dispatcher.sending.throttle import Throttle
+from dispatcher.settings import opt_out_keywords
 from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from dispatcher.tracking import apply as tracking
@@ -261,3 +263,19 @@ def campaign(db: Database, folder: Path, rows: list[str]) -> int:
     (folder / "campaign.yaml").write_text(PHONE_AND_BSUID_SPEC)
     (folder / "people.csv").write_text("phone,bsuid\n" + "\n".join(rows) + "\n")
     return create_campaign(db, load_campaign(folder))
+
+
+# -- the webhook app over real HTTP ------------------------------------------------------------
+
+
+@pytest.fixture()
+def receiver(db: Database) -> Iterator[Receiver]:
+    """The webhook app served over real HTTP on loopback (applier on a thread)."""
+    app = create_webhook_app(
+        db, token=TOKEN, opt_out_words=opt_out_keywords("Avbryt"), applier="thread"
+    )
+    with (
+        ServerThread(app) as server,
+        httpx.Client(base_url=server.url, timeout=20) as http,
+    ):
+        yield Receiver(app, http)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,8 @@ from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.webhooks import create_app
 from dispatcher.providers.link.models import MessageResponse
 from dispatcher.sending.batch import _record
-from dispatcher.settings import opt_out_keywords
 from dispatcher.tracking.intake import MAX_BODY_BYTES
 from tests.integration.conftest import AUTH, SENT, TOKEN, Receiver, incoming, make_batch
-
-
-@pytest.fixture()
-def receiver(db: Database) -> Iterator[Receiver]:
-    """The webhook app served over real HTTP on loopback (applier on a thread)."""
-    app = create_app(db, token=TOKEN, opt_out_words=opt_out_keywords("Avbryt"), applier="thread")
-    with (
-        ServerThread(app) as server,
-        httpx.Client(base_url=server.url, timeout=20) as http,
-    ):
-        yield Receiver(app, http)
 
 
 def stored(db: Database) -> list[tuple[str, str]]:
