@@ -12,7 +12,7 @@ a million-row list costs about 150 bytes per identifier, not a Python object per
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -102,13 +102,6 @@ class IdentityGraph:
             self._parent[max(root_a, root_b)] = min(root_a, root_b)
             self._members = None
 
-    def add_row(self, identifiers: Iterable[str]) -> int:
-        """Number a row's identifiers, merge them; returns the first one's number."""
-        numbers = [self.add(i) for i in identifiers]
-        for other in numbers[1:]:
-            self.union(numbers[0], other)
-        return numbers[0]
-
     def link_book(self, book: Mapping[str, str]) -> None:
         """Merge identifiers the identity book holds as one person (``identifier ->
         person key``); identifiers known only to the book join their person."""
@@ -197,25 +190,3 @@ def person_of(graph: IdentityGraph, root: int, first: Row, send_to: SendTo = "ph
     for identifier in identifiers:
         person.bucket(identifier).append(identifier)
     return person
-
-
-def resolve(
-    rows: Iterable[Row], book: Mapping[str, str], send_to: SendTo = "phone"
-) -> list[Person]:
-    """Merge rows into people, in the order their first row appears.
-
-    ``book`` maps a known identifier to its person key in the identity book; two
-    identifiers with the same person key belong to the same user.
-    """
-    graph = IdentityGraph()
-    rows = list(rows)
-    firsts = [graph.add_row(row.identifiers) for row in rows]
-    graph.link_book(book)
-    people: dict[int, Person] = {}
-    for row, first in zip(rows, firsts, strict=True):
-        root = graph.find(first)
-        if root in people:
-            people[root].rows += 1
-        else:
-            people[root] = person_of(graph, root, row, send_to)
-    return list(people.values())

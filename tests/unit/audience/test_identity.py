@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from dispatcher.audience.identity import resolve
+from dispatcher.audience.identity import IdentityGraph, Person, person_of
 from dispatcher.audience.recipients import Row
 
 FILE = Path("people.csv")
@@ -12,6 +13,28 @@ def row(
     line: int, msisdn: str | None = None, bsuid: str | None = None, parent: str | None = None
 ) -> Row:
     return Row(FILE, line, msisdn, bsuid, parent, {"line": str(line)})
+
+
+def resolve(rows: list[Row], book: Mapping[str, str]) -> list[Person]:
+    """Rows merged into people as ``Audience`` merges them: each row's identifiers are
+    one person, the identity book links what it knows, and a person is its first row
+    (later rows counted in ``rows``)."""
+    graph = IdentityGraph()
+    firsts = []
+    for each in rows:
+        numbers = [graph.add(i) for i in each.identifiers]
+        for other in numbers[1:]:
+            graph.union(numbers[0], other)
+        firsts.append(numbers[0])
+    graph.link_book(book)
+    people: dict[int, Person] = {}
+    for each, first in zip(rows, firsts, strict=True):
+        root = graph.find(first)
+        if root in people:
+            people[root].rows += 1
+        else:
+            people[root] = person_of(graph, root, each)
+    return list(people.values())
 
 
 def test_the_same_number_twice_is_one_person() -> None:
