@@ -191,7 +191,7 @@ def run_dry_run(folder: str, url: str, result: dict[str, object]) -> None:
     from dispatcher.campaigns.spec import load_campaign
     from dispatcher.db import Database
     from dispatcher.preparation.prepare import prepare_campaign
-    from dispatcher.providers.link.client import LinkClient, LinkCredentials
+    from dispatcher.providers import offline_provider
 
     phases: list[str] = []
 
@@ -203,7 +203,7 @@ def run_dry_run(folder: str, url: str, result: dict[str, object]) -> None:
     logging.getLogger("dispatcher.preparation.prepare").setLevel(logging.INFO)
     db = Database(url)
     campaign_id = create_campaign(db, load_campaign(Path(folder)))
-    client = LinkClient(LinkCredentials("http://127.0.0.1:9", "bench", "bench", "1", "1"))
+    client = offline_provider()
     started = time.perf_counter()
     prepare_campaign(db, client, campaign_id, reports_dir=Path(folder) / "reports", dry_run=True)
     result["seconds"] = time.perf_counter() - started

@@ -32,7 +32,7 @@ from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.operations import control, progress
 from dispatcher.preparation.prepare import prepare_campaign as prepare
 from dispatcher.preparation.prepare import release_held
-from dispatcher.providers.link.client import LinkClient, LinkCredentials
+from dispatcher.providers import provider_from_settings
 from dispatcher.resending import planner as resend
 from dispatcher.sending import batch as sending
 from dispatcher.sending import fanout
@@ -62,16 +62,9 @@ def _context(pid: int) -> sending.SendContext:
     settings.require_production()
     if not (settings.database_url and settings.redis_url and settings.link_base_url):
         raise ConfigurationError("workers need DATABASE_URL, REDIS_URL and LINK_BASE_URL")
-    credentials = LinkCredentials(
-        base_url=settings.link_base_url,
-        username=settings.link_username or "",
-        password=settings.link_password.get_secret_value() if settings.link_password else "",
-        platform_id=settings.link_platform_id or "",
-        platform_partner_id=settings.link_platform_partner_id or "",
-    )
     return sending.SendContext(
         db=Database(settings.database_url),
-        client=LinkClient(credentials, timeout_seconds=settings.link_timeout_seconds),
+        client=provider_from_settings(settings),
         throttle=Throttle(
             redis.Redis.from_url(settings.redis_url),
             margin_seconds=settings.limiter_margin_ms / 1000,

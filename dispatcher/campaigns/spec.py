@@ -31,7 +31,7 @@ from dispatcher.audience.identity import SendTo
 from dispatcher.audience.recipients import ColumnNames
 from dispatcher.campaigns import message_spec, spec_source
 from dispatcher.errors import CampaignSpecError
-from dispatcher.providers.link.models import Level, Priority
+from dispatcher.providers import Level, Priority
 from dispatcher.resending.policy import ResendPolicy
 
 SPEC_NAMES = ("campaign.yaml", "campaign.yml", "campaign.toml")

@@ -180,19 +180,20 @@ def _register(
 
 def _link_is_simulator() -> bool:
     """Whether LINK_BASE_URL is the project's simulator (asked only about a repeat)."""
-    from dispatcher.providers.link.client import LinkClient, LinkCredentials
+    from contextlib import closing
+
+    from dispatcher.providers import provider_from_settings
 
     settings = get_settings()
     assert settings.link_base_url is not None
-    with LinkClient(LinkCredentials(settings.link_base_url, "", "", "", ""),
-                    timeout_seconds=5) as client:  # fmt: skip
+    with closing(provider_from_settings(settings, timeout_seconds=5)) as client:
         return client.simulator_instance() is not None
 
 
 def _dry_run(settings: Settings, loaded: Any) -> None:
     """Everything up to sending, in this process: no broker, worker or LINK needed."""
     from dispatcher.preparation.prepare import prepare_campaign
-    from dispatcher.providers.link.client import LinkClient, LinkCredentials
+    from dispatcher.providers import offline_provider
 
     url = local_database_url(settings)
     where = "SQLite at " + str(_sqlite_path(settings)) if url.startswith("sqlite:") else (
@@ -205,7 +206,7 @@ def _dry_run(settings: Settings, loaded: Any) -> None:
     db = Database(url)
     # A preview sends nothing: a repeat is worth a note, not a refusal.
     campaign_id = _register(db, loaded, again=False, simulator=lambda: True)
-    offline = LinkClient(LinkCredentials("http://127.0.0.1:9", "", "", "", ""))  # never called
+    offline = offline_provider()  # never called
     with console.status("Preparing (dry run)..."):
         prepare_campaign(db, offline, campaign_id, reports_dir=settings.reports_dir, dry_run=True)
     with db.session() as session:

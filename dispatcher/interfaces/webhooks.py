@@ -37,9 +37,10 @@ from starlette.types import Receive, Scope, Send
 from dispatcher.db import Database
 from dispatcher.errors import StorageError
 from dispatcher.operations import metrics, progress
+from dispatcher.providers import WEBHOOKS
 from dispatcher.settings import get_settings
 from dispatcher.tracking.ingest import ApplierMode, ApplierSettings, Ingest
-from dispatcher.tracking.intake import MAX_BODY_BYTES, Kind, ReportState, read_body
+from dispatcher.tracking.intake import MAX_BODY_BYTES, ReportState, read_body
 
 log = logging.getLogger(__name__)
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -108,7 +109,7 @@ class WebhookApp:
         await self.rest(scope, receive, send)
 
 
-_PATHS = {"/webhooks/link/dlr": Kind.DLR, "/webhooks/link/mo": Kind.MO}
+_PATHS = WEBHOOKS
 
 
 class _Receiver:
@@ -134,7 +135,7 @@ class _Receiver:
             offered = password.encode() if password is not None else None
         return offered is not None and hmac.compare_digest(offered, self.token)
 
-    async def receive(self, scope: Scope, receive: Receive, send: Send, kind: Kind) -> None:
+    async def receive(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
         if not self.authorised(scope):
             await _answer(send, 401, {"error": "unauthorised"})
             return

@@ -1,8 +1,8 @@
 """Shared media: uploaded once per file and sender, then sent by id.
 
 Seed 004 'Upload Media' recommends ``POST /media`` "for the campaigns, where the same
-media will be sent to many destinations". The id is cached by sha256 + sender + LINK
-account (and, for the simulator, its running instance); WhatsApp
+media will be sent to many destinations". The id is cached by sha256 + sender +
+provider account (and, for the simulator, its running instance); WhatsApp
 media ids stay usable for 30 days, so a cached id younger than ``MEDIA_ID_VALID_FOR``
 is reused and an older one is uploaded again.
 """
@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -22,9 +22,7 @@ from dispatcher.db import Database
 from dispatcher.db.bulk import insert_ignoring_duplicates
 from dispatcher.db.models import Media
 from dispatcher.errors import LinkError, MediaError
-
-if TYPE_CHECKING:  # the client (httpx, aiohttp) loads only where media is uploaded
-    from dispatcher.providers.link.client import LinkClient
+from dispatcher.providers import Provider
 
 MEDIA_ID_VALID_FOR = timedelta(days=29)  # Meta keeps uploaded media 30 days
 _MB = 1024 * 1024
@@ -124,10 +122,10 @@ def read_media(path: Path, kind: str, *, template_header: bool = False) -> Media
     return MediaFile(path, content_type, hashlib.sha256(data).hexdigest(), data)
 
 
-def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile) -> str:
+def media_id_for(db: Database, client: Provider, source: str, media: MediaFile) -> str:
     """The media id for this file and sender: cached if still valid, else uploaded.
 
-    The cache is per LINK account (an id means nothing to another account) and, for
+    The cache is per provider account (an id means nothing to another account) and, for
     the project's simulator, per running instance: a restarted simulator has forgotten
     its uploads, so its old ids would fail every message with 131053.
 
@@ -136,7 +134,7 @@ def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile
     the later one keeps the earlier's cached id.
     """
     now = datetime.now(UTC)
-    account = client.credentials.account
+    account = client.account
     where = (Media.sha256 == media.sha256, Media.source == source, Media.account == account)
     with db.session() as session:
         cached = session.scalar(select(Media).where(*where))
@@ -150,7 +148,7 @@ def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile
             data=media.data,
         )
     except LinkError as exc:
-        raise MediaError(f"LINK refused the upload of {media.path.name}: {exc}") from exc
+        raise MediaError(f"{client.name} refused the upload of {media.path.name}: {exc}") from exc
     values = {
         "media_id": uploaded.media_id,
         "uploaded_at": now,
@@ -172,11 +170,11 @@ def media_id_for(db: Database, client: LinkClient, source: str, media: MediaFile
     return uploaded.media_id
 
 
-def _still_valid(client: LinkClient, cached: Media, now: datetime) -> bool:
+def _still_valid(client: Provider, cached: Media, now: datetime) -> bool:
     if _aware(cached.uploaded_at) <= now - MEDIA_ID_VALID_FOR:
         return False
     if cached.simulator_instance is None:
-        return True  # LINK keeps it for the whole validity
+        return True  # the provider keeps it for the whole validity
     return client.simulator_instance() == cached.simulator_instance
 
 
@@ -205,7 +203,7 @@ def media_ids_in(message: Any) -> set[str]:
 
 
 def forget(session: Session, media_ids: set[str]) -> int:
-    """Drop cached ids LINK could not resolve, so the next campaign uploads afresh."""
+    """Drop cached ids the provider could not resolve, so the next campaign uploads afresh."""
     if not media_ids:
         return 0
     return int(

@@ -69,8 +69,7 @@ from dispatcher.errors import (
 from dispatcher.operations import control, progress
 from dispatcher.operations.reports import write_rejects
 from dispatcher.preparation.media import media_id_for, read_media
-from dispatcher.providers.link.client import LinkClient
-from dispatcher.providers.link.models import Level
+from dispatcher.providers import Level, Provider
 from dispatcher.sending.windows import RECIPIENT, zone_of
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 
@@ -94,7 +93,7 @@ Dispatch = Callable[[list[str]], None]
 
 def prepare_campaign(
     db: Database,
-    client: LinkClient,
+    client: Provider,
     campaign_id: int,
     *,
     reports_dir: Path | None,
@@ -104,7 +103,7 @@ def prepare_campaign(
     """Prepare a campaign; returns the ids of the batches it wrote or found pending.
 
     ``dispatch`` receives batch ids as soon as they are committed. ``dry_run`` does
-    everything but send: no LINK call, stand-in media ids, the campaign ends
+    everything but send: no provider call, stand-in media ids, the campaign ends
     ``previewed``. Idempotent: a prepared campaign just reports its pending batches.
     """
     with db.session() as session:
@@ -202,7 +201,7 @@ def pending_batches(session: Session, campaign_id: int) -> list[str]:
 
 def _prepare(
     db: Database,
-    client: LinkClient,
+    client: Provider,
     campaign_id: int,
     loaded: LoadedCampaign,
     reports_dir: Path | None,
@@ -474,59 +473,53 @@ TIER_PERIOD = timedelta(hours=24)
 
 @dataclass(slots=True)
 class Preflight:
-    """What the phone number information API says about the sender."""
+    """What the provider says about the sender (``Provider.sender_info``)."""
 
     level: Level
     notes: list[str] = field(default_factory=list)
     tier_cap: int | None = None  # unique people per 24 h, when limited
 
 
-def _preflight(client: LinkClient, spec: CampaignSpec) -> Preflight:
-    """Level, warnings and tier from LINK's phone number information API.
+def _preflight(client: Provider, spec: CampaignSpec) -> Preflight:
+    """Level, warnings and tier from the provider's sender information (LINK: the
+    phone number information API).
 
-    BLOCKED refuses the campaign with LINK's error descriptions and solutions;
-    LIMITED goes on with its ``additional_info`` as notes. The spec's level wins
-    unless the API reports a lower one. An unreachable API is not fatal (LINK
-    rate-limits it): the spec's level, else STANDARD; bad credentials (LinkAuthError)
-    do stop the campaign, since no send would work.
+    BLOCKED refuses the campaign with the provider's reasons; LIMITED goes on with its
+    details as notes. The spec's level wins unless the provider reports a lower one.
+    Unavailable information is not fatal (LINK rate-limits its API): the spec's level,
+    else STANDARD; bad credentials (LinkAuthError) do stop the campaign, since no send
+    would work.
     """
     wanted = spec.sender.level if spec.sender.level is not Level.UNKNOWN else None
     try:
-        info = client.phone_number_info(spec.sender.source)
+        info = client.sender_info(spec.sender.source)
     except (LinkTransientError, LinkRequestError) as exc:
         level = wanted or Level.STANDARD
         log.warning("phone number information unavailable (%s); assuming %s", exc, level)
         return Preflight(level, [f"phone number information unavailable ({exc}): "
                                  f"assumed level {level.value}, tier not checked"])  # fmt: skip
-    if "BLOCKED" in (info.overall_health_status, info.number_can_send_messages):
-        reasons = "; ".join(_described(e) for e in info.errors or [])
-        raise CampaignSpecError(
-            "sender", [("sender.source", f"LINK reports BLOCKED: {reasons or 'no reason given'}")]
-        )
+    name = client.name
+    if info.blocked is not None:
+        reasons = info.blocked or "no reason given"
+        raise CampaignSpecError("sender", [("sender.source", f"{name} reports BLOCKED: {reasons}")])
     result = Preflight(wanted or Level.STANDARD)
     reported = info.level if info.level is not Level.UNKNOWN else None
     if reported is not None and (
         wanted is None or reported.messages_per_second < wanted.messages_per_second
     ):
         if wanted is not None:
-            result.notes.append(f"the spec says {wanted.value} but LINK reports "
+            result.notes.append(f"the spec says {wanted.value} but {name} reports "
                                     f"{reported.value}: sending at {reported.value}")  # fmt: skip
         result.level = reported
-    if "LIMITED" in (info.overall_health_status, info.number_can_send_messages):
-        details = "; ".join(info.additional_info or []) or "no details given"
-        result.notes.append(f"LINK reports the number LIMITED: {details}")
-    tier = info.max_daily_conversations
+    if info.limited is not None:
+        details = info.limited or "no details given"
+        result.notes.append(f"{name} reports the number LIMITED: {details}")
+    tier = info.tier
     if tier in TIERS:
         result.tier_cap = TIERS[tier]
     elif tier:
         result.notes.append(f"unknown messaging tier {tier!r}: not enforced")
     return result
-
-
-def _described(error: dict[str, Any]) -> str:
-    """One BLOCKED error of the phone number API: code, description, solution."""
-    keys = ("error_code", "error_description", "possible_solution")
-    return " - ".join(str(error[k]) for k in keys if error.get(k))
 
 
 def _tier_room(session: Session, spec: CampaignSpec, cap: int | None) -> int | None:
@@ -546,7 +539,7 @@ def _tier_room(session: Session, spec: CampaignSpec, cap: int | None) -> int | N
     return max(0, cap - (recent or 0))
 
 
-def _media_ids(db: Database, client: LinkClient, loaded: LoadedCampaign) -> dict[str, str]:
+def _media_ids(db: Database, client: Provider, loaded: LoadedCampaign) -> dict[str, str]:
     """Upload every ``file:`` of the message once (or reuse its cached id)."""
     ids: dict[str, str] = {}
     source = loaded.spec.sender.source

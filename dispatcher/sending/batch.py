@@ -1,4 +1,4 @@
-"""Sending one batch: claim it, wait for the sender's capacity, POST it, record ids.
+"""Sending one batch: claim it, wait for the sender's capacity, send it, record ids.
 
 Crash safety (ARCHITECTURE): the batch is marked ``submitting`` (with the id of the task
 delivery that claimed it) in its own committed transaction just before the request
@@ -27,8 +27,7 @@ from dispatcher.errors import (
     LinkTransientError,
     StorageError,
 )
-from dispatcher.providers.link.client import LinkClient
-from dispatcher.providers.link.models import Level, MessageRequest, MessageResponse
+from dispatcher.providers import Answer, Level, Provider, Request
 from dispatcher.sending.throttle import Throttle
 from dispatcher.sending.windows import hold_closed
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
@@ -47,10 +46,11 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SendContext:
-    """What a worker process holds for sending: one of each, reused across tasks."""
+    """What a worker process holds for sending: one of each, reused across tasks.
+    ``event_report_gate`` is where the provider is asked to send status reports."""
 
     db: Database
-    client: LinkClient
+    client: Provider
     throttle: Throttle
     event_report_gate: str | None
 
@@ -92,7 +92,7 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
     except (LinkRequestError, LinkAuthError) as exc:
         _reject(ctx.db, batch_id, exc)
         if isinstance(exc, LinkAuthError):
-            _fail_campaign_of(ctx.db, batch_id, f"LINK refused our credentials: {exc}")
+            _fail_campaign_of(ctx.db, batch_id, f"{ctx.client.name} refused our credentials: {exc}")
         return Outcome.REJECTED
     slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity))
     return Outcome.SUBMITTED
@@ -128,7 +128,7 @@ def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int]
             if batch.claimed_by != claimer:
                 return Outcome.SKIPPED  # another delivery of this batch is sending it
             # Our own claim, redelivered after the worker died between claim and answer:
-            # LINK may have queued the request. Never resend blindly.
+            # the provider may have queued the request. Never resend blindly.
             batch.state = BatchState.IN_DOUBT
             batch.error = "worker stopped while the request was in flight"
             return Outcome.IN_DOUBT
@@ -145,9 +145,7 @@ def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int]
         return campaign.source, weight, rate
 
 
-def _claim(
-    ctx: SendContext, batch_id: str, claimer: str
-) -> tuple[MessageRequest, timedelta] | Outcome:
+def _claim(ctx: SendContext, batch_id: str, claimer: str) -> tuple[Request, timedelta] | Outcome:
     with ctx.db.session() as session:
         claimed = session.execute(
             update(Batch)
@@ -194,33 +192,21 @@ def _claim(
             .values(attempts=Message.attempts + 1)
         )
         expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in waiting if e is not None]
-        creds = ctx.client.credentials
         spec = CampaignSpec.model_validate(campaign.spec)
-        request = build_request(
+        request = ctx.client.request(
             spec,
             batch_id,
             [row.destination for row in waiting],
             batch.payload["messages"],
+            valid_until=valid_until(spec, min(expiries) if expiries else None),
             event_report_gate=ctx.event_report_gate,
-            platform_id=creds.platform_id,
-            platform_partner_id=creds.platform_partner_id,
-            expires_at=min(expiries) if expiries else None,
         )
         return request, spec.validity
 
 
-def build_request(
-    spec: CampaignSpec,
-    batch_id: str,
-    destinations: list[str],
-    messages: list[dict[str, Any]],
-    *,
-    event_report_gate: str | None,
-    platform_id: str,
-    platform_partner_id: str,
-    expires_at: datetime | None = None,
-) -> MessageRequest:
-    """The MessageRequest of a batch; platform ids from the spec, else the account's.
+def valid_until(spec: CampaignSpec, expires_at: datetime | None) -> datetime | None:
+    """When a batch's messages stop being worth delivering, to the second: the spec's
+    validity from now, or None for the provider's own.
 
     A resend keeps the validity of the first submission (``expires_at``): it is never
     extended by sending again.
@@ -230,17 +216,7 @@ def build_request(
         validity = datetime.now(UTC) + timedelta(minutes=spec.validity_minutes)
     if validity is not None:
         validity = validity.replace(microsecond=0)
-    return MessageRequest(
-        platform_id=spec.sender.platform_id or platform_id,
-        platform_partner_id=spec.sender.platform_partner_id or platform_partner_id,
-        priority=spec.priority,
-        absolute_validity_time=validity,
-        event_report_gates=[event_report_gate] if event_report_gate else None,
-        ref_id=batch_id,
-        source=spec.sender.source,
-        destinations=destinations,
-        messages=messages,
-    )
+    return validity
 
 
 def _release(db: Database, batch_id: str, error: str) -> None:
@@ -296,7 +272,7 @@ def _set_state(
 
 
 def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) -> None:
-    """LINK refused the request: none of its messages was queued; they failed."""
+    """The provider refused the request: none of its messages was queued; they failed."""
     now = datetime.now(UTC)
     with db.session() as session:
         session.execute(
@@ -330,7 +306,7 @@ def _fail_campaign_of(db: Database, batch_id: str, error: str) -> None:
 
 
 def submitted(now: datetime, validity: timedelta) -> dict[str, Any]:
-    """Message columns once LINK accepted the request: ``submitted`` unless a report
+    """Message columns once the provider accepted the request: ``submitted`` unless a report
     already moved it further, and a validity counted from the first submission."""
     return {
         "status": case(
@@ -345,10 +321,10 @@ def submitted(now: datetime, validity: timedelta) -> dict[str, Any]:
 def _record(
     db: Database,
     batch_id: str,
-    response: MessageResponse,
+    response: Answer,
     validity: timedelta = timedelta(minutes=LINK_DEFAULT_VALIDITY_MINUTES),
 ) -> set[str]:
-    """Store each messageId on its message (ids mirror the destinations' order), then
+    """Store each message id on its message (ids mirror the destinations' order), then
     apply the reports that raced ahead of this commit (parked as unmatched); returns
     the senders rate-limited among them."""
     now = datetime.now(UTC)

@@ -9,11 +9,12 @@ request make 80 a second), so a task takes a chunk of batches and, slice by slic
    claimed by itself was in flight when its worker died, and goes ``in_doubt``;
 2. reserves the slice's requests in the sender's limiter at once, each counted at the
    moment it will leave (so no 1-second window can exceed the level);
-3. posts the slice's requests concurrently (aiohttp, pooled connections), spread
-   evenly over the slice's share of the second as the limiter paced it;
+3. sends the slice's requests concurrently (the provider's ``SliceSender``: for LINK,
+   aiohttp with pooled connections), spread evenly over the slice's share of the
+   second as the limiter paced it;
 4. records the answers in one transaction.
 
-Requests that found LINK unreachable are handed back (``Outcome.RETRY``) for the
+Requests that found the provider unreachable are handed back (``Outcome.RETRY``) for the
 single-batch task and its backoff to retry.
 """
 
@@ -43,17 +44,15 @@ from dispatcher.errors import (
     StorageError,
 )
 from dispatcher.operations import control
-from dispatcher.providers.link.client import ConcurrentSender, LinkClient
-from dispatcher.providers.link.codes import QUEUED
-from dispatcher.providers.link.models import Level, MessageRequest, MessageResponse, Priority
+from dispatcher.providers import Answer, Level, Priority, Provider, Request, SliceSender
 from dispatcher.sending.batch import (
     Outcome,
     SendContext,
     _fail_campaign_of,
     _reject,
     apply_waiting,
-    build_request,
     submitted,
+    valid_until,
 )
 from dispatcher.sending.throttle import Grant
 from dispatcher.sending.windows import hold_closed
@@ -74,14 +73,14 @@ CLAIM_AHEAD_SECONDS = 2.0
 #: How long before a slice's slot its campaigns' states are looked at a last time.
 LAST_LOOK_SECONDS = 0.025
 #: The share of the limiter's margin a request may spend late on this side before it
-#: gives up its slot; the rest is for its way to LINK, which is less steady.
+#: gives up its slot; the rest is for its way to the provider, which is less steady.
 LATE_SHARE = 1 / 3
 #: Fresh slots taken when this process reached its slot too late, before it sends anyway.
 LATE_RETRIES = 5
 
 
 #: Broker priority of a campaign's send tasks (Redis: 0 is served first), from the
-#: MessageRequest priority it sends with. Between campaigns that share a sender this is
+#: priority its requests carry. Between campaigns that share a sender this is
 #: the rule: HIGH before NORMAL before LOW, first come first served within one; the
 #: sender's limiter holds their sum at the level whoever sends.
 QUEUE_PRIORITY = {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.LOW: 6}
@@ -96,11 +95,11 @@ def queue_priority(db: Database, campaign_id: int) -> int:
 
 
 class Fanout:
-    """A worker process's event loop and asyncio LINK client, kept between tasks."""
+    """A worker process's event loop and the provider's slice sender, kept between tasks."""
 
-    def __init__(self, client: LinkClient, max_connections: int = MAX_IN_FLIGHT) -> None:
+    def __init__(self, client: Provider, max_connections: int = MAX_IN_FLIGHT) -> None:
         self._loop = asyncio.new_event_loop()
-        self._sender: ConcurrentSender = client.concurrent(max_connections)
+        self._sender: SliceSender = client.concurrent(max_connections)
         self._specs: dict[int, CampaignSpec] = {}
         self.windowed = False  # some campaign seen has a sending window
 
@@ -118,29 +117,29 @@ class Fanout:
 
     def send_all(
         self,
-        requests: list[MessageRequest],
+        requests: Sequence[Request],
         moments: list[float],
         late_after: float | None = None,
-    ) -> list[MessageResponse | LinkError | Late]:
+    ) -> list[Answer | LinkError | Late]:
         """Post the requests concurrently, each at its moment in its grant (``dues``):
         a slice goes out as the even stream the limiter granted, not as one burst.
 
         A request that could only leave more than ``late_after`` seconds after its time
         (this process was stopped or starved meanwhile) does not leave: it is ``Late``.
         Sent anyway, the stragglers of a stall go out together with the next slots'
-        requests, and that second at LINK carries more than the level.
+        requests, and that second at the provider carries more than the level.
         """
         return self._loop.run_until_complete(self._all(requests, moments, late_after))
 
     async def _all(
-        self, requests: list[MessageRequest], dues: list[float], late_after: float | None
-    ) -> list[MessageResponse | LinkError | Late]:
+        self, requests: Sequence[Request], dues: list[float], late_after: float | None
+    ) -> list[Answer | LinkError | Late]:
         paced = (self._paced(r, due, late_after) for r, due in zip(requests, dues, strict=True))
         return list(await asyncio.gather(*paced))
 
     async def _paced(
-        self, request: MessageRequest, due: float, late_after: float | None
-    ) -> MessageResponse | LinkError | Late:
+        self, request: Request, due: float, late_after: float | None
+    ) -> Answer | LinkError | Late:
         ahead = due - time.monotonic()
         if ahead > 0:
             await asyncio.sleep(ahead)
@@ -156,7 +155,7 @@ class Fanout:
         self._loop.close()
 
 
-def dues(grant: Grant, requests: Sequence[MessageRequest]) -> list[float]:
+def dues(grant: Grant, requests: Sequence[Request]) -> list[float]:
     """When each request of a grant leaves: request ``i`` at the grant's start plus the
     messages before it times the grant's spacing, as the limiter counted them."""
     moments, before = [], 0
@@ -170,14 +169,14 @@ class Late:
     """A request that missed its slot and was kept back (``Fanout.send_all``)."""
 
 
-def weight_of(request: MessageRequest) -> int:
+def weight_of(request: Request) -> int:
     """What a request costs in the limiter: Meta counts every message."""
     return len(request.destinations) * len(request.messages)
 
 
 @dataclass(slots=True)
 class _Claimed:
-    request: MessageRequest
+    request: Request
     validity: timedelta
     message_ids: list[int]  # in the order of the request's destinations
     campaign_id: int
@@ -236,13 +235,13 @@ def _send_paced(
     grant: Grant,
     claimed: dict[str, _Claimed],
     outcomes: dict[str, Outcome],
-) -> dict[str, MessageResponse | LinkError]:
+) -> dict[str, Answer | LinkError]:
     """Send a claimed slice as paced. A request that missed its moment (this process
     was starved or stopped meanwhile) takes a fresh slot, the rest of the slice going
     on time: a late start costs the slots it missed, not the slice. The last try sends
     whatever is left. Batches whose campaign was paused or cancelled meanwhile are
     handed back unsent."""
-    results: dict[str, MessageResponse | LinkError] = {}
+    results: dict[str, Answer | LinkError] = {}
     waiting = list(claimed)
     tolerance = ctx.throttle.margin_seconds * LATE_SHARE
     for attempt in range(LATE_RETRIES + 1):
@@ -393,8 +392,8 @@ def _peek(
             r.id for r in rows if r.state == BatchState.SUBMITTING and r.claimed_by == claimer
         ]
         if redelivered:
-            # Our own claims, redelivered after the worker died mid-request: LINK may
-            # have queued them. Never resend blindly.
+            # Our own claims, redelivered after the worker died mid-request: the
+            # provider may have queued them. Never resend blindly.
             session.execute(
                 update(Batch)
                 .where(among(session, Batch.id, redelivered))
@@ -505,18 +504,18 @@ def _claim(
             _set(session, empty, state=BatchState.SKIPPED,
                  error="every message was settled before its turn")  # fmt: skip
             outcomes.update(dict.fromkeys(empty, Outcome.SKIPPED))
-        creds = ctx.client.credentials
+        provider = ctx.client
         for batch_id, batch in live.items():
             messages = waiting.get(batch_id)
             if not messages:
                 continue
             spec = fanout.spec(session, batch.campaign_id)
             expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in messages if e]
-            request = build_request(
+            request = provider.request(
                 spec, batch_id, [destination for _, destination, _ in messages],
-                sender.payloads[batch_id]["messages"], event_report_gate=ctx.event_report_gate,
-                platform_id=creds.platform_id, platform_partner_id=creds.platform_partner_id,
-                expires_at=min(expiries) if expiries else None,
+                sender.payloads[batch_id]["messages"],
+                valid_until=valid_until(spec, min(expiries) if expiries else None),
+                event_report_gate=ctx.event_report_gate,
             )  # fmt: skip
             claimed[batch_id] = _Claimed(
                 request, spec.validity, [m for m, _, _ in messages], batch.campaign_id
@@ -567,12 +566,12 @@ def _waiting_messages(
 def _settle(
     ctx: SendContext,
     source: str,
-    results: dict[str, MessageResponse | LinkError],
+    results: dict[str, Answer | LinkError],
     claimed: dict[str, _Claimed],
     outcomes: dict[str, Outcome],
 ) -> None:
     """Record a slice's answers: ids stored, failures judged, all in bulk."""
-    answered = {b: r for b, r in results.items() if isinstance(r, MessageResponse)}
+    answered = {b: r for b, r in results.items() if not isinstance(r, LinkError)}
     retry = [b for b, r in results.items() if isinstance(r, LinkTransientError)]
     doubt = [b for b, r in results.items() if isinstance(r, LinkInDoubtError)]
     refused = {b: r for b, r in results.items() if isinstance(r, LinkRequestError | LinkAuthError)}
@@ -606,7 +605,9 @@ def _settle(
         _reject(ctx.db, batch_id, error)  # type: ignore[arg-type]
         outcomes[batch_id] = Outcome.REJECTED
         if isinstance(error, LinkAuthError):
-            _fail_campaign_of(ctx.db, batch_id, f"LINK refused our credentials: {error}")
+            _fail_campaign_of(
+                ctx.db, batch_id, f"{ctx.client.name} refused our credentials: {error}"
+            )
     settled = list(answered) + doubt
     if settled:
         apply_waiting(ctx, settled)  # reports that raced ahead of these commits
@@ -614,19 +615,23 @@ def _settle(
 
 def _record(
     session: Session,
-    answered: dict[str, MessageResponse],
+    answered: dict[str, Answer],
     claimed: dict[str, _Claimed],
     now: datetime,
 ) -> None:
-    """Store each messageId on its message (ids mirror the destinations' order)."""
-    session.execute(
-        update(Batch)
-        .where(
-            among(session, Batch.id, list(answered)),
-            Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
+    """Store each message id on its message (ids mirror the destinations' order)."""
+    by_code: dict[int | None, list[str]] = {}  # one code in practice
+    for batch_id, answer in answered.items():
+        by_code.setdefault(answer.result_code, []).append(batch_id)
+    for result_code, batch_ids in by_code.items():
+        session.execute(
+            update(Batch)
+            .where(
+                among(session, Batch.id, batch_ids),
+                Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
+            )
+            .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=result_code)
         )
-        .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=QUEUED)
-    )
     update_by_id(
         session,
         _MESSAGES,

@@ -10,8 +10,10 @@ overwrites ``delivered`` but still fills ``sent_at``, and the result does not de
 the order in which one set's reports arrived (good news is folded before failures, so
 a failure never overrules a delivery it arrived with).
 
-A report can arrive before the worker has recorded the ``messageId`` it refers to
-(LINK may call back faster than our own transaction commits). Such a report is kept
+Bodies are read by their provider (``providers.parse_callback``) into provider-neutral
+status reports and incoming messages. A report can arrive before the worker has
+recorded the message id it refers to (the provider may call back faster than our own
+transaction commits). Such a report is kept
 ``unmatched`` and applied when the batch's ids are recorded (``apply_waiting``), or by
 the periodic ``sweep``.
 """
@@ -33,18 +35,14 @@ from dispatcher.audience import book
 from dispatcher.db.bulk import among, commit_without_waiting, plan_for_lookups, update_by_id
 from dispatcher.db.models import Batch, Campaign, DeliveryReport, Message
 from dispatcher.preparation import media
-from dispatcher.providers.link.codes import DLR_STATUS, whatsapp_error_code
-from dispatcher.providers.link.models import DeliveryReport as Dlr
-from dispatcher.providers.link.models import IncomingMessage
+from dispatcher.providers import IncomingReport, InvalidReport, StatusReport, parse_callback
 from dispatcher.resending import policy as retry
 from dispatcher.status import BatchState, MessageStatus, advances, predecessors
 from dispatcher.tracking import incoming
 from dispatcher.tracking.intake import (
-    InvalidReport,
     Kind,
     ReportState,
     mark_invalid,
-    parse_dlr,
     parse_dlrs,
     parse_incoming,
     store,
@@ -91,7 +89,7 @@ _CURRENT = ("status", "sent_at", "delivered_at", "read_at", "failed_at")
 def apply_incoming(
     session: Session,
     report_id: int,
-    message: IncomingMessage,
+    message: IncomingReport,
     *,
     opt_out_words: frozenset[str] | None = None,
 ) -> bool:
@@ -102,15 +100,15 @@ def apply_incoming(
     return incoming.apply(session, report_id, message, opt_out_words=opt_out_words)
 
 
-def apply_dlr(session: Session, report_id: int, dlr: Dlr) -> ReportState:
-    """Apply one status notification; returns the report's new state."""
+def apply_dlr(session: Session, report_id: int, dlr: StatusReport) -> ReportState:
+    """Apply one status report; returns the report's new state."""
     return apply_dlrs(session, [(report_id, dlr)])[report_id]
 
 
 @dataclass(slots=True)
 class _Report:
     id: int
-    dlr: Dlr
+    dlr: StatusReport
     status: MessageStatus
     at: datetime
 
@@ -122,9 +120,12 @@ def _lifecycle_order(report: _Report) -> tuple[bool, int]:
 
 
 def apply_dlrs(
-    session: Session, reports: Sequence[tuple[int, Dlr]], *, known_groups: book.Known | None = None
+    session: Session,
+    reports: Sequence[tuple[int, StatusReport]],
+    *,
+    known_groups: book.Known | None = None,
 ) -> dict[int, ReportState]:
-    """Apply status notifications as one set; returns each report's new state.
+    """Apply status reports as one set; returns each report's new state.
 
     Every message they name is locked (in id order, so concurrent appliers queue
     rather than deadlock), its new values are folded from its reports, and the
@@ -137,7 +138,7 @@ def apply_dlrs(
     book.learn_many(session, groups, "dlr", known_groups=known_groups)
     pending: list[_Report] = []
     for report_id, dlr in reports:
-        new = DLR_STATUS.get(dlr.result_code)
+        new = dlr.message_status
         if dlr.is_request_failure:
             states[report_id] = _fail_request(session, dlr)
         elif new is None or not dlr.message_id:
@@ -166,10 +167,10 @@ def apply_dlrs(
 _Grouped = dict[int, tuple[Any, list["_Report"]]]
 
 
-def _identifier_groups(dlrs: Iterable[Dlr]) -> list[tuple[str, ...]]:
+def _identifier_groups(dlrs: Iterable[StatusReport]) -> list[tuple[str, ...]]:
     """The identifiers the reports name (seed 004 'BSUID - Message Status
     Notifications'), once per distinct set: a message's reports repeat them."""
-    raw = {book.naming(d.custom_parameters) for d in dlrs if d.custom_parameters}
+    raw = {d.named_identifiers for d in dlrs if d.named_identifiers}
     return [group for group in map(book.identifiers_in, raw) if len(group) > 1]
 
 
@@ -302,13 +303,10 @@ def _fold(row: Any, reports: list[_Report]) -> dict[str, Any]:
     return changes
 
 
-def _failure(dlr: Dlr) -> dict[str, Any]:
-    details = (dlr.custom_parameters or {}).get("metaErrorDetails")
+def _failure(dlr: StatusReport) -> dict[str, Any]:
     return {
         "result_description": (dlr.result_description or "")[:1000] or None,
-        "whatsapp_error_code": whatsapp_error_code(
-            dlr.result_description, details if isinstance(details, str) else None
-        ),
+        "whatsapp_error_code": dlr.whatsapp_error_code,
     }
 
 
@@ -316,7 +314,7 @@ def _settle_in_doubt(session: Session, reports: list[_Report]) -> set[str]:
     """An in-doubt batch never got its messageIds; the identifiers in a report (seed 004
     'BSUID - Message Status Notifications') name the message, whichever one we sent to.
     Returns the messageIds now recorded."""
-    refs = {r.dlr.ref_id for r in reports if r.dlr.ref_id and r.dlr.custom_parameters}
+    refs = {r.dlr.ref_id for r in reports if r.dlr.ref_id and r.dlr.named_identifiers}
     if not refs:
         return set()
     in_doubt = set(
@@ -326,7 +324,7 @@ def _settle_in_doubt(session: Session, reports: list[_Report]) -> set[str]:
     )
     found: set[str] = set()
     for report in reports:
-        identifiers = book.identifiers_from(report.dlr.custom_parameters)
+        identifiers = book.identifiers_in(report.dlr.named_identifiers)
         if report.dlr.ref_id not in in_doubt or not identifiers or not report.dlr.message_id:
             continue
         message_id = session.scalar(
@@ -348,7 +346,7 @@ def _settle_in_doubt(session: Session, reports: list[_Report]) -> set[str]:
     return found
 
 
-def _fail_request(session: Session, dlr: Dlr) -> ReportState:
+def _fail_request(session: Session, dlr: StatusReport) -> ReportState:
     """Seed 004: type "request" / index -1 means no message of the request was sent."""
     if not dlr.ref_id:
         return ReportState.IGNORED
@@ -362,7 +360,7 @@ def _fail_request(session: Session, dlr: Dlr) -> ReportState:
             status=MessageStatus.FAILED,
             result_code=dlr.result_code,
             result_description=(dlr.result_description or "request failed")[:1000],
-            whatsapp_error_code=whatsapp_error_code(dlr.result_description),
+            whatsapp_error_code=dlr.whatsapp_error_code,
             failed_at=_aware(dlr.timestamp) or datetime.now(UTC),
         )
     )
@@ -370,7 +368,7 @@ def _fail_request(session: Session, dlr: Dlr) -> ReportState:
 
 
 def _forget_media_of(session: Session, message_id: int) -> None:
-    """LINK could not resolve the media id: stop reusing it (refresh on failure)."""
+    """The provider could not resolve the media id: stop reusing it (refresh on failure)."""
     payload = session.scalar(
         select(Batch.payload)
         .join(Message, Message.batch_id == Batch.id)
@@ -528,16 +526,7 @@ def _apply_rows(
 ) -> int:
     """Apply stored rows (id, kind, body); returns how many reached a message."""
     plan_for_lookups(session)
-    dlrs: list[tuple[int, Dlr]] = []
-    mos: list[tuple[int, IncomingMessage]] = []
-    for report_id, kind, body in rows:
-        try:
-            if kind == Kind.MO:
-                mos.append((report_id, parse_incoming(body)))
-            else:
-                dlrs.append((report_id, parse_dlr(body)))
-        except InvalidReport as exc:
-            mark_invalid(session, report_id, str(exc))
+    dlrs, mos = _read(session, rows)
     applied = 0
     failed: list[int] = []
     if dlrs:
@@ -576,8 +565,28 @@ def _apply_rows(
     return applied
 
 
+def _read(
+    session: Session, rows: Sequence[Any]
+) -> tuple[list[tuple[int, StatusReport]], list[tuple[int, IncomingReport]]]:
+    """The status reports and incoming messages of stored rows (id, kind, body), each
+    with its row's id; unreadable rows are marked invalid."""
+    dlrs: list[tuple[int, StatusReport]] = []
+    mos: list[tuple[int, IncomingReport]] = []
+    for report_id, kind, body in rows:
+        try:
+            parsed = parse_callback(kind, body)
+        except InvalidReport as exc:
+            mark_invalid(session, report_id, str(exc))
+            continue
+        for status in parsed.statuses:
+            dlrs.append((report_id, status))
+        for message in parsed.incoming:
+            mos.append((report_id, message))
+    return dlrs, mos
+
+
 def _aware(moment: datetime | None) -> datetime | None:
-    """LINK's timestamps carry an offset (RFC 3339); one without is taken as UTC."""
+    """Timestamps carry an offset (LINK's: RFC 3339); one without is taken as UTC."""
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)

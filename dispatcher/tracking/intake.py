@@ -3,8 +3,9 @@
 Every body is kept (``delivery_reports``) whatever it holds; this module decides, from
 the bytes alone and without the database, which state the row starts in and what the
 receiver answers: ``received`` (200, applied later) or ``invalid`` (400, kept for
-inspection with the reason). The columns a report is looked up by (messageId, refId,
-resultCode) are filled here once, so applying never has to search bodies.
+inspection with the reason). Its provider reads the body (``providers.parse_callback``,
+by the kind of callback); the columns a status report is looked up by (message id,
+request id, result code) are filled here once, so applying never has to search bodies.
 
 Limits: a body over ``MAX_BODY_BYTES`` (1 MiB; a status notification is under 1 KB,
 an incoming message a few KB) is kept truncated to that many bytes, marked invalid with
@@ -18,17 +19,26 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from dispatcher.db.models import DeliveryReport
-from dispatcher.providers.link.codes import DLR_STATUS
-from dispatcher.providers.link.models import DeliveryReport as Dlr
-from dispatcher.providers.link.models import IncomingMessage
+from dispatcher.providers import IncomingReport, InvalidReport, StatusReport, parse_callback
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "InvalidReport",
+    "Kind",
+    "Received",
+    "ReportState",
+    "mark_invalid",
+    "parse_dlrs",
+    "parse_incoming",
+    "read_body",
+    "store",
+]
 
 MAX_BODY_BYTES = 1024 * 1024
-_ID_CHARS = 64  # delivery_reports.link_message_id / ref_id, messages.link_message_id
 _ERROR_CHARS = 2000
 
 
@@ -41,12 +51,10 @@ class ReportState(StrEnum):
 
 
 class Kind(StrEnum):
-    DLR = "dlr"  # Message Status Notification
+    """The kinds of callback stored (``providers.WEBHOOKS``)."""
+
+    DLR = "dlr"  # status report (LINK: Message Status Notification)
     MO = "mo"  # incoming message
-
-
-class InvalidReport(ValueError):
-    """The body is not a report we can read."""
 
 
 @dataclass(slots=True)
@@ -88,61 +96,32 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
         )
         return Received(kind, body, ReportState.INVALID, note)
     try:
-        if kind == Kind.DLR:
-            dlr = parse_dlr(body)
-            return Received(
-                kind,
-                body,
-                ReportState.RECEIVED,
-                link_message_id=dlr.message_id,
-                ref_id=dlr.ref_id,
-                result_code=dlr.result_code,
-            )
-        parse_incoming(body)
-        return Received(kind, body, ReportState.RECEIVED)
+        statuses = parse_callback(kind, body).statuses
     except InvalidReport as exc:
         return Received(kind, body, ReportState.INVALID, _clean(str(exc)))
     except Exception as exc:  # a body that trips a bug is still bad input: 400, kept
         return Received(kind, body, ReportState.INVALID, f"unreadable ({type(exc).__name__})")
+    if len(statuses) == 1:  # a body of several reports has no one row to look up by
+        report = statuses[0]
+        return Received(
+            kind,
+            body,
+            ReportState.RECEIVED,
+            link_message_id=report.message_id,
+            ref_id=report.ref_id,
+            result_code=report.result_code,
+        )
+    return Received(kind, body, ReportState.RECEIVED)
 
 
-def parse_dlr(body: bytes) -> Dlr:
-    """The status notification in a callback body, or ``InvalidReport`` saying why not.
-
-    Required (seed 004 'Message Status Notifications'): a documented ``resultCode``, and
-    the ``messageId`` it is about, or the ``refId`` of a failed request ("request" /
-    index -1, where no message was sent).
-    """
-    try:
-        dlr = Dlr.model_validate_json(body)
-    except ValidationError as exc:
-        raise InvalidReport(_first_error(exc)) from None
-    if dlr.result_code not in DLR_STATUS:
-        raise InvalidReport(f"resultCode: {dlr.result_code} is not a documented status code")
-    if dlr.is_request_failure:
-        if not dlr.ref_id:
-            raise InvalidReport("refId: a failed request's report must name its request")
-    elif not dlr.message_id:
-        raise InvalidReport("messageId: required in a message's status notification")
-    for name, value in (("messageId", dlr.message_id), ("refId", dlr.ref_id)):
-        if value is not None and len(value) > _ID_CHARS:
-            raise InvalidReport(f"{name}: longer than {_ID_CHARS} characters")
-        if value is not None and not value.isprintable():
-            raise InvalidReport(f"{name}: holds control characters")
-    return dlr
+def parse_dlrs(body: bytes) -> list[StatusReport]:
+    """The status reports in a status callback body (LINK: one a body)."""
+    return list(parse_callback(Kind.DLR, body).statuses)
 
 
-def parse_dlrs(body: bytes) -> list[Dlr]:
-    """The report in a callback body: one object per callback (seed 004, "One callback
-    relates to one message"), so one stored body has exactly one state."""
-    return [parse_dlr(body)]
-
-
-def parse_incoming(body: bytes) -> IncomingMessage:
-    try:
-        return IncomingMessage.model_validate_json(body)
-    except ValidationError as exc:
-        raise InvalidReport(f"not an incoming message: {_first_error(exc)}") from None
+def parse_incoming(body: bytes) -> IncomingReport:
+    """The message in an incoming-message callback body."""
+    return parse_callback(Kind.MO, body).incoming[0]
 
 
 def store(session: Session, kind: str, body: bytes) -> int:
@@ -159,12 +138,6 @@ def mark_invalid(session: Session, report_id: int, error: str) -> None:
         .where(DeliveryReport.id == report_id)
         .values(state=ReportState.INVALID, error=_clean(error))
     )
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(body)"
-    return f"{where}: {first['msg']}"
 
 
 def _clean(text: str) -> str:

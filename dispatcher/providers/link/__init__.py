@@ -1,4 +1,5 @@
-"""LINK Mobility WhatsApp Message API: wire models, result codes and the HTTP client.
+"""LINK Mobility WhatsApp Message API as a ``Provider``: wire models, result codes,
+callbacks read into reports, and the HTTP client.
 
 The names below load on first use: the client pulls in httpx and aiohttp, which a
 command that only reads the database does not need.

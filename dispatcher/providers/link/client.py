@@ -1,7 +1,8 @@
-"""HTTP clients of the LINK WhatsApp Message API (basic auth).
+"""HTTP clients of the LINK WhatsApp Message API (basic auth): LINK as a ``Provider``.
 
-``LinkClient`` (httpx) does one request at a time; ``ConcurrentSender`` (aiohttp) keeps
-many in flight for the fan-out. HTTP library exceptions stop here: the caller sees the
+``LinkClient`` (httpx) does one request at a time and is the ``Provider`` itself;
+``ConcurrentSender`` (aiohttp) is its ``SliceSender``, many requests in flight for the
+fan-out. HTTP library exceptions stop here: the caller sees the
 ``LinkError`` tree only. The split
 that matters for crash safety is *did the request leave?* A refused connection or a
 pool timeout sent nothing (``LinkTransientError``, safe to retry); a read timeout or a
@@ -14,9 +15,11 @@ import asyncio
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -24,6 +27,7 @@ import httpx
 from pydantic import ValidationError
 
 from dispatcher.errors import LinkError, LinkInDoubtError, LinkRequestError, LinkTransientError
+from dispatcher.providers.base import Request, SenderInfo, UploadedMedia
 from dispatcher.providers.link.codes import QUEUED, REQUEST_ERRORS, error_class_for
 from dispatcher.providers.link.models import (
     ErrorResponse,
@@ -32,6 +36,9 @@ from dispatcher.providers.link.models import (
     MessageResponse,
     PhoneNumberInfo,
 )
+
+if TYPE_CHECKING:
+    from dispatcher.campaigns.spec import CampaignSpec
 
 # Idle connections are dropped before the server's own keep-alive timeout (uvicorn and
 # many proxies: 5 s): a request sent on a connection the server is closing fails with
@@ -71,14 +78,11 @@ class LinkCredentials:
 SIMULATOR_INSTANCE_HEADER = "X-Simulator-Instance"
 
 
-class UploadedMedia(NamedTuple):
-    media_id: str
-    #: the simulator instance that took it (None from real LINK)
-    simulator_instance: str | None = None
-
-
 class LinkClient:
-    """One pooled connection set per process; pass ``transport`` to test without patching."""
+    """LINK as a ``Provider``: one pooled connection set per process; pass
+    ``transport`` to test without patching."""
+
+    name = "LINK"
 
     def __init__(
         self,
@@ -98,6 +102,10 @@ class LinkClient:
             ),
         )
 
+    @property
+    def account(self) -> str:
+        return self.credentials.account
+
     def close(self) -> None:
         self._http.close()
 
@@ -107,7 +115,33 @@ class LinkClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def send(self, request: MessageRequest) -> MessageResponse:
+    def request(
+        self,
+        spec: CampaignSpec,
+        batch_id: str,
+        destinations: list[str],
+        messages: list[dict[str, Any]],
+        *,
+        valid_until: datetime | None,
+        event_report_gate: str | None,
+    ) -> MessageRequest:
+        """The MessageRequest of a batch (its ``refId``); platform ids from the spec,
+        else the account's."""
+        return MessageRequest(
+            platform_id=spec.sender.platform_id or self.credentials.platform_id,
+            platform_partner_id=(
+                spec.sender.platform_partner_id or self.credentials.platform_partner_id
+            ),
+            priority=spec.priority,
+            absolute_validity_time=valid_until,
+            event_report_gates=[event_report_gate] if event_report_gate else None,
+            ref_id=batch_id,
+            source=spec.sender.source,
+            destinations=destinations,
+            messages=messages,
+        )
+
+    def send(self, request: Request) -> MessageResponse:
         """``POST /messages``; returns the MessageResponse with one id per destination."""
         try:
             response = self._http.post("/messages", json=request.to_wire())
@@ -158,6 +192,10 @@ class LinkClient:
             return None
         return response.headers.get(SIMULATOR_INSTANCE_HEADER)
 
+    def sender_info(self, source: str) -> SenderInfo:
+        """Level, health and tier from the phone number information API."""
+        return self.phone_number_info(source).sender_info()
+
     def phone_number_info(self, source: str) -> PhoneNumberInfo:
         """Phone number information API: level, tier and health of a sender."""
         creds = self.credentials
@@ -178,14 +216,14 @@ class LinkClient:
             raise LinkRequestError("unreadable phone number info", http_status=200) from exc
 
 
-def _unanswered(request: MessageRequest, exc: Exception, *, nothing_sent: bool) -> LinkError:
+def _unanswered(request: Request, exc: Exception, *, nothing_sent: bool) -> LinkError:
     """No answer: nothing left our side (safe to retry), or maybe queued (in doubt)."""
     if nothing_sent:
         return LinkTransientError(f"LINK unreachable: {type(exc).__name__}")
     return LinkInDoubtError(f"no answer to refId {request.ref_id}: {type(exc).__name__}")
 
 
-def _answer(request: MessageRequest, status: int, body: bytes) -> MessageResponse:
+def _answer(request: Request, status: int, body: bytes) -> MessageResponse:
     """The MessageResponse of a ``POST /messages`` answer, or the error it means."""
     if status != 200:
         error = _error_from(status, body)
@@ -257,7 +295,7 @@ class ConcurrentSender:
             )
         return self._session
 
-    async def send(self, request: MessageRequest) -> MessageResponse:
+    async def send(self, request: Request) -> MessageResponse:
         session = self._open()
         try:
             async with session.post(self._url, json=request.to_wire()) as response:
@@ -268,7 +306,7 @@ class ConcurrentSender:
             ) from exc
         return _answer(request, status, body)
 
-    async def send_all(self, requests: list[MessageRequest]) -> list[MessageResponse | LinkError]:
+    async def send_all(self, requests: Sequence[Request]) -> list[MessageResponse | LinkError]:
         """Every request at once; each one's answer or error, in order."""
         results = await asyncio.gather(*(self.send(r) for r in requests), return_exceptions=True)
         out: list[MessageResponse | LinkError] = []

@@ -1,39 +1,38 @@
 """Wire models of the LINK WhatsApp Message API (seed 004), camelCase on the wire.
 
-Only the envelope lives here; message bodies are in ``dispatcher.messages``.
+Only the envelope lives here; message bodies are in ``dispatcher.messages``. The
+request, answer and callback models satisfy the pipeline's protocols
+(``dispatcher.providers.base``) as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from dispatcher.providers.base import Level, Priority, SenderInfo
+from dispatcher.providers.link.codes import DLR_STATUS, whatsapp_error_code
+from dispatcher.status import MessageStatus
 
-class Priority(StrEnum):
-    LOW = "LOW"
-    NORMAL = "NORMAL"
-    HIGH = "HIGH"
+__all__ = [
+    "DeliveryReport",
+    "ErrorResponse",
+    "IncomingMessage",
+    "Level",
+    "MediaErrorResponse",
+    "MessageRequest",
+    "MessageResponse",
+    "PhoneNumberInfo",
+    "Priority",
+]
 
-
-class Level(StrEnum):
-    """Phone number throughput level (seed 004 'Phone number information API')."""
-
-    STANDARD = "STANDARD"
-    HIGH = "HIGH"
-    UNKNOWN = "UNKNOWN"
-
-    @property
-    def messages_per_second(self) -> int:
-        # Seed 004: STANDARD = 80 messages per second, HIGH = 1000.
-        return 1000 if self is Level.HIGH else 80
-
-    @classmethod
-    def _missing_(cls, value: object) -> Level:
-        return cls.UNKNOWN
+# Seed 004 'BSUID - Message Status Notifications' / '... Incoming Message Webhooks (MO)':
+# the customParameters that name the person.
+_NAMING = ("destination", "whatsappUserId", "whatsappParentUserId")
 
 
 class _Wire(BaseModel):
@@ -104,9 +103,33 @@ class DeliveryReport(_Wire):
         """Seed 004: a failed request (nothing sent) has type "request" / index -1."""
         return self.message_type == "request" or self.message_index == -1
 
+    @property
+    def message_status(self) -> MessageStatus | None:
+        return DLR_STATUS.get(self.result_code)
+
+    @property
+    def whatsapp_error_code(self) -> int | None:
+        """The ``(#code)`` of ``resultDescription``, else of ``metaErrorDetails`` (a
+        failed request's: of its ``resultDescription`` only)."""
+        if self.is_request_failure:
+            return whatsapp_error_code(self.result_description)
+        details = (self.custom_parameters or {}).get("metaErrorDetails")
+        return whatsapp_error_code(
+            self.result_description, details if isinstance(details, str) else None
+        )
+
+    @property
+    def named_identifiers(self) -> tuple[str | None, ...]:
+        return _named(self.custom_parameters) if self.custom_parameters else ()
+
 
 class IncomingMessage(_Wire):
-    """An incoming (MO) message; only what identity learning and opt-outs need."""
+    """An incoming (MO) message; only what identity learning and opt-outs need.
+
+    ``source`` is the user's MSISDN or BSUID; ``customParameters`` may add
+    ``whatsappUserId`` / ``whatsappParentUserId`` (seed 004 'BSUID - Incoming Message
+    Webhooks (MO) updates').
+    """
 
     destination: str | None = None
     source: str
@@ -114,6 +137,29 @@ class IncomingMessage(_Wire):
     message_id: str | None = None
     timestamp: datetime | None = None
     custom_parameters: dict[str, Any] | None = None
+
+    @property
+    def named_identifiers(self) -> tuple[str | None, ...]:
+        if not self.custom_parameters:
+            return (self.source,)
+        return (self.source, *_named(self.custom_parameters))
+
+    def replies(self) -> Iterator[str]:
+        """What the person typed or chose: the text, a template button's text and
+        payload, an interactive button's or list row's title."""
+        inner = (self.content or {}).get("message")
+        if not isinstance(inner, dict):
+            return
+        yield from _strings(inner.get("text"))
+        button = inner.get("button")
+        if isinstance(button, dict):
+            yield from _strings(button.get("text"), button.get("payload"))
+        interactive = inner.get("interactive")
+        if isinstance(interactive, dict):
+            for kind in ("button_reply", "list_reply"):
+                choice = interactive.get(kind)
+                if isinstance(choice, dict):
+                    yield from _strings(choice.get("title"))
 
 
 class PhoneNumberInfo(_Wire):
@@ -129,3 +175,32 @@ class PhoneNumberInfo(_Wire):
     phone_number_id: str | None = None
     additional_info: list[str] | None = Field(default=None, alias="additional_info")
     errors: list[dict[str, Any]] | None = None
+
+    def sender_info(self) -> SenderInfo:
+        """BLOCKED with LINK's error descriptions and solutions; LIMITED with its
+        ``additional_info``; the level and the messaging tier as reported."""
+        states = (self.overall_health_status, self.number_can_send_messages)
+        return SenderInfo(
+            level=self.level,
+            blocked="; ".join(_described(e) for e in self.errors or [])
+            if "BLOCKED" in states
+            else None,
+            limited="; ".join(self.additional_info or []) if "LIMITED" in states else None,
+            tier=self.max_daily_conversations,
+        )
+
+
+def _described(error: dict[str, Any]) -> str:
+    """One BLOCKED error of the phone number API: code, description, solution."""
+    keys = ("error_code", "error_description", "possible_solution")
+    return " - ".join(str(error[k]) for k in keys if error.get(k))
+
+
+def _named(custom_parameters: Mapping[str, object]) -> tuple[str | None, ...]:
+    return tuple(v if isinstance(v, str) else None for v in map(custom_parameters.get, _NAMING))
+
+
+def _strings(*values: Any) -> Iterator[str]:
+    for value in values:
+        if isinstance(value, str):
+            yield value

@@ -1,0 +1,244 @@
+"""What the pipeline says to a messaging provider, and what it hears back.
+
+The stages speak this vocabulary only; each provider (``link/`` today) implements it
+with its own wire models, which satisfy the protocols below structurally: a LINK
+``MessageRequest`` *is* a ``Request`` and a LINK ``DeliveryReport`` *is* a
+``StatusReport``, so nothing is copied on the way through.
+
+The unit of sending is a **request**: one HTTP call carrying one or more people who get
+the same messages (LINK takes a batch of ``destinations``; Meta's Cloud API takes one
+recipient a request). The fan-out sends a **slice** of requests at a time through a
+``SliceSender``, many in flight within one event loop; never one call per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+from dispatcher.status import MessageStatus
+
+if TYPE_CHECKING:
+    from dispatcher.campaigns.spec import CampaignSpec
+
+#: The longest message or request id the dispatcher stores (``messages`` and
+#: ``delivery_reports`` columns); a callback naming a longer one is refused at intake.
+MAX_ID_CHARS = 64
+
+
+class Priority(StrEnum):
+    """A campaign's priority: its requests' (LINK ``priority``) and its send tasks'."""
+
+    LOW = "LOW"
+    NORMAL = "NORMAL"
+    HIGH = "HIGH"
+
+
+class Level(StrEnum):
+    """A sender's throughput level (seed 004 'Phone number information API'; Meta's
+    ``throughput.level`` uses the same names)."""
+
+    STANDARD = "STANDARD"
+    HIGH = "HIGH"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def messages_per_second(self) -> int:
+        # Seed 004: STANDARD = 80 messages per second, HIGH = 1000.
+        return 1000 if self is Level.HIGH else 80
+
+    @classmethod
+    def _missing_(cls, value: object) -> Level:
+        return cls.UNKNOWN
+
+
+class Request(Protocol):
+    """One request built by a provider (``Provider.request``); the pipeline reads who
+    it is for and what it costs, the provider its body."""
+
+    @property
+    def ref_id(self) -> str:
+        """The batch it sends (its id comes back in status reports)."""
+        ...
+
+    @property
+    def destinations(self) -> list[str]:
+        """Its people, in the order their message ids come back."""
+        ...
+
+    @property
+    def messages(self) -> list[dict[str, Any]]: ...
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body that goes out."""
+        ...
+
+
+class Answer(Protocol):
+    """A provider's acceptance of a request: one message id per destination, in order."""
+
+    @property
+    def result_code(self) -> int | None: ...
+
+    @property
+    def message_ids(self) -> list[str]: ...
+
+
+class UploadedMedia(NamedTuple):
+    media_id: str
+    #: the simulator instance that took it (None from a real provider)
+    simulator_instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SenderInfo:
+    """What a provider says about a sender before a campaign starts."""
+
+    level: Level = Level.UNKNOWN  # UNKNOWN: not reported
+    #: why the sender cannot send ("" when no reason was given); None when it can
+    blocked: str | None = None
+    #: what limits the sender ("" when no details were given); None when nothing does
+    limited: str | None = None
+    #: the messaging tier as reported (e.g. ``TIER_10K``), None when not reported
+    tier: str | None = None
+
+
+class SliceSender(Protocol):
+    """Requests in flight at once within one event loop (``Provider.concurrent``): the
+    fan-out sends a slice at a time through it, each request at its moment. Closed with
+    ``aclose`` in the same loop."""
+
+    async def send(self, request: Request) -> Answer:
+        """Send one request; raises the ``LinkError`` tree (``dispatcher.errors``):
+        transient when nothing left, in doubt when it may have been queued."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A messaging provider as the stages use it; one per worker process."""
+
+    @property
+    def name(self) -> str:
+        """How users know it ("LINK"): notes and errors about it say so."""
+        ...
+
+    @property
+    def account(self) -> str:
+        """Which account this is, as a short digest: media ids are cached per account."""
+        ...
+
+    def request(
+        self,
+        spec: CampaignSpec,
+        batch_id: str,
+        destinations: list[str],
+        messages: list[dict[str, Any]],
+        *,
+        valid_until: datetime | None,
+        event_report_gate: str | None,
+    ) -> Request:
+        """The request of a batch: ``messages`` for ``destinations``, identified by
+        ``batch_id``, not delivered after ``valid_until``; its status reports go to
+        ``event_report_gate`` where the provider routes reports per request."""
+        ...
+
+    def send(self, request: Request) -> Answer:
+        """Send one request and wait for its answer (the single-batch path)."""
+        ...
+
+    def concurrent(self, max_connections: int = ...) -> SliceSender:
+        """A sender for many requests in flight at once, on the same account."""
+        ...
+
+    def upload_media(
+        self, *, source: str, content_type: str, filename: str, data: bytes
+    ) -> UploadedMedia: ...
+
+    def sender_info(self, source: str) -> SenderInfo:
+        """Level, health and tier of a sender."""
+        ...
+
+    def simulator_instance(self) -> str | None:
+        """The project's simulator instance answering for this provider, or None (the
+        real provider, or nothing answering): media a simulator took dies with it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InvalidReport(ValueError):
+    """A webhook body that is not a callback its provider sends."""
+
+
+class StatusReport(Protocol):
+    """A provider's report on one message it was given (LINK: a Message Status
+    Notification)."""
+
+    @property
+    def message_id(self) -> str | None:
+        """The provider's id of the message (``Answer.message_ids``)."""
+        ...
+
+    @property
+    def ref_id(self) -> str | None:
+        """The request it came in (``Request.ref_id``), when the report says."""
+        ...
+
+    @property
+    def result_code(self) -> int | None: ...
+
+    @property
+    def result_description(self) -> str | None: ...
+
+    @property
+    def timestamp(self) -> datetime | None: ...
+
+    @property
+    def message_status(self) -> MessageStatus | None:
+        """The status it reports; None when it reports nothing tracked."""
+        ...
+
+    @property
+    def is_request_failure(self) -> bool:
+        """It reports a whole request refused: none of its messages was sent."""
+        ...
+
+    @property
+    def whatsapp_error_code(self) -> int | None:
+        """WhatsApp's (Meta's) error code of a failure, when given."""
+        ...
+
+    @property
+    def named_identifiers(self) -> tuple[str | None, ...]:
+        """The raw identifiers the report names (number, BSUID, parent BSUID) for the
+        identity book; empty when it names none."""
+        ...
+
+
+class IncomingReport(Protocol):
+    """A message a person sent to the sender."""
+
+    @property
+    def timestamp(self) -> datetime | None: ...
+
+    @property
+    def named_identifiers(self) -> tuple[str | None, ...]:
+        """The raw identifiers of its sender, the one it came from first."""
+        ...
+
+    def replies(self) -> Iterator[str]:
+        """What the person typed or chose: texts, button texts and payloads, titles."""
+        ...
+
+
+class Callback(NamedTuple):
+    """What one webhook body holds."""
+
+    statuses: Sequence[StatusReport] = ()
+    incoming: Sequence[IncomingReport] = ()
