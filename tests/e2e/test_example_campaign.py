@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from dispatcher.db import Campaign, Database, Message
-from dispatcher.interfaces.cli import ExitCode
+from dispatcher.interfaces.terminal import ExitCode
 from dispatcher.operations.progress import progress
 from dispatcher.status import SETTLED
 from tests.conftest import dispatcher_command

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dispatcher.interfaces.cli import ExitCode
+from dispatcher.interfaces.terminal import ExitCode
 from tests.conftest import dispatcher_command
 from tests.e2e.conftest import run_campaign
 

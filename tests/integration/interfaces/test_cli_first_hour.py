@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from dispatcher.db import Campaign, Database, Message, migrate
-from dispatcher.interfaces.cli import ExitCode, app
+from dispatcher.interfaces.cli import app
+from dispatcher.interfaces.terminal import ExitCode
 from dispatcher.settings import get_settings
 from tests.conftest import dispatcher_command
 

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from dispatcher.errors import CampaignSpecError
-from dispatcher.interfaces import cli
-from dispatcher.interfaces.cli import ExitCode, app, exit_code, friendly
+from dispatcher.interfaces import terminal
+from dispatcher.interfaces.cli import app
+from dispatcher.interfaces.running import exit_code
+from dispatcher.interfaces.terminal import ExitCode, friendly
 from dispatcher.operations.progress import Progress
 from tests.conftest import FUZZ_CASES, ROOT, copy_campaign
 
@@ -83,7 +85,7 @@ def test_spec_errors_show_user_text_verbatim_whatever_brackets_it_holds(
     def refuse() -> None:
         raise CampaignSpecError(path, [(field, message)])
 
-    with cli.console.capture() as captured, pytest.raises(typer.Exit) as stopped:
+    with terminal.console.capture() as captured, pytest.raises(typer.Exit) as stopped:
         refuse()
     assert stopped.value.exit_code == ExitCode.REFUSED
     assert captured.get() == (f"Campaign spec error in {path}:\n  {field}: {message}\n")
