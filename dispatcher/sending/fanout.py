@@ -21,42 +21,27 @@ single-batch task and its backoff to retry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.spec import CampaignSpec
-from dispatcher.db import Batch, Campaign, Database, Message
-from dispatcher.db.bulk import among, update_by_id
+from dispatcher.db import Campaign, Database
 from dispatcher.errors import (
-    LinkAuthError,
     LinkError,
-    LinkInDoubtError,
-    LinkRequestError,
     LinkTransientError,
     StorageError,
 )
-from dispatcher.operations import control
-from dispatcher.providers import Answer, Level, Priority, Provider, Request, SliceSender
+from dispatcher.providers import Answer, Priority, Provider, Request, SliceSender
+from dispatcher.sending import claims
 from dispatcher.sending.batch import (
     Outcome,
     SendContext,
-    _fail_campaign_of,
-    _reject,
-    apply_waiting,
-    submitted,
-    valid_until,
 )
 from dispatcher.sending.throttle import Grant
-from dispatcher.sending.windows import hold_closed
-from dispatcher.status import BatchState, CampaignState, MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -174,66 +159,50 @@ def weight_of(request: Request) -> int:
     return len(request.destinations) * len(request.messages)
 
 
-@dataclass(slots=True)
-class _Claimed:
-    request: Request
-    validity: timedelta
-    message_ids: list[int]  # in the order of the request's destinations
-    campaign_id: int
-
-
-@dataclass(slots=True)
-class _Sender:
-    source: str
-    rate: int
-    batches: list[tuple[str, int]] = field(default_factory=list)  # (batch id, weight)
-    payloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # read once, by _peek
-
-
 def send_many(
     ctx: SendContext, fanout: Fanout, batch_ids: Sequence[str], claimer: str
 ) -> dict[str, Outcome]:
     """Send a chunk of batches; returns each batch's outcome."""
     outcomes: dict[str, Outcome] = {}
-    for sender in _peek(ctx, fanout, batch_ids, claimer, outcomes):
+    for sender in claims.peek(ctx, fanout, batch_ids, claimer, outcomes):
         for part in _slices(sender.batches, sender.rate):
-            part = _still_in_window(ctx, fanout, part, outcomes)
+            part = claims.still_in_window(ctx, fanout, part, outcomes)
             if not part:
                 continue
             ids = [batch_id for batch_id, _ in part]
-            claimed: dict[str, _Claimed] = {}
+            claimed: dict[str, claims.Claimed] = {}
             try:
                 # Claim, then reserve: a slot taken first could come round while the
                 # claim still runs, and a slot missed is a hole in the sender's stream.
                 # But not far ahead: a batch claimed is in doubt if its worker dies.
                 _until_the_queue_is_short(ctx, sender.source)
-                claimed = _claim(ctx, fanout, sender, ids, claimer, outcomes)
+                claimed = claims.claim(ctx, fanout, sender, ids, claimer, outcomes)
                 if not claimed:
                     continue
                 grant = _reserve(ctx, sender, claimed, list(claimed))
             except StorageError as exc:
                 log.warning("batches of %s: %s", sender.source[:4], exc)
-                # Those _claim already judged (another task's, stopped, empty) stay so.
+                # Those claims.claim already judged (another task's, stopped, empty) stay so.
                 outcomes.update(
                     {b: Outcome.RETRY for b in ids if b in claimed or b not in outcomes}
                 )
                 if claimed:  # claimed, then no slot to send in: back to pending, unsent
                     unsent = LinkTransientError(f"no slot to send in: {exc}")
-                    _settle(ctx, sender.source, dict.fromkeys(claimed, unsent), claimed,
+                    claims.settle(ctx, sender.source, dict.fromkeys(claimed, unsent), claimed,
                             outcomes)  # fmt: skip
                 continue
             results = _send_paced(ctx, fanout, sender, grant, claimed, outcomes)
             if results:
-                _settle(ctx, sender.source, results, claimed, outcomes)
+                claims.settle(ctx, sender.source, results, claimed, outcomes)
     return outcomes
 
 
 def _send_paced(
     ctx: SendContext,
     fanout: Fanout,
-    sender: _Sender,
+    sender: claims.Sender,
     grant: Grant,
-    claimed: dict[str, _Claimed],
+    claimed: dict[str, claims.Claimed],
     outcomes: dict[str, Outcome],
 ) -> dict[str, Answer | LinkError]:
     """Send a claimed slice as paced. A request that missed its moment (this process
@@ -251,7 +220,7 @@ def _send_paced(
         # The last look at the campaigns' states happens just before the slot, not in
         # it: a look taken in the slot makes its first requests late.
         ctx.throttle.wait(grant, early=LAST_LOOK_SECONDS)
-        waiting = _hand_back_stopped(ctx, waiting, claimed, outcomes)
+        waiting = claims.hand_back_stopped(ctx, waiting, claimed, outcomes)
         if not waiting:
             break
         late_after = tolerance if attempt < LATE_RETRIES else None
@@ -285,58 +254,11 @@ def _until_the_queue_is_short(ctx: SendContext, source: str) -> None:
 
 
 def _reserve(
-    ctx: SendContext, sender: _Sender, claimed: dict[str, _Claimed], order: list[str]
+    ctx: SendContext, sender: claims.Sender, claimed: dict[str, claims.Claimed], order: list[str]
 ) -> Grant:
     """Reserve a slot for these claimed requests, leaving in this order."""
     pieces = [min(sender.rate, weight_of(claimed[b].request)) for b in order]
     return ctx.throttle.reserve(sender.source, sum(pieces), sender.rate, pieces)
-
-
-def _hand_back_stopped(
-    ctx: SendContext,
-    batch_ids: list[str],
-    claimed: dict[str, _Claimed],
-    outcomes: dict[str, Outcome],
-) -> list[str]:
-    """The last look before requests leave: batches of campaigns no longer sending
-    (paused, cancelled) go back to ``pending``, their tries uncounted; returns the rest.
-    With the database unreachable the claimed slice is sent (it was claimed live)."""
-    campaigns = {claimed[b].campaign_id for b in batch_ids}
-    try:
-        with ctx.db.session() as session:
-            # Share-locked (PostgreSQL) until handed back: a resume committing meanwhile
-            # waits, then finds these batches pending and hands them out again.
-            states = dict(
-                session.execute(
-                    select(Campaign.id, Campaign.state)
-                    .where(Campaign.id.in_(sorted(campaigns)))
-                    .with_for_update(read=True)
-                ).all()
-            )
-            live = {c for c, state in states.items() if state == CampaignState.SENDING}
-            if len(live) == len(campaigns):
-                return batch_ids
-            stopped = [b for b in batch_ids if claimed[b].campaign_id not in live]
-            session.execute(
-                update(Batch)
-                .where(among(session, Batch.id, stopped), Batch.state == BatchState.SUBMITTING)
-                .values(state=BatchState.PENDING, claimed_by=None, attempts=Batch.attempts - 1)
-            )
-            ids = [m for b in stopped for m in claimed[b].message_ids]
-            session.execute(
-                update(Message).where(among(session, Message.id, ids)).values(
-                    attempts=Message.attempts - 1)
-            )  # fmt: skip
-            for campaign_id, state in states.items():
-                if state == CampaignState.CANCELLED:  # cancelled meanwhile: never sent
-                    control.settle_cancelled(session, campaign_id)
-    except StorageError as exc:
-        log.warning("could not check campaign states before sending: %s", exc)
-        return batch_ids
-    for batch_id in stopped:
-        outcomes[batch_id] = Outcome.SKIPPED
-        del claimed[batch_id]
-    return [b for b in batch_ids if b not in outcomes]
 
 
 def chunks(batch_ids: Sequence[str], size: int = CHUNK_BATCHES) -> Iterator[list[str]]:
@@ -359,304 +281,3 @@ def _slices(batches: list[tuple[str, int]], rate: int) -> Iterator[list[tuple[st
         weight += batch_weight
     if part:
         yield part
-
-
-def _peek(
-    ctx: SendContext,
-    fanout: Fanout,
-    batch_ids: Sequence[str],
-    claimer: str,
-    outcomes: dict[str, Outcome],
-) -> list[_Sender]:
-    """The batches that are ours to send, by sender; the rest get their outcome (those
-    whose recipients' sending window is closed are held until it opens)."""
-    senders: dict[str, _Sender] = {}
-    with ctx.db.session() as session:
-        rows = session.execute(
-            select(
-                Batch.id,
-                Batch.campaign_id,
-                Batch.state,
-                Batch.claimed_by,
-                Batch.size,
-                Batch.payload,
-                Campaign.source,
-                Campaign.rate_per_second,
-                Campaign.state.label("campaign"),
-            )
-            .join(Campaign, Campaign.id == Batch.campaign_id)
-            .where(among(session, Batch.id, list(batch_ids)))
-            .order_by(Batch.seq)
-        ).all()
-        redelivered = [
-            r.id for r in rows if r.state == BatchState.SUBMITTING and r.claimed_by == claimer
-        ]
-        if redelivered:
-            # Our own claims, redelivered after the worker died mid-request: the
-            # provider may have queued them. Never resend blindly.
-            session.execute(
-                update(Batch)
-                .where(among(session, Batch.id, redelivered))
-                .values(
-                    state=BatchState.IN_DOUBT,
-                    error="worker stopped while the request was in flight",
-                )
-            )  # fmt: skip
-        sendable = [
-            r for r in rows if r.state == BatchState.PENDING and r.campaign == CampaignState.SENDING
-        ]
-        held = _hold_outside_window(session, fanout, sendable)
-    for row in rows:
-        if row.id in redelivered:
-            outcomes[row.id] = Outcome.IN_DOUBT
-        elif (
-            row.state != BatchState.PENDING
-            or row.campaign != CampaignState.SENDING
-            or row.id in held
-        ):
-            outcomes[row.id] = Outcome.SKIPPED
-        else:
-            rate = row.rate_per_second or Level.STANDARD.messages_per_second
-            sender = senders.setdefault(f"{row.source}/{rate}", _Sender(row.source, rate))
-            sender.batches.append((row.id, min(rate, row.size * len(row.payload["messages"]))))
-            sender.payloads[row.id] = row.payload
-    for batch_id in batch_ids:
-        outcomes.setdefault(batch_id, Outcome.SKIPPED)  # unknown ids
-    if redelivered:
-        apply_waiting(ctx, redelivered)
-    return list(senders.values())
-
-
-def _still_in_window(
-    ctx: SendContext, fanout: Fanout, part: list[tuple[str, int]], outcomes: dict[str, Outcome]
-) -> list[tuple[str, int]]:
-    """A chunk can take minutes to send: before each slice, batches whose recipients'
-    window closed meanwhile are held (only campaigns with a window pay for the look)."""
-    if not fanout.windowed:
-        return part
-    try:
-        with ctx.db.session() as session:
-            rows = session.execute(
-                select(Batch.id, Batch.campaign_id).where(
-                    among(session, Batch.id, [b for b, _ in part])
-                )
-            ).all()
-            held = _hold_outside_window(session, fanout, rows)
-    except StorageError:
-        return part  # the claim will meet the same trouble and say so
-    for batch_id in held:
-        outcomes[batch_id] = Outcome.SKIPPED
-    return [(b, w) for b, w in part if b not in held]
-
-
-def _hold_outside_window(session: Session, fanout: Fanout, rows: Sequence[Any]) -> set[str]:
-    windows = {}
-    for row in rows:
-        window = fanout.spec(session, row.campaign_id).sending_window
-        if window is not None:
-            windows[row.id] = window.as_tuple()
-    return hold_closed(session, windows.items(), datetime.now(UTC))
-
-
-def _claim(
-    ctx: SendContext,
-    fanout: Fanout,
-    sender: _Sender,
-    batch_ids: list[str],
-    claimer: str,
-    outcomes: dict[str, Outcome],
-) -> dict[str, _Claimed]:
-    """Claim a slice and build its requests, in one committed transaction."""
-    now = datetime.now(UTC)
-    claimed: dict[str, _Claimed] = {}
-    with ctx.db.session() as session:
-        ours = set(
-            session.scalars(
-                update(Batch)
-                .where(among(session, Batch.id, batch_ids), Batch.state == BatchState.PENDING)
-                .values(
-                    state=BatchState.SUBMITTING,
-                    claimed_by=claimer,
-                    attempts=Batch.attempts + 1,
-                    submitting_at=now,
-                )
-                .returning(Batch.id)
-            )
-        )
-        for batch_id in batch_ids:
-            if batch_id not in ours:
-                outcomes[batch_id] = Outcome.SKIPPED
-        if not ours:
-            return claimed
-        batches = session.execute(
-            select(Batch.id, Campaign.id.label("campaign_id"), Campaign.state)
-            .join(Campaign, Campaign.id == Batch.campaign_id)
-            .where(among(session, Batch.id, sorted(ours)))
-        ).all()
-        stopped = [b.id for b in batches if b.state != CampaignState.SENDING]
-        if stopped:  # stopped while we waited: hand them back
-            _set(session, stopped, state=BatchState.PENDING)
-            outcomes.update(dict.fromkeys(stopped, Outcome.SKIPPED))
-        live = {b.id: b for b in batches if b.state == CampaignState.SENDING}
-        waiting = _waiting_messages(session, list(live))
-        empty = [batch_id for batch_id in live if not waiting.get(batch_id)]
-        if empty:
-            _set(session, empty, state=BatchState.SKIPPED,
-                 error="every message was settled before its turn")  # fmt: skip
-            outcomes.update(dict.fromkeys(empty, Outcome.SKIPPED))
-        provider = ctx.client
-        for batch_id, batch in live.items():
-            messages = waiting.get(batch_id)
-            if not messages:
-                continue
-            spec = fanout.spec(session, batch.campaign_id)
-            expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in messages if e]
-            request = provider.request(
-                spec, batch_id, [destination for _, destination, _ in messages],
-                sender.payloads[batch_id]["messages"],
-                valid_until=valid_until(spec, min(expiries) if expiries else None),
-                event_report_gate=ctx.event_report_gate,
-            )  # fmt: skip
-            claimed[batch_id] = _Claimed(
-                request, spec.validity, [m for m, _, _ in messages], batch.campaign_id
-            )
-    return claimed
-
-
-def _waiting_messages(
-    session: Session, batch_ids: list[str]
-) -> dict[str, list[tuple[int, str, datetime | None]]]:
-    """Each batch's messages still waiting, numbered in request order; messages settled
-    meanwhile (a late report for an earlier attempt) drop out of the request."""
-    if not batch_ids:
-        return {}
-    rows = session.execute(
-        select(
-            Message.id,
-            Message.batch_id,
-            Message.destination,
-            Message.expires_at,
-            Message.status,
-            Message.position,
-        )
-        .where(among(session, Message.batch_id, batch_ids))
-        .order_by(Message.batch_id, Message.position, Message.id)
-    ).all()
-    waiting: dict[str, list[tuple[int, str, datetime | None]]] = {}
-    positions: list[dict[str, Any]] = []
-    for row in rows:
-        if row.status != MessageStatus.QUEUED:
-            if row.position is not None:
-                positions.append({"id": row.id, "position": None})
-            continue
-        mine = waiting.setdefault(row.batch_id, [])
-        if row.position != len(mine):
-            positions.append({"id": row.id, "position": len(mine)})
-        mine.append((row.id, row.destination, row.expires_at))
-    update_by_id(session, _MESSAGES, positions)
-    counted = [m for messages in waiting.values() for m, _, _ in messages]
-    # Counted when the request is about to leave: an unanswered one counts too.
-    session.execute(
-        update(Message).where(among(session, Message.id, counted)).values(
-            attempts=Message.attempts + 1)
-    )  # fmt: skip
-    return waiting
-
-
-def _settle(
-    ctx: SendContext,
-    source: str,
-    results: dict[str, Answer | LinkError],
-    claimed: dict[str, _Claimed],
-    outcomes: dict[str, Outcome],
-) -> None:
-    """Record a slice's answers: ids stored, failures judged, all in bulk."""
-    answered = {b: r for b, r in results.items() if not isinstance(r, LinkError)}
-    retry = [b for b, r in results.items() if isinstance(r, LinkTransientError)]
-    doubt = [b for b, r in results.items() if isinstance(r, LinkInDoubtError)]
-    refused = {b: r for b, r in results.items() if isinstance(r, LinkRequestError | LinkAuthError)}
-    now = datetime.now(UTC)
-    with ctx.db.session() as session:
-        if answered:
-            _record(session, answered, claimed, now)
-        if retry:  # nothing left our side: claimable again, the try does not count
-            released = list(
-                session.scalars(
-                    update(Batch)
-                    .where(among(session, Batch.id, retry), Batch.state == BatchState.SUBMITTING)
-                    .values(state=BatchState.PENDING, error=str(results[retry[0]])[:2000])
-                    .returning(Batch.id)
-                )
-            )
-            ids = [m for b in released for m in claimed[b].message_ids]
-            session.execute(
-                update(Message).where(among(session, Message.id, ids)).values(
-                    attempts=Message.attempts - 1)
-            )  # fmt: skip
-        if doubt:
-            _set(session, doubt, state=BatchState.IN_DOUBT, error=str(results[doubt[0]]))
-    outcomes.update(dict.fromkeys(answered, Outcome.SUBMITTED))
-    outcomes.update(dict.fromkeys(retry, Outcome.RETRY))
-    outcomes.update(dict.fromkeys(doubt, Outcome.IN_DOUBT))
-    if any(getattr(results[b], "http_status", None) == 429 for b in retry):
-        with contextlib.suppress(StorageError):
-            ctx.throttle.penalise(source)  # throttled at the gateway: slow the sender
-    for batch_id, error in refused.items():  # rare: one by one
-        _reject(ctx.db, batch_id, error)  # type: ignore[arg-type]
-        outcomes[batch_id] = Outcome.REJECTED
-        if isinstance(error, LinkAuthError):
-            _fail_campaign_of(
-                ctx.db, batch_id, f"{ctx.client.name} refused our credentials: {error}"
-            )
-    settled = list(answered) + doubt
-    if settled:
-        apply_waiting(ctx, settled)  # reports that raced ahead of these commits
-
-
-def _record(
-    session: Session,
-    answered: dict[str, Answer],
-    claimed: dict[str, _Claimed],
-    now: datetime,
-) -> None:
-    """Store each message id on its message (ids mirror the destinations' order)."""
-    by_code: dict[int | None, list[str]] = {}  # one code in practice
-    for batch_id, answer in answered.items():
-        by_code.setdefault(answer.result_code, []).append(batch_id)
-    for result_code, batch_ids in by_code.items():
-        session.execute(
-            update(Batch)
-            .where(
-                among(session, Batch.id, batch_ids),
-                Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
-            )
-            .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=result_code)
-        )
-    update_by_id(
-        session,
-        _MESSAGES,
-        [
-            {"id": message_id, "link_message_id": link_id}
-            for batch_id, response in answered.items()
-            for message_id, link_id in zip(
-                claimed[batch_id].message_ids, response.message_ids, strict=True
-            )
-        ],
-    )
-    by_validity: dict[timedelta, list[int]] = {}
-    for batch_id in answered:
-        by_validity.setdefault(claimed[batch_id].validity, []).extend(claimed[batch_id].message_ids)
-    for validity, ids in by_validity.items():
-        session.execute(
-            update(Message).where(among(session, Message.id, ids)).values(submitted(now, validity))
-        )
-
-
-def _set(session: Session, batch_ids: list[str], *, state: BatchState, error: str = "") -> None:
-    values: dict[str, Any] = {"state": state}
-    if error:
-        values["error"] = error[:2000]
-    session.execute(update(Batch).where(among(session, Batch.id, batch_ids)).values(**values))
-
-
-_MESSAGES: Any = Message.__table__

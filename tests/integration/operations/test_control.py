@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from dispatcher.db import Batch, Campaign, Message
 from dispatcher.errors import DispatcherError
 from dispatcher.operations import control
-from dispatcher.sending import fanout
+from dispatcher.sending import claims, fanout
 from dispatcher.sending.batch import Outcome, SendContext
 from tests.integration.conftest import personalised
 
@@ -60,8 +60,8 @@ def test_a_slice_claimed_before_the_pause_is_handed_back_before_it_leaves(
     batch_ids = personalised(ctx, tmp_path / "c", 5)
     campaign_id = campaign_of(ctx)
     outcomes: dict[str, Outcome] = {}
-    [part] = fanout._peek(ctx, sender, batch_ids, "task-1", outcomes)
-    claimed = fanout._claim(ctx, sender, part, batch_ids, "task-1", outcomes)
+    [part] = claims.peek(ctx, sender, batch_ids, "task-1", outcomes)
+    claimed = claims.claim(ctx, sender, part, batch_ids, "task-1", outcomes)
     assert len(claimed) == 5
     with ctx.db.session() as session:  # paused while the slice waits for its slot
         control.pause(session, campaign_id)
@@ -113,8 +113,8 @@ def test_a_slice_claimed_when_the_campaign_is_cancelled_ends_cancelled_not_stuck
     batch_ids = personalised(ctx, tmp_path / "c", 4)
     campaign_id = campaign_of(ctx)
     outcomes: dict[str, Outcome] = {}
-    [part] = fanout._peek(ctx, sender, batch_ids, "task-1", outcomes)
-    claimed = fanout._claim(ctx, sender, part, batch_ids, "task-1", outcomes)
+    [part] = claims.peek(ctx, sender, batch_ids, "task-1", outcomes)
+    claimed = claims.claim(ctx, sender, part, batch_ids, "task-1", outcomes)
     with ctx.db.session() as session:  # cancelled while the slice waits for its slot
         assert control.cancel(session, campaign_id) == 0  # claimed: not closed yet
     grant = ctx.throttle.reserve(part.source, 4, part.rate)

@@ -1,0 +1,414 @@
+"""A fan-out slice in the database: claimed before its requests leave, looked at once
+more just before they do (pause, cancel, sending window), and its answers recorded in
+one transaction (``fanout``).
+
+Claims follow the crash rule of ``batch.send_batch``: a batch this task delivery finds
+already claimed by itself was in flight when its worker died, and goes ``in_doubt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dispatcher.db import Batch, Campaign, Message
+from dispatcher.db.bulk import among, update_by_id
+from dispatcher.errors import (
+    LinkAuthError,
+    LinkError,
+    LinkInDoubtError,
+    LinkRequestError,
+    LinkTransientError,
+    StorageError,
+)
+from dispatcher.operations import control
+from dispatcher.providers import Answer, Level, Request
+from dispatcher.sending.batch import (
+    Outcome,
+    SendContext,
+    _fail_campaign_of,
+    _reject,
+    apply_waiting,
+    submitted,
+    valid_until,
+)
+from dispatcher.sending.windows import hold_closed
+from dispatcher.status import BatchState, CampaignState, MessageStatus
+
+if TYPE_CHECKING:
+    from dispatcher.sending.fanout import Fanout
+
+log = logging.getLogger(__name__)
+MESSAGES: Any = Message.__table__
+
+
+@dataclass(slots=True)
+class Sender:
+    """One sender's share of a chunk: its batches (id, weight) and their payloads."""
+
+    source: str
+    rate: int
+    batches: list[tuple[str, int]] = field(default_factory=list)  # (batch id, weight)
+    payloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # read once, by peek
+
+
+@dataclass(slots=True)
+class Claimed:
+    request: Request
+    validity: timedelta
+    message_ids: list[int]  # in the order of the request's destinations
+    campaign_id: int
+
+
+def hand_back_stopped(
+    ctx: SendContext,
+    batch_ids: list[str],
+    claimed: dict[str, Claimed],
+    outcomes: dict[str, Outcome],
+) -> list[str]:
+    """The last look before requests leave: batches of campaigns no longer sending
+    (paused, cancelled) go back to ``pending``, their tries uncounted; returns the rest.
+    With the database unreachable the claimed slice is sent (it was claimed live)."""
+    campaigns = {claimed[b].campaign_id for b in batch_ids}
+    try:
+        with ctx.db.session() as session:
+            # Share-locked (PostgreSQL) until handed back: a resume committing meanwhile
+            # waits, then finds these batches pending and hands them out again.
+            states = dict(
+                session.execute(
+                    select(Campaign.id, Campaign.state)
+                    .where(Campaign.id.in_(sorted(campaigns)))
+                    .with_for_update(read=True)
+                ).all()
+            )
+            live = {c for c, state in states.items() if state == CampaignState.SENDING}
+            if len(live) == len(campaigns):
+                return batch_ids
+            stopped = [b for b in batch_ids if claimed[b].campaign_id not in live]
+            session.execute(
+                update(Batch)
+                .where(among(session, Batch.id, stopped), Batch.state == BatchState.SUBMITTING)
+                .values(state=BatchState.PENDING, claimed_by=None, attempts=Batch.attempts - 1)
+            )
+            ids = [m for b in stopped for m in claimed[b].message_ids]
+            session.execute(
+                update(Message).where(among(session, Message.id, ids)).values(
+                    attempts=Message.attempts - 1)
+            )  # fmt: skip
+            for campaign_id, state in states.items():
+                if state == CampaignState.CANCELLED:  # cancelled meanwhile: never sent
+                    control.settle_cancelled(session, campaign_id)
+    except StorageError as exc:
+        log.warning("could not check campaign states before sending: %s", exc)
+        return batch_ids
+    for batch_id in stopped:
+        outcomes[batch_id] = Outcome.SKIPPED
+        del claimed[batch_id]
+    return [b for b in batch_ids if b not in outcomes]
+
+
+def peek(
+    ctx: SendContext,
+    fanout: Fanout,
+    batch_ids: Sequence[str],
+    claimer: str,
+    outcomes: dict[str, Outcome],
+) -> list[Sender]:
+    """The batches that are ours to send, by sender; the rest get their outcome (those
+    whose recipients' sending window is closed are held until it opens)."""
+    senders: dict[str, Sender] = {}
+    with ctx.db.session() as session:
+        rows = session.execute(
+            select(
+                Batch.id,
+                Batch.campaign_id,
+                Batch.state,
+                Batch.claimed_by,
+                Batch.size,
+                Batch.payload,
+                Campaign.source,
+                Campaign.rate_per_second,
+                Campaign.state.label("campaign"),
+            )
+            .join(Campaign, Campaign.id == Batch.campaign_id)
+            .where(among(session, Batch.id, list(batch_ids)))
+            .order_by(Batch.seq)
+        ).all()
+        redelivered = [
+            r.id for r in rows if r.state == BatchState.SUBMITTING and r.claimed_by == claimer
+        ]
+        if redelivered:
+            # Our own claims, redelivered after the worker died mid-request: the
+            # provider may have queued them. Never resend blindly.
+            session.execute(
+                update(Batch)
+                .where(among(session, Batch.id, redelivered))
+                .values(
+                    state=BatchState.IN_DOUBT,
+                    error="worker stopped while the request was in flight",
+                )
+            )  # fmt: skip
+        sendable = [
+            r for r in rows if r.state == BatchState.PENDING and r.campaign == CampaignState.SENDING
+        ]
+        held = hold_outside_window(session, fanout, sendable)
+    for row in rows:
+        if row.id in redelivered:
+            outcomes[row.id] = Outcome.IN_DOUBT
+        elif (
+            row.state != BatchState.PENDING
+            or row.campaign != CampaignState.SENDING
+            or row.id in held
+        ):
+            outcomes[row.id] = Outcome.SKIPPED
+        else:
+            rate = row.rate_per_second or Level.STANDARD.messages_per_second
+            sender = senders.setdefault(f"{row.source}/{rate}", Sender(row.source, rate))
+            sender.batches.append((row.id, min(rate, row.size * len(row.payload["messages"]))))
+            sender.payloads[row.id] = row.payload
+    for batch_id in batch_ids:
+        outcomes.setdefault(batch_id, Outcome.SKIPPED)  # unknown ids
+    if redelivered:
+        apply_waiting(ctx, redelivered)
+    return list(senders.values())
+
+
+def still_in_window(
+    ctx: SendContext, fanout: Fanout, part: list[tuple[str, int]], outcomes: dict[str, Outcome]
+) -> list[tuple[str, int]]:
+    """A chunk can take minutes to send: before each slice, batches whose recipients'
+    window closed meanwhile are held (only campaigns with a window pay for the look)."""
+    if not fanout.windowed:
+        return part
+    try:
+        with ctx.db.session() as session:
+            rows = session.execute(
+                select(Batch.id, Batch.campaign_id).where(
+                    among(session, Batch.id, [b for b, _ in part])
+                )
+            ).all()
+            held = hold_outside_window(session, fanout, rows)
+    except StorageError:
+        return part  # the claim will meet the same trouble and say so
+    for batch_id in held:
+        outcomes[batch_id] = Outcome.SKIPPED
+    return [(b, w) for b, w in part if b not in held]
+
+
+def hold_outside_window(session: Session, fanout: Fanout, rows: Sequence[Any]) -> set[str]:
+    windows = {}
+    for row in rows:
+        window = fanout.spec(session, row.campaign_id).sending_window
+        if window is not None:
+            windows[row.id] = window.as_tuple()
+    return hold_closed(session, windows.items(), datetime.now(UTC))
+
+
+def claim(
+    ctx: SendContext,
+    fanout: Fanout,
+    sender: Sender,
+    batch_ids: list[str],
+    claimer: str,
+    outcomes: dict[str, Outcome],
+) -> dict[str, Claimed]:
+    """Claim a slice and build its requests, in one committed transaction."""
+    now = datetime.now(UTC)
+    claimed: dict[str, Claimed] = {}
+    with ctx.db.session() as session:
+        ours = set(
+            session.scalars(
+                update(Batch)
+                .where(among(session, Batch.id, batch_ids), Batch.state == BatchState.PENDING)
+                .values(
+                    state=BatchState.SUBMITTING,
+                    claimed_by=claimer,
+                    attempts=Batch.attempts + 1,
+                    submitting_at=now,
+                )
+                .returning(Batch.id)
+            )
+        )
+        for batch_id in batch_ids:
+            if batch_id not in ours:
+                outcomes[batch_id] = Outcome.SKIPPED
+        if not ours:
+            return claimed
+        batches = session.execute(
+            select(Batch.id, Campaign.id.label("campaign_id"), Campaign.state)
+            .join(Campaign, Campaign.id == Batch.campaign_id)
+            .where(among(session, Batch.id, sorted(ours)))
+        ).all()
+        stopped = [b.id for b in batches if b.state != CampaignState.SENDING]
+        if stopped:  # stopped while we waited: hand them back
+            set_state(session, stopped, state=BatchState.PENDING)
+            outcomes.update(dict.fromkeys(stopped, Outcome.SKIPPED))
+        live = {b.id: b for b in batches if b.state == CampaignState.SENDING}
+        waiting = waiting_messages(session, list(live))
+        empty = [batch_id for batch_id in live if not waiting.get(batch_id)]
+        if empty:
+            set_state(session, empty, state=BatchState.SKIPPED,
+                 error="every message was settled before its turn")  # fmt: skip
+            outcomes.update(dict.fromkeys(empty, Outcome.SKIPPED))
+        provider = ctx.client
+        for batch_id, batch in live.items():
+            messages = waiting.get(batch_id)
+            if not messages:
+                continue
+            spec = fanout.spec(session, batch.campaign_id)
+            expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in messages if e]
+            request = provider.request(
+                spec, batch_id, [destination for _, destination, _ in messages],
+                sender.payloads[batch_id]["messages"],
+                valid_until=valid_until(spec, min(expiries) if expiries else None),
+                event_report_gate=ctx.event_report_gate,
+            )  # fmt: skip
+            claimed[batch_id] = Claimed(
+                request, spec.validity, [m for m, _, _ in messages], batch.campaign_id
+            )
+    return claimed
+
+
+def waiting_messages(
+    session: Session, batch_ids: list[str]
+) -> dict[str, list[tuple[int, str, datetime | None]]]:
+    """Each batch's messages still waiting, numbered in request order; messages settled
+    meanwhile (a late report for an earlier attempt) drop out of the request."""
+    if not batch_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Message.id,
+            Message.batch_id,
+            Message.destination,
+            Message.expires_at,
+            Message.status,
+            Message.position,
+        )
+        .where(among(session, Message.batch_id, batch_ids))
+        .order_by(Message.batch_id, Message.position, Message.id)
+    ).all()
+    waiting: dict[str, list[tuple[int, str, datetime | None]]] = {}
+    positions: list[dict[str, Any]] = []
+    for row in rows:
+        if row.status != MessageStatus.QUEUED:
+            if row.position is not None:
+                positions.append({"id": row.id, "position": None})
+            continue
+        mine = waiting.setdefault(row.batch_id, [])
+        if row.position != len(mine):
+            positions.append({"id": row.id, "position": len(mine)})
+        mine.append((row.id, row.destination, row.expires_at))
+    update_by_id(session, MESSAGES, positions)
+    counted = [m for messages in waiting.values() for m, _, _ in messages]
+    # Counted when the request is about to leave: an unanswered one counts too.
+    session.execute(
+        update(Message).where(among(session, Message.id, counted)).values(
+            attempts=Message.attempts + 1)
+    )  # fmt: skip
+    return waiting
+
+
+def settle(
+    ctx: SendContext,
+    source: str,
+    results: dict[str, Answer | LinkError],
+    claimed: dict[str, Claimed],
+    outcomes: dict[str, Outcome],
+) -> None:
+    """Record a slice's answers: ids stored, failures judged, all in bulk."""
+    answered = {b: r for b, r in results.items() if not isinstance(r, LinkError)}
+    retry = [b for b, r in results.items() if isinstance(r, LinkTransientError)]
+    doubt = [b for b, r in results.items() if isinstance(r, LinkInDoubtError)]
+    refused = {b: r for b, r in results.items() if isinstance(r, LinkRequestError | LinkAuthError)}
+    now = datetime.now(UTC)
+    with ctx.db.session() as session:
+        if answered:
+            record(session, answered, claimed, now)
+        if retry:  # nothing left our side: claimable again, the try does not count
+            released = list(
+                session.scalars(
+                    update(Batch)
+                    .where(among(session, Batch.id, retry), Batch.state == BatchState.SUBMITTING)
+                    .values(state=BatchState.PENDING, error=str(results[retry[0]])[:2000])
+                    .returning(Batch.id)
+                )
+            )
+            ids = [m for b in released for m in claimed[b].message_ids]
+            session.execute(
+                update(Message).where(among(session, Message.id, ids)).values(
+                    attempts=Message.attempts - 1)
+            )  # fmt: skip
+        if doubt:
+            set_state(session, doubt, state=BatchState.IN_DOUBT, error=str(results[doubt[0]]))
+    outcomes.update(dict.fromkeys(answered, Outcome.SUBMITTED))
+    outcomes.update(dict.fromkeys(retry, Outcome.RETRY))
+    outcomes.update(dict.fromkeys(doubt, Outcome.IN_DOUBT))
+    if any(getattr(results[b], "http_status", None) == 429 for b in retry):
+        with contextlib.suppress(StorageError):
+            ctx.throttle.penalise(source)  # throttled at the gateway: slow the sender
+    for batch_id, error in refused.items():  # rare: one by one
+        _reject(ctx.db, batch_id, error)  # type: ignore[arg-type]
+        outcomes[batch_id] = Outcome.REJECTED
+        if isinstance(error, LinkAuthError):
+            _fail_campaign_of(
+                ctx.db, batch_id, f"{ctx.client.name} refused our credentials: {error}"
+            )
+    settled = list(answered) + doubt
+    if settled:
+        apply_waiting(ctx, settled)  # reports that raced ahead of these commits
+
+
+def record(
+    session: Session,
+    answered: dict[str, Answer],
+    claimed: dict[str, Claimed],
+    now: datetime,
+) -> None:
+    """Store each message id on its message (ids mirror the destinations' order)."""
+    by_code: dict[int | None, list[str]] = {}  # one code in practice
+    for batch_id, answer in answered.items():
+        by_code.setdefault(answer.result_code, []).append(batch_id)
+    for result_code, batch_ids in by_code.items():
+        session.execute(
+            update(Batch)
+            .where(
+                among(session, Batch.id, batch_ids),
+                Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
+            )
+            .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=result_code)
+        )
+    update_by_id(
+        session,
+        MESSAGES,
+        [
+            {"id": message_id, "link_message_id": link_id}
+            for batch_id, response in answered.items()
+            for message_id, link_id in zip(
+                claimed[batch_id].message_ids, response.message_ids, strict=True
+            )
+        ],
+    )
+    by_validity: dict[timedelta, list[int]] = {}
+    for batch_id in answered:
+        by_validity.setdefault(claimed[batch_id].validity, []).extend(claimed[batch_id].message_ids)
+    for validity, ids in by_validity.items():
+        session.execute(
+            update(Message).where(among(session, Message.id, ids)).values(submitted(now, validity))
+        )
+
+
+def set_state(
+    session: Session, batch_ids: list[str], *, state: BatchState, error: str = ""
+) -> None:
+    values: dict[str, Any] = {"state": state}
+    if error:
+        values["error"] = error[:2000]
+    session.execute(update(Batch).where(among(session, Batch.id, batch_ids)).values(**values))
