@@ -31,13 +31,13 @@ from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.operations import control, progress
 from dispatcher.preparation.prepare import prepare_campaign as prepare
-from dispatcher.preparation.prepare import release_held
 from dispatcher.providers import provider_from_settings
 from dispatcher.resending import planner as resend
 from dispatcher.sending import batch as sending
 from dispatcher.sending import fanout
 from dispatcher.sending import labels as tasklabels
 from dispatcher.sending.throttle import Throttle
+from dispatcher.sending.windows import release_held
 from dispatcher.settings import get_settings
 from dispatcher.tracking import apply as tracking
 from workers import app

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from dispatcher.campaigns.spec import LoadedCampaign
 from dispatcher.db import Database
 from dispatcher.db.bulk import insert_ignoring_duplicates
 from dispatcher.db.models import Media
@@ -168,6 +169,24 @@ def media_id_for(db: Database, client: Provider, source: str, media: MediaFile) 
         else:
             session.execute(update(Media).where(*where).values(**values))
     return uploaded.media_id
+
+
+def media_ids(db: Database, client: Provider, loaded: LoadedCampaign) -> dict[str, str]:
+    """Upload every ``file:`` of the message once (or reuse its cached id)."""
+    ids: dict[str, str] = {}
+    source = loaded.spec.sender.source
+    for ref in loaded.media_refs():
+        if ref.file not in ids:
+            media = read_media(
+                loaded.resolve(ref.file), ref.kind, template_header=ref.in_template_header
+            )
+            ids[ref.file] = media_id_for(db, client, source, media)
+    return ids
+
+
+def stand_in_media(loaded: LoadedCampaign) -> dict[str, str]:
+    """A preview uploads nothing: media refs get a recognisable stand-in id."""
+    return {ref.file: "dry-run-media-id" for ref in loaded.media_refs()}
 
 
 def _still_valid(client: Provider, cached: Media, now: datetime) -> bool:

@@ -24,9 +24,9 @@ from phonenumbers import timezone as number_zones
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from dispatcher.db import Batch, Message
+from dispatcher.db import Batch, Campaign, Message
 from dispatcher.db.bulk import among
-from dispatcher.status import BatchState
+from dispatcher.status import BatchState, CampaignState
 
 RECIPIENT = "recipient"
 _OUTPOSTS = ("Arctic/", "Antarctica/")
@@ -103,3 +103,23 @@ def hold_closed(
             .values(state=BatchState.HELD, not_before=opens)
         )
     return {batch_id for ids in held.values() for batch_id in ids}
+
+
+def release_held(session: Session, now: datetime | None = None) -> list[str]:
+    """Batches held by the messaging tier whose time has come: pending again (of
+    campaigns still sending); returns their ids, to be handed to the send queue."""
+    due = list(
+        session.scalars(
+            update(Batch)
+            .where(
+                Batch.state == BatchState.HELD,
+                Batch.not_before <= (now or datetime.now(UTC)),
+                Batch.campaign_id.in_(
+                    select(Campaign.id).where(Campaign.state == CampaignState.SENDING)
+                ),
+            )
+            .values(state=BatchState.PENDING)
+            .returning(Batch.id)
+        )
+    )
+    return sorted(due)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Campaign, Database, Message, Suppression
-from dispatcher.preparation import prepare
+from dispatcher.preparation import batching, prepare
 from dispatcher.status import CampaignState
 from tests.integration.conftest import BSUID, OFFLINE, campaign, dlr, make_batch, receive
 from tests.integration.conftest import PHONE_AND_BSUID_SPEC as SPEC
@@ -101,7 +101,7 @@ def people(count: int) -> list[str]:
 def test_batches_go_out_while_later_people_are_still_written(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prepare, "CHUNK_MESSAGES", 10)
+    monkeypatch.setattr(batching, "CHUNK_MESSAGES", 10)
     campaign_id = campaign(db, tmp_path / "c", people(40))
     handed_out: list[tuple[list[str], bool, str]] = []
 
@@ -121,7 +121,7 @@ def test_batches_go_out_while_later_people_are_still_written(
 def test_an_interrupted_preparation_resumes_without_writing_anyone_twice(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prepare, "CHUNK_MESSAGES", 10)
+    monkeypatch.setattr(batching, "CHUNK_MESSAGES", 10)
     campaign_id = campaign(db, tmp_path / "c", people(40))
 
     def crash(batch_ids: list[str]) -> None:
@@ -180,7 +180,7 @@ def test_each_file_s_own_column_order_fills_the_placeholders(db: Database, tmp_p
 def test_an_unexpected_error_half_way_fails_the_campaign_with_the_reason(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prepare, "CHUNK_MESSAGES", 10)
+    monkeypatch.setattr(batching, "CHUNK_MESSAGES", 10)
     campaign_id = campaign(db, tmp_path / "c", people(40))
 
     def broken(batch_ids: list[str]) -> None:

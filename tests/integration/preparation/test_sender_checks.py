@@ -15,6 +15,7 @@ from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Campaign, Database
 from dispatcher.preparation import prepare
 from dispatcher.providers.link import LinkClient, LinkCredentials
+from dispatcher.sending import windows
 from dispatcher.status import BatchState, CampaignState
 
 SPEC = """\
@@ -97,8 +98,8 @@ def test_people_beyond_the_tier_are_held_a_day_per_cap(
     assert days == [1, 2]  # 250 tomorrow, the last 100 the day after
     assert sum(b.size for b in held) == 350
     with db.session() as session:  # a day later they are released to the send queue
-        assert prepare.release_held(session, datetime.now(UTC) + timedelta(hours=25))
-        assert prepare.release_held(session, datetime.now(UTC) + timedelta(hours=25)) == []
+        assert windows.release_held(session, datetime.now(UTC) + timedelta(hours=25))
+        assert windows.release_held(session, datetime.now(UTC) + timedelta(hours=25)) == []
 
 
 @pytest.mark.parametrize("simulator", [{"messaging_tier": "TIER_250"}], indirect=True)

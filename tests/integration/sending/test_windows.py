@@ -13,7 +13,7 @@ from sqlalchemy import select
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Database, Message
-from dispatcher.preparation.prepare import prepare_campaign, release_held
+from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.sending import fanout, windows
 from dispatcher.sending.batch import Outcome, SendContext
 from tests.integration.conftest import PERSONAL_SPEC as SPEC
@@ -69,9 +69,9 @@ def test_people_wait_for_their_own_morning_and_go_when_it_comes(
         opens = batch.not_before.replace(tzinfo=batch.not_before.tzinfo or UTC)
     assert opens == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # 09:00 in New York
     with db.session() as session:
-        assert release_held(session, opens - timedelta(seconds=1)) == []
+        assert windows.release_held(session, opens - timedelta(seconds=1)) == []
     with db.session() as session:
-        assert release_held(session, opens) == [new_york]
+        assert windows.release_held(session, opens) == [new_york]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,221 @@
+"""People into batches: who gets which message, grouped into shared requests.
+
+The rules that leave a person out (opted out, outside the customer care window, an
+authentication template with no phone number) are applied here, person by person,
+while the message is composed. People with the same message, and with a sending window
+in each recipient's time zone the same zone, share a batch (one request); the
+messaging tier holds the batches beyond the people it allows today. The batches are
+handed, a chunk at a time, to the committer (``dispatcher.preparation.inserts``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dispatcher.audience.passes import SUPPRESSED, Audience
+from dispatcher.audience.recipients import Reject
+from dispatcher.campaigns.compose import compose, content_key
+from dispatcher.campaigns.message_spec import InvalidMessage
+from dispatcher.campaigns.render import MissingValue
+from dispatcher.campaigns.spec import CampaignSpec
+from dispatcher.preparation.sender_checks import TIER_PERIOD
+from dispatcher.sending.windows import RECIPIENT, zone_of
+
+#: Messages written per transaction; each commit hands its batches out.
+CHUNK_MESSAGES = 10_000
+#: People waiting in partly filled groups before those groups are cut as they are.
+OPEN_LIMIT = 20_000
+_COMPOSE_CACHE = 65_536
+
+
+@dataclass(slots=True)
+class Known:
+    """What the database knows about the audience, looked up between the passes."""
+
+    suppressed: bytearray  # by graph root (``Audience.marks``)
+    windows: bytearray | None  # people with an open care window, when that matters
+    already: bytearray  # people an interrupted preparation wrote
+    next_seq: int
+
+
+#: One message as the writer keeps it: identity key, destination, identifiers, CSV
+#: line, and the JSON of the values the message used.
+Member = tuple[str, str, list[str], int, str]
+
+
+def _zone_prefix(spec: CampaignSpec) -> Callable[[str], str]:
+    """With a sending window in each recipient's time zone, people of one zone share
+    requests (a request is held or sent whole): the zone leads the grouping key."""
+    window = spec.sending_window
+    if window is None or window.time_zone != RECIPIENT:
+        return lambda _: ""
+    fallback = window.fallback_time_zone
+    return lambda destination: f"{zone_of(destination, fallback)}\x1f"
+
+
+def members(
+    spec: CampaignSpec, audience: Audience, known: Known, media_ids: dict[str, str]
+) -> Iterator[tuple[str, dict[str, Any], Member] | Reject]:
+    """Each person's message (its grouping key, the message, the member), or the
+    reason the person is left out.
+
+    * authentication templates never go to a BSUID (seed 004 'BSUID Limitations',
+      Meta error 131062): such people are sent to their phone number, or not at all;
+    * a non-template message needs an open customer care window: a message from the
+      person within 24 h (unless the spec says ``outside_care_window: send``).
+
+    Composing validates the whole message (about 40 us), so it is done once per
+    distinct set of values the message uses, not once per person. A million people
+    pass through here: nothing is built that the writer does not keep.
+    """
+    used = sorted(spec.placeholders() | set(spec.defaults))
+    authentication = spec.authentication
+    suppressed, windows, already = known.suppressed, known.windows, known.already
+    positions: dict[Path, list[int | None]] = {}  # per file: where each used column is
+    zone_prefix = _zone_prefix(spec)
+
+    @lru_cache(maxsize=_COMPOSE_CACHE)
+    def composed(values: tuple[str, ...]) -> tuple[str, dict[str, Any], str] | str:
+        named = dict(zip(used, values, strict=True))
+        try:
+            message = compose(spec, named, media_ids)
+        except MissingValue as exc:
+            return f"missing value for '{exc.column}'"
+        except InvalidMessage as exc:
+            return f"the message for this row is invalid: {exc}"
+        return content_key(message), message, json_text(named)
+
+    for root, recipients, line, cells in audience.firsts():
+        if already[root]:
+            continue
+        if suppressed[root]:
+            yield Reject(recipients.path, line, SUPPRESSED, recipients.values(cells))
+            continue
+        if windows is not None and not windows[root]:
+            yield Reject(recipients.path, line, "outside the 24-hour customer care window "
+                         "(no message from this person in the last 24 h)",
+                         recipients.values(cells))  # fmt: skip
+            continue
+        identity = audience.identity(root, phones_only=authentication)
+        if identity is None:
+            yield Reject(recipients.path, line, "authentication templates cannot be sent to a "
+                         "BSUID (Meta error 131062) and no phone number is known",
+                         recipients.values(cells))  # fmt: skip
+            continue
+        where = positions.get(recipients.path)
+        if where is None:
+            where = positions[recipients.path] = [
+                recipients.columns.index(c) if c in recipients.columns else None for c in used
+            ]
+        values = tuple("" if i is None else cells[i] for i in where)
+        result = composed(values)
+        if isinstance(result, str):
+            yield Reject(recipients.path, line, result, recipients.values(cells))
+            continue
+        key, message, params = result
+        yield zone_prefix(identity[1]) + key, message, (*identity, line, params)
+
+
+@dataclass(slots=True)
+class Batch:
+    id: str
+    seq: int
+    payload: dict[str, Any]
+    members: list[Member]
+    not_before: datetime | None = None  # held by the messaging tier until then
+
+
+class Writer:
+    """Groups people with identical messages into batches, committing in chunks.
+
+    A group is cut when it holds ``batch_size`` people. Groups that stay small (a
+    personalised message makes every person a group of one) are cut as they are once
+    ``OPEN_LIMIT`` people wait, so memory stays bounded.
+
+    The messaging tier: once ``room`` people are in batches, later batches are held,
+    the next ``cap`` people for 24 hours, the next for 48, and so on (``held`` names
+    them; a periodic task releases them, ``release_held``).
+    """
+
+    def __init__(
+        self,
+        campaign_id: int,
+        batch_size: int,
+        next_seq: int,
+        commit: Callable[[list[Batch]], None],
+        *,
+        room: int | None = None,
+        cap: int | None = None,
+    ) -> None:
+        self.campaign_id = campaign_id
+        self.batch_size = batch_size
+        self.seq = next_seq
+        self.commit = commit
+        self.room = room
+        self.cap = cap or 1
+        self.started = datetime.now(UTC)
+        self.held: set[str] = set()
+        self.messages = 0
+        self._cut_people = 0
+        self._groups: dict[str, tuple[dict[str, Any], list[Member]]] = {}
+        self._waiting = 0
+        self._ready: list[Batch] = []
+        self._ready_messages = 0
+
+    def add(self, key: str, message: dict[str, Any], member: Member) -> None:
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = (message, [])
+        group[1].append(member)
+        self._waiting += 1
+        self.messages += 1
+        if len(group[1]) >= self.batch_size:
+            self._cut(key)
+        elif self._waiting >= OPEN_LIMIT:
+            for waiting in list(self._groups):
+                self._cut(waiting)
+        if self._ready_messages >= CHUNK_MESSAGES:
+            self._flush()
+
+    def close(self) -> None:
+        for key in list(self._groups):
+            self._cut(key)
+        self._flush()
+
+    def _cut(self, key: str) -> None:
+        message, members = self._groups.pop(key)
+        batch_id = f"c{self.campaign_id}-b{self.seq:06d}"
+        not_before = None
+        if self.room is not None and self._cut_people + len(members) > self.room:
+            days = 1 + max(0, self._cut_people - self.room) // self.cap
+            not_before = self.started + days * TIER_PERIOD
+            self.held.add(batch_id)
+        self._cut_people += len(members)
+        self._ready.append(Batch(batch_id, self.seq, {"messages": [message]}, members, not_before))
+        self.seq += 1
+        self._waiting -= len(members)
+        self._ready_messages += len(members)
+
+    def _flush(self) -> None:
+        if self._ready:
+            self.commit(self._ready)
+        self._ready = []
+        self._ready_messages = 0
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def json_text(value: Any) -> str:
+    """JSON columns go to ``COPY`` as their text."""
+    return _encoder.encode(value)
+
+
+def _same(value: Any) -> Any:
+    return value
