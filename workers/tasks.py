@@ -26,10 +26,10 @@ from celery.signals import (
 from kombu.exceptions import OperationalError
 from sqlalchemy import select, update
 
-from dispatcher.campaigns import dropfolder, schedules
+from dispatcher.campaigns import dropfolder, lifecycle, schedules
 from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
-from dispatcher.operations import control, progress
+from dispatcher.operations import control
 from dispatcher.preparation.prepare import prepare_campaign as prepare
 from dispatcher.providers import provider_from_settings
 from dispatcher.resending import planner as resend
@@ -217,8 +217,7 @@ def sweep_reports() -> int:
         with contextlib.suppress(StorageError):
             ctx.throttle.penalise(sender)
     with db.session() as session:
-        for campaign_id in progress.active_campaigns(session):
-            progress.complete_if_settled(session, campaign_id)
+        lifecycle.complete_settled_sending(session)
     with db.session() as session:
         control.settle_stranded(session)
     return applied

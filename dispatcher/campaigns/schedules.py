@@ -27,6 +27,7 @@ from cronsim import CronSim, CronSimError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.checks import preflight
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import CampaignSpec, LoadedCampaign
@@ -74,11 +75,7 @@ def start_due(db: Database, enqueue: Callable[[int], None], now: datetime) -> li
             log.warning("campaign %s could not be queued, retried next round: %s",
                         campaign_id, exc)  # fmt: skip
             with db.session() as session:
-                session.execute(
-                    update(Campaign)
-                    .where(Campaign.id == campaign_id, Campaign.state == CampaignState.DRAFT)
-                    .values(state=CampaignState.SCHEDULED)
-                )
+                lifecycle.not_queued(session, campaign_id)
             continue
         started.append(campaign_id)
     return started
@@ -92,14 +89,8 @@ def _scheduled_campaigns(db: Database, now: datetime) -> list[int]:
         due = []
         for campaign_id, spec in waiting:
             send_at = CampaignSpec.model_validate(spec).send_at
-            if send_at is None or send_at <= now:
-                moved = session.execute(
-                    update(Campaign)
-                    .where(Campaign.id == campaign_id, Campaign.state == CampaignState.SCHEDULED)
-                    .values(state=CampaignState.DRAFT)
-                ).rowcount  # type: ignore[attr-defined]
-                if moved:
-                    due.append(campaign_id)
+            if (send_at is None or send_at <= now) and lifecycle.due(session, campaign_id):
+                due.append(campaign_id)
     return due
 
 

@@ -31,10 +31,13 @@ def follow(
     *,
     timeout_seconds: float,
     extra_done: Callable[[], bool] = lambda: True,
+    before_look: Callable[[], None] = lambda: None,
     alive: Callable[[], str | None] = lambda: None,
     poll_seconds: float = 0.2,
 ) -> CampaignProgress:
-    """Show live progress until the campaign is finished (or the timeout).
+    """Show live progress until the campaign is finished (or the timeout). It only
+    reads; ``before_look`` runs before each look (the caller may complete a settled
+    campaign there rather than wait for the periodic sweep).
 
     ``extra_done`` lets the embedded mode also wait for the simulator's last callbacks;
     ``alive`` returns a message when a part the run depends on has stopped.
@@ -52,8 +55,8 @@ def follow(
     current: CampaignProgress | None = None
     with bars:
         while True:
+            before_look()
             with db.session() as session:
-                progress_mod.complete_if_settled_if_sending(session, campaign_id)
                 current = progress_mod.progress(session, campaign_id)
             if current is None:
                 raise FollowTimeout(f"campaign {campaign_id} vanished")

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from sqlalchemy import select
 
+from dispatcher.campaigns import lifecycle
 from dispatcher.db import Campaign, Database, migrate
 from dispatcher.errors import ConfigurationError
 from dispatcher.interfaces.console import FollowTimeout, follow, summary
@@ -216,8 +217,15 @@ def enqueue_prepare(campaign_id: int) -> None:
 
 
 def follow_and_report(db: Database, campaign_id: int, timeout: float, **hooks: Any) -> None:
+    def complete_if_settled() -> None:
+        # The sweep completes settled campaigns every few seconds; a run waiting for
+        # this one's end does it at once.
+        with db.session() as session:
+            lifecycle.complete_settled_sending(session, (campaign_id,))
+
     try:
-        final = follow(db, campaign_id, console, timeout_seconds=timeout, **hooks)
+        final = follow(db, campaign_id, console, timeout_seconds=timeout,
+                       before_look=complete_if_settled, **hooks)  # fmt: skip
     except FollowTimeout as exc:
         say((str(exc), "yellow"))
         with db.session() as session:

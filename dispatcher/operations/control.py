@@ -20,6 +20,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from dispatcher.campaigns import lifecycle
 from dispatcher.db import Batch, Campaign, Message
 from dispatcher.errors import DispatcherError
 from dispatcher.status import BatchState, CampaignState, MessageStatus
@@ -153,12 +154,7 @@ def _move(
     verb: str,
     **values: object,
 ) -> None:
-    moved = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.state.in_(allowed))
-        .values(state=to, **values)
-    ).rowcount  # type: ignore[attr-defined]
-    if moved:
+    if lifecycle.move(session, campaign_id, allowed, to, **values):
         return
     state = session.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
     if state is None:

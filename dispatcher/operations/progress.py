@@ -1,4 +1,5 @@
-"""Campaign progress from the database: what the CLI, status JSON and metrics show."""
+"""Campaign progress from the database: what the CLI, status JSON and metrics show.
+It only reads: a campaign's state is changed by ``campaigns.lifecycle``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, case, func, or_, select, update
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from dispatcher.campaigns.lifecycle import unsettled
 from dispatcher.db import Batch, Campaign, MergedRow, Message
 from dispatcher.masking import mask
-from dispatcher.status import SETTLED, BatchState, CampaignState, MessageStatus
+from dispatcher.status import BatchState, CampaignState, MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
             func.count(Message.delivered_at),
             func.count(Message.read_at),
             func.coalesce(func.sum(case((Message.status.in_(failed_states), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((_unsettled(), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((unsettled(), 1), else_=0)), 0),
             func.coalesce(func.sum(case((Message.next_attempt_at.is_not(None), 1), else_=0)), 0),
             func.coalesce(func.sum(case((Message.status == MessageStatus.EXPIRED, 1), else_=0)), 0),
         ).where(Message.campaign_id == campaign_id)
@@ -169,49 +171,6 @@ def _failure_label(result_code: int | None, whatsapp_code: int | None) -> str:
     if whatsapp_code is not None:
         return f"{result_code or '-'} / WhatsApp {whatsapp_code}"
     return str(result_code) if result_code is not None else "not sent"
-
-
-def _unsettled() -> ColumnElement[bool]:
-    """Messages the campaign still waits for: not settled, or a failure whose resend is
-    planned or not yet judged (``resend.plan``)."""
-    return or_(
-        Message.status.not_in(SETTLED),
-        (Message.status == MessageStatus.FAILED)
-        & (
-            Message.next_attempt_at.is_not(None)
-            | (Message.retry_class.is_(None) & Message.submitted_at.is_not(None))
-        ),
-    )
-
-
-def complete_if_settled(session: Session, campaign_id: int) -> bool:
-    """Mark a sending campaign completed once every message has its final outcome."""
-    unsettled = session.scalar(
-        select(func.count()).where(Message.campaign_id == campaign_id, _unsettled())
-    )
-    if unsettled:
-        return False
-    done = session.execute(
-        update(Campaign)
-        .where(
-            Campaign.id == campaign_id,
-            Campaign.state == CampaignState.SENDING,
-            Campaign.prepared_at.is_not(None),  # people may still be being written
-        )
-        .values(state=CampaignState.COMPLETED, finished_at=datetime.now(UTC))
-    ).rowcount  # type: ignore[attr-defined]
-    return bool(done)
-
-
-def active_campaigns(session: Session) -> list[int]:
-    return list(session.scalars(select(Campaign.id).where(Campaign.state == CampaignState.SENDING)))
-
-
-def complete_if_settled_if_sending(session: Session, campaign_id: int) -> None:
-    """``complete_if_settled`` for a campaign that is sending (cheap no-op otherwise)."""
-    state = session.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
-    if state == CampaignState.SENDING:
-        complete_if_settled(session, campaign_id)
 
 
 #: The report's status of a row merged into an earlier one (it has no message).

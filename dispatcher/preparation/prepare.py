@@ -30,17 +30,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatcher.audience import book
 from dispatcher.audience.passes import Audience
 from dispatcher.audience.recipients import Reject, normalise_header
+from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.spec import CampaignSpec, LoadedCampaign
 from dispatcher.db import Batch, Campaign, CareWindow, Database, Message, Suppression
 from dispatcher.db.bulk import matching
 from dispatcher.errors import CampaignSpecError, DispatcherError
-from dispatcher.operations import control, progress
+from dispatcher.operations import control
 from dispatcher.operations.reports import write_rejects
 from dispatcher.preparation import media
 from dispatcher.preparation.batching import Known, Writer, members
@@ -82,19 +83,8 @@ def prepare_campaign(
             if dispatch is not None:
                 dispatch(pending)  # a redelivered task: hand them out again (sent once)
             return pending
-        if not resuming:
-            # Conditional, so a cancel committed meanwhile is not overwritten; a campaign
-            # not yet due (scheduled) or no longer wanted (cancelled, ...) stays as it is.
-            moved = session.execute(
-                update(Campaign)
-                .where(
-                    Campaign.id == campaign_id,
-                    Campaign.state.in_((CampaignState.DRAFT, CampaignState.PREPARING)),
-                )
-                .values(state=CampaignState.PREPARING)
-            ).rowcount  # type: ignore[attr-defined]
-            if not moved:
-                return []
+        if not resuming and not lifecycle.start_preparing(session, campaign_id):
+            return []  # cancelled meanwhile, not yet due, or another task's
         spec = CampaignSpec.model_validate(campaign.spec)
         loaded = LoadedCampaign(spec=spec, spec_path=Path(campaign.spec_path))
     try:
@@ -124,11 +114,7 @@ def prepare_campaign(
 
 def _fail(db: Database, campaign_id: int, error: str) -> None:
     with contextlib.suppress(DispatcherError), db.session() as session:
-        failed = session.get(Campaign, campaign_id)
-        if failed is not None and failed.state in (CampaignState.PREPARING, CampaignState.SENDING):
-            failed.state = CampaignState.FAILED
-            failed.error = error[:2000]
-            failed.finished_at = datetime.now(UTC)
+        lifecycle.fail(session, campaign_id, error)
 
 
 def pending_batches(session: Session, campaign_id: int) -> list[str]:
@@ -297,33 +283,22 @@ def _start(
 ) -> bool:
     """Record the level and open the campaign for sending; False when it is no longer
     ours to prepare (cancelled, or prepared by a concurrent delivery of the task)."""
-    expected = CampaignState.SENDING if resuming else CampaignState.PREPARING
+    # (Two resuming at once, a redelivery while the first still runs, are told apart
+    # only by the unique keys when they write: the later one stops.)
     with db.session() as session:
-        # Notes made when it was registered (a repeat on a simulator) come first.
-        earlier = session.scalar(select(Campaign.notes).where(Campaign.id == campaign_id)) or []
-        notes = [*earlier, *(note for note in notes if note not in earlier)]
-        # Conditional: of two deliveries of the prepare task, one moves the campaign on.
-        # (Two resuming at once, a redelivery while the first still runs, are told
-        # apart only by the unique keys when they write: the later one stops.)
-        moved = session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id, Campaign.state == expected)
-            .values(
-                level=level.value,
-                rate_per_second=rate,
-                notes=notes or None,
-                state=expected if dry_run else CampaignState.SENDING,
-            )
-        ).rowcount  # type: ignore[attr-defined]
-    return bool(moved)
+        return lifecycle.open_for_sending(
+            session, campaign_id, level=level, rate=rate, notes=notes, resuming=resuming,
+            dry_run=dry_run,
+        )  # fmt: skip
 
 
 def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
-    campaign.prepared_at = datetime.now(UTC)
+    now = datetime.now(UTC)
     if dry_run:
-        campaign.state = CampaignState.PREVIEWED
-        campaign.finished_at = campaign.prepared_at
-    elif campaign.state == CampaignState.CANCELLED:
+        lifecycle.previewed(session, campaign.id, now)
+        return
+    campaign.prepared_at = now
+    if campaign.state == CampaignState.CANCELLED:
         # Cancelled while its people were being written: the ones written since close too.
         session.flush()
         control.settle_cancelled(session, campaign.id)
@@ -332,7 +307,7 @@ def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
         # written (or before an interrupted preparation resumed): judged from the
         # messages themselves.
         session.flush()
-        progress.complete_if_settled(session, campaign.id)
+        lifecycle.complete_if_settled(session, campaign.id)
 
 
 def _check_columns(loaded: LoadedCampaign, audience: Audience) -> None:

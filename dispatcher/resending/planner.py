@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.spec import CampaignSpec
 from dispatcher.db import Batch, Campaign, Message
 from dispatcher.resending.policy import RetryClass, retry_class
@@ -349,11 +350,7 @@ def request_resend(
             .values(next_attempt_at=max(now, submitted + floor), retry_class="on_request")
         )
         chosen += 1
-    session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.state == CampaignState.COMPLETED)
-        .values(state=CampaignState.SENDING, finished_at=None)
-    )
+    lifecycle.reopen(session, campaign_id)
     return chosen
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select, update
 
+from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.spec import LINK_DEFAULT_VALIDITY_MINUTES, CampaignSpec, WindowSpec
 from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.errors import (
@@ -298,11 +299,8 @@ def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) 
 def _fail_campaign_of(db: Database, batch_id: str, error: str) -> None:
     with db.session() as session:
         campaign_id = session.scalar(select(Batch.campaign_id).where(Batch.id == batch_id))
-        session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id, Campaign.state == CampaignState.SENDING)
-            .values(state=CampaignState.FAILED, error=error[:2000], finished_at=datetime.now(UTC))
-        )
+        if campaign_id is not None:
+            lifecycle.fail(session, campaign_id, error, (CampaignState.SENDING,))
 
 
 def submitted(now: datetime, validity: timedelta) -> dict[str, Any]:

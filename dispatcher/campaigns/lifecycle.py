@@ -1,0 +1,151 @@
+"""Every change of a campaign's state, in one module (ARCHITECTURE: each state machine
+has one module that changes it; the message's rule is ``status.advances``).
+
+::
+
+    scheduled -> draft -> preparing -> sending -> completed -> sending (a resend asked)
+                  |           |-> previewed (a dry run)
+                  v           |-> failed (refused, or stopped half-way)
+              scheduled       sending -> paused -> sending;  sending -> failed
+              (not queued)    any unfinished -> cancelled
+
+Each change is one conditional UPDATE (``WHERE state IN ...``): workers, beat and a
+command racing for one campaign agree, and the loser learns it from the row count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from dispatcher.db import Campaign, Message
+from dispatcher.providers import Level
+from dispatcher.status import SETTLED, CampaignState, MessageStatus
+
+#: How much of an error a campaign keeps.
+ERROR_CHARS = 2000
+
+
+def move(
+    session: Session,
+    campaign_id: int,
+    allowed: Iterable[CampaignState],
+    to: CampaignState,
+    **values: object,
+) -> bool:
+    """Move the campaign from one of ``allowed`` to ``to``, setting ``values`` too;
+    False when it was in none of them (someone else moved it first)."""
+    moved = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.state.in_(tuple(allowed)))
+        .values(state=to, **values)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(moved)
+
+
+def due(session: Session, campaign_id: int) -> bool:
+    """A scheduled campaign's time has come: it waits for its prepare task."""
+    return move(session, campaign_id, (CampaignState.SCHEDULED,), CampaignState.DRAFT)
+
+
+def not_queued(session: Session, campaign_id: int) -> bool:
+    """Its prepare task could not be queued: scheduled again, for the next round."""
+    return move(session, campaign_id, (CampaignState.DRAFT,), CampaignState.SCHEDULED)
+
+
+def start_preparing(session: Session, campaign_id: int) -> bool:
+    """Taken by a prepare task. A cancel committed meanwhile is not overwritten; a
+    campaign not yet due, or no longer wanted, stays as it is."""
+    allowed = (CampaignState.DRAFT, CampaignState.PREPARING)
+    return move(session, campaign_id, allowed, CampaignState.PREPARING)
+
+
+def open_for_sending(
+    session: Session,
+    campaign_id: int,
+    *,
+    level: Level,
+    rate: int,
+    notes: list[str],
+    resuming: bool,
+    dry_run: bool,
+) -> bool:
+    """Record the sender's level and open the campaign for sending (a dry run stays
+    preparing until it is previewed). Of two deliveries of the prepare task, one moves
+    it on; False for the other. Notes made when it was registered come first."""
+    expected = CampaignState.SENDING if resuming else CampaignState.PREPARING
+    earlier = session.scalar(select(Campaign.notes).where(Campaign.id == campaign_id)) or []
+    notes = [*earlier, *(note for note in notes if note not in earlier)]
+    to = expected if dry_run else CampaignState.SENDING
+    return move(session, campaign_id, (expected,), to, level=level.value,
+                rate_per_second=rate, notes=notes or None)  # fmt: skip
+
+
+def previewed(session: Session, campaign_id: int, now: datetime) -> bool:
+    """A dry run's people are stored: kept as a preview, never sent."""
+    return move(session, campaign_id, (CampaignState.PREPARING,), CampaignState.PREVIEWED,
+                prepared_at=now, finished_at=now)  # fmt: skip
+
+
+def fail(
+    session: Session,
+    campaign_id: int,
+    error: str,
+    allowed: Iterable[CampaignState] = (CampaignState.PREPARING, CampaignState.SENDING),
+) -> bool:
+    """Stop the campaign for a reason nobody can fix by waiting (refused credentials,
+    a pre-flight refusal, a preparation that broke)."""
+    return move(session, campaign_id, allowed, CampaignState.FAILED,
+                error=error[:ERROR_CHARS], finished_at=datetime.now(UTC))  # fmt: skip
+
+
+def reopen(session: Session, campaign_id: int) -> bool:
+    """A completed campaign has messages planned for a resend again (on request)."""
+    return move(session, campaign_id, (CampaignState.COMPLETED,), CampaignState.SENDING,
+                finished_at=None)  # fmt: skip
+
+
+def unsettled() -> ColumnElement[bool]:
+    """Messages the campaign still waits for: not settled, or a failure whose resend is
+    planned or not yet judged (``resend.plan``)."""
+    return or_(
+        Message.status.not_in(SETTLED),
+        (Message.status == MessageStatus.FAILED)
+        & (
+            Message.next_attempt_at.is_not(None)
+            | (Message.retry_class.is_(None) & Message.submitted_at.is_not(None))
+        ),
+    )
+
+
+def complete_if_settled(session: Session, campaign_id: int) -> bool:
+    """Mark a sending campaign completed once every message has its final outcome."""
+    waiting = session.scalar(
+        select(func.count()).where(Message.campaign_id == campaign_id, unsettled())
+    )
+    if waiting:
+        return False
+    # Not before its people are all written (``prepared_at``).
+    done = session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.state == CampaignState.SENDING,
+            Campaign.prepared_at.is_not(None),
+        )
+        .values(state=CampaignState.COMPLETED, finished_at=datetime.now(UTC))
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(done)
+
+
+def complete_settled_sending(session: Session, campaign_ids: Iterable[int] | None = None) -> None:
+    """``complete_if_settled`` for the sending campaigns among ``campaign_ids`` (all of
+    them when None): the periodic sweep, and whoever follows a campaign's end."""
+    query = select(Campaign.id).where(Campaign.state == CampaignState.SENDING)
+    if campaign_ids is not None:
+        query = query.where(Campaign.id.in_(tuple(campaign_ids)))
+    for campaign_id in list(session.scalars(query)):
+        complete_if_settled(session, campaign_id)
