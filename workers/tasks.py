@@ -24,17 +24,17 @@ from celery.signals import (
     worker_shutdown,
 )
 from kombu.exceptions import OperationalError
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from dispatcher.campaigns import dropfolder, lifecycle, schedules
-from dispatcher.db import Batch, Campaign, Database
+from dispatcher.db import Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.operations import control
 from dispatcher.preparation.prepare import prepare_campaign as prepare
 from dispatcher.providers import provider_from_settings
 from dispatcher.resending import planner as resend
 from dispatcher.sending import batch as sending
-from dispatcher.sending import fanout
+from dispatcher.sending import batch_states, fanout
 from dispatcher.sending import labels as tasklabels
 from dispatcher.sending.throttle import Throttle
 from dispatcher.sending.windows import release_held
@@ -105,7 +105,7 @@ def hand_out(db: Database, campaign_id: int, batch_ids: list[str]) -> None:
         labels = []
         for chunk in fanout.chunks(batch_ids):
             # Stamped before the task exists: the lost-task net never sees a fresh one.
-            session.execute(update(Batch).where(Batch.id.in_(chunk)).values(handed_out_at=now))
+            batch_states.handed_out(session, chunk, now)
             labels.append(tasklabels.send_label(session, campaign_id, chunk, name))
     for chunk, label in zip(fanout.chunks(batch_ids), labels, strict=True):
         send_batches.apply_async(

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from dispatcher.campaigns import lifecycle
 from dispatcher.db import Batch, Campaign, Message
 from dispatcher.errors import DispatcherError
+from dispatcher.sending import batch_states
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 
 PAUSABLE = (CampaignState.SENDING,)
@@ -89,14 +90,7 @@ def settle_cancelled(session: Session, campaign_id: int) -> int:
     preparation that was cancelled half-way finishes writing); returns the messages
     newly marked ``cancelled``."""
     now = datetime.now(UTC)
-    session.execute(
-        update(Batch)
-        .where(
-            Batch.campaign_id == campaign_id,
-            Batch.state.in_((BatchState.PENDING, BatchState.HELD)),
-        )
-        .values(state=BatchState.SKIPPED, error="campaign cancelled")
-    )
+    batch_states.close_for_cancel(session, campaign_id)
     # Messages in a request that was in flight keep their course; the rest never left.
     in_flight = select(Batch.id).where(
         Batch.campaign_id == campaign_id,

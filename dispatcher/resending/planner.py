@@ -21,6 +21,7 @@ from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.spec import CampaignSpec
 from dispatcher.db import Batch, Campaign, Message
 from dispatcher.resending.policy import RetryClass, retry_class
+from dispatcher.sending import batch_states
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 
 log = logging.getLogger(__name__)
@@ -57,16 +58,7 @@ def _specs(session: Session, campaign_ids: Iterable[int]) -> dict[int, CampaignS
 
 def mark_stale_in_doubt(session: Session, windows: Windows, now: datetime) -> int:
     """A batch claimed long ago and still 'submitting' lost its worker: it is in doubt."""
-    return int(
-        session.execute(
-            update(Batch)
-            .where(
-                Batch.state == BatchState.SUBMITTING,
-                Batch.submitting_at < now - windows.stale_submitting,
-            )
-            .values(state=BatchState.IN_DOUBT, error="no answer recorded; worker lost?")
-        ).rowcount  # type: ignore[attr-defined]
-    )
+    return batch_states.stale_in_doubt(session, now, windows.stale_submitting)
 
 
 def lost_batches(session: Session, windows: Windows, now: datetime) -> list[str]:
@@ -295,9 +287,7 @@ def cut_due(session: Session, now: datetime, batch_size: int = 50) -> list[str]:
             if moved:
                 created.append(batch_id)
             else:
-                session.execute(
-                    update(Batch).where(Batch.id == batch_id).values(state=BatchState.SKIPPED)
-                )
+                batch_states.move(session, [batch_id], BatchState.SKIPPED)
     return created
 
 

@@ -29,6 +29,7 @@ from dispatcher.errors import (
     StorageError,
 )
 from dispatcher.providers import Answer, Level, Provider, Request
+from dispatcher.sending import batch_states
 from dispatcher.sending.throttle import Throttle
 from dispatcher.sending.windows import hold_closed
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
@@ -130,8 +131,9 @@ def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int]
                 return Outcome.SKIPPED  # another delivery of this batch is sending it
             # Our own claim, redelivered after the worker died between claim and answer:
             # the provider may have queued the request. Never resend blindly.
-            batch.state = BatchState.IN_DOUBT
-            batch.error = "worker stopped while the request was in flight"
+            batch_states.mark(
+                batch, BatchState.IN_DOUBT, "worker stopped while the request was in flight"
+            )
             return Outcome.IN_DOUBT
         if batch.state != BatchState.PENDING or campaign.state != CampaignState.SENDING:
             return Outcome.SKIPPED
@@ -148,23 +150,13 @@ def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int]
 
 def _claim(ctx: SendContext, batch_id: str, claimer: str) -> tuple[Request, timedelta] | Outcome:
     with ctx.db.session() as session:
-        claimed = session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id, Batch.state == BatchState.PENDING)
-            .values(
-                state=BatchState.SUBMITTING,
-                claimed_by=claimer,
-                attempts=Batch.attempts + 1,
-                submitting_at=datetime.now(UTC),
-            )
-        ).rowcount  # type: ignore[attr-defined]
-        if not claimed:
+        if not batch_states.claim(session, [batch_id], claimer, datetime.now(UTC)):
             return Outcome.SKIPPED
         batch, campaign = session.execute(
             select(Batch, Campaign).join(Campaign).where(Batch.id == batch_id)
         ).one()
         if campaign.state != CampaignState.SENDING:
-            batch.state = BatchState.PENDING  # stopped while we waited; hand it back
+            batch_states.mark(batch, BatchState.PENDING)  # stopped while we waited; hand it back
             return Outcome.SKIPPED
         # Only messages still waiting go out: one settled meanwhile (a late report for
         # an earlier attempt, say) drops out of the request, never to be sent twice.
@@ -179,8 +171,9 @@ def _claim(ctx: SendContext, batch_id: str, claimer: str) -> tuple[Request, time
             .values(position=None)
         )
         if not waiting:
-            batch.state = BatchState.SKIPPED
-            batch.error = "every message was settled before its turn"
+            batch_states.mark(
+                batch, BatchState.SKIPPED, "every message was settled before its turn"
+            )
             return Outcome.SKIPPED
         session.execute(
             update(Message),
@@ -223,12 +216,8 @@ def valid_until(spec: CampaignSpec, expires_at: datetime | None) -> datetime | N
 def _release(db: Database, batch_id: str, error: str) -> None:
     """Nothing left our side: the batch may be claimed again (the try does not count)."""
     with db.session() as session:
-        released = session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id, Batch.state == BatchState.SUBMITTING)
-            .values(state=BatchState.PENDING, error=error[:2000])
-        ).rowcount  # type: ignore[attr-defined]
-        if released:
+        allowed = (BatchState.SUBMITTING,)
+        if batch_states.move(session, [batch_id], BatchState.PENDING, allowed=allowed, error=error):
             session.execute(
                 update(Message)
                 .where(Message.batch_id == batch_id, Message.position.is_not(None))
@@ -239,12 +228,11 @@ def _release(db: Database, batch_id: str, error: str) -> None:
 def give_up(db: Database, batch_id: str, reason: str) -> None:
     """Retries are exhausted and nothing was ever sent: its people are reported unsent."""
     with db.session() as session:
-        closed = session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id, Batch.state == BatchState.PENDING)
-            .values(state=BatchState.REJECTED, error=reason[:2000])
-        ).rowcount  # type: ignore[attr-defined]
-        if not closed:  # another delivery holds (or sent) it: its outcome stands
+        allowed = (BatchState.PENDING,)
+        rejected = batch_states.move(
+            session, [batch_id], BatchState.REJECTED, allowed=allowed, error=reason
+        )
+        if not rejected:  # another delivery holds (or sent) it: its outcome stands
             return
         session.execute(
             update(Message)
@@ -265,21 +253,15 @@ def _set_state(
     db: Database, batch_id: str, state: BatchState, error: str, result_code: int | None
 ) -> None:
     with db.session() as session:
-        session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id)
-            .values(state=state, error=error[:2000], result_code=result_code)
-        )
+        batch_states.move(session, [batch_id], state, error=error, result_code=result_code)
 
 
 def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) -> None:
     """The provider refused the request: none of its messages was queued; they failed."""
     now = datetime.now(UTC)
     with db.session() as session:
-        session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id)
-            .values(state=BatchState.REJECTED, error=str(exc)[:2000], result_code=exc.result_code)
+        batch_states.move(
+            session, [batch_id], BatchState.REJECTED, error=str(exc), result_code=exc.result_code
         )
         session.execute(
             update(Message)
@@ -327,14 +309,7 @@ def _record(
     the senders rate-limited among them."""
     now = datetime.now(UTC)
     with db.session() as session:
-        session.execute(
-            update(Batch)
-            .where(
-                Batch.id == batch_id,
-                Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
-            )
-            .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=response.result_code)
-        )
+        batch_states.submitted(session, [batch_id], now, response.result_code)
         ids = session.execute(
             select(Message.id)
             .where(Message.batch_id == batch_id, Message.position.is_not(None))

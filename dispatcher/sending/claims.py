@@ -30,6 +30,7 @@ from dispatcher.errors import (
 )
 from dispatcher.operations import control
 from dispatcher.providers import Answer, Level, Request
+from dispatcher.sending import batch_states
 from dispatcher.sending.batch import (
     Outcome,
     SendContext,
@@ -92,11 +93,9 @@ def hand_back_stopped(
             if len(live) == len(campaigns):
                 return batch_ids
             stopped = [b for b in batch_ids if claimed[b].campaign_id not in live]
-            session.execute(
-                update(Batch)
-                .where(among(session, Batch.id, stopped), Batch.state == BatchState.SUBMITTING)
-                .values(state=BatchState.PENDING, claimed_by=None, attempts=Batch.attempts - 1)
-            )
+            batch_states.move(session, stopped, BatchState.PENDING,
+                              allowed=(BatchState.SUBMITTING,), claimed_by=None,
+                              attempts=Batch.attempts - 1)  # fmt: skip
             ids = [m for b in stopped for m in claimed[b].message_ids]
             session.execute(
                 update(Message).where(among(session, Message.id, ids)).values(
@@ -147,14 +146,8 @@ def peek(
         if redelivered:
             # Our own claims, redelivered after the worker died mid-request: the
             # provider may have queued them. Never resend blindly.
-            session.execute(
-                update(Batch)
-                .where(among(session, Batch.id, redelivered))
-                .values(
-                    state=BatchState.IN_DOUBT,
-                    error="worker stopped while the request was in flight",
-                )
-            )  # fmt: skip
+            lost = "worker stopped while the request was in flight"
+            batch_states.move(session, redelivered, BatchState.IN_DOUBT, error=lost)
         sendable = [
             r for r in rows if r.state == BatchState.PENDING and r.campaign == CampaignState.SENDING
         ]
@@ -223,19 +216,7 @@ def claim(
     now = datetime.now(UTC)
     claimed: dict[str, Claimed] = {}
     with ctx.db.session() as session:
-        ours = set(
-            session.scalars(
-                update(Batch)
-                .where(among(session, Batch.id, batch_ids), Batch.state == BatchState.PENDING)
-                .values(
-                    state=BatchState.SUBMITTING,
-                    claimed_by=claimer,
-                    attempts=Batch.attempts + 1,
-                    submitting_at=now,
-                )
-                .returning(Batch.id)
-            )
-        )
+        ours = batch_states.claim(session, batch_ids, claimer, now)
         for batch_id in batch_ids:
             if batch_id not in ours:
                 outcomes[batch_id] = Outcome.SKIPPED
@@ -248,14 +229,14 @@ def claim(
         ).all()
         stopped = [b.id for b in batches if b.state != CampaignState.SENDING]
         if stopped:  # stopped while we waited: hand them back
-            set_state(session, stopped, state=BatchState.PENDING)
+            batch_states.move(session, stopped, BatchState.PENDING)
             outcomes.update(dict.fromkeys(stopped, Outcome.SKIPPED))
         live = {b.id: b for b in batches if b.state == CampaignState.SENDING}
         waiting = waiting_messages(session, list(live))
         empty = [batch_id for batch_id in live if not waiting.get(batch_id)]
         if empty:
-            set_state(session, empty, state=BatchState.SKIPPED,
-                 error="every message was settled before its turn")  # fmt: skip
+            nothing_left = "every message was settled before its turn"
+            batch_states.move(session, empty, BatchState.SKIPPED, error=nothing_left)
             outcomes.update(dict.fromkeys(empty, Outcome.SKIPPED))
         provider = ctx.client
         for batch_id, batch in live.items():
@@ -333,21 +314,17 @@ def settle(
         if answered:
             record(session, answered, claimed, now)
         if retry:  # nothing left our side: claimable again, the try does not count
-            released = list(
-                session.scalars(
-                    update(Batch)
-                    .where(among(session, Batch.id, retry), Batch.state == BatchState.SUBMITTING)
-                    .values(state=BatchState.PENDING, error=str(results[retry[0]])[:2000])
-                    .returning(Batch.id)
-                )
-            )
+            released = batch_states.move(
+                session, retry, BatchState.PENDING, allowed=(BatchState.SUBMITTING,),
+                error=str(results[retry[0]]),
+            )  # fmt: skip
             ids = [m for b in released for m in claimed[b].message_ids]
             session.execute(
                 update(Message).where(among(session, Message.id, ids)).values(
                     attempts=Message.attempts - 1)
             )  # fmt: skip
         if doubt:
-            set_state(session, doubt, state=BatchState.IN_DOUBT, error=str(results[doubt[0]]))
+            batch_states.move(session, doubt, BatchState.IN_DOUBT, error=str(results[doubt[0]]))
     outcomes.update(dict.fromkeys(answered, Outcome.SUBMITTED))
     outcomes.update(dict.fromkeys(retry, Outcome.RETRY))
     outcomes.update(dict.fromkeys(doubt, Outcome.IN_DOUBT))
@@ -377,14 +354,7 @@ def record(
     for batch_id, answer in answered.items():
         by_code.setdefault(answer.result_code, []).append(batch_id)
     for result_code, batch_ids in by_code.items():
-        session.execute(
-            update(Batch)
-            .where(
-                among(session, Batch.id, batch_ids),
-                Batch.state.in_((BatchState.SUBMITTING, BatchState.IN_DOUBT)),
-            )
-            .values(state=BatchState.SUBMITTED, submitted_at=now, result_code=result_code)
-        )
+        batch_states.submitted(session, batch_ids, now, result_code)
     update_by_id(
         session,
         MESSAGES,
@@ -403,12 +373,3 @@ def record(
         session.execute(
             update(Message).where(among(session, Message.id, ids)).values(submitted(now, validity))
         )
-
-
-def set_state(
-    session: Session, batch_ids: list[str], *, state: BatchState, error: str = ""
-) -> None:
-    values: dict[str, Any] = {"state": state}
-    if error:
-        values["error"] = error[:2000]
-    session.execute(update(Batch).where(among(session, Batch.id, batch_ids)).values(**values))

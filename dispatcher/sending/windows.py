@@ -21,12 +21,12 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as number_zones
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dispatcher.db import Batch, Campaign, Message
+from dispatcher.db import Message
 from dispatcher.db.bulk import among
-from dispatcher.status import BatchState, CampaignState
+from dispatcher.sending import batch_states
 
 RECIPIENT = "recipient"
 _OUTPOSTS = ("Arctic/", "Antarctica/")
@@ -97,29 +97,11 @@ def hold_closed(
         if opens > now:
             held.setdefault(opens, []).append(batch_id)
     for opens, ids in held.items():
-        session.execute(
-            update(Batch)
-            .where(among(session, Batch.id, ids), Batch.state == BatchState.PENDING)
-            .values(state=BatchState.HELD, not_before=opens)
-        )
+        batch_states.hold(session, ids, opens)
     return {batch_id for ids in held.values() for batch_id in ids}
 
 
 def release_held(session: Session, now: datetime | None = None) -> list[str]:
     """Batches held by the messaging tier whose time has come: pending again (of
     campaigns still sending); returns their ids, to be handed to the send queue."""
-    due = list(
-        session.scalars(
-            update(Batch)
-            .where(
-                Batch.state == BatchState.HELD,
-                Batch.not_before <= (now or datetime.now(UTC)),
-                Batch.campaign_id.in_(
-                    select(Campaign.id).where(Campaign.state == CampaignState.SENDING)
-                ),
-            )
-            .values(state=BatchState.PENDING)
-            .returning(Batch.id)
-        )
-    )
-    return sorted(due)
+    return sorted(batch_states.release_due(session, now or datetime.now(UTC)))

@@ -1,0 +1,129 @@
+"""Every change of a batch's state, in one module (ARCHITECTURE: each state machine has
+one module that changes it).
+
+A batch is one request to the provider; its id is the request's ``refId``::
+
+    pending -> submitting -> submitted
+       |  ^        |-> in_doubt (no answer: settled by reports, never resent blindly)
+       |  '--------'   (handed back: nothing left our side, or its campaign stopped)
+       |-> held -> pending (a sending window or the messaging tier)
+       |-> rejected (the provider refused it; retries exhausted)
+       '-> skipped (nothing left to send; campaign cancelled)
+
+Each change is a conditional UPDATE where others may race for the batch (two task
+deliveries, the sweep, a command): the row count, or the ids RETURNING gives back,
+says who won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dispatcher.db import Batch, Campaign
+from dispatcher.db.bulk import among
+from dispatcher.status import BatchState, CampaignState
+
+#: How much of an error a batch keeps.
+ERROR_CHARS = 2000
+
+
+def move(
+    session: Session,
+    batch_ids: Collection[str],
+    to: BatchState,
+    *,
+    allowed: Iterable[BatchState] | None = None,
+    error: str | None = None,
+    **values: Any,
+) -> list[str]:
+    """Move ``batch_ids`` to ``to`` (from one of ``allowed``, when given), with an
+    ``error`` and other column ``values``; returns the ids that moved."""
+    if not batch_ids:
+        return []
+    if error is not None:
+        values["error"] = error[:ERROR_CHARS]
+    query = update(Batch).where(among(session, Batch.id, batch_ids))
+    if allowed is not None:
+        query = query.where(Batch.state.in_(tuple(allowed)))
+    return list(session.scalars(query.values(state=to, **values).returning(Batch.id)))
+
+
+def claim(session: Session, batch_ids: Collection[str], claimer: str, now: datetime) -> set[str]:
+    """pending -> submitting, before the request leaves, for this task delivery; the ids
+    it won (another delivery claims a batch at most once)."""
+    allowed = (BatchState.PENDING,)
+    claimed = move(session, batch_ids, BatchState.SUBMITTING, allowed=allowed,
+                   claimed_by=claimer, attempts=Batch.attempts + 1, submitting_at=now)  # fmt: skip
+    return set(claimed)
+
+
+def mark(batch: Batch, to: BatchState, error: str | None = None) -> None:
+    """Change a batch row already loaded (and locked by its claim) in the session."""
+    batch.state = to
+    if error is not None:
+        batch.error = error[:ERROR_CHARS]
+
+
+def submitted(
+    session: Session, batch_ids: Collection[str], now: datetime, result_code: int | None
+) -> list[str]:
+    """The provider took the requests (an in-doubt batch settled by a late answer too)."""
+    allowed = (BatchState.SUBMITTING, BatchState.IN_DOUBT)
+    return move(session, batch_ids, BatchState.SUBMITTED, allowed=allowed, submitted_at=now,
+                result_code=result_code)  # fmt: skip
+
+
+def stale_in_doubt(session: Session, now: datetime, stale_after: timedelta) -> int:
+    """Batches claimed so long ago that their worker is lost: in doubt."""
+    moved = session.execute(
+        update(Batch)
+        .where(Batch.state == BatchState.SUBMITTING, Batch.submitting_at < now - stale_after)
+        .values(state=BatchState.IN_DOUBT, error="no answer recorded; worker lost?")
+    ).rowcount  # type: ignore[attr-defined]
+    return int(moved)
+
+
+def hold(session: Session, batch_ids: Collection[str], opens: datetime) -> list[str]:
+    """Pending batches wait for ``opens`` (their recipients' sending window, the tier)."""
+    allowed = (BatchState.PENDING,)
+    return move(session, batch_ids, BatchState.HELD, allowed=allowed, not_before=opens)
+
+
+def release_due(session: Session, now: datetime) -> list[str]:
+    """Held batches of sending campaigns whose time has come: pending again."""
+    return list(
+        session.scalars(
+            update(Batch)
+            .where(
+                Batch.state == BatchState.HELD,
+                Batch.not_before <= now,
+                Batch.campaign_id.in_(
+                    select(Campaign.id).where(Campaign.state == CampaignState.SENDING)
+                ),
+            )
+            .values(state=BatchState.PENDING)
+            .returning(Batch.id)
+        )
+    )
+
+
+def close_for_cancel(session: Session, campaign_id: int) -> None:
+    """A cancelled campaign's batches that never left are closed."""
+    session.execute(
+        update(Batch)
+        .where(
+            Batch.campaign_id == campaign_id,
+            Batch.state.in_((BatchState.PENDING, BatchState.HELD)),
+        )
+        .values(state=BatchState.SKIPPED, error="campaign cancelled")
+    )
+
+
+def handed_out(session: Session, batch_ids: Collection[str], now: datetime) -> None:
+    """Stamped when queued for a send task (the lost-task net reads it); not a state."""
+    session.execute(update(Batch).where(Batch.id.in_(tuple(batch_ids))).values(handed_out_at=now))
