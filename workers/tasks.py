@@ -219,7 +219,7 @@ def sweep_reports() -> int:
     with db.session() as session:
         lifecycle.complete_settled_sending(session)
     with db.session() as session:
-        control.settle_stranded(session)
+        control.close_stranded(session)
     return applied
 
 
@@ -261,7 +261,7 @@ def resend_due() -> int:
     (resends, and batches the messaging tier held for a day)."""
     db = context().db
     with db.session() as session:
-        batch_ids = resend.run_due(session, resend_windows())
+        batch_ids = resend.run_due(session, resend_waits())
     with db.session() as session:  # held by the messaging tier, now due
         batch_ids += release_held(session)
     with db.session() as session:
@@ -271,10 +271,10 @@ def resend_due() -> int:
     return len(batch_ids)
 
 
-def resend_windows() -> resend.Windows:
+def resend_waits() -> resend.Waits:
     settings = get_settings()
     min_delay = settings.resend_min_delay_seconds
-    return resend.Windows(
+    return resend.Waits(
         min_delay=None if min_delay is None else timedelta(seconds=min_delay),
         stale_submitting=timedelta(seconds=settings.stale_submitting_seconds),
         lost_task=timedelta(seconds=settings.broker_visibility_timeout),

@@ -7,7 +7,7 @@ seed 004's BSUID sections; read when a campaign resolves its recipients.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -33,28 +33,10 @@ def kind_of(identifier: str) -> str | None:
     return None
 
 
-_NAMING = ("destination", "whatsappUserId", "whatsappParentUserId")
-
-
-def identifiers_from(
-    custom_parameters: Mapping[str, object] | None, *extra: str | None
-) -> list[str]:
-    """Valid identifiers named by a webhook, deduplicated, phone number first."""
-    values: tuple[object, ...] = extra
-    if custom_parameters:
-        values += tuple(custom_parameters.get(key) for key in _NAMING)
-    return list(identifiers_in(tuple(v if isinstance(v, str) else None for v in values)))
-
-
-def naming(custom_parameters: Mapping[str, object]) -> tuple[str | None, ...]:
-    """The raw identifier fields of a webhook's customParameters (for ``identifiers_in``)."""
-    return tuple(v if isinstance(v, str) else None for v in map(custom_parameters.get, _NAMING))
-
-
 @lru_cache(maxsize=65536)
 def identifiers_in(values: tuple[str | None, ...]) -> tuple[str, ...]:
-    """``identifiers_from`` for raw values. Cached: every report of a message names the
-    same identifiers."""
+    """The valid identifiers among a webhook's raw values, deduplicated, phone number
+    first. Cached: every report of a message names the same identifiers."""
     found: dict[str, str] = {}
     for value in values:
         if value is None:

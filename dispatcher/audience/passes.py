@@ -45,7 +45,7 @@ from dispatcher.audience.recipients import (
     Reject,
     Row,
     normalise_msisdn,
-    settle,
+    row_identifiers,
 )
 from dispatcher.errors import RecipientsError
 
@@ -236,9 +236,9 @@ class Audience:
                     if number == len(origin):  # first named here
                         origin.append(at | line)
                     continue
-                outcome = settle(None, found)
+                outcome = row_identifiers(None, found)
             else:
-                outcome = settle(next(answers) if found[0] else None, found)
+                outcome = row_identifiers(next(answers) if found[0] else None, found)
             if isinstance(outcome, str):
                 first.append(_REJECTED)
                 values = dict(zip(chunk.columns, cells, strict=False))

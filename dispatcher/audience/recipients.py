@@ -236,7 +236,7 @@ class RecipientsFile:
         if isinstance(found, str):
             return found
         phone, region = found[0], found[1]
-        return settle(normalise_msisdn(phone, region) if phone else None, found)
+        return row_identifiers(normalise_msisdn(phone, region) if phone else None, found)
 
     def parts(self, cells: list[str]) -> Parts | str:
         """A record's identifiers before the phone number is normalised (the costly
@@ -277,7 +277,9 @@ class RecipientsFile:
 Parts = tuple[str, str | None, str | None, str | None, str | None]
 
 
-def settle(msisdn: str | None, parts: Parts) -> tuple[str | None, str | None, str | None] | str:
+def row_identifiers(
+    msisdn: str | None, parts: Parts
+) -> tuple[str | None, str | None, str | None] | str:
     """``RecipientsFile.identify``'s answer, given the normalised phone number."""
     phone, _, bsuid, parent, problem = parts
     if phone and msisdn is None:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.spec import LoadedCampaign
 from dispatcher.db import Campaign, Database, Message
+from dispatcher.db.timestamps import aware
 from dispatcher.errors import RepeatedCampaignError
 from dispatcher.status import CampaignState
 
@@ -43,7 +44,7 @@ class Repeat:
     created_at: datetime
 
     def describe(self) -> str:
-        when = _aware(self.created_at).astimezone(UTC)
+        when = aware(self.created_at).astimezone(UTC)
         return f"campaign {self.campaign_id} of {when:%Y-%m-%d %H:%M} UTC"
 
 
@@ -129,7 +130,3 @@ def create_campaign(
         session.add(campaign)
         session.flush()
         return campaign.id
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite: naive UTC

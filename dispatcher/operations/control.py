@@ -8,7 +8,7 @@ the wire are answered and recorded as usual. Batches the workers skipped meanwhi
 stay ``pending``: ``resume`` hands them out again (and a preparation a worker gave up
 while the campaign was paused), ``cancel`` closes them, and its people's messages end
 ``cancelled`` (never sent) so the report names them; requests handed back after a
-cancel are closed the same way by the periodic sweep (``settle_stranded``).
+cancel are closed the same way by the periodic sweep (``close_stranded``).
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ def cancel(session: Session, campaign_id: int) -> int:
     """Stop for good; returns how many people will never be sent their message."""
     _move(session, campaign_id, CANCELLABLE, CampaignState.CANCELLED, "cancel",
           finished_at=datetime.now(UTC))  # fmt: skip
-    return settle_cancelled(session, campaign_id)
+    return close_cancelled(session, campaign_id)
 
 
-def settle_cancelled(session: Session, campaign_id: int) -> int:
+def close_cancelled(session: Session, campaign_id: int) -> int:
     """Close a cancelled campaign's unsent batches and messages (also run when a
     preparation that was cancelled half-way finishes writing); returns the messages
     newly marked ``cancelled``."""
@@ -119,7 +119,7 @@ def settle_cancelled(session: Session, campaign_id: int) -> int:
     return int(never_sent or 0)
 
 
-def settle_stranded(session: Session) -> list[int]:
+def close_stranded(session: Session) -> list[int]:
     """Cancelled campaigns with batches left ``pending`` or ``held`` (a request handed
     back after the cancel, a resend planned as it was cancelled): closed like the rest.
     Run by the periodic report sweep; returns the campaigns it closed."""
@@ -136,7 +136,7 @@ def settle_stranded(session: Session) -> list[int]:
         )
     )
     for campaign_id in stranded:
-        settle_cancelled(session, campaign_id)
+        close_cancelled(session, campaign_id)
     return stranded
 
 

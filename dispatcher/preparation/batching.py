@@ -215,7 +215,3 @@ _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 def json_text(value: Any) -> str:
     """JSON columns go to ``COPY`` as their text."""
     return _encoder.encode(value)
-
-
-def _same(value: Any) -> Any:
-    return value

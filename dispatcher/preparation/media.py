@@ -22,6 +22,7 @@ from dispatcher.campaigns.spec import LoadedCampaign
 from dispatcher.db import Database
 from dispatcher.db.bulk import insert_ignoring_duplicates
 from dispatcher.db.models import Media
+from dispatcher.db.timestamps import aware
 from dispatcher.errors import LinkError, MediaError
 from dispatcher.providers import Provider
 
@@ -190,16 +191,11 @@ def stand_in_media(loaded: LoadedCampaign) -> dict[str, str]:
 
 
 def _still_valid(client: Provider, cached: Media, now: datetime) -> bool:
-    if _aware(cached.uploaded_at) <= now - MEDIA_ID_VALID_FOR:
+    if aware(cached.uploaded_at) <= now - MEDIA_ID_VALID_FOR:
         return False
     if cached.simulator_instance is None:
         return True  # the provider keeps it for the whole validity
     return client.simulator_instance() == cached.simulator_instance
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they were stored as UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # Meta's "Media upload error": the id no longer resolves (expired, or purged early).

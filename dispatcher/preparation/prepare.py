@@ -40,13 +40,14 @@ from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.spec import CampaignSpec, LoadedCampaign
 from dispatcher.db import Batch, Campaign, CareWindow, Database, Message, Suppression
 from dispatcher.db.bulk import matching
+from dispatcher.db.timestamps import aware
 from dispatcher.errors import CampaignSpecError, DispatcherError
 from dispatcher.operations import control
 from dispatcher.operations.reports import write_rejects
 from dispatcher.preparation import media
 from dispatcher.preparation.batching import Known, Writer, members
 from dispatcher.preparation.inserts import Committer, Concurrent, record_merged
-from dispatcher.preparation.sender_checks import Preflight, preflight, tier_room
+from dispatcher.preparation.sender_checks import SenderCheck, check_sender, tier_room
 from dispatcher.providers import Level, Provider
 from dispatcher.status import BatchState, CampaignState
 
@@ -140,11 +141,11 @@ def _prepare(
 ) -> list[str]:
     spec = loaded.spec
     if dry_run:
-        checked = Preflight(spec.sender.level or Level.STANDARD)
+        checked = SenderCheck(spec.sender.level or Level.STANDARD)
         if checked.level is Level.UNKNOWN:
             checked.level = Level.STANDARD
     else:
-        checked = preflight(client, spec)
+        checked = check_sender(client, spec)
     for note in checked.notes:
         log.warning("campaign %s: %s", campaign_id, note)
     level = checked.level
@@ -301,7 +302,7 @@ def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
     if campaign.state == CampaignState.CANCELLED:
         # Cancelled while its people were being written: the ones written since close too.
         session.flush()
-        control.settle_cancelled(session, campaign.id)
+        control.close_cancelled(session, campaign.id)
     elif campaign.state == CampaignState.SENDING:
         # Nobody to send to, or the first batches settled while later ones were
         # written (or before an interrupted preparation resumed): judged from the
@@ -352,9 +353,4 @@ def _open_care_windows(session: Session, identifiers: Collection[str]) -> set[st
         CareWindow.identifier,
         CareWindow.last_incoming_at,
     )
-    return {identifier for identifier, last in rows if _aware(last) >= since}
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone (they are stored in UTC)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return {identifier for identifier, last in rows if aware(last) >= since}

@@ -35,7 +35,7 @@ TIER_PERIOD = timedelta(hours=24)
 
 
 @dataclass(slots=True)
-class Preflight:
+class SenderCheck:
     """What the provider says about the sender (``Provider.sender_info``)."""
 
     level: Level
@@ -43,7 +43,7 @@ class Preflight:
     tier_cap: int | None = None  # unique people per 24 h, when limited
 
 
-def preflight(client: Provider, spec: CampaignSpec) -> Preflight:
+def check_sender(client: Provider, spec: CampaignSpec) -> SenderCheck:
     """Level, warnings and tier from the provider's sender information (LINK: the
     phone number information API).
 
@@ -59,13 +59,13 @@ def preflight(client: Provider, spec: CampaignSpec) -> Preflight:
     except (LinkTransientError, LinkRequestError) as exc:
         level = wanted or Level.STANDARD
         log.warning("phone number information unavailable (%s); assuming %s", exc, level)
-        return Preflight(level, [f"phone number information unavailable ({exc}): "
+        return SenderCheck(level, [f"phone number information unavailable ({exc}): "
                                  f"assumed level {level.value}, tier not checked"])  # fmt: skip
     name = client.name
     if info.blocked is not None:
         reasons = info.blocked or "no reason given"
         raise CampaignSpecError("sender", [("sender.source", f"{name} reports BLOCKED: {reasons}")])
-    result = Preflight(wanted or Level.STANDARD)
+    result = SenderCheck(wanted or Level.STANDARD)
     reported = info.level if info.level is not Level.UNKNOWN else None
     if reported is not None and (
         wanted is None or reported.messages_per_second < wanted.messages_per_second

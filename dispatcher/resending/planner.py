@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.spec import CampaignSpec
 from dispatcher.db import Batch, Campaign, Message
+from dispatcher.db.timestamps import aware
 from dispatcher.resending.policy import RetryClass, retry_class
 from dispatcher.sending import batch_states
 from dispatcher.status import BatchState, CampaignState, MessageStatus
@@ -36,18 +37,12 @@ IN_DOUBT_NOTE = "resent: no report within the window after an unanswered request
 
 
 @dataclass(frozen=True, slots=True)
-class Windows:
+class Waits:
     """Time rules, shortened only in tests and rehearsals."""
 
     min_delay: timedelta | None = None  # None: each campaign's resend.min_delay_minutes
     stale_submitting: timedelta = STALE_SUBMITTING
     lost_task: timedelta = LOST_TASK
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _specs(session: Session, campaign_ids: Iterable[int]) -> dict[int, CampaignSpec]:
@@ -56,12 +51,12 @@ def _specs(session: Session, campaign_ids: Iterable[int]) -> dict[int, CampaignS
     return {campaign_id: CampaignSpec.model_validate(spec) for campaign_id, spec in rows}
 
 
-def mark_stale_in_doubt(session: Session, windows: Windows, now: datetime) -> int:
+def mark_stale_in_doubt(session: Session, waits: Waits, now: datetime) -> int:
     """A batch claimed long ago and still 'submitting' lost its worker: it is in doubt."""
-    return batch_states.stale_in_doubt(session, now, windows.stale_submitting)
+    return batch_states.stale_in_doubt(session, now, waits.stale_submitting)
 
 
-def lost_batches(session: Session, windows: Windows, now: datetime) -> list[str]:
+def lost_batches(session: Session, waits: Waits, now: datetime) -> list[str]:
     """Pending batches of a stalled campaign whose send task is gone, to queue again.
 
     A task can vanish without Celery bringing it back: acknowledged after it failed on a
@@ -71,7 +66,7 @@ def lost_batches(session: Session, windows: Windows, now: datetime) -> list[str]
     Queueing a batch again is safe anyway, since it is claimed once however many tasks
     carry it.
     """
-    cutoff = now - windows.lost_task
+    cutoff = now - waits.lost_task
     waiting = (
         Batch.state == BatchState.PENDING,
         func.coalesce(Batch.handed_out_at, Batch.created_at) < cutoff,
@@ -84,7 +79,7 @@ def lost_batches(session: Session, windows: Windows, now: datetime) -> list[str]
     ).all()
     lost: list[str] = []
     for campaign_id in candidates:
-        last_claim = _aware(
+        last_claim = aware(
             session.scalar(
                 select(func.max(Batch.submitting_at)).where(Batch.campaign_id == campaign_id)
             )
@@ -102,7 +97,7 @@ def lost_batches(session: Session, windows: Windows, now: datetime) -> list[str]
     return lost
 
 
-def plan(session: Session, windows: Windows, now: datetime) -> int:
+def plan(session: Session, waits: Waits, now: datetime) -> int:
     """Judge each new failure once: its retry class, and its next attempt time if any."""
     rows = session.execute(
         select(
@@ -132,10 +127,10 @@ def plan(session: Session, windows: Windows, now: datetime) -> int:
         at = policy.next_attempt(
             kind=kind,
             attempts=row.attempts,
-            submitted_at=_aware(row.submitted_at) or now,
-            failed_at=_aware(row.failed_at) or now,
-            expires_at=_aware(row.expires_at),
-            min_delay=windows.min_delay,
+            submitted_at=aware(row.submitted_at) or now,
+            failed_at=aware(row.failed_at) or now,
+            expires_at=aware(row.expires_at),
+            min_delay=waits.min_delay,
         )
         # A failure with no attempt left is final for this campaign: the class says why.
         values: dict[str, Any] = {"retry_class": kind if at else RetryClass.FINAL}
@@ -150,7 +145,7 @@ def plan(session: Session, windows: Windows, now: datetime) -> int:
     return planned
 
 
-def plan_in_doubt(session: Session, windows: Windows, now: datetime) -> int:
+def plan_in_doubt(session: Session, waits: Waits, now: datetime) -> int:
     """Silent messages of an unanswered request: resend once the window has passed.
 
     DLRs carrying the batch's refId settle the others (``tracking``); only those still
@@ -171,8 +166,8 @@ def plan_in_doubt(session: Session, windows: Windows, now: datetime) -> int:
     planned = 0
     for row in rows:
         policy = specs[row.campaign_id].resend
-        window = windows.min_delay or timedelta(minutes=policy.min_delay_minutes)
-        claimed = _aware(row.submitting_at) or now
+        window = waits.min_delay or timedelta(minutes=policy.min_delay_minutes)
+        claimed = aware(row.submitting_at) or now
         if now < claimed + window:
             continue
         if not policy.enabled or row.attempts >= policy.in_doubt_max_attempts:
@@ -333,7 +328,7 @@ def request_resend(
             wanted = bool({row.whatsapp_error_code, row.result_code} & codes)
         if not wanted:
             continue
-        submitted = _aware(row.submitted_at) or now
+        submitted = aware(row.submitted_at) or now
         session.execute(
             update(Message)
             .where(Message.id == row.id, Message.status == MessageStatus.FAILED)
@@ -344,12 +339,12 @@ def request_resend(
     return chosen
 
 
-def run_due(session: Session, windows: Windows | None = None) -> list[str]:
+def run_due(session: Session, waits: Waits | None = None) -> list[str]:
     """One pass of the periodic task; returns the new batches to send."""
-    windows = windows or Windows()
+    waits = waits or Waits()
     now = datetime.now(UTC)
-    mark_stale_in_doubt(session, windows, now)
-    plan(session, windows, now)
-    plan_in_doubt(session, windows, now)
+    mark_stale_in_doubt(session, waits, now)
+    plan(session, waits, now)
+    plan_in_doubt(session, waits, now)
     expire(session, now)
-    return cut_due(session, now) + lost_batches(session, windows, now)
+    return cut_due(session, now) + lost_batches(session, waits, now)

@@ -103,7 +103,7 @@ def hand_back_stopped(
             )  # fmt: skip
             for campaign_id, state in states.items():
                 if state == CampaignState.CANCELLED:  # cancelled meanwhile: never sent
-                    control.settle_cancelled(session, campaign_id)
+                    control.close_cancelled(session, campaign_id)
     except StorageError as exc:
         log.warning("could not check campaign states before sending: %s", exc)
         return batch_ids
@@ -297,7 +297,7 @@ def waiting_messages(
     return waiting
 
 
-def settle(
+def record_answers(
     ctx: SendContext,
     source: str,
     results: dict[str, Answer | LinkError],

@@ -188,12 +188,12 @@ def send_many(
                 )
                 if claimed:  # claimed, then no slot to send in: back to pending, unsent
                     unsent = LinkTransientError(f"no slot to send in: {exc}")
-                    claims.settle(ctx, sender.source, dict.fromkeys(claimed, unsent), claimed,
-                            outcomes)  # fmt: skip
+                    unanswered: dict[str, Answer | LinkError] = dict.fromkeys(claimed, unsent)
+                    claims.record_answers(ctx, sender.source, unanswered, claimed, outcomes)
                 continue
             results = _send_paced(ctx, fanout, sender, grant, claimed, outcomes)
             if results:
-                claims.settle(ctx, sender.source, results, claimed, outcomes)
+                claims.record_answers(ctx, sender.source, results, claimed, outcomes)
     return outcomes
 
 

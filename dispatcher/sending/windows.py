@@ -102,6 +102,7 @@ def hold_closed(
 
 
 def release_held(session: Session, now: datetime | None = None) -> list[str]:
-    """Batches held by the messaging tier whose time has come: pending again (of
-    campaigns still sending); returns their ids, to be handed to the send queue."""
+    """Batches held (by their recipients' sending window or by the messaging tier) whose
+    time has come: pending again (of campaigns still sending); returns their ids, to be
+    handed to the send queue."""
     return sorted(batch_states.release_due(session, now or datetime.now(UTC)))

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from dispatcher.audience import book
 from dispatcher.db.bulk import among, commit_without_waiting, plan_for_lookups, update_by_id
 from dispatcher.db.models import Batch, Campaign, DeliveryReport, Message
+from dispatcher.db.timestamps import aware
 from dispatcher.preparation import media
 from dispatcher.providers import IncomingReport, InvalidReport, StatusReport, parse_callback
 from dispatcher.resending import policy as retry
@@ -43,9 +44,6 @@ from dispatcher.tracking.intake import (
     Kind,
     ReportState,
     mark_invalid,
-    parse_dlrs,
-    parse_incoming,
-    store,
 )
 
 __all__ = [
@@ -57,9 +55,6 @@ __all__ = [
     "apply_received",
     "apply_waiting",
     "mark_invalid",
-    "parse_dlrs",
-    "parse_incoming",
-    "store",
     "sweep",
     "unapplied_from",
 ]
@@ -144,7 +139,7 @@ def apply_dlrs(
         elif new is None or not dlr.message_id:
             states[report_id] = ReportState.IGNORED
         else:
-            pending.append(_Report(report_id, dlr, new, _aware(dlr.timestamp) or now))
+            pending.append(_Report(report_id, dlr, new, aware(dlr.timestamp) or now))
     by_message = _group_by_message(session, pending, states)
     changes: list[dict[str, Any]] = []
     media_errors: list[int] = []
@@ -183,7 +178,7 @@ def _group_by_message(
     rows = _lock_messages(session, {r.dlr.message_id for r in reports if r.dlr.message_id})
     by_message, misses = _match(rows, reports, states)
     if misses:
-        found = _settle_in_doubt(session, misses)
+        found = _resolve_in_doubt(session, misses)
         if found:
             more, misses = _match(_lock_messages(session, found), misses, states)
             for message_id, (row, matched) in more.items():
@@ -310,7 +305,7 @@ def _failure(dlr: StatusReport) -> dict[str, Any]:
     }
 
 
-def _settle_in_doubt(session: Session, reports: list[_Report]) -> set[str]:
+def _resolve_in_doubt(session: Session, reports: list[_Report]) -> set[str]:
     """An in-doubt batch never got its messageIds; the identifiers in a report (seed 004
     'BSUID - Message Status Notifications') name the message, whichever one we sent to.
     Returns the messageIds now recorded."""
@@ -361,7 +356,7 @@ def _fail_request(session: Session, dlr: StatusReport) -> ReportState:
             result_code=dlr.result_code,
             result_description=(dlr.result_description or "request failed")[:1000],
             whatsapp_error_code=dlr.whatsapp_error_code,
-            failed_at=_aware(dlr.timestamp) or datetime.now(UTC),
+            failed_at=aware(dlr.timestamp) or datetime.now(UTC),
         )
     )
     return ReportState.APPLIED
@@ -583,10 +578,3 @@ def _read(
         for message in parsed.incoming:
             mos.append((report_id, message))
     return dlrs, mos
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Timestamps carry an offset (LINK's: RFC 3339); one without is taken as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

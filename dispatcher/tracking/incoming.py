@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from dispatcher.audience import book
 from dispatcher.db.bulk import insert_ignoring_duplicates, upsert_latest
 from dispatcher.db.models import CareWindow, DeliveryReport, Suppression
+from dispatcher.db.timestamps import aware
 from dispatcher.providers import IncomingReport
 from dispatcher.settings import get_settings
 from dispatcher.tracking.intake import ReportState
@@ -46,7 +47,7 @@ def apply(
     identifiers = list(book.identifiers_in(message.named_identifiers))
     book.learn(session, identifiers, "mo")
     # A message from the person opens the 24-hour customer care window (seed 004).
-    at = _aware(message.timestamp) or datetime.now(UTC)
+    at = aware(message.timestamp) or datetime.now(UTC)
     upsert_latest(
         session,
         CareWindow.__table__,  # type: ignore[arg-type]
@@ -67,9 +68,3 @@ def apply(
         .values(state=ReportState.APPLIED, applied_at=datetime.now(UTC))
     )
     return word is not None and bool(identifiers)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

@@ -175,7 +175,7 @@ class Ingest:
         self._queue.put_nowait((received, future))
         return await future
 
-    def settle(self, timeout_seconds: float = 10.0) -> bool:
+    def wait_applied(self, timeout_seconds: float = 10.0) -> bool:
         """Wait until every body stored so far has been through the applier (tests,
         benchmarks; from another thread than the server's loop); False on timeout."""
         target = self._last_received

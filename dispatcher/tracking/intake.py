@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from dispatcher.db.models import DeliveryReport
-from dispatcher.providers import IncomingReport, InvalidReport, StatusReport, parse_callback
+from dispatcher.providers import InvalidReport, parse_callback
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -32,10 +32,7 @@ __all__ = [
     "Received",
     "ReportState",
     "mark_invalid",
-    "parse_dlrs",
-    "parse_incoming",
     "read_body",
-    "store",
 ]
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -112,24 +109,6 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
             result_code=report.result_code,
         )
     return Received(kind, body, ReportState.RECEIVED)
-
-
-def parse_dlrs(body: bytes) -> list[StatusReport]:
-    """The status reports in a status callback body (LINK: one a body)."""
-    return list(parse_callback(Kind.DLR, body).statuses)
-
-
-def parse_incoming(body: bytes) -> IncomingReport:
-    """The message in an incoming-message callback body."""
-    return parse_callback(Kind.MO, body).incoming[0]
-
-
-def store(session: Session, kind: str, body: bytes) -> int:
-    """Keep a webhook body exactly as received; returns its id."""
-    row = read_body(kind, body).row()
-    return int(
-        session.scalars(insert(DeliveryReport).values(**row).returning(DeliveryReport.id)).one()
-    )
 
 
 def mark_invalid(session: Session, report_id: int, error: str) -> None:

@@ -9,15 +9,17 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import text
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
-from dispatcher.db import Base, Batch, Campaign, Database, Message, migrate
+from dispatcher.db import Base, Batch, Campaign, Database, DeliveryReport, Message, migrate
 from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.webhooks import WebhookApp
 from dispatcher.interfaces.webhooks import create_app as create_webhook_app
 from dispatcher.preparation.prepare import prepare_campaign
+from dispatcher.providers import IncomingReport, StatusReport, parse_callback
 from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
@@ -26,6 +28,7 @@ from dispatcher.settings import opt_out_keywords
 from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from dispatcher.tracking import apply as tracking
+from dispatcher.tracking.intake import read_body
 
 pytestmark = pytest.mark.integration
 
@@ -187,11 +190,29 @@ def dlr(message_id: str, code: int, ref_id: str = "r", **extra: object) -> bytes
     return json.dumps(body).encode()
 
 
+def store_body(session: Session, kind: str, body: bytes) -> int:
+    """Keep a webhook body as the receiver does (``intake.read_body``); returns its id."""
+    row = read_body(kind, body).row()
+    return int(
+        session.scalars(insert(DeliveryReport).values(**row).returning(DeliveryReport.id)).one()
+    )
+
+
+def parse_dlrs(body: bytes) -> list[StatusReport]:
+    """The status reports of a status callback body, as the applier reads them."""
+    return list(parse_callback("dlr", body).statuses)
+
+
+def parse_incoming(body: bytes) -> IncomingReport:
+    """The message of an incoming-message callback body, as the applier reads it."""
+    return parse_callback("mo", body).incoming[0]
+
+
 def receive(db: Database, body: bytes) -> str:
     with db.session() as session:
-        report_id = tracking.store(session, "dlr", body)
+        report_id = store_body(session, "dlr", body)
     with db.session() as session:
-        states = [tracking.apply_dlr(session, report_id, d) for d in tracking.parse_dlrs(body)]
+        states = [tracking.apply_dlr(session, report_id, d) for d in parse_dlrs(body)]
     return states[0]
 
 
@@ -235,9 +256,9 @@ class Receiver:
         content = json.dumps(body) if isinstance(body, dict) else body
         return self.http.post(path, content=content, headers=AUTH)
 
-    def settle(self) -> None:
+    def wait_applied(self) -> None:
         """Wait until the applier has been through everything stored so far."""
-        assert self.app.state.ingest.settle(timeout_seconds=20)
+        assert self.app.state.ingest.wait_applied(timeout_seconds=20)
 
 
 # -- an audience with phone numbers and BSUIDs ------------------------------------------------

@@ -19,6 +19,7 @@ from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.sending.batch import Outcome, SendContext, send_batch
 from dispatcher.tracking import apply as tracking
 from tests.conftest import ROOT, copy_campaign
+from tests.integration.conftest import parse_incoming, store_body
 
 EXAMPLES = sorted(p.name for p in (ROOT / "campaigns").iterdir() if (p / "campaign.yaml").is_file())
 
@@ -193,8 +194,8 @@ def test_a_text_message_reaches_only_people_inside_the_care_window(
         {"source": "+4741234531", "content": {"message": {"contentType": "TEXT", "text": "hi"}}}
     ).encode()
     with ctx.db.session() as session:
-        report_id = tracking.store(session, "mo", incoming)
-        tracking.apply_incoming(session, report_id, tracking.parse_incoming(incoming))
+        report_id = store_body(session, "mo", incoming)
+        tracking.apply_incoming(session, report_id, parse_incoming(incoming))
     (tmp_path / "campaign.yaml").write_text(TEXT_SPEC)
     (tmp_path / "people.csv").write_text("phone,first_name\n+4741234531,Ada\n+4741234532,Bo\n")
     campaign_id = run(ctx, tmp_path, tmp_path)

@@ -87,7 +87,7 @@ def _check(receiver: Receiver, db: Database, path: str, body: bytes) -> None:
     with db.session() as session:
         row = session.get(DeliveryReport, stored_id)
         assert row is not None and row.body == body[:MAX_BODY_BYTES]
-    receiver.settle()  # the applier went through it and is still running
+    receiver.wait_applied()  # the applier went through it and is still running
 
 
 def _count(db: Database) -> int:

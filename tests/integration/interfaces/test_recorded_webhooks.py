@@ -73,7 +73,7 @@ def post(receiver: Receiver, name: str) -> int:
     path = "/webhooks/link/dlr" if name.startswith("dlr_") else "/webhooks/link/mo"
     response = receiver.post(path, raw(name))
     assert response.status_code == 200, response.text
-    receiver.settle()
+    receiver.wait_applied()
     return int(response.headers["x-report-id"])
 
 

@@ -47,7 +47,7 @@ def test_a_report_is_stored_raw_then_applied(receiver: Receiver, db: Database) -
     with db.session() as session:
         row = session.get(DeliveryReport, int(response.headers["x-report-id"]))
         assert row is not None and row.body == body.encode()  # committed before the 200
-    receiver.settle()
+    receiver.wait_applied()
     assert stored(db) == [("applied", body)]
     assert message(db).status == "sent"
 
@@ -123,7 +123,7 @@ def test_basic_auth_with_the_token_as_password_is_accepted(
         "/webhooks/link/dlr", content=json.dumps(SENT), headers={"Authorization": auth}
     )
     assert response.status_code == 200
-    receiver.settle()
+    receiver.wait_applied()
     assert stored(db)[0][0] == "unmatched"  # no message has id m1 in this test
 
 
@@ -182,7 +182,7 @@ def test_sent_delivered_read_in_any_order_and_repeated_end_read_with_every_time(
     make_batch(db, ["+4791234567"], link_ids=["m1"])
     for body in reports:
         assert receiver.dlr(body).status_code == 200
-        receiver.settle()
+        receiver.wait_applied()
     found = message(db)
     assert (found.status, found.result_code) == ("read", 112007)
     assert None not in (found.sent_at, found.delivered_at, found.read_at)
@@ -196,7 +196,7 @@ def test_sent_and_failed_in_any_order_and_repeated_end_failed_with_the_whatsapp_
     make_batch(db, ["+4791234567"], link_ids=["m1"])
     for body in reports:
         assert receiver.dlr(body).status_code == 200
-        receiver.settle()
+        receiver.wait_applied()
     found = message(db)
     assert (found.status, found.result_code, found.whatsapp_error_code) == (
         "failed",
@@ -211,7 +211,7 @@ def test_a_report_that_outruns_its_message_id_is_applied_once_the_id_is_recorded
 ) -> None:
     batch_id = make_batch(db, ["+4791234567", "+4791234568"])
     assert receiver.dlr(report(112003, messageId="m2", refId=batch_id)).status_code == 200
-    receiver.settle()
+    receiver.wait_applied()
     assert stored(db)[0][0] == "unmatched"
     _record(db, batch_id, MessageResponse(result_code=112001, message_ids=["m1", "m2"]))
     with db.session() as session:
@@ -242,7 +242,7 @@ def test_an_opt_out_word_suppresses_every_identifier_of_the_sender(
 ) -> None:
     body = incoming(content, whatsappUserId="NO.13491208655302741918")
     assert receiver.mo(body).status_code == 200
-    receiver.settle()
+    receiver.wait_applied()
     assert suppressed(db) == {"+4791234567", "NO.13491208655302741918"}
     assert stored(db)[0][0] == "applied"
 
@@ -259,7 +259,7 @@ def test_other_messages_suppress_nobody_but_open_the_care_window(
     receiver: Receiver, db: Database, content: dict[str, Any]
 ) -> None:
     assert receiver.mo(incoming(content)).status_code == 200
-    receiver.settle()
+    receiver.wait_applied()
     assert suppressed(db) == set()
     with db.session() as session:
         assert session.scalar(select(CareWindow.identifier)) == "+4791234567"
@@ -274,7 +274,7 @@ def test_an_incoming_message_teaches_the_book_who_the_sender_is(
         whatsappParentUserId="SE.ENT.11815799212886844830",
     )
     assert receiver.mo(body).status_code == 200
-    receiver.settle()
+    receiver.wait_applied()
     with db.session() as session:
         book = dict(session.execute(select(Identity.identifier, Identity.person_key)).all())
     assert set(book) == {
@@ -292,7 +292,7 @@ def test_a_status_report_teaches_the_book_the_bsuids_of_its_destination(
     custom = {"destination": "+4791234567", "whatsappUserId": "NO.13491208655302741918"}
     for code in (112006, 112003):  # the second report names the same people: nothing new
         assert receiver.dlr(report(code, customParameters=custom)).status_code == 200
-    receiver.settle()
+    receiver.wait_applied()
     with db.session() as session:
         book = dict(session.execute(select(Identity.identifier, Identity.person_key)).all())
     assert book == {"+4791234567": "+4791234567", "NO.13491208655302741918": "+4791234567"}
@@ -312,7 +312,7 @@ def test_the_applier_runs_as_its_own_process_on_postgresql(migrated_pg: str) -> 
     ):
         body = json.dumps(report(112003, messageId="m-process-1"))
         assert http.post("/webhooks/link/dlr", content=body, headers=AUTH).status_code == 200
-        assert app.state.ingest.settle(timeout_seconds=30)
+        assert app.state.ingest.wait_applied(timeout_seconds=30)
     with db.session() as session:
         status = session.scalar(
             select(Message.status).where(Message.link_message_id == "m-process-1")

@@ -137,7 +137,7 @@ def test_batches_handed_back_after_a_cancel_are_closed_by_the_sweep(
         session.execute(update(Batch).values(state="pending"))
         session.execute(update(Message).values(status="queued"))
     with ctx.db.session() as session:
-        assert control.settle_stranded(session) == [campaign_id]
+        assert control.close_stranded(session) == [campaign_id]
     with ctx.db.session() as session:
         assert set(session.scalars(select(Message.status))) == {"cancelled"}
-        assert control.settle_stranded(session) == []
+        assert control.close_stranded(session) == []

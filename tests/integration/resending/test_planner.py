@@ -30,7 +30,7 @@ from dispatcher.sending.batch import Outcome, SendContext, send_batch
 from dispatcher.sending.throttle import Throttle
 from dispatcher.simulator import SimulatorConfig, create_app
 
-NOW_WINDOWS = resend.Windows(min_delay=timedelta(0))
+NOW_WINDOWS = resend.Waits(min_delay=timedelta(0))
 SPEC = """
 name: Resend rehearsal
 sender: {source: "+4790000000", level: STANDARD}
@@ -230,7 +230,7 @@ def test_pending_batches_whose_task_was_lost_are_queued_again_after_the_window(
     stack = stack_for({})
     batch_ids = start(stack, tmp_path, ["+4741234551", "+4741234552", "+4741234553"])
     assert len(batch_ids) == 3
-    windows = resend.Windows(min_delay=timedelta(0), lost_task=timedelta(minutes=5))
+    windows = resend.Waits(min_delay=timedelta(0), lost_task=timedelta(minutes=5))
     now = datetime.now(UTC)
     later = now + timedelta(minutes=6)
     with db.session() as session:

@@ -9,9 +9,8 @@ import redis
 
 from dispatcher.db import Database
 from dispatcher.sending.throttle import Throttle
-from dispatcher.tracking import apply as tracking
 from dispatcher.tracking.ingest import ApplierSettings, _Applier
-from tests.integration.conftest import dlr, make_batch
+from tests.integration.conftest import dlr, make_batch, store_body
 
 SENDER = "+4790000000"  # make_batch's campaign source
 
@@ -19,8 +18,8 @@ SENDER = "+4790000000"  # make_batch's campaign source
 def test_a_rate_limit_error_in_a_report_slows_its_sender_down(db: Database, redis_url: str) -> None:
     make_batch(db, ["+4791234567", "+4791234568"], link_ids=["m1", "m2"])
     with db.session() as session:
-        tracking.store(session, "dlr", dlr("m1", 112403, description="(#130429) Rate limit hit"))
-        tracking.store(session, "dlr", dlr("m2", 112003))
+        store_body(session, "dlr", dlr("m1", 112403, description="(#130429) Rate limit hit"))
+        store_body(session, "dlr", dlr("m2", 112003))
     settings = ApplierSettings(redis_url=redis_url, linger_seconds=0)
     applier = _Applier(
         db, settings, threading.Event(), threading.Event(), threading.Event(),
@@ -35,7 +34,7 @@ def test_reports_without_rate_limit_errors_leave_the_rate_alone(
 ) -> None:
     make_batch(db, ["+4791234567"], link_ids=["m1"])
     with db.session() as session:
-        tracking.store(session, "dlr", dlr("m1", 112403, description="(#131049) ecosystem"))
+        store_body(session, "dlr", dlr("m1", 112403, description="(#131049) ecosystem"))
     settings = ApplierSettings(redis_url=redis_url, linger_seconds=0)
     applier = _Applier(
         db, settings, threading.Event(), threading.Event(), threading.Event(),

@@ -21,7 +21,14 @@ from dispatcher.providers.link.models import MessageResponse
 from dispatcher.sending.batch import _record
 from dispatcher.status import MessageStatus
 from dispatcher.tracking import apply as tracking
-from tests.integration.conftest import dlr, make_batch, receive
+from tests.integration.conftest import (
+    dlr,
+    make_batch,
+    parse_dlrs,
+    parse_incoming,
+    receive,
+    store_body,
+)
 
 
 def message(db: Database, destination: str) -> Message:
@@ -99,7 +106,7 @@ def test_bsuids_in_a_report_are_learned_into_the_identity_book(db: Database) -> 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"messageId": "x"}', b"\xff\xfe"])
 def test_an_unreadable_body_is_rejected_with_a_reason(body: bytes) -> None:
     with pytest.raises(tracking.InvalidReport, match=r"."):
-        tracking.parse_dlrs(body)
+        parse_dlrs(body)
 
 
 def test_an_opt_out_keyword_suppresses_every_identifier_of_the_sender(db: Database) -> None:
@@ -112,8 +119,8 @@ def test_an_opt_out_keyword_suppresses_every_identifier_of_the_sender(db: Databa
         }
     ).encode()
     with db.session() as session:
-        report_id = tracking.store(session, "mo", body)
-        assert tracking.apply_incoming(session, report_id, tracking.parse_incoming(body))
+        report_id = store_body(session, "mo", body)
+        assert tracking.apply_incoming(session, report_id, parse_incoming(body))
     with db.session() as session:
         suppressed = set(session.scalars(select(Suppression.identifier)))
     assert suppressed == {"+4791234567", "NO.1349120865530274191"}
@@ -133,10 +140,10 @@ def test_reports_that_never_match_do_not_starve_newer_ones_in_the_sweep(db: Data
     make_batch(db, ["+4791234567"], link_ids=["m1"])
     with db.session() as session:
         for number in range(5):
-            tracking.store(session, "dlr", dlr(f"stranger-{number}", 112006))
+            store_body(session, "dlr", dlr(f"stranger-{number}", 112006))
     with db.session() as session:
         assert tracking.sweep(session, older_than_seconds=0, limit=5) == 0
-        tracking.store(session, "dlr", dlr("m1", 112003))
+        store_body(session, "dlr", dlr("m1", 112003))
     with db.session() as session:
         assert tracking.sweep(session, older_than_seconds=0, limit=5) == 1
     assert message(db, "+4791234567").status == MessageStatus.DELIVERED
@@ -171,8 +178,8 @@ def apply_together(db: Database, codes: tuple[tuple[int, str], ...]) -> None:
     """Store the reports, then apply them as one set (as the applier does)."""
     bodies = [dlr("m1", code, description=text) for code, text in codes]
     with db.session() as session:
-        ids = [tracking.store(session, "dlr", body) for body in bodies]
-    parsed = [(i, tracking.parse_dlrs(body)[0]) for i, body in zip(ids, bodies, strict=True)]
+        ids = [store_body(session, "dlr", body) for body in bodies]
+    parsed = [(i, parse_dlrs(body)[0]) for i, body in zip(ids, bodies, strict=True)]
     with db.session() as session:
         tracking.apply_dlrs(session, parsed)
 
@@ -233,8 +240,8 @@ def test_the_applier_walks_from_its_mark_and_leaves_tried_reports_to_the_sweep(
 ) -> None:
     make_batch(db, ["+4791234567", "+4791234568"], link_ids=["m1", "m2"])
     with db.session() as session:
-        first = tracking.store(session, "dlr", dlr("m1", 112003))
-        tried = tracking.store(session, "dlr", dlr("m2", 112003))
+        first = store_body(session, "dlr", dlr("m1", 112003))
+        tried = store_body(session, "dlr", dlr("m2", 112003))
         session.execute(
             update(DeliveryReport)
             .where(DeliveryReport.id == tried)
@@ -258,7 +265,7 @@ def test_the_applier_applies_incoming_messages_too(db: Database) -> None:
         {"source": "+4791234567", "content": {"message": {"text": "Avbryt"}}}
     ).encode()
     with db.session() as session:
-        report_id = tracking.store(session, "mo", body)
+        report_id = store_body(session, "mo", body)
     with db.session() as session:
         tracking.apply_received(session, opt_out_words=frozenset({"avbryt", "stop"}))
     with db.session() as session:

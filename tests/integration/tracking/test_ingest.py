@@ -224,7 +224,7 @@ def test_settling_waits_until_the_applier_has_been_through_everything_stored(
 
     async def post_and_settle() -> int:
         report_id = await ingest.store(read_body(Kind.DLR, json.dumps(REPORT).encode()))
-        assert await asyncio.to_thread(ingest.settle, 20)
+        assert await asyncio.to_thread(ingest.wait_applied, 20)
         return report_id
 
     report_id = serve(ingest, post_and_settle)
