@@ -20,10 +20,10 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.spec import LoadedCampaign
-from dispatcher.db import Campaign, Database, Message
+from dispatcher.db import Batch, Campaign, Database
 from dispatcher.db.timestamps import aware
 from dispatcher.errors import RepeatedCampaignError
-from dispatcher.status import CampaignState
+from dispatcher.status import BatchState, CampaignState
 
 #: States in which a campaign has sent or will send without anyone acting again.
 _UNDER_WAY = (
@@ -33,6 +33,8 @@ _UNDER_WAY = (
     CampaignState.SENDING,
     CampaignState.PAUSED,
 )
+#: Batch states of a request that left: its people may have been messaged.
+_LEFT = (BatchState.SUBMITTING, BatchState.SUBMITTED, BatchState.IN_DOUBT)
 _CHUNK_BYTES = 1 << 20
 
 
@@ -71,9 +73,9 @@ def find_repeat(
     """The latest campaign of ``source`` with these inputs, registered within ``within``,
     that sent to someone or is under way. A preview, or a campaign that failed or was
     cancelled before sending anyone, does not count."""
-    sent_someone = exists().where(
-        Message.campaign_id == Campaign.id, Message.submitted_at.is_not(None)
-    )
+    # A request that left (answered or not: in doubt may have been queued) sent someone;
+    # batches, not messages, so a million-person campaign costs no scan.
+    sent_someone = exists().where(Batch.campaign_id == Campaign.id, Batch.state.in_(_LEFT))
     found = session.execute(
         select(Campaign.id, Campaign.created_at)
         .where(

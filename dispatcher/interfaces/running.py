@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from dispatcher.campaigns import lifecycle
 from dispatcher.db import Campaign, Database, migrate
-from dispatcher.errors import ConfigurationError
+from dispatcher.errors import ConfigurationError, DispatcherError
 from dispatcher.interfaces.console import FollowTimeout, follow, summary
 from dispatcher.interfaces.terminal import ExitCode, console, local_database_url, say
-from dispatcher.operations import progress
+from dispatcher.operations import control, progress
 from dispatcher.settings import Settings, get_settings
 
 
@@ -59,7 +59,7 @@ def run_campaign(path: Path, *, detach: bool, timeout: float, preview: bool, aga
         console.print(f"Campaign [bold]{campaign_id}[/] scheduled for "
                       f"{loaded.spec.send_at.isoformat()}: beat starts it then.")  # fmt: skip
         return
-    enqueue_prepare(campaign_id)
+    queue_or_cancel(db, campaign_id)
     console.print(f"Campaign [bold]{campaign_id}[/] queued.")
     if detach:
         console.print(f"Follow it with: dispatcher status {campaign_id}")
@@ -208,6 +208,20 @@ def reports_applied(db: Database) -> bool:
     return waiting is None
 
 
+def queue_or_cancel(db: Database, campaign_id: int) -> None:
+    """Hand the campaign to the workers; if the broker cannot take it, cancel it (it
+    never sent, so running the same files again is not refused as a repeat)."""
+    try:
+        enqueue_prepare(campaign_id)
+    except Exception as exc:  # the broker: kombu's errors have no common base
+        with db.session() as session:
+            control.cancel(session, campaign_id)
+        raise DispatcherError(
+            f"campaign {campaign_id} could not be queued ({type(exc).__name__}: {exc}); it "
+            "was cancelled, nothing was sent: run it again once REDIS_URL answers"
+        ) from None
+
+
 def enqueue_prepare(campaign_id: int) -> None:
     from workers import app as celery_app
 
@@ -250,7 +264,7 @@ def exit_code(final: progress.Progress) -> ExitCode:
     if final.state == "previewed":
         return ExitCode.OK
     accepted = sum(n for status, n in final.by_status.items() if status in _ACCEPTED)
-    if final.state == "failed" and final.submitted == 0:
+    if final.state == "failed" and final.submitted == 0 and accepted == 0:
         return ExitCode.REFUSED  # stopped before anyone was sent (pre-flight, upload)
     if accepted == 0:
         return ExitCode.NOBODY_SENT

@@ -295,9 +295,8 @@ def _start(
 
 def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
     now = datetime.now(UTC)
-    if dry_run:
-        lifecycle.previewed(session, campaign.id, now)
-        return
+    if dry_run and lifecycle.previewed(session, campaign.id, now):
+        return  # else: cancelled meanwhile, closed below like any campaign
     campaign.prepared_at = now
     if campaign.state == CampaignState.CANCELLED:
         # Cancelled while its people were being written: the ones written since close too.

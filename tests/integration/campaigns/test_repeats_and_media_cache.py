@@ -31,11 +31,15 @@ def loaded_from(folder: Path) -> LoadedCampaign:
 
 
 def mark_sent(db: Database, campaign_id: int) -> None:
-    """As if the campaign had sent someone and finished."""
+    """As if the campaign had sent someone (a request LINK took) and finished."""
+    batch_id = f"c{campaign_id}-b000001"
     with db.session() as session:
+        session.add(Batch(id=batch_id, campaign_id=campaign_id, seq=1, payload={}, size=1,
+                          state=BatchState.SUBMITTED))  # fmt: skip
+        session.flush()
         session.add(
             Message(campaign_id=campaign_id, identity_key="+4791234567",
-                    destination="+4791234567", source_line=2, params={},
+                    destination="+4791234567", source_line=2, params={}, batch_id=batch_id,
                     status=MessageStatus.DELIVERED, submitted_at=datetime.now(UTC))
         )  # fmt: skip
         session.execute(
@@ -64,6 +68,18 @@ def test_a_campaign_still_under_way_counts_as_sent(db: Database, example_dir: Pa
     with pytest.raises(RepeatedCampaignError) as caught:
         create_campaign(db, loaded_from(example_dir))
     assert caught.value.earlier_id == first
+
+
+def test_a_campaign_whose_request_went_unanswered_counts_as_sent(
+    db: Database, example_dir: Path
+) -> None:
+    first = create_campaign(db, loaded_from(example_dir))
+    with db.session() as session:  # cancelled after a request that got no answer
+        session.add(Batch(id=f"c{first}-b000001", campaign_id=first, seq=1, payload={},
+                          size=1, state=BatchState.IN_DOUBT))  # fmt: skip
+        session.execute(update(Campaign).where(Campaign.id == first).values(state="cancelled"))
+    with pytest.raises(RepeatedCampaignError):
+        create_campaign(db, loaded_from(example_dir))
 
 
 def test_again_sends_the_same_files_once_more(db: Database, example_dir: Path) -> None:

@@ -161,3 +161,31 @@ def test_sending_the_same_folder_again_is_refused_unless_again_is_given(
     with db.session() as session:
         assert list(session.scalars(select(Campaign.id).order_by(Campaign.id))) == [1, 2]
     db.dispose()
+
+
+def test_a_campaign_the_broker_cannot_take_is_cancelled_and_may_be_run_again(
+    own_pg_url: str, example_dir: Path, tmp_path: Path
+) -> None:
+    env = production_env(own_pg_url, "redis://127.0.0.1:1/0", tmp_path)  # nothing listens
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            dispatcher_command("run", str(example_dir), "--detach"),
+            env=env | {"COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    for attempt in (1, 2):  # the second is not refused as a repeat: nothing was sent
+        refused = run()
+        assert refused.returncode == ExitCode.REFUSED, refused.stdout + refused.stderr
+        assert f"campaign {attempt} could not be queued" in refused.stdout
+        assert "Traceback" not in refused.stdout + refused.stderr
+    db = Database(own_pg_url)
+    with db.session() as session:
+        assert list(session.scalars(select(Campaign.state).order_by(Campaign.id))) == [
+            "cancelled",
+            "cancelled",
+        ]
+    db.dispose()

@@ -145,6 +145,8 @@ def outcome(state: str = "completed", messages: int = 10, submitted: int = 10,
         (outcome(failed=10), ExitCode.NOBODY_SENT),
         (outcome(messages=0, submitted=0), ExitCode.NOBODY_SENT),  # every row rejected
         (outcome(state="failed", submitted=0, pending=10), ExitCode.REFUSED),
+        # failed after requests whose answers never came, reports then told of deliveries
+        (outcome(state="failed", submitted=0, delivered=4, failed=6), ExitCode.SOME_FAILED),
         (outcome(state="previewed", submitted=0, pending=10), ExitCode.OK),
     ],
 )
