@@ -165,8 +165,14 @@ def _prepare(
                  time.monotonic() - started)  # fmt: skip
         media_ids = media.stand_in_media(loaded) if dry_run else media.media_ids(db, client, loaded)
         audience.check_unchanged()  # before anyone is messaged, not half-way
-        if not _start(db, campaign_id, level, rate, checked.notes, resuming=resuming,
-                      dry_run=dry_run):  # fmt: skip
+        # Of two deliveries of this task, one opens the campaign. (Two resuming at once,
+        # a redelivery while the first still runs, are told apart only by the unique
+        # keys when they write: the later one stops.)
+        with db.session() as session:
+            opened = lifecycle.open_for_sending(session, campaign_id, level=level, rate=rate,
+                                                notes=checked.notes, resuming=resuming,
+                                                dry_run=dry_run)  # fmt: skip
+        if not opened:
             return []  # stopped, or prepared by a concurrent delivery of this task
         with db.session() as session:
             room = tier_room(session, spec, checked.tier_cap)
@@ -270,27 +276,6 @@ def _lookups(
             already=audience.marks(already),
             next_seq=next_seq,
         )
-
-
-def _start(
-    db: Database,
-    campaign_id: int,
-    level: Level,
-    rate: int,
-    notes: list[str],
-    *,
-    resuming: bool,
-    dry_run: bool,
-) -> bool:
-    """Record the level and open the campaign for sending; False when it is no longer
-    ours to prepare (cancelled, or prepared by a concurrent delivery of the task)."""
-    # (Two resuming at once, a redelivery while the first still runs, are told apart
-    # only by the unique keys when they write: the later one stops.)
-    with db.session() as session:
-        return lifecycle.open_for_sending(
-            session, campaign_id, level=level, rate=rate, notes=notes, resuming=resuming,
-            dry_run=dry_run,
-        )  # fmt: skip
 
 
 def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
