@@ -191,7 +191,7 @@ def _prepare(
         with Committer(db, campaign_id, committed) as committer:
             writer = Writer(
                 campaign_id, min(spec.batch_size, rate), known.next_seq, committer.submit,
-                room=room, cap=checked.tier_cap,
+                room=room, cap=checked.tier_cap, level=rate,
             )  # fmt: skip
             held = writer.held
             with _bulk_mode():
