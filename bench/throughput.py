@@ -1,4 +1,5 @@
-"""How well every worker together holds a sender at its throughput level.
+"""How well every worker together holds a sender at its throughput level, and what a
+message costs in CPU, under the conditions a user has.
 
 For each scenario, on a throwaway PostgreSQL database and a dedicated Redis database
 (flushed first), real processes as in production:
@@ -7,29 +8,36 @@ For each scenario, on a throwaway PostgreSQL database and a dedicated Redis data
   (``SIMULATOR_RESPONSE_DELAY_MS``), recording every accepted request
   (``SIMULATOR_RECORD_REQUESTS``), at the scenario's level with level enforcement on
   (``SIMULATOR_LEVEL``, ``SIMULATOR_ENFORCE_LEVEL``: what exceeds the level in a
-  second is failed with 130429 in its DLR, as Meta does);
-* ``dispatcher serve``; with --callbacks the simulator posts it the DLRs too (off by
-  default: two cores cannot also carry three callbacks per message at HIGH, and
-  ``bench/dlr_ingest.py`` measures that path);
+  second is failed with 130429 in its DLR, as Meta does), and posting every delivery
+  report (enroute, delivered, read: about three a message) to the webhook app, as LINK
+  does (``--no-callbacks`` turns that off: the send path alone, not the product);
+* ``dispatcher serve``, taking those callbacks;
 * WORKERS ``celery -A workers worker`` processes (threads pool, CONCURRENCY task
   threads each, default 1: one task at a time, as a prefork child; queues
   prepare,send,dlr) and one ``celery -A workers beat`` (report sweep);
 * a campaign written to a temporary folder and queued with ``dispatcher run PATH
-  --detach``; the benchmark waits until every person was submitted (or the campaign
-  stalls, fails, or the timeout passes) and reads the simulator's own books.
+  --detach``: a media template (an image header, uploaded once) with the spec's
+  defaults, to ``bench/load.py``'s messy international list (numbers of every region
+  in the forms spreadsheets hold, duplicates by another identifier, invalid rows); the
+  benchmark waits until every message was submitted and, with callbacks, until every
+  report was posted and applied, then reads the simulator's own books.
 
-Scenarios (people scaled by --scale):
+Scenarios (people scaled by --scale; "batched": one content for all, so requests
+carry many people; "personalised": a unique value in each body, one person a request):
 
-    standard-batched       20,000 people, STANDARD (80 msg/s), one template for all, batch_size 80
-    high-batched          100,000 people, HIGH (1000 msg/s), one template for all, batch_size 100
-    standard-personalised  20,000 people, STANDARD, {first_name} unique per person: 1 per request
-    high-personalised     100,000 people, HIGH, {first_name} unique per person: 1 per request
+    standard-batched        4,000 people, STANDARD (80 msg/s), the default batch_size (50)
+    standard-batched-80     the same, batch_size 80
+    standard-batched-100    the same, batch_size 100 (more than the level: 80 a request)
+    high-batched           20,000 people, HIGH (1000 msg/s), the default batch_size
+    high-batched-80        the same, batch_size 80
+    high-batched-100       the same, batch_size 100
+    standard-personalised   3,000 people, STANDARD, one person a request
+    high-personalised      20,000 people, HIGH, one person a request
 
 With --naive each scenario runs a second time on ``bench/naive_worker.py`` workers:
 the same number of processes, the project's sending code without the shared limiter,
 and Celery's per-task ``rate_limit`` set to the level, in tasks: level / destinations
-per request (STANDARD batched 80/80 = "1/s", HIGH batched "10/s", personalised "80/s"
-and "1000/s"). Celery enforces it per worker process.
+per request. Celery enforces it per worker process.
 
 Printed per run, from the simulator only (``GET /_simulator/stats``, ``/requests`` and
 ``/receipts``, the time and messages of every accepted request): people accepted
@@ -37,14 +45,23 @@ Printed per run, from the simulator only (``GET /_simulator/stats``, ``/requests
 sending period (first to last receipt), the achieved msg/s over it and its share of
 the level, the most messages in any sliding 1-second window and how many windows went
 over the level (also per calendar second, what the simulator's 130429 enforcement
-counts), the 130429 failures it issued, and the same again in one table at the end.
-For context only (not from the simulator): the machine's load average when the
-campaign is queued (other work skews the figures) and the sender's rate factor in the
-shared limiter afterwards (below 1 after rate-limit signals).
+counts), the 130429 failures it issued. Then the CPU (user + system, from /proc) of
+each process kind from queueing to the last report applied, whole process trees with
+their ended children (the webhook app's applier child counts as the webhook app,
+ended backends as PostgreSQL): workers, beat, webhook app, PostgreSQL, Redis, and the
+simulator (LINK's stand-in: part of the measuring machine, not of the product), in ms
+a message, a request and a callback, beside the yardstick measured in the same run
+(``bench/cpu.py``) and scaled to the reference yardstick of 250 us; and the peak RSS
+of a worker. For context: the machine's load average when the campaign is queued and
+the sender's rate factor in the shared limiter afterwards (below 1 after rate-limit
+signals).
 
-    .venv/bin/python bench/throughput.py [--scenario standard-batched,high-batched,...]
-        [--scale 1.0] [--naive] [--workers 4] [--concurrency 1] [--delay-ms 50]
-        [--timeout SECONDS] [--stall 60] [--keep-logs] [--callbacks]
+The simulator runs at a raised CPU priority where allowed: it stands for LINK's
+servers, whose clocks our CPUs do not delay.
+
+    .venv/bin/python bench/throughput.py [--scenario standard-batched,...] [--scale 1.0]
+        [--naive] [--workers 4] [--concurrency 1] [--delay-ms 50] [--timeout SECONDS]
+        [--stall 60] [--keep-logs] [--no-callbacks] [--save-receipts DIR]
 
 PostgreSQL admin URL: BENCH_POSTGRES_URL (default postgres@127.0.0.1:5432/test);
 Redis: BENCH_REDIS_URL (default redis://127.0.0.1:6379/13, flushed before each run).
@@ -65,12 +82,17 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import cpu  # noqa: E402  (bench/cpu.py)
+
+from dispatcher.campaigns.spec import DEFAULT_BATCH_SIZE  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -89,7 +111,7 @@ class Scenario:
     name: str
     level: str
     people: int
-    batch_size: int
+    batch_size: int | None  # None: the spec's default (not written in the spec)
     personalised: bool
 
     @property
@@ -99,16 +121,22 @@ class Scenario:
     @property
     def per_request(self) -> int:
         """Destinations in a full request."""
-        return 1 if self.personalised else self.batch_size
+        if self.personalised:
+            return 1
+        return min(self.batch_size or DEFAULT_BATCH_SIZE, self.rate)
 
 
 SCENARIOS = {
     s.name: s
     for s in (
-        Scenario("standard-batched", "STANDARD", 20_000, 80, False),
-        Scenario("high-batched", "HIGH", 100_000, 100, False),
-        Scenario("standard-personalised", "STANDARD", 20_000, 80, True),
-        Scenario("high-personalised", "HIGH", 100_000, 100, True),
+        Scenario("standard-batched", "STANDARD", 4_000, None, False),
+        Scenario("standard-batched-80", "STANDARD", 4_000, 80, False),
+        Scenario("standard-batched-100", "STANDARD", 4_000, 100, False),
+        Scenario("high-batched", "HIGH", 20_000, None, False),
+        Scenario("high-batched-80", "HIGH", 20_000, 80, False),
+        Scenario("high-batched-100", "HIGH", 20_000, 100, False),
+        Scenario("standard-personalised", "STANDARD", 3_000, None, True),
+        Scenario("high-personalised", "HIGH", 20_000, None, True),
     )
 }
 
@@ -135,6 +163,10 @@ class Figures:
     factor: float | None = None
     load: float = 0.0
     note: str = ""
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds, by process kind
+    callbacks: int = 0  # callbacks the webhook app took
+    yardstick: float = 0.0  # bench/cpu.py, microseconds
+    rss_mb: float = 0.0  # the highest peak RSS of a worker process
 
     @property
     def share(self) -> float:
@@ -144,28 +176,56 @@ class Figures:
 # -- the campaign ---------------------------------------------------------------------------
 
 
-def write_campaign(folder: Path, scenario: Scenario, people: int) -> None:
+def messy_list(people: int) -> tuple[Path, int]:
+    """``bench/load.py``'s messy international list (numbers of every region in the
+    forms spreadsheets hold, 5 % of people listed twice by another identifier, 1 %
+    invalid rows), with a ``code`` column unique to each row; cached under /tmp. Returns
+    the file and the people in it."""
+    import csv
+
+    import load
+
+    rows = -(-people * 100 // 94)  # generate() plants 94 % of its rows as people
+    cache = Path(tempfile.gettempdir()) / f"dispatcher-throughput-{rows}"
+    path, planted = cache / "recipients.csv", cache / "planted.json"
+    if not planted.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        raw = cache / "raw.csv"
+        counts = load.generate(raw, rows)
+        with (
+            raw.open(encoding="utf-8", newline="") as source,
+            path.open("w", encoding="utf-8", newline="") as target,
+        ):
+            reader, writer = csv.reader(source), csv.writer(target)
+            writer.writerow([*next(reader), "code"])
+            writer.writerows([*row, f"C{index:07d}"] for index, row in enumerate(reader))
+        raw.unlink()
+        planted.write_text(json.dumps(counts))
+    return path, int(json.loads(planted.read_text())["people"])
+
+
+def write_campaign(folder: Path, scenario: Scenario, recipients: Path) -> None:
+    """A media template (an image header, uploaded once) with the spec's defaults; the
+    personalised one carries each row's unique ``code``, so every request is one person."""
     folder.mkdir(parents=True)
-    components = (
-        "\n    components:\n      - type: body\n"
-        '        parameters: [{type: text, text: "{first_name}"}]'
-        if scenario.personalised
-        else ""
-    )
+    shutil.copy(ROOT / "campaigns" / "example" / "banner.png", folder / "banner.png")
+    shutil.copy(recipients, folder / "recipients.csv")
+    body = '"{code}"' if scenario.personalised else '"SPRING25"'
+    batch_size = "" if scenario.batch_size is None else f"batch_size: {scenario.batch_size}\n"
     (folder / "campaign.yaml").write_text(
         f"name: Throughput {scenario.name}\n"
         f'sender: {{source: "{SOURCE}", level: {scenario.level}}}\n'
         "template_category: marketing\n"
         "message:\n  type: template\n  template:\n    name: bench_notice\n"
-        f"    language: en{components}\n"
+        "    language: en\n    components:\n"
+        "      - type: header\n        parameters:\n"
+        "          - {type: image, image: {file: banner.png}}\n"
+        "      - type: body\n        parameters:\n"
+        f"          - {{type: text, text: {body}}}\n"
         "recipients: recipients.csv\n"
-        'default_region: "NO"\n'
-        f"batch_size: {scenario.batch_size}\n",
+        'default_region: "NO"\n' + batch_size,
         encoding="utf-8",
     )
-    with (folder / "recipients.csv").open("w", encoding="utf-8") as handle:
-        handle.write("phone,first_name\n")
-        handle.writelines(f"+47{91_000_000 + i},P{i:06d}\n" for i in range(people))
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -322,19 +382,21 @@ def drop_database(url: str) -> None:
     admin.dispose()
 
 
-def campaign_progress(url: str) -> tuple[str, str | None, int]:
-    """(state, error, messages submitted) of the campaign, or ("none", None, 0)."""
+def campaign_progress(url: str) -> tuple[str, str | None, int, int]:
+    """(state, error, messages submitted, messages) of the campaign, or ("none", None,
+    0, 0)."""
     import psycopg
 
     with psycopg.connect(url.replace("+psycopg", "")) as connection:
         row = connection.execute(
-            "SELECT c.state, c.error, (SELECT count(*) FROM messages m"
-            " WHERE m.campaign_id = c.id AND m.submitted_at IS NOT NULL)"
-            " FROM campaigns c ORDER BY c.id DESC LIMIT 1"
+            "SELECT CASE WHEN c.prepared_at IS NULL AND c.state = 'sending'"
+            " THEN 'preparing' ELSE c.state END, c.error, count(m.submitted_at), count(m.id)"
+            " FROM campaigns c LEFT JOIN messages m ON m.campaign_id = c.id"
+            " GROUP BY c.id ORDER BY c.id DESC LIMIT 1"
         ).fetchone()
     if row is None:
-        return "none", None, 0
-    return str(row[0]), row[1], int(row[2])
+        return "none", None, 0, 0
+    return str(row[0]), row[1], int(row[2]), int(row[3])
 
 
 def unsent_batches(url: str) -> str:
@@ -354,7 +416,7 @@ def unsent_batches(url: str) -> str:
 # -- one run ------------------------------------------------------------------------------------
 
 
-def run(scenario: Scenario, people: int, naive: bool, args: argparse.Namespace) -> Figures:
+def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) -> Figures:
     import httpx
     import redis
 
@@ -362,7 +424,9 @@ def run(scenario: Scenario, people: int, naive: bool, args: argparse.Namespace) 
 
     variant = "naive" if naive else "ours"
     label = f"{scenario.name} / {variant}"
+    recipients, people = messy_list(wanted)
     figures = Figures(scenario.name, variant, scenario.rate, people)
+    figures.yardstick = cpu.yardstick_us()
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     client.close()
@@ -375,7 +439,7 @@ def run(scenario: Scenario, people: int, naive: bool, args: argparse.Namespace) 
     try:
         migrate(url)
         folder = tmp / "campaign"
-        write_campaign(folder, scenario, people)
+        write_campaign(folder, scenario, recipients)
         webhook_port, simulator_port = free_port(), free_port()
         simulator_url = f"http://127.0.0.1:{simulator_port}"
         naive_rate = f"{scenario.rate / scenario.per_request:g}/s"
@@ -424,13 +488,24 @@ def run(scenario: Scenario, people: int, naive: bool, args: argparse.Namespace) 
             app = "naive_worker"
         else:
             worker_env, app = env, "workers"
-        for index in range(args.workers):
+        workers = [
             processes.start(
                 f"worker{index}", worker_command(app, index, args.concurrency), worker_env
             )
-        processes.start("beat", beat_command(tmp / "beat-schedule"), env)
+            for index in range(args.workers)
+        ]
+        beat = processes.start("beat", beat_command(tmp / "beat-schedule"), env)
         wait_workers(args.workers, processes)
         figures.load = os.getloadavg()[0]
+        kinds = {
+            "workers": [w.pid for w in workers],
+            "beat": [beat.pid],
+            "webhook app": [serve.pid],
+            "PostgreSQL": cpu.service_roots("postgres"),
+            "Redis": cpu.service_roots("redis-server"),
+            "simulator": [simulator.pid],
+        }
+        before = cpu.Snapshot.take(kinds)
         how = (
             f"Celery rate_limit {naive_rate} per worker, no shared limiter"
             if naive
@@ -451,9 +526,14 @@ def run(scenario: Scenario, people: int, naive: bool, args: argparse.Namespace) 
         )
         if queued.returncode != 0:
             raise RuntimeError(f"dispatcher run failed:\n{queued.stdout}{queued.stderr}")
-        figures.note = follow(url, people, scenario, processes, args)
+        figures.note = follow(url, scenario, processes, args)
+        if args.callbacks and not figures.note:
+            figures.note = drained(url, simulator_url, processes)
+        figures.cpu = cpu.Snapshot.take(kinds).since(before)
+        figures.rss_mb = max(peak_rss_mb(w.pid) for w in workers)
         figures.factor = None if naive else limiter_factor()
         stats = httpx.get(f"{simulator_url}/_simulator/stats", timeout=120).json()
+        figures.callbacks = int(stats.get("callbacks", {}).get("delivered", 0))
         recorded = httpx.get(f"{simulator_url}/_simulator/requests", timeout=300).json()
         receipts = httpx.get(f"{simulator_url}/_simulator/receipts", timeout=300).json()
         if args.save_receipts:
@@ -491,18 +571,17 @@ def limiter_factor() -> float | None:
         client.close()
 
 
-def follow(
-    url: str, people: int, scenario: Scenario, processes: Processes, args: argparse.Namespace
-) -> str:
-    """Wait until every person is submitted; '' then, else why it stopped waiting."""
-    timeout = args.timeout or max(120.0, 5 * people / scenario.rate + 60)
+def follow(url: str, scenario: Scenario, processes: Processes, args: argparse.Namespace) -> str:
+    """Wait until every message of the campaign is submitted; '' then, else why it
+    stopped waiting."""
     started = last_change = time.monotonic()
     last = -1
     while True:
         processes.check()
-        state, error, submitted = campaign_progress(url)
+        state, error, submitted, messages = campaign_progress(url)
         now = time.monotonic()
-        if submitted >= people:
+        timeout = args.timeout or max(120.0, 5 * messages / scenario.rate + 60)
+        if state not in ("none", "draft", "scheduled", "preparing") and submitted >= messages:
             return ""
         if state in ("failed", "cancelled"):
             return f"campaign {state}: {error}"
@@ -513,9 +592,40 @@ def follow(
         elif now - started > timeout:
             why = f"timeout after {timeout:.0f} s"
         else:
-            time.sleep(1.0)
+            time.sleep(0.5)
             continue
         return f"{why}, {submitted:,} submitted; batches: {unsent_batches(url) or '-'}"
+
+
+def drained(url: str, simulator_url: str, processes: Processes, timeout: float = 120) -> str:
+    """Wait until the simulator has no callback left to post and every stored report was
+    applied, so the CPU figures carry each message's whole cost; '' then."""
+    import httpx
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check()
+        pending = httpx.get(f"{simulator_url}/_simulator/stats", timeout=60).json()
+        with psycopg.connect(url.replace("+psycopg", "")) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM delivery_reports WHERE state = 'received'"
+            ).fetchone()
+        if pending["callbacks"]["pending"] == 0 and row is not None and row[0] == 0:
+            return ""
+        time.sleep(0.5)
+    return f"callbacks still pending after {timeout:.0f} s"
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set (VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -587,6 +697,8 @@ def report(f: Figures) -> None:
         f"windows over the level:     {f.windows_over} sliding, {f.seconds_over} calendar",
         f"130429 failures:            {f.rate_limited:,} (simulator enforces the level)",
     ]
+    if f.cpu and f.messages:
+        lines += cpu_lines(f)
     factor = "n/a" if f.factor is None else f"{f.factor:.2f}"
     lines.append(
         f"context (not the simulator): load average {f.load:.1f} on {os.cpu_count()} cores "
@@ -599,22 +711,57 @@ def report(f: Figures) -> None:
     print("\n".join(lines), flush=True)
 
 
+PRODUCT = ("workers", "beat", "webhook app", "PostgreSQL", "Redis")
+
+
+def per_message_ms(f: Figures, kinds: tuple[str, ...] = PRODUCT) -> float:
+    """CPU ms per message of these process kinds, scaled to the reference yardstick."""
+    seconds = sum(f.cpu.get(kind, 0.0) for kind in kinds)
+    return cpu.at_yardstick(seconds * 1000 / f.messages, f.yardstick) if f.messages else 0.0
+
+
+def cpu_lines(f: Figures) -> list[str]:
+    scale = cpu.REFERENCE_YARDSTICK_US / f.yardstick
+
+    def ms(seconds: float, count: int) -> str:
+        value = seconds * 1000 / max(1, count)
+        return f"{value:.3f} ({value * scale:.3f})"
+
+    c = f.cpu
+    return [
+        f"CPU ms, user+sys by process tree; yardstick {f.yardstick:.0f} us "
+        f"(in brackets: at {cpu.REFERENCE_YARDSTICK_US:.0f} us):",
+        f"  workers      {ms(c['workers'], f.messages)} a message, "
+        f"{ms(c['workers'], f.requests)} a request; beat {ms(c['beat'], f.messages)}",
+        f"  webhook app  {ms(c['webhook app'], f.messages)} a message, "
+        f"{ms(c['webhook app'], f.callbacks)} a callback ({f.callbacks:,} taken)",
+        f"  PostgreSQL   {ms(c['PostgreSQL'], f.messages)} a message; "
+        f"Redis {ms(c['Redis'], f.messages)}",
+        f"  dispatcher in all {ms(sum(c[k] for k in PRODUCT), f.messages)} a message; "
+        f"simulator (LINK's stand-in, not the product) {ms(c['simulator'], f.messages)}",
+        f"peak RSS of a worker:       {f.rss_mb:.0f} MB",
+    ]
+
+
 def table(results: list[Figures]) -> None:
     header = (
         f"{'scenario':<22} {'run':<6} {'people':>15} {'period s':>8} {'msg/s':>8} "
-        f"{'% level':>8} {'max 1s':>7} {'over':>6} {'130429':>7}"
+        f"{'% level':>8} {'max 1s':>7} {'over':>6} {'130429':>7} {'ms/msg':>7} {'sim':>6}"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for f in results:
         print(
             f"{f.scenario:<22} {f.variant:<6} {f'{f.accepted:,}/{f.people:,}':>15} "
             f"{f.period:>8.1f} {f.achieved:>8,.1f} {f.share:>8.1%} {f.max_window:>7,} "
-            f"{f.windows_over:>6} {f.rate_limited:>7,}"
+            f"{f.windows_over:>6} {f.rate_limited:>7,} {per_message_ms(f):>7.3f} "
+            f"{per_message_ms(f, ('simulator',)):>6.3f}"
             + (f"  ({f.note.split(';')[0]})" if f.note else "")
         )
     print(
         "max 1s / over: the busiest sliding 1-second window of the simulator's receipt log, "
-        "and how many windows went over the level"
+        "and how many windows went over the level; ms/msg: the dispatcher's CPU a message "
+        f"(workers, beat, webhook app, PostgreSQL, Redis) at a yardstick of "
+        f"{cpu.REFERENCE_YARDSTICK_US:.0f} us; sim: the simulator's"
     )
 
 
@@ -648,9 +795,10 @@ def main() -> None:
     parser.add_argument(
         "--callbacks",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="have the simulator post delivery reports to the webhook app (off: the send "
-        "path alone; bench/dlr_ingest.py measures the reports' path)",
+        default=True,
+        help="the simulator posts every delivery report (about three a message) to the "
+        "webhook app, as LINK does in production (--no-callbacks: the send path alone, "
+        "not the product's figure)",
     )
     args = parser.parse_args()
     names = [name.strip() for name in args.scenario.split(",") if name.strip()]

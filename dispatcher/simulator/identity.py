@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-MSISDN_RE = re.compile(r"\+?[0-9]{8,15}")
+MSISDN_RE = re.compile(r"\+?[0-9]{7,15}")
 BSUID_RE = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
 PARENT_BSUID_RE = re.compile(r"[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}")
 

@@ -66,7 +66,7 @@ def parse_message_request(body: object) -> ParsedRequest:
         raise SchemaError("priority", "is required and must be one of LOW, NORMAL, HIGH")
     source = _required_str(body, "source")
     if not MSISDN_RE.fullmatch(source):
-        raise SchemaError("source", "must be an MSISDN (optional '+', 8-15 digits)")
+        raise SchemaError("source", "must be an MSISDN (optional '+', 7-15 digits)")
     _check_optional_fields(body)
     return ParsedRequest(
         platform_id=platform_id,
@@ -143,7 +143,7 @@ def _destinations(value: object) -> list[tuple[Kind, str]]:
         if identity is None:
             raise SchemaError(
                 f"destinations[{index}]",
-                "must be an MSISDN (optional '+', 8-15 digits), a BSUID CC.<id> "
+                "must be an MSISDN (optional '+', 7-15 digits), a BSUID CC.<id> "
                 "or a parent BSUID CC.ENT.<id>",
             )
         parsed.append(identity)

@@ -163,7 +163,7 @@ SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], str]] = [
     ("empty-destinations", {"destinations": []}, "destinations"),
     ("destinations-not-list", {"destinations": "+46701234567"}, "destinations"),
     ("destination-not-string", {"destinations": ["+46701234567", 46701234567]}, "destinations[1]"),
-    ("msisdn-too-short", {"destinations": ["+1234567"]}, "destinations[0]"),
+    ("msisdn-too-short", {"destinations": ["+123456"]}, "destinations[0]"),
     ("msisdn-too-long", {"destinations": ["+1234567890123456"]}, "destinations[0]"),
     ("msisdn-with-spaces", {"destinations": ["+46 70 123 45 67"]}, "destinations[0]"),
     ("bsuid-lowercase-country", {"destinations": ["se.1181579921"]}, "destinations[0]"),
@@ -849,3 +849,11 @@ def test_the_client_reads_the_simulator_instance_under_the_name_the_simulator_se
     from dispatcher.simulator import app as simulator_app
 
     assert client.SIMULATOR_INSTANCE_HEADER == simulator_app.SIMULATOR_INSTANCE_HEADER
+
+
+def test_the_shortest_numbers_in_use_are_destinations() -> None:
+    """Tokelau's numbers are seven digits with the country code (+690 xxxx), and valid:
+    a request carrying one is accepted."""
+    from dispatcher.simulator.identity import Kind, classify
+
+    assert classify("+6902216") == (Kind.MSISDN, "+6902216")
