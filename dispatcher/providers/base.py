@@ -76,6 +76,10 @@ class Request(Protocol):
         """The JSON body that goes out."""
         ...
 
+    def body(self) -> bytes:
+        """That body encoded, as it goes out (built once, sent as is)."""
+        ...
+
 
 class Answer(Protocol):
     """A provider's acceptance of a request: one message id per destination, in order."""

@@ -1,4 +1,4 @@
-"""The fan-out's aiohttp sender: the same answers and the same sent / in-doubt split as
+"""The fan-out's sender: the same answers and the same sent / in-doubt split as
 the one-at-a-time client, against real sockets on loopback."""
 
 from __future__ import annotations
