@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+import orjson
+from sqlalchemy import Text, cast, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.db import Batch, Campaign, Message
@@ -47,7 +48,11 @@ if TYPE_CHECKING:
     from dispatcher.sending.fanout import Fanout
 
 log = logging.getLogger(__name__)
+# Core tables, not ORM entities: a slice runs a dozen statements, and the ORM's layers
+# over each cost more than the statement itself.
 MESSAGES: Any = Message.__table__
+BATCHES: Any = Batch.__table__
+CAMPAIGNS: Any = Campaign.__table__
 
 
 @dataclass(slots=True)
@@ -57,7 +62,7 @@ class Sender:
     source: str
     rate: int
     batches: list[tuple[str, int]] = field(default_factory=list)  # (batch id, weight)
-    payloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # read once, by peek
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # read by peek
 
 
 @dataclass(slots=True)
@@ -82,12 +87,14 @@ def hand_back_stopped(
         with ctx.db.session() as session:
             # Share-locked (PostgreSQL) until handed back: a resume committing meanwhile
             # waits, then finds these batches pending and hands them out again.
-            states = dict(
-                session.execute(
-                    select(Campaign.id, Campaign.state)
-                    .where(Campaign.id.in_(sorted(campaigns)))
+            states: dict[int, str] = dict(
+                session.connection()
+                .execute(
+                    select(CAMPAIGNS.c.id, CAMPAIGNS.c.state)
+                    .where(CAMPAIGNS.c.id.in_(sorted(campaigns)))
                     .with_for_update(read=True)
-                ).all()
+                )
+                .all()
             )
             live = {c for c, state in states.items() if state == CampaignState.SENDING}
             if len(live) == len(campaigns):
@@ -124,22 +131,27 @@ def peek(
     whose recipients' sending window is closed are held until it opens)."""
     senders: dict[str, Sender] = {}
     with ctx.db.session() as session:
-        rows = session.execute(
-            select(
-                Batch.id,
-                Batch.campaign_id,
-                Batch.state,
-                Batch.claimed_by,
-                Batch.size,
-                Batch.payload,
-                Campaign.source,
-                Campaign.rate_per_second,
-                Campaign.state.label("campaign"),
+        rows = (
+            session.connection()
+            .execute(
+                select(
+                    BATCHES.c.id,
+                    BATCHES.c.campaign_id,
+                    BATCHES.c.state,
+                    BATCHES.c.claimed_by,
+                    BATCHES.c.size,
+                    # As stored: parsed here once (orjson), not by the driver's json.
+                    cast(BATCHES.c.payload, Text).label("payload"),
+                    CAMPAIGNS.c.source,
+                    CAMPAIGNS.c.rate_per_second,
+                    CAMPAIGNS.c.state.label("campaign"),
+                )
+                .join(CAMPAIGNS, CAMPAIGNS.c.id == BATCHES.c.campaign_id)
+                .where(among(session, BATCHES.c.id, list(batch_ids)))
+                .order_by(BATCHES.c.seq)
             )
-            .join(Campaign, Campaign.id == Batch.campaign_id)
-            .where(among(session, Batch.id, list(batch_ids)))
-            .order_by(Batch.seq)
-        ).all()
+            .all()
+        )
         redelivered = [
             r.id for r in rows if r.state == BatchState.SUBMITTING and r.claimed_by == claimer
         ]
@@ -164,8 +176,9 @@ def peek(
         else:
             rate = row.rate_per_second or Level.STANDARD.messages_per_second
             sender = senders.setdefault(f"{row.source}/{rate}", Sender(row.source, rate))
-            sender.batches.append((row.id, min(rate, row.size * len(row.payload["messages"]))))
-            sender.payloads[row.id] = row.payload
+            messages = orjson.loads(row.payload)["messages"]
+            sender.batches.append((row.id, min(rate, row.size * len(messages))))
+            sender.messages[row.id] = messages
     for batch_id in batch_ids:
         outcomes.setdefault(batch_id, Outcome.SKIPPED)  # unknown ids
     if redelivered:
@@ -222,11 +235,15 @@ def claim(
                 outcomes[batch_id] = Outcome.SKIPPED
         if not ours:
             return claimed
-        batches = session.execute(
-            select(Batch.id, Campaign.id.label("campaign_id"), Campaign.state)
-            .join(Campaign, Campaign.id == Batch.campaign_id)
-            .where(among(session, Batch.id, sorted(ours)))
-        ).all()
+        batches = (
+            session.connection()
+            .execute(
+                select(BATCHES.c.id, CAMPAIGNS.c.id.label("campaign_id"), CAMPAIGNS.c.state)
+                .join(CAMPAIGNS, CAMPAIGNS.c.id == BATCHES.c.campaign_id)
+                .where(among(session, BATCHES.c.id, sorted(ours)))
+            )
+            .all()
+        )
         stopped = [b.id for b in batches if b.state != CampaignState.SENDING]
         if stopped:  # stopped while we waited: hand them back
             batch_states.move(session, stopped, BatchState.PENDING)
@@ -239,16 +256,23 @@ def claim(
             batch_states.move(session, empty, BatchState.SKIPPED, error=nothing_left)
             outcomes.update(dict.fromkeys(empty, Outcome.SKIPPED))
         provider = ctx.client
+        fresh: dict[int, datetime | None] = {}  # a first submission's validity, per campaign
         for batch_id, batch in live.items():
             messages = waiting.get(batch_id)
             if not messages:
                 continue
             spec = fanout.spec(session, batch.campaign_id)
-            expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in messages if e]
+            expiries = [e for _, _, e in messages if e is not None]
+            if expiries:  # a resend keeps the validity of its first submission
+                expiry = min(e.replace(tzinfo=e.tzinfo or UTC) for e in expiries)
+                until = valid_until(spec, expiry)
+            elif batch.campaign_id in fresh:
+                until = fresh[batch.campaign_id]
+            else:
+                until = fresh[batch.campaign_id] = valid_until(spec, None)
             request = provider.request(
                 spec, batch_id, [destination for _, destination, _ in messages],
-                sender.payloads[batch_id]["messages"],
-                valid_until=valid_until(spec, min(expiries) if expiries else None),
+                sender.messages[batch_id], valid_until=until,
                 event_report_gate=ctx.event_report_gate,
             )  # fmt: skip
             claimed[batch_id] = Claimed(
@@ -264,18 +288,16 @@ def waiting_messages(
     meanwhile (a late report for an earlier attempt) drop out of the request."""
     if not batch_ids:
         return {}
-    rows = session.execute(
-        select(
-            Message.id,
-            Message.batch_id,
-            Message.destination,
-            Message.expires_at,
-            Message.status,
-            Message.position,
+    m = MESSAGES.c
+    rows = (
+        session.connection()
+        .execute(
+            select(m.id, m.batch_id, m.destination, m.expires_at, m.status, m.position)
+            .where(among(session, m.batch_id, batch_ids))
+            .order_by(m.batch_id, m.position, m.id)
         )
-        .where(among(session, Message.batch_id, batch_ids))
-        .order_by(Message.batch_id, Message.position, Message.id)
-    ).all()
+        .all()
+    )
     waiting: dict[str, list[tuple[int, str, datetime | None]]] = {}
     positions: list[dict[str, Any]] = []
     for row in rows:
@@ -290,10 +312,9 @@ def waiting_messages(
     update_by_id(session, MESSAGES, positions)
     counted = [m for messages in waiting.values() for m, _, _ in messages]
     # Counted when the request is about to leave: an unanswered one counts too.
-    session.execute(
-        update(Message).where(among(session, Message.id, counted)).values(
-            attempts=Message.attempts + 1)
-    )  # fmt: skip
+    session.connection().execute(
+        update(MESSAGES).where(among(session, m.id, counted)).values(attempts=m.attempts + 1)
+    )
     return waiting
 
 
@@ -370,6 +391,7 @@ def record(
     for batch_id in answered:
         by_validity.setdefault(claimed[batch_id].validity, []).extend(claimed[batch_id].message_ids)
     for validity, ids in by_validity.items():
-        session.execute(
-            update(Message).where(among(session, Message.id, ids)).values(submitted(now, validity))
-        )
+        session.connection().execute(
+            update(MESSAGES).where(among(session, MESSAGES.c.id, ids)).values(
+                submitted(now, validity))
+        )  # fmt: skip
