@@ -118,3 +118,68 @@ def test_answers_map_as_for_the_one_at_a_time_client(
 ) -> None:
     result = asyncio.run(send_to(answering(status, body)))
     assert type(result) is expected, result
+
+
+def answering_each(bodies: list[bytes], connections: list[int]) -> Handler:
+    """A keep-alive server: answers every request on a connection until it closes;
+    counts the connections it accepted."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )  # fmt: skip
+                await reader.readexactly(length)
+                body = bodies.pop(0)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    return handle
+
+
+def test_one_connection_carries_requests_one_after_another() -> None:
+    connections: list[int] = []
+    bodies = [b'{"resultCode": 112001, "messageIds": ["%d", "x"]}' % n for n in range(3)]
+
+    async def three_in_a_row() -> list[MessageResponse | LinkError]:
+        server = await asyncio.start_server(answering_each(bodies, connections), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        creds = LinkCredentials(f"http://127.0.0.1:{port}", "user", "pw", "PID", "42")
+        sender = ConcurrentSender(creds, timeout_seconds=5, connect_seconds=5, max_connections=4)
+        try:
+            return [(await sender.send_all([REQUEST]))[0] for _ in range(3)]
+        finally:
+            await sender.aclose()
+            server.close()
+
+    answers = asyncio.run(three_in_a_row())
+    assert [a.message_ids[0] for a in answers if isinstance(a, MessageResponse)] == ["0", "1", "2"]
+    assert len(connections) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # no length: the answer ends where the connection does
+        b'HTTP/1.1 200 OK\r\n\r\n{"resultCode": 112001, "messageIds": ["a", "b"]}',
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        b'15\r\n{"resultCode": 112001\r\n1b\r\n, "messageIds": ["a", "b"]}\r\n0\r\n\r\n',
+    ],
+)
+def test_an_answer_without_a_length_is_read_whole(answer: bytes) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    result = asyncio.run(send_to(handle))
+    assert isinstance(result, MessageResponse) and result.message_ids == ["a", "b"]
