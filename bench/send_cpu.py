@@ -6,7 +6,8 @@ environment, and samples twice a second the CPU of their process trees (user + s
 reaped children included: ``cpu.tree_cpu``) and the campaign's submitted batches. The
 figure is the workers' CPU between the moments 30 % and 95 % of the batches were
 submitted, divided by the batches (requests) submitted in between: the steady middle
-of the sending, without the preparation, the start-up or the tail.
+of the sending, without the preparation, the start-up or the tail. Also printed: the
+highest peak RSS of a worker process.
 
     .venv/bin/python bench/send_cpu.py [--yardstick US] [--timeout 600]
 
@@ -57,6 +58,17 @@ def database_url(pid: int) -> str | None:
     return None
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set (``VmHWM``), MiB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def progress(url: str) -> tuple[int, int]:
     """(batches submitted, batches) of the newest campaign."""
     import psycopg
@@ -84,6 +96,7 @@ def main() -> None:
     if url is None:
         sys.exit("no workers found")
     samples: list[tuple[float, int, int, float]] = []  # (at, submitted, batches, cpu)
+    peak = 0.0
     while time.monotonic() < deadline:
         try:
             submitted, batches = progress(url)
@@ -91,6 +104,7 @@ def main() -> None:
             break
         pids = worker_pids() or pids
         seconds = sum(cpu.tree_cpu(pid) for pid in pids)
+        peak = max([peak, *(peak_rss_mb(pid) for pid in pids)])
         samples.append((time.monotonic(), submitted, batches, seconds))
         if batches and submitted >= batches:
             break
@@ -105,7 +119,8 @@ def main() -> None:
     per_request_ms = 1000 * seconds / max(1, requests)
     print(
         f"{len(pids)} workers: {seconds:.2f} s CPU for {requests:,} requests over "
-        f"{high[0] - low[0]:.1f} s = {per_request_ms:.3f} ms per request"
+        f"{high[0] - low[0]:.1f} s = {per_request_ms:.3f} ms per request; "
+        f"peak RSS of a worker {peak:.0f} MiB"
     )
     if args.yardstick:
         scaled = cpu.at_yardstick(per_request_ms, args.yardstick)
