@@ -24,14 +24,14 @@ from celery.signals import (
     worker_shutdown,
 )
 from kombu.exceptions import OperationalError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dispatcher.campaigns import dropfolder, lifecycle, schedules
-from dispatcher.db import Campaign, Database
+from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.operations import control
 from dispatcher.preparation.prepare import prepare_campaign as prepare
-from dispatcher.providers import provider_from_settings
+from dispatcher.providers import Level, provider_from_settings
 from dispatcher.resending import planner as resend
 from dispatcher.sending import batch as sending
 from dispatcher.sending import batch_states, fanout
@@ -101,13 +101,19 @@ def hand_out(db: Database, campaign_id: int, batch_ids: list[str]) -> None:
     priority = fanout.queue_priority(db, campaign_id)
     now = datetime.now(UTC)
     with db.session() as session:
-        name = session.scalar(select(Campaign.name).where(Campaign.id == campaign_id)) or ""
+        name, rate = session.execute(
+            select(Campaign.name, Campaign.rate_per_second).where(Campaign.id == campaign_id)
+        ).one()
+        mean_batch = session.scalar(
+            select(func.avg(Batch.size)).where(Batch.id.in_(batch_ids[: fanout.CHUNK_BATCHES]))
+        )
+        size = fanout.chunk_size(rate or Level.STANDARD.messages_per_second, mean_batch or 1)
         labels = []
-        for chunk in fanout.chunks(batch_ids):
+        for chunk in fanout.chunks(batch_ids, size):
             # Stamped before the task exists: the lost-task net never sees a fresh one.
             batch_states.handed_out(session, chunk, now)
-            labels.append(tasklabels.send_label(session, campaign_id, chunk, name))
-    for chunk, label in zip(fanout.chunks(batch_ids), labels, strict=True):
+            labels.append(tasklabels.send_label(session, campaign_id, chunk, name or ""))
+    for chunk, label in zip(fanout.chunks(batch_ids, size), labels, strict=True):
         send_batches.apply_async(
             kwargs={"batch_ids": chunk, "campaign_id": campaign_id},
             priority=priority,

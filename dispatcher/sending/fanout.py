@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 
@@ -269,6 +270,14 @@ def _reserve(
     """Reserve a slot for these claimed requests, leaving in this order."""
     pieces = [min(sender.rate, weight_of(claimed[b].request)) for b in order]
     return ctx.throttle.reserve(sender.source, sum(pieces), sender.rate, pieces)
+
+
+def chunk_size(rate: int, mean_batch: float) -> int:
+    """Batches a task takes: about a second of the level, at most ``CHUNK_BATCHES``. A
+    task sends its slices one after another, so a chunk of a hundred batches of 80
+    would leave a whole campaign to one or two workers, each a request's round trip
+    behind its next slot; a second's worth spreads it over every worker."""
+    return max(1, min(CHUNK_BATCHES, math.ceil(rate / max(1.0, mean_batch))))
 
 
 def chunks(batch_ids: Sequence[str], size: int = CHUNK_BATCHES) -> Iterator[list[str]]:
