@@ -80,21 +80,11 @@ def queue_priority(db: Database, campaign_id: int) -> int:
     return QUEUE_PRIORITY.get(priority, QUEUE_PRIORITY[Priority.NORMAL])
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (CPython on Unix): its timers, sockets and transports
-    are C, and a thousand paced requests a second spend most of their CPU in the loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows, PyPy
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 class Fanout:
     """A worker process's event loop and the provider's slice sender, kept between tasks."""
 
     def __init__(self, client: Provider, max_connections: int = MAX_IN_FLIGHT) -> None:
-        self._loop = _new_loop()
+        self._loop = asyncio.new_event_loop()
         self._sender: SliceSender = client.concurrent(max_connections)
         self._specs: dict[int, CampaignSpec] = {}
         self.windowed = False  # some campaign seen has a sending window
