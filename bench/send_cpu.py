@@ -102,7 +102,10 @@ def main() -> None:
             submitted, batches = progress(url)
         except Exception:  # the database is dropped at the end of the run
             break
-        pids = worker_pids() or pids
+        found = worker_pids()
+        if not found:  # the benchmark stopped its workers (or failed)
+            break
+        pids = found
         seconds = sum(cpu.tree_cpu(pid) for pid in pids)
         peak = max([peak, *(peak_rss_mb(pid) for pid in pids)])
         samples.append((time.monotonic(), submitted, batches, seconds))
