@@ -69,6 +69,19 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def user_system(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of these processes themselves (not their children)."""
+    user = system = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11]) / cpu.TICK
+        system += int(fields[12]) / cpu.TICK
+    return user, system
+
+
 def progress(url: str) -> tuple[int, int]:
     """(batches submitted, batches) of the newest campaign."""
     import psycopg
@@ -96,6 +109,7 @@ def main() -> None:
     if url is None:
         sys.exit("no workers found")
     samples: list[tuple[float, int, int, float]] = []  # (at, submitted, batches, cpu)
+    splits: list[tuple[float, float]] = []  # (user, system) of the same samples
     peak = 0.0
     while time.monotonic() < deadline:
         try:
@@ -109,21 +123,25 @@ def main() -> None:
         seconds = sum(cpu.tree_cpu(pid) for pid in pids)
         peak = max([peak, *(peak_rss_mb(pid) for pid in pids)])
         samples.append((time.monotonic(), submitted, batches, seconds))
+        splits.append(user_system(pids))
         if batches and submitted >= batches:
             break
         time.sleep(0.5)
     total = max((s[2] for s in samples), default=0)
     if not total:
         sys.exit("no batches seen")
-    low = next(s for s in samples if s[1] >= LOW * total)
-    high = next((s for s in samples if s[1] >= HIGH * total), samples[-1])
+    first = next(i for i, s in enumerate(samples) if s[1] >= LOW * total)
+    last = next((i for i, s in enumerate(samples) if s[1] >= HIGH * total), len(samples) - 1)
+    low, high = samples[first], samples[last]
+    user = splits[last][0] - splits[first][0]
+    system = splits[last][1] - splits[first][1]
     requests = high[1] - low[1]
     seconds = high[3] - low[3]
     per_request_ms = 1000 * seconds / max(1, requests)
     print(
         f"{len(pids)} workers: {seconds:.2f} s CPU for {requests:,} requests over "
         f"{high[0] - low[0]:.1f} s = {per_request_ms:.3f} ms per request; "
-        f"peak RSS of a worker {peak:.0f} MiB"
+        f"peak RSS of a worker {peak:.0f} MiB; user {user:.2f} s, system {system:.2f} s"
     )
     if args.yardstick:
         scaled = cpu.at_yardstick(per_request_ms, args.yardstick)
