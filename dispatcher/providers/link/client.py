@@ -325,12 +325,14 @@ class ConcurrentSender:
             if isinstance(exc, OSError | TimeoutError):
                 raise _unanswered(request, exc, nothing_sent=False) from exc
             raise
-        if connection.reusable:
-            connection.idle_since = connection.loop.time()
-            self._idle.append(connection)
         else:
-            self._discard(connection)
-        self._free.release()
+            if connection.reusable:
+                connection.idle_since = connection.loop.time()
+                self._idle.append(connection)
+            else:
+                self._discard(connection)
+        finally:
+            self._free.release()
         return _answer(request, status, answer)
 
     async def _acquire(self) -> _Connection:

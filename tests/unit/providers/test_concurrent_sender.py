@@ -183,3 +183,35 @@ def test_an_answer_without_a_length_is_read_whole(answer: bytes) -> None:
 
     result = asyncio.run(send_to(handle))
     assert isinstance(result, MessageResponse) and result.message_ids == ["a", "b"]
+
+
+def test_requests_that_broke_their_connection_leave_it_free_for_the_next() -> None:
+    """Every failed request gives its place in the pool back: more failures than
+    connections, then an answer."""
+    bodies = [b'{"resultCode": 112001, "messageIds": ["a", "b"]}']
+    connections: list[int] = []
+    answer = answering_each(bodies, connections)
+    calls = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 6:
+            await hang_up(reader, writer)
+        else:
+            await answer(reader, writer)
+
+    async def six_then_one() -> list[MessageResponse | LinkError]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        creds = LinkCredentials(f"http://127.0.0.1:{port}", "user", "pw", "PID", "42")
+        sender = ConcurrentSender(creds, timeout_seconds=2, connect_seconds=1, max_connections=2)
+        try:
+            return [(await sender.send_all([REQUEST]))[0] for _ in range(7)]
+        finally:
+            await sender.aclose()
+            server.close()
+
+    results = asyncio.run(six_then_one())
+    assert all(isinstance(r, LinkInDoubtError) for r in results[:6])
+    assert isinstance(results[6], MessageResponse)
