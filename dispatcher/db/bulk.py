@@ -334,6 +334,19 @@ def _pack(values: Sequence[Any]) -> str | None:
     return joined
 
 
+_ELEMENT_TYPES: dict[tuple[Any, str], str] = {}
+
+
+def _element_type(column: Any, dialect: Dialect) -> str:
+    """A column's SQL type name: compiled once (compiling costs more than the rest of a
+    small group's statement, and the webhook writer builds one per commit)."""
+    key = (column, dialect.name)
+    found = _ELEMENT_TYPES.get(key)
+    if found is None:
+        found = _ELEMENT_TYPES[key] = str(column.type.compile(dialect=dialect))
+    return found
+
+
 def _arrays(
     dialect: Dialect,
     table: Table,
@@ -356,7 +369,7 @@ def _arrays(
             values = [None if v is None else v.timestamp() for v in values]
             element, select = "FLOAT8", f"to_timestamp(v.v_{name})"
         else:
-            element, select = column_type.compile(dialect=dialect), f"v.v_{name}"
+            element, select = _element_type(table.c[name], dialect), f"v.v_{name}"
         packed = _pack(values)
         placeholder = f":a_{name}" if style == "named" else f"%(a_{name})s"
         if packed is None:

@@ -317,12 +317,19 @@ def serve(
     if token is None:
         console.print("[yellow]WEBHOOK_TOKEN is not set: the webhooks accept any caller.[/]")
     # No access log: callers may put the token in the URL, and paths can name numbers.
+    # uvloop and httptools (uvicorn[standard]) named, not "auto": a missing one fails
+    # here instead of halving the callbacks a core takes. No proxy-header middleware
+    # (nothing reads the client address) and no Server header: per-callback work.
     uvicorn.run(
         create_app(Database(url), token=token),
         host=host,
         port=port,
         log_level="info",
         access_log=False,
+        loop="uvloop",
+        http="httptools",
+        proxy_headers=False,
+        server_header=False,
     )
 
 

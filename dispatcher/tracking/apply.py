@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.audience import book
 from dispatcher.db.bulk import among, commit_without_waiting, plan_for_lookups, update_by_id
-from dispatcher.db.models import Batch, Campaign, DeliveryReport, Message
+from dispatcher.db.models import WAITING_REPORTS, Batch, Campaign, DeliveryReport, Message
 from dispatcher.db.timestamps import aware
 from dispatcher.preparation import media
 from dispatcher.providers import IncomingReport, InvalidReport, StatusReport, parse_callback
@@ -434,7 +434,9 @@ def unapplied_from(session: Session) -> int:
     nobody has tried yet, else after the newest."""
     oldest = session.scalar(
         select(func.min(_REPORTS.c.id)).where(
-            _REPORTS.c.state == ReportState.RECEIVED, _REPORTS.c.tried_at.is_(None)
+            WAITING_REPORTS,
+            _REPORTS.c.state == ReportState.RECEIVED,
+            _REPORTS.c.tried_at.is_(None),
         )
     )
     if oldest is not None:
@@ -448,7 +450,7 @@ def apply_waiting_many(session: Session, ref_ids: Sequence[str]) -> int:
         select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
         .where(
             among(session, DeliveryReport.ref_id, list(ref_ids)),
-            DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
+            WAITING_REPORTS,
             DeliveryReport.kind == Kind.DLR,
         )
         .order_by(DeliveryReport.id)
@@ -463,7 +465,7 @@ def apply_waiting(session: Session, ref_id: str) -> int:
         select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
         .where(
             DeliveryReport.ref_id == ref_id,
-            DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
+            WAITING_REPORTS,
             DeliveryReport.kind == Kind.DLR,
         )
         .order_by(DeliveryReport.id)
@@ -490,7 +492,7 @@ def sweep(session: Session, older_than_seconds: float = 5.0, limit: int = 1000) 
     reports = session.execute(
         select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
         .where(
-            DeliveryReport.state.in_((ReportState.UNMATCHED, ReportState.RECEIVED)),
+            WAITING_REPORTS,
             DeliveryReport.received_at < now - timedelta(seconds=older_than_seconds),
             DeliveryReport.received_at > now - SWEEP_HORIZON,
         )
