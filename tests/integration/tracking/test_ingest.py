@@ -183,6 +183,29 @@ def test_bodies_arriving_together_share_commits_and_each_is_stored_when_answered
     assert [kept[i] for i in ids] == bodies
 
 
+def test_bodies_arriving_a_moment_apart_share_one_commit_on_postgresql(migrated_pg: str) -> None:
+    db = Database(migrated_pg)
+    ingest = Ingest(db, applier="thread")
+    ingest.gather_seconds = 0.2  # the writer's wait for more after a group's first body
+    bodies = [json.dumps(REPORT | {"messageId": f"m{n}"}).encode() for n in range(4)]
+
+    async def post_apart() -> list[int]:
+        stores = []
+        for body in bodies:
+            stores.append(asyncio.ensure_future(ingest.store(read_body(Kind.DLR, body))))
+            await asyncio.sleep(0.01)
+        return list(await asyncio.gather(*stores))
+
+    try:
+        ids = serve(ingest, post_apart)
+        assert ingest.commits == 1
+        with db.session() as session:
+            kept = dict(session.execute(select(DeliveryReport.id, DeliveryReport.body)).all())
+        assert [kept[i] for i in ids] == bodies
+    finally:
+        db.dispose()
+
+
 def test_a_row_the_database_refuses_costs_only_its_own_columns(migrated_pg: str) -> None:
     db = Database(migrated_pg)
     ingest = Ingest(db, applier="thread")
