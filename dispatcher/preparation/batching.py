@@ -122,6 +122,11 @@ def members(
         yield zone_prefix(identity[1]) + key, message, (*identity, line, params)
 
 
+def tiling(batch_size: int, level: int) -> int:
+    """The largest batch size that divides ``level`` and is at most ``batch_size``."""
+    return max(size for size in range(1, min(batch_size, level) + 1) if level % size == 0)
+
+
 @dataclass(slots=True)
 class Batch:
     id: str
@@ -134,15 +139,14 @@ class Batch:
 class Writer:
     """Groups people with identical messages into batches, committing in chunks.
 
-    Batches tile the sender's level: requests of ``batch_size`` that do not divide the
-    level cannot all fit a 1-second window (two of 50 never fit in 80, so a 50 would
-    leave every 1.0 s: 50 msg/s), so each second's worth of the stream is cut the same
-    way, ``batch_size`` after ``batch_size`` and the rest of the level last (80: 50 +
-    30; 1000 at 80: twelve 80s + 40). A window of the limiter then always closes on a
-    request's edge and the stream runs at the level. A group is cut when it holds the
-    size due next. Groups that stay small (a personalised message makes every person a
-    group of one) are cut as they are once ``OPEN_LIMIT`` people wait, so memory stays
-    bounded; such a remainder moves the pattern on by its size.
+    Batches tile the sender's level: a request of ``batch_size`` that does not divide
+    the level leaves room in every 1-second window that no whole request fits (two of
+    50 never fit in 80: one leaves every second, 50 msg/s). So every full batch has the
+    largest size that divides the level and is at most ``batch_size`` (80: 40; 1000 at
+    80: 50): requests of one size, whichever workers send them in whatever order, fill
+    each window exactly. A group is cut when it holds that many people. Groups that stay
+    small (a personalised message makes every person a group of one) are cut as they
+    are once ``OPEN_LIMIT`` people wait, so memory stays bounded.
 
     The messaging tier: once ``room`` people are in batches, later batches are held,
     the next ``cap`` people for 24 hours, the next for 48, and so on (``held`` names
@@ -161,9 +165,7 @@ class Writer:
         level: int | None = None,
     ) -> None:
         self.campaign_id = campaign_id
-        self.batch_size = batch_size
-        self.level = max(level or batch_size, batch_size)
-        self._offset = 0  # where the next batch starts within a level's worth
+        self.batch_size = tiling(batch_size, level or batch_size)
         self.seq = next_seq
         self.commit = commit
         self.room = room
@@ -184,9 +186,8 @@ class Writer:
         group[1].append(member)
         self._waiting += 1
         self.messages += 1
-        if len(group[1]) >= self.due():
-            while key in self._groups and len(self._groups[key][1]) >= self.due():
-                self._cut(key)
+        if len(group[1]) >= self.batch_size:
+            self._cut(key)
         elif self._waiting >= OPEN_LIMIT:
             self._cut_all()
         if self._ready_messages >= CHUNK_MESSAGES:
@@ -198,22 +199,10 @@ class Writer:
 
     def _cut_all(self) -> None:
         for key in list(self._groups):
-            while key in self._groups:
-                self._cut(key)
-
-    def due(self) -> int:
-        """The size of the next full batch: ``batch_size``, or what is left of the
-        current level's worth when that is less."""
-        return min(self.batch_size, self.level - self._offset)
+            self._cut(key)
 
     def _cut(self, key: str) -> None:
-        message, members = self._groups[key]
-        due = self.due()
-        if len(members) > due:  # the pattern wants a smaller one here: the rest waits
-            members, self._groups[key] = members[:due], (message, members[due:])
-        else:
-            del self._groups[key]
-        self._offset = (self._offset + len(members)) % self.level
+        message, members = self._groups.pop(key)
         batch_id = f"c{self.campaign_id}-b{self.seq:06d}"
         not_before = None
         if self.room is not None and self._cut_people + len(members) > self.room:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from dispatcher.preparation.batching import Batch, Writer
+from dispatcher.preparation.batching import Batch, Writer, tiling
 
 
 def _sizes(batch_size: int, level: int, groups: dict[str, int]) -> list[int]:
@@ -40,17 +42,21 @@ def _rate(sizes: list[int], level: int) -> float:
 
 
 @pytest.mark.parametrize(
-    ("batch_size", "level", "pattern"),
-    [(50, 80, [50, 30]), (80, 80, [80]), (30, 80, [30, 30, 20]), (80, 1000, [80] * 12 + [40])],
-)
-def test_each_levels_worth_is_cut_alike(batch_size: int, level: int, pattern: list[int]) -> None:
-    sizes = _sizes(batch_size, level, {"all": level * 10})
-    assert sizes == pattern * 10
+    ("batch_size", "level", "size"),
+    [(50, 80, 40), (80, 80, 80), (100, 80, 80), (30, 80, 20), (80, 1000, 50), (100, 1000, 100),
+     (50, 900, 50), (80, 900, 75)],
+)  # fmt: skip
+def test_full_batches_divide_the_level(batch_size: int, level: int, size: int) -> None:
+    assert tiling(batch_size, level) == size
+    assert set(_sizes(batch_size, level, {"all": size * 7})) == {size}
 
 
 @pytest.mark.parametrize(("batch_size", "level"), [(50, 80), (30, 80), (80, 1000), (100, 1000)])
-def test_one_content_runs_at_the_level(batch_size: int, level: int) -> None:
-    assert _rate(_sizes(batch_size, level, {"all": level * 20}), level) > 0.99 * level
+def test_one_content_runs_at_the_level_in_any_order(batch_size: int, level: int) -> None:
+    """Workers send a campaign's batches interleaved, not in the order they were cut."""
+    sizes = _sizes(batch_size, level, {"all": level * 20})
+    random.Random(1).shuffle(sizes)
+    assert _rate(sizes, level) > 0.99 * level
 
 
 def test_batches_of_the_configured_size_alone_would_not() -> None:
@@ -62,5 +68,6 @@ def test_several_contents_stay_near_the_level() -> None:
     """Each group's remainder costs at most part of one request's time."""
     groups = {f"g{i}": 400 + 37 * i for i in range(6)}
     sizes = _sizes(50, 80, groups)
-    assert max(sizes) <= 50
+    assert max(sizes) == 40
+    random.Random(2).shuffle(sizes)
     assert _rate(sizes, 80) > 0.95 * 80
