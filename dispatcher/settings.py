@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     link_event_report_gate: str | None = None
     link_timeout_seconds: float = 30.0
     limiter_margin_ms: int = Field(
-        default=18,
+        default=12,
         ge=0,
         le=500,
         description="the limiter spaces grants over 1 s + this, so requests that reach "

@@ -8,7 +8,7 @@ a provider's folder; a second provider is a new folder plus its lines below:
   takes (the kind is stored with every body); ``parse_callback`` reads a stored body by
   its kind.
 
-A provider's client (httpx, aiohttp) loads only when one is built, its callback models
+A provider's client (httpx, httptools) loads only when one is built, its callback models
 only when a body is read.
 """
 

@@ -23,8 +23,8 @@ WINDOW_SECONDS = 1.0
 # Requests reach LINK a little after their slot (network, scheduling). Spacing grants
 # over a slightly longer window keeps every real 1-second window at LINK within the
 # level as long as that jitter stays under the margin; it costs margin / (1 + margin)
-# of the level (18 ms: 1.8 %). ``LIMITER_MARGIN_MS`` raises it for a distant LINK.
-JITTER_MARGIN_SECONDS = 0.018
+# of the level (12 ms: 1.2 %). ``LIMITER_MARGIN_MS`` raises it for a distant LINK.
+JITTER_MARGIN_SECONDS = 0.012
 _SCRIPT = files("dispatcher.sending").joinpath("throttle.lua").read_text(encoding="utf-8")
 _PENALISE = (
     files("dispatcher.sending").joinpath("throttle_penalise.lua").read_text(encoding="utf-8")

@@ -1,7 +1,7 @@
 """LINK Mobility WhatsApp Message API as a ``Provider``: wire models, result codes,
 callbacks read into reports, and the HTTP client.
 
-The names below load on first use: the client pulls in httpx and aiohttp, which a
+The names below load on first use: the client pulls in httpx and httptools, which a
 command that only reads the database does not need.
 """
 
