@@ -97,6 +97,16 @@ class Batch(Base):
     handed_out_at: Mapped[datetime | None]  # last queued for a send task (lost-task net)
 
 
+# Room left on every page of messages for the updated row versions (see ``Message``).
+MESSAGES_FILLFACTOR = 70
+# Only columns that change rarely (judging, failing, resending) in these predicates:
+# status or a stage time there would make every update that moves it not HOT. Every
+# failed message has failed_at; a queued message with a validity is a resend (only a
+# recorded submission sets it, and only a resend clears the messageId again).
+_UNJUDGED_SQL = "failed_at IS NOT NULL AND retry_class IS NULL"
+_RESENDS_UNSENT_SQL = "previous_link_message_id IS NOT NULL AND link_message_id IS NULL"
+
+
 class Message(Base):
     """One person in one campaign."""
 
@@ -105,9 +115,14 @@ class Message(Base):
     # keys (a check per row and key, half the cost of the insert; prepare writes a
     # batch and its messages in one transaction and nothing deletes either), and the
     # columns that stay NULL for most messages are indexed only where they are set.
+    # Updated about six times each (claim, record, attempts, three reports): no index
+    # names a column those updates change but link_message_id (set once, recorded),
+    # and every page keeps room, so the other row versions stay on their page and
+    # enter no index (HOT). Queries by campaign reach its messages through the unique
+    # key; the resend planner's failures still to be judged and resends waiting to go
+    # out have small partial indexes.
     __table_args__ = (
         UniqueConstraint("campaign_id", "identity_key"),
-        Index("ix_messages_campaign_status", "campaign_id", "status"),
         Index(
             "uq_messages_link_message_id",
             "link_message_id",
@@ -127,6 +142,19 @@ class Message(Base):
             postgresql_where=text("next_attempt_at IS NOT NULL"),
             sqlite_where=text("next_attempt_at IS NOT NULL"),
         ),
+        Index(
+            "ix_messages_unjudged_failures",
+            "campaign_id",
+            postgresql_where=text(_UNJUDGED_SQL),
+            sqlite_where=text(_UNJUDGED_SQL),
+        ),
+        Index(
+            "ix_messages_resends_unsent",
+            "campaign_id",
+            postgresql_where=text(_RESENDS_UNSENT_SQL),
+            sqlite_where=text(_RESENDS_UNSENT_SQL),
+        ),
+        {"postgresql_with": {"fillfactor": MESSAGES_FILLFACTOR}},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

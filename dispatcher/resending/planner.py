@@ -113,6 +113,8 @@ def plan(session: Session, waits: Waits, now: datetime) -> int:
         .join(Campaign, Campaign.id == Message.campaign_id)
         .where(
             Message.status == MessageStatus.FAILED,
+            # Spelled out for ``ix_messages_unjudged_failures``: every failure has it.
+            Message.failed_at.is_not(None),
             Message.retry_class.is_(None),
             Message.submitted_at.is_not(None),
             Campaign.state == CampaignState.SENDING,
@@ -195,8 +197,12 @@ def expire(session: Session, now: datetime) -> int:
 
     A message already with LINK is left to LINK's own report.
     """
+    # Each arm spelled for its partial index: only a message submitted once has a
+    # validity, so a queued one past it is a resend (a previous messageId, none now).
     waiting = or_(
-        Message.status == MessageStatus.QUEUED,
+        (Message.status == MessageStatus.QUEUED)
+        & Message.previous_link_message_id.is_not(None)
+        & Message.link_message_id.is_(None),
         (Message.status == MessageStatus.FAILED) & Message.next_attempt_at.is_not(None),
     )
     return int(

@@ -189,6 +189,32 @@ def test_a_failure_past_its_validity_expires_instead_of_being_resent(
     assert stack.received() == {"+4741234521": 1}
 
 
+def test_a_resend_still_queued_past_its_validity_expires_and_a_first_send_waits(
+    db: Database,
+) -> None:
+    now = datetime.now(UTC)
+    past = now - timedelta(seconds=1)
+    rows = {  # destination: (previous messageId, validity)
+        "+4741234525": ("link-1", past),  # a resend waiting in its new batch
+        "+4741234526": (None, None),  # never submitted: no validity yet
+        "+4741234527": ("link-2", now + timedelta(hours=1)),  # a resend still valid
+    }
+    with db.session() as session:
+        for line, (destination, (previous, expires_at)) in enumerate(rows.items(), 1):
+            session.add(
+                Message(campaign_id=1, identity_key=destination, destination=destination,
+                        source_line=line, params={}, status="queued",
+                        previous_link_message_id=previous, expires_at=expires_at)
+            )  # fmt: skip
+    with db.session() as session:
+        assert resend.expire(session, now) == 1
+    assert {d: s for d, (s, *_) in statuses(db).items()} == {
+        "+4741234525": "expired",
+        "+4741234526": "queued",
+        "+4741234527": "queued",
+    }
+
+
 def test_an_unanswered_request_is_settled_by_reports_and_only_silent_people_are_resent_once(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
