@@ -413,20 +413,27 @@ def apply_received(
     # lost in a crash leaves them 'received', and they are applied again. No need to
     # wait for the disk.
     commit_without_waiting(session)
-    rows = session.execute(
-        select(
-            _REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body, _REPORTS.c.state, _REPORTS.c.tried_at
+    window = session.scalars(
+        select(_REPORTS.c.id).where(_REPORTS.c.id > after_id).order_by(_REPORTS.c.id).limit(limit)
+    ).all()
+    if not window:
+        return None, 0
+    # Only the window's untried rows are read and locked: most of the others were
+    # applied already (by a worker recording its batch's ids), and a row lock is a
+    # write.
+    fresh = session.execute(
+        select(_REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body)
+        .where(
+            _REPORTS.c.id > after_id,
+            _REPORTS.c.id <= window[-1],
+            _REPORTS.c.state == ReportState.RECEIVED,
+            _REPORTS.c.tried_at.is_(None),
         )
-        .where(_REPORTS.c.id > after_id)
         .order_by(_REPORTS.c.id)
-        .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    if not rows:
-        return None, 0
-    fresh = [r[:3] for r in rows if r.state == ReportState.RECEIVED and r.tried_at is None]
     _apply_rows(session, fresh, opt_out_words, mark_failures_tried=True, known_groups=known_groups)
-    return int(rows[-1].id), len(rows)
+    return int(window[-1]), len(window)
 
 
 def unapplied_from(session: Session) -> int:
