@@ -202,7 +202,26 @@ class Writer:
             self._cut(key)
 
     def _cut(self, key: str) -> None:
+        """Cut a group into a batch; split where the messaging tier's day ends, so each
+        day's cap is used to the person whatever size the batches have."""
         message, members = self._groups.pop(key)
+        while members:
+            take = len(members)
+            if self.room is not None:
+                edge = self._day_edge()
+                if self._cut_people < edge < self._cut_people + take:
+                    take = edge - self._cut_people
+            self._batch(message, members[:take])
+            members = members[take:]
+
+    def _day_edge(self) -> int:
+        """Where the people the tier allows today (then each later day) end."""
+        assert self.room is not None
+        if self._cut_people < self.room:
+            return self.room
+        return self.room + self.cap * (1 + (self._cut_people - self.room) // self.cap)
+
+    def _batch(self, message: dict[str, Any], members: list[Member]) -> None:
         batch_id = f"c{self.campaign_id}-b{self.seq:06d}"
         not_before = None
         if self.room is not None and self._cut_people + len(members) > self.room:
