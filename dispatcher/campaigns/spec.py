@@ -212,7 +212,13 @@ class CampaignSpec(_Spec):
         description="which identifier of a person to send to when several are known: "
         "'phone' (default; works for every template), 'bsuid' or 'parent_bsuid'",
     )
-    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
+    batch_size: int = Field(
+        default=DEFAULT_BATCH_SIZE,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="people a request carries at most; full requests take the largest size "
+        "that divides the sender's level (STANDARD 80 at 50: 40), so they fill each second",
+    )
     priority: Priority = Priority.NORMAL
     validity_minutes: int | None = Field(
         default=None, ge=1, le=30 * 24 * 60, description="LINK defaults to 48 h"
