@@ -103,11 +103,15 @@ class Snapshot:
         return {kind: value - before.seconds.get(kind, 0.0) for kind, value in self.seconds.items()}
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / TICK, sum(values) / TICK
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set (``VmHWM``), MiB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 YARDSTICK_ROWS = 20_000

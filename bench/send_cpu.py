@@ -58,17 +58,6 @@ def database_url(pid: int) -> str | None:
     return None
 
 
-def peak_rss_mb(pid: int) -> float:
-    """A process's peak resident set (``VmHWM``), MiB; 0 when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def user_system(pids: list[int]) -> tuple[float, float]:
     """User and system CPU seconds of these processes themselves (not their children)."""
     user = system = 0.0
@@ -121,7 +110,7 @@ def main() -> None:
             break
         pids = found
         seconds = sum(cpu.tree_cpu(pid) for pid in pids)
-        peak = max([peak, *(peak_rss_mb(pid) for pid in pids)])
+        peak = max([peak, *(cpu.peak_rss_mb(pid) for pid in pids)])
         samples.append((time.monotonic(), submitted, batches, seconds))
         splits.append(user_system(pids))
         if batches and submitted >= batches:

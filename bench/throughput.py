@@ -530,7 +530,7 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
         if args.callbacks and not figures.note:
             figures.note = drained(url, simulator_url, processes)
         figures.cpu = cpu.Snapshot.take(kinds).since(before)
-        figures.rss_mb = max(peak_rss_mb(w.pid) for w in workers)
+        figures.rss_mb = max(cpu.peak_rss_mb(w.pid) for w in workers)
         figures.factor = None if naive else limiter_factor()
         stats = httpx.get(f"{simulator_url}/_simulator/stats", timeout=120).json()
         figures.callbacks = int(stats.get("callbacks", {}).get("delivered", 0))
@@ -615,17 +615,6 @@ def drained(url: str, simulator_url: str, processes: Processes, timeout: float =
             return ""
         time.sleep(0.5)
     return f"callbacks still pending after {timeout:.0f} s"
-
-
-def peak_rss_mb(pid: int) -> float:
-    """A process's peak resident set (VmHWM), in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 # -- figures ------------------------------------------------------------------------------------
