@@ -193,6 +193,9 @@ class Message(Base):
     next_attempt_at: Mapped[datetime | None]  # resend planned
     retry_class: Mapped[str | None] = mapped_column(String(16))  # set once a failure is judged
     expires_at: Mapped[datetime | None]  # validity of the first submission; never extended
+    # The BSUID a 131062 failure (BSUID not allowed) moved the message away from, to the
+    # person's phone number (``resending.planner``).
+    rerouted_from: Mapped[str | None] = mapped_column(String(160))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
