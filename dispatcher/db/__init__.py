@@ -10,8 +10,10 @@ from dispatcher.db.models import (
     Media,
     MergedRow,
     Message,
+    Reply,
     Schedule,
     Suppression,
+    WhatsAppMessageId,
 )
 from dispatcher.db.session import Database, migrate
 
@@ -26,7 +28,9 @@ __all__ = [
     "Media",
     "MergedRow",
     "Message",
+    "Reply",
     "Schedule",
     "Suppression",
+    "WhatsAppMessageId",
     "migrate",
 ]

@@ -196,7 +196,43 @@ class Message(Base):
     # The BSUID a 131062 failure (BSUID not allowed) moved the message away from, to the
     # person's phone number (``resending.planner``).
     rerouted_from: Mapped[str | None] = mapped_column(String(160))
+    # From the status reports (seed 004 DLR Example#1, customParameters): WhatsApp's own
+    # id of the latest attempt (an incoming reply names it) and how WhatsApp prices it.
+    # No index (updates stay HOT): ``WhatsAppMessageId`` finds a message by the id.
+    wa_message_id: Mapped[str | None] = mapped_column(String(128))
+    pricing_model: Mapped[str | None] = mapped_column(String(32))
+    pricing_category: Mapped[str | None] = mapped_column(String(32))
+    pricing_type: Mapped[str | None] = mapped_column(String(32))
+    pricing_billable: Mapped[bool | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WhatsAppMessageId(Base):
+    """Every WhatsApp message id a status report named, with its message: an incoming
+    reply names the message it answers by this id (seed 004, ``context.id``)."""
+
+    __tablename__ = "whatsapp_message_ids"
+
+    wa_message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigId)  # messages.id
+    campaign_id: Mapped[int] = mapped_column(BigId)  # campaigns.id
+
+
+class Reply(Base):
+    """An incoming message that answers one of a campaign's messages (its ``context``
+    names the message's WhatsApp id); a button or list choice says which."""
+
+    __tablename__ = "replies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigId, index=True)  # campaigns.id
+    message_id: Mapped[int] = mapped_column(BigId)  # messages.id
+    # The incoming message's own id: a callback delivered twice counts once.
+    incoming_id: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # text, button, interactive, reaction...
+    button: Mapped[str | None] = mapped_column(Text)  # a button's payload, a choice's id
+    label: Mapped[str | None] = mapped_column(Text)  # its text or title
+    received_at: Mapped[datetime]
 
 
 class MergedRow(Base):
