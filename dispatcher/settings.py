@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = Field(
         default=None, description="shared secret the DLR/MO callers must present"
     )
+    internal_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token for the internal listener (metrics, campaign status); "
+        "required when it listens off loopback",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses or networks of the reverse proxies in "
+        "front of the webhook app, whose X-Forwarded-For names the caller",
+    )
     opt_out_words: str = Field(
         default="UNSUBSCRIBE,STOPP,AVSLUTT,STOPALL,END,QUIT",
         description=(
@@ -99,6 +109,10 @@ class Settings(BaseSettings):
     def opt_out_keywords(self) -> frozenset[str]:
         """The opt-out words, case-folded, STOP included."""
         return opt_out_keywords(self.opt_out_words)
+
+    @property
+    def trusted_proxy_networks(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.trusted_proxies.split(",") if part.strip())
 
     @property
     def embedded_broker(self) -> bool:

@@ -31,7 +31,7 @@ from dispatcher.interfaces.terminal import (
     say,
 )
 from dispatcher.operations import control, progress
-from dispatcher.settings import get_settings
+from dispatcher.settings import Settings, get_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -302,35 +302,95 @@ def delete(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> 
 @app.command(short_help="Run the webhook app (LINK's reports, incoming messages).")
 @friendly
 def serve(
-    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
+    host: Annotated[str, typer.Option(help="public interface (the webhooks)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="public port")] = 8000,
+    internal_host: Annotated[
+        str, typer.Option(help="internal interface (metrics, campaign status)")
+    ] = "127.0.0.1",
+    internal_port: Annotated[int, typer.Option(help="internal port")] = 8001,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="run without WEBHOOK_TOKEN (loopback only)")
+    ] = False,
 ) -> None:
-    """Run the webhook app (LINK DLRs and incoming messages, health, status)."""
-    import uvicorn
-
-    from dispatcher.interfaces.webhooks import create_app
+    """Run the webhook app: LINK's DLRs and incoming messages on the public listener;
+    metrics and campaign status on the internal one."""
+    from dispatcher.interfaces import servers
+    from dispatcher.interfaces.edge import MAX_CONNECTIONS, CallerLimits, guarded_protocol
+    from dispatcher.interfaces.edge import is_loopback as loopback
+    from dispatcher.interfaces.servers import ServerThread
+    from dispatcher.interfaces.webhooks import create_app, create_internal_app
 
     settings = get_settings()
+    token = _webhook_token(settings, host, no_auth=no_auth)
+    internal_token = settings.internal_token.get_secret_value() if settings.internal_token else None
+    if internal_token is None and not loopback(internal_host):
+        raise ConfigurationError(
+            f"INTERNAL_TOKEN is not set: the internal listener ({internal_host}) serves "
+            "metrics and campaign status, and listens off loopback only with a bearer token"
+        )
+    limits = CallerLimits(trusted_proxies=settings.trusted_proxy_networks)
     url = local_database_url(settings)
     migrate(url)
-    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
-    if token is None:
-        console.print("[yellow]WEBHOOK_TOKEN is not set: the webhooks accept any caller.[/]")
-    # No access log: callers may put the token in the URL, and paths can name numbers.
-    # uvloop and httptools (uvicorn[standard]) named, not "auto": a missing one fails
-    # here instead of halving the callbacks a core takes. No proxy-header middleware
-    # (nothing reads the client address) and no Server header: per-callback work.
-    uvicorn.run(
-        create_app(Database(url), token=token),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        proxy_headers=False,
-        server_header=False,
+    db = Database(url)
+    internal = ServerThread(
+        create_internal_app(db, token=internal_token), host=internal_host, port=internal_port
+    ).start()
+    console.print(
+        f"Internal listener (metrics, campaign status) on http://{internal_host}:{internal_port}"
     )
+    # No access log: callers may put the token in the URL, and paths can name numbers.
+    # uvloop and httptools named, not "auto": a missing one fails here instead of
+    # halving the callbacks a core takes; httptools with a deadline on each request's
+    # head and body (slow clients). No proxy-header middleware (edge.CallerLimits reads
+    # X-Forwarded-For from TRUSTED_PROXIES only) and no Server header.
+    try:
+        servers.run(  # stops in seconds: servers' docstring
+            create_app(db, token=token, limits=limits),
+            drain_seconds=settings.stop_drain_seconds,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            loop="uvloop",
+            http=guarded_protocol(),
+            limit_concurrency=MAX_CONNECTIONS,
+            proxy_headers=False,
+            server_header=False,
+        )
+    finally:
+        internal.stop()
+
+
+def _webhook_token(settings: Settings, host: str, *, no_auth: bool) -> str | None:
+    """``WEBHOOK_TOKEN``, or None where running open is allowed: never in production
+    (``DATABASE_URL`` or ``REDIS_URL`` set) unless ``--no-auth``, and only on loopback."""
+    from dispatcher.interfaces.edge import is_loopback
+
+    if settings.webhook_token is not None:
+        return settings.webhook_token.get_secret_value()
+    if not is_loopback(host):
+        refused = (
+            "--no-auth is accepted only on loopback" if no_auth else "WEBHOOK_TOKEN is not set"
+        )
+        raise ConfigurationError(
+            f"{refused}: on {host} anyone could post forged delivery reports and "
+            "opt-outs. Set WEBHOOK_TOKEN (LINK presents it in the gate URL)."
+        )
+    if no_auth:
+        console.print(
+            f"[yellow]--no-auth: the webhooks accept any caller on {host} (loopback only).[/]"
+        )
+        return None
+    if settings.database_url is not None or settings.redis_url is not None:
+        raise ConfigurationError(
+            "WEBHOOK_TOKEN is not set: with DATABASE_URL or REDIS_URL set this is production, "
+            "and the webhooks would accept forged reports. Set WEBHOOK_TOKEN, or pass "
+            "--no-auth to run open on loopback."
+        )
+    console.print(
+        "[yellow]WEBHOOK_TOKEN is not set: the webhooks accept any caller (loopback only).[/]"
+    )
+    return None
 
 
 @app.command(short_help="Run the LINK simulator.")
@@ -344,8 +404,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Run the LINK simulator (settings from SIMULATOR_* variables)."""
-    import uvicorn
-
+    from dispatcher.interfaces import servers
     from dispatcher.simulator import SimulatorConfig, create_app
 
     config = SimulatorConfig()
@@ -365,7 +424,7 @@ def simulate(
     # start-up heap would hold requests unread and bunch their arrival times.
     gc.collect()
     gc.freeze()
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    servers.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
 
 
 app.add_typer(schedule_app, name="schedule", short_help="Recurring campaigns (cron).")

@@ -11,7 +11,12 @@ group commit, so one commit answers every request that arrived meanwhile):
 
 Callers authenticate with the shared secret ``WEBHOOK_TOKEN``, presented as the
 ``X-Webhook-Token`` header, a ``token`` query parameter (for gates that only take a
-URL), or the password of HTTP basic auth. Unset = open (the embedded default sets one).
+URL), or the password of HTTP basic auth. Unset = open (the embedded default sets one;
+``dispatcher serve`` refuses to run open in production). A caller without it gets 401,
+or 429 over ``edge.UNAUTHENTICATED_PER_SECOND``; its body is never read nor stored.
+
+This app is the public side: the webhooks and ``/healthz``. Metrics and campaign
+status are ``create_internal_app``'s, served on a listener of their own.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dispatcher.db import Database
 from dispatcher.errors import StorageError
+from dispatcher.interfaces.edge import COUNTERS, CallerLimits
 from dispatcher.operations import metrics, progress
 from dispatcher.providers import WEBHOOKS
 from dispatcher.settings import get_settings
@@ -43,7 +49,7 @@ from dispatcher.tracking.ingest import ApplierMode, ApplierSettings, Ingest
 from dispatcher.tracking.intake import MAX_BODY_BYTES, ReportState, read_body
 
 log = logging.getLogger(__name__)
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "create_app", "create_internal_app"]
 
 
 def create_app(
@@ -53,12 +59,14 @@ def create_app(
     opt_out_words: frozenset[str] | None = None,
     applier: ApplierMode | None = None,
     redis_url: str | None = None,
+    limits: CallerLimits | None = None,
 ) -> WebhookApp:
     """The webhook ASGI app over ``db``; ``token`` is the shared secret (None = open);
     ``opt_out_words`` (case-folded) default to the ``OPT_OUT_WORDS`` setting; the
     applier runs as ``ingest`` decides for the database unless ``applier`` says;
     rate-limit errors in reports slow their sender in the limiter at ``redis_url``
-    (default ``REDIS_URL``).
+    (default ``REDIS_URL``); ``limits`` rate-limits callers without the token (by
+    default per peer address).
 
     ``app.state.ingest`` is its ``Ingest``, started and stopped with the app's lifespan.
     """
@@ -67,24 +75,51 @@ def create_app(
     ingest = Ingest(db, settings=settings, applier=applier)
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ingest.start()
         try:
             yield
         finally:
+            app.state.stopping = True
             await ingest.close()
 
     pages = _Pages(db, settings.redis_url)
     rest = Starlette(
         routes=[
             Route("/healthz", pages.healthz, methods=["GET"]),
-            Route("/metrics", pages.metrics, methods=["GET"]),
-            Route("/campaigns/{campaign_id}", pages.campaign_status, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
     rest.state.ingest = ingest
-    return WebhookApp(rest, _Receiver(ingest, token))
+    return WebhookApp(rest, _Receiver(ingest, token, limits or CallerLimits()))
+
+
+def create_internal_app(
+    db: Database, *, redis_url: str | None = None, token: str | None = None
+) -> ASGIApp:
+    """Metrics and campaign status, for Prometheus and operators: never on the public
+    listener. ``token`` (``INTERNAL_TOKEN``) is then asked as a bearer credential."""
+    pages = _Pages(db, redis_url or get_settings().redis_url)
+    app = Starlette(
+        routes=[
+            Route("/healthz", pages.healthz, methods=["GET"]),
+            Route("/metrics", pages.metrics, methods=["GET"]),
+            Route("/campaigns/{campaign_id}", pages.campaign_status, methods=["GET"]),
+        ],
+    )
+    if token is None:
+        return app
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/healthz":
+            offered = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(offered, expected):
+                await _answer(send, 401, {"error": "unauthorised: INTERNAL_TOKEN as bearer"})
+                return
+        await app(scope, receive, send)
+
+    return guarded
 
 
 class WebhookApp:
@@ -113,9 +148,10 @@ _PATHS = WEBHOOKS
 
 
 class _Receiver:
-    def __init__(self, ingest: Ingest, token: str | None) -> None:
+    def __init__(self, ingest: Ingest, token: str | None, limits: CallerLimits) -> None:
         self.ingest = ingest
         self.token = token.encode() if token is not None else None
+        self.limits = limits
 
     def authorised(self, scope: Scope) -> bool:
         if self.token is None:
@@ -137,6 +173,12 @@ class _Receiver:
 
     async def receive(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
         if not self.authorised(scope):
+            # Counted, never read nor stored: nobody fills the database without the token.
+            if not self.limits.allow(scope):
+                COUNTERS.rate_limited += 1
+                await _answer(send, 429, {"error": "too many unauthenticated requests"})
+                return
+            COUNTERS.unauthorised += 1
             await _answer(send, 401, {"error": "unauthorised"})
             return
         read = await _read_capped(receive)
@@ -172,10 +214,15 @@ class _Pages:
 
     async def metrics(self, _: Request) -> Response:
         """Prometheus exposition (internal: keep it off the public side of the proxy)."""
-        body = await run_in_threadpool(metrics.render, self.db, self.redis_url)
+        body = await run_in_threadpool(
+            metrics.render, self.db, self.redis_url, COUNTERS.as_samples()
+        )
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
-    async def healthz(self, _: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
+        # A stop has begun (``servers``): a load balancer sends elsewhere from now on.
+        if getattr(request.app.state, "stopping", False):
+            return JSONResponse({"status": "stopping"}, status_code=503)
         try:
             await run_in_threadpool(_ping, self.db)
         except StorageError as exc:

@@ -13,13 +13,13 @@ stay bounded. Phone numbers are never label values: senders appear masked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, func, or_, select
@@ -44,19 +44,30 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def render(db: Database, redis_url: str | None) -> bytes:
-    """The exposition text, for one scrape."""
+def render(db: Database, redis_url: str | None, refused: Mapping[str, int] | None = None) -> bytes:
+    """The exposition text, for one scrape; ``refused`` counts the public port's
+    refusals by reason (this process's, since it started)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(db, redis_url))
+    registry.register(_Collector(db, redis_url, refused or {}))
     return generate_latest(registry)
 
 
 class _Collector(Collector):
-    def __init__(self, db: Database, redis_url: str | None) -> None:
+    def __init__(self, db: Database, redis_url: str | None, refused: Mapping[str, int]) -> None:
         self.db = db
         self.redis_url = redis_url
+        self.refused = refused
 
     def collect(self) -> Iterator[Metric]:
+        if self.refused:
+            refused = CounterMetricFamily(
+                "dispatcher_webhook_refused",
+                "Requests the public port refused, by reason (never stored)",
+                labels=["reason"],
+            )
+            for reason, count in sorted(self.refused.items()):
+                refused.add_metric([reason], count)
+            yield refused
         try:
             with self.db.session() as session:
                 yield from _campaign_metrics(session)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from dispatcher.db import Database, DeliveryReport, Identity, Message, Suppression, migrate
 from dispatcher.db.models import CareWindow
 from dispatcher.interfaces.servers import ServerThread
-from dispatcher.interfaces.webhooks import create_app
+from dispatcher.interfaces.webhooks import create_app, create_internal_app
 from dispatcher.providers.link.models import MessageResponse
 from dispatcher.sending.batch import _record
 from dispatcher.tracking.intake import MAX_BODY_BYTES
@@ -57,9 +57,9 @@ def test_a_report_is_stored_raw_then_applied(receiver: Receiver, db: Database) -
     [
         (b"\xff\xfe{", "JSON"),
         ('{"messageId": "m1"}', "resultCode"),
-        ('{"messageId": "m1", "resultCode": 112999}', "not a documented status code"),
+        ('{"messageId": "m1", "resultCode": 99999999999}', "not a 32-bit integer"),
     ],
-    ids=["not-json", "no-result-code", "unknown-result-code"],
+    ids=["not-json", "no-result-code", "result-code-out-of-range"],
 )  # every reason is in test_ingest.py
 def test_a_body_it_cannot_read_is_stored_and_answered_400_and_serving_goes_on(
     receiver: Receiver, db: Database, body: str | bytes, reason: str
@@ -136,9 +136,15 @@ def test_health_and_campaign_status(receiver: Receiver, db: Database) -> None:
     assert receiver.http.get("/healthz").json() == {"status": "ok"}
     with db.session() as session:
         campaign_id = session.scalar(select(Message.campaign_id))
-    status = receiver.http.get(f"/campaigns/{campaign_id}").json()
-    assert (status["state"], status["messages"], status["submitted"]) == ("sending", 1, 0)
-    assert receiver.http.get("/campaigns/999999").status_code == 404
+    # Campaign status is the internal listener's, never the public one's.
+    assert receiver.http.get(f"/campaigns/{campaign_id}").status_code == 404
+    with (
+        ServerThread(create_internal_app(db)) as internal,
+        httpx.Client(base_url=internal.url, timeout=20) as http,
+    ):
+        status = http.get(f"/campaigns/{campaign_id}").json()
+        assert (status["state"], status["messages"], status["submitted"]) == ("sending", 1, 0)
+        assert http.get("/campaigns/999999").status_code == 404
 
 
 def test_a_database_that_cannot_take_the_body_gets_503_so_link_retries(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""``GET /metrics`` of the webhook app over real HTTP, after a real (small) send."""
+"""``GET /metrics`` of the internal listener over real HTTP, after a real (small) send."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from dispatcher.db import Database, Message
 from dispatcher.interfaces.servers import ServerThread
-from dispatcher.interfaces.webhooks import create_app
+from dispatcher.interfaces.webhooks import create_internal_app
 from dispatcher.masking import mask
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
@@ -26,7 +26,7 @@ SOURCE = "+4790000000"
 @pytest.fixture()
 def scrape(db: Database, redis_url: str) -> Iterator[httpx.Client]:
     with (
-        ServerThread(create_app(db, redis_url=redis_url)) as server,
+        ServerThread(create_internal_app(db, redis_url=redis_url)) as server,
         httpx.Client(base_url=server.url, timeout=10) as client,
     ):
         yield client

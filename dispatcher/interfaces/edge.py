@@ -1,0 +1,159 @@
+"""What the webhook app's public port needs against callers who are not LINK or Meta.
+
+* Slow clients are cut off: a request's head and body must arrive within
+  ``request_timeout`` seconds of its first byte (and a new connection must start one
+  within that time), so a slowloris cannot hold the server's connections.
+* Callers without a valid credential are rate-limited per address (``429`` over the
+  limit, ``401`` under it) and counted, never stored; a caller with a valid token or
+  signature is never limited, so no genuine callback is dropped.
+* The caller's address is the peer's, or, when the peer is a trusted proxy, the last
+  ``X-Forwarded-For`` entry that is not itself a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+from starlette.types import Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from dispatcher.errors import ConfigurationError
+
+#: A whole request (head and body) must arrive within this many seconds of its first
+#: byte. LINK's and Meta's callbacks are a few hundred bytes: they take milliseconds.
+REQUEST_TIMEOUT_SECONDS = 10.0
+#: Unauthenticated requests a caller may make per second (a misconfigured gate's
+#: retries stay visible as 401s; a flood gets 429s that cost almost nothing).
+UNAUTHENTICATED_PER_SECOND = 20
+#: Connections the public listener holds at once; more wait in the accept backlog.
+MAX_CONNECTIONS = 2000
+
+
+@dataclass(slots=True)
+class EdgeCounters:
+    """Refusals at the public port, for ``/metrics`` (this process's since start)."""
+
+    unauthorised: int = 0
+    rate_limited: int = 0
+    slow_clients: int = 0
+
+    def as_samples(self) -> dict[str, int]:
+        return {
+            "unauthorised": self.unauthorised,
+            "rate_limited": self.rate_limited,
+            "slow_client": self.slow_clients,
+        }
+
+
+#: One per process: the protocol class has no other way to reach the app's counters.
+COUNTERS = EdgeCounters()
+
+
+def guarded_protocol(request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with a deadline on reading each request."""
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(request_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                COUNTERS.slow_clients += 1
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()  # a connection that never sends a byte is cut off too
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._disarm()  # idle keep-alive: uvicorn's own timeout closes it
+
+    return GuardedHttpToolsProtocol
+
+
+class CallerLimits:
+    """Per-address limit for requests without a valid credential."""
+
+    def __init__(
+        self,
+        per_second: int = UNAUTHENTICATED_PER_SECOND,
+        trusted_proxies: frozenset[str] = frozenset(),
+    ) -> None:
+        self._item = RateLimitItemPerSecond(per_second)
+        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._trusted = _networks(trusted_proxies)
+
+    def allow(self, scope: Scope) -> bool:
+        """Counts one unauthenticated request of this caller; False over its limit."""
+        return bool(self._limiter.hit(self._item, self.caller(scope)))
+
+    def caller(self, scope: Scope) -> str:
+        client = scope.get("client")
+        peer = client[0] if client else "unknown"
+        if not self._trusted or not self._is_trusted(peer):
+            return peer
+        forwarded: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                forwarded.extend(part.strip() for part in value.decode("latin-1").split(","))
+        for address in reversed(forwarded):
+            if address and not self._is_trusted(address):
+                return address
+        return peer
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+
+def _networks(entries: frozenset[str]) -> tuple[Any, ...]:
+    networks = []
+    for entry in sorted(entries):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                f"TRUSTED_PROXIES: {entry!r} is not an address or network (10.0.0.5, 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches (``localhost`` included)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
