@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(
         default="",
         description="comma-separated addresses or networks of the reverse proxies in "
+    stop_drain_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=5,
+        description="after SIGTERM, `dispatcher serve` answers /healthz 503 this long "
+        "before it closes its listener, so a load balancer stops sending first",
+    )
         "front of the webhook app, whose X-Forwarded-For names the caller",
     )
     opt_out_words: str = Field(

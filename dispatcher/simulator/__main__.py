@@ -21,6 +21,7 @@ def main() -> None:
         port=args.port,
         access_log=False,
         log_level="warning",
+        timeout_graceful_shutdown=3,  # requests in flight cannot hold a stop for long
     )
 
 

@@ -20,6 +20,15 @@ its entry point (``if __name__ == "__main__":``) as multiprocessing requires;
 ``dispatcher serve`` does. On SQLite (the embedded default, one writer at a time
 anyway) the applier is a thread.
 
+The server tells its applier process what to do over a pipe (``_Bell``), never with a
+multiprocessing ``Event``: an ``Event.set`` waits for a sleeper that died (a SIGTERM to
+the whole process group reaches the child too) and the stop hung for ever. Writes to
+the pipe never block, and a dead child only makes them fail. The child ignores SIGINT
+and SIGTERM: its parent stops it (``stop_applier``: a stop message, ``join`` with a
+timeout, then SIGKILL), and it stops by itself when its parent is gone (end of file
+on the pipe). Its last transaction either commits or rolls back: a report is applied
+once, or is still ``received`` for the next applier.
+
 Nothing is held only in memory: a body is in the database before its 200, and a
 report is applied from its stored row. Reports left ``received`` by a crash, and those
 still ``unmatched``, are the periodic sweep's (``tracking.sweep``).
@@ -35,9 +44,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.connection import Connection
 from typing import Any, Literal, Protocol
 
 import psycopg
@@ -74,6 +82,59 @@ class _Event(Protocol):
     def is_set(self) -> bool: ...
     def wait(self, timeout: float | None = None) -> bool: ...
     def clear(self) -> None: ...
+
+
+class _Counter(Protocol):
+    """The applier's mark, shared without a lock: one writer (the applier), and a
+    lock held by a child that died would stop every reader for ever."""
+
+    value: int
+
+
+#: How long ``stop_applier`` waits for the applier to finish its transaction before it
+#: kills the process (a transaction looks at ``ApplierSettings.limit`` reports).
+STOP_WAIT_SECONDS = 4.0
+_WAKE, _HURRY, _STOP = b"w", b"h", b"s"
+
+
+class _Signals:
+    """The applier's three signals: ``wake`` (bodies were committed), ``hurry``
+    (someone waits for the applier: no lingering), ``stop``."""
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.hurry = threading.Event()
+        self.stop = threading.Event()
+
+    def ring(self, *what: bytes) -> None:
+        events = {_WAKE[0]: self.wake, _HURRY[0]: self.hurry, _STOP[0]: self.stop}
+        for code in b"".join(what):
+            events[code].set()
+
+    def relay(self, pipe: Connection) -> None:
+        """Ring what arrives on ``pipe`` (the applier process's thread): stop at its end,
+        the parent being gone."""
+        try:
+            while True:
+                self.ring(pipe.recv_bytes())
+        except (EOFError, OSError):
+            self.ring(_STOP)
+
+
+class _Bell:
+    """The server's end of its applier process's pipe. A write never blocks the event
+    loop: a full pipe already holds a wake-up, and a dead reader is the stop's concern."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self.pipe = pipe
+        os.set_blocking(pipe.fileno(), False)
+
+    def ring(self, *what: bytes) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError, BrokenPipeError
+            self.pipe.send_bytes(b"".join(what))
+
+    def close(self) -> None:
+        self.pipe.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +174,11 @@ class Ingest:
         self._writer: asyncio.Task[None] | None = None
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._applier: threading.Thread | multiprocessing.process.BaseProcess | None = None
-        context = multiprocessing.get_context("spawn")
-        threaded = self.mode == "thread"
-        self._wake: _Event = threading.Event() if threaded else context.Event()
-        self._stop: _Event = threading.Event() if threaded else context.Event()
-        self._hurry: _Event = threading.Event() if threaded else context.Event()
+        self._signals = _Signals()  # the thread's (a process gets its own)
+        self._bell: _Signals | _Bell = self._signals
         # The applier's mark: every report up to it has been through the applier.
-        self._mark: Synchronized[int] = context.Value("q", 0)
+        context = multiprocessing.get_context("spawn")
+        self._mark: _Counter = context.Value("q", 0, lock=False)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -127,21 +186,29 @@ class Ingest:
         with self._start_lock:
             if self._applier is not None:
                 return
-            self._stop.clear()
-            args = (self.settings, self._wake, self._stop, self._hurry, self._mark)
             if self.mode == "thread":
+                self._signals = signals = _Signals()
+                self._bell = signals
                 self._applier = threading.Thread(
-                    target=_Applier(self.db, *args).run, name="ingest-applier", daemon=True
-                )
-            else:
-                context = multiprocessing.get_context("spawn")
-                self._applier = context.Process(
-                    target=_applier_process,
-                    args=(self.db.url, os.getpid(), *args),
-                    name="dispatcher-applier",
+                    target=_Applier(self.db, self.settings, signals, self._mark).run,
+                    name="ingest-applier",
                     daemon=True,
                 )
-            self._applier.start()
+                self._applier.start()
+                return
+            context = multiprocessing.get_context("spawn")
+            reader, writer = context.Pipe(duplex=False)
+            self._applier = context.Process(
+                target=_applier_process,
+                args=(self.db.url, self.settings, reader, self._mark),
+                name="dispatcher-applier",
+                daemon=True,
+            )
+            try:
+                self._applier.start()
+            finally:
+                reader.close()  # the child's end: its death then breaks the pipe
+            self._bell = _Bell(writer)
 
     async def close(self) -> None:
         """Commit and answer what is queued, then stop the writer and the applier."""
@@ -154,20 +221,24 @@ class Ingest:
             self._connection = None
         await asyncio.to_thread(self.stop_applier)
 
-    def stop_applier(self, timeout_seconds: float = 10.0) -> None:
+    def stop_applier(self, timeout_seconds: float = STOP_WAIT_SECONDS) -> None:
+        """Stop the applier after its current transaction; a process that has not
+        ended within ``timeout_seconds`` is killed (its transaction rolls back)."""
         with self._start_lock:
             applier, self._applier = self._applier, None
             if applier is None:
                 return
-            self._stop.set()
-            self._hurry.set()  # out of its linger
-            self._wake.set()
+            self._bell.ring(_STOP, _HURRY, _WAKE)  # out of its linger and its wait
             applier.join(timeout_seconds)
             if isinstance(applier, multiprocessing.process.BaseProcess):
                 if applier.is_alive():
-                    applier.terminate()
+                    log.warning("the applier did not stop within %.0f s: killed", timeout_seconds)
+                    applier.kill()  # it ignores SIGTERM
                     applier.join(timeout_seconds)
                 applier.close()
+                if isinstance(self._bell, _Bell):
+                    self._bell.close()
+                self._bell = self._signals
 
     # -- the request side --------------------------------------------------------------
     async def store(self, received: Received) -> int:
@@ -187,8 +258,7 @@ class Ingest:
         benchmarks; from another thread than the server's loop); False on timeout."""
         target = self._last_received
         deadline = time.monotonic() + timeout_seconds
-        self._hurry.set()  # no lingering for more
-        self._wake.set()
+        self._bell.ring(_HURRY, _WAKE)  # no lingering for more
         while self._mark.value < target:
             if time.monotonic() > deadline:
                 return False
@@ -219,7 +289,7 @@ class Ingest:
             ]
             if received:
                 self._last_received = max(self._last_received, *received)
-                self._wake.set()
+                self._bell.ring(_WAKE)
             for (_, future), result in zip(group, results, strict=True):
                 if future.done():
                     continue
@@ -287,19 +357,15 @@ class _Applier:
         self,
         db: Database,
         settings: ApplierSettings,
-        wake: _Event,
-        stop: _Event,
-        hurry: _Event,
-        mark: Synchronized[int],
-        alive: Callable[[], bool] = lambda: True,
+        signals: _Signals,
+        mark: _Counter,
     ) -> None:
         self.db = db
         self.settings = settings
-        self.wake = wake
-        self.stop = stop
-        self.hurry = hurry
+        self.wake: _Event = signals.wake
+        self.stop: _Event = signals.stop
+        self.hurry: _Event = signals.hurry
         self.mark = mark
-        self.alive = alive
         self.after_id: int | None = None  # every report up to it has been looked at
         self.known = book.Known()
         self.throttle = (
@@ -307,7 +373,7 @@ class _Applier:
         )
 
     def run(self) -> None:
-        while not self.stop.is_set() and self.alive():
+        while not self.stop.is_set():
             woken = self.wake.wait(self.settings.idle_seconds)
             if self.stop.is_set():
                 return
@@ -360,25 +426,21 @@ class _Applier:
                         mask(sender), factor * 100)  # fmt: skip
 
 
-def _applier_process(
-    url: str,
-    parent_pid: int,
-    settings: ApplierSettings,
-    wake: _Event,
-    stop: _Event,
-    hurry: _Event,
-    mark: Synchronized[int],
-) -> None:
-    """The applier as a child process: stops with its parent, whatever way it ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
+def _applier_process(url: str, settings: ApplierSettings, pipe: Connection, mark: _Counter) -> None:
+    """The applier as a child process: stops when its parent says so or is gone."""
+    # A stop is the parent's to drive, whoever got the signal (Ctrl+C, or a SIGTERM to
+    # the whole group): it finishes what it stored first, then tells this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signals = _Signals()
+    threading.Thread(target=signals.relay, args=(pipe,), name="applier-pipe", daemon=True).start()
     # Applying can wait a moment; answering LINK cannot: when the cores are busy, the
     # receiver goes first (bench/dlr_ingest.py paced at 5000/s on 2 cores: response
     # p99 116 ms -> 86 ms, max 259 ms -> 128 ms).
     with contextlib.suppress(OSError, AttributeError):
         os.nice(APPLIER_NICENESS)
     db = Database(url)
-    alive = lambda: os.getppid() == parent_pid  # noqa: E731
     try:
-        _Applier(db, settings, wake, stop, hurry, mark, alive).run()
+        _Applier(db, settings, signals, mark).run()
     finally:
         db.dispose()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
-import threading
 
 import redis
 
 from dispatcher.db import Database
 from dispatcher.sending.throttle import Throttle
-from dispatcher.tracking.ingest import ApplierSettings, _Applier
+from dispatcher.tracking.ingest import ApplierSettings, _Applier, _Signals
 from tests.integration.conftest import dlr, make_batch, store_body
 
 SENDER = "+4790000000"  # make_batch's campaign source
@@ -21,10 +20,7 @@ def test_a_rate_limit_error_in_a_report_slows_its_sender_down(db: Database, redi
         store_body(session, "dlr", dlr("m1", 112403, description="(#130429) Rate limit hit"))
         store_body(session, "dlr", dlr("m2", 112003))
     settings = ApplierSettings(redis_url=redis_url, linger_seconds=0)
-    applier = _Applier(
-        db, settings, threading.Event(), threading.Event(), threading.Event(),
-        multiprocessing.Value("q", 0),
-    )  # fmt: skip
+    applier = _Applier(db, settings, _Signals(), multiprocessing.Value("q", 0))
     applier.apply_all()
     assert Throttle(redis.Redis.from_url(redis_url)).factor(SENDER) < 0.55
 
@@ -36,9 +32,6 @@ def test_reports_without_rate_limit_errors_leave_the_rate_alone(
     with db.session() as session:
         store_body(session, "dlr", dlr("m1", 112403, description="(#131049) ecosystem"))
     settings = ApplierSettings(redis_url=redis_url, linger_seconds=0)
-    applier = _Applier(
-        db, settings, threading.Event(), threading.Event(), threading.Event(),
-        multiprocessing.Value("q", 0),
-    )  # fmt: skip
+    applier = _Applier(db, settings, _Signals(), multiprocessing.Value("q", 0))
     applier.apply_all()
     assert Throttle(redis.Redis.from_url(redis_url)).factor(SENDER) == 1.0
