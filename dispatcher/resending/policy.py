@@ -36,15 +36,18 @@ CLASS_OF: dict[int, RetryClass] = {
     131049: RetryClass.ECOSYSTEM,  # Meta chose not to deliver (healthy ecosystem)
 }
 
-#: Result codes of reports that failed without a WhatsApp code but on LINK's side.
-LINK_TRANSIENT_RESULTS = frozenset({112000, 112408})  # unknown error, system error
-
 
 def retry_class(whatsapp_code: int | None, result_code: int | None = None) -> RetryClass:
+    """The class of a failure: by its WhatsApp code only.
+
+    LINK's own failure codes are final whatever they are: seed 004 lists only WhatsApp
+    codes as "subject for resends", and says of 112000 (Unknown error) and 112408
+    (System error) "Contact support", not "request can be reissued". A code we do not
+    know is final too, with its code and description in the report.
+    """
+    del result_code  # kept in the signature: callers pass what the message carries
     if whatsapp_code is not None:
         return CLASS_OF.get(whatsapp_code, RetryClass.FINAL)
-    if result_code in LINK_TRANSIENT_RESULTS:
-        return RetryClass.TRANSIENT
     return RetryClass.FINAL
 
 

@@ -142,6 +142,9 @@ async def upload_media(request: Request) -> Response:
         return media_error_response(error.code, error.detail)
     except (HTTPException, MultiPartException):
         return media_error_response(BAD_REQUEST, "request is not valid multipart/form-data")
+    failure = simulator.upload_failure()
+    if failure is not None:
+        return media_error_response(failure)
     media_id = simulator.record_media(fields["source"], content_type, sha256, size)
     return PlainTextResponse(media_id, headers=_instance(request))
 

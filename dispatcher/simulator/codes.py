@@ -20,6 +20,7 @@ VALIDATION_ERROR = 112506
 
 # Seed 'Upload Media' > 'Error codes'.
 MEDIA_FILE_ERROR = 112502
+EXTERNAL_CONNECTION_ERROR = 112503
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
     UNAUTHORIZED: "Unauthorized",
@@ -29,6 +30,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     INVALID_PAYLOAD: "Invalid Payload",
     VALIDATION_ERROR: "Validation error",
     MEDIA_FILE_ERROR: "File processing error",
+    EXTERNAL_CONNECTION_ERROR: "Http connection error towards external entity",
 }
 
 # Seed 'HTTP status codes and response body' and 'Upload Media' > 'Error codes'.
@@ -40,6 +42,7 @@ HTTP_STATUS: dict[int, int] = {
     INVALID_PAYLOAD: 400,
     VALIDATION_ERROR: 400,
     MEDIA_FILE_ERROR: 400,
+    EXTERNAL_CONNECTION_ERROR: 400,
 }
 
 
@@ -70,10 +73,12 @@ class Status:
     code: int
     description: str
     meta_error: str | None = None
+    #: reported as a failure (no pricing) whatever the code; else by ``FAILURE_CODES``
+    scripted_failure: bool = False
 
     @property
     def failed(self) -> bool:
-        return self.code in FAILURE_CODES
+        return self.scripted_failure or self.code in FAILURE_CODES
 
 
 # Seed 'Possible resultCodes in Message Status Notifications'.

@@ -59,6 +59,15 @@ class SimulatorConfig(BaseSettings):
     # read; -1 = accepted but never reported; any other number = that WhatsApp error code,
     # reported as 112403 "(#code) ...". Sends beyond the list are delivered.
     scripted: dict[str, list[int]] = Field(default_factory=dict)
+    # Scripted report codes: destination -> LINK resultCode reported for its 1st, 2nd, ...
+    # send, whatever the code (one the seed's table does not list too); 0 = its fate as
+    # ``scripted`` or drawn. Counts sends with ``scripted``.
+    scripted_results: dict[str, list[int]] = Field(default_factory=dict)
+    # Media uploads answered with ``upload_failure_code`` instead of a media id: the
+    # first ``upload_failures`` of them (seed 'Upload Media': 112503 "Temporary network
+    # errors, request can be reissued later", or 112500).
+    upload_failures: int = Field(default=0, ge=0)
+    upload_failure_code: Literal[112500, 112503] = 112503
 
     @field_validator("gates")
     @classmethod

@@ -178,10 +178,16 @@ class Simulator:
     def _scripted(self, destination: str) -> tuple[Status, ...] | None:
         """The scripted outcome of this send to ``destination``, if the config has one."""
         script = self.config.scripted.get(destination)
-        if not script:
+        results = self.config.scripted_results.get(destination)
+        if not script and not results:
             return None
         attempt = self._attempts[destination]
         self._attempts[destination] += 1
+        if results and attempt < len(results) and results[attempt]:
+            code = results[attempt]
+            return (Status(code, f"scripted result code {code}", scripted_failure=True),)
+        if not script:
+            return None
         if attempt >= len(script) or script[attempt] == 0:
             return _READ_SEQUENCE
         if script[attempt] < 0:
@@ -205,6 +211,13 @@ class Simulator:
         return _UNREAD_SEQUENCE
 
     # -- media -----------------------------------------------------------------------------
+
+    def upload_failure(self) -> int | None:
+        """The error code this upload is answered with, while ``upload_failures`` last."""
+        if self._books.upload_failures >= self.config.upload_failures:
+            return None
+        self._books.upload_failures += 1
+        return self.config.upload_failure_code
 
     def record_media(self, source: str, content_type: str, sha256: str, size: int) -> str:
         media_id = self._ids.media_id()

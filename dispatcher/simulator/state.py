@@ -35,6 +35,7 @@ class Accounting:
     ref_ids: Counter[str] = field(default_factory=Counter)
     media: dict[str, MediaRecord] = field(default_factory=dict)
     faults: Counter[str] = field(default_factory=Counter)  # accepted, then hung or dropped
+    upload_failures: int = 0  # uploads answered with SimulatorConfig.upload_failure_code
 
     def merge_user(self, old_key: str, new_key: str) -> None:
         """Move the counts of a person known only by BSUID to the phone number found for them."""
@@ -63,6 +64,7 @@ class Accounting:
             "users": dict(self.users),
             "ref_ids": dict(self.ref_ids),
             "media_uploads": len(self.media),
+            "upload_failures": self.upload_failures,
             "media": [
                 {
                     "id": record.id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from dispatcher.providers.base import MAX_ID_CHARS, Callback, InvalidReport
-from dispatcher.providers.link.codes import DLR_STATUS
+from dispatcher.providers.link.codes import RESULT_CODE_RANGE
 from dispatcher.providers.link.models import DeliveryReport, IncomingMessage
 
 
@@ -28,16 +28,17 @@ def read_incoming(body: bytes) -> Callback:
 def parse_dlr(body: bytes) -> DeliveryReport:
     """The status notification in a callback body, or ``InvalidReport`` saying why not.
 
-    Required (seed 004 'Message Status Notifications'): a documented ``resultCode``, and
-    the ``messageId`` it is about, or the ``refId`` of a failed request ("request" /
-    index -1, where no message was sent).
+    Required (seed 004 'Message Status Notifications'): a ``resultCode`` (an Integer; one
+    the table does not list is read too, as a failure: ``codes.dlr_status``), and the
+    ``messageId`` it is about, or the ``refId`` of a failed request ("request" / index
+    -1, where no message was sent).
     """
     try:
         dlr = DeliveryReport.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidReport(_first_error(exc)) from None
-    if dlr.result_code not in DLR_STATUS:
-        raise InvalidReport(f"resultCode: {dlr.result_code} is not a documented status code")
+    if dlr.result_code not in RESULT_CODE_RANGE:
+        raise InvalidReport(f"resultCode: {dlr.result_code} is not a 32-bit integer")
     if dlr.is_request_failure:
         if not dlr.ref_id:
             raise InvalidReport("refId: a failed request's report must name its request")

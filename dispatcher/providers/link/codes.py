@@ -45,7 +45,22 @@ DLR_STATUS: dict[int, MessageStatus] = {
     112406: MessageStatus.FAILED,  # Meta error description
     112408: MessageStatus.FAILED,  # system error contacting the WhatsApp proxy
     12409: MessageStatus.UNKNOWN,  # Redis error: no further reports for this message
+    # The table's "12409 Redis error" sits among 112xxx codes: LINK may send either.
+    112409: MessageStatus.UNKNOWN,
 }
+
+#: The range a stored result code fits (the documented type is Integer: 32 bits).
+RESULT_CODE_RANGE = range(-(2**31), 2**31)
+
+
+def dlr_status(result_code: int) -> MessageStatus:
+    """The status a report's resultCode stands for.
+
+    A code the table does not list (LINK may add codes; request-level failures carry
+    ErrorResponse codes such as 112506) is a failure: the message keeps the code and
+    the description, and a campaign never waits for a report that will not come.
+    """
+    return DLR_STATUS.get(result_code, MessageStatus.FAILED)
 
 
 def error_class_for(result_code: int | None, http_status: int) -> type[LinkError]:

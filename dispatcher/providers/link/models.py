@@ -16,7 +16,7 @@ from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from dispatcher.providers.base import Level, Priority, SenderInfo
-from dispatcher.providers.link.codes import DLR_STATUS, whatsapp_error_code
+from dispatcher.providers.link.codes import dlr_status, whatsapp_error_code
 from dispatcher.status import MessageStatus
 
 __all__ = [
@@ -180,7 +180,7 @@ class DeliveryReport(_Wire):
 
     @property
     def message_status(self) -> MessageStatus | None:
-        return DLR_STATUS.get(self.result_code)
+        return dlr_status(self.result_code)
 
     @property
     def whatsapp_error_code(self) -> int | None:
