@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -406,6 +407,154 @@ def load_main(path: str, port: int, connections: int, rate: float) -> None:
     print(json.dumps(result))
 
 
+# -- the attack (child process): slow clients and a flood of unauthenticated posts ------------
+
+
+class _Slow(asyncio.Protocol):
+    """Sends a request head a few bytes at a time and never finishes it (slowloris)."""
+
+    def __init__(self, attack: _Attack) -> None:
+        self.attack = attack
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(b"POST /webhooks/link/dlr HTTP/1.1\r\nHost: x\r\n")
+        self.trickle()
+
+    def trickle(self) -> None:
+        assert self.transport is not None
+        if not self.transport.is_closing():
+            self.transport.write(b"X-A: b\r\n")
+            self.timer = asyncio.get_running_loop().call_later(2.0, self.trickle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.attack.stopping:
+            self.attack.cut += 1  # the server cut it: come back, as an attacker would
+            asyncio.get_running_loop().create_task(self.attack.open_slow())
+
+
+class _Flood(asyncio.Protocol):
+    """Posts forged reports without the token back to back, paced over all of them."""
+
+    def __init__(self, attack: _Attack, request: bytes) -> None:
+        self.attack = attack
+        self.request = request
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.send()
+
+    def send(self) -> None:
+        if self.attack.stopping or self.transport is None or self.transport.is_closing():
+            return
+        delay = self.attack.next_due() - time.perf_counter()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._write)
+        else:
+            self._write()
+
+    def _write(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(
+                head[at + 15 : head.find(b"\r\n", at) if b"\r\n" in head[at:] else len(head)]
+            )
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length :]
+            status = head[9:12].decode()
+            self.attack.answers[status] = self.attack.answers.get(status, 0) + 1
+            self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.attack.stopping:
+            self.attack.flood_reconnects += 1
+            asyncio.get_running_loop().create_task(self.attack.open_flood(self.request))
+
+
+class _Attack:
+    def __init__(self, port: int, slow: int, rate: float) -> None:
+        self.port = port
+        self.slow = slow
+        self.interval = 1 / rate if rate else 0.0
+        self.due = time.perf_counter()
+        self.stopping = False
+        self.cut = self.flood_reconnects = self.source = 0
+        self.answers: dict[str, int] = {}
+
+    def next_due(self) -> float:
+        self.due = max(self.due + self.interval, time.perf_counter() - 1.0)
+        return self.due
+
+    def _source(self) -> tuple[str, int]:
+        # Spread over 50 loopback addresses: a flood from many callers, each with its
+        # own per-address limit.
+        self.source += 1
+        return (f"127.0.1.{self.source % 50 + 1}", 0)
+
+    async def open_slow(self) -> None:
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().create_connection(
+                lambda: _Slow(self), "127.0.0.1", self.port, local_addr=self._source()
+            )
+
+    async def open_flood(self, request: bytes) -> None:
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().create_connection(
+                lambda: _Flood(self, request), "127.0.0.1", self.port, local_addr=self._source()
+            )
+
+
+async def _run_attack(port: int, slow: int, rate: float) -> dict[str, object]:
+    attack = _Attack(port, slow, rate)
+    forged = body(1, DELIVERED)
+    request = (
+        f"POST /webhooks/link/dlr HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(forged)}\r\n\r\n"
+    ).encode() + forged
+    for _ in range(slow):
+        await attack.open_slow()
+    if rate:
+        for _ in range(16):
+            await attack.open_flood(request)
+    stop = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    started, cpu = time.perf_counter(), time.process_time()
+    await stop
+    attack.stopping = True
+    wall = time.perf_counter() - started
+    return {
+        "wall": wall,
+        "cpu": time.process_time() - cpu,
+        "flood_answers": attack.answers,
+        "flood_per_second": sum(attack.answers.values()) / wall,
+        "slow_cut": attack.cut,
+        "flood_reconnects": attack.flood_reconnects,
+    }
+
+
+def attack_main(port: int, slow: int, rate: float) -> None:
+    import uvloop
+
+    result = uvloop.run(_run_attack(port, slow, rate))
+    print(json.dumps(result), flush=True)
+
+
 # -- the conductor -------------------------------------------------------------------------------
 
 
@@ -444,11 +593,20 @@ def main() -> None:
         metavar="FILE",
         help="record the server with py-spy (pip install py-spy) as collapsed stacks",
     )
+    parser.add_argument(
+        "--slow-clients", type=int, default=0, help="connections that trickle a request head"
+    )
+    parser.add_argument("--flood", type=float, default=0.0, help="unauthenticated posts per second")
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)  # the child's role
+    parser.add_argument("--attack", nargs=3, help=argparse.SUPPRESS)  # the attacker's
     args = parser.parse_args()
     if args.load:
         path, port, connections, rate = args.load
         load_main(path, int(port), int(connections), float(rate))
+        return
+    if args.attack:
+        port, slow, rate = args.attack
+        attack_main(int(port), int(slow), float(rate))
         return
 
     from sqlalchemy import create_engine, text
@@ -499,6 +657,20 @@ def main() -> None:
             wait_healthy(port, server)
             before = (cpu_seconds(server.pid), postgres_cpu(), machine_busy(),
                       children_cpu(server.pid))  # fmt: skip
+            attacker = None
+            if args.slow_clients or args.flood:
+                attacker = subprocess.Popen(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--attack",
+                        str(port),
+                        str(args.slow_clients),
+                        str(args.flood),
+                    ],
+                    stdout=subprocess.PIPE,
+                )
+                time.sleep(2.0)  # the slow clients connected, the flood under way
             load = (str(stream), str(port), str(args.connections), str(args.rate))
             child = subprocess.run(
                 [sys.executable, __file__, "--load", *load],
@@ -507,6 +679,11 @@ def main() -> None:
             )
             load_end = time.perf_counter()
             result = json.loads(child.stdout)
+            attacked: dict[str, object] | None = None
+            if attacker is not None:
+                attacker.send_signal(signal.SIGTERM)
+                out, _ = attacker.communicate(timeout=30)
+                attacked = json.loads(out)
             after_load = (cpu_seconds(server.pid), postgres_cpu(), machine_busy(),
                           children_cpu(server.pid))  # fmt: skip
             while scalar(url, "SELECT count(*) FROM delivery_reports WHERE state='received'"):
@@ -550,6 +727,11 @@ def main() -> None:
     shares["everything else"] = max(0.0, busy - sum(shares.values()))
     print("CPU during the load:     " + ", ".join(f"{k} {v / wall:.0%}" for k, v in shares.items())
           + f" of one core; machine {machine:.0%} busy of {os.cpu_count()} cores")  # fmt: skip
+    if attacked is not None:
+        print(f"under attack:            {args.slow_clients} slow clients (cut off and back "
+              f"{attacked['slow_cut']} times), a flood of unauthenticated posts at "
+              f"{attacked['flood_per_second']:.0f}/s answered {attacked['flood_answers']} "
+              f"(attacker CPU {attacked['cpu'] / attacked['wall']:.0%} of one core)")  # fmt: skip
     print(f"raw rows stored:         {stored} (by state: {states})")
     print(f"applier catch-up:        {catch_up:.2f} s after the last answer "
           f"(server {after[0] - after_load[0]:.1f} s CPU, "
