@@ -11,19 +11,31 @@ Same code paths as production, real parts throughout:
 * **database** — a SQLite file (WAL) under the state directory;
 * **LINK** — the built-in simulator, and the webhook receiver it calls back, each
   served by uvicorn on a loopback port.
+
+Stopping: SIGTERM, SIGHUP or Ctrl+C to ``dispatcher run`` (alone or with its process
+group) stops the stack in this order, within seconds: the worker (a warm shutdown: the
+slice in flight is finished, the rest of its task handed back to the broker; killed
+with its beat after ``WORKER_STOP_SECONDS``), the two servers, then Redis. Redis and
+the worker run in process groups of their own, so a signal to ``dispatcher run``'s
+group does not take the broker away while the worker still hands tasks back; this
+process forwards the stop to them. Should this process itself be killed (SIGKILL),
+the next start stops what it left behind (``embedded.pids`` in the state directory).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import redis
@@ -37,6 +49,10 @@ from dispatcher.simulator import SimulatorConfig
 from dispatcher.simulator import create_app as create_simulator
 
 GATE_ID = "embedded-gate"
+#: A worker's warm shutdown gets this long before it is killed with its beat.
+WORKER_STOP_SECONDS = 5.0
+#: Signals that stop the stack (besides Ctrl+C's SIGINT, which Python raises).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 PLATFORM_ID = "EMBEDDED"
 PLATFORM_PARTNER_ID = "1"
 
@@ -67,6 +83,7 @@ class EmbeddedStack:
         self._redis: subprocess.Popen[bytes] | None = None
         self._worker: subprocess.Popen[bytes] | None = None
         self._simulator_app: Any = None
+        self._handlers: dict[int, Any] = {}
         self.db: Database | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -85,6 +102,8 @@ class EmbeddedStack:
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._catch_stop_signals()
+        _stop_left_behind(self.pids_file)
         migrate(self.database_url)
         self.db = Database(self.database_url)
         self._start_redis()
@@ -120,17 +139,50 @@ class EmbeddedStack:
         self._start_worker()
 
     def stop(self) -> None:
-        if self._worker is not None:
-            _terminate(self._worker, signal.SIGTERM, 15)
-            self._worker = None
-        for server in (self.simulator, self.webhooks):
-            if server is not None:
-                server.stop()
-        if self._redis is not None:
-            _terminate(self._redis, signal.SIGTERM, 5)
-            self._redis = None
-        if self.db is not None:
-            self.db.dispose()
+        """Worker first (it hands its tasks back to Redis), servers, then Redis; each
+        bounded. Further stop signals are ignored meanwhile: the stop is under way."""
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            for sig in (signal.SIGINT, *STOP_SIGNALS):
+                signal.signal(sig, signal.SIG_IGN)
+        try:
+            if self._worker is not None:
+                _terminate(self._worker, signal.SIGTERM, WORKER_STOP_SECONDS)
+                self._worker = None
+            for server in (self.simulator, self.webhooks):
+                if server is not None:
+                    server.stop()
+            if self._redis is not None:
+                _terminate(self._redis, signal.SIGTERM, 5)
+                self._redis = None
+            self.pids_file.unlink(missing_ok=True)
+            if self.db is not None:
+                self.db.dispose()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                for number, handler in self._handlers.items():
+                    signal.signal(number, handler)
+                self._handlers.clear()
+
+    def _catch_stop_signals(self) -> None:
+        """SIGTERM and SIGHUP unwind ``dispatcher run`` as Ctrl+C does, through ``stop``
+        (Python's default for them ends the process on the spot, leaving the stack)."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # a test's stack: its owner stops it
+        for sig in STOP_SIGNALS:
+            self._handlers[sig] = signal.signal(sig, _raise_exit)
+
+    @property
+    def pids_file(self) -> Path:
+        return self.state_dir / "embedded.pids"
+
+    def _write_pids(self) -> None:
+        pids = {"owner": os.getpid()}
+        for name, process in (("redis", self._redis), ("worker", self._worker)):
+            if process is not None:
+                pids[name] = process.pid
+        self.pids_file.write_text(json.dumps(pids))
 
     # -- parts ----------------------------------------------------------------------
     def _start_redis(self) -> None:
@@ -154,7 +206,9 @@ class EmbeddedStack:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # stopped last, by this process: see the docstring
         )
+        self._write_pids()
         client = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + 10
         while True:
@@ -182,7 +236,9 @@ class EmbeddedStack:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # with its beat: one group to stop
             )
+        self._write_pids()
 
     @property
     def worker_alive(self) -> bool:
@@ -212,12 +268,44 @@ def worker_command(
     ]  # fmt: skip
 
 
+def _raise_exit(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _terminate(process: subprocess.Popen[bytes], sig: int, timeout_seconds: float) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(sig)
+    """``sig`` to the process, then SIGKILL to its whole group (it leads one) when it
+    has not ended within ``timeout_seconds``; its group's stragglers killed either way."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout_seconds)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # a beat or pool child left behind
+    process.wait(timeout=5)
+
+
+def _stop_left_behind(pids_file: Path) -> None:
+    """Kill the Redis and worker an earlier ``dispatcher run`` left when it was itself
+    killed: its owner is gone, and each is still the process it started (its group)."""
     try:
-        process.wait(timeout=timeout_seconds)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+        pids = json.loads(pids_file.read_text())
+    except (OSError, ValueError):
+        return
+    owner = pids.pop("owner", None)
+    if not isinstance(owner, int) or _alive(owner):
+        return  # another run uses this state directory right now
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if isinstance(pid, int) and os.getpgid(pid) == pid:  # still leads its group
+                os.killpg(pid, signal.SIGKILL)
+    pids_file.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
