@@ -74,6 +74,17 @@ class SenderSpec(_Spec):
         "to the cap and the rest a day later each (spread over days); 'ignore' sends all",
     )
 
+    # Seed 004 MessageRequest: optional strings passed through to LINK as given.
+    platform_service_type: str | None = Field(
+        default=None, min_length=1, max_length=255, description="LINK platformServiceType"
+    )
+    platform_service_id: str | None = Field(
+        default=None, min_length=1, max_length=255, description="LINK platformServiceId"
+    )
+    platform_transaction_id: str | None = Field(
+        default=None, min_length=1, max_length=255, description="LINK platformTransactionId"
+    )
+
     @field_validator("level", mode="before")
     @classmethod
     def _known_level(cls, value: object) -> object:
@@ -81,6 +92,18 @@ class SenderSpec(_Spec):
         if value is not None and value not in (Level.STANDARD, Level.HIGH):
             raise ValueError("must be STANDARD (80 msg/s) or HIGH (1000 msg/s)")
         return value
+
+    @field_validator("platform_service_type", "platform_service_id", "platform_transaction_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isprintable() or value != value.strip()):
+            raise ValueError("must be printable text without surrounding spaces")
+        return value
+
+    @property
+    def platform_service(self) -> tuple[str | None, str | None, str | None]:
+        """platformServiceType, platformServiceId, platformTransactionId."""
+        return (self.platform_service_type, self.platform_service_id, self.platform_transaction_id)
 
     @field_validator("source")
     @classmethod
@@ -222,6 +245,13 @@ class CampaignSpec(_Spec):
     priority: Priority = Priority.NORMAL
     validity_minutes: int | None = Field(
         default=None, ge=1, le=30 * 24 * 60, description="LINK defaults to 48 h"
+    )
+    validity_as: Literal["absolute", "relative"] = Field(
+        default="absolute",
+        description="how validity_minutes goes to LINK: 'absolute' (absoluteValidityTime, "
+        "the moment it ends) or 'relative' (relativeValidityTime, the milliseconds left, "
+        "counted by LINK's clock from when it takes the request); a resend sends what is "
+        "left of the first submission's validity either way",
     )
     resend: ResendPolicy = Field(default_factory=ResendPolicy)
     allow_repeat: bool = Field(

@@ -140,7 +140,7 @@ class LinkClient:
         spec, else the account's."""
         sender = spec.sender
         key = (sender.platform_id, sender.platform_partner_id, spec.priority,
-               event_report_gate, sender.source)  # fmt: skip
+               event_report_gate, sender.source, *sender.platform_service)  # fmt: skip
         envelope = self._envelopes.get(key)
         if envelope is None:
             if len(self._envelopes) >= ENVELOPES_KEPT:
@@ -153,8 +153,12 @@ class LinkClient:
                 priority=spec.priority,
                 event_report_gate=event_report_gate,
                 source=sender.source,
+                platform_service=sender.platform_service,
             )
-        return EncodedRequest(envelope, batch_id, destinations, messages, valid_until)
+        return EncodedRequest(
+            envelope, batch_id, destinations, messages, valid_until,
+            relative=spec.validity_as == "relative",
+        )  # fmt: skip
 
     def send(self, request: Request) -> MessageResponse:
         """``POST /messages``; returns the MessageResponse with one id per destination."""

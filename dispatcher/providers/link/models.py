@@ -87,14 +87,20 @@ class EncodedRequest:
         destinations: list[str],
         messages: list[dict[str, Any]],
         valid_until: datetime | None,
+        *,
+        relative: bool = False,
     ) -> None:
+        """``relative``: the validity goes as ``relativeValidityTime``, the milliseconds
+        left until ``valid_until`` (LINK counts them from when it takes the request)."""
         if not destinations or not messages:
             raise ValueError("a request needs destinations and messages")
         self.ref_id = ref_id
         self.destinations = destinations
         self.messages = messages
         fields = dict(envelope.fields)
-        if valid_until is not None:
+        if valid_until is not None and relative:
+            fields["relativeValidityTime"] = _millis_left(valid_until)
+        elif valid_until is not None:
             fields["absoluteValidityTime"] = _wire_time(valid_until)
         fields["refId"] = ref_id
         fields["destinations"] = destinations
@@ -123,15 +129,28 @@ class Envelope:
         priority: Priority,
         event_report_gate: str | None,
         source: str,
+        platform_service: tuple[str | None, str | None, str | None] = (None, None, None),
     ) -> None:
+        """``platform_service``: the optional platformServiceType, platformServiceId and
+        platformTransactionId, sent when given."""
+        service_type, service_id, transaction_id = platform_service
         checked = MessageRequest(
             platform_id=platform_id, platform_partner_id=platform_partner_id,
             priority=priority, source=source, ref_id="-", destinations=["-"],
             messages=[{}], event_report_gates=[event_report_gate] if event_report_gate else None,
+            platform_service_type=service_type, platform_service_id=service_id,
+            platform_transaction_id=transaction_id,
         ).to_wire()  # fmt: skip
         for name in ("refId", "destinations", "messages"):
             del checked[name]
         self.fields: dict[str, Any] = checked
+
+
+def _millis_left(until: datetime) -> int:
+    """Milliseconds from now to ``until``, at least 1 (a request is never sent already
+    expired: ``planner.expire`` takes a message past its validity first)."""
+    left = until - datetime.now(UTC if until.tzinfo is not None else None)
+    return max(1, int(left.total_seconds() * 1000))
 
 
 def _wire_time(moment: datetime) -> str:
