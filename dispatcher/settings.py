@@ -7,13 +7,16 @@ out loud so nobody sends to a place they did not mean to.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatcher.errors import ConfigurationError
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 class Settings(BaseSettings):
@@ -111,6 +114,31 @@ class Settings(BaseSettings):
         default=None,
         description="overrides every campaign's resend.min_delay_minutes (tests, rehearsals)",
     )
+    sender_portfolios: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="which sender numbers share a business portfolio, as JSON: "
+        '{"acme": ["+4790000000", "+4790000001"]}; the messaging tier counts unique '
+        "people per portfolio (seed 004); a number named nowhere is a portfolio alone",
+    )
+
+    @field_validator("sender_portfolios")
+    @classmethod
+    def _e164_senders(cls, portfolios: dict[str, list[str]]) -> dict[str, list[str]]:
+        seen: dict[str, str] = {}
+        for name, numbers in portfolios.items():
+            for number in numbers:
+                if not _E164.fullmatch(number):
+                    raise ValueError(f"{name}: {number!r} is not an E.164 number (+digits)")
+                if seen.setdefault(number, name) != name:
+                    raise ValueError(f"{number} is in two portfolios: {seen[number]}, {name}")
+        return portfolios
+
+    def portfolio_of(self, source: str) -> frozenset[str]:
+        """The sender numbers sharing ``source``'s business portfolio, itself included."""
+        for numbers in self.sender_portfolios.values():
+            if source in numbers:
+                return frozenset(numbers)
+        return frozenset({source})
 
     @property
     def opt_out_keywords(self) -> frozenset[str]:

@@ -85,6 +85,12 @@ class SenderSpec(_Spec):
         default=None, min_length=1, max_length=255, description="LINK platformTransactionId"
     )
 
+    min_quality: Literal["GREEN", "YELLOW", "RED"] | None = Field(
+        default=None,
+        description="refuse to start when the number's quality rating is below this "
+        "(GREEN > YELLOW > RED; a rating not yet determined, NA, is not refused)",
+    )
+
     @field_validator("level", mode="before")
     @classmethod
     def _known_level(cls, value: object) -> object:

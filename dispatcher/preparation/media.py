@@ -10,6 +10,9 @@ is reused and an older one is uploaded again.
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,10 +26,17 @@ from dispatcher.db import Database
 from dispatcher.db.bulk import insert_ignoring_duplicates
 from dispatcher.db.models import Media
 from dispatcher.db.timestamps import aware
-from dispatcher.errors import LinkError, MediaError
-from dispatcher.providers import Provider
+from dispatcher.errors import LinkError, LinkTransientError, MediaError
+from dispatcher.providers import Provider, UploadedMedia
+
+log = logging.getLogger(__name__)
 
 MEDIA_ID_VALID_FOR = timedelta(days=29)  # Meta keeps uploaded media 30 days
+#: Waits before each new try of an upload that failed temporarily (seed 004 'Upload
+#: Media': 112503 "Temporary network errors, request can be reissued later", 112500
+#: server error, or no answer): four tries more over about half a minute, then the
+#: campaign fails with the last error.
+UPLOAD_RETRY_WAITS: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0)
 _MB = 1024 * 1024
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 
@@ -124,8 +134,21 @@ def read_media(path: Path, kind: str, *, template_header: bool = False) -> Media
     return MediaFile(path, content_type, hashlib.sha256(data).hexdigest(), data)
 
 
-def media_id_for(db: Database, client: Provider, source: str, media: MediaFile) -> str:
+def media_id_for(
+    db: Database,
+    client: Provider,
+    source: str,
+    media: MediaFile,
+    *,
+    notes: list[str] | None = None,
+    waits: Sequence[float] | None = None,
+) -> str:
     """The media id for this file and sender: cached if still valid, else uploaded.
+
+    An upload that failed temporarily is tried again after each of ``waits``
+    (``UPLOAD_RETRY_WAITS`` when None); each
+    retry is logged and, when the upload then succeeds, said in ``notes``. A permanent
+    refusal (112502 file processing error, 112402, 112408, auth) fails at once.
 
     The cache is per provider account (an id means nothing to another account) and, for
     the project's simulator, per running instance: a restarted simulator has forgotten
@@ -142,15 +165,7 @@ def media_id_for(db: Database, client: Provider, source: str, media: MediaFile) 
         cached = session.scalar(select(Media).where(*where))
         if cached is not None and _still_valid(client, cached, now):
             return cached.media_id
-    try:
-        uploaded = client.upload_media(
-            source=source,
-            content_type=media.content_type,
-            filename=media.path.name,
-            data=media.data,
-        )
-    except LinkError as exc:
-        raise MediaError(f"{client.name} refused the upload of {media.path.name}: {exc}") from exc
+    uploaded = _upload(client, source, media, notes, UPLOAD_RETRY_WAITS if waits is None else waits)
     values = {
         "media_id": uploaded.media_id,
         "uploaded_at": now,
@@ -172,8 +187,56 @@ def media_id_for(db: Database, client: Provider, source: str, media: MediaFile) 
     return uploaded.media_id
 
 
-def media_ids(db: Database, client: Provider, loaded: LoadedCampaign) -> dict[str, str]:
-    """Upload every ``file:`` of the message once (or reuse its cached id)."""
+def _upload(
+    client: Provider,
+    source: str,
+    media: MediaFile,
+    notes: list[str] | None,
+    waits: Sequence[float],
+) -> UploadedMedia:
+    name = media.path.name
+    failures: list[str] = []
+    for attempt in range(len(waits) + 1):
+        try:
+            uploaded = client.upload_media(
+                source=source, content_type=media.content_type, filename=name, data=media.data
+            )
+        except LinkTransientError as exc:
+            failures.append(_code_of(exc))
+            if attempt == len(waits):
+                raise MediaError(
+                    f"{client.name} kept failing the upload of {name}: {exc} "
+                    f"({len(failures)} tries: {', '.join(failures)})"
+                ) from exc
+            log.warning("upload of %s failed temporarily (%s); try %d of %d in %.0f s",
+                        name, exc, attempt + 2, len(waits) + 1, waits[attempt])  # fmt: skip
+            time.sleep(waits[attempt])
+        except LinkError as exc:
+            raise MediaError(f"{client.name} refused the upload of {name}: {exc}") from exc
+        else:
+            if failures and notes is not None:
+                notes.append(f"upload of {name} succeeded on try {attempt + 1}, after "
+                             f"temporary failures ({', '.join(failures)})")  # fmt: skip
+            return uploaded
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _code_of(exc: LinkTransientError) -> str:
+    if exc.result_code is not None:
+        return str(exc.result_code)
+    return f"HTTP {exc.http_status}" if exc.http_status is not None else "no answer"
+
+
+def media_ids(
+    db: Database,
+    client: Provider,
+    loaded: LoadedCampaign,
+    *,
+    notes: list[str] | None = None,
+    waits: Sequence[float] | None = None,
+) -> dict[str, str]:
+    """Upload every ``file:`` of the message once (or reuse its cached id); uploads
+    that had to be tried again are said in ``notes``."""
     ids: dict[str, str] = {}
     source = loaded.spec.sender.source
     for ref in loaded.media_refs():
@@ -181,7 +244,7 @@ def media_ids(db: Database, client: Provider, loaded: LoadedCampaign) -> dict[st
             media = read_media(
                 loaded.resolve(ref.file), ref.kind, template_header=ref.in_template_header
             )
-            ids[ref.file] = media_id_for(db, client, source, media)
+            ids[ref.file] = media_id_for(db, client, source, media, notes=notes, waits=waits)
     return ids
 
 

@@ -163,7 +163,11 @@ def _prepare(
         known = _lookups(db, campaign_id, spec, audience, resuming=resuming)
         log.info("campaign %s: identity book and opt-outs looked up (%.1f s)", campaign_id,
                  time.monotonic() - started)  # fmt: skip
-        media_ids = media.stand_in_media(loaded) if dry_run else media.media_ids(db, client, loaded)
+        media_ids = (
+            media.stand_in_media(loaded)
+            if dry_run
+            else media.media_ids(db, client, loaded, notes=checked.notes)
+        )
         audience.check_unchanged()  # before anyone is messaged, not half-way
         # Of two deliveries of this task, one opens the campaign. (Two resuming at once,
         # a redelivery while the first still runs, are told apart only by the unique

@@ -32,6 +32,7 @@ from dispatcher.providers.base import (
     SenderInfo,
     SliceSender,
     StatusReport,
+    TemplateInfo,
     UploadedMedia,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "SenderInfo",
     "SliceSender",
     "StatusReport",
+    "TemplateInfo",
     "UploadedMedia",
     "offline_provider",
     "parse_callback",

@@ -108,6 +108,40 @@ class SenderInfo:
     limited: str | None = None
     #: the messaging tier as reported (e.g. ``TIER_10K``), None when not reported
     tier: str | None = None
+    #: the quality rating as reported (GREEN, YELLOW, RED, NA), None when not reported
+    quality: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """A message template as the provider lists it (LINK: seed 004 'List Templates',
+    in Meta's template format): what a campaign's message must match."""
+
+    name: str
+    language: str
+    #: APPROVED, or why it cannot be sent: PAUSED, DISABLED, REJECTED, PENDING...
+    status: str
+    #: MARKETING, UTILITY or AUTHENTICATION; None when not listed
+    category: str | None = None
+    header_parameters: int = 0
+    body_parameters: int = 0
+    #: button parameters a send must give (dynamic URLs, copy codes) ...
+    button_parameters_required: int = 0
+    #: ... and may give (quick-reply payloads and flow buttons besides)
+    button_parameters_allowed: int = 0
+    #: a carousel template: its cards' parameters are not counted
+    carousel: bool = False
+    template_id: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.status.upper() == "APPROVED"
+
+    @property
+    def authentication(self) -> bool:
+        return (self.category or "").upper() == "AUTHENTICATION"
+
+
 
 
 class SliceSender(Protocol):
@@ -166,6 +200,10 @@ class Provider(Protocol):
 
     def sender_info(self, source: str) -> SenderInfo:
         """Level, health and tier of a sender."""
+        ...
+
+    def templates(self, source: str) -> list[TemplateInfo]:
+        """The sender's message templates (kept briefly: asked once per campaign)."""
         ...
 
     def simulator_instance(self) -> str | None:
@@ -234,6 +272,12 @@ class IncomingReport(Protocol):
     @property
     def named_identifiers(self) -> tuple[str | None, ...]:
         """The raw identifiers of its sender, the one it came from first."""
+        ...
+
+    @property
+    def business_number(self) -> str | None:
+        """The business number it was sent to, E.164 (its care window is with that
+        number); None when the report does not say."""
         ...
 
     def replies(self) -> Iterator[str]:

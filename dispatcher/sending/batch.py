@@ -29,7 +29,7 @@ from dispatcher.errors import (
     StorageError,
 )
 from dispatcher.providers import Answer, Level, Provider, Request
-from dispatcher.sending import batch_states
+from dispatcher.sending import batch_states, care_window
 from dispatcher.sending.throttle import Throttle
 from dispatcher.sending.windows import hold_closed
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
@@ -158,6 +158,8 @@ def _claim(ctx: SendContext, batch_id: str, claimer: str) -> tuple[Request, time
         if campaign.state != CampaignState.SENDING:
             batch_states.mark(batch, BatchState.PENDING)  # stopped while we waited; hand it back
             return Outcome.SKIPPED
+        spec = CampaignSpec.model_validate(campaign.spec)
+        care_window.skip_closed(session, {batch_id: spec})
         # Only messages still waiting go out: one settled meanwhile (a late report for
         # an earlier attempt, say) drops out of the request, never to be sent twice.
         waiting = session.execute(
@@ -186,7 +188,6 @@ def _claim(ctx: SendContext, batch_id: str, claimer: str) -> tuple[Request, time
             .values(attempts=Message.attempts + 1)
         )
         expiries = [e.replace(tzinfo=e.tzinfo or UTC) for _, _, e in waiting if e is not None]
-        spec = CampaignSpec.model_validate(campaign.spec)
         request = ctx.client.request(
             spec,
             batch_id,

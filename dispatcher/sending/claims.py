@@ -31,7 +31,7 @@ from dispatcher.errors import (
 )
 from dispatcher.operations import control
 from dispatcher.providers import Answer, Level, Request
-from dispatcher.sending import batch_states
+from dispatcher.sending import batch_states, care_window
 from dispatcher.sending.batch import (
     Outcome,
     SendContext,
@@ -249,6 +249,10 @@ def claim(
             batch_states.move(session, stopped, BatchState.PENDING)
             outcomes.update(dict.fromkeys(stopped, Outcome.SKIPPED))
         live = {b.id: b for b in batches if b.state == CampaignState.SENDING}
+        # A care window that closed since preparation: its person is skipped, not sent.
+        care_window.skip_closed(
+            session, {b: fanout.spec(session, live[b].campaign_id) for b in live}
+        )
         waiting = waiting_messages(session, list(live))
         empty = [batch_id for batch_id in live if not waiting.get(batch_id)]
         if empty:

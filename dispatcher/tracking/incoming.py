@@ -1,4 +1,5 @@
-"""Incoming (MO) messages: identities learned, care windows opened, opt-outs kept.
+"""Incoming (MO) messages: identities learned, care windows opened (with the business
+number written to), opt-outs kept.
 
 The provider says who sent the message (every identifier it names) and what they typed
 or chose (``IncomingReport``). A person opts out by sending one opt-out word alone,
@@ -46,14 +47,16 @@ def apply(
     words = get_settings().opt_out_keywords if opt_out_words is None else opt_out_words
     identifiers = list(book.identifiers_in(message.named_identifiers))
     book.learn(session, identifiers, "mo")
-    # A message from the person opens the 24-hour customer care window (seed 004).
+    # Seed 004: "When a WhatsApp user sends a message to a business's phone number a 24
+    # hour customer care window opens": with that number only ('' when not said).
     at = aware(message.timestamp) or datetime.now(UTC)
+    business = message.business_number or ""
     upsert_latest(
         session,
         CareWindow.__table__,  # type: ignore[arg-type]
-        "identifier",
+        ("business", "identifier"),
         "last_incoming_at",
-        [{"identifier": i, "last_incoming_at": at} for i in identifiers],
+        [{"business": business, "identifier": i, "last_incoming_at": at} for i in identifiers],
     )
     word = opt_out_word(message, words)
     if word is not None:

@@ -238,6 +238,15 @@ class IncomingMessage(_Wire):
             return (self.source,)
         return (self.source, *_named(self.custom_parameters))
 
+    @property
+    def business_number(self) -> str | None:
+        """``destination``: "The number the message is sent to" (seed 004 'Incoming
+        Messages'), as E.164."""
+        number = "".join((self.destination or "").split())
+        if not number:
+            return None
+        return number if number.startswith("+") else f"+{number}"
+
     def replies(self) -> Iterator[str]:
         """What the person typed or chose: the text, a template button's text and
         payload, an interactive button's or list row's title."""
@@ -281,6 +290,7 @@ class PhoneNumberInfo(_Wire):
             else None,
             limited="; ".join(self.additional_info or []) if "LIMITED" in states else None,
             tier=self.max_daily_conversations,
+            quality=self.quality_rating,
         )
 
 
