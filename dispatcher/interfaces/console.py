@@ -111,6 +111,8 @@ def summary(progress: CampaignProgress) -> Table:
         rows.append(("never sent", progress.cancelled, "campaign cancelled first"))
     if progress.awaiting_resend:
         rows.append(("awaiting resend", progress.awaiting_resend, "retryable failures"))
+    if progress.resent_to_phone:
+        rows.append(("resent to phone", progress.resent_to_phone, "BSUID not allowed (131062)"))
     if progress.in_doubt_batches:
         rows.append(("in doubt (batches)", progress.in_doubt_batches, "settled by DLRs only"))
     if progress.unsettled and progress.state != CampaignState.PREVIEWED:

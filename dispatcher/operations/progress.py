@@ -49,6 +49,8 @@ class Progress:
     cancelled: int = 0  # never sent: the campaign was cancelled first
     # Messages submitted per second over the last RATE_WINDOW_SECONDS.
     send_rate: float = 0.0
+    # Sent again to the person's phone number after 131062 (a BSUID not allowed).
+    resent_to_phone: int = 0
 
     @property
     def waiting_to_send(self) -> int:
@@ -150,6 +152,7 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         failures=failures,
         cancelled=int(by_status.get(MessageStatus.CANCELLED, 0)),
         send_rate=_send_rate(session, campaign_id),
+        resent_to_phone=_resent_to_phone(session, campaign_id),
     )
 
 
@@ -165,6 +168,11 @@ def _send_rate(session: Session, campaign_id: int) -> float:
         )
     )
     return (recent or 0) / RATE_WINDOW_SECONDS
+
+
+def _resent_to_phone(session: Session, campaign_id: int) -> int:
+    query = select(func.count(Message.rerouted_from)).where(Message.campaign_id == campaign_id)
+    return session.scalar(query) or 0
 
 
 def _failure_label(result_code: int | None, whatsapp_code: int | None) -> str:

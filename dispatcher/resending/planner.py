@@ -21,7 +21,7 @@ from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.spec import CampaignSpec
 from dispatcher.db import Batch, Campaign, Message
 from dispatcher.db.timestamps import aware
-from dispatcher.resending.policy import RetryClass, retry_class
+from dispatcher.resending.policy import BSUID_NOT_ALLOWED, RetryClass, retry_class
 from dispatcher.sending import batch_states
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 
@@ -34,6 +34,7 @@ STALE_SUBMITTING = timedelta(minutes=5)
 # worker held is handed out again by then).
 LOST_TASK = timedelta(hours=1)
 IN_DOUBT_NOTE = "resent: no report within the window after an unanswered request"
+TO_PHONE_NOTE = "resent to the phone number: the BSUID is not allowed for this message (131062)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,9 @@ def plan(session: Session, waits: Waits, now: datetime) -> int:
             Message.submitted_at,
             Message.failed_at,
             Message.expires_at,
+            Message.destination,
+            Message.identifiers,
+            Message.rerouted_from,
         )
         .join(Campaign, Campaign.id == Message.campaign_id)
         .where(
@@ -125,6 +129,9 @@ def plan(session: Session, waits: Waits, now: datetime) -> int:
     planned = 0
     for row in rows:
         policy = specs[row.campaign_id].resend
+        if _to_phone(session, row, policy.enabled, now):
+            planned += 1
+            continue
         kind = retry_class(row.whatsapp_error_code, row.result_code)
         at = policy.next_attempt(
             kind=kind,
@@ -145,6 +152,32 @@ def plan(session: Session, waits: Waits, now: datetime) -> int:
             .values(**values)
         )
     return planned
+
+
+def _to_phone(session: Session, row: Any, enabled: bool, now: datetime) -> bool:
+    """131062 for a BSUID of a person whose phone number is known: the message goes
+    once more, now, to the number (a report came, so LINK's 15 minutes do not apply).
+    The BSUID is kept (``rerouted_from``): status counts these, the report says it."""
+    if row.whatsapp_error_code != BSUID_NOT_ALLOWED or row.rerouted_from is not None:
+        return False
+    phone = next((i for i in row.identifiers or () if i.startswith("+")), None)
+    if not enabled or phone is None or row.destination.startswith("+"):
+        return False
+    expires_at = aware(row.expires_at)
+    if expires_at is not None and now >= expires_at:
+        return False
+    session.execute(
+        update(Message)
+        .where(Message.id == row.id, Message.status == MessageStatus.FAILED)
+        .values(
+            destination=phone,
+            rerouted_from=row.destination,
+            retry_class=RetryClass.TO_PHONE,
+            next_attempt_at=now,
+            result_description=TO_PHONE_NOTE,
+        )
+    )
+    return True
 
 
 def plan_in_doubt(session: Session, waits: Waits, now: datetime) -> int:

@@ -20,6 +20,13 @@ class RetryClass(StrEnum):
     MAINTENANCE = "maintenance"
     ECOSYSTEM = "ecosystem"
     FINAL = "final"
+    # Meta's 131062 (a BSUID is not allowed for this message, e.g. an authentication
+    # template): sent once more, to the person's phone number (``planner.plan``).
+    TO_PHONE = "to_phone"
+
+
+#: WhatsApp's "BSUID not allowed for this message" (seed 000).
+BSUID_NOT_ALLOWED = 131062
 
 
 #: WhatsApp error code -> retry class; everything not listed is final.

@@ -7,14 +7,23 @@ message, seed 000) is sent once more to the person's phone number when one is kn
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from dispatcher.campaigns.checks import preflight
+from dispatcher.campaigns.registration import create_campaign
 from dispatcher.db import Database
+from dispatcher.operations import progress
+from dispatcher.operations.reports import write_outcomes
+from dispatcher.preparation.prepare import prepare_campaign
+from dispatcher.resending import planner as resend
 from dispatcher.sending.batch import Outcome
 from tests.integration.resending.test_planner import (
+    SPEC,
     Stack,
     settled,
     start,
@@ -47,3 +56,34 @@ def test_contact_support_codes_are_final_not_resent(
     assert stack.resend_due() == []
     assert statuses(db) == {unknown: ("failed", 1, "final"), system: ("failed", 1, "final")}
     assert stack.received() == {unknown: 1, system: 1}
+
+
+BSUID_SPEC = SPEC.replace("recipients: people.csv", "recipients: people.csv\nsend_to: bsuid")
+
+
+def test_131062_for_a_bsuid_is_sent_once_more_to_the_known_phone_number(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    phone, bsuid = "+4741234541", "NO.13491208655302741941"
+    lone = "NO.13491208655302741942"  # no phone number known: stays failed
+    stack = stack_for({bsuid: [131062], lone: [131062]})
+    (tmp_path / "campaign.yaml").write_text(BSUID_SPEC)
+    (tmp_path / "people.csv").write_text(f"phone,bsuid,name\n{phone},{bsuid},A\n,{lone},B\n")
+    campaign_id = create_campaign(stack.db, preflight(tmp_path).loaded)
+    batches = prepare_campaign(stack.db, stack.client, campaign_id, reports_dir=tmp_path / "r")
+    assert set(stack.send(batches)) == {Outcome.SUBMITTED}
+    wait_for(settled(db, {bsuid: "failed", lone: "failed"}))
+    assert set(stack.resend_due()) == {Outcome.SUBMITTED}
+    wait_for(settled(db, {phone: "read"}))
+    assert stack.resend_due() == []
+    assert statuses(db) == {phone: ("read", 2, None), lone: ("failed", 1, "final")}
+    assert stack.received() == {bsuid: 1, phone: 1, lone: 1}
+    with db.session() as session:
+        shown = progress.progress(session, campaign_id)
+        handle = io.StringIO()
+        write_outcomes(handle, progress.outcomes(session, campaign_id))
+    assert shown is not None and shown.resent_to_phone == 1
+    lines = {r["destination"]: r for r in csv.DictReader(io.StringIO(handle.getvalue()))}
+    assert lines[phone]["result_description"] == resend.TO_PHONE_NOTE
+    assert (lines[phone]["status"], lines[phone]["attempts"]) == ("read", "2")
+    assert lines[lone]["whatsapp_error_code"] == "131062"
