@@ -32,11 +32,30 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dispatcher.audience import book
-from dispatcher.db.bulk import among, commit_without_waiting, plan_for_lookups, update_by_id
-from dispatcher.db.models import WAITING_REPORTS, Batch, Campaign, DeliveryReport, Message
+from dispatcher.db.bulk import (
+    among,
+    commit_without_waiting,
+    insert_ignoring_duplicates,
+    plan_for_lookups,
+    update_by_id,
+)
+from dispatcher.db.models import (
+    WAITING_REPORTS,
+    Batch,
+    Campaign,
+    DeliveryReport,
+    Message,
+    WhatsAppMessageId,
+)
 from dispatcher.db.timestamps import aware
 from dispatcher.preparation import media
-from dispatcher.providers import IncomingReport, InvalidReport, StatusReport, parse_callback
+from dispatcher.providers import (
+    IncomingReport,
+    InvalidReport,
+    Pricing,
+    StatusReport,
+    parse_callback,
+)
 from dispatcher.resending import policy as retry
 from dispatcher.status import BatchState, MessageStatus, advances, predecessors
 from dispatcher.tracking import incoming
@@ -78,7 +97,12 @@ _GOOD_NEWS = frozenset(
 # SQLite takes at most 32766 parameters per statement.
 _LOCK_CHUNK = 8000
 # What folding needs to know of a message as it is.
-_CURRENT = ("status", "sent_at", "delivered_at", "read_at", "failed_at")
+_CURRENT = ("status", "sent_at", "delivered_at", "read_at", "failed_at", "wa_message_id",
+            "pricing_model", "pricing_category", "pricing_type", "pricing_billable")  # fmt: skip
+_WA_IDS: Table = WhatsAppMessageId.__table__  # type: ignore[assignment]
+# Longer ids are not stored: a cut one would never match a reply's ``context.id``.
+_WA_ID_CHARS = 128
+_PRICING_CHARS = 32
 
 
 def apply_incoming(
@@ -129,8 +153,6 @@ def apply_dlrs(
     states: dict[int, ReportState] = {}
     now = datetime.now(UTC)
     plan_for_lookups(session)
-    groups = _identifier_groups(d for _, d in reports)
-    book.learn_many(session, groups, "dlr", known_groups=known_groups)
     pending: list[_Report] = []
     for report_id, dlr in reports:
         new = dlr.message_status
@@ -141,15 +163,35 @@ def apply_dlrs(
         else:
             pending.append(_Report(report_id, dlr, new, aware(dlr.timestamp) or now))
     by_message = _group_by_message(session, pending, states)
+    # Learned only from reports about a message we sent, naming the destination we
+    # used: a report about anything else cannot link two people in the book.
+    groups = _identifier_groups(
+        report.dlr
+        for row, matched in by_message.values()
+        for report in matched
+        if row.destination in book.identifiers_in(report.dlr.named_identifiers)
+    )
+    book.learn_many(session, groups, "dlr", known_groups=known_groups)
     changes: list[dict[str, Any]] = []
     media_errors: list[int] = []
+    wa_ids: list[dict[str, Any]] = []
     for message_id, (row, matched) in sorted(by_message.items()):
         values = _fold(row, matched)
         if values:
             if values.get("whatsapp_error_code") == media.MEDIA_UPLOAD_ERROR:
                 media_errors.append(message_id)
+            if "wa_message_id" in values:
+                wa_ids.append(
+                    {
+                        "wa_message_id": values["wa_message_id"],
+                        "message_id": message_id,
+                        "campaign_id": row.campaign_id,
+                    }
+                )
             changes.append({"id": message_id, "updated_at": now, **values})
     update_by_id(session, _MESSAGES, changes)
+    # Every id a message was known by: a reply may answer an attempt before a resend.
+    insert_ignoring_duplicates(session, _WA_IDS, wa_ids)
     limited = [c["id"] for c in changes if c.get("whatsapp_error_code") in RATE_LIMIT_CODES]
     if limited:
         note_rate_limited(session, limited)
@@ -209,7 +251,13 @@ def _select_locked(session: Session, column: Any, link_ids: list[str]) -> list[A
     rows: list[Any] = []
     for start in range(0, len(link_ids), _LOCK_CHUNK):
         rows += session.execute(
-            select(table.c.id, table.c.link_message_id, table.c.previous_link_message_id)
+            select(
+                table.c.id,
+                table.c.campaign_id,
+                table.c.link_message_id,
+                table.c.previous_link_message_id,
+                table.c.destination,
+            )
             .add_columns(*(table.c[c] for c in _CURRENT))
             .where(among(session, column, link_ids[start : start + _LOCK_CHUNK]))
             .order_by(table.c.id)
@@ -295,7 +343,32 @@ def _fold(row: Any, reports: list[_Report]) -> dict[str, Any]:
     for column, at in firsts.items():
         if getattr(row, column) is None:
             changes[column] = at
+    _what_whatsapp_said(row, reports, changes)
     return changes
+
+
+def _what_whatsapp_said(row: Any, reports: list[_Report], changes: dict[str, Any]) -> None:
+    """WhatsApp's message id and pricing that the reports carry (seed 004 DLR Example#1,
+    customParameters), where they differ from the message's; the last report saying
+    wins."""
+    wa_id: str | None = None
+    pricing: Pricing | None = None
+    for report in reports:
+        wa_id = report.dlr.whatsapp_message_id or wa_id
+        pricing = report.dlr.pricing or pricing
+    if wa_id is not None and len(wa_id) <= _WA_ID_CHARS and wa_id != row.wa_message_id:
+        changes["wa_message_id"] = wa_id
+    if pricing is None:
+        return
+    said = {
+        "pricing_model": pricing.model and pricing.model[:_PRICING_CHARS],
+        "pricing_category": pricing.category and pricing.category[:_PRICING_CHARS],
+        "pricing_type": pricing.type and pricing.type[:_PRICING_CHARS],
+        "pricing_billable": pricing.billable,
+    }
+    for column, value in said.items():
+        if value is not None and value != getattr(row, column):
+            changes[column] = value
 
 
 def _failure(dlr: StatusReport) -> dict[str, Any]:

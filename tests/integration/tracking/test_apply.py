@@ -103,6 +103,24 @@ def test_bsuids_in_a_report_are_learned_into_the_identity_book(db: Database) -> 
     assert len(set(keys.values())) == 1
 
 
+@pytest.mark.parametrize(
+    ("message_id", "destination"),
+    [("unknown", "+4791234567"), ("m1", "+4791234568"), ("m1", None)],
+    ids=["a message we never sent", "another destination than ours", "no destination"],
+)
+def test_a_report_teaches_the_book_only_about_a_message_we_sent_to_whom_we_sent_it(
+    db: Database, message_id: str, destination: str | None
+) -> None:
+    # A forged or stray report must not link a stranger's BSUID to one of our people.
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    custom = {"whatsappUserId": "NO.13491208655302741918"}
+    if destination is not None:
+        custom["destination"] = destination
+    receive(db, dlr(message_id, 112006, custom=custom))
+    with db.session() as session:
+        assert session.scalars(select(Identity.identifier)).all() == []
+
+
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"messageId": "x"}', b"\xff\xfe"])
 def test_an_unreadable_body_is_rejected_with_a_reason(body: bytes) -> None:
     with pytest.raises(tracking.InvalidReport, match=r"."):
