@@ -42,7 +42,7 @@ def write_campaign(folder: Path, level: str, people: int) -> None:
         "name: Control latency\n"
         f'sender: {{source: "{tp.SOURCE}", level: {level}}}\n'
         "template_category: marketing\n"
-        "message:\n  type: template\n  template:\n    name: bench_notice\n"
+        "message:\n  type: template\n  template:\n    name: bench_text_notice\n"
         "    language: en\n    components:\n      - type: body\n"
         '        parameters: [{type: text, text: "{first_name}"}]\n'
         "recipients: recipients.csv\n"

@@ -49,9 +49,6 @@ class Settings(BaseSettings):
         description="bearer token for the internal listener (metrics, campaign status); "
         "required when it listens off loopback",
     )
-    trusted_proxies: str = Field(
-        default="",
-        description="comma-separated addresses or networks of the reverse proxies in "
     stop_drain_seconds: float = Field(
         default=2.0,
         ge=0,
@@ -59,6 +56,9 @@ class Settings(BaseSettings):
         description="after SIGTERM, `dispatcher serve` answers /healthz 503 this long "
         "before it closes its listener, so a load balancer stops sending first",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses or networks of the reverse proxies in "
         "front of the webhook app, whose X-Forwarded-For names the caller",
     )
     opt_out_words: str = Field(

@@ -23,6 +23,27 @@ class MessageStatus(StrEnum):
     EXPIRED = "expired"  # validity ran out before it could be sent
     UNKNOWN = "unknown"  # 12409: LINK will send no further reports for it
     CANCELLED = "cancelled"  # never sent: its campaign was cancelled first
+    # Never sent: a check as its request was about to leave said no (why: the message's
+    # ``skip_reason``, e.g. the customer care window closed meanwhile).
+    SKIPPED = "skipped"
+
+
+class SkipReason(StrEnum):
+    """Why a message is ``skipped``: stored in ``messages.skip_reason``, shown by
+    ``dispatcher status`` and the per-person report."""
+
+    CARE_WINDOW_CLOSED = "care_window_closed"
+
+    @property
+    def description(self) -> str:
+        return _SKIP_DESCRIPTIONS[self]
+
+
+_SKIP_DESCRIPTIONS = {
+    SkipReason.CARE_WINDOW_CLOSED: "not sent: the 24-hour customer care window had closed "
+    "when its request was to leave (no message from this person to the sender's number "
+    "in the last 24 h)",
+}
 
 
 # Position on the road to the recipient. UNKNOWN sits between sent and delivered: a
@@ -58,6 +79,7 @@ SETTLED = frozenset(
         MessageStatus.EXPIRED,
         MessageStatus.UNKNOWN,
         MessageStatus.CANCELLED,
+        MessageStatus.SKIPPED,
     }
 )
 
@@ -68,9 +90,9 @@ def advances(old: MessageStatus, new: MessageStatus) -> bool:
     Failures end a message (our own resend is an explicit step, not a report);
     a failure cannot overrule a delivery; everything else only moves up the road.
     """
-    if old in _FAILURES or old is MessageStatus.CANCELLED:
+    if old in _FAILURES or old in (MessageStatus.CANCELLED, MessageStatus.SKIPPED):
         return False
-    if new is MessageStatus.CANCELLED:
+    if new in (MessageStatus.CANCELLED, MessageStatus.SKIPPED):
         return old in (MessageStatus.PENDING, MessageStatus.QUEUED)
     if new in _FAILURES:
         return old in _NOT_YET_DELIVERED

@@ -88,9 +88,14 @@ def insert_ignoring_duplicates(
 
 
 def upsert_latest(
-    session: Session, table: Table, key: str, column: str, rows: Sequence[dict[str, Any]]
+    session: Session,
+    table: Table,
+    key: str | Sequence[str],
+    column: str,
+    rows: Sequence[dict[str, Any]],
 ) -> None:
-    """Insert rows, or move ``column`` forward where a row with the same ``key`` exists."""
+    """Insert rows, or move ``column`` forward where a row with the same ``key`` (one
+    column or several) exists."""
     if not rows:
         return
     module: Any = postgresql if dialect_name(session) == "postgresql" else sqlite
@@ -99,7 +104,7 @@ def upsert_latest(
     current = table.c[column]
     session.execute(
         statement.on_conflict_do_update(
-            index_elements=[key],
+            index_elements=[key] if isinstance(key, str) else list(key),
             set_={column: case((newer > current, newer), else_=current)},
         ),
         list(rows),

@@ -196,6 +196,8 @@ class Message(Base):
     # The BSUID a 131062 failure (BSUID not allowed) moved the message away from, to the
     # person's phone number (``resending.planner``).
     rerouted_from: Mapped[str | None] = mapped_column(String(160))
+    # Why a ``skipped`` message was not sent (``sending.checks.SkipReason``).
+    skip_reason: Mapped[str | None] = mapped_column(String(32))
     # From the status reports (seed 004 DLR Example#1, customParameters): WhatsApp's own
     # id of the latest attempt (an incoming reply names it) and how WhatsApp prices it.
     # No index (updates stay HOT): ``WhatsAppMessageId`` finds a message by the id.
@@ -333,10 +335,12 @@ class Suppression(Base):
 
 
 class CareWindow(Base):
-    """When each identifier last wrote to us: the 24-hour customer care window."""
+    """When each identifier last wrote to a business number: the 24-hour customer care
+    window, which a message to that number opens (seed 004)."""
 
     __tablename__ = "care_windows"
 
+    business: Mapped[str] = mapped_column(String(32), primary_key=True)  # '' = not known
     identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
     last_incoming_at: Mapped[datetime] = mapped_column(index=True)
 
@@ -355,6 +359,43 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     last_campaign_id: Mapped[int | None] = mapped_column(BigId)
     last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Blob(Base):
+    """A file's content, once however many campaigns use it (``campaigns.inputs``)."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunks: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BlobChunk(Base):
+    __tablename__ = "blob_chunks"
+
+    sha256: Mapped[str] = mapped_column(
+        String(64), ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CampaignFile(Base):
+    """A campaign's input (spec, recipients, media: ``name`` as the spec names it) or
+    report (rejects), stored where every worker reaches it."""
+
+    __tablename__ = "campaign_files"
+    __table_args__ = (UniqueConstraint("campaign_id", "role", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64), ForeignKey("blobs.sha256"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

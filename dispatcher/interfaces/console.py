@@ -109,6 +109,8 @@ def summary(progress: CampaignProgress) -> Table:
         rows.append(("expired", progress.expired, "validity ran out before a send"))
     if progress.cancelled:
         rows.append(("never sent", progress.cancelled, "campaign cancelled first"))
+    for reason, count in sorted(progress.skipped.items()):
+        rows.append((f"skipped: {reason}", count, "not sent: see the report's skip_reason"))
     if progress.awaiting_resend:
         rows.append(("awaiting resend", progress.awaiting_resend, "retryable failures"))
     if progress.resent_to_phone:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -49,6 +49,8 @@ class Progress:
     cancelled: int = 0  # never sent: the campaign was cancelled first
     # Messages submitted per second over the last RATE_WINDOW_SECONDS.
     send_rate: float = 0.0
+    # Never sent, by ``SkipReason`` (e.g. the care window closed before their turn).
+    skipped: dict[str, int] = field(default_factory=dict)
     # Sent again to the person's phone number after 131062 (a BSUID not allowed).
     resent_to_phone: int = 0
 
@@ -121,6 +123,18 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
             .group_by(Message.result_code, Message.whatsapp_error_code)
         )
     }
+    skipped = (
+        {
+            str(reason or "unknown"): int(count)
+            for reason, count in session.execute(
+                select(Message.skip_reason, func.count())
+                .where(Message.campaign_id == campaign_id, Message.status == MessageStatus.SKIPPED)
+                .group_by(Message.skip_reason)
+            )
+        }
+        if by_status.get(MessageStatus.SKIPPED)
+        else {}
+    )
     in_doubt = session.scalar(
         select(func.count()).where(
             Batch.campaign_id == campaign_id, Batch.state == BatchState.IN_DOUBT
@@ -152,6 +166,7 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         failures=failures,
         cancelled=int(by_status.get(MessageStatus.CANCELLED, 0)),
         send_rate=_send_rate(session, campaign_id),
+        skipped=skipped,
         resent_to_phone=_resent_to_phone(session, campaign_id),
     )
 
@@ -216,6 +231,7 @@ def _message_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[obje
             Message.delivered_at,
             Message.read_at,
             Message.failed_at,
+            Message.skip_reason,
         )
         .where(Message.campaign_id == campaign_id)
         .order_by(Message.source_line)
@@ -242,4 +258,4 @@ def _merged_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[objec
     )
     for line, identifiers, description in rows:
         yield (line, " ".join(identifiers), None, MERGED, None, None, None, None,
-               description, None, None, None, None, None, None, None)  # fmt: skip
+               description, None, None, None, None, None, None, None, None)  # fmt: skip

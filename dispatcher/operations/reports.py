@@ -105,6 +105,7 @@ OUTCOME_COLUMNS = (
     "delivered_at",
     "read_at",
     "failed_at",
+    "skip_reason",  # why a ``skipped`` person was not sent (``status.SkipReason``)
 )
 
 

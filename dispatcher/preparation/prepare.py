@@ -25,9 +25,9 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -37,24 +37,27 @@ from dispatcher.audience import book
 from dispatcher.audience.passes import Audience
 from dispatcher.audience.recipients import Reject, normalise_header
 from dispatcher.campaigns import lifecycle
-from dispatcher.campaigns.spec import CampaignSpec, LoadedCampaign
-from dispatcher.db import Batch, Campaign, CareWindow, Database, Message, Suppression
+from dispatcher.campaigns.spec import CampaignSpec, LoadedCampaign, TemplateCategory
+from dispatcher.db import Batch, Campaign, Database, Message, Suppression
 from dispatcher.db.bulk import matching
-from dispatcher.db.timestamps import aware
 from dispatcher.errors import CampaignSpecError, DispatcherError
 from dispatcher.operations import control
 from dispatcher.operations.reports import write_rejects
 from dispatcher.preparation import media
 from dispatcher.preparation.batching import Known, Writer, members
 from dispatcher.preparation.inserts import Committer, Concurrent, record_merged
-from dispatcher.preparation.sender_checks import SenderCheck, check_sender, tier_room
+from dispatcher.preparation.sender_checks import (
+    SenderCheck,
+    check_sender,
+    check_template,
+    tier_room,
+)
 from dispatcher.providers import Level, Provider
+from dispatcher.sending import care_window
+from dispatcher.settings import get_settings
 from dispatcher.status import BatchState, CampaignState
 
 log = logging.getLogger(__name__)
-
-# Seed 004 'Template message' / '24 hour customer care window'.
-CARE_WINDOW = timedelta(hours=24)
 
 Dispatch = Callable[[list[str]], None]
 
@@ -113,6 +116,18 @@ def prepare_campaign(
         raise
 
 
+def _authentication(db: Database, campaign_id: int, spec: CampaignSpec) -> CampaignSpec:
+    """The provider lists the template as AUTHENTICATION: so it is, whatever the spec
+    says (seed 004 'BSUID Limitations': such templates cannot go to a BSUID). Stored, so
+    the send path and resends see it too."""
+    category = TemplateCategory.AUTHENTICATION
+    with db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is not None:
+            campaign.spec = {**campaign.spec, "template_category": category.value}
+    return spec.model_copy(update={"template_category": category})
+
+
 def _fail(db: Database, campaign_id: int, error: str) -> None:
     with contextlib.suppress(DispatcherError), db.session() as session:
         lifecycle.fail(session, campaign_id, error)
@@ -146,6 +161,9 @@ def _prepare(
             checked.level = Level.STANDARD
     else:
         checked = check_sender(client, spec)
+        template = check_template(client, spec, checked.notes)
+        if template is not None and template.authentication and not spec.authentication:
+            spec = _authentication(db, campaign_id, spec)
     for note in checked.notes:
         log.warning("campaign %s: %s", campaign_id, note)
     level = checked.level
@@ -179,7 +197,8 @@ def _prepare(
         if not opened:
             return []  # stopped, or prepared by a concurrent delivery of this task
         with db.session() as session:
-            room = tier_room(session, spec, checked.tier_cap)
+            portfolio = get_settings().portfolio_of(spec.sender.source)
+            room = tier_room(session, spec, checked.tier_cap, portfolio)
         written: list[str] = []
         if resuming and dispatch is not None:
             with db.session() as session:
@@ -268,8 +287,11 @@ def _lookups(
         audience.graph.link_book(book.lookup(session, audience.graph.number.keys()))
         everyone = audience.graph.number.keys()  # with the book's kin
         windows = None
-        if _needs_window(spec):
-            windows = audience.marks(_open_care_windows(session, everyone))
+        if care_window.needs_window(spec):
+            # Looked at again as each request leaves (``sending.care_window``).
+            windows = audience.marks(
+                care_window.open_windows(session, spec.sender.source, everyone)
+            )
         already: set[str] = set()
         next_seq = 1
         if resuming:
@@ -316,10 +338,6 @@ def _check_columns(loaded: LoadedCampaign, audience: Audience) -> None:
         raise CampaignSpecError(str(loaded.spec_path), problems)
 
 
-def _needs_window(spec: CampaignSpec) -> bool:
-    return not spec.is_template and spec.outside_care_window == "skip"
-
-
 def _written(session: Session, campaign_id: int) -> tuple[set[str], int]:
     """Identifiers of the people an interrupted preparation already wrote, and the
     sequence number its next batch takes."""
@@ -330,15 +348,3 @@ def _written(session: Session, campaign_id: int) -> tuple[set[str], int]:
         already.update(identifiers or [destination])
     last = session.scalar(select(func.max(Batch.seq)).where(Batch.campaign_id == campaign_id))
     return already, (last or 0) + 1
-
-
-def _open_care_windows(session: Session, identifiers: Collection[str]) -> set[str]:
-    since = datetime.now(UTC) - CARE_WINDOW
-    rows = matching(
-        session,
-        CareWindow.identifier,
-        identifiers,
-        CareWindow.identifier,
-        CareWindow.last_incoming_at,
-    )
-    return {identifier for identifier, last in rows if aware(last) >= since}

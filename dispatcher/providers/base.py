@@ -142,8 +142,6 @@ class TemplateInfo:
         return (self.category or "").upper() == "AUTHENTICATION"
 
 
-
-
 class SliceSender(Protocol):
     """Requests in flight at once within one event loop (``Provider.concurrent``): the
     fan-out sends a slice at a time through it, each request at its moment. Closed with

@@ -37,6 +37,7 @@ from dispatcher.simulator.validation import SchemaError, parse_message_request
 #: of the client's.
 SIMULATOR_INSTANCE_HEADER = "X-Simulator-Instance"
 _PLATFORM_REFUSED = "platformId or platformPartnerId is not allowed for this user"
+_SOURCE_PATH = "/platformId/{platform_id}/platformPartnerId/{platform_partner_id}/source/{source}"
 
 
 def create_app(config: SimulatorConfig | None = None) -> Starlette:
@@ -60,6 +61,8 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
                 phone_info,
                 methods=["GET"],
             ),
+            Route(f"{_SOURCE_PATH}/templates", list_templates, methods=["GET"]),
+            Route(f"{_SOURCE_PATH}/templates/{{template_id}}", get_template, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/_simulator/stats", stats, methods=["GET"]),
             Route("/_simulator/requests", recorded_requests, methods=["GET"]),
@@ -163,6 +166,39 @@ async def phone_info(request: Request) -> Response:
         return error_response(BAD_REQUEST, "source must be an MSISDN")
     level = simulator.level_of(source)
     return JSONResponse(phone_number_info(simulator.config, source, level))
+
+
+def _template_access(request: Request) -> Response | None:
+    """The checks of the phone number information API, for the template endpoints."""
+    simulator = _simulator(request)
+    code = simulator.auth.check(request.headers.get("authorization"))
+    if code is not None:
+        return error_response(code)
+    params = request.path_params
+    if not simulator.allows(params["platform_id"], params["platform_partner_id"]):
+        return error_response(NO_ACCESS, _PLATFORM_REFUSED)
+    if not MSISDN_RE.fullmatch(params["source"]):
+        return error_response(BAD_REQUEST, "source must be an MSISDN")
+    return None
+
+
+async def list_templates(request: Request) -> Response:
+    """Seed 004 'List Templates', in Meta's format (one page, no cursor)."""
+    refused = _template_access(request)
+    if refused is not None:
+        return refused
+    return JSONResponse({"data": _simulator(request).templates.listed})
+
+
+async def get_template(request: Request) -> Response:
+    """Seed 004 'Get Template' by its id."""
+    refused = _template_access(request)
+    if refused is not None:
+        return refused
+    found = _simulator(request).templates.by_id(request.path_params["template_id"])
+    if found is None:
+        return error_response(BAD_REQUEST, "no template with this id")
+    return JSONResponse(found)
 
 
 async def healthz(request: Request) -> Response:

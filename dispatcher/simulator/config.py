@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatcher.simulator.templates import default_templates
 
 Level = Literal["STANDARD", "HIGH"]
 HealthStatus = Literal["AVAILABLE", "LIMITED", "BLOCKED"]
@@ -68,6 +70,15 @@ class SimulatorConfig(BaseSettings):
     # errors, request can be reissued later", or 112500).
     upload_failures: int = Field(default=0, ge=0)
     upload_failure_code: Literal[112500, 112503] = 112503
+
+    # The sender's message templates in Meta's format (List Templates), replacing the
+    # default list (``templates.default_templates``): a template message that names
+    # none of them, or gives other parameter counts, fails as Meta fails it.
+    templates: list[dict[str, Any]] = Field(default_factory=default_templates)
+    # People (destinations) whose 24-hour customer care window is open; when set, a
+    # message other than a template to anyone else fails with 131047. Unset: not judged
+    # (the simulator does not see what people write to the business).
+    open_care_windows: list[str] | None = None
 
     @field_validator("gates")
     @classmethod

@@ -25,6 +25,7 @@ from dispatcher.simulator.dlr import Delivery
 from dispatcher.simulator.identity import ContactBook
 from dispatcher.simulator.ids import IdFactory
 from dispatcher.simulator.state import Accounting, MediaRecord
+from dispatcher.simulator.templates import OUTSIDE_CARE_WINDOW, TemplateBook
 from dispatcher.simulator.validation import ParsedMessage, ParsedRequest
 
 # The books only grow during a run (a few objects per message). Every so many requests
@@ -61,6 +62,9 @@ class Simulator:
         self.recorded: list[bytes] = []  # accepted request bodies, if config.record_requests
         self.receipts: list[tuple[float, int]] = []  # (time, messages) of each, likewise
         self._attempts: Counter[str] = Counter()  # sends per destination, for scripted fates
+        self.templates = TemplateBook(config.templates)
+        windows = config.open_care_windows
+        self._open_windows = None if windows is None else frozenset(windows)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -165,7 +169,9 @@ class Simulator:
                     statuses = (
                         scripted
                         if scripted is not None
-                        else self._fate(message, over_level and self.config.enforce_level)
+                        else self._fate(
+                            message, destination, over_level and self.config.enforce_level
+                        )
                     )
                     if not statuses:
                         continue  # scripted silence: accepted, never reported
@@ -195,8 +201,16 @@ class Simulator:
         code = script[attempt]
         return (Status(112403, f"(#{code}) scripted failure", f"scripted WhatsApp error {code}"),)
 
-    def _fate(self, message: ParsedMessage, throttled: bool) -> tuple[Status, ...]:
+    def _fate(
+        self, message: ParsedMessage, destination: str, throttled: bool
+    ) -> tuple[Status, ...]:
         """The statuses one message will go through, decided at acceptance."""
+        if message.template is not None:
+            failure = self.templates.failure(message.template)
+            if failure is not None:
+                return (failure,)
+        elif self._open_windows is not None and destination not in self._open_windows:
+            return (OUTSIDE_CARE_WINDOW,)
         media = self._books.media
         if any(media_id not in media for media_id in message.media_ids):
             return (MEDIA_UPLOAD_ERROR,)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher.simulator.identity import MSISDN_RE, Kind, classify
+from dispatcher.simulator.templates import TemplateUse
 
 # Seed 'MessageRequest': priority is Enum <LOW,NORMAL,HIGH>.
 PRIORITIES = frozenset({"LOW", "NORMAL", "HIGH"})
@@ -40,6 +41,7 @@ class ParsedMessage:
     dlr_type: str
     is_template: bool
     media_ids: tuple[str, ...]
+    template: TemplateUse | None = None  # what a template message fills
 
 
 @dataclass(slots=True)
@@ -173,7 +175,27 @@ def _message(message: object, path: str) -> ParsedMessage:
         dlr_type = "MediaTemplateMessage" if has_media else "TemplateMessage"
     else:
         dlr_type = kind
-    return ParsedMessage(dlr_type, kind == "template", tuple(ids))
+    use = _template_use(message) if kind == "template" else None
+    return ParsedMessage(dlr_type, kind == "template", tuple(ids), use)
+
+
+def _template_use(message: JsonObject) -> TemplateUse:
+    """Name, language and the parameters each component gives (components may sit in
+    the template or beside it, as the seed's examples write them)."""
+    template = message["template"]
+    components = template.get("components") or message.get("components") or []
+    counts = {"header": 0, "body": 0, "button": 0}
+    carousel = False
+    for component in components:
+        if isinstance(component, dict):
+            kind = component.get("type")
+            if kind in counts:
+                parameters = component.get("parameters")
+                counts[kind] += len(parameters) if isinstance(parameters, list) else 0
+            carousel = carousel or kind == "carousel"
+    language = template["language"]["code"]
+    return TemplateUse(template["name"], language, counts["header"], counts["body"],
+                       counts["button"], carousel)  # fmt: skip
 
 
 def _collect_media(node: object, ids: list[str]) -> bool:

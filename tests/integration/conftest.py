@@ -270,7 +270,7 @@ sender: {source: "+4790000000", level: STANDARD}
 template_category: marketing
 message:
   type: template
-  template: {name: hello, language: en}
+  template: {name: hello_world, language: en_US}
 recipients: people.csv
 default_region: "NO"
 batch_size: 5

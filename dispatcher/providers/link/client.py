@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,8 @@ from dispatcher.errors import (
     LinkRequestError,
     LinkTransientError,
 )
-from dispatcher.providers.base import Request, SenderInfo, UploadedMedia
+from dispatcher.providers.base import Request, SenderInfo, TemplateInfo, UploadedMedia
+from dispatcher.providers.link import templates
 from dispatcher.providers.link.codes import QUEUED, REQUEST_ERRORS, error_class_for
 from dispatcher.providers.link.models import (
     EncodedRequest,
@@ -59,6 +61,11 @@ _NOT_PROCESSED = frozenset({429, 503})
 _JSON = {"Content-Type": "application/json"}
 #: Request envelopes (the fields a campaign's requests share) a client keeps.
 ENVELOPES_KEPT = 64
+#: How long a sender's template list is kept: campaigns starting together ask once,
+#: and a template approved or paused a minute ago is seen.
+TEMPLATES_KEPT_SECONDS = 60.0
+#: List Templates pages read at most (Meta pages by 25 by default).
+TEMPLATE_PAGES = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,7 @@ class LinkClient:
             ),
         )
         self._envelopes: dict[tuple[Any, ...], Envelope] = {}
+        self._templates: dict[str, tuple[float, list[TemplateInfo]]] = {}
 
     @property
     def account(self) -> str:
@@ -215,14 +223,59 @@ class LinkClient:
         """Level, health and tier from the phone number information API."""
         return self.phone_number_info(source).sender_info()
 
-    def phone_number_info(self, source: str) -> PhoneNumberInfo:
-        """Phone number information API: level, tier and health of a sender."""
+    def templates(self, source: str) -> list[TemplateInfo]:
+        """List Templates (seed 004), every page; kept ``TEMPLATES_KEPT_SECONDS`` per
+        sender, so campaigns starting together ask once."""
+        now = time.monotonic()
+        kept = self._templates.get(source)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        found: list[TemplateInfo] = []
+        after: str | None = None
+        for _ in range(TEMPLATE_PAGES):
+            params = {"after": after} if after else None
+            body = self._get_json(f"{self._source_path(source)}/templates", "template list", params)
+            try:
+                page, after = templates.read_list(body)
+            except ValueError as exc:
+                raise LinkRequestError(f"unreadable template list: {exc}", http_status=200) from exc
+            found.extend(page)
+            if after is None:
+                break
+        self._templates[source] = (now + TEMPLATES_KEPT_SECONDS, found)
+        return found
+
+    def template(self, source: str, template_id: str) -> TemplateInfo:
+        """Get Template (seed 004): one template by its id."""
+        path = f"{self._source_path(source)}/templates/{quote(template_id, safe='')}"
+        try:
+            return templates.read_one(self._get_json(path, "template"))
+        except ValueError as exc:
+            raise LinkRequestError(f"unreadable template: {exc}", http_status=200) from exc
+
+    def _source_path(self, source: str) -> str:
         creds = self.credentials
-        path = (
+        return (
             f"/platformId/{quote(creds.platform_id, safe='')}"
             f"/platformPartnerId/{quote(creds.platform_partner_id, safe='')}"
             f"/source/{quote(source, safe='')}"
         )
+
+    def _get_json(self, path: str, what: str, params: dict[str, str] | None = None) -> Any:
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise LinkTransientError(f"{what} failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise _error_from(response.status_code, response.content)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise LinkRequestError(f"unreadable {what}: not JSON", http_status=200) from exc
+
+    def phone_number_info(self, source: str) -> PhoneNumberInfo:
+        """Phone number information API: level, tier and health of a sender."""
+        path = self._source_path(source)
         try:
             response = self._http.get(path)
         except httpx.HTTPError as exc:

@@ -162,6 +162,10 @@ message:
     components:
       - type: body
         parameters: [{type: text, text: "{code}"}]
+      - type: button
+        subType: url
+        index: 0
+        parameters: [{type: text, text: "{code}"}]
 recipients: people.csv
 """
 
@@ -191,7 +195,11 @@ def test_a_text_message_reaches_only_people_inside_the_care_window(
     ctx: SendContext, simulator: str, tmp_path: Path
 ) -> None:
     incoming = json.dumps(
-        {"source": "+4741234531", "content": {"message": {"contentType": "TEXT", "text": "hi"}}}
+        {
+            "source": "+4741234531",
+            "destination": "+4790000000",  # the sender's number: its window opens
+            "content": {"message": {"contentType": "TEXT", "text": "hi"}},
+        }
     ).encode()
     with ctx.db.session() as session:
         report_id = store_body(session, "mo", incoming)

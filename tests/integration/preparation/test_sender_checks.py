@@ -3,6 +3,7 @@ messaging tier, the level and the spec's ceiling (through the simulator, over HT
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,10 +13,11 @@ from sqlalchemy import select
 
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
-from dispatcher.db import Batch, Campaign, Database
+from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.preparation import prepare
 from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.sending import windows
+from dispatcher.settings import get_settings
 from dispatcher.status import BatchState, CampaignState
 
 SPEC = """\
@@ -24,7 +26,7 @@ sender: {source: "+4790000000"SENDER_EXTRA}
 template_category: marketing
 message:
   type: template
-  template: {name: hello, language: en}
+  template: {name: hello_world, language: en_US}
 recipients: people.csv
 batch_size: 50
 """
@@ -128,3 +130,90 @@ def test_a_spec_level_above_what_link_reports_is_lowered_with_a_note(
     found = campaign(db, prepared(db, link, tmp_path, 3, ", level: HIGH"))
     assert (found.level, found.rate_per_second) == ("STANDARD", 80)
     assert any("LINK reports STANDARD" in n for n in found.notes or [])
+
+
+@pytest.mark.parametrize("simulator", [{"quality_rating": "RED"}], indirect=True)
+def test_a_red_quality_rating_is_a_warning_before_the_start(
+    db: Database, link: LinkClient, tmp_path: Path
+) -> None:
+    found = campaign(db, prepared(db, link, tmp_path, 3))
+    assert found.state == CampaignState.SENDING
+    assert any("quality rating RED" in n for n in found.notes or [])
+
+
+@pytest.mark.parametrize(
+    ("simulator", "state"),
+    [
+        ({"quality_rating": "RED"}, CampaignState.FAILED),
+        ({"quality_rating": "YELLOW"}, CampaignState.SENDING),
+        ({"quality_rating": "NA"}, CampaignState.SENDING),  # a new number: no rating yet
+    ],
+    indirect=["simulator"],
+    ids=["red", "yellow", "not-yet-rated"],
+)
+def test_min_quality_refuses_a_number_rated_below_it(
+    db: Database, link: LinkClient, tmp_path: Path, state: CampaignState
+) -> None:
+    found = campaign(db, prepared(db, link, tmp_path, 3, ", min_quality: YELLOW"))
+    assert found.state == state
+    if state == CampaignState.FAILED:
+        assert "quality rating RED, below sender.min_quality YELLOW" in (found.error or "")
+
+
+SIBLING = "+4790000001"
+
+
+def sent_yesterday_evening(db: Database, folder: Path, message: str, people: int) -> None:
+    """A campaign of the sibling number that reached ``people`` people an hour ago."""
+    folder.mkdir(parents=True)
+    spec = SPEC.replace("+4790000000", SIBLING).replace("SENDER_EXTRA", "")
+    spec = spec.replace("template_category: marketing\n", "")
+    spec = spec.replace(TEMPLATE, message)
+    (folder / "campaign.yaml").write_text(spec)
+    rows = "\n".join(f"+479{n:07d}" for n in range(2000001, 2000001 + people))
+    (folder / "people.csv").write_text(f"phone\n{rows}\n")
+    campaign_id = create_campaign(db, load_campaign(folder))
+    with db.session() as session:
+        session.add_all(
+            Message(campaign_id=campaign_id, identity_key=f"+479{n:07d}",
+                    destination=f"+479{n:07d}", source_line=n, params={}, status="delivered",
+                    submitted_at=datetime.now(UTC) - timedelta(hours=1))
+            for n in range(2000001, 2000001 + people)
+        )  # fmt: skip
+
+
+TEMPLATE = "  type: template\n  template: {name: hello_world, language: en_US}\n"
+TEXT = '  type: text\n  text: {body: "Thanks for writing"}\n'
+
+
+@pytest.mark.parametrize(
+    ("portfolio", "message", "sent_now"),
+    [
+        ({"acme": ["+4790000000", SIBLING]}, TEMPLATE, 50),  # 200 of 250 used by the sibling
+        ({}, TEMPLATE, 100),  # another portfolio: its people do not count here
+        ({"acme": ["+4790000000", SIBLING]}, TEXT, 100),  # answers in a care window: free
+    ],
+    ids=["same-portfolio", "own-portfolio", "not-business-initiated"],
+)
+@pytest.mark.parametrize("simulator", [{"messaging_tier": "TIER_250"}], indirect=True)
+def test_the_tier_counts_template_messages_of_every_sender_of_the_portfolio(
+    db: Database,
+    link: LinkClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    portfolio: dict[str, list[str]],
+    message: str,
+    sent_now: int,
+) -> None:
+    monkeypatch.setenv("SENDER_PORTFOLIOS", json.dumps(portfolio))
+    get_settings.cache_clear()
+    try:
+        sent_yesterday_evening(db, tmp_path / "sibling", message, 200)
+        campaign_id = prepared(db, link, tmp_path / "c", 100)
+    finally:
+        get_settings.cache_clear()
+    with db.session() as session:
+        batches = session.execute(
+            select(Batch.state, Batch.size).where(Batch.campaign_id == campaign_id)
+        ).all()
+    assert sum(b.size for b in batches if b.state == BatchState.PENDING) == sent_now

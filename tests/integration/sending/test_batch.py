@@ -16,6 +16,7 @@ SPEC = CampaignSpec.model_validate(
         "name": "t",
         "sender": {"source": "+4790000000", "level": "STANDARD"},
         "message": {"type": "text", "text": "hello"},
+        "outside_care_window": "send",  # no care window is looked at here
         "recipients": ["people.csv"],
     }
 )
