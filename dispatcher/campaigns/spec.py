@@ -249,6 +249,11 @@ class CampaignSpec(_Spec):
         "that divides the sender's level (STANDARD 80 at 50: 40), so they fill each second",
     )
     priority: Priority = Priority.NORMAL
+    log_message_content: bool = Field(
+        default=False,
+        description="ask LINK to log the messages' content (customParameters "
+        "ott.whatsapp.logMessageContent), so LINK Support can find them by it",
+    )
     validity_minutes: int | None = Field(
         default=None, ge=1, le=30 * 24 * 60, description="LINK defaults to 48 h"
     )

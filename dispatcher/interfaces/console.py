@@ -8,6 +8,7 @@ from typing import Literal
 
 from rich import box
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -121,6 +122,7 @@ def summary(progress: CampaignProgress) -> Table:
         rows.append(("awaiting outcome", progress.unsettled, ""))
     for label, count in sorted(progress.failures.items(), key=lambda item: -item[1]):
         rows.append((f"  failed {label}", count, ""))
+    rows += _pricing_and_replies(progress)
     for label, count, note in rows:
         table.add_row(label, str(count), note)
     if progress.rate_per_second and progress.state == CampaignState.SENDING:
@@ -130,6 +132,29 @@ def summary(progress: CampaignProgress) -> Table:
         table.add_row("send rate limit", f"{effective}/s", f"{factor:.0%} of {progress.level} "
                       f"({progress.rate_per_second}/s) {note}".strip())  # fmt: skip
     return table
+
+
+def _pricing_and_replies(progress: CampaignProgress) -> list[tuple[str, int, str]]:
+    """Billable messages by WhatsApp's pricing category (what LINK's reports say; the
+    price is the account's rate card), then replies and the buttons chosen."""
+    rows: list[tuple[str, int, str]] = []
+    for category, count in progress.billable.items():
+        rows.append((f"billable: {category}", count, "WhatsApp pricing category"))
+    for category, count in progress.not_billable.items():
+        rows.append((f"not billable: {category}", count, "WhatsApp pricing category"))
+    if progress.replies:
+        people = progress.people_replied
+        rows.append(
+            (
+                "replies",
+                progress.replies,
+                f"from {people} " + ("person" if people == 1 else "people"),
+            )
+        )
+    for button, count in progress.reply_buttons.items():
+        # The person's own words: shown as text, never read as markup.
+        rows.append((f"  chose {escape(button)}", count, "button or list reply"))
+    return rows
 
 
 def overview(campaigns: list[CampaignProgress], width: int = 80) -> Group:

@@ -9,13 +9,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.lifecycle import unsettled
-from dispatcher.db import Batch, Campaign, MergedRow, Message
+from dispatcher.db import Batch, Campaign, MergedRow, Message, Reply
 from dispatcher.masking import mask
+from dispatcher.operations.reports import OUTCOME_COLUMNS
 from dispatcher.status import BatchState, CampaignState, MessageStatus
+from dispatcher.tracking import replies
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +51,19 @@ class Progress:
     cancelled: int = 0  # never sent: the campaign was cancelled first
     # Messages submitted per second over the last RATE_WINDOW_SECONDS.
     send_rate: float = 0.0
-    # Never sent, by ``SkipReason`` (e.g. the care window closed before their turn).
-    skipped: dict[str, int] = field(default_factory=dict)
     # Sent again to the person's phone number after 131062 (a BSUID not allowed).
     resent_to_phone: int = 0
+    # Never sent, by ``SkipReason`` (e.g. the care window closed before their turn).
+    skipped: dict[str, int] = field(default_factory=dict)
+    # Messages by WhatsApp's pricing category, billable or not, as the status reports
+    # say (seed 004 DLR Example#1); the price is the account's rate card, not known here.
+    billable: dict[str, int] = field(default_factory=dict)
+    not_billable: dict[str, int] = field(default_factory=dict)
+    # Incoming messages answering the campaign's messages (``tracking.replies``), the
+    # people who sent them, and the buttons and list rows chosen, by choice.
+    replies: int = 0
+    people_replied: int = 0
+    reply_buttons: dict[str, int] = field(default_factory=dict)
 
     @property
     def waiting_to_send(self) -> int:
@@ -105,13 +116,20 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
             func.coalesce(func.sum(case((Message.status == MessageStatus.EXPIRED, 1), else_=0)), 0),
         ).where(Message.campaign_id == campaign_id)
     ).one()
-    by_status = dict(
-        session.execute(
-            select(Message.status, func.count())
-            .where(Message.campaign_id == campaign_id)
-            .group_by(Message.status)
-        ).all()
-    )
+    # Pricing comes in the same pass over the campaign's messages as the statuses.
+    by_status: dict[str, int] = {}
+    billable: dict[str, int] = {}
+    not_billable: dict[str, int] = {}
+    for status, category, is_billable, count in session.execute(
+        select(Message.status, Message.pricing_category, Message.pricing_billable, func.count())
+        .where(Message.campaign_id == campaign_id)
+        .group_by(Message.status, Message.pricing_category, Message.pricing_billable)
+    ):
+        by_status[status] = by_status.get(status, 0) + count
+        if is_billable is not None:
+            priced = billable if is_billable else not_billable
+            label = category or "not said"
+            priced[label] = priced.get(label, 0) + count
     failures = {
         _failure_label(result_code, whatsapp_code): count
         for result_code, whatsapp_code, count in session.execute(
@@ -166,9 +184,37 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         failures=failures,
         cancelled=int(by_status.get(MessageStatus.CANCELLED, 0)),
         send_rate=_send_rate(session, campaign_id),
-        skipped=skipped,
         resent_to_phone=_resent_to_phone(session, campaign_id),
+        skipped=skipped,
+        billable=dict(sorted(billable.items())),
+        not_billable=dict(sorted(not_billable.items())),
+        **_replies(session, campaign_id),
     )
+
+
+def _replies(session: Session, campaign_id: int) -> dict[str, Any]:
+    """Replies to the campaign's messages, the people who replied, and the choices
+    made, by button (most chosen first)."""
+    total, people = session.execute(
+        select(func.count(), func.count(func.distinct(Reply.message_id))).where(
+            Reply.campaign_id == campaign_id
+        )
+    ).one()
+    if not total:
+        return {}
+    buttons: dict[str, int] = {}
+    for button, label, count in session.execute(
+        select(Reply.button, Reply.label, func.count())
+        .where(
+            Reply.campaign_id == campaign_id,
+            or_(Reply.button.is_not(None), Reply.label.is_not(None)),
+        )
+        .group_by(Reply.button, Reply.label)
+    ):
+        shown = replies.button_label(button, label)
+        buttons[shown] = buttons.get(shown, 0) + count
+    ranked = dict(sorted(buttons.items(), key=lambda item: (-item[1], item[0])))
+    return {"replies": int(total), "people_replied": int(people), "reply_buttons": ranked}
 
 
 #: The send rate shown is over this many seconds.
@@ -232,15 +278,39 @@ def _message_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[obje
             Message.read_at,
             Message.failed_at,
             Message.skip_reason,
+            Message.wa_message_id,
+            Message.pricing_category,
+            Message.pricing_billable,
+            Message.id,
         )
         .where(Message.campaign_id == campaign_id)
         .order_by(Message.source_line)
         .execution_options(yield_per=1000)
     )
+    answers = _replies_by_message(session, campaign_id)
     for row in rows:
         values = list(row)
         values[1] = " ".join(values[1] or [])
+        chosen = answers.get(values.pop())
+        if values[-1] is not None:  # billable, spelt as LINK reports it
+            values[-1] = "true" if values[-1] else "false"
+        if chosen is None:
+            values += [0, None]
+        else:
+            values += [len(chosen), "; ".join(dict.fromkeys(c for c in chosen if c)) or None]
         yield tuple(values)
+
+
+def _replies_by_message(session: Session, campaign_id: int) -> dict[int, list[str]]:
+    """Each replied-to message's replies, as the choices they made ('' for none)."""
+    found: dict[int, list[str]] = {}
+    for message_id, button, label in session.execute(
+        select(Reply.message_id, Reply.button, Reply.label)
+        .where(Reply.campaign_id == campaign_id)
+        .order_by(Reply.received_at, Reply.id)
+    ):
+        found.setdefault(message_id, []).append(replies.button_label(button, label))
+    return found
 
 
 def _merged_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]:
@@ -256,6 +326,7 @@ def _merged_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[objec
         .order_by(MergedRow.line, MergedRow.id)
         .execution_options(yield_per=1000)
     )
+    rest = (None,) * (len(OUTCOME_COLUMNS) - 9)
     for line, identifiers, description in rows:
         yield (line, " ".join(identifiers), None, MERGED, None, None, None, None,
-               description, None, None, None, None, None, None, None, None)  # fmt: skip
+               description, *rest)  # fmt: skip

@@ -106,6 +106,11 @@ OUTCOME_COLUMNS = (
     "read_at",
     "failed_at",
     "skip_reason",  # why a ``skipped`` person was not sent (``status.SkipReason``)
+    "whatsapp_message_id",  # WhatsApp's id of the latest attempt (waMessageId)
+    "pricing_category",  # as the status reports say (marketing, utility, service...)
+    "billable",
+    "replies",  # incoming messages answering this person's message
+    "reply_buttons",  # the buttons or list rows they chose, in order, once each
 )
 
 

@@ -178,10 +178,13 @@ class Provider(Protocol):
         *,
         valid_until: datetime | None,
         event_report_gate: str | None,
+        campaign_id: int,
     ) -> Request:
         """The request of a batch: ``messages`` for ``destinations``, identified by
         ``batch_id``, not delivered after ``valid_until``; its status reports go to
-        ``event_report_gate`` where the provider routes reports per request."""
+        ``event_report_gate`` where the provider routes reports per request. It names
+        its campaign and batch where the provider keeps such tags (LINK's
+        ``customParameters``), for the provider's support and its reports."""
         ...
 
     def send(self, request: Request) -> Answer:
@@ -260,6 +263,38 @@ class StatusReport(Protocol):
         identity book; empty when it names none."""
         ...
 
+    @property
+    def whatsapp_message_id(self) -> str | None:
+        """WhatsApp's own id of the message (a reply names it), when given."""
+        ...
+
+    @property
+    def pricing(self) -> Pricing | None:
+        """How WhatsApp prices the message, when the report says."""
+        ...
+
+
+class Pricing(NamedTuple):
+    """WhatsApp's pricing of a message as a status report gives it (seed 004 DLR
+    Example#1: ``pricingModel``, ``pricingCategory``, ``pricingType``,
+    ``pricingBillable``); what it costs is the account's rate card, not known here."""
+
+    model: str | None = None
+    category: str | None = None
+    type: str | None = None
+    billable: bool | None = None
+
+
+class ReplyContext(NamedTuple):
+    """What an incoming message answers: WhatsApp's id of one of our messages, and the
+    choice it carries (a template button's payload and text, an interactive button's or
+    list row's id and title)."""
+
+    wa_message_id: str
+    kind: str  # the provider's content type, lower case: text, button, interactive...
+    button: str | None = None
+    label: str | None = None
+
 
 class IncomingReport(Protocol):
     """A message a person sent to the sender."""
@@ -280,6 +315,17 @@ class IncomingReport(Protocol):
 
     def replies(self) -> Iterator[str]:
         """What the person typed or chose: texts, button texts and payloads, titles."""
+        ...
+
+    @property
+    def message_id(self) -> str | None:
+        """The provider's id of this incoming message (a body delivered twice names the
+        same one), when given."""
+        ...
+
+    @property
+    def reply_context(self) -> ReplyContext | None:
+        """The message of ours it answers, when it says (None: not a reply)."""
         ...
 
 

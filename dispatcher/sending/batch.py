@@ -195,6 +195,7 @@ def _claim(ctx: SendContext, batch_id: str, claimer: str) -> tuple[Request, time
             batch.payload["messages"],
             valid_until=valid_until(spec, min(expiries) if expiries else None),
             event_report_gate=ctx.event_report_gate,
+            campaign_id=campaign.id,
         )
         return request, spec.validity
 

@@ -277,7 +277,7 @@ def claim(
             request = provider.request(
                 spec, batch_id, [destination for _, destination, _ in messages],
                 sender.messages[batch_id], valid_until=until,
-                event_report_gate=ctx.event_report_gate,
+                event_report_gate=ctx.event_report_gate, campaign_id=batch.campaign_id,
             )  # fmt: skip
             claimed[batch_id] = Claimed(
                 request, spec.validity, [m for m, _, _ in messages], batch.campaign_id

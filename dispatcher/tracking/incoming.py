@@ -20,6 +20,7 @@ from dispatcher.db.models import CareWindow, DeliveryReport, Suppression
 from dispatcher.db.timestamps import aware
 from dispatcher.providers import IncomingReport
 from dispatcher.settings import get_settings
+from dispatcher.tracking import replies
 from dispatcher.tracking.intake import ReportState
 
 # Punctuation people add around a keyword ("Stop.", "'STOP'") without changing it.
@@ -65,6 +66,7 @@ def apply(
             Suppression.__table__,  # type: ignore[arg-type]
             [{"identifier": i, "reason": f"opt-out keyword {word.upper()!r}"} for i in identifiers],
         )
+    replies.record(session, report_id, message)
     session.execute(
         update(DeliveryReport)
         .where(DeliveryReport.id == report_id)

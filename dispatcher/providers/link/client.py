@@ -143,12 +143,14 @@ class LinkClient:
         *,
         valid_until: datetime | None,
         event_report_gate: str | None,
+        campaign_id: int,
     ) -> EncodedRequest:
         """The MessageRequest of a batch (its ``refId``), encoded; platform ids from the
-        spec, else the account's."""
+        spec, else the account's; ``customParameters`` name the campaign and batch."""
         sender = spec.sender
         key = (sender.platform_id, sender.platform_partner_id, spec.priority,
-               event_report_gate, sender.source, *sender.platform_service)  # fmt: skip
+               event_report_gate, sender.source, campaign_id,
+               spec.log_message_content, *sender.platform_service)  # fmt: skip
         envelope = self._envelopes.get(key)
         if envelope is None:
             if len(self._envelopes) >= ENVELOPES_KEPT:
@@ -161,6 +163,8 @@ class LinkClient:
                 priority=spec.priority,
                 event_report_gate=event_report_gate,
                 source=sender.source,
+                campaign_id=campaign_id,
+                log_message_content=spec.log_message_content,
                 platform_service=sender.platform_service,
             )
         return EncodedRequest(

@@ -15,7 +15,7 @@ import orjson
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from dispatcher.providers.base import Level, Priority, SenderInfo
+from dispatcher.providers.base import Level, Pricing, Priority, ReplyContext, SenderInfo
 from dispatcher.providers.link.codes import dlr_status, whatsapp_error_code
 from dispatcher.status import MessageStatus
 
@@ -103,6 +103,8 @@ class EncodedRequest:
         elif valid_until is not None:
             fields["absoluteValidityTime"] = _wire_time(valid_until)
         fields["refId"] = ref_id
+        # The campaign's tags (checked once, with the envelope) and the batch's.
+        fields["customParameters"] = {**envelope.custom_parameters, BATCH_KEY: ref_id}
         fields["destinations"] = destinations
         fields["messages"] = messages
         self._body = orjson.dumps(fields)
@@ -115,11 +117,21 @@ class EncodedRequest:
         return wire
 
 
+#: ``customParameters`` keys every request carries (seed 004 MessageRequest: "Custom
+#: parameters specified in the transaction"; DLRs echo them): its campaign and batch.
+CAMPAIGN_KEY = "campaignId"
+BATCH_KEY = "batchId"
+#: Seed 004 'Recognized Custom Parameters': LINK logs the message content, so LINK
+#: Support can find a message by it.
+LOG_CONTENT_KEY = "ott.whatsapp.logMessageContent"
+
+
 class Envelope:
     """The fields every request of a campaign shares, validated once as a
-    ``MessageRequest`` would validate them."""
+    ``MessageRequest`` would validate them; its ``customParameters`` name the campaign
+    (each request adds its batch)."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("custom_parameters", "fields")
 
     def __init__(
         self,
@@ -129,20 +141,29 @@ class Envelope:
         priority: Priority,
         event_report_gate: str | None,
         source: str,
+        campaign_id: int,
+        log_message_content: bool = False,
         platform_service: tuple[str | None, str | None, str | None] = (None, None, None),
     ) -> None:
         """``platform_service``: the optional platformServiceType, platformServiceId and
         platformTransactionId, sent when given."""
         service_type, service_id, transaction_id = platform_service
+        # Values are strings, as in every example of the seed (KeyValueTypes) and as
+        # DLRs echo them ("ott.whatsapp.logMessageContent": "true", DLR Example#4).
+        custom = {CAMPAIGN_KEY: str(campaign_id)}
+        if log_message_content:
+            custom[LOG_CONTENT_KEY] = "true"
         checked = MessageRequest(
             platform_id=platform_id, platform_partner_id=platform_partner_id,
             priority=priority, source=source, ref_id="-", destinations=["-"],
             messages=[{}], event_report_gates=[event_report_gate] if event_report_gate else None,
+            custom_parameters=custom,
             platform_service_type=service_type, platform_service_id=service_id,
             platform_transaction_id=transaction_id,
         ).to_wire()  # fmt: skip
         for name in ("refId", "destinations", "messages"):
             del checked[name]
+        self.custom_parameters: dict[str, str] = checked.pop("customParameters")
         self.fields: dict[str, Any] = checked
 
 
@@ -216,6 +237,21 @@ class DeliveryReport(_Wire):
     def named_identifiers(self) -> tuple[str | None, ...]:
         return _named(self.custom_parameters) if self.custom_parameters else ()
 
+    @property
+    def whatsapp_message_id(self) -> str | None:
+        """``customParameters.waMessageId`` (seed 004 DLR Example#1): the id an
+        incoming reply's ``context.id`` names."""
+        return _text((self.custom_parameters or {}).get("waMessageId"))
+
+    @property
+    def pricing(self) -> Pricing | None:
+        """The ``pricing*`` customParameters of a sent message (DLR Example#1)."""
+        custom = self.custom_parameters
+        if not custom or not any(key in custom for key in _PRICING):
+            return None
+        model, category, kind = (_text(custom.get(key)) for key in _PRICING[:3])
+        return Pricing(model, category, kind, _flag(custom.get("pricingBillable")))
+
 
 class IncomingMessage(_Wire):
     """An incoming (MO) message; only what identity learning and opt-outs need.
@@ -264,6 +300,11 @@ class IncomingMessage(_Wire):
                 if isinstance(choice, dict):
                     yield from _strings(choice.get("title"))
 
+    @property
+    def reply_context(self) -> ReplyContext | None:
+        inner = (self.content or {}).get("message")
+        return _reply_context(inner) if isinstance(inner, dict) else None
+
 
 class PhoneNumberInfo(_Wire):
     """Phone number information API answer."""
@@ -298,6 +339,47 @@ def _described(error: dict[str, Any]) -> str:
     """One BLOCKED error of the phone number API: code, description, solution."""
     keys = ("error_code", "error_description", "possible_solution")
     return " - ".join(str(error[k]) for k in keys if error.get(k))
+
+
+# Seed 004 DLR Example#1: how WhatsApp prices a sent message.
+_PRICING = ("pricingModel", "pricingCategory", "pricingType", "pricingBillable")
+
+
+def _text(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _flag(value: object) -> bool | None:
+    """``"true"``/``"false"`` as LINK writes them (a JSON boolean too)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
+def _reply_context(inner: Mapping[str, Any]) -> ReplyContext | None:
+    """Seed 004 'Incoming Messages': ``context.id`` is "the message id (from META) of
+    the original message" (our ``customParameters.waMessageId``); the choice is a
+    template button's ``payload``/``text`` or an interactive reply's ``id``/``title``."""
+    context = inner.get("context")
+    wa_id = _text(context.get("id")) if isinstance(context, dict) else None
+    if wa_id is None:
+        return None
+    kind = (_text(inner.get("contentType")) or "unknown").lower()
+    button = inner.get("button")
+    if isinstance(button, dict):
+        return ReplyContext(wa_id, kind, _text(button.get("payload")), _text(button.get("text")))
+    interactive = inner.get("interactive")
+    if isinstance(interactive, dict):
+        for choice_kind in ("button_reply", "list_reply"):
+            choice = interactive.get(choice_kind)
+            if isinstance(choice, dict):
+                return ReplyContext(wa_id, kind, _text(choice.get("id")),
+                                    _text(choice.get("title")))  # fmt: skip
+    return ReplyContext(wa_id, kind)
 
 
 def _named(custom_parameters: Mapping[str, object]) -> tuple[str | None, ...]:

@@ -88,7 +88,7 @@ def test_a_request_carries_the_batch_the_spec_and_the_account(
     with LinkClient(CREDS) as client:
         request = client.request(
             spec, "b1", ["+4791234567"], [{"type": "text"}], valid_until=until,
-            event_report_gate="gate",
+            event_report_gate="gate", campaign_id=7,
         )  # fmt: skip
     wire = request.to_wire()
     assert (wire["platformId"], wire["platformPartnerId"]) == platform
@@ -96,6 +96,7 @@ def test_a_request_carries_the_batch_the_spec_and_the_account(
                                                                          ["gate"])  # fmt: skip
     assert (wire["priority"], wire["absoluteValidityTime"]) == ("NORMAL", "2026-03-03T12:00:00Z")
     assert (request.ref_id, request.destinations) == ("b1", ["+4791234567"])
+    assert wire["customParameters"] == {"campaignId": "7", "batchId": "b1"}
 
 
 def test_a_link_status_callback_becomes_a_provider_neutral_report() -> None:
