@@ -159,7 +159,7 @@ def _claim(ctx: SendContext, batch_id: str, claimer: str) -> tuple[Request, time
             batch_states.mark(batch, BatchState.PENDING)  # stopped while we waited; hand it back
             return Outcome.SKIPPED
         spec = CampaignSpec.model_validate(campaign.spec)
-        care_window.skip_closed(session, {batch_id: spec})
+        care_window.skip_closed(session, {batch_id: campaign.id}, lambda _: spec)
         # Only messages still waiting go out: one settled meanwhile (a late report for
         # an earlier attempt, say) drops out of the request, never to be sent twice.
         waiting = session.execute(

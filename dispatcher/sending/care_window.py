@@ -14,7 +14,7 @@ nothing; the others pay two small queries per claimed slice, never one per perso
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,15 +57,27 @@ def open_windows(
 
 
 def skip_closed(
-    session: Session, specs: Mapping[str, CampaignSpec], now: datetime | None = None
+    session: Session,
+    batches: Mapping[str, int],
+    spec_of: Callable[[int], CampaignSpec],
+    now: datetime | None = None,
 ) -> int:
-    """Mark ``skipped`` the waiting messages of these batches (batch id -> its campaign's
-    spec) whose person has no open care window with the campaign's sender; returns how
-    many. Run in the claim's transaction, before the waiting messages are read."""
-    by_source: dict[str, list[str]] = {}
-    for batch_id, spec in specs.items():
+    """Mark ``skipped`` the waiting messages of these batches (batch id -> campaign id;
+    ``spec_of`` gives a campaign's spec) whose person has no open care window with the
+    campaign's sender; returns how many. Run in the claim's transaction, before the
+    waiting messages are read. Judged per campaign, not per batch: a slice of template
+    requests costs a set of its campaigns and nothing more."""
+    sources = {}
+    for campaign_id in set(batches.values()):
+        spec = spec_of(campaign_id)
         if needs_window(spec):
-            by_source.setdefault(spec.sender.source, []).append(batch_id)
+            sources[campaign_id] = spec.sender.source
+    if not sources:
+        return 0
+    by_source: dict[str, list[str]] = {}
+    for batch_id, campaign_id in batches.items():
+        if campaign_id in sources:
+            by_source.setdefault(sources[campaign_id], []).append(batch_id)
     skipped = 0
     moment = now or datetime.now(UTC)
     for source, batch_ids in by_source.items():

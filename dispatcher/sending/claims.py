@@ -251,8 +251,9 @@ def claim(
         live = {b.id: b for b in batches if b.state == CampaignState.SENDING}
         # A care window that closed since preparation: its person is skipped, not sent.
         care_window.skip_closed(
-            session, {b: fanout.spec(session, live[b].campaign_id) for b in live}
-        )
+            session, {b: row.campaign_id for b, row in live.items()},
+            lambda campaign_id: fanout.spec(session, campaign_id),
+        )  # fmt: skip
         waiting = waiting_messages(session, list(live))
         empty = [batch_id for batch_id in live if not waiting.get(batch_id)]
         if empty:
