@@ -124,9 +124,10 @@ def tier_room(
     portfolio can start within a rolling 24-hour period". So the people that any sender
     of the portfolio (``portfolio``: the sender numbers sharing it, ``Settings.
     portfolio_of``) reached with a template in the last 24 h use part of it; messages
-    other than templates answer a person inside their care window and do not count.
+    other than templates answer a person inside their care window and do not count,
+    nor are they held by it.
     """
-    if cap is None or spec.sender.tier_limit == "ignore":
+    if cap is None or spec.sender.tier_limit == "ignore" or not spec.is_template:
         return None
     since = datetime.now(UTC) - TIER_PERIOD
     senders = sorted({spec.sender.source, *portfolio})

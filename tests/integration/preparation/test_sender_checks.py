@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
-from dispatcher.db import Batch, Campaign, Database, Message
+from dispatcher.db import Batch, Campaign, CareWindow, Database, Message
 from dispatcher.preparation import prepare
 from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.sending import windows
@@ -217,3 +217,25 @@ def test_the_tier_counts_template_messages_of_every_sender_of_the_portfolio(
             select(Batch.state, Batch.size).where(Batch.campaign_id == campaign_id)
         ).all()
     assert sum(b.size for b in batches if b.state == BatchState.PENDING) == sent_now
+
+
+@pytest.mark.parametrize("simulator", [{"messaging_tier": "TIER_250"}], indirect=True)
+def test_a_campaign_answering_people_in_their_care_window_is_not_held_by_the_tier(
+    db: Database, link: LinkClient, tmp_path: Path
+) -> None:
+    people = [f"+479{n:07d}" for n in range(1000001, 1000301)]
+    with db.session() as session:
+        session.add_all(
+            CareWindow(business="+4790000000", identifier=p, last_incoming_at=datetime.now(UTC))
+            for p in people
+        )
+    tmp_path.mkdir(exist_ok=True)
+    spec = SPEC.replace("SENDER_EXTRA", "").replace("template_category: marketing\n", "")
+    (tmp_path / "campaign.yaml").write_text(spec.replace(TEMPLATE, TEXT))
+    (tmp_path / "people.csv").write_text("phone\n" + "\n".join(people) + "\n")
+    campaign_id = create_campaign(db, load_campaign(tmp_path))
+    prepare.prepare_campaign(db, link, campaign_id, reports_dir=tmp_path / "reports")
+    with db.session() as session:
+        states = set(session.scalars(select(Batch.state).where(Batch.campaign_id == campaign_id)))
+        sizes = sum(session.scalars(select(Batch.size).where(Batch.campaign_id == campaign_id)))
+    assert (states, sizes) == ({BatchState.PENDING}, 300)
