@@ -27,6 +27,7 @@ from dispatcher.db.bulk import insert_ignoring_duplicates
 from dispatcher.db.models import Media
 from dispatcher.db.timestamps import aware
 from dispatcher.errors import LinkError, LinkTransientError, MediaError
+from dispatcher.preparation import media_rules
 from dispatcher.providers import Provider, UploadedMedia
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,14 @@ SIZE_LIMITS: dict[str, int] = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": 100 * _MB,
     "application/vnd.openxmlformats-officedocument.presentationml.presentation": 100 * _MB,
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": 100 * _MB,
-    "image/webp": 500 * 1024,  # stickers: 100 KB static, 500 KB animated
+    "image/webp": 500 * 1024,  # stickers: 100 KB static (media_rules), 500 KB animated
 }
 _BY_SUFFIX = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
     ".png": "image/png",
-    ".mp4": "video/mp4",
+    ".mp4": "video/mp4",  # audio/mp4 for an audio object (``_content_type``)
+    ".m4a": "audio/mp4",
     ".3gp": "video/3gp",
     ".3gpp": "video/3gp",
     ".pdf": "application/pdf",
@@ -110,8 +112,9 @@ class MediaFile:
 
 
 def read_media(path: Path, kind: str, *, template_header: bool = False) -> MediaFile:
-    """Read and check a media file against the documented types and size limits."""
-    content_type = _BY_SUFFIX.get(path.suffix.lower())
+    """Read and check a media file against the documented types, size limits and
+    content rules (``media_rules``: bit depth, codecs, sticker kinds)."""
+    content_type = _content_type(path, kind)
     if content_type is None:
         raise MediaError(f"{path.name}: unsupported file type {path.suffix or '(none)'}")
     allowed = KIND_TYPES.get(kind)
@@ -131,7 +134,19 @@ def read_media(path: Path, kind: str, *, template_header: bool = False) -> Media
     magic = _MAGIC.get(content_type)
     if magic and not data.startswith(magic):
         raise MediaError(f"{path.name}: the content is not {content_type}")
+    broken = media_rules.broken_rule(content_type, data)
+    if broken:
+        raise MediaError(f"{path.name} ({content_type}): {broken}")
     return MediaFile(path, content_type, hashlib.sha256(data).hexdigest(), data)
+
+
+def _content_type(path: Path, kind: str) -> str | None:
+    """The mediaContentType of a file: by its suffix, and an ``.mp4`` in an audio
+    object is ``audio/mp4`` (seed 004 'Audio message' lists .mp4)."""
+    suffix = path.suffix.lower()
+    if kind == "audio" and suffix == ".mp4":
+        return "audio/mp4"
+    return _BY_SUFFIX.get(suffix)
 
 
 def media_id_for(
