@@ -123,8 +123,7 @@ def _video(content_type: str, data: bytes) -> str | None:
 def _mp4_tracks(data: bytes) -> list[tuple[bytes, bytes]] | str:
     """(handler type, sample entry format) of every track of an MP4/3GP file, read with
     mutagen's atom parser; or why the file cannot be read."""
-    from mutagen.mp4 import Atoms, MP4StreamInfoError
-    from mutagen.mp4._atom import AtomError
+    from mutagen.mp4 import AtomError, Atoms, MP4StreamInfoError
 
     handle = io.BytesIO(data)
     try:
