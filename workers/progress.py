@@ -12,6 +12,7 @@ is in the database, so a worker restart loses nothing: the next turn shows it ag
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 from functools import cache
 
@@ -32,6 +33,11 @@ from workers.tasks import context
 #: (a backlog on the queue then holds one per campaign, not one per turn); a refresh
 #: lost with its worker frees the campaign after this many seconds.
 LEASE_SECONDS = 30
+#: A campaign's refreshes read for at most this share of the time: the counts are a
+#: few passes over the campaign's messages (10 statements; measured 35 ms for 10,000
+#: people, 0.3 s for 100,000, 2 s for a million), so a big campaign's row is refreshed
+#: less often (a million people: every ~20 s) rather than keeping a database core busy.
+READ_SHARE = 0.1
 
 
 class CampaignFailed(Exception):
@@ -49,6 +55,16 @@ def _leases(pid: int) -> redis.Redis:
 
 def _lease(campaign_id: int) -> str:
     return f"dispatcher:progress-lease:{campaign_id}"
+
+
+def _rest(campaign_id: int, took: float) -> None:
+    """Free the campaign for the next turn, or hold its lease long enough to keep its
+    reads within ``READ_SHARE``."""
+    leases = _leases(os.getpid())
+    if (pause := int(took / READ_SHARE)) >= 1:
+        leases.set(_lease(campaign_id), 1, ex=pause)
+    else:
+        leases.delete(_lease(campaign_id))
 
 
 # Not shown in Flower itself: its work is the rows it refreshes.
@@ -76,12 +92,13 @@ def track_campaigns() -> int:
 )
 def campaign_progress(self: Task, campaign_id: int) -> str:
     """Show the campaign's counts on its row; the final summary once it has ended."""
+    started = time.monotonic()
     try:
         with context().db.session() as session:
             now = progress(session, campaign_id)
             held = flower.held(session, campaign_id)
     finally:
-        _leases(os.getpid()).delete(_lease(campaign_id))
+        _rest(campaign_id, time.monotonic() - started)
     if now is None:
         raise Ignore()
     shown = flower.snapshot(now, held)

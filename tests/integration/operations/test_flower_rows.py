@@ -102,6 +102,7 @@ def worker_side(db: Database, redis_url: str, monkeypatch: pytest.MonkeyPatch) -
     queued: list[dict[str, Any]] = []
     monkeypatch.setattr(rows, "context", lambda: _Context(db))
     monkeypatch.setattr(rows, "_leases", lambda pid: client)
+    monkeypatch.setattr(rows, "READ_SHARE", 1e9)  # every refresh counts as quick
     task = rows.campaign_progress._get_current_object()  # the proxy's task
     monkeypatch.setattr(
         type(task),
@@ -155,3 +156,18 @@ def test_the_refresh_ends_as_the_campaign_stands(
             rows.campaign_progress(campaign_id=campaign_id)
     assert client.exists(f"dispatcher:progress-lease:{campaign_id}") == 0
     assert rows.track_campaigns() == 1  # the next turn refreshes it again
+
+
+def test_a_slow_refresh_waits_before_the_next(
+    db: Database, tmp_path: Path, worker_side: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign whose counts take long to read is refreshed less often."""
+    _, _, client = worker_side
+    campaign_id = campaign(db, tmp_path / "c", ["+4791234567,"])
+    set_state(db, campaign_id, CampaignState.SENDING, None)
+    monkeypatch.setattr(rows, "READ_SHARE", 1e-6)
+    assert rows.track_campaigns() == 1
+    with pytest.raises(Ignore):
+        rows.campaign_progress(campaign_id=campaign_id)
+    assert client.ttl(f"dispatcher:progress-lease:{campaign_id}") > rows.LEASE_SECONDS
+    assert rows.track_campaigns() == 0
