@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import mmap
 import os
+import signal
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -18,10 +20,13 @@ from typing import Any
 import redis
 from celery import Task
 from celery.signals import (
+    task_postrun,
+    task_prerun,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
+    worker_shutting_down,
 )
 from kombu.exceptions import OperationalError
 from sqlalchemy import func, select
@@ -179,6 +184,78 @@ def _close_fanouts(**_: Any) -> None:
             _fanouts.pop().close()
 
 
+# -- warm shutdown ------------------------------------------------------------------------
+# A worker told to stop (SIGTERM or Ctrl+C to its main process) finishes the slice in
+# flight of each running send task, and hands the rest of the task back to the broker
+# as a new task at once (``_hand_back``): its batches are still pending, so whoever
+# takes them claims each once. Tasks it had received but not started go back when its
+# broker connection closes. The flag is one byte of memory the pool's processes share
+# with the main process (they are forked after this module is imported).
+_SHUTTING_DOWN = mmap.mmap(-1, 1)
+
+
+class _PoolProcess:
+    """This pool process's own stop: a SIGTERM that reached it (a signal to the whole
+    process group) while a task runs; idle, it ends at once as before."""
+
+    busy = False
+    stopping = False
+
+
+def stopping() -> bool:
+    """Whether a running task should stop after its slice in flight."""
+    return _SHUTTING_DOWN[0] == 1 or _PoolProcess.stopping
+
+
+@worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    _SHUTTING_DOWN[0] = 1
+
+
+@worker_process_init.connect
+def _stop_after_the_slice_on_sigterm(**_: Any) -> None:
+    signal.signal(signal.SIGTERM, _pool_process_sigterm)
+
+
+def _pool_process_sigterm(signum: int, _: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process
+    if not _PoolProcess.busy:
+        os.kill(os.getpid(), signum)
+    _PoolProcess.stopping = True
+
+
+@task_prerun.connect
+def _task_starts(**_: Any) -> None:
+    _PoolProcess.busy = True
+
+
+@task_postrun.connect
+def _task_ended(**_: Any) -> None:
+    _PoolProcess.busy = False
+    if _PoolProcess.stopping and _SHUTTING_DOWN[0] == 0:
+        # Only this process was signalled: its task went back; it serves on.
+        _PoolProcess.stopping = False
+        signal.signal(signal.SIGTERM, _pool_process_sigterm)
+
+
+def _hand_back(campaign_id: int | None, batch_ids: list[str]) -> None:
+    """Queue the batches a stopping send task did not reach (they are ``pending``)."""
+    log.info("campaign %s: worker stopping, %d batches handed back", campaign_id, len(batch_ids))
+    try:
+        if campaign_id is not None:
+            hand_out(context().db, campaign_id, batch_ids)
+        else:
+            send_batches.apply_async(kwargs={"batch_ids": batch_ids, "campaign_id": None})
+    except (OperationalError, StorageError) as exc:
+        log.warning(
+            "campaign %s: %d batches could not be handed back (%s); resend_due queues them "
+            "again after BROKER_VISIBILITY_TIMEOUT",
+            campaign_id,
+            len(batch_ids),
+            exc,
+        )
+
+
 @app.task(name="workers.tasks.send_batches", shared=False, bind=True)
 def send_batches(
     self: Task, batch_ids: list[str], campaign_id: int | None = None
@@ -186,8 +263,11 @@ def send_batches(
     """Send a chunk of batches, many requests in flight at once (``dispatcher.sending.fanout``);
     the ones that found LINK unreachable go on alone, with ``send_batch``'s backoff."""
     outcomes = fanout.send_many(
-        context(), _fanout(), batch_ids, claimer=self.request.id or batch_ids[0]
+        context(), _fanout(), batch_ids, claimer=self.request.id or batch_ids[0], stopping=stopping
     )
+    rest = [batch_id for batch_id in batch_ids if batch_id not in outcomes]
+    if rest:
+        _hand_back(campaign_id, rest)
     for batch_id, outcome in outcomes.items():
         if outcome is sending.Outcome.RETRY:
             label = ""
@@ -208,7 +288,10 @@ def send_batches(
                     exc,
                 )
                 break
-    return dict(Counter(outcome.value for outcome in outcomes.values()))
+    counts = Counter(outcome.value for outcome in outcomes.values())
+    if rest:
+        counts["handed_back"] = len(rest)
+    return dict(counts)
 
 
 @app.task(name="workers.tasks.sweep_reports", shared=False)

@@ -45,9 +45,8 @@ class StoppingServer(uvicorn.Server):
         self._drain_until: float | None = None
 
     def begin_stop(self, *, drain: bool = False) -> None:
-        if not self.stopping:
-            self.stopping = True
-            announce_stop(self.config.app)
+        """Announce the stop; exit now, or once the drain is over."""
+        self._announce()
         if drain and self.drain_seconds > 0:
             self._drain_until = time.monotonic() + self.drain_seconds
         else:
@@ -57,8 +56,13 @@ class StoppingServer(uvicorn.Server):
         if not self.stopping and sig == signal.SIGTERM:
             self.begin_stop(drain=True)  # a second signal ends the drain
             return
-        self.begin_stop()
-        super().handle_exit(sig, frame)
+        self._announce()
+        super().handle_exit(sig, frame)  # (a second SIGINT skips the lifespan's end)
+
+    def _announce(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            announce_stop(self.config.app)
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_until is not None and time.monotonic() >= self._drain_until:

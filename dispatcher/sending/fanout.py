@@ -24,7 +24,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -161,12 +161,26 @@ def weight_of(request: Request) -> int:
 
 
 def send_many(
-    ctx: SendContext, fanout: Fanout, batch_ids: Sequence[str], claimer: str
+    ctx: SendContext,
+    fanout: Fanout,
+    batch_ids: Sequence[str],
+    claimer: str,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> dict[str, Outcome]:
-    """Send a chunk of batches; returns each batch's outcome."""
+    """Send a chunk of batches; returns each batch's outcome. Once ``stopping`` says so
+    (the worker is shutting down), no further slice is claimed: the batches without an
+    outcome were left ``pending``, for the caller to hand back."""
     outcomes: dict[str, Outcome] = {}
-    for sender in claims.peek(ctx, fanout, batch_ids, claimer, outcomes):
+    senders = claims.peek(ctx, fanout, batch_ids, claimer, outcomes)
+    reached: set[str] = set()
+    for sender in senders:
         for part in _slices(sender.batches, sender.rate):
+            if stopping():
+                for batch_id, _ in (b for other in senders for b in other.batches):
+                    if batch_id not in reached:
+                        del outcomes[batch_id]  # peek's provisional "skipped"
+                return outcomes
+            reached.update(batch_id for batch_id, _ in part)
             part = claims.still_in_window(ctx, fanout, part, outcomes)
             if not part:
                 continue

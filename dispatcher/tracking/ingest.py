@@ -24,9 +24,9 @@ The server tells its applier process what to do over a pipe (``_Bell``), never w
 multiprocessing ``Event``: an ``Event.set`` waits for a sleeper that died (a SIGTERM to
 the whole process group reaches the child too) and the stop hung for ever. Writes to
 the pipe never block, and a dead child only makes them fail. The child ignores SIGINT
-and SIGTERM: its parent stops it (``stop_applier``: a stop message, ``join`` with a
-timeout, then SIGKILL), and it stops by itself when its parent is gone (end of file
-on the pipe). Its last transaction either commits or rolls back: a report is applied
+(the parent stops it: ``stop_applier`` sends a stop message, ``join``s with a timeout,
+then kills); SIGTERM, or its parent gone (end of file on the pipe), stops it after its
+current transaction. Its last transaction either commits or rolls back: a report is applied
 once, or is still ``received`` for the next applier.
 
 Nothing is held only in memory: a body is in the database before its 200, and a
@@ -45,7 +45,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, Protocol
 
 import psycopg
@@ -111,12 +111,14 @@ class _Signals:
         for code in b"".join(what):
             events[code].set()
 
-    def relay(self, pipe: Connection) -> None:
-        """Ring what arrives on ``pipe`` (the applier process's thread): stop at its end,
-        the parent being gone."""
+    def relay(self, pipe: Connection, own: int) -> None:
+        """Ring what arrives on ``pipe`` from the parent, or on the file descriptor
+        ``own`` from this process's SIGTERM handler (the applier process's thread);
+        stop at the pipe's end, the parent being gone."""
         try:
             while True:
-                self.ring(pipe.recv_bytes())
+                for ready in wait([pipe, own]):
+                    self.ring(pipe.recv_bytes() if ready is pipe else os.read(own, 64))
         except (EOFError, OSError):
             self.ring(_STOP)
 
@@ -233,7 +235,7 @@ class Ingest:
             if isinstance(applier, multiprocessing.process.BaseProcess):
                 if applier.is_alive():
                     log.warning("the applier did not stop within %.0f s: killed", timeout_seconds)
-                    applier.kill()  # it ignores SIGTERM
+                    applier.kill()
                     applier.join(timeout_seconds)
                 applier.close()
                 if isinstance(self._bell, _Bell):
@@ -428,12 +430,25 @@ class _Applier:
 
 def _applier_process(url: str, settings: ApplierSettings, pipe: Connection, mark: _Counter) -> None:
     """The applier as a child process: stops when its parent says so or is gone."""
-    # A stop is the parent's to drive, whoever got the signal (Ctrl+C, or a SIGTERM to
-    # the whole group): it finishes what it stored first, then tells this process.
+    # Ctrl+C is the parent's to handle: it finishes what it stored, then tells this
+    # process. A SIGTERM (to the whole group, or multiprocessing's own at the parent's
+    # exit) stops it after its transaction; the handler only writes a byte, to a pipe
+    # the relay thread reads (an Event set from a handler could wait for a lock its
+    # own thread holds).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    own_read, own_write = os.pipe()
+    os.set_blocking(own_write, False)
+
+    def stop_on_sigterm(*_: object) -> None:
+        with contextlib.suppress(OSError):
+            os.write(own_write, _STOP)
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     signals = _Signals()
-    threading.Thread(target=signals.relay, args=(pipe,), name="applier-pipe", daemon=True).start()
+    relay = threading.Thread(
+        target=signals.relay, args=(pipe, own_read), name="applier-pipe", daemon=True
+    )
+    relay.start()
     # Applying can wait a moment; answering LINK cannot: when the cores are busy, the
     # receiver goes first (bench/dlr_ingest.py paced at 5000/s on 2 cores: response
     # p99 116 ms -> 86 ms, max 259 ms -> 128 ms).

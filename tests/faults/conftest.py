@@ -235,6 +235,9 @@ class FaultStack:
         wait_http(f"{self.simulator_url}/healthz", process=simulator)
         for index in range(workers):
             self.start_worker(index)
+        self.start_beat()
+
+    def start_beat(self) -> None:
         self._start(
             "beat",
             [
@@ -245,7 +248,10 @@ class FaultStack:
 
     def start_webhook(self) -> None:
         webhook = self._start(
-            "webhook", dispatcher_command("serve", "--port", str(self.webhook_port))
+            "webhook",
+            dispatcher_command(
+                "serve", "--port", str(self.webhook_port), "--internal-port", str(free_port())
+            ),
         )
         wait_http(f"http://127.0.0.1:{self.webhook_port}/healthz", process=webhook)
 
@@ -302,10 +308,10 @@ class FaultStack:
 
     # -- the campaign ---------------------------------------------------------------------
 
-    def launch(self, people: int = PEOPLE) -> int:
+    def launch(self, people: int = PEOPLE, spec: str = SPEC) -> int:
         folder = self.folder / "campaign"
         folder.mkdir()
-        (folder / "campaign.yaml").write_text(SPEC)
+        (folder / "campaign.yaml").write_text(spec)
         rows = "\n".join(f"{n},P{i}" for i, n in enumerate(numbers(people)))
         (folder / "people.csv").write_text(f"phone,first_name\n{rows}\n")
         done = subprocess.run(
