@@ -34,9 +34,11 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["sha256"], ["blobs.sha256"], name=op.f("fk_blob_chunks_sha256_blobs"),
+            ["sha256"],
+            ["blobs.sha256"],
+            name=op.f("fk_blob_chunks_sha256_blobs"),
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("sha256", "seq", name=op.f("pk_blob_chunks")),
     )
     op.create_table(
@@ -49,14 +51,18 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["campaign_id"], ["campaigns.id"], name=op.f("fk_campaign_files_campaign_id_campaigns"),
+            ["campaign_id"],
+            ["campaigns.id"],
+            name=op.f("fk_campaign_files_campaign_id_campaigns"),
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.ForeignKeyConstraint(
             ["sha256"], ["blobs.sha256"], name=op.f("fk_campaign_files_sha256_blobs")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_files")),
-        sa.UniqueConstraint("campaign_id", "role", "name", name=op.f("uq_campaign_files_name")),
+        sa.UniqueConstraint(
+            "campaign_id", "role", "name", name=op.f("uq_campaign_files_campaign_id")
+        ),
     )
     op.create_index(op.f("ix_campaign_files_sha256"), "campaign_files", ["sha256"])
 
