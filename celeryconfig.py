@@ -54,6 +54,7 @@ task_routes = {
     "workers.tasks.resend_due": {"queue": "prepare", "routing_key": "prepare"},
     "workers.tasks.scan_drop_folder": {"queue": "prepare", "routing_key": "prepare"},
     "workers.tasks.start_due": {"queue": "prepare", "routing_key": "prepare"},
+    "workers.tasks.purge_stored_files": {"queue": "prepare", "routing_key": "prepare"},
     # Campaign progress for Flower (``workers.progress``): short reads, beside the sweep.
     "workers.progress.track_campaigns": {"queue": "dlr", "routing_key": "dlr"},
     "workers.progress.campaign_progress": {"queue": "dlr", "routing_key": "dlr"},
@@ -67,6 +68,7 @@ _PERIODIC = {  # name: (task, every so many seconds)
     "resend-due": ("workers.tasks.resend_due", 10.0),
     "drop-folder": ("workers.tasks.scan_drop_folder", 5.0),
     "start-due": ("workers.tasks.start_due", 5.0),
+    "purge-stored-files": ("workers.tasks.purge_stored_files", 3600.0),
     "campaign-progress": ("workers.progress.track_campaigns", 3.0),
 }
 beat_schedule = {

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         description="after SIGTERM, `dispatcher serve` answers /healthz 503 this long "
         "before it closes its listener, so a load balancer stops sending first",
     )
+    retention_days: float = Field(
+        default=90,
+        ge=0,
+        description="a campaign's stored inputs and reports (phone numbers among them) "
+        "are removed this many days after it ended (0: kept)",
+    )
     trusted_proxies: str = Field(
         default="",
         description="comma-separated addresses or networks of the reverse proxies in "

@@ -31,7 +31,7 @@ from celery.signals import (
 from kombu.exceptions import OperationalError
 from sqlalchemy import func, select
 
-from dispatcher.campaigns import dropfolder, lifecycle, schedules
+from dispatcher.campaigns import dropfolder, inputs, lifecycle, schedules
 from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.operations import control
@@ -358,6 +358,17 @@ def resend_due() -> int:
     for campaign_id, ids in by_campaign.items():
         hand_out(db, campaign_id, ids)
     return len(batch_ids)
+
+
+@app.task(name="workers.tasks.purge_stored_files", shared=False)
+def purge_stored_files() -> dict[str, int]:
+    """Remove the stored inputs and reports of campaigns that ended more than
+    ``RETENTION_DAYS`` ago (0: kept for ever)."""
+    days = get_settings().retention_days
+    if not days:
+        return {"campaigns": 0, "files": 0, "contents": 0}
+    purged = inputs.purge(context().db, timedelta(days=days))
+    return {"campaigns": purged.campaigns, "files": purged.files, "contents": purged.contents}
 
 
 def resend_waits() -> resend.Waits:

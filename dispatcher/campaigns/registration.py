@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
+from dispatcher.campaigns import inputs
 from dispatcher.campaigns.spec import LoadedCampaign
 from dispatcher.db import Batch, Campaign, Database
 from dispatcher.db.timestamps import aware
@@ -131,4 +132,6 @@ def create_campaign(
         )
         session.add(campaign)
         session.flush()
+        # Workers on any host read these, never the folder on this machine.
+        inputs.store_inputs(session, campaign.id, loaded)
         return campaign.id

@@ -321,13 +321,17 @@ class LoadedCampaign(BaseModel):
 
     spec: CampaignSpec
     spec_path: Path
+    # The files as stored when the campaign was registered, by the name the spec gives
+    # them, fetched onto this host (``campaigns.inputs.materialized``); else the folder.
+    files: dict[str, Path] = {}
 
     @property
     def folder(self) -> Path:
         return self.spec_path.parent
 
     def resolve(self, relative: str) -> Path:
-        return (self.folder / relative).resolve()
+        found = self.files.get(relative)
+        return found if found is not None else (self.folder / relative).resolve()
 
     def recipient_files(self) -> list[Path]:
         return [self.resolve(p) for p in self.spec.recipients]

@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -238,6 +239,69 @@ def report(
         with output.open("w", encoding="utf-8", newline="") as handle:
             count = write_outcomes(handle, rows)
     say(f"{count} recipient lines written to ", str(output))
+
+
+@app.command(short_help="The rows a campaign could not use, with line and reason.")
+@friendly
+def rejects(
+    campaign_id: Annotated[int, typer.Argument(help="the campaign")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file; else stdout")] = None,
+) -> None:
+    """The rejects report (line, reason, the row) as stored when the campaign was
+    prepared: the same from any host, whichever worker prepared it."""
+    from dispatcher.campaigns.inputs import REJECTS, fetch_report
+
+    db = Database(local_database_url(get_settings()))
+    if output is None:
+        found = fetch_report(db, campaign_id, REJECTS, sys.stdout.buffer)
+        sys.stdout.flush()
+    else:
+        partial = output.with_name(output.name + ".part")
+        with partial.open("wb") as handle:
+            found = fetch_report(db, campaign_id, REJECTS, handle)
+        if found:
+            partial.replace(output)
+        else:
+            partial.unlink()
+    if not found:
+        raise DispatcherError(
+            f"campaign {campaign_id} has no rejects report yet: it is written when preparation ends"
+        )
+    if output is not None:
+        say("Rejects of campaign ", str(campaign_id), " written to ", str(output))
+
+
+@app.command(short_help="Remove stored files of campaigns that ended long ago.")
+@friendly
+def purge(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="age since the campaign ended: 90d, 12h")
+    ] = "",
+) -> None:
+    """Remove the stored inputs and reports (phone numbers among them) of campaigns that
+    ended more than the given time ago; the campaigns, their counts and per-person
+    statuses stay. Default: RETENTION_DAYS (beat does this every hour)."""
+    from dispatcher.campaigns.inputs import purge as purge_files
+
+    age = _age(older_than) if older_than else timedelta(days=get_settings().retention_days)
+    purged = purge_files(local_db(), age)
+    say(
+        f"Stored files of {purged.campaigns} campaign(s) removed ({purged.files} files, "
+        f"{purged.contents} contents no campaign uses any more)."
+    )
+
+
+def _age(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m`` or a number of days."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "d")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ConfigurationError(f"--older-than: {text!r} is not an age (90d, 12h, 30m)") from None
+    if value < 0:
+        raise ConfigurationError("--older-than: an age is not negative")
+    return timedelta(**{units[unit]: value})
 
 
 @app.command(short_help="Stop sending a campaign; resume goes on.")

@@ -273,5 +273,7 @@ def exit_code(final: progress.Progress) -> ExitCode:
 
 def show_summary(result: progress.Progress) -> None:
     console.print(summary(result))
-    if result.rejects_path:
+    if result.rejects_path and Path(result.rejects_path).is_file():
         say("Rejects: ", result.rejects_path)  # unwrapped, to copy whole
+    elif result.rejected:  # prepared on another host: the stored copy
+        say("Rejects: ", f"dispatcher rejects {result.campaign_id} -o rejects.csv")

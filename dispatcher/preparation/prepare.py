@@ -23,6 +23,7 @@ import contextlib
 import gc
 import logging
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 from dispatcher.audience import book
 from dispatcher.audience.passes import Audience
 from dispatcher.audience.recipients import Reject, normalise_header
-from dispatcher.campaigns import lifecycle
+from dispatcher.campaigns import inputs, lifecycle
 from dispatcher.campaigns.spec import CampaignSpec, LoadedCampaign, TemplateCategory
 from dispatcher.db import Batch, Campaign, Database, Message, Suppression
 from dispatcher.db.bulk import matching
@@ -92,16 +93,17 @@ def prepare_campaign(
         spec = CampaignSpec.model_validate(campaign.spec)
         loaded = LoadedCampaign(spec=spec, spec_path=Path(campaign.spec_path))
     try:
-        return _prepare(
-            db,
-            client,
-            campaign_id,
-            loaded,
-            reports_dir,
-            dispatch,
-            dry_run=dry_run,
-            resuming=resuming,
-        )
+        with inputs.materialized(db, campaign_id, loaded) as fetched:
+            return _prepare(
+                db,
+                client,
+                campaign_id,
+                fetched,
+                reports_dir,
+                dispatch,
+                dry_run=dry_run,
+                resuming=resuming,
+            )
     except Concurrent as exc:
         log.warning("campaign %s: another task is preparing it (%s)", campaign_id, exc)
         return []
@@ -230,17 +232,22 @@ def _prepare(
         record_merged(db, campaign_id, audience.merged())
         log.info("campaign %s: %d merged rows recorded (%.1f s)", campaign_id,
                  audience.duplicates, time.monotonic() - started)  # fmt: skip
-        folder = (reports_dir or loaded.folder / "reports") / f"campaign-{campaign_id}"
-        rejects_path = folder / "rejects.csv"
-        rejected = write_rejects(rejects_path, audience.rejects(later), audience.columns)
-        with db.session() as session:
-            campaign = session.get(Campaign, campaign_id)
-            if campaign is not None:
-                campaign.loaded = audience.loaded
-                campaign.rejected = rejected
-                campaign.duplicates = audience.duplicates
-                campaign.rejects_path = str(rejects_path)
-                _finish(session, campaign, dry_run=dry_run)
+        # Stored for every host; also written to REPORTS_DIR, else to the campaign
+        # folder when this host has it (a worker elsewhere has only the stored copy).
+        local = reports_dir or (loaded.folder / "reports" if loaded.folder.is_dir() else None)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = local / f"campaign-{campaign_id}" if local else Path(tmp)
+            rejects_path = folder / inputs.REJECTS
+            rejected = write_rejects(rejects_path, audience.rejects(later), audience.columns)
+            with db.session() as session:
+                inputs.store_report(session, campaign_id, inputs.REJECTS, rejects_path)
+                campaign = session.get(Campaign, campaign_id)
+                if campaign is not None:
+                    campaign.loaded = audience.loaded
+                    campaign.rejected = rejected
+                    campaign.duplicates = audience.duplicates
+                    campaign.rejects_path = str(rejects_path) if local else None
+                    _finish(session, campaign, dry_run=dry_run)
     return written
 
 
