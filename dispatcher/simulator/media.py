@@ -22,7 +22,7 @@ _DOCUMENT_TYPES = (
 _AUDIO_TYPES = ("audio/aac", "audio/mp4", "audio/mpeg", "audio/amr", "audio/ogg", "audio/opus")
 
 # Seed 'mediaContentType': supported types and their maximum sizes. Stickers allow 100KB static
-# and 500KB animated; telling them apart needs decoding the file, so the larger limit applies.
+# and 500KB animated: the larger here, the smaller for a WebP without the animation flag.
 MAX_SIZE: dict[str, int] = {
     "image/jpeg": 16 * _MB,
     "image/png": 16 * _MB,
@@ -32,6 +32,7 @@ MAX_SIZE: dict[str, int] = {
     "video/3gp": 16 * _MB,
     "image/webp": 500 * 1024,
 }
+STATIC_STICKER_MAX = 100 * 1024
 REQUIRED_FIELDS = ("source", "platformId", "platformPartnerId", "mediaContentType")
 
 
@@ -69,6 +70,8 @@ async def inspect_file(form: FormData, content_type: str) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
     while chunk := await upload.read(_MB):
+        if size == 0 and content_type == "image/webp" and not _animated_webp(chunk):
+            limit = STATIC_STICKER_MAX
         digest.update(chunk)
         size += len(chunk)
         if size > limit:
@@ -76,3 +79,8 @@ async def inspect_file(form: FormData, content_type: str) -> tuple[str, int]:
                 MEDIA_FILE_ERROR, f"file exceeds the {limit} byte limit for {content_type}"
             )
     return digest.hexdigest(), size
+
+
+def _animated_webp(head: bytes) -> bool:
+    """An extended WebP (``VP8X`` chunk first) with its animation flag set."""
+    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20:21] and head[20] & 2)

@@ -486,6 +486,26 @@ def media_form(**changes: Any) -> dict[str, str]:
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
+def webp_head(*, animated: bool, size: int) -> bytes:
+    """A WebP as far as its kind goes: RIFF, WEBP, a VP8X chunk with or without the
+    animation flag; padded to ``size`` bytes."""
+    vp8x = b"VP8X" + (10).to_bytes(4, "little") + bytes([2 if animated else 0]) + b"\x00" * 9
+    head = b"RIFF" + (size - 8).to_bytes(4, "little") + b"WEBP" + vp8x
+    return head + b"\x00" * (size - len(head))
+
+
+@pytest.mark.anyio
+async def test_an_animated_sticker_may_weigh_up_to_500kb() -> None:
+    sticker = webp_head(animated=True, size=150 * 1024)
+    async with asgi_client() as client:
+        response = await client.post(
+            "/media",
+            data=media_form(mediaContentType="image/webp"),
+            files={"media": ("s.webp", sticker, "image/webp")},
+        )
+    assert response.status_code == 200
+
+
 @pytest.mark.anyio
 async def test_media_upload_returns_a_numeric_id_as_plain_text_and_is_remembered() -> None:
     async with asgi_client() as client:
@@ -524,6 +544,18 @@ MEDIA_ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], int, int]] = [
         {
             "data": media_form(mediaContentType="image/webp"),
             "files": {"media": ("s.webp", b"\x00" * (500 * 1024 + 1), "image/webp")},
+        },
+        400,
+        112502,
+    ),
+    (
+        "static-sticker-over-100kb",
+        {},
+        {
+            "data": media_form(mediaContentType="image/webp"),
+            "files": {
+                "media": ("s.webp", webp_head(animated=False, size=150 * 1024), "image/webp")
+            },
         },
         400,
         112502,
