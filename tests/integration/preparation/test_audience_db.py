@@ -147,7 +147,7 @@ def test_an_interrupted_preparation_resumes_without_writing_anyone_twice(
 
 
 PERSONAL = SPEC.replace(
-    "template: {name: hello, language: en}",
+    "template: {name: hello_world, language: en_US}",
     "template: {name: hello, language: en, components: [{type: body, parameters: "
     '[{type: text, text: "{first_name}"}]}]}',
 ).replace("recipients: people.csv", "recipients: [a.csv, b.csv, c.csv]")
