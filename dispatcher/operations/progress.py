@@ -259,6 +259,7 @@ def _line(row: tuple[object, ...]) -> int:
 
 
 def _message_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]:
+    answers = _replies_by_message(session, campaign_id)  # read before the stream opens
     rows = session.execute(
         select(
             Message.source_line,
@@ -287,7 +288,6 @@ def _message_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[obje
         .order_by(Message.source_line)
         .execution_options(yield_per=1000)
     )
-    answers = _replies_by_message(session, campaign_id)
     for row in rows:
         values = list(row)
         values[1] = " ".join(values[1] or [])

@@ -4,7 +4,8 @@ number written to), opt-outs kept.
 The provider says who sent the message (every identifier it names) and what they typed
 or chose (``IncomingReport``). A person opts out by sending one opt-out word alone,
 typed or as a button reply: STOP always, plus the words of the ``OPT_OUT_WORDS``
-setting.
+setting. A message answering one of a campaign's messages counts as its reply
+(``replies``).
 """
 
 from __future__ import annotations
