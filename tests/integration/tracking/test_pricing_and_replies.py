@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dispatcher.campaigns.checks import preflight
 from dispatcher.campaigns.registration import create_campaign
@@ -34,6 +34,8 @@ from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.sending.batch import Outcome, SendContext, send_batch
 from dispatcher.sending.throttle import Throttle
 from dispatcher.simulator import SimulatorConfig, create_app
+from dispatcher.tracking import apply as tracking
+from tests.integration.conftest import dlr, make_batch, parse_incoming, receive, store_body
 
 TOKEN = "t0ken"
 PEOPLE = ["+4741234501", "+4741234502", "+4741234503"]
@@ -251,3 +253,23 @@ def test_replies_naming_a_sent_message_count_for_its_campaign_by_button(stack: S
     text = table.getvalue()
     assert "replies" in text and "from 3 people" in text
     assert "chose Yes please [YES]" in text
+
+
+def test_a_reply_to_the_attempt_before_a_resend_still_counts(db: Database) -> None:
+    make_batch(db, ["+4791234567"], link_ids=["m1"])
+    receive(db, dlr("m1", 112006, custom={"waMessageId": "wamid.first"}))
+    with db.session() as session:  # resent: a new messageId, the first one kept
+        session.execute(update(Message).values(link_message_id="m2", previous_link_message_id="m1"))
+    receive(db, dlr("m2", 112003, custom={"waMessageId": "wamid.second"}))
+    assert wa_ids(db) == {"+4791234567": "wamid.second"}
+    body = json.dumps(
+        incoming("+4791234567", {"contentType": "TEXT", "text": "ok",
+                                 "context": {"id": "wamid.first"}}, "mo1")
+    ).encode()  # fmt: skip
+    with db.session() as session:
+        report_id = store_body(session, "mo", body)
+        tracking.apply_incoming(session, report_id, parse_incoming(body))
+    with db.session() as session:
+        replied = session.execute(select(Reply.message_id, Reply.kind)).all()
+        message_id = session.scalar(select(Message.id))
+    assert replied == [(message_id, "text")]
