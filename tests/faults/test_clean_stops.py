@@ -24,8 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from sqlalchemy import create_engine, func, select
 
-from tests.conftest import FAULT_RUNS, dispatcher_command, free_port, wait_http
+from dispatcher.db import Batch, DeliveryReport
+from tests.conftest import FAULT_RUNS, ROOT, dispatcher_command, free_port, wait_http
 from tests.e2e.conftest import clean_env
 from tests.faults.conftest import SPEC, TOKEN, FaultStack, assert_nothing_lost, numbers
 
@@ -144,6 +146,29 @@ def test_serve_workers_and_beat_stop_within_seconds_mid_campaign_and_lose_nothin
     assert_nothing_lost(
         fault_stack.verdict(campaign_id, people=PEOPLE), "clean stops x3 (serve, workers, beat)"
     )
+
+
+@pytest.mark.parametrize("way", WAYS, ids=lambda way: way.name.replace(" ", "-"))
+def test_serve_stops_within_seconds_while_its_applier_waits_and_keeps_what_it_answered(
+    way: Way, fault_stack: FaultStack
+) -> None:
+    """Between callbacks the applier process sleeps, waiting for the next: a SIGTERM to
+    the group ended it there, and its parent, waking it to stop, waited for ever."""
+    fault_stack.start_webhook()
+    body = (ROOT / "tests" / "data" / "webhooks" / "dlr_delivered.json").read_bytes()
+    url = f"http://127.0.0.1:{fault_stack.webhook_port}/webhooks/link/dlr?token={TOKEN}"
+    assert httpx.post(url, content=body, timeout=10).status_code == 200
+    time.sleep(1.5)  # applied: the applier waits for the next
+    process = fault_stack.processes.pop("webhook")
+    started = time.monotonic()
+    way.send(process)
+    took = wait_stopped({"serve": process}, started)["serve"]
+    engine = create_engine(fault_stack.database_url)
+    with engine.connect() as connection:
+        stored = connection.scalar(select(func.count()).select_from(DeliveryReport))
+    engine.dispose()
+    assert stored == 1
+    FAULT_RUNS.append(f"clean stops: serve, applier waiting, {way.name}: {took:.1f} s")
 
 
 def stopping_seen(url: str, within_seconds: float = 1.5) -> bool:
@@ -279,12 +304,12 @@ def wait_sending(state: Path, process: subprocess.Popen[bytes]) -> dict[str, int
 
 
 def sending(state: Path) -> bool:
-    from sqlalchemy import create_engine, text
-
     engine = create_engine(f"sqlite:///{state / 'dispatcher.db'}")
     try:
         with engine.connect() as connection:
-            sent = connection.scalar(text("SELECT count(*) FROM batches WHERE state = 'submitted'"))
+            sent = connection.scalar(
+                select(func.count()).select_from(Batch).where(Batch.state == "submitted")
+            )
     except Exception:  # not migrated yet
         return False
     finally:
