@@ -86,6 +86,16 @@ class FlowerStack(FaultStack):
             assert time.monotonic() < deadline, "flower did not answer"
             time.sleep(0.2)
 
+    def control(self, command: str, campaign_id: int) -> None:
+        done = subprocess.run(
+            dispatcher_command(command, str(campaign_id)),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
     def launch_named(self, people: int) -> int:
         folder = self.folder / "campaign"
         folder.mkdir()
@@ -210,6 +220,14 @@ def counts(task: dict[str, Any]) -> dict[str, int]:
     return {key: int(value) for key, value in found.groupdict().items()}
 
 
+def wait_state(flower_url: str, campaign_id: int, state: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while (row := progress_row(flower_url, campaign_id)) is None or row["state"] != state:
+        assert time.monotonic() < deadline, f"the row is not {state}: {row}"
+        time.sleep(0.3)
+    return row
+
+
 def wait_progress(
     flower_url: str, campaign_id: int, until: Callable[[dict[str, int]], bool]
 ) -> dict[str, int]:
@@ -246,6 +264,13 @@ def test_flower_shows_a_running_campaign_as_a_campaign(
     # The counts move while it runs.
     seen.append(wait_progress(flower, campaign_id, lambda c: c != seen[0]))
     assert seen[1]["delivered"] >= seen[0]["delivered"] and seen[1]["people"] == PEOPLE
+
+    # Paused, the row says so; resumed, it is PROGRESS again.
+    stack.control("pause", campaign_id)
+    paused = wait_state(flower, campaign_id, "PAUSED")
+    assert str(ast.literal_eval(paused["result"])).startswith("paused · ")
+    stack.control("resume", campaign_id)
+    wait_state(flower, campaign_id, "PROGRESS")
 
     # The two workers of one host are told apart by their names.
     tasks = httpx.get(f"{flower}/api/tasks", auth=AUTH, timeout=10).json()
