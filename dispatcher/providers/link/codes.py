@@ -47,6 +47,9 @@ DLR_STATUS: dict[int, MessageStatus] = {
     12409: MessageStatus.UNKNOWN,  # Redis error: no further reports for this message
     # The table's "12409 Redis error" sits among 112xxx codes: LINK may send either.
     112409: MessageStatus.UNKNOWN,
+    # MessageResponse's "Queued": what the answer already said; a report of it changes
+    # nothing (it is not a failure).
+    QUEUED: MessageStatus.SUBMITTED,
 }
 
 #: The range a stored result code fits (the documented type is Integer: 32 bits).
