@@ -103,7 +103,7 @@ def campaign_progress(self: Task, campaign_id: int) -> str:
         raise Ignore()
     shown = flower.snapshot(now, held)
     if now.state == CampaignState.FAILED:
-        raise CampaignFailed(f"{now.error or 'failed'} · {shown}")
+        raise CampaignFailed(f"{flower.reason(now)} · {shown}")
     if now.state in flower.ENDED:
         return shown
     state = "task-paused" if now.state == CampaignState.PAUSED else "task-progress"

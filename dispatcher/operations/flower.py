@@ -9,6 +9,7 @@ Flower shows it to whoever may log in.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.db import Batch, Campaign
+from dispatcher.masking import mask
 from dispatcher.operations.progress import Progress
 from dispatcher.status import BatchState, CampaignState
 
@@ -113,6 +115,14 @@ def snapshot(progress: Progress, held_now: Held) -> str:
     if p.state not in (CampaignState.SENDING, CampaignState.COMPLETED):
         parts.insert(0, str(p.state))
     return " · ".join(parts)
+
+
+_NUMBER = re.compile(r"\+\d{6,15}")
+
+
+def reason(progress: Progress) -> str:
+    """A failed campaign's reason as the row shows it: any phone number in it masked."""
+    return _NUMBER.sub(lambda found: mask(found.group()), progress.error or "failed")
 
 
 def _duration(seconds: float) -> str:

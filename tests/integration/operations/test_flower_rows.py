@@ -28,7 +28,7 @@ def set_state(db: Database, campaign_id: int, state: str, finished_ago: float | 
         session.execute(
             update(Campaign)
             .where(Campaign.id == campaign_id)
-            .values(state=state, finished_at=finished, error="LINK refused the sender")
+            .values(state=state, finished_at=finished, error="LINK refused +4790000000")
         )
 
 
@@ -152,7 +152,7 @@ def test_the_refresh_ends_as_the_campaign_stands(
             f"{state} · 0 delivered" if state != CampaignState.COMPLETED else "0 delivered"
         )
     else:
-        with pytest.raises(rows.CampaignFailed, match=r"^LINK refused the sender · failed · 0"):
+        with pytest.raises(rows.CampaignFailed, match=r"^LINK refused \+479•••••00 · failed · 0"):
             rows.campaign_progress(campaign_id=campaign_id)
     assert client.exists(f"dispatcher:progress-lease:{campaign_id}") == 0
     assert rows.track_campaigns() == 1  # the next turn refreshes it again
