@@ -175,11 +175,17 @@ class Simulator:
                     )
                     if not statuses:
                         continue  # scripted silence: accepted, never reported
-                    delivery = Delivery(request, message, index, message_id, person, statuses)
+                    delivery = Delivery(request, message, index, message_id, person, statuses,
+                                        self._pricing_category(message))  # fmt: skip
                     self.callbacks.submit(urls, delivery)
         buckets[second] = sent_this_second
         books.accepted_messages += len(message_ids) * len(messages)
         return message_ids
+
+    def _pricing_category(self, message: ParsedMessage) -> str | None:
+        """A template message is priced by its template's category (Meta's pricing
+        categories: marketing, utility, authentication)."""
+        return self.templates.category(message.template) if message.template else None
 
     def _scripted(self, destination: str) -> tuple[Status, ...] | None:
         """The scripted outcome of this send to ``destination``, if the config has one."""

@@ -43,6 +43,8 @@ class Delivery:
     message_id: str
     person: Person
     statuses: tuple[Status, ...]
+    #: a template's category (``TemplateBook.category``): its DLRs' ``pricingCategory``
+    category: str | None = None
 
     def render(self, status: Status) -> bytes:
         """The DLR JSON for one status, stamped now (seed 'DLR JSON Structure')."""
@@ -54,6 +56,8 @@ class Delivery:
                 custom["metaErrorDetails"] = status.meta_error
         else:
             custom.update(_TEMPLATE_PRICING if self.message.is_template else _SESSION_PRICING)
+            if self.message.is_template and self.category:
+                custom["pricingCategory"] = self.category
             custom["platformId"] = request.platform_id
             custom["platformPartnerId"] = request.platform_partner_id
             custom["waMessageId"] = self._wa_message_id()

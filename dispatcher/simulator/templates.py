@@ -159,10 +159,17 @@ class TemplateBook:
     def __init__(self, templates: list[dict[str, Any]]) -> None:
         self.listed: list[dict[str, Any]] = []
         self._by_key: dict[tuple[str, str], Expected] = {}
+        self._categories: dict[tuple[str, str], str] = {}
         for index, template in enumerate(templates):
             entry = {"id": str(10**15 + index), **template}
             self.listed.append(entry)
-            self._by_key[(str(entry["name"]), str(entry["language"]))] = expected(entry)
+            key = (str(entry["name"]), str(entry["language"]))
+            self._by_key[key] = expected(entry)
+            self._categories[key] = str(entry.get("category") or "MARKETING").lower()
+
+    def category(self, use: TemplateUse) -> str | None:
+        """The template's category, as a DLR's ``pricingCategory`` names it."""
+        return self._categories.get((use.name, use.language))
 
     def by_id(self, template_id: str) -> dict[str, Any] | None:
         return next((t for t in self.listed if t["id"] == template_id), None)

@@ -60,7 +60,7 @@ OFFER = {
     "name": "offer",
     "language": "en",
     "status": "APPROVED",
-    "category": "MARKETING",
+    "category": "UTILITY",
     "components": [
         {"type": "BODY", "text": "Hi {{1}}, our offer is on."},
         {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Yes please"}]},
@@ -181,16 +181,16 @@ def test_whatsapp_message_ids_and_pricing_reach_messages_status_and_report(
         shown = progress.progress(session, stack.campaign_id)
         rows = [dict(zip(OUTCOME_COLUMNS, row, strict=True))
                 for row in progress.outcomes(session, stack.campaign_id)]  # fmt: skip
-    assert set(pricing) == {("PMP", "marketing", "regular", True)}
+    assert set(pricing) == {("PMP", "utility", "regular", True)}  # the template's category
     assert known == stack.campaign_id
     assert shown is not None
-    assert (shown.billable, shown.not_billable) == ({"marketing": 3}, {})
+    assert (shown.billable, shown.not_billable) == ({"utility": 3}, {})
     assert [(r["destination"], r["whatsapp_message_id"], r["pricing_category"], r["billable"])
-            for r in rows] == [(p, said[p]["waMessageId"], "marketing", "true")
+            for r in rows] == [(p, said[p]["waMessageId"], "utility", "true")
                                for p in PEOPLE]  # fmt: skip
     table = io.StringIO()
     Console(file=table, width=120).print(summary(shown))
-    assert "billable: marketing" in table.getvalue()
+    assert "billable: utility" in table.getvalue()
 
 
 def incoming(source: str, message: dict[str, Any], message_id: str) -> dict[str, Any]:
