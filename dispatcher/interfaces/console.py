@@ -89,7 +89,7 @@ def follow(
 def summary(progress: CampaignProgress) -> Table:
     # Text, not a markup string: the name is the user's, brackets and all.
     title = Text(f"Campaign {progress.campaign_id}: {progress.name} ({progress.state})")
-    table = Table(title=title)
+    table = Table(title=title, caption=_notes(progress))
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
     table.add_column("note", overflow="fold")
@@ -132,6 +132,11 @@ def summary(progress: CampaignProgress) -> Table:
         table.add_row("send rate limit", f"{effective}/s", f"{factor:.0%} of {progress.level} "
                       f"({progress.rate_per_second}/s) {note}".strip())  # fmt: skip
     return table
+
+
+def _notes(progress: CampaignProgress) -> Text | None:
+    """What registration and preparation noted, under the table."""
+    return Text("\n".join(f"Note: {n}" for n in progress.notes)) if progress.notes else None
 
 
 def _pricing_and_replies(progress: CampaignProgress) -> list[tuple[str, int, str]]:

@@ -53,6 +53,9 @@ class Progress:
     send_rate: float = 0.0
     # Sent again to the person's phone number after 131062 (a BSUID not allowed).
     resent_to_phone: int = 0
+    # What registration and preparation noted (a repeat, the sender's state, an upload
+    # that had to be tried again).
+    notes: tuple[str, ...] = ()
     # Never sent, by ``SkipReason`` (e.g. the care window closed before their turn).
     skipped: dict[str, int] = field(default_factory=dict)
     # Messages by WhatsApp's pricing category, billable or not, as the status reports
@@ -185,6 +188,7 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         cancelled=int(by_status.get(MessageStatus.CANCELLED, 0)),
         send_rate=_send_rate(session, campaign_id),
         resent_to_phone=_resent_to_phone(session, campaign_id),
+        notes=tuple(campaign.notes or ()),
         skipped=skipped,
         billable=dict(sorted(billable.items())),
         not_billable=dict(sorted(not_billable.items())),

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 from sqlalchemy import select
 
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Campaign, Database
 from dispatcher.errors import MediaError
+from dispatcher.interfaces.console import summary
 from dispatcher.interfaces.servers import ServerThread
+from dispatcher.operations import progress
 from dispatcher.preparation import media
 from dispatcher.preparation.media import MediaFile, media_id_for, read_media
 from dispatcher.preparation.prepare import prepare_campaign
@@ -122,3 +125,9 @@ def test_a_campaign_whose_upload_failed_once_starts_and_notes_it(
         r"upload of \S*banner\.png succeeded on try 2, after temporary failures \(112503\)"
     )
     assert any(wanted.fullmatch(note) for note in notes or []), notes
+    with db.session() as session:  # `dispatcher status` shows it under the counts
+        shown = progress.progress(session, campaign_id)
+    assert shown is not None
+    rendered = Console(width=200, record=True)
+    rendered.print(summary(shown))
+    assert "Note: upload of" in rendered.export_text()
