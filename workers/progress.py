@@ -70,7 +70,10 @@ def _rest(campaign_id: int, took: float) -> None:
 # Not shown in Flower itself: its work is the rows it refreshes.
 @app.task(name="workers.progress.track_campaigns", shared=False, send_events=False)
 def track_campaigns() -> int:
-    """Queue a refresh of each running (or just ended) campaign's row."""
+    """Queue a refresh of each running (or just ended) campaign's row. Off in the
+    embedded stack of ``dispatcher run``: no Flower watches its private broker."""
+    if get_settings().embedded:
+        return 0
     with context().db.session() as session:
         tracked = flower.to_track(session, datetime.now(UTC))
     leases = _leases(os.getpid())

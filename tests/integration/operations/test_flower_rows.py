@@ -171,3 +171,13 @@ def test_a_slow_refresh_waits_before_the_next(
         rows.campaign_progress(campaign_id=campaign_id)
     assert client.ttl(f"dispatcher:progress-lease:{campaign_id}") > rows.LEASE_SECONDS
     assert rows.track_campaigns() == 0
+
+
+def test_the_embedded_stack_keeps_no_rows(
+    db: Database, tmp_path: Path, worker_side: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign_id = campaign(db, tmp_path / "c", ["+4791234567,"])
+    set_state(db, campaign_id, CampaignState.SENDING, None)
+    monkeypatch.setenv("DISPATCHER_EMBEDDED", "1")
+    get_settings.cache_clear()
+    assert rows.track_campaigns() == 0
