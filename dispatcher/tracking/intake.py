@@ -6,6 +6,9 @@ receiver answers: ``received`` (200, applied later) or ``invalid`` (400, kept fo
 inspection with the reason). Its provider reads the body (``providers.parse_callback``,
 by the kind of callback); the columns a status report is looked up by (message id,
 request id, result code) are filled here once, so applying never has to search bodies.
+A result code the provider does not document is no reason to refuse a body: it is
+stored, answered 200 and applied as a failure with that code (``codes.dlr_status``),
+so no message waits for a report that was already answered 400.
 
 Limits: a body over ``MAX_BODY_BYTES`` (1 MiB; a status notification is under 1 KB,
 an incoming message a few KB) is kept truncated to that many bytes, marked invalid with
