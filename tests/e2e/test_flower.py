@@ -9,14 +9,11 @@ Set ``FLOWER_SCREENSHOT`` to a path to keep the mid-run screenshot (the README's
 from __future__ import annotations
 
 import ast
-import base64
-import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +24,7 @@ import pytest
 
 from dispatcher.db import migrate
 from tests.conftest import dispatcher_command, free_port
+from tests.e2e.browser import browse
 from tests.faults.conftest import FaultStack, RedisServer, numbers
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +45,6 @@ message:
     components: [{{type: body, parameters: [{{type: text, text: "{{first_name}}"}}]}}]
 recipients: people.csv
 """
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 class FlowerStack(FaultStack):
@@ -127,71 +124,6 @@ def flower_stack(own_pg_url: str, tmp_path: Path) -> Iterator[FlowerStack]:
         server.kill()
 
 
-class _AuthProxy(http.server.BaseHTTPRequestHandler):
-    """Forwards the browser's GETs and POSTs to Flower with the basic-auth header, as a
-    browser that was given the password would send it."""
-
-    upstream = ""
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "accept")}
-        token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
-        answer = httpx.request(
-            self.command,
-            f"{self.upstream}{self.path}",
-            content=body or None,
-            headers=headers | {"Authorization": f"Basic {token}"},
-            timeout=10,
-        )
-        self.send_response(answer.status_code)
-        for key in ("content-type",):
-            if key in answer.headers:
-                self.send_header(key, answer.headers[key])
-        self.send_header("Content-Length", str(len(answer.content)))
-        self.end_headers()
-        self.wfile.write(answer.content)
-
-    do_GET = _forward
-    do_POST = _forward
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def browse(flower_url: str, path: str, folder: Path, screenshot: Path) -> str:
-    """The page as headless Chromium renders it after its data has loaded: its DOM, and
-    a screenshot."""
-    assert CHROMIUM, "chromium is not installed (apt-get install chromium)"
-    handler = type("Proxy", (_AuthProxy,), {"upstream": flower_url})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-    common = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--hide-scrollbars", "--window-size=1920,1000",
-        "--virtual-time-budget=8000",
-    ]  # fmt: skip
-    try:
-        subprocess.run(
-            [*common, f"--user-data-dir={folder / 'shot'}", f"--screenshot={screenshot}", url],
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
-        dom = subprocess.run(
-            [*common, f"--user-data-dir={folder / 'dom'}", "--dump-dom", url],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    finally:
-        server.shutdown()
-        server.server_close()
-    return dom
-
-
 def progress_row(flower_url: str, campaign_id: int) -> dict[str, Any] | None:
     """What Flower's own search for the campaign finds first, if it is the progress row."""
     found = httpx.get(
@@ -252,8 +184,8 @@ def test_flower_shows_a_running_campaign_as_a_campaign(
     # During the run, as soon as reports arrive: the tasks page as it opens, no click,
     # shows the campaign's name and counts.
     seen = [wait_progress(flower, campaign_id, lambda c: 0 < c["delivered"] < PEOPLE * 3 // 4)]
-    shot = tmp_path / "flower-tasks.png"
-    dom = browse(flower, "/tasks", tmp_path, shot)
+    page = browse(flower, "/tasks", tmp_path, auth=AUTH)
+    dom, shot = page.dom, page.screenshot
     assert shot.stat().st_size > 10_000
     assert NAME in dom, dom[-3000:]
     assert "PROGRESS" in dom
