@@ -34,7 +34,7 @@ from workers.tasks import context
 #: lost with its worker frees the campaign after this many seconds.
 LEASE_SECONDS = 30
 #: A campaign's refreshes read for at most this share of the time: the counts are a
-#: few passes over the campaign's messages (10 statements; measured 35 ms for 10,000
+#: few passes over the campaign's messages (9 statements; measured 35 ms for 10,000
 #: people, 0.3 s for 100,000, 2 s for a million), so a big campaign's row is refreshed
 #: less often (a million people: every ~20 s) rather than keeping a database core busy.
 READ_SHARE = 0.1
