@@ -19,7 +19,7 @@ def compose() -> dict[str, Any]:
 def test_every_service_is_there_and_the_long_running_ones_check_their_health() -> None:
     services = compose()["services"]
     assert set(services) == {
-        "redis", "postgres", "migrate", "api", "worker", "beat", "flower", "simulator"
+        "redis", "postgres", "migrate", "api", "worker", "beat", "flower", "simulator", "proxy"
     }  # fmt: skip
     for name in ("redis", "postgres", "api", "worker", "flower", "simulator"):
         assert "test" in services[name]["healthcheck"], name
@@ -43,3 +43,15 @@ def test_state_lives_in_volumes_and_secrets_come_from_the_environment() -> None:
     waits = data["services"]["worker"]["depends_on"]
     assert waits["migrate"]["condition"] == "service_completed_successfully"
     assert waits["postgres"]["condition"] == "service_healthy"
+
+
+def test_the_proxy_is_the_only_public_entry_to_the_webhook_app() -> None:
+    data = compose()
+    proxy, api = data["services"]["proxy"], data["services"]["api"]
+    assert sorted(proxy["ports"]) == ["443:443", "80:80"]
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert "ports" not in api  # reached through the proxy (webhooks) and Prometheus only
+    assert api["environment"]["INTERNAL_TOKEN"].startswith("${INTERNAL_TOKEN:?")
+    # The proxy's own address is the one whose X-Forwarded-For names the caller.
+    assert api["environment"]["TRUSTED_PROXIES"] == proxy["networks"]["default"]["ipv4_address"]
+    assert "--internal-port" in api["command"]
