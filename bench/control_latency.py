@@ -120,7 +120,9 @@ def start(
         "SIMULATOR_RECORD_REQUESTS": "true",
     }
     serve = processes.start(
-        "serve", tp.dispatcher_command("serve", "--port", str(webhook_port)), env
+        "serve",
+        tp.dispatcher_command("serve", "--port", str(webhook_port), "--internal-port", "0"),
+        env,
     )
     tp.wait_http(f"http://127.0.0.1:{webhook_port}/healthz", serve)
     simulator = processes.start(

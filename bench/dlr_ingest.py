@@ -641,6 +641,8 @@ def main() -> None:
                 "serve",
                 "--port",
                 str(port),
+                "--internal-port",
+                "0",
             ]
             if args.profile:
                 spy = Path(sys.executable).with_name("py-spy")

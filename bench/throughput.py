@@ -466,7 +466,9 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
             "SIMULATOR_SEED": "7",
         }
         serve = processes.start(
-            "serve", dispatcher_command("serve", "--port", str(webhook_port)), env
+            "serve",
+            dispatcher_command("serve", "--port", str(webhook_port), "--internal-port", "0"),
+            env,
         )
         wait_http(f"http://127.0.0.1:{webhook_port}/healthz", serve)
         gate = f"{GATE}=http://127.0.0.1:{webhook_port}/webhooks/link/dlr?token={TOKEN}"

@@ -371,7 +371,7 @@ def serve(
     internal_host: Annotated[
         str, typer.Option(help="internal interface (metrics, campaign status)")
     ] = "127.0.0.1",
-    internal_port: Annotated[int, typer.Option(help="internal port")] = 8001,
+    internal_port: Annotated[int, typer.Option(help="internal port (0: any free one)")] = 8001,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="run without WEBHOOK_TOKEN (loopback only)")
     ] = False,
@@ -400,7 +400,7 @@ def serve(
         create_internal_app(db, token=internal_token), host=internal_host, port=internal_port
     ).start()
     console.print(
-        f"Internal listener (metrics, campaign status) on http://{internal_host}:{internal_port}"
+        f"Internal listener (metrics, campaign status) on http://{internal_host}:{internal.port}"
     )
     # No access log: callers may put the token in the URL, and paths can name numbers.
     # uvloop and httptools named, not "auto": a missing one fails here instead of

@@ -97,7 +97,10 @@ def stack(
         return process
 
     try:
-        webhook = start("serve", dispatcher_command("serve", "--port", str(webhook_port)))
+        webhook = start(
+            "serve",
+            dispatcher_command("serve", "--port", str(webhook_port), "--internal-port", "0"),
+        )
         wait_http(f"http://127.0.0.1:{webhook_port}/healthz", process=webhook)
         gate = f"e2e-gate=http://127.0.0.1:{webhook_port}/webhooks/link/dlr?token={token}"
         simulator = start(
