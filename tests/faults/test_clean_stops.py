@@ -230,7 +230,7 @@ def test_the_simulator_stops_within_seconds_while_taking_requests(
     process, url = simulator
     body = {
         "platformId": "P", "platformPartnerId": "1", "source": "+4790000000",
-        "destinations": numbers(1), "refId": "r", "eventReportGates": ["g"],
+        "destinations": numbers(1), "refId": "r", "priority": "NORMAL", "eventReportGates": ["g"],
         "messages": [{"type": "text", "text": {"body": "hi"}}],
     }  # fmt: skip
     sent = threading.Event()
@@ -240,8 +240,8 @@ def test_the_simulator_stops_within_seconds_while_taking_requests(
         with httpx.Client(auth=("u", "p"), timeout=2) as client:
             while not done.is_set():
                 try:
-                    client.post(f"{url}/messages", content=json.dumps(body))
-                    sent.set()
+                    if client.post(f"{url}/messages", content=json.dumps(body)).is_success:
+                        sent.set()
                 except httpx.HTTPError:
                     time.sleep(0.05)
 
@@ -249,8 +249,10 @@ def test_the_simulator_stops_within_seconds_while_taking_requests(
     for thread in threads:
         thread.start()
     try:
-        assert sent.wait(10)
+        assert sent.wait(10), "the simulator accepted no request"
         time.sleep(0.5)
+        pending = httpx.get(f"{url}/_simulator/stats").json()["callbacks"]["pending"]
+        assert pending > 0, "no callback waiting: the stop would not be under load"
         started = time.monotonic()
         way.send(process)
         took = wait_stopped({"simulate": process}, started)["simulate"]
