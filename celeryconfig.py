@@ -37,6 +37,10 @@ task_serializer = "json"
 accept_content = ["json"]
 task_acks_late = True  # a task lost with its worker is redelivered...
 task_reject_on_worker_lost = True  # ...including when the worker was killed
+# A stop (SIGTERM, Ctrl+C) is Celery's warm shutdown: a running send task ends after its
+# slice in flight and queues the rest of its chunk at once (workers.tasks: stopping);
+# tasks received but not started go back when the connection closes. Only a worker
+# killed outright leaves tasks for the visibility timeout.
 worker_prefetch_multiplier = 1  # no batch waits in a busy worker's buffer
 
 # One direct exchange per queue, bound by its own name: without explicit routing keys
