@@ -109,7 +109,9 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
     counts = session.execute(
         select(
             func.count(),
-            func.count(Message.submitted_at),
+            # A message of an in-doubt request that its reports settled was accepted,
+            # though no answer gave it a submission time.
+            func.count(func.coalesce(Message.submitted_at, Message.sent_at)),
             func.count(Message.sent_at),
             func.count(Message.delivered_at),
             func.count(Message.read_at),

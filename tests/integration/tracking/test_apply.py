@@ -17,6 +17,7 @@ from dispatcher.db import (
     Message,
     Suppression,
 )
+from dispatcher.operations.progress import progress
 from dispatcher.providers.link.models import MessageResponse
 from dispatcher.sending.batch import _record
 from dispatcher.status import MessageStatus
@@ -152,6 +153,9 @@ def test_an_in_doubt_batch_is_settled_by_any_identifier_the_report_carries(db: D
     assert receive(db, dlr("m9", 112003, ref_id=batch_id, custom=custom)) == "applied"
     found = message(db, "NO.13491208655302741918")
     assert (found.status, found.link_message_id) == ("delivered", "m9")
+    with db.session() as session:  # accepted, though no answer gave it a submission time
+        shown = progress(session, found.campaign_id)
+    assert shown is not None and (shown.submitted, shown.sent, shown.delivered) == (1, 1, 1)
 
 
 def test_reports_that_never_match_do_not_starve_newer_ones_in_the_sweep(db: Database) -> None:
