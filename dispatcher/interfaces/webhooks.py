@@ -132,6 +132,20 @@ class WebhookApp:
         self.receiver = receiver
         self.state = rest.state
 
+    def refusal(self, scope: Scope) -> bytes | None:
+        """The whole answer to a webhook post without the token (401, or 429 over the
+        caller's limit), for the server to write before any ASGI work; None to serve it.
+        ``scope`` holds method, path, query_string, headers and client only."""
+        if scope["method"] != "POST" or scope["path"] not in _PATHS:
+            return None
+        if self.receiver.authorised(scope):
+            return None
+        if not self.receiver.limits.allow(scope):
+            COUNTERS.rate_limited += 1
+            return _RATE_LIMITED
+        COUNTERS.unauthorised += 1
+        return _UNAUTHORISED
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             kind = _PATHS.get(scope["path"])
@@ -145,6 +159,18 @@ class WebhookApp:
 
 
 _PATHS = WEBHOOKS
+
+
+def _canned(status: int, reason: str, content: dict[str, str]) -> bytes:
+    body = json.dumps(content).encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        % (status, reason.encode(), len(body))
+    ) + body
+
+
+_UNAUTHORISED = _canned(401, "Unauthorized", {"error": "unauthorised"})
+_RATE_LIMITED = _canned(429, "Too Many Requests", {"error": "too many unauthenticated requests"})
 
 
 class _Receiver:

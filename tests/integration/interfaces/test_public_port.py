@@ -234,3 +234,51 @@ def test_slow_clients_are_cut_off_while_callbacks_keep_flowing(guarded_server: i
         assert _closed_by_server(sock, within=2.0), name
         sock.close()
     assert COUNTERS.slow_clients - before == 3
+
+
+def _answers(sock: socket.socket, count: int) -> list[int]:
+    """The status codes of ``count`` responses read from ``sock``, in order."""
+    sock.settimeout(10)
+    data, statuses = b"", []
+    while len(statuses) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {statuses}"
+        data += chunk
+        while b"\r\n\r\n" in data:
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(
+                next(
+                    line.split(b":", 1)[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+            )
+            if len(rest) < length:
+                break
+            statuses.append(int(head[9:12]))
+            data = rest[length:]
+    return statuses
+
+
+def test_a_refused_request_leaves_the_connection_usable_and_answers_in_order(
+    guarded_server: int,
+) -> None:
+    body = json.dumps(SENT).encode()
+
+    def post(token: bool) -> bytes:
+        auth = f"X-Webhook-Token: {TOKEN}\r\n".encode() if token else b""
+        return (
+            b"POST /webhooks/link/dlr HTTP/1.1\r\nHost: x\r\n"
+            + auth
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+
+    with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
+        sock.sendall(post(token=False))
+        assert _answers(sock, 1) == [401]
+        sock.sendall(post(token=True))  # the same connection, body of the refused one gone
+        assert _answers(sock, 1) == [200]
+        # Pipelined: a refusal waits for the answer before it, whichever is quicker.
+        sock.sendall(post(token=True) + post(token=False) + post(token=True))
+        assert _answers(sock, 3) == [200, 401, 200]
