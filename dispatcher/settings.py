@@ -56,6 +56,15 @@ class Settings(BaseSettings):
         description="after SIGTERM, `dispatcher serve` answers /healthz 503 this long "
         "before it closes its listener, so a load balancer stops sending first",
     )
+    blob_store: str | None = Field(
+        default=None,
+        description="where campaign files are kept: unset = the database; "
+        "s3://bucket/prefix = an S3-compatible object store (pip install '.[s3]'; "
+        "S3_ENDPOINT_URL and the AWS_* variables say where and who)",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="the object store's URL (MinIO, Ceph...); unset = AWS"
+    )
     retention_days: float = Field(
         default=90,
         ge=0,

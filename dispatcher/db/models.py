@@ -371,6 +371,8 @@ class Blob(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     chunks: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # None: in ``blob_chunks``; else the object's URL in the object store (s3://...).
+    location: Mapped[str | None] = mapped_column(Text)
 
 
 class BlobChunk(Base):
