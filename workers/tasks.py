@@ -363,11 +363,9 @@ def resend_due() -> int:
 @app.task(name="workers.tasks.purge_stored_files", shared=False)
 def purge_stored_files() -> dict[str, int]:
     """Remove the stored inputs and reports of campaigns that ended more than
-    ``RETENTION_DAYS`` ago (0: kept for ever)."""
+    ``RETENTION_DAYS`` ago (0: kept for ever), and contents no campaign uses."""
     days = get_settings().retention_days
-    if not days:
-        return {"campaigns": 0, "files": 0, "contents": 0}
-    purged = inputs.purge(context().db, timedelta(days=days))
+    purged = inputs.purge(context().db, timedelta(days=days) if days else None)
     return {"campaigns": purged.campaigns, "files": purged.files, "contents": purged.contents}
 
 

@@ -123,9 +123,13 @@ class Purged:
     contents: int
 
 
-def purge(db: Database, older_than: timedelta, *, now: datetime | None = None) -> Purged:
+def purge(db: Database, older_than: timedelta | None, *, now: datetime | None = None) -> Purged:
     """Remove the stored files of campaigns that ended more than ``older_than`` ago
-    (their rows, counts and per-person statuses stay), and contents nobody uses."""
+    (their rows, counts and per-person statuses stay; None: none), and contents nobody
+    uses (a deleted campaign's among them)."""
+    if older_than is None:
+        with db.session() as session:
+            return Purged(0, 0, blobs.drop_unused(session))
     cutoff = (now or datetime.now(UTC)) - older_than
     with db.session() as session:
         ended = select(Campaign.id).where(

@@ -283,8 +283,9 @@ def purge(
     statuses stay. Default: RETENTION_DAYS (beat does this every hour)."""
     from dispatcher.campaigns.inputs import purge as purge_files
 
-    age = _age(older_than) if older_than else timedelta(days=get_settings().retention_days)
-    purged = purge_files(local_db(), age)
+    days = get_settings().retention_days
+    age = _age(older_than) if older_than else (timedelta(days=days) if days else None)
+    purged = purge_files(local_db(), age)  # None (RETENTION_DAYS=0): only unused contents
     say(
         f"Stored files of {purged.campaigns} campaign(s) removed ({purged.files} files, "
         f"{purged.contents} contents no campaign uses any more)."

@@ -8,7 +8,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from dispatcher.campaigns import inputs
 from dispatcher.campaigns.registration import create_campaign
@@ -92,5 +92,14 @@ def test_reports_are_fetched_from_storage_and_purged_after_retention(
         session.get(Campaign, running).state = "completed"  # type: ignore[union-attr]
         session.get(Campaign, running).finished_at = now - timedelta(days=91)  # type: ignore[union-attr]
     assert inputs.purge(db, timedelta(days=90), now=now) == inputs.Purged(1, 4, 4)
+
+
+def test_contents_of_a_deleted_campaign_go_even_when_files_are_kept_for_ever(
+    db: Database, tmp_path: Path
+) -> None:
+    campaign_id = create_campaign(db, load_campaign(copy_campaign("example", tmp_path / "e")))
+    with db.session() as session:
+        session.execute(delete(Campaign).where(Campaign.id == campaign_id))
+    assert inputs.purge(db, None) == inputs.Purged(0, 0, 3)  # RETENTION_DAYS=0
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(BlobChunk)) == 0
