@@ -84,7 +84,7 @@ def chunks(session: Session, sha256: str) -> Iterator[bytes]:
     """The content, chunk by chunk (one query or read each: never the whole file)."""
     found = session.execute(select(Blob.chunks, Blob.location).where(Blob.sha256 == sha256)).first()
     if found is None:
-        raise LookupError(f"no stored content {sha256[:12]}")
+        raise StorageError(f"no stored content {sha256[:12]}")
     count, location = found
     if location is not None:
         yield from ObjectStore.at(location).read(location)
@@ -94,7 +94,7 @@ def chunks(session: Session, sha256: str) -> Iterator[bytes]:
             select(BlobChunk.data).where(BlobChunk.sha256 == sha256, BlobChunk.seq == seq)
         )
         if data is None:
-            raise LookupError(f"stored content {sha256[:12]} lacks chunk {seq}")
+            raise StorageError(f"stored content {sha256[:12]} lacks chunk {seq}")
         yield data
 
 
@@ -108,7 +108,7 @@ def copy_to(session: Session, sha256: str, target: BinaryIO) -> int:
         target.write(data)
         size += len(data)
     if sha.hexdigest() != sha256:
-        raise LookupError(f"stored content {sha256[:12]} does not match its digest")
+        raise StorageError(f"stored content {sha256[:12]} does not match its digest")
     return size
 
 

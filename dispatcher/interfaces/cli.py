@@ -257,12 +257,13 @@ def rejects(
         sys.stdout.flush()
     else:
         partial = output.with_name(output.name + ".part")
-        with partial.open("wb") as handle:
-            found = fetch_report(db, campaign_id, REJECTS, handle)
-        if found:
-            partial.replace(output)
-        else:
-            partial.unlink()
+        try:
+            with partial.open("wb") as handle:
+                found = fetch_report(db, campaign_id, REJECTS, handle)
+            if found:
+                partial.replace(output)
+        finally:
+            partial.unlink(missing_ok=True)
     if not found:
         raise DispatcherError(
             f"campaign {campaign_id} has no rejects report yet: it is written when preparation ends"
