@@ -163,15 +163,7 @@ def apply_dlrs(
         else:
             pending.append(_Report(report_id, dlr, new, aware(dlr.timestamp) or now))
     by_message = _group_by_message(session, pending, states)
-    # Learned only from reports about a message we sent, naming the destination we
-    # used: a report about anything else cannot link two people in the book.
-    groups = _identifier_groups(
-        report.dlr
-        for row, matched in by_message.values()
-        for report in matched
-        if row.destination in book.identifiers_in(report.dlr.named_identifiers)
-    )
-    book.learn_many(session, groups, "dlr", known_groups=known_groups)
+    book.learn_many(session, _identifier_groups(by_message), "dlr", known_groups=known_groups)
     changes: list[dict[str, Any]] = []
     media_errors: list[int] = []
     wa_ids: list[dict[str, Any]] = []
@@ -204,11 +196,20 @@ def apply_dlrs(
 _Grouped = dict[int, tuple[Any, list["_Report"]]]
 
 
-def _identifier_groups(dlrs: Iterable[StatusReport]) -> list[tuple[str, ...]]:
+def _identifier_groups(by_message: _Grouped) -> list[tuple[str, ...]]:
     """The identifiers the reports name (seed 004 'BSUID - Message Status
-    Notifications'), once per distinct set: a message's reports repeat them."""
-    raw = {d.named_identifiers for d in dlrs if d.named_identifiers}
-    return [group for group in map(book.identifiers_in, raw) if len(group) > 1]
+    Notifications'), once per distinct set: a message's reports repeat them. Only
+    reports about a message we sent that name the destination we used count: a report
+    about anything else cannot link two people in the book."""
+    groups: set[tuple[str, ...]] = set()
+    for row, matched in by_message.values():
+        for report in matched:
+            raw = report.dlr.named_identifiers
+            if raw:
+                group = book.identifiers_in(raw)  # cached: reports repeat them
+                if len(group) > 1 and row.destination in group:
+                    groups.add(group)
+    return list(groups)
 
 
 def _group_by_message(
