@@ -51,6 +51,9 @@ from dispatcher.simulator import create_app as create_simulator
 GATE_ID = "embedded-gate"
 #: A worker's warm shutdown gets this long before it is killed with its beat.
 WORKER_STOP_SECONDS = 5.0
+#: The whole stop's bound: past it, the worker and Redis are killed and the process
+#: ends at once (every commit is whole; a stack left behind is stopped at next start).
+STOP_DEADLINE_SECONDS = 8.0
 #: Signals that stop the stack (besides Ctrl+C's SIGINT, which Python raises).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 PLATFORM_ID = "EMBEDDED"
@@ -138,6 +141,15 @@ class EmbeddedStack:
         }
         self._start_worker()
 
+    def _stop_now(self) -> None:
+        """The stop ran past its bound (a server waiting on a request, a worker on a
+        lock): kill the worker and Redis, and end this process now."""
+        _kill_group(self._worker)
+        _kill_group(self._redis)
+        self.pids_file.unlink(missing_ok=True)
+        sys.stderr.write(f"stop: not done within {STOP_DEADLINE_SECONDS:.0f} s; ended at once\n")
+        os._exit(128 + signal.SIGTERM)
+
     def stop(self) -> None:
         """Worker first (it hands its tasks back to Redis), servers, then Redis; each
         bounded. Further stop signals are ignored meanwhile: the stop is under way."""
@@ -145,6 +157,9 @@ class EmbeddedStack:
         if main:
             for sig in (signal.SIGINT, *STOP_SIGNALS):
                 signal.signal(sig, signal.SIG_IGN)
+        watchdog = threading.Timer(STOP_DEADLINE_SECONDS, self._stop_now)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             if self._worker is not None:
                 _terminate(self._worker, signal.SIGTERM, WORKER_STOP_SECONDS)
@@ -159,6 +174,7 @@ class EmbeddedStack:
             if self.db is not None:
                 self.db.dispose()
         finally:
+            watchdog.cancel()
             if main:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 for number, handler in self._handlers.items():
@@ -266,6 +282,12 @@ def worker_command(
         "--hostname", hostname, "--loglevel", loglevel,
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
+
+
+def _kill_group(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _raise_exit(signum: int, _: FrameType | None) -> None:
