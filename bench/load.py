@@ -248,20 +248,25 @@ def quiet(admin: Any) -> None:
         print(f"(no CHECKPOINT before the run: {exc.__class__.__name__})")
 
 
+def cached_list(rows: int) -> tuple[Path, dict[str, int]]:
+    """The list of ``rows`` rows and what was planted in it, generated once under /tmp."""
+    cache = Path(tempfile.gettempdir()) / f"dispatcher-load-{rows}"
+    csv_path, planted_path = cache / "recipients.csv", cache / "planted.json"
+    if not planted_path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        planted_path.write_text(json.dumps(generate(csv_path, rows)))
+        print(f"generated {csv_path} in {time.perf_counter() - started:.1f} s")
+    planted: dict[str, int] = json.loads(planted_path.read_text())
+    return csv_path, planted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=20_000)
     args = parser.parse_args()
-    cache = Path(tempfile.gettempdir()) / f"dispatcher-load-{args.rows}"
-    csv_path, planted_path = cache / "recipients.csv", cache / "planted.json"
-    if not planted_path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        planted = generate(csv_path, args.rows)
-        planted_path.write_text(json.dumps(planted))
-        print(f"generated {csv_path} in {time.perf_counter() - started:.1f} s")
-    planted = json.loads(planted_path.read_text())
+    csv_path, planted = cached_list(args.rows)
     size_mb = csv_path.stat().st_size / 1e6
     name = f"load_bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")

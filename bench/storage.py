@@ -38,14 +38,10 @@ def main() -> None:
 
     from sqlalchemy import create_engine, text
 
-    from bench.load import generate
+    from bench.load import cached_list
     from dispatcher.db import Database, blobs, migrate
 
-    cache = Path(tempfile.gettempdir()) / f"dispatcher-load-{args.rows}"
-    listing = cache / "recipients.csv"
-    if not listing.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        generate(listing, args.rows)
+    listing, _ = cached_list(args.rows)
     name = f"storage_bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -25,7 +25,7 @@ import pytest
 from dispatcher.db import migrate
 from tests.conftest import dispatcher_command, free_port
 from tests.e2e.browser import browse
-from tests.faults.conftest import FaultStack, RedisServer, numbers
+from tests.faults.conftest import FaultStack, RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -92,23 +92,6 @@ class FlowerStack(FaultStack):
             timeout=60,
         )
         assert done.returncode == 0, done.stdout + done.stderr
-
-    def launch_named(self, people: int) -> int:
-        folder = self.folder / "campaign"
-        folder.mkdir()
-        (folder / "campaign.yaml").write_text(SPEC)
-        rows = "\n".join(f"{n},P{i}" for i, n in enumerate(numbers(people)))
-        (folder / "people.csv").write_text(f"phone,first_name\n{rows}\n")
-        done = subprocess.run(
-            dispatcher_command("run", str(folder), "--detach"),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        found = re.search(r"Campaign (\d+) queued", done.stdout)
-        assert found, done.stdout + done.stderr
-        return int(found.group(1))
 
 
 @pytest.fixture()
@@ -179,7 +162,7 @@ def test_flower_shows_a_running_campaign_as_a_campaign(
     stack = flower_stack
     stack.start(workers=2)
     flower = stack.start_flower()
-    campaign_id = stack.launch_named(PEOPLE)
+    campaign_id = stack.launch(PEOPLE, SPEC)
 
     # During the run, as soon as reports arrive: the tasks page as it opens, no click,
     # shows the campaign's name and counts.

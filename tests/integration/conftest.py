@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,3 +300,20 @@ def receiver(db: Database) -> Iterator[Receiver]:
         httpx.Client(base_url=server.url, timeout=20) as http,
     ):
         yield Receiver(app, http)
+
+
+@pytest.fixture()
+def stack_for(db: Database, redis_url: str) -> Iterator[Callable[..., Any]]:
+    """Makes ``test_planner.Stack``s (simulator and webhook app on loopback, a send
+    context on them) from scripted results; each closed after the test."""
+    from tests.integration.resending.test_planner import Stack
+
+    stacks: list[Stack] = []
+
+    def make(scripted: dict[str, list[int]], **sim: Any) -> Stack:
+        stacks.append(Stack(db, redis_url, scripted, **sim))
+        return stacks[-1]
+
+    yield make
+    for stack in stacks:
+        stack.close()

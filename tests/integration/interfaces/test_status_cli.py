@@ -4,7 +4,6 @@ the JSON for scripts, from a real (SQLite) state folder."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 from dispatcher.db import Campaign, Database, Message, Reply
 from dispatcher.interfaces.cli import app
 from dispatcher.settings import get_settings
-from tests.conftest import ROOT
+from tests.conftest import copy_campaign
 
 runner = CliRunner()
 
@@ -34,10 +33,7 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_status_shows_progress_rate_and_eta_and_json_for_scripts(
     state: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "example"
-    shutil.copytree(
-        ROOT / "campaigns" / "example", folder, ignore=shutil.ignore_patterns("reports")
-    )
+    folder = copy_campaign("example", tmp_path / "example")
     stored = runner.invoke(app, ["run", str(folder), "--dry-run"])
     assert stored.exit_code == 0, stored.output
     db = Database(f"sqlite:///{state / 'dispatcher.db'}")
@@ -71,10 +67,7 @@ def test_status_shows_progress_rate_and_eta_and_json_for_scripts(
 def test_status_of_a_campaign_shows_billable_messages_by_category_and_replies_by_button(
     state: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "example"
-    shutil.copytree(
-        ROOT / "campaigns" / "example", folder, ignore=shutil.ignore_patterns("reports")
-    )
+    folder = copy_campaign("example", tmp_path / "example")
     stored = runner.invoke(app, ["run", str(folder), "--dry-run"])
     assert stored.exit_code == 0, stored.output
     db = Database(f"sqlite:///{state / 'dispatcher.db'}")

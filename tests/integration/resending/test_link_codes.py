@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from dispatcher.campaigns.checks import preflight
 from dispatcher.campaigns.registration import create_campaign
@@ -30,20 +28,6 @@ from tests.integration.resending.test_planner import (
     statuses,
     wait_for,
 )
-
-
-@pytest.fixture()
-def stack_for(db: Database, redis_url: str) -> Iterator[Callable[..., Stack]]:
-    """Simulator and webhook app on loopback (``test_planner.Stack``), closed after."""
-    stacks: list[Stack] = []
-
-    def make(scripted: dict[str, list[int]], **sim: object) -> Stack:
-        stacks.append(Stack(db, redis_url, scripted, **sim))
-        return stacks[-1]
-
-    yield make
-    for stack in stacks:
-        stack.close()
 
 
 def test_contact_support_codes_are_final_not_resent(

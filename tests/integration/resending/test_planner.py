@@ -7,13 +7,12 @@ reports travel over real HTTP to the webhook app; windows are shortened to secon
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis
 from sqlalchemy import select, update
 
@@ -89,19 +88,6 @@ class Stack:
         with self.db.session() as session:
             batch_ids = resend.run_due(session, NOW_WINDOWS)
         return self.send(batch_ids)
-
-
-@pytest.fixture()
-def stack_for(db: Database, redis_url: str) -> Iterator[Callable[..., Stack]]:
-    stacks: list[Stack] = []
-
-    def make(scripted: dict[str, list[int]], **sim: Any) -> Stack:
-        stacks.append(Stack(db, redis_url, scripted, **sim))
-        return stacks[-1]
-
-    yield make
-    for stack in stacks:
-        stack.close()
 
 
 def start(stack: Stack, tmp_path: Path, phones: list[str], spec: str = SPEC) -> list[str]:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from dispatcher.campaigns import lifecycle
@@ -24,21 +23,6 @@ from tests.integration.resending.test_planner import (
     start,
     wait_for,
 )
-
-
-@pytest.fixture()
-def stack_for(db: Database, redis_url: str) -> Iterator[Callable[..., Stack]]:
-    """Simulator and webhook app on loopback (``test_planner.Stack``), closed after."""
-    stacks: list[Stack] = []
-
-    def make(scripted: dict[str, list[int]], **sim: object) -> Stack:
-        stacks.append(Stack(db, redis_url, scripted, **sim))
-        return stacks[-1]
-
-    yield make
-    for stack in stacks:
-        stack.close()
-
 
 UNLISTED = "+4741234521"  # 112999: not in the table
 REQUEST_CODE = "+4741234522"  # 112506: an ErrorResponse code in a report
