@@ -97,15 +97,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # earlier response is still due on this connection (answers stay in order).
         refuse = getattr(self.app, "refusal", None)
         if refuse is not None and (self.cycle is None or self.cycle.response_complete):
+            # The request's own scope (headers and client already in it), so a caller
+            # found authorised here is not checked again by the app.
             parsed = httptools.parse_url(self.url)
-            scope = {
-                "method": self.parser.get_method().decode("ascii"),
-                "path": parsed.path.decode("latin-1"),
-                "query_string": parsed.query or b"",
-                "headers": self.headers,
-                "client": self.client,
-            }
-            answer = refuse(scope)
+            self.scope["method"] = self.parser.get_method().decode("ascii")
+            self.scope["path"] = parsed.path.decode("latin-1")
+            self.scope["query_string"] = parsed.query or b""
+            answer = refuse(self.scope)
             if answer is not None:
                 self._refusing = True
                 self.transport.write(answer)

@@ -134,11 +134,12 @@ class WebhookApp:
 
     def refusal(self, scope: Scope) -> bytes | None:
         """The whole answer to a webhook post without the token (401, or 429 over the
-        caller's limit), for the server to write before any ASGI work; None to serve it.
-        ``scope`` holds method, path, query_string, headers and client only."""
+        caller's limit), for the server to write before any ASGI work; None to serve it
+        (an authorised caller's scope is marked so, and not checked again)."""
         if scope["method"] != "POST" or scope["path"] not in _PATHS:
             return None
         if self.receiver.authorised(scope):
+            scope[_AUTHORISED] = True
             return None
         if not self.receiver.limits.allow(scope):
             COUNTERS.rate_limited += 1
@@ -159,6 +160,8 @@ class WebhookApp:
 
 
 _PATHS = WEBHOOKS
+#: Scope key the server's protocol sets once it found the caller authorised (``refusal``).
+_AUTHORISED = "dispatcher.authorised"
 
 
 def _canned(status: int, reason: str, content: dict[str, str]) -> bytes:
@@ -198,7 +201,7 @@ class _Receiver:
         return offered is not None and hmac.compare_digest(offered, self.token)
 
     async def receive(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
-        if not self.authorised(scope):
+        if not scope.get(_AUTHORISED) and not self.authorised(scope):
             # Counted, never read nor stored: nobody fills the database without the token.
             if not self.limits.allow(scope):
                 COUNTERS.rate_limited += 1
