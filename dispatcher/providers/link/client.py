@@ -1,8 +1,8 @@
 """HTTP clients of the LINK WhatsApp Message API (basic auth): LINK as a ``Provider``.
 
 ``LinkClient`` (httpx) does one request at a time and is the ``Provider`` itself;
-``ConcurrentSender`` (HTTP/1.1 on asyncio) is its ``SliceSender``, many requests in
-flight for the fan-out. HTTP library exceptions stop here: the caller sees the
+``ConcurrentSender`` (``providers.http1``, HTTP/1.1 on asyncio) is its ``SliceSender``,
+many requests in flight for the fan-out. HTTP library exceptions stop here: the caller sees the
 ``LinkError`` tree only. The split
 that matters for crash safety is *did the request leave?* A refused connection or a
 pool timeout sent nothing (``LinkTransientError``, safe to retry); a read timeout or a
@@ -11,32 +11,28 @@ dropped connection after sending may have queued the messages (``LinkInDoubtErro
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
-import ssl
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import httptools
 import httpx
 import orjson
 from pydantic import ValidationError
 
 from dispatcher.errors import (
-    ConfigurationError,
     LinkError,
     LinkInDoubtError,
     LinkRequestError,
     LinkTransientError,
 )
 from dispatcher.providers.base import Request, SenderInfo, TemplateInfo, UploadedMedia
+from dispatcher.providers.http1 import KEEPALIVE, Http1Sender
 from dispatcher.providers.link import templates
 from dispatcher.providers.link.codes import QUEUED, REQUEST_ERRORS, error_class_for
 from dispatcher.providers.link.models import (
@@ -51,10 +47,6 @@ from dispatcher.providers.link.models import (
 if TYPE_CHECKING:
     from dispatcher.campaigns.spec import CampaignSpec
 
-# Idle connections are dropped before the server's own keep-alive timeout (uvicorn and
-# many proxies: 5 s): a request sent on a connection the server is closing fails with
-# no answer, and an unanswered request leaves its batch in doubt.
-KEEPALIVE = 2.0
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Statuses that say the request was not processed (service unavailable, rate limited).
 _NOT_PROCESSED = frozenset({429, 503})
@@ -326,20 +318,10 @@ def _answer(request: Request, status: int, body: bytes) -> MessageResponse:
     return answer
 
 
-class ConcurrentSender:
-    """``POST /messages`` with many requests in flight: what a personalised campaign needs
-    to reach 1000 requests a second from a few processes.
-
-    HTTP/1.1 keep-alive connections on asyncio's own transports, answers read by
-    httptools (llhttp, uvicorn's parser): a request is one write of bytes built once,
-    an answer a few parser callbacks. General clients cost more CPU a request than
-    everything else the worker does for it, measured: httpcore 1.0's pool walks every
-    connection for every request (encode/httpcore#1035, ~5 ms at 100 connections), and
-    aiohttp builds request, header and timer objects per request (~0.2 ms). Nothing is
-    retried here, so the nothing-sent / in-doubt split holds: a failure before the
-    request was written (no connection, none free in time) sent nothing; any failure
-    after it may have been queued. Use within one event loop, then ``aclose``.
-    """
+class ConcurrentSender(Http1Sender[Request, MessageResponse]):
+    """``POST /messages`` with many requests in flight (``http1.Http1Sender``): what a
+    personalised campaign needs to reach 1000 requests a second from a few processes.
+    Use within one event loop, then ``aclose``."""
 
     def __init__(
         self,
@@ -349,185 +331,29 @@ class ConcurrentSender:
         connect_seconds: float,
         max_connections: int,
     ) -> None:
-        self.credentials = credentials
-        url = urlsplit(credentials.base_url.rstrip("/") + "/messages")
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigurationError(f"LINK_BASE_URL is not an http(s) URL: {url.scheme}://...")
-        secure = url.scheme == "https"
-        self._host = url.hostname
-        self._port = url.port or (443 if secure else 80)
-        self._tls = ssl.create_default_context() if secure else None
-        netloc = url.netloc.rpartition("@")[2]
-        target = url.path + (f"?{url.query}" if url.query else "")
         token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode())
-        self._head = (
-            f"POST {target} HTTP/1.1\r\nHost: {netloc}\r\n".encode("idna")
-            + b"Authorization: Basic " + token
-            + b"\r\nContent-Type: application/json\r\nAccept: application/json\r\n"
-            b"Content-Length: "
-        )  # fmt: skip
-        self._timeout_seconds = timeout_seconds
-        self._connect_seconds = connect_seconds
-        self._free = asyncio.Semaphore(max_connections)
-        self._idle: list[_Connection] = []  # the most recently used last
-        self._all: set[_Connection] = set()
+        super().__init__(
+            credentials.base_url,
+            authorization=b"Basic " + token,
+            setting="LINK_BASE_URL",
+            timeout_seconds=timeout_seconds,
+            connect_seconds=connect_seconds,
+            max_connections=max_connections,
+        )
+        self.credentials = credentials
+        self._head = self.head("/messages")
 
-    async def send(self, request: Request) -> MessageResponse:
-        body = request.body()
-        message = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
-        try:
-            connection = await self._acquire()
-        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
-            raise _unanswered(request, exc, nothing_sent=True) from exc
-        try:
-            status, answer = await connection.exchange(message, self._timeout_seconds)
-        except BaseException as exc:
-            self._discard(connection)
-            if isinstance(exc, OSError | TimeoutError):
-                raise _unanswered(request, exc, nothing_sent=False) from exc
-            raise
-        else:
-            if connection.reusable:
-                connection.idle_since = connection.loop.time()
-                self._idle.append(connection)
-            else:
-                self._discard(connection)
-        finally:
-            self._free.release()
-        return _answer(request, status, answer)
+    def head_for(self, request: Request) -> bytes:
+        return self._head
 
-    async def _acquire(self) -> _Connection:
-        """A free connection: the freshest idle one, else a new one; waits at most the
-        connect timeout for one to come free (none free: nothing was sent)."""
-        if self._free.locked():
-            await asyncio.wait_for(self._free.acquire(), self._connect_seconds)
-        else:
-            await self._free.acquire()
-        try:
-            loop = asyncio.get_running_loop()
-            stale = loop.time() - KEEPALIVE
-            while self._idle:
-                connection = self._idle.pop()
-                if connection.open and connection.idle_since > stale:
-                    return connection
-                self._discard(connection)
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(
-                    _Connection, self._host, self._port, ssl=self._tls,
-                    server_hostname=self._host if self._tls else None,
-                ),
-                self._connect_seconds,
-            )  # fmt: skip
-        except BaseException:
-            self._free.release()
-            raise
-        self._all.add(connection)
-        return connection
+    def body_of(self, request: Request) -> bytes:
+        return request.body()
 
-    def _discard(self, connection: _Connection) -> None:
-        connection.close()
-        self._all.discard(connection)
+    def answer(self, request: Request, status: int, body: bytes) -> MessageResponse:
+        return _answer(request, status, body)
 
-    async def send_all(self, requests: Sequence[Request]) -> list[MessageResponse | LinkError]:
-        """Every request at once; each one's answer or error, in order."""
-        results = await asyncio.gather(*(self.send(r) for r in requests), return_exceptions=True)
-        out: list[MessageResponse | LinkError] = []
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, LinkError):
-                raise result
-            out.append(result)
-        return out
-
-    async def aclose(self) -> None:
-        for connection in list(self._all):
-            self._discard(connection)
-        self._idle.clear()
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: a request written, its answer read by httptools."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.idle_since = 0.0
-        self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
-        self._body: list[bytes] = []
-        self._sized = False  # the answer says where it ends (length or chunks)
-        self._headed = False
-        self._keep_alive = True
-
-    @property
-    def open(self) -> bool:
-        return self._transport is not None and not self._transport.is_closing()
-
-    @property
-    def reusable(self) -> bool:
-        return self._keep_alive and self.open
-
-    async def exchange(self, message: bytes, timeout_seconds: float) -> tuple[int, bytes]:
-        """Write a request; its status and body (OSError if the connection broke,
-        TimeoutError when no whole answer came in time)."""
-        if self._transport is None or self._transport.is_closing():
-            raise ConnectionResetError("connection closed before the request")
-        waiter = self._waiter = self.loop.create_future()
-        self._body, self._sized, self._headed = [], False, False
-        self._transport.write(message)
-        timer = self.loop.call_later(timeout_seconds, self._fail, TimeoutError("no answer in time"))
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._keep_alive = False
-            self._fail(ConnectionError(f"unreadable answer: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._keep_alive = False
-        if self._headed and not self._sized:  # an answer that ends where the connection does
-            self._finish()
-        self._fail(exc or ConnectionResetError("connection closed before the answer"))
-
-    # httptools callbacks
-    def on_header(self, name: bytes, _value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
-            self._sized = True
-
-    def on_headers_complete(self) -> None:
-        self._headed = True
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        self._keep_alive = self._keep_alive and self._parser.should_keep_alive()
-        self._finish()
-
-    def _finish(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result((self._parser.get_status_code(), b"".join(self._body)))
-
-    def _fail(self, exc: BaseException) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-        if isinstance(exc, TimeoutError | ConnectionError):
-            self._keep_alive = False
-            self.close()
+    def unanswered(self, request: Request, exc: Exception, *, nothing_sent: bool) -> LinkError:
+        return _unanswered(request, exc, nothing_sent=nothing_sent)
 
 
 def _accepted(body: bytes) -> MessageResponse | None:
