@@ -1,4 +1,5 @@
-"""HTTP surface of the simulator: the LINK endpoints plus ``/_simulator/*`` for tests."""
+"""HTTP surface of the simulator: the LINK endpoints, Meta's Cloud API endpoints under
+``/{version}/...`` (``meta``), and ``/_simulator/*`` for tests."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from dispatcher.simulator.config import SimulatorConfig
 from dispatcher.simulator.core import Simulator
 from dispatcher.simulator.identity import MSISDN_RE
 from dispatcher.simulator.media import MediaUploadError, inspect_file, required_fields
+from dispatcher.simulator.meta import MetaSimulator, meta_routes
 from dispatcher.simulator.phone_info import phone_number_info
 from dispatcher.simulator.validation import SchemaError, parse_message_request
 
@@ -41,8 +43,9 @@ _SOURCE_PATH = "/platformId/{platform_id}/platformPartnerId/{platform_partner_id
 
 
 def create_app(config: SimulatorConfig | None = None) -> Starlette:
-    """A Starlette app simulating the LINK WhatsApp Message API; serve it with uvicorn."""
-    simulator = Simulator(config or SimulatorConfig())
+    """A Starlette app simulating the LINK WhatsApp Message API and Meta's Cloud API;
+    serve it with uvicorn."""
+    simulator = MetaSimulator(config or SimulatorConfig())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -69,6 +72,8 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
             Route("/_simulator/receipts", receipts, methods=["GET"]),
             Route("/_simulator/callbacks", taken_callbacks, methods=["GET"]),
             Route("/_simulator/reset", reset, methods=["POST"]),
+            # Last: their ``/{version}/{id}`` patterns would shadow the paths above.
+            *meta_routes(SIMULATOR_INSTANCE_HEADER, _Dropped),
         ],
         lifespan=lifespan,
     )

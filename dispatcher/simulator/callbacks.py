@@ -5,6 +5,7 @@ receiver. At HIGH level the simulator posts ~3000 callbacks/s on the machine it 
 each worker task posts over its own keep-alive HTTP/1.1 connection with the request's bytes
 built once per URL (``_Poster``): a fraction of an aiohttp POST's CPU (~0.27 ms each, measured
 here; an httpx one ~1.1 ms). HTTPS receivers go through aiohttp.
+Meta's status webhooks ride the same queue with a signature header per body (``sign``).
 The statuses of one message go to each gate as a chain: the next is only scheduled
 (``dlr_delay_ms`` later) once the previous one is settled, so a receiver sees them in order even
 while it is being retried with backoff.
@@ -18,16 +19,29 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
+from dispatcher.simulator.codes import Status
 from dispatcher.simulator.config import SimulatorConfig
-from dispatcher.simulator.dlr import Delivery
 
 _TIMEOUT_SECONDS = 5.0
 _MAX_BACKOFF_SECONDS = 5.0
 _RETRYABLE_4XX = frozenset({408, 429})
+
+
+class Report(Protocol):
+    """A message's planned statuses and how one is written (LINK's DLR, Meta's webhook)."""
+
+    statuses: tuple[Status, ...]
+
+    def render(self, status: Status) -> bytes: ...
+
+
+#: Extra header lines (each ending in CRLF) for a rendered body, e.g. its signature.
+Signer = Callable[[bytes], bytes]
 
 
 @dataclass(slots=True)
@@ -58,11 +72,13 @@ class _Job:
     """The next status of one delivery to one gate URL."""
 
     url: str
-    delivery: Delivery
+    delivery: Report
     generation: int
     step: int = 0
     attempt: int = 1
     body: bytes | None = None
+    sign: Signer | None = None
+    headers: bytes = b""
 
 
 class CallbackDispatcher:
@@ -107,13 +123,14 @@ class CallbackDispatcher:
             await self._session.close()
             self._session = None
 
-    def submit(self, urls: list[str], delivery: Delivery) -> None:
-        """Plan every status of ``delivery`` for every URL; the first follows after the delay."""
+    def submit(self, urls: list[str], delivery: Report, *, sign: Signer | None = None) -> None:
+        """Plan every status of ``delivery`` for every URL; the first follows after the delay.
+        ``sign`` gives header lines for each rendered body (Meta's ``X-Hub-Signature-256``)."""
         if not self._workers:
             self.start()
         self.counters.scheduled += len(urls) * len(delivery.statuses)
         for url in urls:
-            self._enqueue_after(self._delay, _Job(url, delivery, self._generation))
+            self._enqueue_after(self._delay, _Job(url, delivery, self._generation, sign=sign))
 
     def reset(self) -> None:
         """Forget everything queued or in flight; stale jobs are discarded when they surface."""
@@ -150,10 +167,12 @@ class CallbackDispatcher:
                     continue
                 if job.body is None:
                     job.body = job.delivery.render(job.delivery.statuses[job.step])
+                    if job.sign is not None:
+                        job.headers = job.sign(job.body)
                 if job.url.startswith("http://"):
-                    status_code = await poster.post(job.url, job.body)
+                    status_code = await poster.post(job.url, job.body, job.headers)
                 else:
-                    status_code = await _post(session, job.url, job.body)
+                    status_code = await _post(session, job.url, job.body, job.headers)
                 if job.generation == self._generation:
                     self._settle(job, status_code)
         finally:
@@ -186,17 +205,30 @@ class CallbackDispatcher:
             self._enqueue_after(self._delay, job)
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> int | None:
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: bytes = b""
+) -> int | None:
     """POST one callback; the HTTP status, or None when no answer came (retry later).
 
-    Credentials in the URL (``https://user:pass@host/...``) become basic auth.
+    Credentials in the URL (``https://user:pass@host/...``) become basic auth; ``headers``
+    are extra ``Name: value`` CRLF-ended lines.
     """
+    extra = dict(_header_pairs(headers)) if headers else None
     try:
-        async with session.post(url, data=body) as response:
+        async with session.post(url, data=body, headers=extra) as response:
             await response.read()
             return response.status
     except (aiohttp.ClientError, TimeoutError, OSError):
         return None
+
+
+def _header_pairs(lines: bytes) -> list[tuple[str, str]]:
+    pairs = []
+    for line in lines.decode("latin-1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            pairs.append((name.strip(), value.strip()))
+    return pairs
 
 
 class _Poster:
@@ -208,8 +240,9 @@ class _Poster:
         self._heads: dict[str, tuple[tuple[str, int], bytes]] = {}
         self._open: dict[tuple[str, int], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
 
-    async def post(self, url: str, body: bytes) -> int | None:
-        """The HTTP status, or None when no answer came (retry later)."""
+    async def post(self, url: str, body: bytes, headers: bytes = b"") -> int | None:
+        """The HTTP status, or None when no answer came (retry later); ``headers`` are
+        extra CRLF-ended lines."""
         head = self._heads.get(url)
         if head is None:
             head = self._heads[url] = _head(url)
@@ -222,7 +255,9 @@ class _Poster:
                     if connection is None:
                         connection = self._open[address] = await asyncio.open_connection(*address)
                     reader, writer = connection
-                    writer.write(prefix + b"%d\r\n\r\n" % len(body) + body)
+                    writer.write(
+                        prefix + headers + b"Content-Length: %d\r\n\r\n" % len(body) + body
+                    )
                     return await _answer(reader, lambda: self._forget(address))
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                 self._forget(address)
@@ -250,8 +285,7 @@ def _head(url: str) -> tuple[tuple[str, int], bytes]:
     if parts.username is not None:
         secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         lines.append(f"Authorization: Basic {base64.b64encode(secret.encode()).decode()}")
-    lines.append("Content-Length: ")
-    return (host, port), "\r\n".join(lines).encode("latin-1")
+    return (host, port), "".join(line + "\r\n" for line in lines).encode("latin-1")
 
 
 async def _answer(reader: asyncio.StreamReader, close: Callable[[], None]) -> int:

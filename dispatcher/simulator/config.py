@@ -80,6 +80,43 @@ class SimulatorConfig(BaseSettings):
     # (the simulator does not see what people write to the business).
     open_care_windows: list[str] | None = None
 
+    # -- Meta's WhatsApp Cloud API (the same app serves it under ``/{version}/...``) --------
+    # The bearer token senders must present, and the app secret status webhooks are signed
+    # with (``X-Hub-Signature-256``, Meta's webhook reference).
+    meta_access_token: str = Field(default="demo-token", repr=False)
+    meta_app_secret: str = Field(default="demo-secret", repr=False)
+    # Where status webhooks go (the URL registered in the app dashboard); None: none sent.
+    meta_webhook_url: str | None = None
+    # The business phone numbers: phone number id -> display number (E.164). Their levels
+    # come from ``level``/``levels`` keyed by the display number.
+    meta_phone_numbers: dict[str, str] = Field(
+        default_factory=lambda: {"106540352242922": "+4790000000"}
+    )
+    meta_waba_id: str = "102290129340398"
+    # Meta's reference: a phone number's ``name_status`` (display name review).
+    meta_name_status: str = "APPROVED"
+    # Pair rate limit (Meta's reference: about one message every 6 seconds to one user,
+    # bursts allowed): a bucket of ``meta_pair_burst`` sends per user, one more every
+    # ``meta_pair_interval_ms``; beyond it the send is refused with 131056. 0 = no limit.
+    meta_pair_burst: int = Field(default=45, ge=0)
+    meta_pair_interval_ms: int = Field(default=6000, ge=1)
+    # Template pacing (seed 002 'Template held for Pacing'): sends of these template names,
+    # and a ``meta_hold_rate`` share of other template sends, are answered
+    # ``held_for_quality_assessment`` (then delivered as usual).
+    meta_paced_templates: list[str] = Field(default_factory=list)
+    meta_hold_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Seed 000: parent BSUIDs appear in answers and webhooks only when the business enabled them.
+    meta_parent_bsuids: bool = True
+
+    @field_validator("meta_webhook_url")
+    @classmethod
+    def _webhook_url_is_http(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("the Meta webhook URL needs http:// or https://")
+        return url
+
     @field_validator("gates")
     @classmethod
     def _gate_urls_are_http(cls, gates: dict[str, str]) -> dict[str, str]:

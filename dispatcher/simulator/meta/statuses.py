@@ -1,0 +1,168 @@
+"""Status webhooks of the Cloud API, as seed 002 ('Message Status Updates') and seed 000
+('BSUID' status webhooks) show them.
+
+The send path only records a :class:`StatusDelivery`; the body is rendered (and signed by
+the callback dispatcher) when a status is due, as the LINK side's DLRs are. The fates are
+the LINK side's :class:`~dispatcher.simulator.codes.Status` objects, whose failures carry
+Meta's code in the description ("(#131026) Message undeliverable"); they are read back
+into ``errors[]`` here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dispatcher.simulator.codes import DELIVERED, READ, SENT, Status
+from dispatcher.simulator.identity import Kind, Person
+
+_NAMES = {SENT: "sent", DELIVERED: "delivered", READ: "read"}
+_CODE_RE = re.compile(r"\(#(\d+)\)\s*(.*)")
+# Seed 002 'Status: Message Undeliverable': the error code reference every error links to.
+_HREF = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
+_UNKNOWN_ERROR = (131000, "Something went wrong")
+_CARE_WINDOW_SECONDS = 24 * 3600
+# Seed 000's delivered example: per-message pricing of a template; free-form messages go out
+# in the customer service window and are not billed (Meta's pricing reference).
+_SERVICE_PRICING = {
+    "billable": False,
+    "pricing_model": "PMP",
+    "type": "free_customer_service",
+    "category": "service",
+}
+
+
+def whatsapp_error(status: Status) -> tuple[int, str]:
+    """Meta's code and title behind a failure: from "(#code) title", else 131000."""
+    found = _CODE_RE.match(status.description)
+    return (int(found[1]), found[2] or "Message failed") if found else _UNKNOWN_ERROR
+
+
+_ERRORS: dict[Status, list[dict[str, Any]]] = {}
+
+
+def _errors(status: Status) -> list[dict[str, Any]]:
+    """Seed 002 'Status: Message Undeliverable' ``errors[]``, built once per fate."""
+    errors = _ERRORS.get(status)
+    if errors is None:
+        code, title = whatsapp_error(status)
+        details = status.meta_error or title
+        errors = _ERRORS[status] = [
+            {
+                "code": code,
+                "title": title,
+                "message": title,
+                "error_data": {"details": details},
+                "href": _HREF,
+            }
+        ]
+    return errors
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessNumber:
+    """A configured business phone number: its id and display number (``+digits``)."""
+
+    id: str
+    display: str
+    waba_id: str
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        # Seed 002 'Status: Message Failed': the display number as digits, no '+'.
+        return {"display_phone_number": self.display[1:], "phone_number_id": self.id}
+
+
+@dataclass(slots=True)
+class StatusDelivery:
+    """One sent message and the statuses it will go through."""
+
+    wamid: str
+    number: BusinessNumber
+    person: Person
+    kind: Kind  # how the send addressed the person: phone number, BSUID or parent BSUID
+    addressed: str  # the canonical identifier it used
+    opaque: str | None
+    statuses: tuple[Status, ...]
+    category: str | None  # a template's pricing category; None for free-form messages
+    parents: bool  # whether parent BSUIDs are enabled (seed 000)
+
+    def render(self, status: Status) -> bytes:
+        """The webhook body for one status, stamped now."""
+        now = int(time.time())
+        name = _NAMES.get(status, "failed")
+        person = self.person
+        by_phone = self.kind is Kind.MSISDN
+        entry: dict[str, Any] = {"id": self.wamid, "status": name, "timestamp": str(now)}
+        # Seed 000: recipient_id only for a send to the phone number (BSUID-only otherwise);
+        # recipient_user_id the BSUID (the identifier used, when the send used one).
+        if by_phone:
+            entry["recipient_id"] = self.addressed[1:]
+        entry["recipient_user_id"] = person.user_id if by_phone else self.addressed
+        if self.parents:
+            entry["parent_recipient_user_id"] = person.parent_id
+        if self.opaque is not None:
+            entry["biz_opaque_callback_data"] = self.opaque
+        value: dict[str, Any] = {"messaging_product": "whatsapp", "metadata": self.number.metadata}
+        if name == "failed":
+            entry["errors"] = _errors(status)
+        else:
+            # Seed 000: contacts[] for sent, delivered and read, never for failed.
+            contact: dict[str, Any] = {"profile": {"name": "WhatsApp User"}}
+            if by_phone:
+                contact["wa_id"] = self.addressed[1:]
+            contact["user_id"] = person.user_id
+            if self.parents:
+                contact["parent_user_id"] = person.parent_id
+            value["contacts"] = [contact]
+            if name != "read":
+                entry["conversation"], entry["pricing"] = self._charge(now)
+        value["statuses"] = [entry]
+        return json.dumps(
+            {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": self.number.waba_id,
+                        "changes": [{"value": value, "field": "messages"}],
+                    }
+                ],
+            }
+        ).encode()
+
+    def _charge(self, now: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Seed 002's ``conversation`` and seed 000's ``pricing`` of a sent/delivered status."""
+        if self.category is None:
+            pricing = _SERVICE_PRICING
+        else:
+            pricing = {
+                "billable": True,
+                "pricing_model": "PMP",
+                "type": "regular",
+                "category": self.category,
+            }
+        digest = hashlib.blake2b(f"{self.number.id}/{self.person.user_id}".encode(), digest_size=16)
+        conversation = {
+            "id": digest.hexdigest(),
+            "expiration_timestamp": str(now + _CARE_WINDOW_SECONDS),
+            "origin": {"type": pricing["category"]},
+        }
+        return conversation, pricing
+
+
+def signer(app_secret: str) -> Callable[[bytes], bytes]:
+    """The ``X-Hub-Signature-256`` header line for a body (Meta's webhook reference:
+    ``sha256=`` + hex HMAC-SHA256 of the raw body with the app secret)."""
+    key = app_secret.encode()
+
+    def sign(body: bytes) -> bytes:
+        digest = hmac.new(key, body, hashlib.sha256).hexdigest()
+        return b"X-Hub-Signature-256: sha256=" + digest.encode() + b"\r\n"
+
+    return sign
