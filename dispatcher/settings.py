@@ -33,6 +33,24 @@ class Settings(BaseSettings):
     link_platform_partner_id: str | None = None
     link_event_report_gate: str | None = None
     link_timeout_seconds: float = 30.0
+    meta_base_url: str | None = Field(
+        default=None,
+        description="Meta's Graph API, https://graph.facebook.com; unset = built-in simulator",
+    )
+    meta_access_token: SecretStr | None = Field(
+        default=None, description="a system user's token with whatsapp_business_messaging"
+    )
+    meta_app_secret: SecretStr | None = Field(
+        default=None, description="signs Meta's webhooks (X-Hub-Signature-256)"
+    )
+    meta_verify_token: SecretStr | None = Field(
+        default=None, description="answers Meta's webhook verification (hub.verify_token)"
+    )
+    meta_api_version: str = Field(default="v23.0", pattern=r"^v[0-9]+\.[0-9]+$")
+    meta_waba_id: str | None = Field(
+        default=None, description="the WhatsApp Business Account: its message templates"
+    )
+    meta_timeout_seconds: float = 30.0
     limiter_margin_ms: int = Field(
         default=12,
         ge=0,
@@ -170,10 +188,11 @@ class Settings(BaseSettings):
 
     @property
     def embedded_link(self) -> bool:
-        return self.link_base_url is None
+        return self.link_base_url is None and self.meta_base_url is None
 
     def require_production(self) -> None:
-        """Fail fast, naming the variable, when external workers cannot share state."""
+        """Fail fast, naming the variable, when external workers cannot share state.
+        A deployment may use LINK, Meta or both: each one configured is checked whole."""
         if self.redis_url is None:
             return
         if self.database_url is None:
@@ -181,25 +200,32 @@ class Settings(BaseSettings):
                 "REDIS_URL is set, so workers run separately and need a shared database: "
                 "set DATABASE_URL (PostgreSQL)"
             )
-        if self.link_base_url is None:
+        if self.link_base_url is None and self.meta_base_url is None:
             raise ConfigurationError(
-                "REDIS_URL is set, so workers run separately: set LINK_BASE_URL "
-                "(for rehearsal, the URL of `dispatcher simulate`)"
+                "REDIS_URL is set, so workers run separately: set LINK_BASE_URL or "
+                "META_BASE_URL (for rehearsal, the URL of `dispatcher simulate`)"
             )
-        missing = [
-            name
-            for name, value in (
+        if self.meta_base_url is not None:
+            self._require("META_BASE_URL", (
+                ("META_ACCESS_TOKEN", self.meta_access_token),
+                # Without it no status webhook can be trusted, so none is applied.
+                ("META_APP_SECRET", self.meta_app_secret),
+            ))  # fmt: skip
+        if self.link_base_url is not None:
+            self._require("LINK_BASE_URL", (
                 ("LINK_USERNAME", self.link_username),
                 ("LINK_PASSWORD", self.link_password),
                 ("LINK_PLATFORM_ID", self.link_platform_id),
                 ("LINK_PLATFORM_PARTNER_ID", self.link_platform_partner_id),
                 # Without a gate LINK sends no reports and no campaign could complete.
                 ("LINK_EVENT_REPORT_GATE", self.link_event_report_gate),
-            )
-            if value is None
-        ]
+            ))  # fmt: skip
+
+    @staticmethod
+    def _require(given: str, needed: tuple[tuple[str, object], ...]) -> None:
+        missing = [name for name, value in needed if value is None]
         if missing:
-            raise ConfigurationError(f"LINK_BASE_URL is set; also set {', '.join(missing)}")
+            raise ConfigurationError(f"{given} is set; also set {', '.join(missing)}")
 
 
 def opt_out_keywords(words: str) -> frozenset[str]:

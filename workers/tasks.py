@@ -65,8 +65,8 @@ def _context(pid: int) -> sending.SendContext:
     del pid  # part of the cache key only
     settings = get_settings()
     settings.require_production()
-    if not (settings.database_url and settings.redis_url and settings.link_base_url):
-        raise ConfigurationError("workers need DATABASE_URL, REDIS_URL and LINK_BASE_URL")
+    if not (settings.database_url and settings.redis_url):
+        raise ConfigurationError("workers need DATABASE_URL and REDIS_URL")
     return sending.SendContext(
         db=Database(settings.database_url),
         client=provider_from_settings(settings),

@@ -54,6 +54,17 @@ class _Spec(BaseModel):
 
 class SenderSpec(_Spec):
     source: str = Field(description="the WhatsApp business number, E.164 with '+'")
+    provider: Literal["link", "meta"] = Field(
+        default="link",
+        description="'link' (LINK Mobility, LINK_*) or 'meta' (Meta's Cloud API, META_*: "
+        "one person a request)",
+    )
+    phone_number_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,32}$",
+        description="Meta's id of the business number (WhatsApp Manager, API setup); "
+        "required with provider: meta",
+    )
     platform_id: str | None = Field(default=None, description="else LINK_PLATFORM_ID")
     platform_partner_id: str | None = Field(
         default=None, description="else LINK_PLATFORM_PARTNER_ID"
@@ -105,6 +116,20 @@ class SenderSpec(_Spec):
         if value is not None and (not value.isprintable() or value != value.strip()):
             raise ValueError("must be printable text without surrounding spaces")
         return value
+
+    @model_validator(mode="after")
+    def _meta_number(self) -> SenderSpec:
+        if self.provider == "meta" and self.phone_number_id is None:
+            raise ValueError("phone_number_id is required with provider: meta")
+        if self.provider == "link" and self.phone_number_id is not None:
+            raise ValueError("phone_number_id applies to provider: meta only")
+        return self
+
+    @property
+    def address(self) -> str:
+        """The sender as its provider's API names it: LINK by the number, Meta by the
+        phone number id."""
+        return self.phone_number_id if self.phone_number_id is not None else self.source
 
     @property
     def platform_service(self) -> tuple[str | None, str | None, str | None]:
@@ -295,7 +320,16 @@ class CampaignSpec(_Spec):
     def _category_fits(self) -> CampaignSpec:
         if self.template_category is not None and not self.is_template:
             raise ValueError("template_category applies to template messages only")
+        if self.sender.provider == "meta" and "batch_size" in self.model_fields_set:
+            raise ValueError("batch_size does not apply to provider: meta (Meta's Cloud API "
+                             "takes one person a request)")  # fmt: skip
         return self
+
+    @property
+    def people_per_request(self) -> int:
+        """People one request carries at most: Meta's Cloud API takes one recipient a
+        request; LINK up to ``batch_size``."""
+        return 1 if self.sender.provider == "meta" else self.batch_size
 
     @property
     def validity(self) -> timedelta:

@@ -176,9 +176,10 @@ class Message(Base):
     params: Mapped[dict[str, Any]]
     batch_id: Mapped[str | None] = mapped_column(String(64), index=True)  # batches.id
     position: Mapped[int | None]
-    link_message_id: Mapped[str | None] = mapped_column(String(64))
+    # The provider's id of the message (LINK's messageId, Meta's wamid).
+    link_message_id: Mapped[str | None] = mapped_column(String(128))
     # The id of the attempt before a resend: its late good news still counts.
-    previous_link_message_id: Mapped[str | None] = mapped_column(String(64))
+    previous_link_message_id: Mapped[str | None] = mapped_column(String(128))
     identifiers: Mapped[list[str] | None] = mapped_column(JSON)  # every id of the person
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(default=0)
@@ -198,6 +199,8 @@ class Message(Base):
     rerouted_from: Mapped[str | None] = mapped_column(String(160))
     # Why a ``skipped`` message was not sent (``sending.checks.SkipReason``).
     skip_reason: Mapped[str | None] = mapped_column(String(32))
+    # Taken but held back by Meta for quality assessment (template pacing, seed 002).
+    held_for_quality: Mapped[bool | None]
     # From the status reports (seed 004 DLR Example#1, customParameters): WhatsApp's own
     # id of the latest attempt (an incoming reply names it) and how WhatsApp prices it.
     # No index (updates stay HOT): ``WhatsAppMessageId`` finds a message by the id.
@@ -286,7 +289,7 @@ class DeliveryReport(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(12))  # see tracking.ReportState
     error: Mapped[str | None] = mapped_column(Text)
-    link_message_id: Mapped[str | None] = mapped_column(String(64))
+    link_message_id: Mapped[str | None] = mapped_column(String(128))
     ref_id: Mapped[str | None] = mapped_column(String(64))
     result_code: Mapped[int | None]
     applied_at: Mapped[datetime | None]

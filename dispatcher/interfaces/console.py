@@ -98,7 +98,7 @@ def summary(progress: CampaignProgress) -> Table:
         ("rejected", progress.rejected, "rows in the rejects file below"),
         ("duplicates removed", progress.duplicates, "lines merged: see the report"),
         ("people", progress.messages, "one message each"),
-        ("submitted", progress.submitted, "accepted by LINK"),
+        ("submitted", progress.submitted, f"accepted by {progress.provider}"),
         ("sent", progress.sent, ""),
         ("delivered", progress.delivered, ""),
         ("read", progress.read, ""),
@@ -106,20 +106,7 @@ def summary(progress: CampaignProgress) -> Table:
     ]
     if progress.state == CampaignState.PREVIEWED:
         rows = rows[:4]  # a dry run: nothing below this was meant to happen
-    if progress.expired:
-        rows.append(("expired", progress.expired, "validity ran out before a send"))
-    if progress.cancelled:
-        rows.append(("never sent", progress.cancelled, "campaign cancelled first"))
-    for reason, count in sorted(progress.skipped.items()):
-        rows.append((f"skipped: {reason}", count, "not sent: see the report's skip_reason"))
-    if progress.awaiting_resend:
-        rows.append(("awaiting resend", progress.awaiting_resend, "retryable failures"))
-    if progress.resent_to_phone:
-        rows.append(("resent to phone", progress.resent_to_phone, "BSUID not allowed (131062)"))
-    if progress.in_doubt_batches:
-        rows.append(("in doubt (batches)", progress.in_doubt_batches, "settled by DLRs only"))
-    if progress.unsettled and progress.state != CampaignState.PREVIEWED:
-        rows.append(("awaiting outcome", progress.unsettled, ""))
+    rows += _exceptions(progress)
     for label, count in sorted(progress.failures.items(), key=lambda item: -item[1]):
         rows.append((f"  failed {label}", count, ""))
     rows += _pricing_and_replies(progress)
@@ -132,6 +119,29 @@ def summary(progress: CampaignProgress) -> Table:
         table.add_row("send rate limit", f"{effective}/s", f"{factor:.0%} of {progress.level} "
                       f"({progress.rate_per_second}/s) {note}".strip())  # fmt: skip
     return table
+
+
+def _exceptions(progress: CampaignProgress) -> list[tuple[str, int, str]]:
+    """The rows that show only when they count something."""
+    rows: list[tuple[str, int, str]] = []
+    if progress.expired:
+        rows.append(("expired", progress.expired, "validity ran out before a send"))
+    if progress.cancelled:
+        rows.append(("never sent", progress.cancelled, "campaign cancelled first"))
+    for reason, count in sorted(progress.skipped.items()):
+        rows.append((f"skipped: {reason}", count, "not sent: see the report's skip_reason"))
+    if progress.awaiting_resend:
+        rows.append(("awaiting resend", progress.awaiting_resend, "retryable failures"))
+    if progress.held_for_quality:
+        rows.append(("held for quality", progress.held_for_quality,
+                     "Meta holds them back for now (template pacing)"))  # fmt: skip
+    if progress.resent_to_phone:
+        rows.append(("resent to phone", progress.resent_to_phone, "BSUID not allowed (131062)"))
+    if progress.in_doubt_batches:
+        rows.append(("in doubt (batches)", progress.in_doubt_batches, "settled by DLRs only"))
+    if progress.unsettled and progress.state != CampaignState.PREVIEWED:
+        rows.append(("awaiting outcome", progress.unsettled, ""))
+    return rows
 
 
 def _notes(progress: CampaignProgress) -> Text | None:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.lifecycle import unsettled
@@ -67,6 +67,11 @@ class Progress:
     replies: int = 0
     people_replied: int = 0
     reply_buttons: dict[str, int] = field(default_factory=dict)
+    # Taken by Meta but held back for quality assessment (template pacing, seed 002),
+    # and not reported sent since.
+    held_for_quality: int = 0
+    #: who sends it, as users know it: "LINK" or "Meta"
+    provider: str = "LINK"
 
     @property
     def waiting_to_send(self) -> int:
@@ -101,6 +106,16 @@ class Progress:
         return asdict(self) | {"eta_seconds": self.eta_seconds, "source": mask(self.source)}
 
 
+#: A spec's ``sender.provider`` as users know it.
+PROVIDER_NAMES = {"link": "LINK", "meta": "Meta"}
+
+
+def held_for_quality() -> ColumnElement[bool]:
+    """Messages Meta took but holds back (``message_status: held_for_quality_assessment``)
+    that no report has moved past submitted yet."""
+    return Message.held_for_quality.is_(True) & (Message.status == MessageStatus.SUBMITTED)
+
+
 def progress(session: Session, campaign_id: int) -> Progress | None:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
@@ -119,6 +134,7 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
             func.coalesce(func.sum(case((unsettled(), 1), else_=0)), 0),
             func.coalesce(func.sum(case((Message.next_attempt_at.is_not(None), 1), else_=0)), 0),
             func.coalesce(func.sum(case((Message.status == MessageStatus.EXPIRED, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((held_for_quality(), 1), else_=0)), 0),
         ).where(Message.campaign_id == campaign_id)
     ).one()
     # Pricing comes in the same pass over the campaign's messages as the statuses.
@@ -184,6 +200,10 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         unsettled=int(counts[6]),
         awaiting_resend=int(counts[7]),
         expired=int(counts[8]),
+        held_for_quality=int(counts[9]),
+        provider=PROVIDER_NAMES.get(
+            str(((campaign.spec or {}).get("sender") or {}).get("provider")), "LINK"
+        ),
         in_doubt_batches=in_doubt or 0,
         by_status={str(k): int(v) for k, v in by_status.items()},
         failures=failures,

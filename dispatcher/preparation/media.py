@@ -28,7 +28,7 @@ from dispatcher.db.models import Media
 from dispatcher.db.timestamps import aware
 from dispatcher.errors import LinkError, LinkTransientError, MediaError
 from dispatcher.preparation import media_rules
-from dispatcher.providers import Provider, UploadedMedia
+from dispatcher.providers import Provider, UploadedMedia, serving
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,8 @@ def media_ids(
     """Upload every ``file:`` of the message once (or reuse its cached id); uploads
     that had to be tried again are said in ``notes``."""
     ids: dict[str, str] = {}
-    source = loaded.spec.sender.source
+    client = serving(client, loaded.spec.sender)
+    source = loaded.spec.sender.address
     for ref in loaded.media_refs():
         if ref.file not in ids:
             media = read_media(

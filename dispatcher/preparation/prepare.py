@@ -215,7 +215,7 @@ def _prepare(
         later: list[Reject] = []
         with Committer(db, campaign_id, committed) as committer:
             writer = Writer(
-                campaign_id, min(spec.batch_size, rate), known.next_seq, committer.submit,
+                campaign_id, min(spec.people_per_request, rate), known.next_seq, committer.submit,
                 room=room, cap=checked.tier_cap, level=rate,
             )  # fmt: skip
             held = writer.held

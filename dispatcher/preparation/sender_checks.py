@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from dispatcher.campaigns.spec import CampaignSpec
 from dispatcher.db import Campaign, Message
 from dispatcher.errors import CampaignSpecError, LinkRequestError, LinkTransientError
-from dispatcher.providers import Level, Provider, TemplateInfo
+from dispatcher.providers import Level, Provider, TemplateInfo, serving
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ def check_sender(client: Provider, spec: CampaignSpec) -> SenderCheck:
     would work.
     """
     wanted = spec.sender.level if spec.sender.level is not Level.UNKNOWN else None
+    client = serving(client, spec.sender)
     try:
-        info = client.sender_info(spec.sender.source)
+        info = client.sender_info(spec.sender.address)
     except (LinkTransientError, LinkRequestError) as exc:
         level = wanted or Level.STANDARD
         log.warning("phone number information unavailable (%s); assuming %s", exc, level)
@@ -169,8 +170,9 @@ def check_template(client: Provider, spec: CampaignSpec, notes: list[str]) -> Te
     name = str(template.get("name", ""))
     language = template.get("language")
     code = str(language.get("code", "") if isinstance(language, dict) else language or "")
+    client = serving(client, spec.sender)
     try:
-        listed = client.templates(spec.sender.source)
+        listed = client.templates(spec.sender.address)
     except (LinkTransientError, LinkRequestError) as exc:
         notes.append(f"template list unavailable ({exc}): template {name!r} not checked")
         return None

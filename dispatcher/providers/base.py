@@ -24,9 +24,12 @@ from dispatcher.status import MessageStatus
 if TYPE_CHECKING:
     from dispatcher.campaigns.spec import CampaignSpec
 
-#: The longest message or request id the dispatcher stores (``messages`` and
-#: ``delivery_reports`` columns); a callback naming a longer one is refused at intake.
-MAX_ID_CHARS = 64
+#: The longest message id the dispatcher stores (``messages`` and ``delivery_reports``
+#: columns; Meta's ``wamid.`` ids run past 64); a callback naming a longer one is
+#: refused at intake.
+MAX_ID_CHARS = 128
+#: The longest request id (our batch ids, LINK's ``refId``) a callback may name.
+MAX_REF_CHARS = 64
 
 
 class Priority(StrEnum):
@@ -60,6 +63,12 @@ class Request(Protocol):
     it is for and what it costs, the provider its body."""
 
     @property
+    def provider(self) -> str:
+        """Which provider built it (``"link"``, ``"meta"``): a request goes out the way
+        it came in."""
+        ...
+
+    @property
     def ref_id(self) -> str:
         """The batch it sends (its id comes back in status reports)."""
         ...
@@ -89,6 +98,19 @@ class Answer(Protocol):
 
     @property
     def message_ids(self) -> list[str]: ...
+
+    @property
+    def held_for_quality(self) -> bool:
+        """The provider took it but holds it back for now (Meta's template pacing,
+        ``message_status: held_for_quality_assessment``, seed 002)."""
+        ...
+
+    @property
+    def named_identifiers(self) -> tuple[str | None, ...]:
+        """The identifiers the answer gives for a one-person request (Meta's
+        ``contacts[]``: ``wa_id``, ``user_id``, ``parent_user_id``, seed 000), raw; empty
+        when it names none."""
+        ...
 
 
 class UploadedMedia(NamedTuple):

@@ -17,7 +17,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
 
+from dispatcher.audience import book
 from dispatcher.campaigns import lifecycle
 from dispatcher.campaigns.spec import LINK_DEFAULT_VALIDITY_MINUTES, CampaignSpec, WindowSpec
 from dispatcher.db import Batch, Campaign, Database, Message
@@ -29,6 +31,7 @@ from dispatcher.errors import (
     StorageError,
 )
 from dispatcher.providers import Answer, Level, Provider, Request
+from dispatcher.resending.policy import RetryClass, retry_class
 from dispatcher.sending import batch_states, care_window
 from dispatcher.sending.throttle import Throttle
 from dispatcher.sending.windows import hold_closed
@@ -82,7 +85,7 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
         response = ctx.client.send(request)
     except LinkTransientError as exc:
         _release(ctx.db, batch_id, str(exc))
-        if exc.http_status == 429:  # throttled at the gateway: slow the whole sender
+        if slows_sender(exc):
             with contextlib.suppress(StorageError):
                 ctx.throttle.penalise(source)
         return Outcome.RETRY
@@ -98,6 +101,13 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
         return Outcome.REJECTED
     slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity))
     return Outcome.SUBMITTED
+
+
+def slows_sender(exc: LinkTransientError) -> bool:
+    """Throttled: by the gateway (HTTP 429), or by WhatsApp before anything was sent (a
+    rate-limit code in the answer, Meta 4, 80007, 130429). Slows the whole sender; a
+    pair limit (131056) holds only its person's send (the task's backoff)."""
+    return exc.http_status == 429 or retry_class(exc.result_code) is RetryClass.RATE_LIMIT
 
 
 def apply_waiting(ctx: SendContext, batch_ids: list[str]) -> None:
@@ -280,6 +290,29 @@ def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) 
         )
 
 
+def note_answers(session: Session, answers: list[tuple[int, Answer]]) -> None:
+    """What one-person answers say beyond the id (Meta's): the people they name go into
+    the identity book when they include the destination we used (seed 000: ``contacts``
+    gives ``wa_id`` and ``user_id``), and messages held for quality are marked."""
+    held = [message_id for message_id, answer in answers if answer.held_for_quality]
+    if held:
+        session.execute(update(Message).where(Message.id.in_(held)).values(held_for_quality=True))
+    named = {m: a.named_identifiers for m, a in answers if a.named_identifiers}
+    if not named:
+        return
+    destinations = dict(
+        session.execute(select(Message.id, Message.destination).where(Message.id.in_(named)))
+        .tuples()
+        .all()
+    )
+    groups = []
+    for message_id, raw in named.items():
+        group = book.identifiers_in((destinations.get(message_id), *raw))
+        if len(group) > 1 and destinations.get(message_id) in group:
+            groups.append(group)
+    book.learn_many(session, groups, "answer")
+
+
 def _fail_campaign_of(db: Database, batch_id: str, error: str) -> None:
     with db.session() as session:
         campaign_id = session.scalar(select(Batch.campaign_id).where(Batch.id == batch_id))
@@ -317,13 +350,16 @@ def _record(
             .where(Message.batch_id == batch_id, Message.position.is_not(None))
             .order_by(Message.position)
         ).scalars()
+        in_order = list(ids)
         rows = [
             {"id": message_id, "link_message_id": link_id}
-            for message_id, link_id in zip(ids, response.message_ids, strict=True)
+            for message_id, link_id in zip(in_order, response.message_ids, strict=True)
         ]
         session.execute(update(Message), rows)
         in_request = (Message.batch_id == batch_id) & Message.position.is_not(None)
         session.execute(update(Message).where(in_request).values(submitted(now, validity)))
+        if len(in_order) == 1:
+            note_answers(session, [(in_order[0], response)])
     with db.session() as session:
         tracking.apply_waiting(session, batch_id)
         return tracking.rate_limited_senders(session)

@@ -38,6 +38,8 @@ from dispatcher.sending.batch import (
     _fail_campaign_of,
     _reject,
     apply_waiting,
+    note_answers,
+    slows_sender,
     submitted,
     valid_until,
 )
@@ -354,7 +356,7 @@ def record_answers(
     outcomes.update(dict.fromkeys(answered, Outcome.SUBMITTED))
     outcomes.update(dict.fromkeys(retry, Outcome.RETRY))
     outcomes.update(dict.fromkeys(doubt, Outcome.IN_DOUBT))
-    if any(getattr(results[b], "http_status", None) == 429 for b in retry):
+    if any(slows_sender(results[b]) for b in retry):  # type: ignore[arg-type]
         with contextlib.suppress(StorageError):
             ctx.throttle.penalise(source)  # throttled at the gateway: slow the sender
     for batch_id, error in refused.items():  # rare: one by one
@@ -390,6 +392,14 @@ def record(
             for message_id, link_id in zip(
                 claimed[batch_id].message_ids, response.message_ids, strict=True
             )
+        ],
+    )
+    note_answers(
+        session,
+        [
+            (claimed[batch_id].message_ids[0], answer)
+            for batch_id, answer in answered.items()
+            if len(claimed[batch_id].message_ids) == 1
         ],
     )
     by_validity: dict[timedelta, list[int]] = {}

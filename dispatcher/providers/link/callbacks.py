@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from dispatcher.providers.base import MAX_ID_CHARS, Callback, InvalidReport
+from dispatcher.providers.base import MAX_ID_CHARS, MAX_REF_CHARS, Callback, InvalidReport
 from dispatcher.providers.link.codes import RESULT_CODE_RANGE
 from dispatcher.providers.link.models import DeliveryReport, IncomingMessage
 
@@ -44,9 +44,10 @@ def parse_dlr(body: bytes) -> DeliveryReport:
             raise InvalidReport("refId: a failed request's report must name its request")
     elif not dlr.message_id:
         raise InvalidReport("messageId: required in a message's status notification")
-    for name, value in (("messageId", dlr.message_id), ("refId", dlr.ref_id)):
-        if value is not None and len(value) > MAX_ID_CHARS:
-            raise InvalidReport(f"{name}: longer than {MAX_ID_CHARS} characters")
+    for name, value, most in (("messageId", dlr.message_id, MAX_ID_CHARS),
+                              ("refId", dlr.ref_id, MAX_REF_CHARS)):  # fmt: skip
+        if value is not None and len(value) > most:
+            raise InvalidReport(f"{name}: longer than {most} characters")
         if value is not None and not value.isprintable():
             raise InvalidReport(f"{name}: holds control characters")
     return dlr

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
@@ -79,6 +79,7 @@ class EncodedRequest:
     the messages were validated when the campaign was prepared."""
 
     __slots__ = ("_body", "destinations", "messages", "ref_id")
+    provider = "link"
 
     def __init__(
         self,
@@ -186,6 +187,10 @@ class MessageResponse(_Wire):
     result_code: int
     description: str | None = None
     message_ids: list[str] = Field(default_factory=list)
+
+    # LINK neither holds messages back nor names people in its answer.
+    held_for_quality: ClassVar[bool] = False
+    named_identifiers: ClassVar[tuple[str | None, ...]] = ()
 
 
 class ErrorResponse(_Wire):

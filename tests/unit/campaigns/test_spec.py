@@ -188,7 +188,7 @@ def test_an_unknown_key_suggests_the_nearest_known_one_at_its_level(
 def test_an_unknown_key_like_no_known_one_lists_the_keys_at_its_level(tmp_path: Path) -> None:
     spec = VALID.replace('source: "+4790000000"', 'source: "+4790000000", colour: blue')
     assert problems_of(write_campaign(tmp_path, spec))["sender.colour"] == (
-        "unknown key; the keys here are ceiling_percent, level, min_quality, platform_id, "
-        "platform_partner_id, platform_service_id, platform_service_type, "
-        "platform_transaction_id, source, tier_limit"
+        "unknown key; the keys here are ceiling_percent, level, min_quality, "
+        "phone_number_id, platform_id, platform_partner_id, platform_service_id, "
+        "platform_service_type, platform_transaction_id, provider, source, tier_limit"
     )

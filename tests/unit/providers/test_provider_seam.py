@@ -52,12 +52,15 @@ def test_the_registry_builds_the_link_provider_from_link_settings() -> None:
         link_platform_id="PID",
         link_platform_partner_id="42",
     )
-    provider = provider_from_settings(settings)
+    providers = provider_from_settings(settings)
     try:
-        assert isinstance(provider, LinkClient)
-        assert provider.credentials == CREDS
+        link = providers.pick("link")
+        assert isinstance(link, LinkClient)
+        assert link.credentials == CREDS
+        with pytest.raises(ConfigurationError, match="META_BASE_URL"):
+            providers.pick("meta")  # a deployment with LINK only
     finally:
-        provider.close()
+        providers.close()
 
 
 def test_settings_without_a_provider_url_name_the_variable_to_set() -> None:
