@@ -40,9 +40,10 @@ def run_campaign(path: Path, *, detach: bool, timeout: float, preview: bool, aga
             raise ConfigurationError("--detach needs REDIS_URL: embedded workers stop with the run")
         if not settings.embedded_link:
             raise ConfigurationError(
-                "LINK_BASE_URL is set but REDIS_URL is not: sending through real LINK needs "
-                "the production setup (REDIS_URL, DATABASE_URL, `dispatcher serve` reachable "
-                "by LINK). Unset LINK_BASE_URL to rehearse on the built-in simulator."
+                "LINK_BASE_URL or META_BASE_URL is set but REDIS_URL is not: sending through "
+                "a real provider needs the production setup (REDIS_URL, DATABASE_URL, "
+                "`dispatcher serve` reachable by it). Unset them to rehearse on the built-in "
+                "simulator."
             )
         run_embedded(settings, loaded, timeout, again=again)
         return
@@ -50,7 +51,8 @@ def run_campaign(path: Path, *, detach: bool, timeout: float, preview: bool, aga
     url = local_database_url(settings)
     console.print(
         "[bold]Mode: production[/] — broker and limiter at REDIS_URL, database at "
-        "DATABASE_URL, LINK at LINK_BASE_URL; work goes to separately started workers."
+        "DATABASE_URL, providers at LINK_BASE_URL and META_BASE_URL (those set); work goes "
+        "to separately started workers."
     )
     migrate(url)
     db = Database(url)
@@ -90,13 +92,13 @@ def register(
 
 
 def link_is_simulator() -> bool:
-    """Whether LINK_BASE_URL is the project's simulator (asked only about a repeat)."""
+    """Whether the configured provider is the project's simulator (asked only about a
+    repeat)."""
     from contextlib import closing
 
     from dispatcher.providers import provider_from_settings
 
     settings = get_settings()
-    assert settings.link_base_url is not None
     with closing(provider_from_settings(settings, timeout_seconds=5)) as client:
         return client.simulator_instance() is not None
 

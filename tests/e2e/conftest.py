@@ -14,6 +14,8 @@ from dispatcher.interfaces.embedded import worker_command
 from tests.conftest import dispatcher_command, free_port, wait_http
 
 SERVICE_ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "LINK_BASE_URL", "WEBHOOK_TOKEN")
+#: The Meta account both sides share (``stack_env``).
+META_TOKEN, META_SECRET = "e2e-meta-token", "e2e-app-secret"
 
 
 @pytest.fixture()
@@ -37,17 +39,26 @@ def run_campaign(
 
 
 def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINK_", "SIMULATOR_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LINK_", "META_", "SIMULATOR_"))
+    }
     for name in SERVICE_ENV_NAMES:
         env.pop(name, None)
     return env
 
 
 def stack_env(
-    database_url: str, redis_url: str, simulator_url: str, folder: Path, token: str
+    database_url: str,
+    redis_url: str,
+    simulator_url: str,
+    folder: Path,
+    token: str,
+    webhooks_url: str | None = None,
 ) -> dict[str, str]:
-    """The settings of a dispatcher wired to a simulator on loopback: the same account on
-    both sides, the gate ``e2e-gate``, reports and drop folder under ``folder``."""
+    """The settings of a dispatcher wired to a simulator on loopback: the same LINK and
+    Meta accounts on both sides, the gate ``e2e-gate``, Meta's webhooks to
+    ``webhooks_url``, reports and drop folder under ``folder``."""
+    meta_webhooks = {"SIMULATOR_META_WEBHOOK_URL": f"{webhooks_url}/webhooks/meta"}
     return clean_env() | {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -64,7 +75,14 @@ def stack_env(
         "SIMULATOR_PASSWORD": "e2e-password",
         "SIMULATOR_PLATFORM_ID": "E2E",
         "SIMULATOR_PLATFORM_PARTNER_ID": "7",
-    }
+        "META_BASE_URL": simulator_url,
+        "META_ACCESS_TOKEN": META_TOKEN,
+        "META_APP_SECRET": META_SECRET,
+        "META_VERIFY_TOKEN": "e2e-verify",
+        "META_WABA_ID": "102290129340398",
+        "SIMULATOR_META_ACCESS_TOKEN": META_TOKEN,
+        "SIMULATOR_META_APP_SECRET": META_SECRET,
+    } | (meta_webhooks if webhooks_url else {})
 
 
 @pytest.fixture()
@@ -82,7 +100,8 @@ def stack(
     webhook_port, simulator_port = free_port(), free_port()
     token = extra.get("WEBHOOK_TOKEN", "e2e-token")
     env = (
-        stack_env(database_url, redis_url, f"http://127.0.0.1:{simulator_port}", tmp_path, token)
+        stack_env(database_url, redis_url, f"http://127.0.0.1:{simulator_port}", tmp_path, token,
+                  f"http://127.0.0.1:{webhook_port}")  # fmt: skip
         | {"DROP_SETTLE_SECONDS": "1", "SIMULATOR_FAILURE_RATE": "0.1", "SIMULATOR_SEED": "42"}
         | extra
     )

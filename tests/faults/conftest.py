@@ -185,8 +185,12 @@ class FaultStack:
         self.webhook_port = free_port()
         self.simulator_port = free_port()
         self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
-        self.env = stack_env(database_url, redis_server.url, self.simulator_url, folder, TOKEN) | {
+        webhooks_url = f"http://127.0.0.1:{self.webhook_port}"
+        self.env = stack_env(
+            database_url, redis_server.url, self.simulator_url, folder, TOKEN, webhooks_url
+        ) | {
             "LINK_TIMEOUT_SECONDS": "1",
+            "META_TIMEOUT_SECONDS": "1",
             # Production's minutes, as seconds, in the same order: a task outlives its
             # visibility only when its worker is gone; a claim goes stale well after any
             # request's timeout; a resend waits well past any report's lateness.
