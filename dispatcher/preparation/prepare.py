@@ -169,7 +169,7 @@ def _prepare(
     for note in checked.notes:
         log.warning("campaign %s: %s", campaign_id, note)
     level = checked.level
-    rate = max(1, level.messages_per_second * spec.sender.ceiling_percent // 100)
+    rate = checked.rate(spec.sender.ceiling_percent)
     with Audience(
         loaded.recipient_files(), spec.default_region, spec.columns.names(), spec.send_to
     ) as audience:

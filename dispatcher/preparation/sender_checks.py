@@ -48,6 +48,15 @@ class SenderCheck:
     level: Level
     notes: list[str] = field(default_factory=list)
     tier_cap: int | None = None  # unique people per 24 h, when limited
+    rate_cap: int | None = None  # messages a second, when the provider caps below the level
+
+    def rate(self, ceiling_percent: int) -> int:
+        """Messages a second this campaign may send: the level's (or the provider's cap,
+        when lower), times the spec's share of it."""
+        most = self.level.messages_per_second
+        if self.rate_cap is not None:
+            most = min(most, self.rate_cap)
+        return max(1, most * ceiling_percent // 100)
 
 
 def check_sender(client: Provider, spec: CampaignSpec) -> SenderCheck:
@@ -82,6 +91,12 @@ def check_sender(client: Provider, spec: CampaignSpec) -> SenderCheck:
             result.notes.append(f"the spec says {wanted.value} but {name} reports "
                                     f"{reported.value}: sending at {reported.value}")  # fmt: skip
         result.level = reported
+    if info.messages_per_second is not None and (
+        info.messages_per_second < result.level.messages_per_second
+    ):
+        result.rate_cap = info.messages_per_second
+        result.notes.append(f"{name} caps the number at {info.messages_per_second} messages "
+                            "a second")  # fmt: skip
     if info.limited is not None:
         details = info.limited or "no details given"
         result.notes.append(f"{name} reports the number LIMITED: {details}")

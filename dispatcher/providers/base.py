@@ -132,6 +132,9 @@ class SenderInfo:
     tier: str | None = None
     #: the quality rating as reported (GREEN, YELLOW, RED, NA), None when not reported
     quality: str | None = None
+    #: a cap below the level's rate, when the provider sets one (Meta: a number also
+    #: used in the WhatsApp Business app sends at most 20 messages a second)
+    messages_per_second: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
