@@ -459,7 +459,7 @@ def _webhook_token(settings: Settings, host: str, *, no_auth: bool) -> str | Non
     return None
 
 
-@app.command(short_help="Run the LINK simulator.")
+@app.command(short_help="Run the simulator (LINK's API and Meta's Cloud API).")
 @friendly
 def simulate(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
@@ -468,11 +468,23 @@ def simulate(
         list[str] | None,
         typer.Option(help="event report gate as ID=URL (repeatable); else SIMULATOR_GATES"),
     ] = None,
+    provider: Annotated[
+        str, typer.Option(help="link or meta: whose settings to print (one app serves both)")
+    ] = "link",
+    meta_webhook: Annotated[
+        str | None,
+        typer.Option(help="URL for Meta's status webhooks; else SIMULATOR_META_WEBHOOK_URL"),
+    ] = None,
 ) -> None:
-    """Run the LINK simulator (settings from SIMULATOR_* variables)."""
+    """Run the simulator (settings from SIMULATOR_* variables): LINK's WhatsApp Message API
+    and Meta's Cloud API on one port; prints the settings a dispatcher needs for PROVIDER."""
+    from pydantic import ValidationError
+
     from dispatcher.interfaces import servers
     from dispatcher.simulator import SimulatorConfig, create_app
 
+    if provider not in ("link", "meta"):
+        raise ConfigurationError(f"--provider is link or meta, got {provider!r}")
     config = SimulatorConfig()
     if gate:
         gates = dict(config.gates)
@@ -482,10 +494,43 @@ def simulate(
                 raise ConfigurationError(f"--gate wants ID=URL, got {item!r}")
             gates[gate_id] = url
         config = config.model_copy(update={"gates": gates})
-    console.print(
-        f"LINK simulator on http://{host}:{port} (user {config.username!r}, "
-        f"gates {', '.join(config.gates) or 'none'})"
-    )
+    if meta_webhook:
+        try:  # validated as SIMULATOR_META_WEBHOOK_URL is
+            config = SimulatorConfig.model_validate(
+                {**config.model_dump(), "meta_webhook_url": meta_webhook}
+            )
+        except ValidationError as error:
+            raise ConfigurationError(f"--meta-webhook: {error.errors()[0]['msg']}") from error
+    base_url = f"http://{host}:{port}"
+    defaults = SimulatorConfig.model_fields
+
+    def shown(name: str, variable: str) -> str:
+        """A demo credential as is; one the user set stays out of the output."""
+        value = getattr(config, name)
+        return value if value == defaults[name].default else f"<your {variable}>"
+
+    if provider == "link":
+        console.print(
+            f"LINK simulator on {base_url} (user {config.username!r}, "
+            f"gates {', '.join(config.gates) or 'none'})"
+        )
+        lines = [f"LINK_BASE_URL={base_url}", f"LINK_USERNAME={config.username}",
+                 f"LINK_PASSWORD={shown('password', 'SIMULATOR_PASSWORD')}"]  # fmt: skip
+    else:
+        numbers = ", ".join(
+            f"{pid} ({shown_as})" for pid, shown_as in config.meta_phone_numbers.items()
+        )
+        console.print(
+            f"Meta Cloud API simulator on {base_url} (phone number ids {numbers}; "
+            f"status webhooks to {config.meta_webhook_url or 'nowhere'})"
+        )
+        lines = [
+            f"META_BASE_URL={base_url}",
+            f"META_ACCESS_TOKEN={shown('meta_access_token', 'SIMULATOR_META_ACCESS_TOKEN')}",
+            f"META_APP_SECRET={shown('meta_app_secret', 'SIMULATOR_META_APP_SECRET')}",
+            f"META_WABA_ID={config.meta_waba_id}",
+        ]
+    console.print("Settings for the dispatcher:\n" + "\n".join(lines), highlight=False)
     # The simulator's receipt log is a benchmark's clock: a full collection walking the
     # start-up heap would hold requests unread and bunch their arrival times.
     gc.collect()

@@ -42,15 +42,25 @@ async def meta_client(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def text_to(**addressee: str) -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "recipient_type": "individual", **addressee,
-            "type": "text", "text": {"body": "hello"}}  # fmt: skip
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        **addressee,
+        "type": "text",
+        "text": {"body": "hello"},
+    }
 
 
 def template_to(name: str = "hello", parameters: int = 1, **addressee: str) -> dict[str, Any]:
     body = {"type": "body", "parameters": [{"type": "text", "text": "x"}] * parameters}
     template = {"name": name, "language": {"code": "en"}, "components": [body]}
-    return {"messaging_product": "whatsapp", "to": PERSON, **addressee, "type": "template",
-            "template": template}  # fmt: skip
+    return {
+        "messaging_product": "whatsapp",
+        "to": PERSON,
+        **addressee,
+        "type": "template",
+        "template": template,
+    }
 
 
 def login_code_to(**addressee: str) -> dict[str, Any]:
@@ -59,9 +69,13 @@ def login_code_to(**addressee: str) -> dict[str, Any]:
     body.pop("to")
     body.update(addressee)
     body["template"]["components"].append(
-        {"type": "button", "sub_type": "url", "index": "0",
-         "parameters": [{"type": "text", "text": "123456"}]}
-    )  # fmt: skip
+        {
+            "type": "button",
+            "sub_type": "url",
+            "index": "0",
+            "parameters": [{"type": "text", "text": "123456"}],
+        }
+    )
     return body
 
 
