@@ -72,7 +72,11 @@ __all__ = [
 ]
 
 #: Webhook path -> the kind of callback it takes (``tracking.intake.Kind``).
-WEBHOOKS: dict[str, str] = {"/webhooks/link/dlr": "dlr", "/webhooks/link/mo": "mo"}
+WEBHOOKS: dict[str, str] = {
+    "/webhooks/link/dlr": "dlr",
+    "/webhooks/link/mo": "mo",
+    "/webhooks/meta": "meta",
+}
 
 
 def provider_from_settings(
@@ -240,5 +244,6 @@ def parse_callback(kind: str, body: bytes) -> Callback:
 @cache
 def _parsers() -> dict[str, Callable[[bytes], Callback]]:
     from dispatcher.providers.link import callbacks as link
+    from dispatcher.providers.meta import callbacks as meta
 
-    return {"dlr": link.read_status, "mo": link.read_incoming}
+    return {"dlr": link.read_status, "mo": link.read_incoming, "meta": meta.read_webhook}

@@ -1,0 +1,554 @@
+"""Meta's webhooks read: one ``whatsapp_business_account`` body into what it holds.
+
+One body may carry several entries, each several changes, each a ``value`` with any of
+(seed 002 'Messaging Webhooks', seed 000 for the BSUID fields, seed 001 for shared
+contacts, seed 003 for echoes):
+
+* ``statuses``: sent / delivered / read / failed reports on our messages, with
+  ``errors[]``, ``pricing``, ``recipient_id`` / ``recipient_user_id`` /
+  ``parent_recipient_user_id`` and our ``biz_opaque_callback_data`` echoed back;
+* ``messages``: what people sent (text, buttons, interactive replies, media, shared
+  ``contacts``, ...), and ``system`` messages (``user_changed_number``,
+  ``user_changed_user_id``);
+* ``contacts``: who a status or message is about (``wa_id``, ``user_id``,
+  ``parent_user_id``, ``profile.username``);
+* ``message_echoes`` (field ``smb_message_echoes``): what the business sent from the
+  WhatsApp Business app; never one of our campaign's messages;
+* ``user_id_update`` (field of that name, seed 000): a user's new BSUID.
+
+Statuses and people's messages become the ``Callback`` the stages apply; the rest is
+parsed into the typed records below (``parse_webhook``) and kept in the stored body:
+identity changes are applied by the identity book's own rules, not here.
+
+Read by hand from ``orjson``'s dicts, not by a model per status: a campaign of a
+thousand messages a second brings about three thousand statuses a second to one
+receiver. A value of the wrong type is read as absent; an entry that makes no sense
+(a status without an id) is skipped, the rest of the body still read. The body as a
+whole is refused (``InvalidReport``) only when it is not JSON, is not a
+``whatsapp_business_account`` body, or holds no field the dispatcher reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from dispatcher.providers.base import MAX_ID_CHARS, Callback, InvalidReport, Pricing, ReplyContext
+from dispatcher.status import MessageStatus
+
+__all__ = [
+    "Contact",
+    "Echo",
+    "MetaIncoming",
+    "MetaStatus",
+    "SystemChange",
+    "UserIdUpdate",
+    "Webhook",
+    "parse_webhook",
+    "read_webhook",
+]
+
+#: The ``object`` of every Cloud API webhook (seed 002: "the object is always
+#: whatsapp_business_account").
+OBJECT = "whatsapp_business_account"
+#: The change fields read here; any other (calls, history, user_preferences, ...) is
+#: kept in the stored body only.
+FIELDS = frozenset({"messages", "smb_message_echoes", "user_id_update"})
+
+# Seed 002 'Message Status Updates'; "deleted" is the On-Premises API's (seed 002
+# 'Status: Message Deleted': the Cloud API sends none, it is read in case).
+_STATUSES = {
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.READ,
+    "failed": MessageStatus.FAILED,
+    "deleted": MessageStatus.DELETED,
+}
+# Message types that are not a person writing to the business: they open no care
+# window and carry no reply. ``system`` (seed 002 'User Changed Number Notification',
+# seed 000 user_changed_user_id) is WhatsApp's; ``revoke`` (seed 000) deletes a
+# message the person sent earlier.
+_NOT_WRITTEN = frozenset({"system", "revoke"})
+# Seed 000: a contacts message answering a REQUEST_CONTACT_INFO button has ``origin``
+# "contact_request"; its phone is the sender's own. Any other shared card is someone
+# else's number and links nobody.
+_OWN_CONTACT = "contact_request"
+_DESCRIPTION_CHARS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """An entry of a value's ``contacts[]`` (seed 000): who a status or message is
+    about, as WhatsApp names them."""
+
+    wa_id: str | None
+    user_id: str | None
+    parent_user_id: str | None
+    username: str | None
+    name: str | None
+
+    @property
+    def identifiers(self) -> tuple[str | None, ...]:
+        return (self.wa_id, self.user_id, self.parent_user_id)
+
+
+class MetaStatus:
+    """A ``statuses[]`` entry: satisfies ``base.StatusReport``."""
+
+    __slots__ = (
+        "contact",
+        "message_id",
+        "message_status",
+        "named_identifiers",
+        "pricing",
+        "ref_id",
+        "result_description",
+        "status",
+        "timestamp",
+        "whatsapp_error_code",
+    )
+    # Meta has no result code of its own (LINK's resultCode); the WhatsApp code says all.
+    result_code: None = None
+    is_request_failure = False
+
+    def __init__(self, entry: Mapping[str, Any], contacts: list[Contact]) -> None:
+        self.message_id: str | None = _id(entry.get("id"))
+        self.ref_id: str | None = _id(entry.get("biz_opaque_callback_data"))
+        self.status: str | None = _text(entry.get("status"))
+        self.message_status: MessageStatus | None = _STATUSES.get(self.status or "")
+        self.timestamp: datetime | None = _unix(entry.get("timestamp"))
+        code, self.result_description = _first_error(entry.get("errors"))
+        self.whatsapp_error_code: int | None = code
+        self.pricing: Pricing | None = _pricing(entry.get("pricing"))
+        if entry.get("recipient_type") == "group":  # seed 000: a group's participant
+            own = (
+                entry.get("recipient_participant_id"),
+                entry.get("recipient_participant_user_id"),
+                entry.get("recipient_participant_parent_user_id"),
+            )
+        else:
+            own = (
+                entry.get("recipient_id"),
+                entry.get("recipient_user_id"),
+                entry.get("parent_recipient_user_id"),
+            )
+        recipient = tuple(v if isinstance(v, str) else None for v in own)
+        self.contact: Contact | None = _contact_of(contacts, recipient)
+        extra = self.contact.identifiers if self.contact is not None else ()
+        self.named_identifiers: tuple[str | None, ...] = _named(recipient + extra)
+
+    @property
+    def whatsapp_message_id(self) -> str | None:
+        """The wamid: a reply's ``context.id`` names it."""
+        return self.message_id
+
+    def __repr__(self) -> str:  # no identifiers: reprs end up in logs
+        return f"MetaStatus({self.status!r}, code={self.whatsapp_error_code})"
+
+
+class MetaIncoming:
+    """A ``messages[]`` entry a person sent: satisfies ``base.IncomingReport``."""
+
+    __slots__ = (
+        "business_number",
+        "contact",
+        "message",
+        "message_id",
+        "named_identifiers",
+        "timestamp",
+        "type",
+    )
+
+    def __init__(
+        self, message: Mapping[str, Any], contacts: list[Contact], business_number: str | None
+    ) -> None:
+        self.message = message
+        self.type: str = (_text(message.get("type")) or "unknown").lower()
+        self.message_id: str | None = _text(message.get("id"))
+        self.timestamp: datetime | None = _unix(message.get("timestamp"))
+        self.business_number: str | None = business_number
+        sender = tuple(
+            v if isinstance(v, str) else None
+            for v in (
+                message.get("from"),
+                message.get("from_user_id"),
+                message.get("from_parent_user_id"),
+            )
+        )
+        self.contact: Contact | None = _contact_of(contacts, sender)
+        extra = self.contact.identifiers if self.contact is not None else ()
+        self.named_identifiers: tuple[str | None, ...] = _named(sender + extra + self._own_phones())
+
+    def replies(self) -> Iterator[str]:
+        """What the person typed or chose: the text, a template button's text and
+        payload, an interactive button's or list row's title (seed 002)."""
+        message = self.message
+        text = message.get("text")
+        if isinstance(text, dict):
+            yield from _strings(text.get("body"))
+        button = message.get("button")
+        if isinstance(button, dict):
+            yield from _strings(button.get("text"), button.get("payload"))
+        interactive = message.get("interactive")
+        if isinstance(interactive, dict):
+            for kind in ("button_reply", "list_reply"):
+                choice = interactive.get(kind)
+                if isinstance(choice, dict):
+                    yield from _strings(choice.get("title"))
+
+    @property
+    def reply_context(self) -> ReplyContext | None:
+        """``context.id`` names the wamid of the message answered (seed 002 'Received
+        Callback from a Quick Reply Button', 'Product Inquiry Messages'), with the
+        choice: a template button's payload and text, an interactive reply's id and
+        title."""
+        context = self.message.get("context")
+        wa_id = _text(context.get("id")) if isinstance(context, dict) else None
+        if wa_id is None:
+            return None
+        button = self.message.get("button")
+        if isinstance(button, dict):
+            return ReplyContext(
+                wa_id, self.type, _text(button.get("payload")), _text(button.get("text"))
+            )
+        interactive = self.message.get("interactive")
+        if isinstance(interactive, dict):
+            for kind in ("button_reply", "list_reply"):
+                choice = interactive.get(kind)
+                if isinstance(choice, dict):
+                    return ReplyContext(
+                        wa_id, self.type, _text(choice.get("id")), _text(choice.get("title"))
+                    )
+        return ReplyContext(wa_id, self.type)
+
+    def _own_phones(self) -> tuple[str | None, ...]:
+        """The sender's own number, shared at the business's request (seed 000
+        REQUEST_CONTACT_INFO: ``origin`` "contact_request")."""
+        if self.type != "contacts" or self.message.get("origin") != _OWN_CONTACT:
+            return ()
+        found: list[str | None] = []
+        for card in _dicts(self.message.get("contacts")):
+            for phone in _dicts(card.get("phones")):
+                found.append(_text(phone.get("wa_id")))
+                found.append(_digits(phone.get("phone")))
+        return tuple(found)
+
+    def __repr__(self) -> str:
+        return f"MetaIncoming({self.type!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class SystemChange:
+    """A ``system`` message: the user changed number (``user_changed_number``, seed
+    002: ``new_wa_id``) or BSUID (``user_changed_user_id``, seed 000: ``wa_id``,
+    ``user_id``, ``parent_user_id`` are the new ones). Applied by the identity book's
+    rules for changes, not by linking."""
+
+    kind: str
+    message_id: str | None
+    timestamp: datetime | None
+    #: who it was: ``from`` (old number) and ``from_user_id`` as the message gives them
+    old: tuple[str | None, ...]
+    new_wa_id: str | None
+    new_user_id: str | None
+    new_parent_user_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """A message the business sent from the WhatsApp Business app (seed 003): to
+    ``to`` / ``to_user_id``; ``original_message_id`` for an edit or revoke."""
+
+    message_id: str | None
+    type: str
+    timestamp: datetime | None
+    business_number: str | None
+    to: tuple[str | None, ...]
+    original_message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserIdUpdate:
+    """A ``user_id_update`` (seed 000): the user of ``wa_id`` has a new BSUID."""
+
+    wa_id: str | None
+    previous_user_id: str | None
+    current_user_id: str | None
+    previous_parent_user_id: str | None
+    current_parent_user_id: str | None
+    timestamp: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """Everything a body holds, by kind."""
+
+    statuses: tuple[MetaStatus, ...] = ()
+    incoming: tuple[MetaIncoming, ...] = ()
+    contacts: tuple[Contact, ...] = ()
+    system_changes: tuple[SystemChange, ...] = ()
+    echoes: tuple[Echo, ...] = ()
+    user_id_updates: tuple[UserIdUpdate, ...] = ()
+    #: the change fields read here, and those present but not read (each sorted)
+    fields: tuple[str, ...] = ()
+    other_fields: tuple[str, ...] = ()
+
+    def callback(self) -> Callback:
+        return Callback(self.statuses, self.incoming)
+
+
+def read_webhook(body: bytes) -> Callback:
+    """The statuses and people's messages of a webhook body; ``InvalidReport`` when it
+    is not a Cloud API webhook, or holds only fields the dispatcher does not read."""
+    webhook = parse_webhook(body)
+    if not webhook.fields:
+        if webhook.other_fields:
+            fields = ", ".join(webhook.other_fields)
+            raise InvalidReport(f"field {fields}: not one the dispatcher reads")
+        raise InvalidReport("entry: no change in it")
+    return webhook.callback()
+
+
+def parse_webhook(body: bytes) -> Webhook:
+    """Everything a webhook body holds (see the module's docstring)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidReport(f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("object") != OBJECT:
+        raise InvalidReport(f"object: not {OBJECT!r}")
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        raise InvalidReport("entry: a list is required")
+    parts = _Parts()
+    for entry in _dicts(entries):
+        for change in _dicts(entry.get("changes")):
+            field = change.get("field")
+            value = change.get("value")
+            if not isinstance(field, str) or not isinstance(value, dict):
+                continue
+            if field not in FIELDS:
+                parts.other_fields.add(field)
+                continue
+            parts.fields.add(field)
+            parts.read(field, value)
+    return parts.webhook()
+
+
+class _Parts:
+    """What a body's changes add up to, as they are read."""
+
+    def __init__(self) -> None:
+        self.statuses: list[MetaStatus] = []
+        self.incoming: list[MetaIncoming] = []
+        self.contacts: list[Contact] = []
+        self.system_changes: list[SystemChange] = []
+        self.echoes: list[Echo] = []
+        self.user_id_updates: list[UserIdUpdate] = []
+        self.fields: set[str] = set()
+        self.other_fields: set[str] = set()
+
+    def read(self, field: str, value: Mapping[str, Any]) -> None:
+        contacts = [_contact(c) for c in _dicts(value.get("contacts"))]
+        self.contacts.extend(contacts)
+        metadata = value.get("metadata")
+        business = (
+            _e164(metadata.get("display_phone_number")) if isinstance(metadata, dict) else None
+        )
+        if field == "user_id_update":
+            self.user_id_updates.extend(
+                _user_id_update(u) for u in _dicts(value.get("user_id_update"))
+            )
+            return
+        for echo in _dicts(value.get("message_echoes")):
+            self.echoes.append(_echo(echo, business))
+        if field != "messages":
+            return
+        for status in _dicts(value.get("statuses")):
+            report = MetaStatus(status, contacts)
+            if report.message_id is not None:
+                self.statuses.append(report)
+        for message in _dicts(value.get("messages")):
+            kind = message.get("type")
+            if kind == "system":
+                self.system_changes.append(_system_change(message))
+            elif kind not in _NOT_WRITTEN:
+                self.incoming.append(MetaIncoming(message, contacts, business))
+
+    def webhook(self) -> Webhook:
+        return Webhook(
+            tuple(self.statuses),
+            tuple(self.incoming),
+            tuple(self.contacts),
+            tuple(self.system_changes),
+            tuple(self.echoes),
+            tuple(self.user_id_updates),
+            tuple(sorted(self.fields)),
+            tuple(sorted(self.other_fields)),
+        )
+
+
+def _contact(entry: Mapping[str, Any]) -> Contact:
+    profile = entry.get("profile")
+    profile = profile if isinstance(profile, dict) else {}
+    return Contact(
+        _text(entry.get("wa_id")),
+        _text(entry.get("user_id")),
+        _text(entry.get("parent_user_id")),
+        _text(profile.get("username")),
+        _text(profile.get("name")),
+    )
+
+
+def _contact_of(contacts: list[Contact], own: tuple[str | None, ...]) -> Contact | None:
+    """The contact a status or message is about: the one sharing an identifier with
+    it, else the value's only contact (seed 000: one contact a status unless aggregated)."""
+    if not contacts:
+        return None
+    named = {v for v in own if v}
+    for contact in contacts:
+        if named.intersection(contact.identifiers):
+            return contact
+    return contacts[0] if len(contacts) == 1 else None
+
+
+def _system_change(message: Mapping[str, Any]) -> SystemChange:
+    system = message.get("system")
+    system = system if isinstance(system, dict) else {}
+    return SystemChange(
+        kind=_text(system.get("type")) or "unknown",
+        message_id=_text(message.get("id")),
+        timestamp=_unix(message.get("timestamp")),
+        old=(_text(message.get("from")), _text(message.get("from_user_id"))),
+        # seed 002 names the new number ``new_wa_id``; seed 000's BSUID change ``wa_id``
+        new_wa_id=_text(system.get("new_wa_id")) or _text(system.get("wa_id")),
+        new_user_id=_text(system.get("user_id")),
+        new_parent_user_id=_text(system.get("parent_user_id")),
+    )
+
+
+def _echo(echo: Mapping[str, Any], business: str | None) -> Echo:
+    kind = _text(echo.get("type")) or "unknown"
+    inner = echo.get(kind)
+    original = _text(inner.get("original_message_id")) if isinstance(inner, dict) else None
+    return Echo(
+        message_id=_text(echo.get("id")),
+        type=kind,
+        timestamp=_unix(echo.get("timestamp")),
+        business_number=business,
+        to=(
+            _text(echo.get("to")),
+            _text(echo.get("to_user_id")),
+            _text(echo.get("to_parent_user_id")),
+        ),
+        original_message_id=original,
+    )
+
+
+def _user_id_update(update: Mapping[str, Any]) -> UserIdUpdate:
+    user_id = update.get("user_id")
+    user_id = user_id if isinstance(user_id, dict) else {}
+    parent = update.get("parent_user_id")
+    parent = parent if isinstance(parent, dict) else {}
+    return UserIdUpdate(
+        wa_id=_text(update.get("wa_id")),
+        previous_user_id=_text(user_id.get("previous")),
+        current_user_id=_text(user_id.get("current")),
+        previous_parent_user_id=_text(parent.get("previous")),
+        current_parent_user_id=_text(parent.get("current")),
+        timestamp=_unix(update.get("timestamp")),
+    )
+
+
+def _first_error(errors: object) -> tuple[int | None, str | None]:
+    """``errors[0]``'s code, and what it says: title, message and details (seed 002
+    'Status: Message Failed', '... Undeliverable')."""
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None, None
+    error = errors[0]
+    code = error.get("code")
+    data = error.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else None
+    said = dict.fromkeys(
+        s for s in _strings(error.get("title"), error.get("message"), details) if s
+    )
+    return (
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        "; ".join(said)[:_DESCRIPTION_CHARS] or None,
+    )
+
+
+def _pricing(pricing: object) -> Pricing | None:
+    if not isinstance(pricing, dict):
+        return None
+    billable = pricing.get("billable")
+    return Pricing(
+        _text(pricing.get("pricing_model")),
+        _text(pricing.get("category")),
+        _text(pricing.get("type")),
+        billable if isinstance(billable, bool) else None,
+    )
+
+
+def _named(values: tuple[str | None, ...]) -> tuple[str | None, ...]:
+    """Distinct raw identifiers, first named first."""
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+def _id(value: object) -> str | None:
+    """An id as stored: what does not fit the columns (``MAX_ID_CHARS``) or holds
+    control characters cannot be one of ours."""
+    text = _text(value)
+    if text is None or len(text) > MAX_ID_CHARS or not text.isprintable():
+        return None
+    return text
+
+
+def _unix(value: object) -> datetime | None:
+    """Meta's timestamps: unix seconds, as a string (an integer read too)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def _digits(value: object) -> str | None:
+    """A phone number as WhatsApp ids are written (digits only), from a display
+    number like "+1 (415) 555-0829"; None when it has no digits."""
+    if not isinstance(value, str):
+        return None
+    digits = "".join(c for c in value if c.isdigit())
+    return digits or None
+
+
+def _e164(value: object) -> str | None:
+    """The business's display number as the campaigns name it (``sender.source``)."""
+    digits = _digits(value)
+    return f"+{digits}" if digits else None
+
+
+def _text(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _dicts(value: object) -> Iterator[dict[str, Any]]:
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                yield item
+
+
+def _strings(*values: object) -> Iterator[str]:
+    for value in values:
+        if isinstance(value, str):
+            yield value
