@@ -64,6 +64,7 @@ class MetaSimulator(Simulator):
             number_id: BusinessNumber(number_id, _e164(display), config.meta_waba_id)
             for number_id, display in config.meta_phone_numbers.items()
         }
+        self._envelopes = {number.id: number.envelope for number in self.numbers.values()}
         self._bearer = f"Bearer {config.meta_access_token}".encode()
         self._sign = signer(config.meta_app_secret)
         url = config.meta_webhook_url
@@ -140,6 +141,7 @@ class MetaSimulator(Simulator):
                 delivery = StatusDelivery(
                     wamid,
                     number,
+                    self._envelopes[number.id],
                     person,
                     parsed.kind,
                     parsed.destination,

@@ -65,6 +65,10 @@ def _errors(status: Status) -> list[dict[str, Any]]:
     return errors
 
 
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True, slots=True)
 class BusinessNumber:
     """A configured business phone number: its id and display number (``+digits``)."""
@@ -74,17 +78,30 @@ class BusinessNumber:
     waba_id: str
 
     @property
-    def metadata(self) -> dict[str, str]:
-        # Seed 002 'Status: Message Failed': the display number as digits, no '+'.
-        return {"display_phone_number": self.display[1:], "phone_number_id": self.id}
+    def envelope(self) -> tuple[bytes, bytes]:
+        """Seed 002's ``whatsapp_business_account`` body around a ``value``'s last members:
+        what precedes them and what follows. The display number as digits, no '+'."""
+        metadata = {"display_phone_number": self.display[1:], "phone_number_id": self.id}
+        head = (
+            b'{"object":"whatsapp_business_account","entry":[{"id":%s,"changes":[{"value":'
+            b'{"messaging_product":"whatsapp","metadata":%s,'
+            % (_json(self.waba_id), _json(metadata))
+        )
+        return head, b'},"field":"messages"}]}]}'
 
 
 @dataclass(slots=True)
 class StatusDelivery:
-    """One sent message and the statuses it will go through."""
+    """One sent message and the statuses it will go through.
+
+    Rendering is the simulator's main cost under load (three webhooks per send), so the
+    parts that never change are encoded once: the envelope per number, the contact per
+    message; only the status entry is encoded per webhook.
+    """
 
     wamid: str
     number: BusinessNumber
+    envelope: tuple[bytes, bytes]
     person: Person
     kind: Kind  # how the send addressed the person: phone number, BSUID or parent BSUID
     addressed: str  # the canonical identifier it used
@@ -92,6 +109,7 @@ class StatusDelivery:
     statuses: tuple[Status, ...]
     category: str | None  # a template's pricing category; None for free-form messages
     parents: bool  # whether parent BSUIDs are enabled (seed 000)
+    contacts: bytes = b""
 
     def render(self, status: Status) -> bytes:
         """The webhook body for one status, stamped now."""
@@ -101,7 +119,7 @@ class StatusDelivery:
         by_phone = self.kind is Kind.MSISDN
         entry: dict[str, Any] = {"id": self.wamid, "status": name, "timestamp": str(now)}
         # Seed 000: recipient_id only for a send to the phone number (BSUID-only otherwise);
-        # recipient_user_id the BSUID (the identifier used, when the send used one).
+        # recipient_user_id the BSUID, or the BSUID or parent BSUID the send used.
         if by_phone:
             entry["recipient_id"] = self.addressed[1:]
         entry["recipient_user_id"] = person.user_id if by_phone else self.addressed
@@ -109,44 +127,35 @@ class StatusDelivery:
             entry["parent_recipient_user_id"] = person.parent_id
         if self.opaque is not None:
             entry["biz_opaque_callback_data"] = self.opaque
-        value: dict[str, Any] = {"messaging_product": "whatsapp", "metadata": self.number.metadata}
+        head, tail = self.envelope
         if name == "failed":
+            # Seed 000: no contacts[] in a failed status's webhook.
             entry["errors"] = _errors(status)
-        else:
-            # Seed 000: contacts[] for sent, delivered and read, never for failed.
-            contact: dict[str, Any] = {"profile": {"name": "WhatsApp User"}}
-            if by_phone:
-                contact["wa_id"] = self.addressed[1:]
-            contact["user_id"] = person.user_id
-            if self.parents:
-                contact["parent_user_id"] = person.parent_id
-            value["contacts"] = [contact]
-            if name != "read":
-                entry["conversation"], entry["pricing"] = self._charge(now)
-        value["statuses"] = [entry]
-        return json.dumps(
-            {
-                "object": "whatsapp_business_account",
-                "entry": [
-                    {
-                        "id": self.number.waba_id,
-                        "changes": [{"value": value, "field": "messages"}],
-                    }
-                ],
-            }
-        ).encode()
+            return head + b'"statuses":[' + _json(entry) + b"]" + tail
+        if name != "read":
+            entry["conversation"], entry["pricing"] = self._charge(now)
+        if not self.contacts:
+            self.contacts = self._contact()
+        return head + self.contacts + b'"statuses":[' + _json(entry) + b"]" + tail
+
+    def _contact(self) -> bytes:
+        """Seed 000's ``contacts[]`` of sent, delivered and read statuses."""
+        person = self.person
+        contact: dict[str, Any] = {"profile": {"name": "WhatsApp User"}}
+        if self.kind is Kind.MSISDN:
+            contact["wa_id"] = self.addressed[1:]
+        contact["user_id"] = person.user_id
+        if self.parents:
+            contact["parent_user_id"] = person.parent_id
+        return b'"contacts":[' + _json(contact) + b"],"
 
     def _charge(self, now: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Seed 002's ``conversation`` and seed 000's ``pricing`` of a sent/delivered status."""
         if self.category is None:
             pricing = _SERVICE_PRICING
         else:
-            pricing = {
-                "billable": True,
-                "pricing_model": "PMP",
-                "type": "regular",
-                "category": self.category,
-            }
+            pricing = {"billable": True, "pricing_model": "PMP", "type": "regular",
+                       "category": self.category}  # fmt: skip
         digest = hashlib.blake2b(f"{self.number.id}/{self.person.user_id}".encode(), digest_size=16)
         conversation = {
             "id": digest.hexdigest(),
