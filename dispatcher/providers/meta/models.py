@@ -140,52 +140,65 @@ def cloud_message(message: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _template(message: Mapping[str, Any]) -> dict[str, Any]:
-    template: dict[str, Any] = dict(message.get("template") or {})
+    # Built anew, the parts Meta takes as they are shared (never changed afterwards):
+    # a personalised campaign translates one template a person.
+    template = {k: v for k, v in (message.get("template") or {}).items() if k != "components"}
     # Seed 004 puts components beside the template in two examples; Meta wants them in.
-    components = template.pop("components", None) or message.get("components")
+    components = (message.get("template") or {}).get("components") or message.get("components")
     if components:
-        template["components"] = [_component(c) for c in _snake(components)]
+        template["components"] = [_component(c) for c in components]
     return template
 
 
 def _component(component: Any) -> Any:
     if not isinstance(component, dict):
         return component
-    if component.get("type") == "button":
-        _button(component)
-    elif component.get("type") == "carousel":
-        for card in component.get("cards") or ():
-            if isinstance(card, dict):
-                card["components"] = [_component(c) for c in card.get("components") or ()]
-    for parameter in component.get("parameters") or ():
-        if isinstance(parameter, dict):
-            _parameter(parameter)
-    return component
+    button = component.get("type") == "button"
+    out: dict[str, Any] = {}
+    for key, value in component.items():
+        if key == "parameters" and isinstance(value, list):
+            value = [_parameter(p) for p in value]
+        elif key == "cards" and isinstance(value, list):
+            value = [_card(card) for card in value]
+        elif key in ("subType", "sub_type"):
+            key, value = "sub_type", _SUB_TYPES.get(value, value)
+        elif key == "index" and button and type(value) is int:
+            value = str(value)  # Meta's reference writes "index": "0"
+        out[key] = value
+    return out
 
 
-def _button(button: dict[str, Any]) -> None:
-    sub_type = button.get("sub_type")
-    if isinstance(sub_type, str):
-        button["sub_type"] = _SUB_TYPES.get(sub_type, sub_type)
-    index = button.get("index")
-    if isinstance(index, int) and not isinstance(index, bool):
-        button["index"] = str(index)  # Meta's reference writes "index": "0"
+def _card(card: Any) -> Any:
+    if not isinstance(card, dict) or not isinstance(card.get("components"), list):
+        return card
+    return {**card, "components": [_component(c) for c in card["components"]]}
 
 
-def _parameter(parameter: dict[str, Any]) -> None:
+# Parameters Meta takes as seed 004 writes them (their keys are snake_case already).
+_SAME_PARAMETERS = frozenset(
+    {"payload", "image", "video", "document", "coupon_code", "limited_time_offer"}
+)
+
+
+def _parameter(parameter: Any) -> Any:
+    if not isinstance(parameter, dict):
+        return parameter
     kind = parameter.get("type")
+    if kind in _SAME_PARAMETERS or (kind == "text" and "parameterName" not in parameter):
+        return parameter
     if kind == "dateTime":
-        parameter["type"] = "date_time"
-        moment = parameter.get("date_time")
+        moment = parameter.get("dateTime")
         if isinstance(moment, dict):
             # Seed 004's ``timestamp`` (milliseconds) has no Cloud API field: Meta shows
             # the fallback value, which every date-time carries.
-            moment.pop("timestamp", None)
-    elif kind == "currency":
-        currency = parameter.get("currency")
-        amount = currency.get("amount_1000") if isinstance(currency, dict) else None
-        if isinstance(amount, str) and amount.lstrip("-").isdigit():
-            currency["amount_1000"] = int(amount)  # type: ignore[index]
+            moment = {k: v for k, v in moment.items() if k != "timestamp"}
+        return {"type": "date_time", "date_time": _snake(moment)}
+    renamed = _snake(parameter)
+    currency = renamed.get("currency") if kind == "currency" else None
+    amount = currency.get("amount_1000") if isinstance(currency, dict) else None
+    if isinstance(amount, str) and amount.lstrip("-").isdigit():
+        currency["amount_1000"] = int(amount)  # type: ignore[index]
+    return renamed
 
 
 def _snake(value: Any) -> Any:

@@ -25,6 +25,7 @@ from dispatcher.providers.base import Level, Provider
 from dispatcher.providers.meta.client import MetaClient, MetaCredentials
 from dispatcher.providers.meta.models import MetaAnswer, MetaRequest, read_answer
 from tests.unit.providers.conftest import REQUEST
+from tests.unit.providers.test_concurrent_sender import hang_up
 
 CREDS = MetaCredentials(
     base_url="https://graph.test",
@@ -437,12 +438,6 @@ def answering(status: int, body: bytes, seen: list[bytes] | None = None) -> Hand
             writer.close()
 
     return handle
-
-
-async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Reads the request, then drops the connection: Meta may have taken it."""
-    await reader.readuntil(b"\r\n\r\n")
-    writer.close()
 
 
 async def send_through(handler: Handler, requests: list[MetaRequest]) -> list[Any]:
