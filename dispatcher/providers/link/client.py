@@ -2,11 +2,11 @@
 
 ``LinkClient`` (httpx) does one request at a time and is the ``Provider`` itself;
 ``ConcurrentSender`` (``providers.http1``, HTTP/1.1 on asyncio) is its ``SliceSender``,
-many requests in flight for the fan-out. HTTP library exceptions stop here: the caller sees the
-``LinkError`` tree only. The split
-that matters for crash safety is *did the request leave?* A refused connection or a
-pool timeout sent nothing (``LinkTransientError``, safe to retry); a read timeout or a
-dropped connection after sending may have queued the messages (``LinkInDoubtError``).
+many requests in flight for the fan-out. HTTP library exceptions stop here: the caller
+sees the ``LinkError`` tree only. The split that matters for crash safety is *did the
+request leave?* A refused connection or a pool timeout sent nothing
+(``LinkTransientError``, safe to retry); a read timeout or a dropped connection after
+sending may have queued the messages (``LinkInDoubtError``).
 """
 
 from __future__ import annotations
