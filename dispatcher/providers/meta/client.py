@@ -378,6 +378,8 @@ def _error_from(status: int, content: bytes) -> LinkError:
         text = f"(#{code}) {text}"
     if error.details and error.details not in text:
         text = f"{text}: {error.details}"
+    if error.error_subcode is not None:
+        text = f"{text} (subcode {error.error_subcode})"
     if error.fbtrace_id:
         text = f"{text} [fbtrace_id {error.fbtrace_id}]"
     return cls(f"Meta {status}: {text}", result_code=code, http_status=status)

@@ -218,6 +218,16 @@ def test_graph_errors_map_to_typed_errors_with_code_details_and_trace_id(
     assert f"(#{code})" in text and "what Meta saw" in text and "AbCdEf123" in text
 
 
+def test_an_error_names_its_subcode_and_reads_without_a_code_prefix() -> None:
+    body = {"error": {"message": "Invalid parameter", "code": 100, "error_subcode": 33,
+                      "error_data": {"details": "Unknown object"}}}  # fmt: skip
+
+    with pytest.raises(LinkRequestError) as raised:
+        client(lambda _: httpx.Response(400, json=body)).send(request())
+
+    assert str(raised.value) == "Meta 400: (#100) Invalid parameter: Unknown object (subcode 33)"
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error"),
     [
