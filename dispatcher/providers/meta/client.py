@@ -64,9 +64,10 @@ TEMPLATES_KEPT_SECONDS = 60.0
 #: Template list pages read at most (Graph pages by 25 by default).
 TEMPLATE_PAGES = 40
 #: The phone number's Graph fields pre-flight reads (Meta's reference, 'Phone numbers').
-PHONE_NUMBER_FIELDS = (
-    "display_phone_number,quality_rating,messaging_limit_tier,throughput,name_status,health_status"
-)
+PHONE_NUMBER_FIELDS = ",".join((
+    "display_phone_number", "quality_rating", "messaging_limit_tier", "throughput",
+    "name_status", "health_status", "is_on_biz_app",
+))  # fmt: skip
 #: Sent by the project's simulator, never by Meta: which running instance answered.
 SIMULATOR_INSTANCE_HEADER = "X-Simulator-Instance"
 

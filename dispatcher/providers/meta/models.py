@@ -333,6 +333,11 @@ class Throughput(_Open):
     level: Level = Level.UNKNOWN  # STANDARD, HIGH; NOT_APPLICABLE reads as UNKNOWN
 
 
+#: Meta's reference, 'Throughput': "WhatsApp Business app phone numbers that are in use
+#: with both the WhatsApp Business app and Cloud API have a fixed throughput of 20 mps".
+BIZ_APP_MESSAGES_PER_SECOND = 20
+
+
 class PhoneNumberFields(_Open):
     """``GET /{phone-number-id}?fields=...``: what pre-flight reads about a sender."""
 
@@ -342,12 +347,15 @@ class PhoneNumberFields(_Open):
     throughput: Throughput | None = None
     name_status: str | None = None
     health_status: HealthStatus | None = None
+    #: also in use in the WhatsApp Business app ("coexistence")
+    is_on_biz_app: bool | None = None
 
     def sender_info(self) -> SenderInfo:
         """As LINK's phone number information is judged: BLOCKED with each node's
         errors, LIMITED with their additional information; a display name Meta
         declined or let expire limits the number too (Meta's reference, 'Display
-        names')."""
+        names'). A number also used in the WhatsApp Business app is capped at
+        ``BIZ_APP_MESSAGES_PER_SECOND`` whatever its level."""
         health = self.health_status
         verdict = health.can_send_message if health else None
         entities = health.entities if health else []
@@ -365,4 +373,5 @@ class PhoneNumberFields(_Open):
             limited=limited,
             tier=self.messaging_limit_tier,
             quality=self.quality_rating,
+            messages_per_second=BIZ_APP_MESSAGES_PER_SECOND if self.is_on_biz_app else None,
         )

@@ -339,11 +339,20 @@ def test_sender_info_reads_the_phone_number_s_graph_fields() -> None:
         None,
         None,
     )
+    assert info.messages_per_second is None
     assert seen[0].path == f"/v23.0/{NUMBER}"
     assert set(seen[0].params["fields"].split(",")) == {
         "display_phone_number", "quality_rating", "messaging_limit_tier", "throughput",
-        "name_status", "health_status",
+        "name_status", "health_status", "is_on_biz_app",
     }  # fmt: skip
+
+
+def test_a_number_also_in_the_business_app_is_capped_at_20_a_second() -> None:
+    fields = phone_number(is_on_biz_app=True)
+
+    info = client(lambda _: httpx.Response(200, json=fields)).sender_info(NUMBER)
+
+    assert (info.level, info.messages_per_second) == (Level.HIGH, 20)
 
 
 def test_a_blocked_number_says_why_and_a_limited_one_what_limits_it() -> None:
