@@ -39,6 +39,9 @@ CLASS_OF: dict[int, RetryClass] = {
     131000: RetryClass.TRANSIENT,  # Something went wrong
     131016: RetryClass.TRANSIENT,  # Service unavailable
     133004: RetryClass.TRANSIENT,  # Server temporarily unavailable
+    # Too many messages to one user in a short time (Meta's reference, pair rate limit):
+    # that person's message is sent again later; the sender is not slowed.
+    131056: RetryClass.TRANSIENT,
     131057: RetryClass.MAINTENANCE,  # Account in maintenance mode
     131049: RetryClass.ECOSYSTEM,  # Meta chose not to deliver (healthy ecosystem)
 }
