@@ -320,9 +320,6 @@ class CampaignSpec(_Spec):
     def _category_fits(self) -> CampaignSpec:
         if self.template_category is not None and not self.is_template:
             raise ValueError("template_category applies to template messages only")
-        if self.sender.provider == "meta" and "batch_size" in self.model_fields_set:
-            raise ValueError("batch_size does not apply to provider: meta (Meta's Cloud API "
-                             "takes one person a request)")  # fmt: skip
         return self
 
     @property
@@ -408,6 +405,10 @@ def _validated(raw: Any, spec_path: Path) -> tuple[LoadedCampaign | None, list[t
         if not p.is_file()
     ]
     found += message_spec.check(spec.message, loaded.folder)
+    if spec.sender.provider == "meta" and isinstance(raw, dict) and "batch_size" in raw:
+        # Asked of the file, not the model: a stored spec carries every default.
+        found.append(("batch_size", "does not apply to provider: meta (Meta's Cloud API "
+                      "takes one person a request)"))  # fmt: skip
     return (None, found) if found else (loaded, [])
 
 

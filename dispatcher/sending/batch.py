@@ -300,11 +300,12 @@ def note_answers(session: Session, answers: list[tuple[int, Answer]]) -> None:
     named = {m: a.named_identifiers for m, a in answers if a.named_identifiers}
     if not named:
         return
-    destinations = dict(
-        session.execute(select(Message.id, Message.destination).where(Message.id.in_(named)))
-        .tuples()
-        .all()
-    )
+    destinations: dict[int, str] = {
+        row.id: row.destination
+        for row in session.execute(
+            select(Message.id, Message.destination).where(Message.id.in_(named))
+        )
+    }
     groups = []
     for message_id, raw in named.items():
         group = book.identifiers_in((destinations.get(message_id), *raw))
