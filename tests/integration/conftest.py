@@ -19,8 +19,9 @@ from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.webhooks import WebhookApp
 from dispatcher.interfaces.webhooks import create_app as create_webhook_app
 from dispatcher.preparation.prepare import prepare_campaign
-from dispatcher.providers import IncomingReport, StatusReport, parse_callback
+from dispatcher.providers import IncomingReport, Providers, StatusReport, parse_callback
 from dispatcher.providers.link import LinkClient, LinkCredentials
+from dispatcher.providers.meta.client import MetaClient, MetaCredentials
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
 from dispatcher.sending.throttle import Throttle
@@ -117,14 +118,33 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
         yield server.url
 
 
-_OPEN: list[tuple[LinkClient, redis.Redis]] = []
+_OPEN: list[tuple[Providers, redis.Redis]] = []
+#: The simulator's default Meta account (``SimulatorConfig``) and its number's id.
+META_TOKEN, META_WABA_ID = "demo-token", "102290129340398"
+META_SENDER = 'provider: meta, phone_number_id: "106540352242922", '
+#: Behaviour both providers share, tested for each (with the ``provider`` fixture).
+BOTH = pytest.mark.parametrize("provider", ["link", "meta"])
+
+
+def through(provider: str, spec: str) -> str:
+    """A spec whose sender is written ``sender: {...}``, sent through ``provider`` (the
+    simulator's Meta number is the same number)."""
+    if provider == "link":
+        return spec
+    return spec.replace("sender: {", "sender: {" + META_SENDER, 1)
 
 
 def context(db: Database, redis_url: str, url: str, password: str = "pw") -> SendContext:
+    """A send context on the simulator at ``url``: LINK (user ``u``) and Meta (its
+    default account) both, each campaign through the one its spec names."""
     credentials = LinkCredentials(
         base_url=url, username="u", password=password, platform_id="P", platform_partner_id="1"
     )
-    client, connection = LinkClient(credentials, timeout_seconds=5), redis.Redis.from_url(redis_url)
+    client = Providers(
+        link=LinkClient(credentials, timeout_seconds=5),
+        meta=MetaClient(MetaCredentials(url, META_TOKEN, "v23.0", META_WABA_ID), timeout_seconds=5),
+    )
+    connection = redis.Redis.from_url(redis_url)
     _OPEN.append((client, connection))
     return SendContext(db=db, client=client, throttle=Throttle(connection), event_report_gate=None)
 
@@ -164,9 +184,9 @@ recipients: people.csv
 """
 
 
-def personalised(ctx: SendContext, folder: Path, people: int) -> list[str]:
+def personalised(ctx: SendContext, folder: Path, people: int, provider: str = "link") -> list[str]:
     folder.mkdir()
-    (folder / "campaign.yaml").write_text(PERSONAL_SPEC)
+    (folder / "campaign.yaml").write_text(through(provider, PERSONAL_SPEC))
     rows = "\n".join(f"+479{n:07d},P{n}" for n in range(1000001, 1000001 + people))
     (folder / "people.csv").write_text(f"phone,first_name\n{rows}\n")
     campaign_id = create_campaign(ctx.db, load_campaign(folder))
@@ -303,15 +323,23 @@ def receiver(db: Database) -> Iterator[Receiver]:
 
 
 @pytest.fixture()
-def stack_for(db: Database, redis_url: str) -> Iterator[Callable[..., Any]]:
+def provider() -> str:
+    """The provider a test's campaigns send through; a test parametrized with
+    ``provider`` runs for each (``test_planner.BOTH``)."""
+    return "link"
+
+
+@pytest.fixture()
+def stack_for(db: Database, redis_url: str, provider: str) -> Iterator[Callable[..., Any]]:
     """Makes ``test_planner.Stack``s (simulator and webhook app on loopback, a send
-    context on them) from scripted results; each closed after the test."""
+    context on them) from scripted results, sending through ``provider``; each closed
+    after the test."""
     from tests.integration.resending.test_planner import Stack
 
     stacks: list[Stack] = []
 
     def make(scripted: dict[str, list[int]], **sim: Any) -> Stack:
-        stacks.append(Stack(db, redis_url, scripted, **sim))
+        stacks.append(Stack(db, redis_url, scripted, provider, **sim))
         return stacks[-1]
 
     yield make

@@ -52,6 +52,7 @@ class MessageRequest(_Wire):
     """``POST /messages`` body: every field of the seed's MessageRequest table."""
 
     model_config = ConfigDict(extra="forbid")
+    provider: ClassVar[str] = "link"
 
     platform_id: str
     platform_partner_id: str

@@ -14,7 +14,7 @@ from dispatcher.errors import DispatcherError
 from dispatcher.operations import control
 from dispatcher.sending import claims, fanout
 from dispatcher.sending.batch import Outcome, SendContext
-from tests.integration.conftest import personalised
+from tests.integration.conftest import BOTH, personalised
 
 
 def campaign_of(context: SendContext) -> int:
@@ -28,13 +28,15 @@ def requests_seen(url: str) -> int:
     return int(httpx.get(f"{url}/_simulator/stats").json()["requests"])
 
 
+@BOTH
 def test_a_paused_campaign_sends_nothing_and_resumes_where_it_stopped(
     ctx: SendContext,
     sender: fanout.Fanout,
     simulator: str,
     tmp_path: Path,
+    provider: str,
 ) -> None:
-    batch_ids = personalised(ctx, tmp_path / "c", 30)
+    batch_ids = personalised(ctx, tmp_path / "c", 30, provider)
     campaign_id = campaign_of(ctx)
     fanout.send_many(ctx, sender, batch_ids[:10], "task-1")
     with ctx.db.session() as session:
@@ -51,13 +53,15 @@ def test_a_paused_campaign_sends_nothing_and_resumes_where_it_stopped(
     assert len(stats["destinations"]) == 30 and set(stats["destinations"].values()) == {1}
 
 
+@BOTH
 def test_a_slice_claimed_before_the_pause_is_handed_back_before_it_leaves(
     ctx: SendContext,
     sender: fanout.Fanout,
     simulator: str,
     tmp_path: Path,
+    provider: str,
 ) -> None:
-    batch_ids = personalised(ctx, tmp_path / "c", 5)
+    batch_ids = personalised(ctx, tmp_path / "c", 5, provider)
     campaign_id = campaign_of(ctx)
     outcomes: dict[str, Outcome] = {}
     [part] = claims.peek(ctx, sender, batch_ids, "task-1", outcomes)
@@ -75,13 +79,15 @@ def test_a_slice_claimed_before_the_pause_is_handed_back_before_it_leaves(
         assert set(session.scalars(select(Message.attempts))) == {0}
 
 
+@BOTH
 def test_cancel_closes_what_never_left_and_keeps_what_did(
     ctx: SendContext,
     sender: fanout.Fanout,
     simulator: str,
     tmp_path: Path,
+    provider: str,
 ) -> None:
-    batch_ids = personalised(ctx, tmp_path / "c", 8)
+    batch_ids = personalised(ctx, tmp_path / "c", 8, provider)
     campaign_id = campaign_of(ctx)
     fanout.send_many(ctx, sender, batch_ids[:3], "task-1")
     with ctx.db.session() as session:
@@ -104,13 +110,15 @@ def test_cancel_closes_what_never_left_and_keeps_what_did(
         control.pause(session, 999)
 
 
+@BOTH
 def test_a_slice_claimed_when_the_campaign_is_cancelled_ends_cancelled_not_stuck(
     ctx: SendContext,
     sender: fanout.Fanout,
     simulator: str,
     tmp_path: Path,
+    provider: str,
 ) -> None:
-    batch_ids = personalised(ctx, tmp_path / "c", 4)
+    batch_ids = personalised(ctx, tmp_path / "c", 4, provider)
     campaign_id = campaign_of(ctx)
     outcomes: dict[str, Outcome] = {}
     [part] = claims.peek(ctx, sender, batch_ids, "task-1", outcomes)

@@ -20,14 +20,18 @@ from dispatcher.campaigns.checks import preflight
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.db import Batch, Database, Message
 from dispatcher.interfaces.servers import ServerThread
+from dispatcher.interfaces.webhooks import MetaKeys
 from dispatcher.interfaces.webhooks import create_app as create_webhooks
 from dispatcher.operations import control
 from dispatcher.preparation.prepare import prepare_campaign
+from dispatcher.providers import Providers
 from dispatcher.providers.link import LinkClient, LinkCredentials
+from dispatcher.providers.meta.client import MetaClient, MetaCredentials
 from dispatcher.resending import planner as resend
 from dispatcher.sending.batch import Outcome, SendContext, send_batch
 from dispatcher.sending.throttle import Throttle
 from dispatcher.simulator import SimulatorConfig, create_app
+from tests.integration.conftest import BOTH, through
 
 NOW_WINDOWS = resend.Waits(min_delay=timedelta(0))
 SPEC = """
@@ -48,26 +52,46 @@ resend:
   ecosystem: {max_attempts: 2, delay_minutes: 0}
 """
 TOKEN = "t0ken"
+META_TOKEN, META_SECRET = "meta-t0ken", "app-secret"
 
 
 class Stack:
-    """Simulator + webhook app on loopback, and a send context pointing at them."""
+    """Simulator + webhook app on loopback, and a send context pointing at them; the
+    campaigns ``start`` writes send through ``provider`` (the simulator plays both)."""
 
-    def __init__(self, db: Database, redis_url: str, scripted: dict[str, list[int]], **sim: Any):
+    def __init__(
+        self,
+        db: Database,
+        redis_url: str,
+        scripted: dict[str, list[int]],
+        provider: str = "link",
+        **sim: Any,
+    ):
         self.db = db
-        self.webhooks = ServerThread(create_webhooks(db, token=TOKEN, redis_url=redis_url)).start()
+        self.provider = provider
+        self.webhooks = ServerThread(
+            create_webhooks(
+                db, token=TOKEN, redis_url=redis_url, meta=MetaKeys(app_secret=META_SECRET)
+            )
+        ).start()
         gate = f"{self.webhooks.url}/webhooks/link/dlr?token={TOKEN}"
         config = SimulatorConfig(
             username="u", password="pw", gates={"g": gate}, scripted=scripted, dlr_delay_ms=1,
-            **sim,
+            meta_access_token=META_TOKEN, meta_app_secret=META_SECRET,
+            meta_webhook_url=f"{self.webhooks.url}/webhooks/meta", **sim,
         )  # fmt: skip
         self.simulator = ServerThread(create_app(config)).start()
         credentials = LinkCredentials(
             base_url=self.simulator.url, username="u", password="pw", platform_id="P",
             platform_partner_id="1",
         )  # fmt: skip
-        self.client = LinkClient(
-            credentials, timeout_seconds=sim.get("response_delay_ms", 0) / 2000 or 5
+        timeout = sim.get("response_delay_ms", 0) / 2000 or 5
+        self.client = Providers(
+            link=LinkClient(credentials, timeout_seconds=timeout),
+            meta=MetaClient(
+                MetaCredentials(self.simulator.url, META_TOKEN, "v23.0", config.meta_waba_id),
+                timeout_seconds=timeout,
+            ),
         )
         self.redis = redis.Redis.from_url(redis_url)
         self.ctx = SendContext(db, self.client, Throttle(self.redis), event_report_gate="g")
@@ -91,7 +115,7 @@ class Stack:
 
 
 def start(stack: Stack, tmp_path: Path, phones: list[str], spec: str = SPEC) -> list[str]:
-    (tmp_path / "campaign.yaml").write_text(spec)
+    (tmp_path / "campaign.yaml").write_text(through(stack.provider, spec))
     rows = "".join(f"{phone},P{n}\n" for n, phone in enumerate(phones))
     (tmp_path / "people.csv").write_text("phone,name\n" + rows)
     campaign_id = create_campaign(stack.db, preflight(tmp_path).loaded)
@@ -117,6 +141,7 @@ def settled(db: Database, expected: dict[str, str]) -> Callable[[], bool]:
     return lambda: {d: s[0] for d, s in statuses(db).items() if d in expected} == expected
 
 
+@BOTH
 def test_each_retryable_code_is_resent_and_delivered_while_final_codes_stay_failed(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -146,6 +171,7 @@ def test_each_retryable_code_is_resent_and_delivered_while_final_codes_stay_fail
     }
 
 
+@BOTH
 def test_max_attempts_are_honoured(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -201,6 +227,7 @@ def test_a_resend_still_queued_past_its_validity_expires_and_a_first_send_waits(
     }
 
 
+@BOTH
 def test_an_unanswered_request_is_settled_by_reports_and_only_silent_people_are_resent_once(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -221,6 +248,7 @@ def test_an_unanswered_request_is_settled_by_reports_and_only_silent_people_are_
     assert stack.resend_due() == []
 
 
+@BOTH
 def test_a_rate_limit_report_slows_the_sender_and_the_message_is_resent_not_lost(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:

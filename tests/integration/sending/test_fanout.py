@@ -20,17 +20,19 @@ from dispatcher.providers.link.models import MessageRequest, MessageResponse
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import Outcome, SendContext
 from dispatcher.sending.throttle import Grant, Throttle
+from tests.integration.conftest import BOTH, personalised
 from tests.integration.conftest import PERSONAL_SPEC as SPEC
-from tests.integration.conftest import personalised
 
 
+@BOTH
 def test_a_chunk_goes_out_concurrently_each_person_once_with_their_own_text(
     ctx: SendContext,
     sender: fanout.Fanout,
     simulator: str,
     tmp_path: Path,
+    provider: str,
 ) -> None:
-    batch_ids = personalised(ctx, tmp_path / "c", 120)
+    batch_ids = personalised(ctx, tmp_path / "c", 120, provider)
     assert len(batch_ids) == 120  # one request per person
     outcomes = fanout.send_many(ctx, sender, batch_ids, "task-1")
     assert set(outcomes.values()) == {Outcome.SUBMITTED}
@@ -44,13 +46,15 @@ def test_a_chunk_goes_out_concurrently_each_person_once_with_their_own_text(
     assert len({link_id for _, link_id in rows}) == 120
 
 
+@BOTH
 def test_a_claimed_chunk_redelivered_after_a_crash_is_in_doubt_not_resent(
     ctx: SendContext,
     sender: fanout.Fanout,
     simulator: str,
     tmp_path: Path,
+    provider: str,
 ) -> None:
-    batch_ids = personalised(ctx, tmp_path / "c", 5)
+    batch_ids = personalised(ctx, tmp_path / "c", 5, provider)
     with ctx.db.session() as session:
         session.execute(
             update(Batch)
@@ -62,11 +66,12 @@ def test_a_claimed_chunk_redelivered_after_a_crash_is_in_doubt_not_resent(
     assert httpx.get(f"{simulator}/_simulator/stats").json()["requests"] == 3
 
 
+@BOTH
 @pytest.mark.parametrize("simulator", [{"error_rate": 1.0}], indirect=True)
 def test_a_failing_gateway_hands_the_chunk_back_untouched(
-    ctx: SendContext, sender: fanout.Fanout, tmp_path: Path
+    ctx: SendContext, sender: fanout.Fanout, tmp_path: Path, provider: str
 ) -> None:
-    batch_ids = personalised(ctx, tmp_path / "c", 4)
+    batch_ids = personalised(ctx, tmp_path / "c", 4, provider)
     outcomes = fanout.send_many(ctx, sender, batch_ids, "task-1")
     assert set(outcomes.values()) == {Outcome.RETRY}
     with ctx.db.session() as session:
