@@ -70,9 +70,7 @@ def apply(
     replies.record(session, report_id, message)
     session.execute(
         update(DeliveryReport)
-        # A body that also holds status reports still unmatched (Meta's) stays so: the
-        # sweep brings it back, and this message's effects are the same a second time.
-        .where(DeliveryReport.id == report_id, DeliveryReport.state != ReportState.UNMATCHED)
+        .where(DeliveryReport.id == report_id)
         .values(state=ReportState.APPLIED, applied_at=datetime.now(UTC))
     )
     return word is not None and bool(identifiers)

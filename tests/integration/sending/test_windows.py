@@ -16,15 +16,16 @@ from dispatcher.db import Batch, Database, Message
 from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.sending import fanout, windows
 from dispatcher.sending.batch import Outcome, SendContext
+from tests.integration.conftest import BOTH, through
 from tests.integration.conftest import PERSONAL_SPEC as SPEC
 
 OSLO = [f"+4791{n:06d}" for n in range(1, 6)]
 NEW_YORK = [f"+1212555{n:04d}" for n in range(1, 6)]
 
 
-def write(folder: Path, window: str, people: list[str]) -> Path:
+def write(folder: Path, window: str, people: list[str], provider: str = "link") -> Path:
     folder.mkdir()
-    (folder / "campaign.yaml").write_text(SPEC + window)
+    (folder / "campaign.yaml").write_text(through(provider, SPEC) + window)
     rows = "\n".join(f"{p},P{i}" for i, p in enumerate(people))
     (folder / "people.csv").write_text(f"phone,first_name\n{rows}\n")
     return folder
@@ -110,18 +111,20 @@ def test_a_recipient_s_time_zone_comes_from_their_number(destination: str, zone:
     assert windows.zone_of(destination, "UTC") == zone
 
 
+@BOTH
 def test_a_closed_window_holds_the_batches_before_any_request_leaves(
     ctx: SendContext,
     sender: fanout.Fanout,
     simulator: str,
     tmp_path: Path,
+    provider: str,
 ) -> None:
     later = datetime.now(UTC) + timedelta(hours=2)
     window = (
         f"sending_window: {{start: '{later:%H:%M}', end: '{later + timedelta(hours=1):%H:%M}', "
         "time_zone: UTC}\n"
     )
-    loaded = load_campaign(write(tmp_path / "c", window, OSLO))
+    loaded = load_campaign(write(tmp_path / "c", window, OSLO, provider))
     campaign_id = create_campaign(ctx.db, loaded)
     batch_ids = prepare_campaign(ctx.db, ctx.client, campaign_id, reports_dir=tmp_path / "r")
     outcomes = fanout.send_many(ctx, sender, batch_ids, "task-1")
