@@ -1,7 +1,7 @@
 """Every knob of the dispatcher, read once from the environment (or ``.env``).
 
 A connection setting left unset selects the embedded default for that part
-(SQLite file, embedded Redis, built-in LINK simulator); ``describe_mode`` says so
+(SQLite file, embedded Redis, built-in simulator of LINK and Meta); ``describe_mode`` says so
 out loud so nobody sends to a place they did not mean to.
 """
 

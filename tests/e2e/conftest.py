@@ -11,7 +11,7 @@ import pytest
 
 from dispatcher.db import migrate
 from dispatcher.interfaces.embedded import worker_command
-from tests.conftest import dispatcher_command, free_port, wait_http
+from tests.conftest import copy_campaign, dispatcher_command, free_port, wait_http
 
 SERVICE_ENV_NAMES = ("DATABASE_URL", "REDIS_URL", "LINK_BASE_URL", "WEBHOOK_TOKEN")
 #: The Meta account both sides share (``stack_env``).
@@ -19,9 +19,11 @@ META_TOKEN, META_SECRET = "e2e-meta-token", "e2e-app-secret"
 
 
 @pytest.fixture()
-def campaign_dir(example_dir: Path) -> Path:
-    """A copy of the example campaign, without reports of earlier runs."""
-    return example_dir
+def campaign_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A copy of the example campaign (parametrize indirectly with another one's folder
+    name, e.g. ``meta-example``), without reports of earlier runs."""
+    name = getattr(request, "param", "example")
+    return copy_campaign(name, tmp_path / name)
 
 
 def run_campaign(
