@@ -90,6 +90,27 @@ def redis_url() -> Iterator[str]:
     client.close()
 
 
+#: How a spec written ``sender: {...}`` names the simulator's Meta number (the same
+#: number as LINK's ``+4790000000``).
+META_SENDER = 'provider: meta, phone_number_id: "106540352242922", '
+#: Behaviour both providers share, tested for each (with the ``provider`` fixture).
+BOTH = pytest.mark.parametrize("provider", ["link", "meta"])
+
+
+@pytest.fixture()
+def provider() -> str:
+    """The provider a test's campaigns send through; a test marked ``BOTH`` runs for
+    each."""
+    return "link"
+
+
+def through(provider: str, spec: str) -> str:
+    """A spec whose sender is written ``sender: {...}``, sent through ``provider``."""
+    if provider == "link":
+        return spec
+    return spec.replace("sender: {", "sender: {" + META_SENDER, 1)
+
+
 def copy_campaign(name: str, target: Path) -> Path:
     """A copy of ``campaigns/<name>`` at ``target``, without reports of earlier runs."""
     shutil.copytree(ROOT / "campaigns" / name, target, ignore=shutil.ignore_patterns("reports"))

@@ -61,30 +61,34 @@ def stack_env(
     Meta accounts on both sides, the gate ``e2e-gate``, Meta's webhooks to
     ``webhooks_url``, reports and drop folder under ``folder``."""
     meta_webhooks = {"SIMULATOR_META_WEBHOOK_URL": f"{webhooks_url}/webhooks/meta"}
-    return clean_env() | {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "LINK_BASE_URL": simulator_url,
-        "LINK_USERNAME": "e2e",
-        "LINK_PASSWORD": "e2e-password",
-        "LINK_PLATFORM_ID": "E2E",
-        "LINK_PLATFORM_PARTNER_ID": "7",
-        "LINK_EVENT_REPORT_GATE": "e2e-gate",
-        "WEBHOOK_TOKEN": token,
-        "REPORTS_DIR": str(folder / "reports"),
-        "DROP_DIR": str(folder / "drop"),
-        "SIMULATOR_USERNAME": "e2e",
-        "SIMULATOR_PASSWORD": "e2e-password",
-        "SIMULATOR_PLATFORM_ID": "E2E",
-        "SIMULATOR_PLATFORM_PARTNER_ID": "7",
-        "META_BASE_URL": simulator_url,
-        "META_ACCESS_TOKEN": META_TOKEN,
-        "META_APP_SECRET": META_SECRET,
-        "META_VERIFY_TOKEN": "e2e-verify",
-        "META_WABA_ID": "102290129340398",
-        "SIMULATOR_META_ACCESS_TOKEN": META_TOKEN,
-        "SIMULATOR_META_APP_SECRET": META_SECRET,
-    } | (meta_webhooks if webhooks_url else {})
+    return (
+        clean_env()
+        | {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "LINK_BASE_URL": simulator_url,
+            "LINK_USERNAME": "e2e",
+            "LINK_PASSWORD": "e2e-password",
+            "LINK_PLATFORM_ID": "E2E",
+            "LINK_PLATFORM_PARTNER_ID": "7",
+            "LINK_EVENT_REPORT_GATE": "e2e-gate",
+            "WEBHOOK_TOKEN": token,
+            "REPORTS_DIR": str(folder / "reports"),
+            "DROP_DIR": str(folder / "drop"),
+            "SIMULATOR_USERNAME": "e2e",
+            "SIMULATOR_PASSWORD": "e2e-password",
+            "SIMULATOR_PLATFORM_ID": "E2E",
+            "SIMULATOR_PLATFORM_PARTNER_ID": "7",
+            "META_BASE_URL": simulator_url,
+            "META_ACCESS_TOKEN": META_TOKEN,
+            "META_APP_SECRET": META_SECRET,
+            "META_VERIFY_TOKEN": "e2e-verify",
+            "META_WABA_ID": "102290129340398",
+            "SIMULATOR_META_ACCESS_TOKEN": META_TOKEN,
+            "SIMULATOR_META_APP_SECRET": META_SECRET,
+        }
+        | (meta_webhooks if webhooks_url else {})
+    )
 
 
 @pytest.fixture()
@@ -102,8 +106,14 @@ def stack(
     webhook_port, simulator_port = free_port(), free_port()
     token = extra.get("WEBHOOK_TOKEN", "e2e-token")
     env = (
-        stack_env(database_url, redis_url, f"http://127.0.0.1:{simulator_port}", tmp_path, token,
-                  f"http://127.0.0.1:{webhook_port}")  # fmt: skip
+        stack_env(
+            database_url,
+            redis_url,
+            f"http://127.0.0.1:{simulator_port}",
+            tmp_path,
+            token,
+            f"http://127.0.0.1:{webhook_port}",
+        )
         | {"DROP_SETTLE_SECONDS": "1", "SIMULATOR_FAILURE_RATE": "0.1", "SIMULATOR_SEED": "42"}
         | extra
     )

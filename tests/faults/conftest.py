@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, select
 
 from dispatcher.db import Campaign, DeliveryReport, Message, migrate
 from dispatcher.status import SETTLED, CampaignState
-from tests.conftest import FAULT_RUNS, dispatcher_command, free_port, wait_http
+from tests.conftest import FAULT_RUNS, dispatcher_command, free_port, through, wait_http
 from tests.e2e.conftest import stack_env
 
 #: People per fault run: a few thousand, sent one request each (personalised), so every
@@ -161,10 +161,11 @@ class Verdict:
     callbacks_taken: int
     callbacks_missing: int
     faults: dict[str, int] = field(default_factory=dict)
+    provider: str = "link"
 
     def line(self, name: str) -> str:
         return (
-            f"{name}: faults {self.faults}; people {self.people}; "
+            f"{name} ({self.provider}): faults {self.faults}; people {self.people}; "
             f"accepted once {self.accepted_once}; double sends {len(self.double_sends)}; "
             f"not sent, with reason {self.not_sent_with_reason}; lost {len(self.lost)}; "
             f"sent but reported otherwise {len(self.misreported)}; "
@@ -176,8 +177,11 @@ class Verdict:
 class FaultStack:
     """The processes of one fault run, with the means to break them."""
 
-    def __init__(self, folder: Path, redis_server: RedisServer, database_url: str) -> None:
+    def __init__(
+        self, folder: Path, redis_server: RedisServer, database_url: str, provider: str = "link"
+    ) -> None:
         self.folder = folder
+        self.provider = provider  # the campaigns ``launch`` writes send through it
         self.redis = redis_server
         self.database_url = database_url
         self.logs = folder / "logs"
@@ -315,7 +319,7 @@ class FaultStack:
     def launch(self, people: int = PEOPLE, spec: str = SPEC) -> int:
         folder = self.folder / "campaign"
         folder.mkdir()
-        (folder / "campaign.yaml").write_text(spec)
+        (folder / "campaign.yaml").write_text(through(self.provider, spec))
         rows = "\n".join(f"{n},P{i}" for i, n in enumerate(numbers(people)))
         (folder / "people.csv").write_text(f"phone,first_name\n{rows}\n")
         done = subprocess.run(
@@ -398,7 +402,7 @@ class FaultStack:
                 stored = {
                     bytes(body)
                     for (body,) in connection.execute(
-                        select(DeliveryReport.body).where(DeliveryReport.kind == "dlr")
+                        select(DeliveryReport.body).where(DeliveryReport.kind.in_(("dlr", "meta")))
                     )
                 }
         finally:
@@ -434,6 +438,7 @@ class FaultStack:
             callbacks_taken=len(taken),
             callbacks_missing=len(missing),
             faults={**faults, **{f"http {code}": n for code, n in rejected.items()}},
+            provider=self.provider,
         )
 
 
@@ -449,12 +454,13 @@ def assert_nothing_lost(verdict: Verdict, name: str) -> None:
 
 
 @pytest.fixture()
-def fault_stack(own_pg_url: str, tmp_path: Path) -> Iterator[FaultStack]:
-    """Own Redis (AOF) and database; call ``start`` with any simulator faults."""
+def fault_stack(own_pg_url: str, tmp_path: Path, provider: str) -> Iterator[FaultStack]:
+    """Own Redis (AOF) and database; call ``start`` with any simulator faults; the
+    campaigns it launches send through ``provider``."""
     migrate(own_pg_url)
     server = RedisServer(tmp_path)
     server.start()
-    stack = FaultStack(tmp_path, server, own_pg_url)
+    stack = FaultStack(tmp_path, server, own_pg_url, provider)
     try:
         yield stack
     finally:

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import BOTH
 from tests.faults.conftest import (
     PEOPLE,
     TOKEN,
@@ -18,6 +19,7 @@ from tests.faults.conftest import (
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.faults]
 
 
+@BOTH
 def test_redis_killed_and_restarted_mid_campaign(fault_stack: FaultStack) -> None:
     """Broker and limiter gone for 3 s (SIGKILL); the append-only file brings the queue
     back, as the README's Redis settings promise."""
@@ -29,6 +31,7 @@ def test_redis_killed_and_restarted_mid_campaign(fault_stack: FaultStack) -> Non
     assert_nothing_lost(fault_stack.verdict(campaign_id), "Redis SIGKILL + restart (AOF)")
 
 
+@BOTH
 def test_postgres_stopped_and_restarted_mid_campaign(
     fault_stack: FaultStack, postgres_server: PostgresServer
 ) -> None:
@@ -48,6 +51,7 @@ def test_postgres_stopped_and_restarted_mid_campaign(
     assert_nothing_lost(fault_stack.verdict(campaign_id), "PostgreSQL immediate stop, 5 s")
 
 
+@BOTH
 def test_webhook_app_down_for_a_minute(fault_stack: FaultStack) -> None:
     fault_stack.start()
     campaign_id = fault_stack.launch()

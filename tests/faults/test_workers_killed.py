@@ -6,11 +6,13 @@ import time
 
 import pytest
 
+from tests.conftest import BOTH
 from tests.faults.conftest import PEOPLE, FaultStack, assert_nothing_lost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.faults]
 
 
+@BOTH
 def test_workers_and_pool_children_killed_mid_campaign(fault_stack: FaultStack) -> None:
     fault_stack.start()
     campaign_id = fault_stack.launch()

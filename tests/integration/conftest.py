@@ -30,6 +30,7 @@ from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from dispatcher.tracking import apply as tracking
 from dispatcher.tracking.intake import read_body
+from tests.conftest import through
 
 pytestmark = pytest.mark.integration
 
@@ -121,17 +122,6 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
 _OPEN: list[tuple[Providers, redis.Redis]] = []
 #: The simulator's default Meta account (``SimulatorConfig``) and its number's id.
 META_TOKEN, META_WABA_ID = "demo-token", "102290129340398"
-META_SENDER = 'provider: meta, phone_number_id: "106540352242922", '
-#: Behaviour both providers share, tested for each (with the ``provider`` fixture).
-BOTH = pytest.mark.parametrize("provider", ["link", "meta"])
-
-
-def through(provider: str, spec: str) -> str:
-    """A spec whose sender is written ``sender: {...}``, sent through ``provider`` (the
-    simulator's Meta number is the same number)."""
-    if provider == "link":
-        return spec
-    return spec.replace("sender: {", "sender: {" + META_SENDER, 1)
 
 
 def context(db: Database, redis_url: str, url: str, password: str = "pw") -> SendContext:
@@ -320,13 +310,6 @@ def receiver(db: Database) -> Iterator[Receiver]:
         httpx.Client(base_url=server.url, timeout=20) as http,
     ):
         yield Receiver(app, http)
-
-
-@pytest.fixture()
-def provider() -> str:
-    """The provider a test's campaigns send through; a test parametrized with
-    ``provider`` runs for each (``test_planner.BOTH``)."""
-    return "link"
 
 
 @pytest.fixture()

@@ -14,7 +14,8 @@ from dispatcher.errors import DispatcherError
 from dispatcher.operations import control
 from dispatcher.sending import claims, fanout
 from dispatcher.sending.batch import Outcome, SendContext
-from tests.integration.conftest import BOTH, personalised
+from tests.conftest import BOTH
+from tests.integration.conftest import personalised
 
 
 def campaign_of(context: SendContext) -> int:

@@ -31,7 +31,7 @@ from dispatcher.resending import planner as resend
 from dispatcher.sending.batch import Outcome, SendContext, send_batch
 from dispatcher.sending.throttle import Throttle
 from dispatcher.simulator import SimulatorConfig, create_app
-from tests.integration.conftest import BOTH, through
+from tests.conftest import BOTH, through
 
 NOW_WINDOWS = resend.Waits(min_delay=timedelta(0))
 SPEC = """

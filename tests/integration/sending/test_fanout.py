@@ -20,8 +20,9 @@ from dispatcher.providers.link.models import MessageRequest, MessageResponse
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import Outcome, SendContext
 from dispatcher.sending.throttle import Grant, Throttle
-from tests.integration.conftest import BOTH, personalised
+from tests.conftest import BOTH
 from tests.integration.conftest import PERSONAL_SPEC as SPEC
+from tests.integration.conftest import personalised
 
 
 @BOTH

@@ -16,7 +16,7 @@ from dispatcher.db import Batch, Database, Message
 from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.sending import fanout, windows
 from dispatcher.sending.batch import Outcome, SendContext
-from tests.integration.conftest import BOTH, through
+from tests.conftest import BOTH, through
 from tests.integration.conftest import PERSONAL_SPEC as SPEC
 
 OSLO = [f"+4791{n:06d}" for n in range(1, 6)]
