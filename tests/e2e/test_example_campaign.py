@@ -85,8 +85,7 @@ def test_the_example_campaign_reaches_everyone_once_through_separate_workers(
     failures = [o for o in outcomes if o["status"] == "failed"]
     # LINK's code, or (Meta's statuses carry none of LINK's) WhatsApp's, and its words.
     assert failures and all(
-        (o["result_code"] or o["whatsapp_error_code"]) and o["result_description"]
-        for o in failures
+        (o["result_code"] or o["whatsapp_error_code"]) and o["result_description"] for o in failures
     )
 
     rejects_path = tmp_path / "reports" / f"campaign-{campaign.id}" / "rejects.csv"
