@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-import time
+import timeit
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -309,6 +309,14 @@ def test_a_shared_contact_card_links_nobody_but_a_requested_one_links_the_sender
     assert requested.named_identifiers == ("US.13491208655302741918", "16505551234")
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"), [("002_contact_message", "contacts"), ("002_location_message", "location")]
+)
+def test_a_message_that_does_not_say_its_type_is_known_by_its_content(name: str, kind: str) -> None:
+    (message,) = parse_webhook(filled(recorded(name))).incoming
+    assert message.type == kind
+
+
 def test_system_messages_and_echoes_are_parsed_but_are_nobody_writing() -> None:
     changed = parse_webhook(filled(recorded("002_user_changed_number")))
     assert (changed.incoming, changed.statuses) == ((), ())
@@ -357,13 +365,12 @@ def test_a_body_that_is_not_a_cloud_api_webhook_is_refused_with_the_reason(
 
 def test_reading_a_status_body_takes_well_under_a_tenth_of_a_millisecond() -> None:
     """A campaign of 1,000 messages a second brings about 3,000 statuses a second to a
-    2-core receiver (measured: about 15 us a body)."""
+    2-core receiver (measured: about 15 us a body). The best of five runs, so another
+    process on the machine does not decide it."""
     body = recorded("000_status_delivered_phone_and_bsuid")
-    rounds = 2000
-    began = time.perf_counter()
-    for _ in range(rounds):
-        read_webhook(body)
-    assert (time.perf_counter() - began) / rounds < 100e-6
+    rounds = 500
+    best = min(timeit.repeat(lambda: read_webhook(body), number=rounds, repeat=5))
+    assert best / rounds < 100e-6
 
 
 def test_a_webhook_repr_names_nobody() -> None:
