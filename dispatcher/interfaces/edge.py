@@ -38,18 +38,37 @@ MAX_CONNECTIONS = 2000
 
 @dataclass(slots=True)
 class EdgeCounters:
-    """Refusals at the public port, for ``/metrics`` (this process's since start)."""
+    """Refusals at the public port, for ``/metrics`` (this process's since start), and
+    the signed bodies taken that held nothing readable."""
 
     unauthorised: int = 0
     rate_limited: int = 0
     slow_clients: int = 0
+    unsigned: int = 0  # Meta's path: no X-Hub-Signature-256 (401)
+    bad_signature: int = 0  # Meta's path: a signature that is not the body's (403)
+    bad_verify_token: int = 0  # Meta's handshake with another verify token (403)
+    #: signed bodies stored and answered 200 that are not JSON, not a Cloud API body,
+    #: or of no field read (Meta retries anything else for a day: seed 002)
+    unreadable: int = 0
 
     def as_samples(self) -> dict[str, int]:
         return {
             "unauthorised": self.unauthorised,
             "rate_limited": self.rate_limited,
             "slow_client": self.slow_clients,
+            "unsigned": self.unsigned,
+            "bad_signature": self.bad_signature,
+            "bad_verify_token": self.bad_verify_token,
         }
+
+    def stored_exposition(self) -> bytes:
+        """``unreadable`` in Prometheus' text format: stored, so not a refusal."""
+        return (
+            b"# HELP dispatcher_webhook_unreadable_total Signed webhook bodies stored and "
+            b"answered 200 that hold nothing readable\n"
+            b"# TYPE dispatcher_webhook_unreadable_total counter\n"
+            b'dispatcher_webhook_unreadable_total{kind="meta"} %d\n' % self.unreadable
+        )
 
 
 #: One per process: the protocol class has no other way to reach the app's counters.

@@ -15,6 +15,16 @@ URL), or the password of HTTP basic auth. Unset = open (the embedded default set
 ``dispatcher serve`` refuses to run open in production). A caller without it gets 401,
 or 429 over ``edge.UNAUTHENTICATED_PER_SECOND``; its body is never read nor stored.
 
+Meta's webhooks (``/webhooks/meta``) authenticate by their signature instead
+(``X-Hub-Signature-256``, the app secret ``META_APP_SECRET``; Meta's reference): 401
+without one, answered before the body is read; 403 for a wrong one, 429 past the
+caller's limit; neither is stored. A signed body is stored and answered 200 whatever it
+holds: Meta retries anything else for about a day (seed 002), and a body it cannot
+read now it will never read. Those are counted (``edge.COUNTERS.unreadable``). A GET
+on the path is Meta's subscription handshake: ``hub.challenge`` echoed as plain text
+when ``hub.verify_token`` is ``META_VERIFY_TOKEN``, 403 otherwise. Without an app
+secret the path is authenticated like LINK's (``WEBHOOK_TOKEN``).
+
 This app is the public side: the webhooks and ``/healthz``. Metrics and campaign
 status are ``create_internal_app``'s, served on a listener of their own.
 """
@@ -28,6 +38,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -44,12 +55,30 @@ from dispatcher.errors import StorageError
 from dispatcher.interfaces.edge import COUNTERS, CallerLimits
 from dispatcher.operations import metrics, progress
 from dispatcher.providers import WEBHOOKS
-from dispatcher.settings import get_settings
+from dispatcher.providers import meta_signature as signature
+from dispatcher.settings import Settings, get_settings
 from dispatcher.tracking.ingest import ApplierMode, ApplierSettings, Ingest
 from dispatcher.tracking.intake import MAX_BODY_BYTES, ReportState, read_body
 
 log = logging.getLogger(__name__)
-__all__ = ["MAX_BODY_BYTES", "create_app", "create_internal_app"]
+__all__ = ["MAX_BODY_BYTES", "MetaKeys", "create_app", "create_internal_app"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetaKeys:
+    """What Meta's webhooks are checked with: the app secret that signs each post and
+    the token that answers the subscription handshake (None: not configured)."""
+
+    app_secret: str | None = None
+    verify_token: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetaKeys:
+        secret, token = settings.meta_app_secret, settings.meta_verify_token
+        return cls(
+            secret.get_secret_value() if secret else None,
+            token.get_secret_value() if token else None,
+        )
 
 
 def create_app(
@@ -60,13 +89,15 @@ def create_app(
     applier: ApplierMode | None = None,
     redis_url: str | None = None,
     limits: CallerLimits | None = None,
+    meta: MetaKeys | None = None,
 ) -> WebhookApp:
     """The webhook ASGI app over ``db``; ``token`` is the shared secret (None = open);
     ``opt_out_words`` (case-folded) default to the ``OPT_OUT_WORDS`` setting; the
     applier runs as ``ingest`` decides for the database unless ``applier`` says;
     rate-limit errors in reports slow their sender in the limiter at ``redis_url``
     (default ``REDIS_URL``); ``limits`` rate-limits callers without the token (by
-    default per peer address).
+    default per peer address); ``meta`` checks Meta's webhooks (default
+    ``META_APP_SECRET`` and ``META_VERIFY_TOKEN``).
 
     ``app.state.ingest`` is its ``Ingest``, started and stopped with the app's lifespan.
     """
@@ -91,7 +122,8 @@ def create_app(
         lifespan=lifespan,
     )
     rest.state.ingest = ingest
-    return WebhookApp(rest, _Receiver(ingest, token, limits or CallerLimits()))
+    keys = MetaKeys.from_settings(get_settings()) if meta is None else meta
+    return WebhookApp(rest, _Receiver(ingest, token, limits or CallerLimits(), keys))
 
 
 def create_internal_app(
@@ -133,17 +165,27 @@ class WebhookApp:
         self.state = rest.state
 
     def refusal(self, scope: Scope) -> bytes | None:
-        """The whole answer to a webhook post without the token (401, or 429 over the
-        caller's limit), for the server to write before any ASGI work; None to serve it
-        (an authorised caller's scope is marked so, and not checked again)."""
+        """The whole answer to a webhook post without the token, or to Meta's without a
+        signature (401, or 429 over the caller's limit), for the server to write before
+        any ASGI work; None to serve it (an authorised caller's scope is marked so, and
+        not checked again)."""
         if scope["method"] != "POST" or scope["path"] not in _PATHS:
             return None
-        if self.receiver.authorised(scope):
+        signed = _PATHS[scope["path"]] == _META and self.receiver.app_secret is not None
+        if signed:
+            # The signature needs the body: only a post without one is refused here (a
+            # flood of them costs what one without the token does).
+            if _header(scope, signature.HEADER):
+                return None
+        elif self.receiver.authorised(scope):
             scope[_AUTHORISED] = True
             return None
         if not self.receiver.limits.allow(scope):
             COUNTERS.rate_limited += 1
             return _RATE_LIMITED
+        if signed:
+            COUNTERS.unsigned += 1
+            return _UNSIGNED
         COUNTERS.unauthorised += 1
         return _UNAUTHORISED
 
@@ -151,8 +193,15 @@ class WebhookApp:
         if scope["type"] == "http":
             kind = _PATHS.get(scope["path"])
             if kind is not None:
+                if kind == _META and scope["method"] == "GET":
+                    await self.receiver.handshake(scope, send)
+                    return
                 if scope["method"] != "POST":
                     await _answer(send, 405, {"error": "use POST"})
+                    return
+                secret = self.receiver.app_secret
+                if kind == _META and secret is not None:
+                    await self.receiver.receive_signed(scope, receive, send, secret)
                     return
                 await self.receiver.receive(scope, receive, send, kind)
                 return
@@ -160,6 +209,8 @@ class WebhookApp:
 
 
 _PATHS = WEBHOOKS
+#: The kind of Meta's webhooks (``providers.WEBHOOKS``): signed, always answered 200.
+_META = "meta"
 #: Scope key the server's protocol sets once it found the caller authorised (``refusal``).
 _AUTHORISED = "dispatcher.authorised"
 
@@ -174,13 +225,18 @@ def _canned(status: int, reason: str, content: dict[str, str]) -> bytes:
 
 _UNAUTHORISED = _canned(401, "Unauthorized", {"error": "unauthorised"})
 _RATE_LIMITED = _canned(429, "Too Many Requests", {"error": "too many unauthenticated requests"})
+_UNSIGNED = _canned(401, "Unauthorized", {"error": "unsigned: X-Hub-Signature-256 required"})
 
 
 class _Receiver:
-    def __init__(self, ingest: Ingest, token: str | None, limits: CallerLimits) -> None:
+    def __init__(
+        self, ingest: Ingest, token: str | None, limits: CallerLimits, meta: MetaKeys
+    ) -> None:
         self.ingest = ingest
         self.token = token.encode() if token is not None else None
         self.limits = limits
+        self.app_secret = meta.app_secret.encode() if meta.app_secret is not None else None
+        self.verify_token = meta.verify_token.encode() if meta.verify_token is not None else None
 
     def authorised(self, scope: Scope) -> bool:
         if self.token is None:
@@ -214,6 +270,55 @@ class _Receiver:
         if read is None:
             return  # the caller went away mid-body: nobody to answer, LINK sends it again
         body, size = read
+        await self._store(send, kind, body, size)
+
+    async def receive_signed(
+        self, scope: Scope, receive: Receive, send: Send, app_secret: bytes
+    ) -> None:
+        """A post of Meta's: its signature checked over the whole body as received,
+        then stored and answered 200 whatever it holds."""
+        mac = signature.start(app_secret)
+        read = await _read_capped(receive, mac)
+        if read is None:
+            return  # Meta sends it again
+        verdict = signature.judge(mac, _header(scope, signature.HEADER))
+        if verdict is not signature.Signature.GOOD:
+            # Counted, never stored: nobody fills the database without the app secret.
+            if not self.limits.allow(scope):
+                COUNTERS.rate_limited += 1
+                await _answer(send, 429, {"error": "too many unauthenticated requests"})
+            elif verdict is signature.Signature.MISSING:
+                COUNTERS.unsigned += 1
+                await _answer(send, 401, {"error": "unsigned: X-Hub-Signature-256 required"})
+            else:
+                COUNTERS.bad_signature += 1
+                await _answer(send, 403, {"error": "wrong signature"})
+            return
+        body, size = read
+        await self._store(send, _META, body, size)
+
+    async def handshake(self, scope: Scope, send: Send) -> None:
+        """Meta's subscription check (Meta's reference, 'Verification Requests')."""
+        challenge = None
+        if self.verify_token is not None:
+            challenge = signature.challenge_answer(scope["query_string"], self.verify_token)
+        if challenge is None:
+            COUNTERS.bad_verify_token += 1
+            await _answer(send, 403, {"error": "verification refused"})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", b"%d" % len(challenge)),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": challenge})
+
+    async def _store(self, send: Send, kind: str, body: bytes, size: int) -> None:
         received = read_body(kind, body, size=size)
         try:
             report_id = await self.ingest.store(received)
@@ -222,8 +327,12 @@ class _Receiver:
             await _answer(send, 503, {"error": "storage unavailable, retry"})
             return
         if received.state is ReportState.INVALID:
-            await _answer(send, 400, {"error": received.error, "stored": report_id})
-            return
+            if kind != _META:
+                await _answer(send, 400, {"error": received.error, "stored": report_id})
+                return
+            # Seed 002: Meta retries anything but 200 for about a day, and this body
+            # will never read better: kept for inspection, counted, taken.
+            COUNTERS.unreadable += 1
         # No body: the status line and headers go out in one write (uvicorn writes the
         # head and a body separately), and LINK reads nothing but the status.
         await send(
@@ -246,7 +355,7 @@ class _Pages:
         body = await run_in_threadpool(
             metrics.render, self.db, self.redis_url, COUNTERS.as_samples()
         )
-        return Response(body, media_type=metrics.CONTENT_TYPE)
+        return Response(body + COUNTERS.stored_exposition(), media_type=metrics.CONTENT_TYPE)
 
     async def healthz(self, request: Request) -> Response:
         # A stop has begun (``servers``): a load balancer sends elsewhere from now on.
@@ -269,10 +378,10 @@ class _Pages:
         return JSONResponse(found)
 
 
-async def _read_capped(receive: Receive) -> tuple[bytes, int] | None:
+async def _read_capped(receive: Receive, mac: hmac.HMAC | None = None) -> tuple[bytes, int] | None:
     """The body's first ``MAX_BODY_BYTES`` bytes and its real size; the rest is read
-    and dropped, so the connection stays usable for the next callback. None when the
-    caller disconnected first."""
+    and dropped, so the connection stays usable for the next callback; all of it is
+    fed to ``mac`` when given. None when the caller disconnected first."""
     chunks: list[bytes] = []
     kept = size = 0
     while True:
@@ -281,6 +390,8 @@ async def _read_capped(receive: Receive) -> tuple[bytes, int] | None:
             return None
         chunk = message.get("body", b"")
         size += len(chunk)
+        if mac is not None:
+            mac.update(chunk)
         if kept < MAX_BODY_BYTES:
             chunk = chunk[: MAX_BODY_BYTES - kept]
             chunks.append(chunk)
@@ -305,6 +416,13 @@ async def _send(send: Send, status: int, body: bytes) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 def _basic_password(header: str | None) -> str | None:

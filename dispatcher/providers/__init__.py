@@ -41,6 +41,9 @@ from dispatcher.providers.base import (
     UploadedMedia,
 )
 
+# Meta's webhook signature (stdlib only): the webhook app checks posts with it.
+from dispatcher.providers.meta import signature as meta_signature
+
 if TYPE_CHECKING:
     from dispatcher.campaigns.spec import CampaignSpec, SenderSpec
     from dispatcher.settings import Settings
@@ -65,6 +68,7 @@ __all__ = [
     "StatusReport",
     "TemplateInfo",
     "UploadedMedia",
+    "meta_signature",
     "offline_provider",
     "parse_callback",
     "provider_from_settings",

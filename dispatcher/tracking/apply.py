@@ -60,7 +60,7 @@ from dispatcher.resending import policy as retry
 from dispatcher.status import BatchState, MessageStatus, advances, predecessors
 from dispatcher.tracking import incoming
 from dispatcher.tracking.intake import (
-    Kind,
+    STATUS_KINDS,
     ReportState,
     mark_invalid,
 )
@@ -150,7 +150,7 @@ def apply_dlrs(
     rather than deadlock), its new values are folded from its reports, and the
     changed messages are written back in one bulk UPDATE.
     """
-    states: dict[int, ReportState] = {}
+    states: dict[int, ReportState] = _States()
     now = datetime.now(UTC)
     plan_for_lookups(session)
     pending: list[_Report] = []
@@ -191,6 +191,20 @@ def apply_dlrs(
         _forget_media_of(session, message_id)
     _set_states(session, states, now)
     return states
+
+
+class _States(dict[int, ReportState]):
+    """Each stored body's new state. A body may hold several reports (Meta batches
+    statuses): it stays ``unmatched`` while any of them is, so the sweep brings it back
+    (its applied reports are harmless again), and counts as applied when any was."""
+
+    def __setitem__(self, report_id: int, state: ReportState) -> None:
+        held = self.get(report_id)
+        if held is None or _RANK[state] > _RANK[held]:
+            super().__setitem__(report_id, state)
+
+
+_RANK = {ReportState.IGNORED: 0, ReportState.APPLIED: 1, ReportState.UNMATCHED: 2}
 
 
 _Grouped = dict[int, tuple[Any, list["_Report"]]]
@@ -532,7 +546,7 @@ def apply_waiting_many(session: Session, ref_ids: Sequence[str]) -> int:
         .where(
             among(session, DeliveryReport.ref_id, list(ref_ids)),
             WAITING_REPORTS,
-            DeliveryReport.kind == Kind.DLR,
+            DeliveryReport.kind.in_(STATUS_KINDS),
         )
         .order_by(DeliveryReport.id)
         .with_for_update()
@@ -547,7 +561,7 @@ def apply_waiting(session: Session, ref_id: str) -> int:
         .where(
             DeliveryReport.ref_id == ref_id,
             WAITING_REPORTS,
-            DeliveryReport.kind == Kind.DLR,
+            DeliveryReport.kind.in_(STATUS_KINDS),
         )
         .order_by(DeliveryReport.id)
         # Waits for an applier that holds some of them: it may have looked before the

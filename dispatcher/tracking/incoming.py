@@ -70,7 +70,9 @@ def apply(
     replies.record(session, report_id, message)
     session.execute(
         update(DeliveryReport)
-        .where(DeliveryReport.id == report_id)
+        # A body that also holds status reports still unmatched (Meta's) stays so: the
+        # sweep brings it back, and this message's effects are the same a second time.
+        .where(DeliveryReport.id == report_id, DeliveryReport.state != ReportState.UNMATCHED)
         .values(state=ReportState.APPLIED, applied_at=datetime.now(UTC))
     )
     return word is not None and bool(identifiers)

@@ -2,10 +2,12 @@
 
 Every body is kept (``delivery_reports``) whatever it holds; this module decides, from
 the bytes alone and without the database, which state the row starts in and what the
-receiver answers: ``received`` (200, applied later) or ``invalid`` (400, kept for
-inspection with the reason). Its provider reads the body (``providers.parse_callback``,
-by the kind of callback); the columns a status report is looked up by (message id,
-request id, result code) are filled here once, so applying never has to search bodies.
+receiver answers: ``received`` (200, applied later), ``ignored`` (200: readable, with
+nothing to apply, such as Meta's echoes) or ``invalid`` (400, kept for inspection with
+the reason; Meta's are answered 200, ``interfaces.webhooks``). Its provider reads the
+body (``providers.parse_callback``, by the kind of callback); the columns a status
+report is looked up by (message id, request id, result code) are filled here once, so
+applying never has to search bodies.
 A result code the provider does not document is no reason to refuse a body: it is
 stored, answered 200 and applied as a failure with that code (``codes.dlr_status``),
 so no message waits for a report that was already answered 400.
@@ -30,6 +32,7 @@ from dispatcher.providers import InvalidReport, parse_callback
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "STATUS_KINDS",
     "InvalidReport",
     "Kind",
     "Received",
@@ -55,6 +58,11 @@ class Kind(StrEnum):
 
     DLR = "dlr"  # status report (LINK: Message Status Notification)
     MO = "mo"  # incoming message
+    META = "meta"  # Meta's webhook: statuses, incoming messages and more in one body
+
+
+#: The kinds whose bodies may hold status reports (a batch's early reports wait in them).
+STATUS_KINDS = (Kind.DLR, Kind.META)
 
 
 @dataclass(slots=True)
@@ -96,7 +104,7 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
         )
         return Received(kind, body, ReportState.INVALID, note)
     try:
-        statuses = parse_callback(kind, body).statuses
+        statuses, incoming = parse_callback(kind, body)
     except InvalidReport as exc:
         return Received(kind, body, ReportState.INVALID, _clean(str(exc)))
     except Exception as exc:  # a body that trips a bug is still bad input: 400, kept
@@ -111,6 +119,10 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
             ref_id=report.ref_id,
             result_code=report.result_code,
         )
+    if not statuses and not incoming:
+        # Readable, but nothing in it for the applier (Meta: echoes, system messages,
+        # a status without a tracked state): kept, never queued.
+        return Received(kind, body, ReportState.IGNORED)
     return Received(kind, body, ReportState.RECEIVED)
 
 
