@@ -264,3 +264,25 @@ def test_without_a_webhook_url_nothing_is_posted() -> None:
         time.sleep(0.1)
         counts = client.get("/_simulator/stats").json()["callbacks"]
     assert receiver.posts == [] and counts["scheduled"] == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"drop_rate": 1.0}, httpx.RemoteProtocolError),
+        ({"hang_rate": 1.0, "hang_ms": 2000}, httpx.ReadTimeout),
+    ],
+    ids=["dropped", "hung"],
+)
+def test_a_send_answered_late_or_never_was_still_taken_and_is_reported(
+    settings: dict[str, Any], error: type[Exception]
+) -> None:
+    receiver = Receiver()
+    with meta_with_receiver(receiver, **settings) as client:
+        body = {"messaging_product": "whatsapp", "to": PERSON, "text": {"body": "hi"}}
+        with pytest.raises(error):
+            client.post(f"/v23.0/{NUMBER_ID}/messages", json=body, timeout=0.5)
+        wait_until(lambda: len(receiver.posts) == 3)
+        stats = client.get("/_simulator/stats").json()
+    assert stats["accepted_messages"] == 1
+    assert sum(stats["faults"].values()) == 1
