@@ -79,6 +79,7 @@ class _Job:
     body: bytes | None = None
     sign: Signer | None = None
     headers: bytes = b""
+    retry_refusals: bool = False  # Meta: any answer but 200 is retried (seed 002)
 
 
 class CallbackDispatcher:
@@ -123,14 +124,25 @@ class CallbackDispatcher:
             await self._session.close()
             self._session = None
 
-    def submit(self, urls: list[str], delivery: Report, *, sign: Signer | None = None) -> None:
+    def submit(
+        self,
+        urls: list[str],
+        delivery: Report,
+        *,
+        sign: Signer | None = None,
+        retry_refusals: bool = False,
+    ) -> None:
         """Plan every status of ``delivery`` for every URL; the first follows after the delay.
-        ``sign`` gives header lines for each rendered body (Meta's ``X-Hub-Signature-256``)."""
+        ``sign`` gives header lines for each rendered body (Meta's ``X-Hub-Signature-256``);
+        ``retry_refusals`` retries 4xx answers too, as Meta does (seed 002: "a HTTP status
+        code other than 200")."""
         if not self._workers:
             self.start()
         self.counters.scheduled += len(urls) * len(delivery.statuses)
+        generation = self._generation
         for url in urls:
-            self._enqueue_after(self._delay, _Job(url, delivery, self._generation, sign=sign))
+            job = _Job(url, delivery, generation, sign=sign, retry_refusals=retry_refusals)
+            self._enqueue_after(self._delay, job)
 
     def reset(self) -> None:
         """Forget everything queued or in flight; stale jobs are discarded when they surface."""
@@ -188,6 +200,7 @@ class CallbackDispatcher:
             status_code is not None
             and 400 <= status_code < 500
             and status_code not in _RETRYABLE_4XX
+            and not job.retry_refusals
         ):
             counters.rejected += 1  # the receiver refuses this callback; retrying cannot help
         elif job.attempt < self._config.callback_max_attempts:

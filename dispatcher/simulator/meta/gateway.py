@@ -150,7 +150,9 @@ class MetaSimulator(Simulator):
                     category,
                     self.config.meta_parent_bsuids,
                 )
-                self.callbacks.submit(self._webhook_urls, delivery, sign=self._sign)
+                self.callbacks.submit(
+                    self._webhook_urls, delivery, sign=self._sign, retry_refusals=True
+                )
         return Sent(wamid, person, HELD if held else ACCEPTED)
 
     def _template_check(self, parsed: ParsedSend) -> str | GraphError | None:
