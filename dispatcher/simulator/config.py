@@ -93,6 +93,9 @@ class SimulatorConfig(BaseSettings):
         default_factory=lambda: {"106540352242922": "+4790000000"}
     )
     meta_waba_id: str = "102290129340398"
+    # Phone number ids also in use in the WhatsApp Business app ("coexistence"): Meta's
+    # reference fixes their throughput at 20 messages per second, whatever the level.
+    meta_biz_app_numbers: list[str] = Field(default_factory=list)
     # Meta's reference: a phone number's ``name_status`` (display name review).
     meta_name_status: str = "APPROVED"
     # Pair rate limit (Meta's reference: about one message every 6 seconds to one user,

@@ -43,6 +43,9 @@ from dispatcher.simulator.meta.statuses import (
 )
 
 ACCEPTED = "accepted"
+# Meta's reference, 'Throughput': numbers in use with both the WhatsApp Business app and
+# Cloud API have a fixed throughput of 20 messages per second.
+BIZ_APP_MESSAGES_PER_SECOND = 20
 HELD = "held_for_quality_assessment"  # seed 002 'Template held for Pacing'
 
 
@@ -61,7 +64,12 @@ class MetaSimulator(Simulator):
     def __init__(self, config: SimulatorConfig) -> None:
         super().__init__(config)
         self.numbers = {
-            number_id: BusinessNumber(number_id, _e164(display), config.meta_waba_id)
+            number_id: BusinessNumber(
+                number_id,
+                _e164(display),
+                config.meta_waba_id,
+                on_biz_app=number_id in config.meta_biz_app_numbers,
+            )
             for number_id, display in config.meta_phone_numbers.items()
         }
         self._envelopes = {number.id: number.envelope for number in self.numbers.values()}
@@ -96,6 +104,13 @@ class MetaSimulator(Simulator):
         given = b"Bearer " + token.strip().encode()
         return scheme.lower() == "bearer" and hmac.compare_digest(given, self._bearer)
 
+    def rate_of(self, number: BusinessNumber) -> int:
+        """Messages a second the number may send: its level's (keyed by display number, as
+        the LINK side's), or Meta's fixed 20 for a number also in the WhatsApp Business app."""
+        if number.on_biz_app:
+            return BIZ_APP_MESSAGES_PER_SECOND
+        return LEVEL_RATES[self.level_of(number.display)]
+
     def refuse(self, error: GraphError) -> GraphError:
         self.reject(error.code)
         return error
@@ -113,7 +128,7 @@ class MetaSimulator(Simulator):
         second = int(time.time())
         buckets = books.per_second.setdefault(display, {})
         sent_this_second = buckets.get(second, 0) + 1
-        if sent_this_second > LEVEL_RATES[self.level_of(display)]:
+        if sent_this_second > self.rate_of(number):
             if self.config.enforce_level:
                 return self.refuse(THROUGHPUT_REACHED)
             books.excess_over_level[display] += 1

@@ -53,6 +53,7 @@ def phone_number_fields(
         "platform_type": "CLOUD_API",
         "status": "CONNECTED",
         "health_status": {"can_send_message": health, "entities": [entity]},
+        "is_on_biz_app": number.on_biz_app,
     }
     fields = {name: known[name] for name in wanted or DEFAULT_FIELDS if name in known}
     fields["id"] = number.id

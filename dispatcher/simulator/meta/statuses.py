@@ -76,6 +76,7 @@ class BusinessNumber:
     id: str
     display: str
     waba_id: str
+    on_biz_app: bool = False  # also in the WhatsApp Business app: 20 messages a second
 
     @property
     def envelope(self) -> tuple[bytes, bytes]:

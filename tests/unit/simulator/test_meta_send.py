@@ -257,6 +257,16 @@ async def test_a_high_level_number_takes_more_than_80_a_second() -> None:
     assert {a.status_code for a in answers} == {200}
 
 
+async def test_a_number_also_in_the_business_app_takes_20_a_second_whatever_its_level() -> None:
+    settings = {"meta_biz_app_numbers": [NUMBER_ID], "levels": {"+4790000000": "HIGH"}}
+    async with meta_client(meta_pair_burst=0, **settings) as client:
+        _at_start_of_a_second()
+        answers = [await client.post(PATH, json=text_to(to=f"+47912{n:05d}")) for n in range(25)]
+        fields = (await client.get(f"/v23.0/{NUMBER_ID}?fields=is_on_biz_app,throughput")).json()
+    assert [a.status_code for a in answers].count(200) == 20
+    assert fields == {"id": NUMBER_ID, "is_on_biz_app": True, "throughput": {"level": "HIGH"}}
+
+
 async def test_more_sends_to_one_user_than_the_pair_limit_are_refused_with_131056() -> None:
     user_id, _ = derive_bsuids(PERSON)
     async with meta_client(meta_pair_burst=2, meta_pair_interval_ms=60_000) as client:
