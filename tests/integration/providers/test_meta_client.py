@@ -264,6 +264,15 @@ def test_sender_info_comes_from_the_phone_number_s_fields(meta: MetaClient) -> N
     assert info.tier is not None
 
 
+@pytest.mark.parametrize("simulator", [{"meta_biz_app_numbers": [NUMBER_ID]}], indirect=True)
+def test_a_number_also_in_the_business_app_is_capped_at_20_a_second(meta: MetaClient) -> None:
+    assert meta.sender_info(NUMBER_ID).messages_per_second == 20
+
+
+def test_a_cloud_api_only_number_has_no_cap_below_its_level(meta: MetaClient) -> None:
+    assert meta.sender_info(NUMBER_ID).messages_per_second is None
+
+
 def test_the_waba_s_templates_are_listed(meta: MetaClient) -> None:
     found = {(t.name, t.language): t for t in meta.templates(NUMBER_ID)}
 
