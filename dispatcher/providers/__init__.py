@@ -68,6 +68,7 @@ __all__ = [
     "StatusReport",
     "TemplateInfo",
     "UploadedMedia",
+    "answering",
     "meta_signature",
     "offline_provider",
     "parse_callback",
@@ -140,6 +141,11 @@ def serving(client: Provider, sender: SenderSpec) -> Provider:
     """The provider that serves this sender: the one its spec names when ``client`` holds
     several (``Providers``), else ``client`` itself."""
     return client.pick(sender.provider) if isinstance(client, Providers) else client
+
+
+def answering(client: Provider, request: Request) -> Provider:
+    """The provider a request goes out through (its name, in what users read)."""
+    return client.pick(request.provider) if isinstance(client, Providers) else client
 
 
 class Providers:

@@ -30,7 +30,7 @@ from dispatcher.errors import (
     LinkTransientError,
     StorageError,
 )
-from dispatcher.providers import Answer, Level, Provider, Request
+from dispatcher.providers import Answer, Level, Provider, Request, answering
 from dispatcher.resending.policy import RetryClass, retry_class
 from dispatcher.sending import batch_states, care_window
 from dispatcher.sending.throttle import Throttle
@@ -97,7 +97,7 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
     except (LinkRequestError, LinkAuthError) as exc:
         _reject(ctx.db, batch_id, exc)
         if isinstance(exc, LinkAuthError):
-            _fail_campaign_of(ctx.db, batch_id, f"{ctx.client.name} refused our credentials: {exc}")
+            _fail_campaign_of(ctx.db, batch_id, refused_account(ctx, request, exc))
         return Outcome.REJECTED
     slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity))
     return Outcome.SUBMITTED
@@ -312,6 +312,12 @@ def note_answers(session: Session, answers: list[tuple[int, Answer]]) -> None:
         if len(group) > 1 and destinations.get(message_id) in group:
             groups.append(group)
     book.learn_many(session, groups, "answer")
+
+
+def refused_account(ctx: SendContext, request: Request, exc: LinkAuthError) -> str:
+    """Why a campaign stopped: its provider refused the credentials, or the account
+    (Meta also blocks an account, e.g. 368, 131031)."""
+    return f"{answering(ctx.client, request).name} refused the account or its credentials: {exc}"
 
 
 def _fail_campaign_of(db: Database, batch_id: str, error: str) -> None:

@@ -39,6 +39,7 @@ from dispatcher.sending.batch import (
     _reject,
     apply_waiting,
     note_answers,
+    refused_account,
     slows_sender,
     submitted,
     valid_until,
@@ -364,7 +365,7 @@ def record_answers(
         outcomes[batch_id] = Outcome.REJECTED
         if isinstance(error, LinkAuthError):
             _fail_campaign_of(
-                ctx.db, batch_id, f"{ctx.client.name} refused our credentials: {error}"
+                ctx.db, batch_id, refused_account(ctx, claimed[batch_id].request, error)
             )
     settled = list(answered) + doubt
     if settled:
