@@ -562,6 +562,11 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
         stats = httpx.get(f"{simulator_url}/_simulator/stats", timeout=120).json()
         figures.callbacks = int(stats.get("callbacks", {}).get("delivered", 0))
         recorded = httpx.get(f"{simulator_url}/_simulator/requests", timeout=300).json()
+        # Meta's sends are kept apart: one message to one person each.
+        recorded += [
+            sent["body"]
+            for sent in httpx.get(f"{simulator_url}/_simulator/meta/requests", timeout=300).json()
+        ]
         receipts = httpx.get(f"{simulator_url}/_simulator/receipts", timeout=300).json()
         if args.save_receipts:
             args.save_receipts.mkdir(parents=True, exist_ok=True)
@@ -664,8 +669,8 @@ def measure(
     figures.twice = sum(1 for n in destinations.values() if n > 1)
     figures.rejected = stats["rejected_requests"] or None
     figures.rate_limited = sum(stats["excess_over_level"].values())
-    # A LINK request names its destinations and messages; a Meta one is one message to one
-    # person.
+    # A LINK request names its destinations and messages; a Meta send is one message to
+    # one person.
     sizes = [len(body.get("destinations", (1,))) for body in recorded]
     figures.requests = len(recorded)
     figures.messages = sum(
