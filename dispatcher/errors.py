@@ -85,10 +85,12 @@ class StorageError(DispatcherError):
 
 
 class LinkError(DispatcherError):
-    """LINK answered a request with an error.
+    """The provider (LINK, or Meta's Cloud API) answered a request with an error.
 
-    ``result_code`` is the ErrorResponse ``resultCode`` (or the media ``status``)
-    when LINK sent one, ``http_status`` the HTTP status when there was a response.
+    ``result_code`` is the provider's code (LINK's ErrorResponse ``resultCode`` or media
+    ``status``; Graph's ``error.code``) when it sent one, ``http_status`` the HTTP status
+    when there was a response, ``whatsapp_code`` WhatsApp's error code when the answer is
+    one (Meta's: the same as ``result_code``), which the retry table judges.
     """
 
     def __init__(
@@ -97,10 +99,12 @@ class LinkError(DispatcherError):
         *,
         result_code: int | None = None,
         http_status: int | None = None,
+        whatsapp_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.result_code = result_code
         self.http_status = http_status
+        self.whatsapp_code = whatsapp_code
 
 
 class LinkAuthError(LinkError):

@@ -284,6 +284,9 @@ def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) 
             .values(
                 status=MessageStatus.FAILED,
                 result_code=exc.result_code,
+                # Meta refuses one person's send with WhatsApp's own code (131062, a BSUID
+                # not allowed, say): the retry table judges it as it judges a report's.
+                whatsapp_error_code=exc.whatsapp_code,
                 result_description=str(exc)[:1000],
                 failed_at=now,
             )
