@@ -763,7 +763,7 @@ def cpu_lines(f: Figures) -> list[str]:
         f"  PostgreSQL   {ms(c['PostgreSQL'], f.messages)} a message; "
         f"Redis {ms(c['Redis'], f.messages)}",
         f"  dispatcher in all {ms(sum(c[k] for k in PRODUCT), f.messages)} a message; "
-        f"simulator (LINK's stand-in, not the product) {ms(c['simulator'], f.messages)}",
+        f"simulator (the provider's stand-in, not the product) {ms(c['simulator'], f.messages)}",
         f"peak RSS of a worker:       {f.rss_mb:.0f} MB",
     ]
 
