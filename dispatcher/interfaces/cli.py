@@ -394,6 +394,7 @@ def serve(
             f"INTERNAL_TOKEN is not set: the internal listener ({internal_host}) serves "
             "metrics and campaign status, and listens off loopback only with a bearer token"
         )
+    _meta_keys(settings, public=not loopback(host))
     limits = CallerLimits(trusted_proxies=settings.trusted_proxy_networks)
     url = local_database_url(settings)
     migrate(url)
@@ -425,6 +426,23 @@ def serve(
         )
     finally:
         internal.stop()
+
+
+def _meta_keys(settings: Settings, *, public: bool) -> None:
+    """Meta's webhooks are trusted by their signature only: a webhook app reachable off
+    loopback in a deployment that sends through Meta must hold the app secret. Without a
+    verify token Meta's dashboard cannot subscribe it (said, not refused: LINK-only use
+    of the Meta path is none)."""
+    if settings.meta_base_url is None and settings.meta_access_token is None:
+        return
+    if settings.meta_app_secret is None and public:
+        raise ConfigurationError(
+            "META_APP_SECRET is not set: Meta's webhooks at /webhooks/meta could not be "
+            "verified (X-Hub-Signature-256)"
+        )
+    if settings.meta_verify_token is None:
+        say(("Note: ", "yellow"), "META_VERIFY_TOKEN is not set: Meta's webhook "
+            "verification of /webhooks/meta will be refused (403)")  # fmt: skip
 
 
 def _webhook_token(settings: Settings, host: str, *, no_auth: bool) -> str | None:

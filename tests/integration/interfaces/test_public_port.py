@@ -31,7 +31,9 @@ INTERNAL = "internal-secret"
 
 
 def _env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBHOOK_", "INTERNAL_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("WEBHOOK_", "INTERNAL_", "META_"))
+    }
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     return env | values
@@ -49,6 +51,11 @@ def _env(**values: str) -> dict[str, str]:
         ),
         ({}, ["--host", "0.0.0.0"], "WEBHOOK_TOKEN is not set"),
         ({"WEBHOOK_TOKEN": "t"}, ["--internal-host", "0.0.0.0"], "INTERNAL_TOKEN is not set"),
+        (
+            {"WEBHOOK_TOKEN": "t", "META_BASE_URL": "https://graph.facebook.com"},
+            ["--host", "0.0.0.0"],
+            "META_APP_SECRET is not set",
+        ),
     ],
 )
 def test_serve_refuses_to_run_open(env: dict[str, str], args: list[str], named: str) -> None:
