@@ -20,6 +20,7 @@ from dispatcher.operations.reports import write_outcomes
 from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.resending import planner as resend
 from dispatcher.sending.batch import Outcome
+from tests.conftest import BOTH, through
 from tests.integration.resending.test_planner import (
     SPEC,
     Stack,
@@ -45,13 +46,14 @@ def test_contact_support_codes_are_final_not_resent(
 BSUID_SPEC = SPEC.replace("recipients: people.csv", "recipients: people.csv\nsend_to: bsuid")
 
 
+@BOTH
 def test_131062_for_a_bsuid_is_sent_once_more_to_the_known_phone_number(
-    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path, provider: str
 ) -> None:
     phone, bsuid = "+4741234541", "NO.13491208655302741941"
     lone = "NO.13491208655302741942"  # no phone number known: stays failed
     stack = stack_for({bsuid: [131062], lone: [131062]})
-    (tmp_path / "campaign.yaml").write_text(BSUID_SPEC)
+    (tmp_path / "campaign.yaml").write_text(through(provider, BSUID_SPEC))
     (tmp_path / "people.csv").write_text(f"phone,bsuid,name\n{phone},{bsuid},A\n,{lone},B\n")
     campaign_id = create_campaign(stack.db, preflight(tmp_path).loaded)
     batches = prepare_campaign(stack.db, stack.client, campaign_id, reports_dir=tmp_path / "r")
