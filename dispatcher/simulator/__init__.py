@@ -1,4 +1,4 @@
-"""A faithful stand-in for the LINK Mobility WhatsApp Message API gateway.
+"""A faithful stand-in for LINK Mobility's WhatsApp Message API and Meta's WhatsApp Cloud API.
 
 Users rehearse campaigns against it and tests and benchmarks send real HTTP to it::
 

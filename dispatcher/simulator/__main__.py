@@ -10,7 +10,9 @@ from dispatcher.simulator import SimulatorConfig, create_app
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Simulated LINK WhatsApp Message API gateway")
+    parser = argparse.ArgumentParser(
+        description="Simulated LINK WhatsApp Message API and Meta WhatsApp Cloud API"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
     args = parser.parse_args()

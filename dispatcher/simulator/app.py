@@ -1,5 +1,6 @@
-"""HTTP surface of the simulator: the LINK endpoints, Meta's Cloud API endpoints under
-``/{version}/...`` (``meta``), and ``/_simulator/*`` for tests."""
+"""HTTP surface of the simulator: LINK's WhatsApp Message API endpoints, Meta's Cloud API
+endpoints under ``/{version}/...`` (``meta.routes``), and ``/_simulator/*`` for tests, which
+see both APIs' books."""
 
 from __future__ import annotations
 
@@ -59,11 +60,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
         routes=[
             Route("/messages", send_messages, methods=["POST"]),
             Route("/media", upload_media, methods=["POST"]),
-            Route(
-                "/platformId/{platform_id}/platformPartnerId/{platform_partner_id}/source/{source}",
-                phone_info,
-                methods=["GET"],
-            ),
+            Route(_SOURCE_PATH, phone_info, methods=["GET"]),
             Route(f"{_SOURCE_PATH}/templates", list_templates, methods=["GET"]),
             Route(f"{_SOURCE_PATH}/templates/{{template_id}}", get_template, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -159,22 +156,18 @@ async def upload_media(request: Request) -> Response:
 
 async def phone_info(request: Request) -> Response:
     """Seed 'Phone number information API'."""
+    refused = _source_access(request)
+    if refused is not None:
+        return refused
     simulator = _simulator(request)
-    code = simulator.auth.check(request.headers.get("authorization"))
-    if code is not None:
-        return error_response(code)
-    params = request.path_params
-    if not simulator.allows(params["platform_id"], params["platform_partner_id"]):
-        return error_response(NO_ACCESS, _PLATFORM_REFUSED)
-    source = params["source"]
-    if not MSISDN_RE.fullmatch(source):
-        return error_response(BAD_REQUEST, "source must be an MSISDN")
+    source = request.path_params["source"]
     level = simulator.level_of(source)
     return JSONResponse(phone_number_info(simulator.config, source, level))
 
 
-def _template_access(request: Request) -> Response | None:
-    """The checks of the phone number information API, for the template endpoints."""
+def _source_access(request: Request) -> Response | None:
+    """The refusal of a request under a source's path (phone number information and the
+    template endpoints), or None: credentials, platform ids, then the source itself."""
     simulator = _simulator(request)
     code = simulator.auth.check(request.headers.get("authorization"))
     if code is not None:
@@ -189,7 +182,7 @@ def _template_access(request: Request) -> Response | None:
 
 async def list_templates(request: Request) -> Response:
     """Seed 004 'List Templates', in Meta's format (one page, no cursor)."""
-    refused = _template_access(request)
+    refused = _source_access(request)
     if refused is not None:
         return refused
     return JSONResponse({"data": _simulator(request).templates.listed})
@@ -197,7 +190,7 @@ async def list_templates(request: Request) -> Response:
 
 async def get_template(request: Request) -> Response:
     """Seed 004 'Get Template' by its id."""
-    refused = _template_access(request)
+    refused = _source_access(request)
     if refused is not None:
         return refused
     found = _simulator(request).templates.by_id(request.path_params["template_id"])

@@ -1,4 +1,4 @@
-"""Settings of the simulated LINK gateway (env prefix ``SIMULATOR_``)."""
+"""Settings of the simulated LINK and Meta Cloud APIs (env prefix ``SIMULATOR_``)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from dispatcher.simulator.codes import (
 )
 from dispatcher.simulator.config import LEVEL_RATES, SimulatorConfig
 from dispatcher.simulator.dlr import Delivery
-from dispatcher.simulator.identity import ContactBook
+from dispatcher.simulator.identity import ContactBook, Kind, Person
 from dispatcher.simulator.ids import IdFactory
 from dispatcher.simulator.state import Accounting, MediaRecord
 from dispatcher.simulator.templates import OUTSIDE_CARE_WINDOW, TemplateBook
@@ -54,10 +54,10 @@ class Simulator:
         self.instance = uuid.uuid4().hex  # a restarted simulator has forgotten its media
         self.auth = BasicAuth(config.username, config.password)
         self.callbacks = CallbackDispatcher(config, record=config.record_requests)
-        self._rng = random.Random(config.seed)
-        self._ids = IdFactory(self._rng)
+        self.rng = random.Random(config.seed)
+        self.ids = IdFactory(self.rng)
         self._contacts = ContactBook()
-        self._books = Accounting()
+        self.books = Accounting()
         self._levels = {_msisdn_key(source): level for source, level in config.levels.items()}
         self.recorded: list[bytes] = []  # accepted request bodies, if config.record_requests
         self.receipts: list[tuple[float, int]] = []  # (time, messages) of each, likewise
@@ -80,8 +80,8 @@ class Simulator:
         The RNG restarts from ``seed`` so a reset run replays the same fates; message ids stay
         unique because their counter keeps running.
         """
-        self._rng.seed(self.config.seed)
-        self._books = Accounting()
+        self.rng.seed(self.config.seed)
+        self.books = Accounting()
         self.instance = uuid.uuid4().hex  # uploads forgotten: cached media ids die
         self.recorded = []
         self.receipts = []
@@ -95,7 +95,7 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         """Everything ``GET /_simulator/stats`` reports."""
-        snapshot = self._books.snapshot()
+        snapshot = self.books.snapshot()
         snapshot["callbacks"] = self.callbacks.counters.as_dict()
         return snapshot
 
@@ -112,34 +112,47 @@ class Simulator:
         return self._levels.get(_msisdn_key(source), self.config.level)
 
     def reject(self, code: int) -> None:
-        self._books.rejected_requests[code] += 1
+        self.books.rejected_requests[code] += 1
 
     def draw_server_error(self) -> bool:
         """Whether this request is the one in ``error_rate`` answered 112500."""
-        return self.config.error_rate > 0 and self._rng.random() < self.config.error_rate
+        return self.config.error_rate > 0 and self.rng.random() < self.config.error_rate
 
     def draw_fault(self) -> Fault | None:
         """What goes wrong with an accepted request's answer, if anything."""
         config = self.config
         if not (config.hang_rate or config.drop_rate):
             return None
-        draw = self._rng.random()
+        draw = self.rng.random()
         if draw < config.drop_rate:
-            self._books.faults["drop"] += 1
+            self.books.faults["drop"] += 1
             return "drop"
         if draw < config.drop_rate + config.hang_rate:
-            self._books.faults["hang"] += 1
+            self.books.faults["hang"] += 1
             return "hang"
         return None
 
     # -- messages --------------------------------------------------------------------------
 
+    def count_request(self) -> None:
+        """Count an accepted request, moving the books out of the collector's sight now
+        and then (see ``_FREEZE_EVERY``)."""
+        self.books.requests += 1
+        if self.books.requests % _FREEZE_EVERY == 0:
+            gc.freeze()
+
+    def person(self, kind: Kind, destination: str) -> Person:
+        """The person ``destination`` reaches; when it joins two known people into one,
+        their counts in the books are merged too."""
+        person, merged_keys = self._contacts.resolve(kind, destination)
+        for old_key in merged_keys:
+            self.books.merge_user(old_key, person.key)
+        return person
+
     def accept(self, request: ParsedRequest) -> list[str]:
         """Queue a valid request: count it, plan its callbacks and return its message ids."""
-        books = self._books
-        books.requests += 1
-        if books.requests % _FREEZE_EVERY == 0:
-            gc.freeze()
+        self.count_request()
+        books = self.books
         books.ref_ids[request.ref_id] += 1
         source = request.source
         rate = LEVEL_RATES[self.level_of(source)]
@@ -151,12 +164,10 @@ class Simulator:
         urls = [gates[gate] for gate in dict.fromkeys(request.gates) if gate in gates]
         message_ids = []
         for kind, destination in request.destinations:
-            person, merged_keys = self._contacts.resolve(kind, destination)
-            for old_key in merged_keys:
-                books.merge_user(old_key, person.key)
+            person = self.person(kind, destination)
             books.destinations[destination] += len(messages)
             books.users[person.key] += len(messages)
-            message_id = self._ids.message_id()
+            message_id = self.ids.message_id()
             message_ids.append(message_id)
             for index, message in enumerate(messages):
                 sent_this_second += 1
@@ -165,14 +176,8 @@ class Simulator:
                 if over_level:
                     books.excess_over_level[source] += 1
                 if urls:
-                    scripted = self._scripted(destination)
-                    statuses = (
-                        scripted
-                        if scripted is not None
-                        else self._fate(
-                            message, destination, over_level and self.config.enforce_level
-                        )
-                    )
+                    throttled = over_level and self.config.enforce_level
+                    statuses = self.fate(message, destination, throttled)
                     if not statuses:
                         continue  # scripted silence: accepted, never reported
                     delivery = Delivery(request, message, index, message_id, person, statuses,
@@ -186,6 +191,14 @@ class Simulator:
         """A template message is priced by its template's category (Meta's pricing
         categories: marketing, utility, authentication)."""
         return self.templates.category(message.template) if message.template else None
+
+    def fate(self, message: ParsedMessage, destination: str, throttled: bool) -> tuple[Status, ...]:
+        """The statuses one message will go through, decided at acceptance: the config's
+        script for ``destination`` if it has one, else drawn (``throttled`` ends it 130429)."""
+        scripted = self._scripted(destination)
+        return (
+            scripted if scripted is not None else self._drawn_fate(message, destination, throttled)
+        )
 
     def _scripted(self, destination: str) -> tuple[Status, ...] | None:
         """The scripted outcome of this send to ``destination``, if the config has one."""
@@ -207,23 +220,24 @@ class Simulator:
         code = script[attempt]
         return (Status(112403, f"(#{code}) scripted failure", f"scripted WhatsApp error {code}"),)
 
-    def _fate(
+    def _drawn_fate(
         self, message: ParsedMessage, destination: str, throttled: bool
     ) -> tuple[Status, ...]:
-        """The statuses one message will go through, decided at acceptance."""
+        """The statuses of an unscripted message: the template book, care windows, unknown
+        media and throttling first, then ``failure_rate`` and ``read_rate``."""
         if message.template is not None:
             failure = self.templates.failure(message.template)
             if failure is not None:
                 return (failure,)
         elif self._open_windows is not None and destination not in self._open_windows:
             return (OUTSIDE_CARE_WINDOW,)
-        media = self._books.media
+        media = self.books.media
         if any(media_id not in media for media_id in message.media_ids):
             return (MEDIA_UPLOAD_ERROR,)
         if throttled:
             return (RATE_LIMIT_HIT,)
         config = self.config
-        rng = self._rng
+        rng = self.rng
         if config.failure_rate > 0 and rng.random() < config.failure_rate:
             return (rng.choice(RANDOM_FAILURES),)
         if config.read_rate >= 1 or rng.random() < config.read_rate:
@@ -234,12 +248,12 @@ class Simulator:
 
     def upload_failure(self) -> int | None:
         """The error code this upload is answered with, while ``upload_failures`` last."""
-        if self._books.upload_failures >= self.config.upload_failures:
+        if self.books.upload_failures >= self.config.upload_failures:
             return None
-        self._books.upload_failures += 1
+        self.books.upload_failures += 1
         return self.config.upload_failure_code
 
     def record_media(self, source: str, content_type: str, sha256: str, size: int) -> str:
-        media_id = self._ids.media_id()
-        self._books.media[media_id] = MediaRecord(media_id, sha256, content_type, size, source)
+        media_id = self.ids.media_id()
+        self.books.media[media_id] = MediaRecord(media_id, sha256, content_type, size, source)
         return media_id

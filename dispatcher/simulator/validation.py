@@ -3,12 +3,14 @@
 Deliberately independent of the dispatcher's own models: the simulator exists to catch client
 bugs, so it must not share the client's understanding of the document. Unknown keys are
 tolerated (the seed's own examples put ``components`` both inside and beside ``template``).
+The public checks are also the Cloud API's (``meta.requests``), whose message objects LINK's
+mirror.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +23,7 @@ PRIORITIES = frozenset({"LOW", "NORMAL", "HIGH"})
 _OPTIONAL_STRINGS = ("platformServiceId", "platformServiceType", "platformTransactionId")
 # Seed 'Terms and glossary' > 'Date': RFC3339.
 _RFC3339_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
-_MEDIA_KINDS = ("image", "video", "document", "audio", "sticker")
+MEDIA_KINDS = ("image", "video", "document", "audio", "sticker")
 _TEMPLATE_MEDIA = frozenset({"image", "video", "document"})
 
 JsonObject = dict[str, Any]
@@ -169,17 +171,17 @@ def _message(message: object, path: str) -> ParsedMessage:
         raise SchemaError(f"{path}.type", f"must be one of {', '.join(sorted(_CHECKS))}")
     check(message, path)
     ids: list[str] = []
-    has_media = _collect_media(message, ids)
+    has_media = collect_media(message, ids)
     if kind == "template":
         # Seed DLR examples report a media template as "MediaTemplateMessage".
         dlr_type = "MediaTemplateMessage" if has_media else "TemplateMessage"
     else:
         dlr_type = kind
-    use = _template_use(message) if kind == "template" else None
+    use = template_use(message) if kind == "template" else None
     return ParsedMessage(dlr_type, kind == "template", tuple(ids), use)
 
 
-def _template_use(message: JsonObject) -> TemplateUse:
+def template_use(message: JsonObject) -> TemplateUse:
     """Name, language and the parameters each component gives (components may sit in
     the template or beside it, as the seed's examples write them)."""
     template = message["template"]
@@ -198,32 +200,34 @@ def _template_use(message: JsonObject) -> TemplateUse:
                        counts["button"], carousel)  # fmt: skip
 
 
-def _collect_media(node: object, ids: list[str]) -> bool:
+def collect_media(node: object, ids: list[str]) -> bool:
     """Gather uploaded-media ids anywhere in a message; True if it carries any media."""
     found = False
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in _MEDIA_KINDS and isinstance(value, dict):
+            if key in MEDIA_KINDS and isinstance(value, dict):
                 found = True
                 media_id = value.get("id")
                 if isinstance(media_id, str):
                     ids.append(media_id)
             elif isinstance(value, dict | list):
-                found = _collect_media(value, ids) or found
+                found = collect_media(value, ids) or found
     elif isinstance(node, list):
         for item in node:
-            found = _collect_media(item, ids) or found
+            found = collect_media(item, ids) or found
     return found
 
 
-def _object(parent: JsonObject, name: str, path: str) -> JsonObject:
+def required_object(parent: JsonObject, name: str, path: str) -> JsonObject:
+    """``parent[name]`` if it is an object; else SchemaError naming ``path.name``."""
     value = parent.get(name)
     if not isinstance(value, dict):
         raise SchemaError(f"{path}.{name}", "is required and must be an object")
     return value
 
 
-def _text(parent: JsonObject, name: str, path: str) -> str:
+def required_text(parent: JsonObject, name: str, path: str) -> str:
+    """``parent[name]`` if it is a non-empty string; else SchemaError naming ``path.name``."""
     value = parent.get(name)
     if not isinstance(value, str) or not value:
         raise SchemaError(f"{path}.{name}", "is required and must be a non-empty string")
@@ -236,18 +240,22 @@ def _media_object(media: JsonObject, path: str, http_link: bool = True) -> None:
     if has_id == has_link:
         raise SchemaError(path, "must have exactly one of id and link")
     if has_id:
-        _text(media, "id", path)
+        required_text(media, "id", path)
     else:
-        link = _text(media, "link", path)
+        link = required_text(media, "link", path)
         if http_link and not link.startswith(("http://", "https://")):
             raise SchemaError(f"{path}.link", "must begin with http:// or https://")
 
 
-def _check_template(message: JsonObject, path: str) -> None:
+def check_template(message: JsonObject, path: str) -> None:
     # Seed 'Template' and 'Language': template.name and template.language.code are required.
-    template = _object(message, "template", path)
-    _text(template, "name", f"{path}.template")
-    _text(_object(template, "language", f"{path}.template"), "code", f"{path}.template.language")
+    template = required_object(message, "template", path)
+    required_text(template, "name", f"{path}.template")
+    required_text(
+        required_object(template, "language", f"{path}.template"),
+        "code",
+        f"{path}.template.language",
+    )
     for owner, owner_path in ((template, f"{path}.template"), (message, path)):
         if "components" in owner:
             _components(owner["components"], f"{owner_path}.components")
@@ -255,62 +263,64 @@ def _check_template(message: JsonObject, path: str) -> None:
 
 def _components(components: object, path: str) -> None:
     # Seed 'Component' / 'Parameter': each has a type; media parameters follow the media rules.
-    if not isinstance(components, list):
-        raise SchemaError(path, "must be a list of objects")
-    for index, component in enumerate(components):
-        component_path = f"{path}[{index}]"
-        if not isinstance(component, dict):
-            raise SchemaError(component_path, "must be an object")
-        _text(component, "type", component_path)
+    for component_path, component in _objects(components, path):
+        required_text(component, "type", component_path)
         parameters = component.get("parameters", [])
-        if not isinstance(parameters, list):
-            raise SchemaError(f"{component_path}.parameters", "must be a list of objects")
-        for number, parameter in enumerate(parameters):
-            parameter_path = f"{component_path}.parameters[{number}]"
-            if not isinstance(parameter, dict):
-                raise SchemaError(parameter_path, "must be an object")
-            kind = _text(parameter, "type", parameter_path)
+        for parameter_path, parameter in _objects(parameters, f"{component_path}.parameters"):
+            kind = required_text(parameter, "type", parameter_path)
             if kind in _TEMPLATE_MEDIA:
                 media_path = f"{parameter_path}.{kind}"
-                _media_object(_object(parameter, kind, parameter_path), media_path)
-        cards = component.get("cards", [])
-        if not isinstance(cards, list):
-            raise SchemaError(f"{component_path}.cards", "must be a list of objects")
-        for number, card in enumerate(cards):
-            card_path = f"{component_path}.cards[{number}]"
-            if not isinstance(card, dict):
-                raise SchemaError(card_path, "must be an object")
+                _media_object(required_object(parameter, kind, parameter_path), media_path)
+        for card_path, card in _objects(component.get("cards", []), f"{component_path}.cards"):
             _components(card.get("components", []), f"{card_path}.components")
+
+
+def _objects(value: object, path: str) -> Iterator[tuple[str, JsonObject]]:
+    """Each object of the list ``value`` with its path, checked as it is reached (so the
+    first fault in document order is the one reported)."""
+    if not isinstance(value, list):
+        raise SchemaError(path, "must be a list of objects")
+    for index, item in enumerate(value):
+        item_path = f"{path}[{index}]"
+        if not isinstance(item, dict):
+            raise SchemaError(item_path, "must be an object")
+        yield item_path, item
 
 
 def _check_text(message: JsonObject, path: str) -> None:
     # Seed 'Text message': text.body is required, previewUrl is a Boolean.
-    _text(_object(message, "text", path), "body", f"{path}.text")
+    required_text(required_object(message, "text", path), "body", f"{path}.text")
     if "previewUrl" in message and not isinstance(message["previewUrl"], bool):
         raise SchemaError(f"{path}.previewUrl", "must be a boolean")
 
 
-def _check_media(message: JsonObject, path: str) -> None:
+def check_media(message: JsonObject, path: str) -> None:
+    """An image, video, document, audio or sticker message (its key is its ``type``)."""
     kind = message["type"]
     media_path = f"{path}.{kind}"
-    media = _object(message, kind, path)
+    media = required_object(message, kind, path)
     _media_object(media, media_path)
     for name in ("caption", "filename"):
         if name in media and not isinstance(media[name], str):
             raise SchemaError(f"{media_path}.{name}", "must be a string")
 
 
-def _check_location(message: JsonObject, path: str) -> None:
+def check_location(message: JsonObject, path: str) -> None:
     # Seed 'Location message': longitude and latitude are required Doubles.
-    location = _object(message, "location", path)
+    location = required_object(message, "location", path)
     for name, limit in (("longitude", 180), ("latitude", 90)):
         value = location.get(name)
         if not isinstance(value, int | float) or isinstance(value, bool) or abs(value) > limit:
             raise SchemaError(f"{path}.location.{name}", f"is required, a number within ±{limit}")
 
 
-def _check_contacts(message: JsonObject, path: str) -> None:
-    # Seed 'Contacts message' and 'Name': formattedName is required when a name is given.
+def check_contacts(
+    message: JsonObject, path: str, *, formatted_name: str, name_required: bool
+) -> None:
+    """A non-empty ``contacts`` list of objects whose ``name`` holds ``formatted_name``.
+
+    Shared by both APIs, which spell that key differently (LINK ``formattedName``, Meta
+    ``formatted_name``) and disagree on whether ``name`` itself is required."""
     contacts = message.get("contacts")
     if not isinstance(contacts, list) or not contacts:
         raise SchemaError(f"{path}.contacts", "is required and must be a non-empty list")
@@ -318,18 +328,28 @@ def _check_contacts(message: JsonObject, path: str) -> None:
         contact_path = f"{path}.contacts[{index}]"
         if not isinstance(contact, dict):
             raise SchemaError(contact_path, "must be an object")
-        if "name" in contact:
-            _text(_object(contact, "name", contact_path), "formattedName", f"{contact_path}.name")
+        if name_required or "name" in contact:
+            name = required_object(contact, "name", contact_path)
+            required_text(name, formatted_name, f"{contact_path}.name")
 
 
-def _check_interactive(message: JsonObject, path: str) -> None:
+def _check_contacts(message: JsonObject, path: str) -> None:
+    # Seed 'Contacts message' and 'Name': formattedName is required when a name is given.
+    check_contacts(message, path, formatted_name="formattedName", name_required=False)
+
+
+def check_interactive(message: JsonObject, path: str) -> None:
     # Seed 'Interactive message': interactive.type and interactive.action are required.
-    interactive = _object(message, "interactive", path)
+    interactive = required_object(message, "interactive", path)
     interactive_path = f"{path}.interactive"
-    _text(interactive, "type", interactive_path)
-    _object(interactive, "action", interactive_path)
+    required_text(interactive, "type", interactive_path)
+    required_object(interactive, "action", interactive_path)
     if "body" in interactive:
-        _text(_object(interactive, "body", interactive_path), "text", f"{interactive_path}.body")
+        required_text(
+            required_object(interactive, "body", interactive_path),
+            "text",
+            f"{interactive_path}.body",
+        )
     header = interactive.get("header")
     if not isinstance(header, dict):
         return
@@ -337,14 +357,16 @@ def _check_interactive(message: JsonObject, path: str) -> None:
     if isinstance(kind, str) and kind in _TEMPLATE_MEDIA:
         header_path = f"{interactive_path}.header"
         # Seed 'Interactive media': links may be provider-prefixed, so no scheme check here.
-        _media_object(_object(header, kind, header_path), f"{header_path}.{kind}", False)
+        _media_object(required_object(header, kind, header_path), f"{header_path}.{kind}", False)
 
 
-_CHECKS: dict[str, Callable[[JsonObject, str], None]] = {
-    "template": _check_template,
-    "text": _check_text,
-    "location": _check_location,
-    "contacts": _check_contacts,
-    "interactive": _check_interactive,
-    **dict.fromkeys(_MEDIA_KINDS, _check_media),
+Check = Callable[[JsonObject, str], None]
+#: The message checks both APIs share, by message type (LINK's message objects mirror the
+#: Cloud API's; text and contacts differ in their key names).
+MESSAGE_CHECKS: dict[str, Check] = {
+    "template": check_template,
+    "location": check_location,
+    "interactive": check_interactive,
+    **dict.fromkeys(MEDIA_KINDS, check_media),
 }
+_CHECKS: dict[str, Check] = {**MESSAGE_CHECKS, "text": _check_text, "contacts": _check_contacts}

@@ -16,7 +16,6 @@ Where the Cloud API differs from LINK (Meta's reference; seeds 000 and 002):
 
 from __future__ import annotations
 
-import gc
 import hmac
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.simulator.config import LEVEL_RATES, SimulatorConfig
-from dispatcher.simulator.core import _FREEZE_EVERY, Simulator
+from dispatcher.simulator.core import Simulator
 from dispatcher.simulator.identity import Kind, Person
 from dispatcher.simulator.meta.errors import (
     BSUID_NOT_ALLOWED,
@@ -123,7 +122,7 @@ class MetaSimulator(Simulator):
         category = self._template_check(parsed)
         if isinstance(category, GraphError):
             return self.refuse(category)
-        books = self._books
+        books = self.books
         display = number.display
         second = int(time.time())
         buckets = books.per_second.setdefault(display, {})
@@ -132,26 +131,20 @@ class MetaSimulator(Simulator):
             if self.config.enforce_level:
                 return self.refuse(THROUGHPUT_REACHED)
             books.excess_over_level[display] += 1
-        person, merged_keys = self._contacts.resolve(parsed.kind, parsed.destination)
-        for old_key in merged_keys:
-            books.merge_user(old_key, person.key)
+        person = self.person(parsed.kind, parsed.destination)
         if not self._pair_allows(person.key):
             return self.refuse(PAIR_RATE_LIMIT)
         buckets[second] = sent_this_second
-        books.requests += 1
-        if books.requests % _FREEZE_EVERY == 0:
-            gc.freeze()
+        self.count_request()
         if parsed.opaque is not None:
             books.ref_ids[parsed.opaque] += 1
         books.destinations[parsed.destination] += 1
         books.users[person.key] += 1
         books.accepted_messages += 1
-        wamid = "wamid." + self._ids.message_id()
+        wamid = "wamid." + self.ids.message_id()
         held = self._held(parsed)
         if self._webhook_urls:
-            statuses = self._scripted(parsed.destination)
-            if statuses is None:
-                statuses = self._fate(message, parsed.destination, throttled=False)
+            statuses = self.fate(message, parsed.destination, throttled=False)
             if statuses:
                 delivery = StatusDelivery(
                     wamid,
@@ -189,7 +182,7 @@ class MetaSimulator(Simulator):
         use = parsed.message.template
         rate = self.config.meta_hold_rate
         held = use is not None and (
-            use.name in self._paced or (rate > 0 and self._rng.random() < rate)
+            use.name in self._paced or (rate > 0 and self.rng.random() < rate)
         )
         if held:
             self.meta_counts["held"] += 1

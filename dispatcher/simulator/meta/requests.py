@@ -3,30 +3,26 @@
 Written from seed 000 (``to`` / ``recipient``) and Meta's messages reference, and kept apart
 from the dispatcher's client like the LINK side's ``validation``. The message objects of the
 Cloud API are those LINK's message form mirrors, so their checks are LINK's where the two
-agree (templates, media, location, interactive).
+agree (templates, media, location, interactive), and contacts with Meta's key names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatcher.simulator.identity import MSISDN_RE, Kind, classify
 from dispatcher.simulator.validation import (
+    MESSAGE_CHECKS,
+    Check,
     JsonObject,
     ParsedMessage,
     SchemaError,
-    _check_interactive,
-    _check_location,
-    _check_media,
-    _check_template,
-    _collect_media,
-    _object,
-    _template_use,
-    _text,
+    check_contacts,
+    collect_media,
+    required_object,
+    required_text,
+    template_use,
 )
-
-_MEDIA_KINDS = ("image", "video", "document", "audio", "sticker")
 
 
 @dataclass(slots=True)
@@ -56,9 +52,9 @@ def parse_send(body: object) -> ParsedSend:
         raise SchemaError("type", f"must be one of {', '.join(sorted(_CHECKS))}")
     check(body, "message")
     media_ids: list[str] = []
-    _collect_media({message_type: body.get(message_type)}, media_ids)
+    collect_media({message_type: body.get(message_type)}, media_ids)
     is_template = message_type == "template"
-    use = _template_use(body) if is_template else None
+    use = template_use(body) if is_template else None
     opaque = body.get("biz_opaque_callback_data")
     if opaque is not None and (not isinstance(opaque, str) or len(opaque) > 512):
         raise SchemaError("biz_opaque_callback_data", "must be a string of at most 512 characters")
@@ -88,37 +84,27 @@ def _addressee(body: JsonObject) -> tuple[Kind, str, str]:
 
 
 def _check_text(body: JsonObject, path: str) -> None:
-    text = _object(body, "text", path)
-    _text(text, "body", f"{path}.text")
+    text = required_object(body, "text", path)
+    required_text(text, "body", f"{path}.text")
     if "preview_url" in text and not isinstance(text["preview_url"], bool):
         raise SchemaError(f"{path}.text.preview_url", "must be a boolean")
 
 
 def _check_contacts(body: JsonObject, path: str) -> None:
     # Meta's reference: each contact needs name.formatted_name.
-    contacts = body.get("contacts")
-    if not isinstance(contacts, list) or not contacts:
-        raise SchemaError(f"{path}.contacts", "is required and must be a non-empty list")
-    for index, contact in enumerate(contacts):
-        contact_path = f"{path}.contacts[{index}]"
-        if not isinstance(contact, dict):
-            raise SchemaError(contact_path, "must be an object")
-        _text(_object(contact, "name", contact_path), "formatted_name", f"{contact_path}.name")
+    check_contacts(body, path, formatted_name="formatted_name", name_required=True)
 
 
 def _check_reaction(body: JsonObject, path: str) -> None:
-    reaction = _object(body, "reaction", path)
-    _text(reaction, "message_id", f"{path}.reaction")
+    reaction = required_object(body, "reaction", path)
+    required_text(reaction, "message_id", f"{path}.reaction")
     if not isinstance(reaction.get("emoji"), str):
         raise SchemaError(f"{path}.reaction.emoji", "is required and must be a string")
 
 
-_CHECKS: dict[str, Callable[[JsonObject, str], None]] = {
-    "template": _check_template,
+_CHECKS: dict[str, Check] = {
+    **MESSAGE_CHECKS,
     "text": _check_text,
-    "location": _check_location,
     "contacts": _check_contacts,
-    "interactive": _check_interactive,
     "reaction": _check_reaction,
-    **dict.fromkeys(_MEDIA_KINDS, _check_media),
 }

@@ -51,6 +51,10 @@ def text_to(**addressee: str) -> dict[str, Any]:
     }
 
 
+def contacts_to(contacts: list[Any]) -> dict[str, Any]:
+    return {"messaging_product": "whatsapp", "to": PERSON, "type": "contacts", "contacts": contacts}
+
+
 def template_to(name: str = "hello", parameters: int = 1, **addressee: str) -> dict[str, Any]:
     body = {"type": "body", "parameters": [{"type": "text", "text": "x"}] * parameters}
     template = {"name": name, "language": {"code": "en"}, "components": [body]}
@@ -174,6 +178,9 @@ async def test_path_without_an_api_version_is_refused() -> None:
         ({**text_to(to=PERSON), "text": {}}, "text.body"),
         ({**text_to(to=PERSON), "type": "image", "image": {}}, "image"),
         ({**template_to(), "template": {"name": "hello"}}, "template.language"),
+        # Meta's reference: every contact has name.formatted_name (LINK's is optional).
+        (contacts_to([{"phones": []}]), "contacts[0].name"),
+        (contacts_to([{"name": {"formattedName": "J S"}}]), "contacts[0].name.formatted_name"),
         ({**text_to(to=PERSON), "biz_opaque_callback_data": 7}, "biz_opaque_callback_data"),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
@@ -187,6 +194,14 @@ async def test_send_failing_the_schema_is_refused_with_100_naming_the_field(
     error = graph_error(response)
     assert error["code"] == 100
     assert field in error["error_data"]["details"]
+
+
+async def test_contacts_send_naming_each_contact_by_formatted_name_is_accepted() -> None:
+    body = contacts_to([{"name": {"formatted_name": "J S"}, "phones": [{"phone": "+4791234567"}]}])
+    async with meta_client() as client:
+        response = await client.post(PATH, json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["messages"][0]["message_status"] == "accepted"
 
 
 async def test_body_that_is_not_json_is_refused_with_100() -> None:

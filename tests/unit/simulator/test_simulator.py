@@ -46,6 +46,16 @@ def template_message(**template: Any) -> dict[str, Any]:
     }
 
 
+def changed(valid: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``valid`` with ``changes`` applied: a value of DROP removes its key."""
+    for key, value in changes.items():
+        if value is DROP:
+            valid.pop(key)
+        else:
+            valid[key] = value
+    return valid
+
+
 def message_request(**changes: Any) -> dict[str, Any]:
     request: dict[str, Any] = {
         "platformId": "platform",
@@ -56,12 +66,7 @@ def message_request(**changes: Any) -> dict[str, Any]:
         "destinations": ["+46701234567"],
         "messages": [template_message()],
     }
-    for key, value in changes.items():
-        if value is DROP:
-            request.pop(key)
-        else:
-            request[key] = value
-    return request
+    return changed(request, changes)
 
 
 @asynccontextmanager
@@ -208,6 +213,39 @@ SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], str]] = [
         _with_message(template_message(components=[{"type": "carousel", "cards": 5}])),
         "messages[0].template.components[0].cards",
     ),
+    (
+        "template-card-not-object",
+        _with_message(template_message(components=[{"type": "carousel", "cards": [5]}])),
+        "messages[0].template.components[0].cards[0]",
+    ),
+    (
+        "template-card-component-without-type",
+        _with_message(
+            template_message(components=[{"type": "carousel", "cards": [{"components": [{}]}]}])
+        ),
+        "messages[0].template.components[0].cards[0].components[0].type",
+    ),
+    (
+        "template-components-not-list",
+        _with_message(template_message(components={"type": "body"})),
+        "messages[0].template.components",
+    ),
+    (
+        "template-component-not-object",
+        _with_message(template_message(components=["body"])),
+        "messages[0].template.components[0]",
+    ),
+    (
+        "template-parameters-not-list",
+        _with_message(template_message(components=[{"type": "body", "parameters": {}}])),
+        "messages[0].template.components[0].parameters",
+    ),
+    (
+        # The first fault in document order is the one named.
+        "template-parameter-without-type-before-one-not-object",
+        _with_message(template_message(components=[{"type": "body", "parameters": [{}, 5]}])),
+        "messages[0].template.components[0].parameters[0].type",
+    ),
     ("text-without-body", _with_message({"type": "text", "text": {}}), "messages[0].text.body"),
     (
         "text-preview-not-boolean",
@@ -241,6 +279,16 @@ SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], str]] = [
         "messages[0].location.latitude",
     ),
     ("contacts-empty", _with_message({"type": "contacts", "contacts": []}), "messages[0].contacts"),
+    (
+        "contact-not-object",
+        _with_message({"type": "contacts", "contacts": ["J S"]}),
+        "messages[0].contacts[0]",
+    ),
+    (
+        "contact-name-in-metas-spelling",
+        _with_message({"type": "contacts", "contacts": [{"name": {"formatted_name": "J S"}}]}),
+        "messages[0].contacts[0].name.formattedName",
+    ),
     (
         "interactive-without-action",
         _with_message({"type": "interactive", "interactive": {"type": "list"}}),
@@ -337,6 +385,11 @@ VALID_VARIANTS: list[tuple[str, dict[str, Any]]] = [
     (
         "contacts",
         _with_message({"type": "contacts", "contacts": [{"name": {"formattedName": "J S"}}]}),
+    ),
+    (
+        # Seed 'Contacts message': the name is optional.
+        "contacts-without-name",
+        _with_message({"type": "contacts", "contacts": [{"phones": [{"phone": "+4791234567"}]}]}),
     ),
     (
         "interactive",
@@ -475,12 +528,7 @@ def media_form(**changes: Any) -> dict[str, str]:
         "platformPartnerId": "partner",
         "mediaContentType": "image/png",
     }
-    for key, value in changes.items():
-        if value is DROP:
-            form.pop(key)
-        else:
-            form[key] = value
-    return form
+    return changed(form, changes)
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
