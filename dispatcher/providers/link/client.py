@@ -13,26 +13,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import time
 from dataclasses import dataclass
 from datetime import datetime
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-import orjson
 from pydantic import ValidationError
 
-from dispatcher.errors import (
-    LinkError,
-    LinkInDoubtError,
-    LinkRequestError,
-    LinkTransientError,
-)
+from dispatcher.errors import LinkError, LinkInDoubtError, LinkRequestError
 from dispatcher.providers.base import Request, SenderInfo, TemplateInfo, UploadedMedia
-from dispatcher.providers.http1 import KEEPALIVE, Http1Sender
+from dispatcher.providers.http import (
+    SIMULATOR_INSTANCE_HEADER,
+    Answers,
+    HttpClient,
+    RequestSender,
+    json_object,
+    phrase,
+)
 from dispatcher.providers.link import templates
 from dispatcher.providers.link.codes import QUEUED, REQUEST_ERRORS, error_class_for
 from dispatcher.providers.link.models import (
@@ -45,19 +43,16 @@ from dispatcher.providers.link.models import (
 )
 
 if TYPE_CHECKING:
-    from dispatcher.campaigns.spec import CampaignSpec
+    from typing_extensions import Unpack
 
-_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-# Statuses that say the request was not processed (service unavailable, rate limited).
-_NOT_PROCESSED = frozenset({429, 503})
-_JSON = {"Content-Type": "application/json"}
+    from dispatcher.campaigns.spec import CampaignSpec
+    from dispatcher.providers.http import ClientOptions, SenderOptions
+
+# The simulator's tests check that the client reads the header it sends.
+__all__ = ["SIMULATOR_INSTANCE_HEADER", "ConcurrentSender", "LinkClient", "LinkCredentials"]
+
 #: Request envelopes (the fields a campaign's requests share) a client keeps.
 ENVELOPES_KEPT = 64
-#: How long a sender's template list is kept: campaigns starting together ask once,
-#: and a template approved or paused a minute ago is seen.
-TEMPLATES_KEPT_SECONDS = 60.0
-#: List Templates pages read at most (Meta pages by 25 by default).
-TEMPLATE_PAGES = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,50 +76,22 @@ class LinkCredentials:
                  self.platform_partner_id)  # fmt: skip
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
+    @property
+    def authorization(self) -> str:
+        """Basic auth's ``Authorization`` value (never shown: it holds the password)."""
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return f"Basic {token}"
 
-#: Sent by the project's simulator (``dispatcher.simulator``), never by LINK: which
-#: running instance answered. A restarted simulator has forgotten every upload.
-SIMULATOR_INSTANCE_HEADER = "X-Simulator-Instance"
 
-
-class LinkClient:
-    """LINK as a ``Provider``: one pooled connection set per process; pass
-    ``transport`` to test without patching."""
+class LinkClient(HttpClient[LinkCredentials]):
+    """LINK as a ``Provider`` over ``HttpClient`` (basic auth, LINK's ErrorResponse);
+    the envelope a campaign's requests share is built once."""
 
     name = "LINK"
 
-    def __init__(
-        self,
-        credentials: LinkCredentials,
-        *,
-        timeout_seconds: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.credentials = credentials
-        self._http = httpx.Client(
-            base_url=credentials.base_url.rstrip("/"),
-            auth=httpx.BasicAuth(credentials.username, credentials.password),
-            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE
-            ),
-        )
+    def __init__(self, credentials: LinkCredentials, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(credentials, _error_from, **options)
         self._envelopes: dict[tuple[Any, ...], Envelope] = {}
-        self._templates: dict[str, tuple[float, list[TemplateInfo]]] = {}
-
-    @property
-    def account(self) -> str:
-        return self.credentials.account
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> LinkClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def request(
         self,
@@ -166,21 +133,11 @@ class LinkClient:
 
     def send(self, request: Request) -> MessageResponse:
         """``POST /messages``; returns the MessageResponse with one id per destination."""
-        try:
-            response = self._http.post("/messages", content=request.body(), headers=_JSON)
-        except httpx.HTTPError as exc:
-            raise _unanswered(request, exc, nothing_sent=isinstance(exc, _NOTHING_SENT)) from exc
-        return _answer(request, response.status_code, response.content)
+        return self.post_request("/messages", request, ANSWERS)
 
     def concurrent(self, max_connections: int = 200) -> ConcurrentSender:
         """An asyncio sender on the same account, for many requests in flight at once."""
-        timeout = self._http.timeout
-        return ConcurrentSender(
-            self.credentials,
-            timeout_seconds=timeout.read or 30.0,
-            connect_seconds=timeout.connect or 10.0,
-            max_connections=max_connections,
-        )
+        return ConcurrentSender(self.credentials, **self.sender_options(max_connections))
 
     def upload_media(
         self, *, source: str, content_type: str, filename: str, data: bytes
@@ -192,60 +149,24 @@ class LinkClient:
             "platformPartnerId": self.credentials.platform_partner_id,
             "mediaContentType": content_type,
         }
-        try:
-            response = self._http.post(
-                "/media", data=form, files={"media": (filename, data, content_type)}
-            )
-        except httpx.HTTPError as exc:
-            # An upload that may have landed costs nothing but a spare media id.
-            raise LinkTransientError(f"media upload failed: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise _error_from(response.status_code, response.content, media=True)
-        media_id = response.text.strip()
-        if not media_id:
-            raise LinkRequestError("media upload answered 200 with an empty id", http_status=200)
-        return UploadedMedia(media_id, response.headers.get(SIMULATOR_INSTANCE_HEADER))
-
-    def simulator_instance(self) -> str | None:
-        """The running simulator's instance at this base URL (``GET /healthz``), or None:
-        real LINK, or nothing answering. Asked only about media a simulator took."""
-        try:
-            response = self._http.get("/healthz")
-        except httpx.HTTPError:
-            return None
-        return response.headers.get(SIMULATOR_INSTANCE_HEADER)
+        file = ("media", (filename, data, content_type))
+        return self.upload("/media", form, file, _media_id, _media_error_from)
 
     def sender_info(self, source: str) -> SenderInfo:
         """Level, health and tier from the phone number information API."""
         return self.phone_number_info(source).sender_info()
 
     def templates(self, source: str) -> list[TemplateInfo]:
-        """List Templates (seed 004), every page; kept ``TEMPLATES_KEPT_SECONDS`` per
-        sender, so campaigns starting together ask once."""
-        now = time.monotonic()
-        kept = self._templates.get(source)
-        if kept is not None and kept[0] > now:
-            return kept[1]
-        found: list[TemplateInfo] = []
-        after: str | None = None
-        for _ in range(TEMPLATE_PAGES):
-            params = {"after": after} if after else None
-            body = self._get_json(f"{self._source_path(source)}/templates", "template list", params)
-            try:
-                page, after = templates.read_list(body)
-            except ValueError as exc:
-                raise LinkRequestError(f"unreadable template list: {exc}", http_status=200) from exc
-            found.extend(page)
-            if after is None:
-                break
-        self._templates[source] = (now + TEMPLATES_KEPT_SECONDS, found)
-        return found
+        """List Templates (seed 004), every page; kept a minute per sender
+        (``http.TEMPLATES_KEPT_SECONDS``), so campaigns starting together ask once."""
+        path = f"{self._source_path(source)}/templates"
+        return self.template_list(source, path, templates.read_list)
 
     def template(self, source: str, template_id: str) -> TemplateInfo:
         """Get Template (seed 004): one template by its id."""
         path = f"{self._source_path(source)}/templates/{quote(template_id, safe='')}"
         try:
-            return templates.read_one(self._get_json(path, "template"))
+            return templates.read_one(self.get_json(path, "template"))
         except ValueError as exc:
             raise LinkRequestError(f"unreadable template: {exc}", http_status=200) from exc
 
@@ -257,56 +178,22 @@ class LinkClient:
             f"/source/{quote(source, safe='')}"
         )
 
-    def _get_json(self, path: str, what: str, params: dict[str, str] | None = None) -> Any:
-        try:
-            response = self._http.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise LinkTransientError(f"{what} failed: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise _error_from(response.status_code, response.content)
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise LinkRequestError(f"unreadable {what}: not JSON", http_status=200) from exc
-
     def phone_number_info(self, source: str) -> PhoneNumberInfo:
         """Phone number information API: level, tier and health of a sender."""
-        path = self._source_path(source)
+        body = self.get_json(self._source_path(source), "phone number info")
         try:
-            response = self._http.get(path)
-        except httpx.HTTPError as exc:
-            raise LinkTransientError(f"phone number info failed: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise _error_from(response.status_code, response.content)
-        try:
-            return PhoneNumberInfo.model_validate(response.json())
-        except (ValueError, ValidationError) as exc:
+            return PhoneNumberInfo.model_validate(body)
+        except ValidationError as exc:
             raise LinkRequestError("unreadable phone number info", http_status=200) from exc
 
 
-def _unanswered(request: Request, exc: Exception, *, nothing_sent: bool) -> LinkError:
-    """No answer: nothing left our side (safe to retry), or maybe queued (in doubt)."""
-    if nothing_sent:
-        return LinkTransientError(f"LINK unreachable: {type(exc).__name__}")
-    return LinkInDoubtError(f"no answer to refId {request.ref_id}: {type(exc).__name__}")
-
-
-def _answer(request: Request, status: int, body: bytes) -> MessageResponse:
-    """The MessageResponse of a ``POST /messages`` answer, or the error it means."""
-    if status != 200:
-        error = _error_from(status, body)
-        if (
-            isinstance(error, LinkTransientError)
-            and error.result_code is None
-            and status not in _NOT_PROCESSED
-        ):
-            # A 502/504 from a proxy without LINK's ErrorResponse: LINK may have
-            # queued the request before the gateway gave up.
-            raise LinkInDoubtError(str(error), http_status=status)
-        raise error
+def _queued(request: Request, body: bytes) -> MessageResponse | None:
+    """A 200 answer's MessageResponse when LINK queued every destination; None when
+    unreadable. A 502/504 from a proxy without LINK's ErrorResponse is in doubt
+    (``http.Answers``): LINK may have queued the request before the gateway gave up."""
     answer = _accepted(body)
     if answer is None:
-        raise LinkInDoubtError(f"unreadable 200 answer to refId {request.ref_id}", http_status=200)
+        return None
     if answer.result_code != QUEUED or len(answer.message_ids) != len(request.destinations):
         raise LinkInDoubtError(
             f"refId {request.ref_id}: resultCode {answer.result_code} with "
@@ -318,52 +205,33 @@ def _answer(request: Request, status: int, body: bytes) -> MessageResponse:
     return answer
 
 
-class ConcurrentSender(Http1Sender[Request, MessageResponse]):
+class ConcurrentSender(RequestSender[MessageResponse]):
     """``POST /messages`` with many requests in flight (``http1.Http1Sender``): what a
     personalised campaign needs to reach 1000 requests a second from a few processes.
     Use within one event loop, then ``aclose``."""
 
-    def __init__(
-        self,
-        credentials: LinkCredentials,
-        *,
-        timeout_seconds: float,
-        connect_seconds: float,
-        max_connections: int,
-    ) -> None:
-        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode())
-        super().__init__(
-            credentials.base_url,
-            authorization=b"Basic " + token,
-            setting="LINK_BASE_URL",
-            timeout_seconds=timeout_seconds,
-            connect_seconds=connect_seconds,
-            max_connections=max_connections,
-        )
-        self.credentials = credentials
+    def __init__(self, credentials: LinkCredentials, **options: Unpack[SenderOptions]) -> None:
+        super().__init__(credentials, ANSWERS, "LINK_BASE_URL", **options)
+        self.credentials: LinkCredentials = credentials
         self._head = self.head("/messages")
 
     def head_for(self, request: Request) -> bytes:
         return self._head
 
-    def body_of(self, request: Request) -> bytes:
-        return request.body()
 
-    def answer(self, request: Request, status: int, body: bytes) -> MessageResponse:
-        return _answer(request, status, body)
-
-    def unanswered(self, request: Request, exc: Exception, *, nothing_sent: bool) -> LinkError:
-        return _unanswered(request, exc, nothing_sent=nothing_sent)
+def _media_id(response: httpx.Response) -> str:
+    """The media id LINK answers an upload with, as text/plain."""
+    media_id = response.text.strip()
+    if not media_id:
+        raise LinkRequestError("media upload answered 200 with an empty id", http_status=200)
+    return media_id
 
 
 def _accepted(body: bytes) -> MessageResponse | None:
     """A 200 answer's MessageResponse, or None when it is not one. Read by hand: a
     thousand answers a second, and the fan-out needs only the code and the ids."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
+    data = json_object(body)
+    if data is None:
         return None
     code, ids, description = (data.get("resultCode"), data.get("messageIds", []),
                               data.get("description"))  # fmt: skip
@@ -379,15 +247,16 @@ def _accepted(body: bytes) -> MessageResponse | None:
     )
 
 
+def _media_error_from(status: int, content: bytes) -> LinkError:
+    return _error_from(status, content, media=True)
+
+
 def _error_from(status: int, content: bytes, *, media: bool = False) -> LinkError:
     """Translate an error answer (ErrorResponse, or the media error body) into our tree."""
     code: int | None = None
     description: str | None = None
-    try:
-        body = json.loads(content)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
+    body = json_object(content)
+    if body is not None:
         try:
             if media:
                 media_error = MediaErrorResponse.model_validate(body)
@@ -398,14 +267,11 @@ def _error_from(status: int, content: bytes, *, media: bool = False) -> LinkErro
         except ValidationError:
             pass
     known = REQUEST_ERRORS.get(code) if code is not None else None
-    text = description or (known[1] if known else None) or _phrase(status)
+    text = description or (known[1] if known else None) or phrase(status)
     cls = error_class_for(code, status)
     label = f"{code} " if code is not None else ""
     return cls(f"LINK {status}: {label}{text}", result_code=code, http_status=status)
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+#: How LINK's send answers read, for ``LinkClient`` and ``ConcurrentSender`` alike.
+ANSWERS = Answers("LINK", "refId", _error_from, _queued)

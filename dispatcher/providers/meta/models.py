@@ -26,6 +26,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatcher.providers.base import Level, SenderInfo
+from dispatcher.providers.http import json_object
 
 __all__ = [
     "GraphError",
@@ -250,11 +251,8 @@ def _held(message_status: str | None) -> bool:
 def read_answer(body: bytes) -> MetaAnswer | None:
     """A 200 answer of a send, or None when it is not one. Read by hand: a thousand
     answers a second, and only the wamid, its status and ``contacts[0]`` are needed."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
+    data = json_object(body)
+    if data is None:
         return None
     messages = data.get("messages")
     if not isinstance(messages, list) or len(messages) != 1 or not isinstance(messages[0], dict):

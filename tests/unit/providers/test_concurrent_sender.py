@@ -20,24 +20,43 @@ from tests.unit.providers.conftest import REQUEST
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def answering(status: int, body: bytes, seen: list[bytes] | None = None) -> Handler:
-    """A server that reads one request and answers it."""
+def answering(
+    status: int,
+    body: bytes | list[bytes],
+    seen: list[bytes] | None = None,
+    *,
+    keep_alive: bool = False,
+    connections: list[int] | None = None,
+) -> Handler:
+    """A server that answers ``body`` (a list: the next of its bodies for each
+    request), recording what it read and the connections it took: one request a
+    connection, or (``keep_alive``) every request until the client hangs up."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1]) for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length")
-        )  # fmt: skip
-        payload = await reader.readexactly(length)
-        if seen is not None:
-            seen.extend([head, payload])
-        writer.write(
-            b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-            % (status, len(body), body)
-        )
-        await writer.drain()
-        writer.close()
+        if connections is not None:
+            connections.append(1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )  # fmt: skip
+                payload = await reader.readexactly(length)
+                if seen is not None:
+                    seen.extend([head, payload])
+                answer = body.pop(0) if isinstance(body, list) else body
+                writer.write(
+                    b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (status, len(answer), answer)
+                )
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
 
     return handle
 
@@ -120,37 +139,14 @@ def test_answers_map_as_for_the_one_at_a_time_client(
     assert type(result) is expected, result
 
 
-def answering_each(bodies: list[bytes], connections: list[int]) -> Handler:
-    """A keep-alive server: answers every request on a connection until it closes;
-    counts the connections it accepted."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )  # fmt: skip
-                await reader.readexactly(length)
-                body = bodies.pop(0)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            writer.close()
-
-    return handle
-
-
 def test_one_connection_carries_requests_one_after_another() -> None:
     connections: list[int] = []
     bodies = [b'{"resultCode": 112001, "messageIds": ["%d", "x"]}' % n for n in range(3)]
 
     async def three_in_a_row() -> list[MessageResponse | LinkError]:
-        server = await asyncio.start_server(answering_each(bodies, connections), "127.0.0.1", 0)
+        server = await asyncio.start_server(
+            answering(200, bodies, keep_alive=True, connections=connections), "127.0.0.1", 0
+        )
         port = server.sockets[0].getsockname()[1]
         creds = LinkCredentials(f"http://127.0.0.1:{port}", "user", "pw", "PID", "42")
         sender = ConcurrentSender(creds, timeout_seconds=5, connect_seconds=5, max_connections=4)
@@ -190,7 +186,7 @@ def test_requests_that_broke_their_connection_leave_it_free_for_the_next() -> No
     connections, then an answer."""
     bodies = [b'{"resultCode": 112001, "messageIds": ["a", "b"]}']
     connections: list[int] = []
-    answer = answering_each(bodies, connections)
+    answer = answering(200, bodies, keep_alive=True, connections=connections)
     calls = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -25,7 +25,7 @@ from dispatcher.providers.base import Level, Provider
 from dispatcher.providers.meta.client import MetaClient, MetaCredentials
 from dispatcher.providers.meta.models import MetaAnswer, MetaRequest, read_answer
 from tests.unit.providers.conftest import REQUEST
-from tests.unit.providers.test_concurrent_sender import hang_up
+from tests.unit.providers.test_concurrent_sender import Handler, answering, hang_up
 
 CREDS = MetaCredentials(
     base_url="https://graph.test",
@@ -429,34 +429,7 @@ def test_the_account_digest_differs_by_token_and_endpoint_not_by_number() -> Non
                                             "102290129340398").account  # fmt: skip
 
 
-# --- the fan-out's sender, over loopback --------------------------------------------------
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-def answering(status: int, body: bytes, seen: list[bytes] | None = None) -> Handler:
-    """A keep-alive server answering every request alike; records what it read."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )  # fmt: skip
-                payload = await reader.readexactly(length)
-                if seen is not None:
-                    seen.extend([head, payload])
-                writer.write(b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n%s"
-                             % (status, len(body), body))  # fmt: skip
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            writer.close()
-
-    return handle
+# --- the fan-out's sender, over loopback (the servers of the LINK sender's tests) ---------
 
 
 async def send_through(handler: Handler, requests: list[MetaRequest]) -> list[Any]:
@@ -478,7 +451,9 @@ def test_the_fan_out_sender_posts_each_number_s_path_with_the_bearer_token() -> 
     body = json.dumps(accepted(message_status="held_for_quality_assessment")).encode()
     other = MetaRequest("/v23.0/999/messages", "c1-b2", ["NO.1"], [{}], b'"type":"text"')
 
-    answers = asyncio.run(send_through(answering(200, body, seen), [request(), other]))
+    answers = asyncio.run(
+        send_through(answering(200, body, seen, keep_alive=True), [request(), other])
+    )
 
     assert all(isinstance(a, MetaAnswer) and a.held_for_quality for a in answers)
     heads = sorted(seen[0::2])
@@ -504,7 +479,7 @@ def test_the_fan_out_sender_posts_each_number_s_path_with_the_bearer_token() -> 
 def test_the_fan_out_sender_maps_answers_as_the_one_at_a_time_client(
     status: int, body: bytes, expected: type[LinkError]
 ) -> None:
-    [result] = asyncio.run(send_through(answering(status, body), [request()]))
+    [result] = asyncio.run(send_through(answering(status, body, keep_alive=True), [request()]))
 
     assert type(result) is expected, result
 
