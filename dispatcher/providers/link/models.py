@@ -30,6 +30,7 @@ __all__ = [
     "MessageResponse",
     "PhoneNumberInfo",
     "Priority",
+    "choice_replies",
 ]
 
 # Seed 004 'BSUID - Message Status Notifications' / '... Incoming Message Webhooks (MO)':
@@ -296,15 +297,7 @@ class IncomingMessage(_Wire):
         if not isinstance(inner, dict):
             return
         yield from _strings(inner.get("text"))
-        button = inner.get("button")
-        if isinstance(button, dict):
-            yield from _strings(button.get("text"), button.get("payload"))
-        interactive = inner.get("interactive")
-        if isinstance(interactive, dict):
-            for kind in ("button_reply", "list_reply"):
-                choice = interactive.get(kind)
-                if isinstance(choice, dict):
-                    yield from _strings(choice.get("title"))
+        yield from choice_replies(inner)
 
     @property
     def reply_context(self) -> ReplyContext | None:
@@ -364,6 +357,21 @@ def _flag(value: object) -> bool | None:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     return None
+
+
+def choice_replies(message: Mapping[str, Any]) -> Iterator[str]:
+    """What a person chose, in WhatsApp's message object (seed 002; LINK passes it on
+    as ``content.message``): a template button's text and payload, an interactive
+    button's or list row's title."""
+    button = message.get("button")
+    if isinstance(button, dict):
+        yield from _strings(button.get("text"), button.get("payload"))
+    interactive = message.get("interactive")
+    if isinstance(interactive, dict):
+        for kind in ("button_reply", "list_reply"):
+            choice = interactive.get(kind)
+            if isinstance(choice, dict):
+                yield from _strings(choice.get("title"))
 
 
 def _reply_context(inner: Mapping[str, Any]) -> ReplyContext | None:

@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from dispatcher.providers.base import MAX_ID_CHARS, Callback, InvalidReport, Pricing, ReplyContext
+from dispatcher.providers.link.models import choice_replies
 from dispatcher.status import MessageStatus
 
 __all__ = [
@@ -231,15 +232,7 @@ class MetaIncoming:
         text = message.get("text")
         if isinstance(text, dict):
             yield from _strings(text.get("body"))
-        button = message.get("button")
-        if isinstance(button, dict):
-            yield from _strings(button.get("text"), button.get("payload"))
-        interactive = message.get("interactive")
-        if isinstance(interactive, dict):
-            for kind in ("button_reply", "list_reply"):
-                choice = interactive.get(kind)
-                if isinstance(choice, dict):
-                    yield from _strings(choice.get("title"))
+        yield from choice_replies(message)
 
     @property
     def reply_context(self) -> ReplyContext | None:
