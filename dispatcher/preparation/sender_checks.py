@@ -21,7 +21,12 @@ from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.spec import CampaignSpec
 from dispatcher.db import Campaign, Message
-from dispatcher.errors import CampaignSpecError, LinkRequestError, LinkTransientError
+from dispatcher.errors import (
+    CampaignSpecError,
+    ConfigurationError,
+    LinkRequestError,
+    LinkTransientError,
+)
 from dispatcher.providers import Level, Provider, TemplateInfo, serving
 
 log = logging.getLogger(__name__)
@@ -188,7 +193,9 @@ def check_template(client: Provider, spec: CampaignSpec, notes: list[str]) -> Te
     client = serving(client, spec.sender)
     try:
         listed = client.templates(spec.sender.address)
-    except (LinkTransientError, LinkRequestError) as exc:
+    except (LinkTransientError, LinkRequestError, ConfigurationError) as exc:
+        # ConfigurationError: the provider needs a setting to list them (Meta's
+        # META_WABA_ID); sending does not, so the campaign goes on unchecked.
         notes.append(f"template list unavailable ({exc}): template {name!r} not checked")
         return None
     where = "message.template"

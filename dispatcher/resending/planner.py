@@ -120,7 +120,9 @@ def plan(session: Session, waits: Waits, now: datetime) -> int:
             # Spelled out for ``ix_messages_unjudged_failures``: every failure has it.
             Message.failed_at.is_not(None),
             Message.retry_class.is_(None),
-            Message.submitted_at.is_not(None),
+            # Submitted, or refused with WhatsApp's own code (a Meta send refused
+            # outright, e.g. 131062): the table judges both alike.
+            or_(Message.submitted_at.is_not(None), Message.whatsapp_error_code.is_not(None)),
             Campaign.state == CampaignState.SENDING,
         )
         .limit(_CHUNK)

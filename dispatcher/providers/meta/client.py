@@ -243,7 +243,7 @@ def _error_from(status: int, content: bytes) -> LinkError:
         text = f"{text} (subcode {error.error_subcode})"
     if error.fbtrace_id:
         text = f"{text} [fbtrace_id {error.fbtrace_id}]"
-    return cls(f"Meta {status}: {text}", result_code=code, http_status=status)
+    return cls(f"Meta {status}: {text}", result_code=code, http_status=status, whatsapp_code=code)
 
 
 def _read_answer(request: Request, body: bytes) -> MetaAnswer | None:
