@@ -240,6 +240,27 @@ class Reply(Base):
     received_at: Mapped[datetime]
 
 
+class WhatsAppEcho(Base):
+    """A message the business sent a person from the WhatsApp Business app (Meta's
+    ``smb_message_echoes``, seed 003): to whom, when, from which number and of what
+    kind, never what it said. None of a campaign's messages; it opens no care window."""
+
+    __tablename__ = "whatsapp_echoes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    business_number: Mapped[str] = mapped_column(String(32))  # E.164; '' = not said
+    # The person as WhatsApp names them (``to``, else ``to_user_id``), written as the
+    # identity book writes identifiers; their BSUID when the echo gives it (seed 000).
+    recipient: Mapped[str] = mapped_column(String(160), index=True)
+    recipient_user_id: Mapped[str | None] = mapped_column(String(160), index=True)
+    # WhatsApp's id of the echoed message: a body Meta delivers twice is one row.
+    wa_message_id: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # text, image, edit, revoke...
+    original_message_id: Mapped[str | None] = mapped_column(String(128))  # of an edit, a revoke
+    sent_at: Mapped[datetime]
+    report_id: Mapped[int] = mapped_column(BigId)  # delivery_reports.id it came in
+
+
 class MergedRow(Base):
     """A recipients row naming a person listed earlier in the campaign: no message of its
     own; the report shows it with the line it was merged into and why."""

@@ -272,6 +272,41 @@ def rejects(
         say("Rejects of campaign ", str(campaign_id), " written to ", str(output))
 
 
+@app.command(short_help="What the dispatcher knows of one person: identifiers, messages, echoes.")
+@friendly
+def person(
+    identifier: Annotated[
+        str, typer.Argument(help="phone number (E.164, or national with --region) or BSUID")
+    ],
+    region: Annotated[
+        str | None, typer.Option(help="ISO country for a number without a country code")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, help="at most this many campaign messages, and echoes")
+    ] = 20,
+) -> None:
+    """The identifiers the identity book links to IDENTIFIER, the person's messages in
+    campaigns (campaign, status, last update) and what the business sent them from the
+    WhatsApp Business app (echoes), newest first. Identifiers are shown whole: you
+    asked by one of them."""
+    from dispatcher.interfaces.console import person_view
+    from dispatcher.operations.person import identifier_of, look_up
+
+    wanted = identifier_of(identifier, region.upper() if region else None)
+    if wanted is None:
+        raise typer.BadParameter(
+            "not a phone number (international, or national with --region) or a BSUID",
+            param_hint="IDENTIFIER",
+        )
+    db = local_db()
+    try:
+        with db.session() as session:
+            found = look_up(session, wanted, limit=limit)
+    finally:
+        db.dispose()
+    console.print(person_view(found, limit))
+
+
 @app.command(short_help="Remove stored files of campaigns that ended long ago.")
 @friendly
 def purge(

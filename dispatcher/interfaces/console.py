@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rich import box
 from rich.console import Console, Group
@@ -17,6 +17,9 @@ from dispatcher.db import Database
 from dispatcher.operations import progress as progress_mod
 from dispatcher.operations.progress import Progress as CampaignProgress
 from dispatcher.status import CampaignState
+
+if TYPE_CHECKING:
+    from dispatcher.operations.person import Person
 
 STAGES = ("submitted", "sent", "delivered", "read", "failed")
 
@@ -229,3 +232,41 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds + 0.5), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def person_view(person: Person, limit: int) -> Group:
+    """What the dispatcher knows of one person (``dispatcher person``): identifiers
+    whole (the operator asked by one of them), then campaign messages and business app
+    messages, newest first; a list that reached ``limit`` says there may be more."""
+    if not person.known:
+        return Group(Text(f"Nothing is known of {person.asked}: no identity, message or echo."))
+    shown: list[Table] = []
+    identifiers = Table(title=Text(f"Person {person.asked}"), box=box.SIMPLE_HEAD)
+    for column in ("identifier", "kind", "learned from", "learned at (UTC)"):
+        identifiers.add_column(column, no_wrap=column == "identifier")
+    for known in person.identifiers:
+        learned = "-" if known.learned_at is None else f"{known.learned_at:%Y-%m-%d %H:%M}"
+        identifiers.add_row(Text(known.identifier), known.kind,
+                            known.learned_from or "not in the identity book", learned)  # fmt: skip
+    shown.append(identifiers)
+    messages = Table(title="Campaign messages", box=box.SIMPLE_HEAD,
+                     caption=_more(len(person.messages), limit))  # fmt: skip
+    for column in ("campaign", "name", "sent to", "status", "last update (UTC)"):
+        messages.add_column(column, justify="right" if column == "campaign" else "left")
+    for m in person.messages:
+        messages.add_row(str(m.campaign_id), Text(m.campaign_name), Text(m.destination), m.status,
+                         f"{m.updated_at:%Y-%m-%d %H:%M:%S}")  # fmt: skip
+    shown.append(messages)
+    echoes = Table(title="Sent from the WhatsApp Business app (echoes; no campaign's)",
+                   box=box.SIMPLE_HEAD, caption=_more(len(person.echoes), limit))  # fmt: skip
+    for column in ("time (UTC)", "kind", "business number", "to", "about message"):
+        echoes.add_column(column, overflow="fold")
+    for e in person.echoes:
+        echoes.add_row(f"{e.sent_at:%Y-%m-%d %H:%M:%S}", Text(e.kind), e.business_number or "-",
+                       Text(e.recipient), Text(e.original_message_id or ""))  # fmt: skip
+    shown.append(echoes)
+    return Group(*shown)
+
+
+def _more(count: int, limit: int) -> str | None:
+    return f"the {limit} newest; --limit shows more" if count >= limit else None

@@ -354,8 +354,43 @@ class IncomingReport(Protocol):
         ...
 
 
+class EchoReport(Protocol):
+    """A message the business sent a person from outside the dispatcher (Meta: the
+    WhatsApp Business app, seed 003 ``smb_message_echoes``): none of a campaign's, and
+    nobody writing to the business."""
+
+    @property
+    def message_id(self) -> str | None:
+        """WhatsApp's id of the message (a body delivered twice names the same one)."""
+        ...
+
+    @property
+    def type(self) -> str:
+        """What it was: text, image, edit, revoke..."""
+        ...
+
+    @property
+    def timestamp(self) -> datetime | None: ...
+
+    @property
+    def business_number(self) -> str | None:
+        """The business number it was sent from, E.164; None when the body does not say."""
+        ...
+
+    @property
+    def named_identifiers(self) -> tuple[str | None, ...]:
+        """The raw identifiers of the person it went to (number, BSUID, parent BSUID)."""
+        ...
+
+    @property
+    def original_message_id(self) -> str | None:
+        """The message an edit or a revoke is about."""
+        ...
+
+
 class Callback(NamedTuple):
     """What one webhook body holds."""
 
     statuses: Sequence[StatusReport] = ()
     incoming: Sequence[IncomingReport] = ()
+    echoes: Sequence[EchoReport] = ()

@@ -11,7 +11,8 @@ the order in which one set's reports arrived (good news is folded before failure
 a failure never overrules a delivery it arrived with).
 
 Bodies are read by their provider (``providers.parse_callback``) into provider-neutral
-status reports and incoming messages. A report can arrive before the worker has
+status reports, incoming messages and echoes (what the business sent from elsewhere,
+kept per person: ``echoes``). A report can arrive before the worker has
 recorded the message id it refers to (the provider may call back faster than our own
 transaction commits). Such a report is kept
 ``unmatched`` and applied when the batch's ids are recorded (``apply_waiting``), or by
@@ -56,8 +57,10 @@ from dispatcher.providers import (
     StatusReport,
     parse_callback,
 )
+from dispatcher.providers.base import EchoReport
 from dispatcher.resending import policy as retry
 from dispatcher.status import BatchState, MessageStatus, advances, predecessors
+from dispatcher.tracking import echoes as echoes_mod
 from dispatcher.tracking import incoming
 from dispatcher.tracking.intake import (
     STATUS_KINDS,
@@ -618,7 +621,7 @@ def _apply_rows(
 ) -> int:
     """Apply stored rows (id, kind, body); returns how many reached a message."""
     plan_for_lookups(session)
-    dlrs, mos = _read(session, rows)
+    dlrs, mos, echoes = _read(session, rows)
     applied = 0
     failed: list[int] = []
     if dlrs:
@@ -647,6 +650,13 @@ def _apply_rows(
         except SQLAlchemyError as exc:
             log.warning("report %s could not be applied: %s", report_id, type(exc).__name__)
             failed.append(report_id)
+    if echoes:
+        try:
+            with session.begin_nested():
+                applied += echoes_mod.apply(session, echoes)
+        except SQLAlchemyError as exc:
+            log.warning("%d echoes could not be applied: %s", len(echoes), type(exc).__name__)
+            failed.extend(sorted({report_id for report_id, _ in echoes}))
     if failed and mark_failures_tried:
         # Out of the applier's way; the sweep retries them, least recently tried first.
         session.execute(
@@ -659,11 +669,14 @@ def _apply_rows(
 
 def _read(
     session: Session, rows: Sequence[Any]
-) -> tuple[list[tuple[int, StatusReport]], list[tuple[int, IncomingReport]]]:
-    """The status reports and incoming messages of stored rows (id, kind, body), each
-    with its row's id; unreadable rows are marked invalid."""
+) -> tuple[
+    list[tuple[int, StatusReport]], list[tuple[int, IncomingReport]], list[tuple[int, EchoReport]]
+]:
+    """The status reports, incoming messages and echoes of stored rows (id, kind,
+    body), each with its row's id; unreadable rows are marked invalid."""
     dlrs: list[tuple[int, StatusReport]] = []
     mos: list[tuple[int, IncomingReport]] = []
+    echoes: list[tuple[int, EchoReport]] = []
     for report_id, kind, body in rows:
         try:
             parsed = parse_callback(kind, body)
@@ -674,4 +687,6 @@ def _read(
             dlrs.append((report_id, status))
         for message in parsed.incoming:
             mos.append((report_id, message))
-    return dlrs, mos
+        for echo in parsed.echoes:
+            echoes.append((report_id, echo))
+    return dlrs, mos, echoes

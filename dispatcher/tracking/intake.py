@@ -3,7 +3,7 @@
 Every body is kept (``delivery_reports``) whatever it holds; this module decides, from
 the bytes alone and without the database, which state the row starts in and what the
 receiver answers: ``received`` (200, applied later), ``ignored`` (200: readable, with
-nothing to apply, such as Meta's echoes) or ``invalid`` (400, kept for inspection with
+nothing to apply, such as Meta's system messages) or ``invalid`` (400, kept for inspection with
 the reason; Meta's are answered 200, ``interfaces.webhooks``). Its provider reads the
 body (``providers.parse_callback``, by the kind of callback); the columns a status
 report is looked up by (message id, request id, result code) are filled here once, so
@@ -104,7 +104,7 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
         )
         return Received(kind, body, ReportState.INVALID, note)
     try:
-        statuses, incoming = parse_callback(kind, body)
+        statuses, incoming, echoes = parse_callback(kind, body)
     except InvalidReport as exc:
         return Received(kind, body, ReportState.INVALID, _clean(str(exc)))
     except Exception as exc:  # a body that trips a bug is still bad input: 400, kept
@@ -119,9 +119,9 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
             ref_id=report.ref_id,
             result_code=report.result_code,
         )
-    if not statuses and not incoming:
-        # Readable, but nothing in it for the applier (Meta: echoes, system messages,
-        # a status without a tracked state): kept, never queued.
+    if not statuses and not incoming and not echoes:
+        # Readable, but nothing in it for the applier (Meta: system messages, a status
+        # without a tracked state): kept, never queued.
         return Received(kind, body, ReportState.IGNORED)
     return Received(kind, body, ReportState.RECEIVED)
 

@@ -16,9 +16,9 @@ contacts, seed 003 for echoes):
   WhatsApp Business app; never one of our campaign's messages;
 * ``user_id_update`` (field of that name, seed 000): a user's new BSUID.
 
-Statuses and people's messages become the ``Callback`` the stages apply; the rest is
-parsed into the typed records below (``parse_webhook``) and kept in the stored body:
-identity changes are applied by the identity book's own rules, not here.
+Statuses, people's messages and echoes become the ``Callback`` the stages apply; the
+rest is parsed into the typed records below (``parse_webhook``) and kept in the stored
+body: identity changes are applied by the identity book's own rules, not here.
 
 Read by hand from ``orjson``'s dicts, not by a model per status: a campaign of a
 thousand messages a second brings about three thousand statuses a second to one
@@ -295,7 +295,8 @@ class SystemChange:
 @dataclass(frozen=True, slots=True)
 class Echo:
     """A message the business sent from the WhatsApp Business app (seed 003): to
-    ``to`` / ``to_user_id``; ``original_message_id`` for an edit or revoke."""
+    ``to`` / ``to_user_id`` / ``to_parent_user_id`` (seed 000); ``original_message_id``
+    for an edit or revoke. Satisfies ``base.EchoReport``."""
 
     message_id: str | None
     type: str
@@ -303,6 +304,10 @@ class Echo:
     business_number: str | None
     to: tuple[str | None, ...]
     original_message_id: str | None
+
+    @property
+    def named_identifiers(self) -> tuple[str | None, ...]:
+        return self.to
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,11 +338,14 @@ class Webhook:
 
 
 def read_webhook(body: bytes) -> Callback:
-    """The statuses and people's messages of a webhook body (what the stages apply,
-    read without the rest); ``InvalidReport`` when it is not a Cloud API webhook, or
-    holds only fields the dispatcher does not read."""
+    """The statuses, people's messages and echoes of a webhook body (what the stages
+    apply, read without the rest); ``InvalidReport`` when it is not a Cloud API
+    webhook, or holds only fields the dispatcher does not read. Echoes are rare (the
+    business writing from its app): a change without ``message_echoes`` costs one look
+    for the key."""
     statuses: list[MetaStatus] = []
     incoming: list[MetaIncoming] = []
+    echoes: list[Echo] = []
     other: set[str] = set()
     read = False
     for field, value in _changes(body):
@@ -347,11 +355,13 @@ def read_webhook(body: bytes) -> Callback:
         read = True
         if field == "messages":
             _read_messages(value, statuses, incoming)
+        if "message_echoes" in value:
+            _read_echoes(value, echoes)
     if not read:
         if other:
             raise InvalidReport(f"field {', '.join(sorted(other))}: not one the dispatcher reads")
         raise InvalidReport("entry: no change in it")
-    return Callback(statuses, incoming)
+    return Callback(statuses, incoming, echoes)
 
 
 def parse_webhook(body: bytes) -> Webhook:
@@ -449,9 +459,7 @@ class _Parts:
                 _user_id_update(u) for u in _dicts(value.get("user_id_update"))
             )
             return
-        business = _business(value)
-        for echo in _dicts(value.get("message_echoes")):
-            self.echoes.append(_echo(echo, business))
+        _read_echoes(value, self.echoes)
         if field == "messages":
             _read_messages(value, self.statuses, self.incoming, self.system_changes)
 
@@ -519,6 +527,13 @@ def _system_change(message: Mapping[str, Any]) -> SystemChange:
     )
 
 
+def _read_echoes(value: Mapping[str, Any], echoes: list[Echo]) -> None:
+    """A value's ``message_echoes`` (seed 003), from its business number."""
+    business = _business(value)
+    for echo in _dicts(value.get("message_echoes")):
+        echoes.append(_echo(echo, business))
+
+
 def _echo(echo: Mapping[str, Any], business: str | None) -> Echo:
     kind = _text(echo.get("type")) or "unknown"
     inner = echo.get(kind)
@@ -527,7 +542,8 @@ def _echo(echo: Mapping[str, Any], business: str | None) -> Echo:
         message_id=_text(echo.get("id")),
         type=kind,
         timestamp=_unix(echo.get("timestamp")),
-        business_number=business,
+        # seed 003: ``from`` is the business's display number, as the metadata's
+        business_number=business or _e164(echo.get("from")),
         to=(
             _text(echo.get("to")),
             _text(echo.get("to_user_id")),

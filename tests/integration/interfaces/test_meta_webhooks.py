@@ -239,7 +239,9 @@ def test_a_recorded_body_is_stored_and_applied_to_the_messages_it_reports_on(
     else:
         statuses = tuple(callback.statuses)
         tracked = any(s.message_status for s in statuses)  # "<STATUS>" tracks nothing
-        expected_state = "applied" if tracked or callback.incoming else "ignored"
+        # an echo is kept when it names a person ("<WHATSAPP_USER_PHONE_NUMBER>" does not)
+        kept = any(book.identifiers_in(e.named_identifiers) for e in callback.echoes)
+        expected_state = "applied" if tracked or callback.incoming or kept else "ignored"
     for status in statuses:  # one submitted message each, sent to whom it names
         make_batch(db, [sent_to(status.named_identifiers)], link_ids=[status.message_id or ""])
     row = meta.stored(body)
@@ -409,7 +411,7 @@ def test_an_echo_is_kept_but_opens_no_window_and_touches_no_message(
 ) -> None:
     make_batch(db, ["+16505551234"], link_ids=[OUR_WAMID])  # the revoke's echo id is ours
     row = meta.stored(recorded("003_smb_message_echoes_revoke"))
-    assert row.state == "ignored"
+    assert row.state == "applied"  # kept with its person (tracking/test_echoes.py)
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(CareWindow)) == 0
     assert message_of(db, OUR_WAMID).status == MessageStatus.SUBMITTED
