@@ -257,10 +257,13 @@ def person_view(person: Person, limit: int) -> Group:
         messages.add_row(str(m.campaign_id), Text(m.campaign_name), Text(m.destination), m.status,
                          f"{m.updated_at:%Y-%m-%d %H:%M:%S}")  # fmt: skip
     shown.append(messages)
-    echoes = Table(title="Sent from the WhatsApp Business app (echoes; no campaign's)",
-                   box=box.SIMPLE_HEAD, caption=_more(len(person.echoes), limit))  # fmt: skip
+    echoes = Table(
+        title="Sent from the WhatsApp Business app (echoes: no campaign's messages)",
+        box=box.SIMPLE_HEAD,
+        caption=_more(len(person.echoes), limit),
+    )
     for column in ("time (UTC)", "kind", "business number", "to", "about message"):
-        echoes.add_column(column, overflow="fold")
+        echoes.add_column(column, no_wrap=column != "about message", overflow="fold")
     for e in person.echoes:
         echoes.add_row(f"{e.sent_at:%Y-%m-%d %H:%M:%S}", Text(e.kind), e.business_number or "-",
                        Text(e.recipient), Text(e.original_message_id or ""))  # fmt: skip
