@@ -51,13 +51,13 @@ from dispatcher.db.models import (
 from dispatcher.db.timestamps import aware
 from dispatcher.preparation import media
 from dispatcher.providers import (
+    EchoReport,
     IncomingReport,
     InvalidReport,
     Pricing,
     StatusReport,
     parse_callback,
 )
-from dispatcher.providers.base import EchoReport
 from dispatcher.resending import policy as retry
 from dispatcher.status import BatchState, MessageStatus, advances, predecessors
 from dispatcher.tracking import echoes as echoes_mod

@@ -27,7 +27,7 @@ from dispatcher.audience import book
 from dispatcher.db.bulk import among, insert_ignoring_duplicates
 from dispatcher.db.models import DeliveryReport, WhatsAppEcho
 from dispatcher.db.timestamps import aware
-from dispatcher.providers.base import MAX_ID_CHARS, EchoReport
+from dispatcher.providers import MAX_ID_CHARS, EchoReport
 from dispatcher.tracking.intake import ReportState
 
 __all__ = ["apply"]
