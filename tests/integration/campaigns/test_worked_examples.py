@@ -43,11 +43,19 @@ def requests_seen(simulator: str) -> list[dict[str, Any]]:
 
 
 def by_destination(simulator: str) -> dict[str, dict[str, Any]]:
+    """Each person's message as the simulator took it: LINK's requests (destinations and
+    messages) and Meta's sends (one message to ``to`` or ``recipient`` each)."""
+    taken = [
+        (request["destinations"], request["messages"][0]) for request in requests_seen(simulator)
+    ] + [
+        ([send["body"].get("to") or send["body"]["recipient"]], send["body"])
+        for send in httpx.get(f"{simulator}/_simulator/meta/requests").json()
+    ]
     sent: dict[str, dict[str, Any]] = {}
-    for request in requests_seen(simulator):
-        for destination in request["destinations"]:
+    for destinations, message in taken:
+        for destination in destinations:
             assert destination not in sent, f"{destination} received twice"
-            sent[destination] = request["messages"][0]
+            sent[destination] = message
     return sent
 
 
