@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +12,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import uvicorn
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Base, Batch, Campaign, Database, DeliveryReport, Message, migrate
+from dispatcher.interfaces.edge import guarded_protocol
 from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.webhooks import WebhookApp
 from dispatcher.interfaces.webhooks import create_app as create_webhook_app
@@ -30,7 +35,7 @@ from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from dispatcher.tracking import apply as tracking
 from dispatcher.tracking.intake import read_body
-from tests.conftest import through
+from tests.conftest import free_port, through
 
 pytestmark = pytest.mark.integration
 
@@ -297,6 +302,29 @@ def campaign(db: Database, folder: Path, rows: list[str]) -> int:
 
 
 # -- the webhook app over real HTTP ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def guarded(app: Any, request_timeout: float | None = None) -> Iterator[int]:
+    """``app`` under uvicorn with the webhook app's guarded protocol (as ``dispatcher
+    serve`` runs it) on a loopback port; yields the port."""
+    port = free_port()
+    protocol = guarded_protocol() if request_timeout is None else guarded_protocol(request_timeout)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=protocol, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "did not start"
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture()

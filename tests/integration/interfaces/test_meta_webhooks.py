@@ -6,8 +6,6 @@ replies, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,14 +13,13 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from dispatcher.audience import book
 from dispatcher.db import Batch, Database, DeliveryReport, Message
 from dispatcher.db.models import CareWindow, Reply, Suppression
 from dispatcher.db.timestamps import aware
-from dispatcher.interfaces.edge import COUNTERS, guarded_protocol
+from dispatcher.interfaces.edge import COUNTERS
 from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.webhooks import MetaKeys, WebhookApp, create_app
 from dispatcher.providers import InvalidReport, StatusReport
@@ -32,8 +29,7 @@ from dispatcher.resending.policy import RetryClass, retry_class
 from dispatcher.settings import opt_out_keywords
 from dispatcher.status import BatchState, MessageStatus
 from dispatcher.tracking import apply as tracking
-from tests.conftest import free_port
-from tests.integration.conftest import AUTH, SENT, TOKEN, make_batch, store_body
+from tests.integration.conftest import AUTH, SENT, TOKEN, guarded, make_batch, store_body
 from tests.integration.interfaces.test_recorded_webhooks import persons
 from tests.unit.providers.test_meta_callbacks import RECORDED, filled, recorded
 
@@ -79,22 +75,11 @@ def meta(db: Database) -> Iterator[Meta]:
         applier="thread",
         meta=MetaKeys(SECRET, VERIFY),
     )
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=guarded_protocol(), log_level="warning",
-        lifespan="on",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "did not start"
-        time.sleep(0.01)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+    with (
+        guarded(app) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as http,
+    ):
         yield Meta(app, http)
-    server.should_exit = True
-    thread.join(10)
 
 
 def rows(db: Database) -> int:

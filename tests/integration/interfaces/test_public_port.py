@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,14 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from dispatcher.db import Database, DeliveryReport
-from dispatcher.interfaces.edge import COUNTERS, CallerLimits, guarded_protocol
+from dispatcher.interfaces.edge import COUNTERS, CallerLimits
 from dispatcher.interfaces.webhooks import create_app
 from tests.conftest import dispatcher_command, free_port, wait_http
-from tests.integration.conftest import AUTH, SENT, TOKEN, incoming
+from tests.integration.conftest import AUTH, SENT, TOKEN, guarded, incoming
 
 INTERNAL = "internal-secret"
 
@@ -186,25 +184,8 @@ def test_the_caller_behind_a_trusted_proxy_is_the_forwarded_address() -> None:
 @pytest.fixture()
 def guarded_server(db: Database) -> Iterator[int]:
     """The webhook app under uvicorn with a 0.5 s deadline on each request."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(db, token=TOKEN, applier="thread"),
-        host="127.0.0.1",
-        port=port,
-        http=guarded_protocol(0.5),
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "did not start"
-        time.sleep(0.01)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with guarded(create_app(db, token=TOKEN, applier="thread"), 0.5) as port:
+        yield port
 
 
 def _closed_by_server(sock: socket.socket, within: float) -> bool:
