@@ -16,6 +16,7 @@ from dispatcher.campaigns.lifecycle import unsettled
 from dispatcher.db import Batch, Campaign, MergedRow, Message, Reply
 from dispatcher.masking import mask
 from dispatcher.operations.reports import OUTCOME_COLUMNS
+from dispatcher.providers import PROVIDER_NAMES
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from dispatcher.tracking import replies
 
@@ -104,10 +105,6 @@ class Progress:
         sender masked like every number on a status screen; ``dispatcher report`` is
         the export that carries numbers whole."""
         return asdict(self) | {"eta_seconds": self.eta_seconds, "source": mask(self.source)}
-
-
-#: A spec's ``sender.provider`` as users know it.
-PROVIDER_NAMES = {"link": "LINK", "meta": "Meta"}
 
 
 def held_for_quality() -> ColumnElement[bool]:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_ID_CHARS",
     "MAX_REF_CHARS",
+    "PROVIDER_NAMES",
     "WEBHOOKS",
     "Answer",
     "Callback",
@@ -77,6 +78,9 @@ __all__ = [
     "provider_from_settings",
     "serving",
 ]
+
+#: A spec's ``sender.provider`` as users know it.
+PROVIDER_NAMES = {"link": "LINK", "meta": "Meta"}
 
 #: Webhook path -> the kind of callback it takes (``tracking.intake.Kind``).
 WEBHOOKS: dict[str, str] = {
@@ -164,7 +168,7 @@ class Providers:
         if provider is None:
             variable = "META_BASE_URL" if name == "meta" else "LINK_BASE_URL"
             raise ConfigurationError(
-                f"this campaign sends through {_NAMES.get(name, name)}, which is not "
+                f"this campaign sends through {PROVIDER_NAMES.get(name, name)}, which is not "
                 f"configured here: set {variable}"
             )
         return provider
@@ -218,9 +222,6 @@ class Providers:
     def close(self) -> None:
         for provider in self._by_name.values():
             provider.close()
-
-
-_NAMES = {"link": "LINK", "meta": "Meta's Cloud API"}
 
 
 class _RoutedSender:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -99,7 +100,7 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
         if isinstance(exc, LinkAuthError):
             _fail_campaign_of(ctx.db, batch_id, refused_account(ctx, request, exc))
         return Outcome.REJECTED
-    slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity))
+    slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity, request.destinations))
     return Outcome.SUBMITTED
 
 
@@ -107,7 +108,7 @@ def slows_sender(exc: LinkTransientError) -> bool:
     """Throttled: by the gateway (HTTP 429), or by WhatsApp before anything was sent (a
     rate-limit code in the answer, Meta 4, 80007, 130429). Slows the whole sender; a
     pair limit (131056) holds only its person's send (the task's backoff)."""
-    return exc.http_status == 429 or retry_class(exc.result_code) is RetryClass.RATE_LIMIT
+    return exc.http_status == 429 or retry_class(exc.whatsapp_code) is RetryClass.RATE_LIMIT
 
 
 def apply_waiting(ctx: SendContext, batch_ids: list[str]) -> None:
@@ -293,28 +294,22 @@ def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) 
         )
 
 
-def note_answers(session: Session, answers: list[tuple[int, Answer]]) -> None:
-    """What one-person answers say beyond the id (Meta's): the people they name go into
-    the identity book when they include the destination we used (seed 000: ``contacts``
-    gives ``wa_id`` and ``user_id``), and messages held for quality are marked."""
-    held = [message_id for message_id, answer in answers if answer.held_for_quality]
+def note_answers(session: Session, answers: list[tuple[int, str, Answer]]) -> None:
+    """What one-person answers (message id, destination, answer) say beyond the id
+    (Meta's): the people they name go into the identity book when they include the
+    destination we used (seed 000: ``contacts`` gives ``wa_id`` and ``user_id``), and
+    messages held for quality are marked."""
+    held = [message_id for message_id, _, answer in answers if answer.held_for_quality]
     if held:
         session.execute(update(Message).where(Message.id.in_(held)).values(held_for_quality=True))
-    named = {m: a.named_identifiers for m, a in answers if a.named_identifiers}
-    if not named:
-        return
-    destinations: dict[int, str] = {
-        row.id: row.destination
-        for row in session.execute(
-            select(Message.id, Message.destination).where(Message.id.in_(named))
-        )
-    }
     groups = []
-    for message_id, raw in named.items():
-        group = book.identifiers_in((destinations.get(message_id), *raw))
-        if len(group) > 1 and destinations.get(message_id) in group:
-            groups.append(group)
-    book.learn_many(session, groups, "answer")
+    for _, destination, answer in answers:
+        if answer.named_identifiers:
+            group = book.identifiers_in((destination, *answer.named_identifiers))
+            if len(group) > 1 and destination in group:
+                groups.append(group)
+    if groups:
+        book.learn_many(session, groups, "answer")
 
 
 def refused_account(ctx: SendContext, request: Request, exc: LinkAuthError) -> str:
@@ -348,10 +343,11 @@ def _record(
     batch_id: str,
     response: Answer,
     validity: timedelta = timedelta(minutes=LINK_DEFAULT_VALIDITY_MINUTES),
+    destinations: Sequence[str] = (),
 ) -> set[str]:
-    """Store each message id on its message (ids mirror the destinations' order), then
-    apply the reports that raced ahead of this commit (parked as unmatched); returns
-    the senders rate-limited among them."""
+    """Store each message id on its message (ids mirror the destinations' order, which
+    ``destinations`` are), then apply the reports that raced ahead of this commit
+    (parked as unmatched); returns the senders rate-limited among them."""
     now = datetime.now(UTC)
     with db.session() as session:
         batch_states.submitted(session, [batch_id], now, response.result_code)
@@ -368,8 +364,8 @@ def _record(
         session.execute(update(Message), rows)
         in_request = (Message.batch_id == batch_id) & Message.position.is_not(None)
         session.execute(update(Message).where(in_request).values(submitted(now, validity)))
-        if len(in_order) == 1:
-            note_answers(session, [(in_order[0], response)])
+        if len(in_order) == 1 and len(destinations) == 1:
+            note_answers(session, [(in_order[0], destinations[0], response)])
     with db.session() as session:
         tracking.apply_waiting(session, batch_id)
         return tracking.rate_limited_senders(session)

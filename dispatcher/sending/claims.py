@@ -398,7 +398,7 @@ def record(
     note_answers(
         session,
         [
-            (claimed[batch_id].message_ids[0], answer)
+            (claimed[batch_id].message_ids[0], claimed[batch_id].request.destinations[0], answer)
             for batch_id, answer in answered.items()
             if len(claimed[batch_id].message_ids) == 1
         ],
