@@ -48,12 +48,12 @@ def apply(session: Session, echoes: Sequence[tuple[int, EchoReport]]) -> int:
     groups: list[tuple[str, ...]] = []
     kept: set[int] = set()
     for report_id, echo in echoes:
-        row = _row(report_id, echo, now)
+        named = book.identifiers_in(echo.named_identifiers)
+        row = _row(report_id, echo, named, now)
         if row is None:
             continue
         rows.setdefault(row["wa_message_id"], row)
         kept.add(report_id)
-        named = book.identifiers_in(echo.named_identifiers)
         if len(named) > 1:
             groups.append(named)
     book.learn_many(session, groups, "echo")
@@ -62,10 +62,12 @@ def apply(session: Session, echoes: Sequence[tuple[int, EchoReport]]) -> int:
     return len(kept)
 
 
-def _row(report_id: int, echo: EchoReport, now: datetime) -> dict[str, Any] | None:
-    """The echo's row; None when it has no id to keep it once by, or names nobody."""
+def _row(
+    report_id: int, echo: EchoReport, named: tuple[str, ...], now: datetime
+) -> dict[str, Any] | None:
+    """The echo's row (``named``: its valid identifiers, phone number first); None when
+    it has no id to keep it once by, or names nobody."""
     wa_id = echo.message_id
-    named = book.identifiers_in(echo.named_identifiers)
     if not wa_id or len(wa_id) > MAX_ID_CHARS or not named:
         return None
     business = echo.business_number or ""
