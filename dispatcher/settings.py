@@ -173,6 +173,16 @@ class Settings(BaseSettings):
                 return frozenset(numbers)
         return frozenset({source})
 
+    def portfolio_name(self, source: str | None) -> str:
+        """The business portfolio ``source`` sends through: its ``sender_portfolios``
+        name, else the number itself (a portfolio alone); '' when not known."""
+        if not source:
+            return ""
+        for name, numbers in self.sender_portfolios.items():
+            if source in numbers:
+                return name
+        return source
+
     @property
     def opt_out_keywords(self) -> frozenset[str]:
         """The opt-out words, case-folded, STOP included."""

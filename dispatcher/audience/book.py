@@ -1,13 +1,25 @@
-"""The identity book: which identifiers belong to one WhatsApp user, as learned.
+"""The identity book: which identifiers belong to one WhatsApp user, as learned, and
+since when.
 
-Filled from DLR ``customParameters`` (destination, whatsappUserId,
-whatsappParentUserId) and incoming messages (``source`` + customParameters), per
-seed 004's BSUID sections; read when a campaign resolves its recipients.
+Filled from status reports (LINK's DLR ``customParameters`` and Meta's ``contacts[]``:
+destination, BSUID, parent BSUID), the answers to our requests, incoming messages, a
+person's own number shared at our request, and the rows of the lists campaigns send
+to; read when a campaign resolves its recipients. Every link keeps its source and
+time, and a BSUID the business portfolio it was learned through (seed 004: usable
+through that portfolio alone).
+
+People change. A change event (Meta's ``user_changed_number``, ``user_changed_user_id``
+and ``user_id_update``) *retires* the old identifier from that moment: its link moves
+to ``retired_identities`` (history, never deleted), the new one joins the person, and
+an opt-out on the old identifier moves to the person's current ones. A retired number
+may be given to someone else: it is nobody's in the book until a report links it
+again, and a report older than the retirement cannot bring the old link back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -17,7 +29,8 @@ from sqlalchemy.orm import Session
 
 from dispatcher.audience.recipients import BSUID, PARENT_BSUID
 from dispatcher.db.bulk import among, insert_arrays, matching
-from dispatcher.db.models import Identity
+from dispatcher.db.models import Identity, RetiredIdentity
+from dispatcher.db.timestamps import aware
 
 _CHUNK = 500
 _LEARN_CHUNK = 5000  # SQLite takes at most 32766 parameters per statement
@@ -52,23 +65,49 @@ def identifiers_in(values: tuple[str | None, ...]) -> tuple[str, ...]:
 
 def lookup(session: Session, identifiers: Collection[str]) -> dict[str, str]:
     """identifier -> person key, for every identifier the book knows (with its kin)."""
+    return {i: key for i, (key, _) in scoped(session, identifiers).items()}
+
+
+def scoped(session: Session, identifiers: Collection[str]) -> dict[str, tuple[str, str]]:
+    """identifier -> (person key, portfolio) for every identifier the book holds now
+    (with its kin); the portfolio is a BSUID's, '' for a number."""
     keys = {key for _, key in matching(session, Identity.identifier, identifiers, *_PAIR)}
-    return dict(matching(session, Identity.person_key, sorted(keys), *_PAIR))
+    return {
+        identifier: (key, portfolio)
+        for identifier, key, portfolio in matching(
+            session, Identity.person_key, sorted(keys), *_PAIR, Identity.portfolio
+        )
+    }
 
 
 _PAIR = (Identity.identifier, Identity.person_key)
 
 
-def learn(session: Session, identifiers: list[str], learned_from: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a link was learned: the kind of event (csv, answer, dlr, mo, contacts,
+    system, user_id_update), what it was (``ref``: "campaign 4 line 10", "message
+    123", "report 77"), when it happened (now when not said), and the business
+    portfolio its BSUIDs belong to ('' when not known)."""
+
+    kind: str
+    ref: str = ""
+    at: datetime | None = None
+    portfolio: str = ""
+
+
+def learn(session: Session, identifiers: list[str], learned_from: str | Source) -> None:
     """Record that ``identifiers`` are one user, merging persons the book had apart."""
     learn_many(session, [identifiers], learned_from)
 
 
 class Known:
     """Groups of identifiers the book holds as one person, remembered by one process
-    (bounded) so that learning them again costs no lookup. Safe to keep: the book only
-    ever merges persons, never splits them. Groups learned in a transaction count only
-    once the caller says it committed (``commit``; ``discard`` after a rollback).
+    (bounded) so that learning them again costs no lookup. Safe to keep: a group the
+    book holds stays one person until a change retires one of its identifiers, and a
+    report naming a retired link again is one from before the change, which must not
+    bring it back anyway. Groups learned in a transaction count only once the caller
+    says it committed (``commit``; ``discard`` after a rollback).
     """
 
     def __init__(self, size: int = 200_000) -> None:
@@ -96,28 +135,49 @@ class Known:
 def learn_many(
     session: Session,
     groups: Iterable[Sequence[str]],
-    learned_from: str,
+    learned_from: str | Source,
     *,
     known_groups: Known | None = None,
 ) -> int:
-    """``learn`` for many groups at once: one lookup for all of them, and nothing
-    written for a group the book already holds as one person (the usual case: every
-    report of a message names the same identifiers). Returns the groups that changed
-    the book. ``known_groups`` remembers settled groups across calls (one database).
+    """``learn`` for many groups of one source (see ``learn_links``)."""
+    source = learned_from if isinstance(learned_from, Source) else Source(learned_from)
+    return learn_links(session, ((g, source) for g in groups), known_groups=known_groups)
+
+
+def learn_links(
+    session: Session,
+    links: Iterable[tuple[Sequence[str], Source]],
+    *,
+    known_groups: Known | None = None,
+) -> int:
+    """Record that each group of identifiers is one user, with where it was learned:
+    one lookup for all of them, and nothing written for a group the book already holds
+    as one person (the usual case: every report of a message names the same
+    identifiers). An identifier retired after the event a group comes from is left
+    out of it (a late report of the old owner). Returns the groups that changed the
+    book. ``known_groups`` remembers settled groups across calls (one database).
     """
-    wanted = list(dict.fromkeys(tuple(g) for g in groups if len(g) > 1))
-    if known_groups is not None:
-        wanted = [g for g in wanted if g not in known_groups]
+    wanted: dict[tuple[str, ...], Source] = {}
+    for identifiers, source in links:
+        group = tuple(identifiers)
+        settled = known_groups is not None and group in known_groups
+        if len(group) > 1 and group not in wanted and not settled:
+            wanted[group] = source
     if not wanted:
         return 0
     known = _persons(session, [i for group in wanted for i in group])
+    retired = _retired_at(session, {i for group in wanted for i in group if i not in known})
     new: dict[str, dict[str, Any]] = {}
     now = datetime.now(UTC)
     changed = 0
-    for group in wanted:
-        keys = sorted({known[i] for i in group if i in known})
+    for whole, source in wanted.items():
+        at = aware(source.at) or now
         if known_groups is not None:
-            known_groups.add(group)  # one person once this commits
+            known_groups.add(whole)  # one person once this commits
+        group = tuple(i for i in whole if i in known or not (i in retired and at <= retired[i]))
+        if len(group) < 2:
+            continue  # what is left names one identifier: nothing to link
+        keys = sorted({known[i] for i in group if i in known})
         if len(keys) == 1 and all(i in known for i in group):
             continue  # nothing new
         changed += 1
@@ -127,12 +187,15 @@ def learn_many(
         for identifier in group:
             if identifier not in known:
                 known[identifier] = person_key
+                kind = kind_of(identifier)
                 new[identifier] = {
                     "identifier": identifier,
-                    "kind": kind_of(identifier),
+                    "kind": kind,
                     "person_key": person_key,
-                    "learned_from": learned_from,
-                    "learned_at": now,
+                    "learned_from": source.kind,
+                    "learned_at": at,
+                    "source": source.ref[:200],
+                    "portfolio": source.portfolio if kind != "msisdn" else "",
                 }
     insert_arrays(
         session,
@@ -141,6 +204,23 @@ def learn_many(
         ignore_duplicates=True,
     )
     return changed
+
+
+def _retired_at(session: Session, identifiers: Collection[str]) -> dict[str, datetime]:
+    """identifier -> when it was last retired, for those of ``identifiers`` ever
+    retired (few: the table holds changes only)."""
+    if not identifiers:
+        return {}
+    found: dict[str, datetime] = {}
+    rows = matching(
+        session, RetiredIdentity.identifier, identifiers,
+        RetiredIdentity.identifier, RetiredIdentity.retired_at,
+    )  # fmt: skip
+    for identifier, when in rows:
+        when = aware(when)
+        if identifier not in found or found[identifier] < when:
+            found[identifier] = when
+    return found
 
 
 def _persons(session: Session, identifiers: list[str]) -> dict[str, str]:

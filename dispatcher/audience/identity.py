@@ -40,6 +40,8 @@ class Person:
     parent_bsuids: list[str] = field(default_factory=list)
     rows: int = 1
     send_to: SendTo = "phone"
+    #: the destination the graph chose (barred identifiers left out); '' to choose here
+    chosen: str = ""
 
     @property
     def destination(self) -> str:
@@ -48,6 +50,8 @@ class Person:
         Phone numbers work for every template (BSUIDs do not for authentication ones,
         seed 004 'BSUID Limitations'); the parent BSUID is the broadest identifier.
         """
+        if self.chosen:
+            return self.chosen
         kinds = (self.msisdns, self.bsuids, self.parent_bsuids)
         for index in _ORDER[self.send_to]:
             if kinds[index]:
@@ -76,6 +80,9 @@ class IdentityGraph:
         # The union-find as the rows left it, copied when the identity book is linked:
         # tells a merge the list made from one only the book made.
         self._before_book: array[int] | None = None
+        #: identifiers that name their person but are never sent to, and why (a BSUID
+        #: of another business portfolio, a retired BSUID or number): few, by number
+        self.barred: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.names)
@@ -110,6 +117,22 @@ class IdentityGraph:
         for identifier, key in book.items():
             self.union(self.add(identifier), self.add(_BOOK + key))
 
+    def bar(self, identifier: str, reason: str) -> None:
+        """Never choose ``identifier`` as a destination (it still names its person)."""
+        number = self.number.get(identifier)
+        if number is not None:
+            self.barred.setdefault(number, reason)
+
+    def unreachable(self, root: int) -> str | None:
+        """Why the person ``root`` stands for has no destination: the reason one of its
+        identifiers was barred, or None when none was."""
+        following, number = self._following(), root
+        while number != -1:
+            if number in self.barred:
+                return self.barred[number]
+            number = following[number]
+        return None
+
     def merged_by_rows(self, a: int, b: int) -> bool:
         """Whether identifiers ``a`` and ``b`` were one person before the identity book
         was linked (the rows alone merged them)."""
@@ -124,29 +147,33 @@ class IdentityGraph:
         """``(key, destination, identifiers)`` of the person ``root`` stands for, in
         one walk of its list (a million people go through here); with ``phones_only``
         its phone numbers alone, or None when it has none."""
-        following, names = self._following(), self.names
+        following, names, barred = self._following(), self.names, self.barred
         if following[root] == -1:  # most people: one identifier
             name = names[root]
             if name.startswith(_BOOK) or (phones_only and name[0] != "+"):
                 return None
+            if barred and root in barred:
+                return None
             return name, name, [name]
         kinds: tuple[list[str], list[str], list[str]] = ([], [], [])
+        usable: tuple[list[str], list[str], list[str]] = ([], [], [])
         key = None
         number = root
         while number != -1:
             name = names[number]
-            if name[0] == "+":
-                kinds[0].append(name)
-            elif name.startswith(_BOOK):
+            if name.startswith(_BOOK):
                 key = key or name[len(_BOOK) :]
             else:
-                kinds[2 if name[2:7] == ".ENT." else 1].append(name)
+                kind = 0 if name[0] == "+" else 2 if name[2:7] == ".ENT." else 1
+                kinds[kind].append(name)
+                if not barred or number not in barred:
+                    usable[kind].append(name)
             number = following[number]
         if phones_only:
-            if not kinds[0]:
-                return None
-            kinds = (kinds[0], [], [])
-        destination = next(kinds[i][0] for i in _ORDER[send_to] if kinds[i])
+            kinds, usable = (kinds[0], [], []), (usable[0], [], [])
+        destination = next((usable[i][0] for i in _ORDER[send_to] if usable[i]), None)
+        if destination is None:
+            return None
         return key or destination, destination, [*kinds[0], *kinds[1], *kinds[2]]
 
     def _following(self) -> array[int]:
@@ -181,12 +208,16 @@ def _root(parent: array[int], number: int) -> int:
     return root
 
 
-def person_of(graph: IdentityGraph, root: int, first: Row, send_to: SendTo = "phone") -> Person:
-    """The ``Person`` that ``root`` stands for, with ``first`` as its data row."""
+def person_of(
+    graph: IdentityGraph, root: int, first: Row, send_to: SendTo = "phone"
+) -> Person | None:
+    """The ``Person`` that ``root`` stands for, with ``first`` as its data row; None
+    when every identifier of theirs is barred (``IdentityGraph.unreachable``)."""
     described = graph.describe(root, send_to)
-    assert described is not None  # a row's root is one of its identifiers
-    key, _, identifiers = described
-    person = Person(key=key, first=first, send_to=send_to)
+    if described is None:
+        return None
+    key, destination, identifiers = described
+    person = Person(key=key, first=first, send_to=send_to, chosen=destination)
     for identifier in identifiers:
         person.bucket(identifier).append(identifier)
     return person

@@ -381,6 +381,10 @@ class Audience:
         ``phones_only`` its phone numbers alone, or None when it has none."""
         return self.graph.describe(root, self.send_to, phones_only=phones_only)
 
+    def unreachable(self, root: int) -> str:
+        """Why the person ``root`` stands for has no identifier to send to."""
+        return self.graph.unreachable(root) or "no identifier that can be sent to"
+
     def people(
         self, suppressed: Iterable[str] = (), already: Iterable[str] = ()
     ) -> Iterator[Person | Reject]:
@@ -398,7 +402,11 @@ class Audience:
             if stop[root]:
                 yield Reject(recipients.path, line, SUPPRESSED, row.values)
                 continue
-            yield person_of(self.graph, root, row, self.send_to)
+            person = person_of(self.graph, root, row, self.send_to)
+            if person is None:
+                yield Reject(recipients.path, line, self.unreachable(root), row.values)
+                continue
+            yield person
 
     def rejects(self, later: Iterable[Reject]) -> Iterator[Reject]:
         """Every reject in file and line order: those of the first pass merged with

@@ -318,15 +318,45 @@ class DeliveryReport(Base):
 
 
 class Identity(Base):
-    """The identity book: identifier -> person, with where it was learned."""
+    """The identity book's current links: identifier -> person, with where and when
+    each was learned. A link a change retires moves to ``RetiredIdentity``."""
 
     __tablename__ = "identities"
 
     identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # msisdn | bsuid | parent_bsuid
     person_key: Mapped[str] = mapped_column(String(160), index=True)
+    # csv | answer | dlr | mo | contacts | system | user_id_update
     learned_from: Mapped[str] = mapped_column(String(32))
     learned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # what taught it: "campaign 4 line 10", "message 123", "report 77" ('' before 0017)
+    source: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # a BSUID's business portfolio (seed 004: usable through it alone); '' otherwise
+    portfolio: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # the WhatsApp username last seen with this identifier (seed 000): display only
+    username: Mapped[str | None] = mapped_column(String(64))
+
+
+class RetiredIdentity(Base):
+    """A link the identity book no longer holds: the user changed number or BSUID
+    (seed 002 ``user_changed_number``, seed 000 ``user_changed_user_id`` and
+    ``user_id_update``). Kept so history can be shown and a late report cannot bring
+    the link back."""
+
+    __tablename__ = "retired_identities"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(160), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    person_key: Mapped[str] = mapped_column(String(160))  # the person's key once retired
+    learned_from: Mapped[str] = mapped_column(String(32))
+    learned_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(200), default="")
+    portfolio: Mapped[str] = mapped_column(String(64), default="")
+    username: Mapped[str | None] = mapped_column(String(64))
+    retired_at: Mapped[datetime]
+    # why: "user_changed_number (report 12)"
+    retired_by: Mapped[str] = mapped_column(String(200))
 
 
 class Media(Base):

@@ -104,9 +104,12 @@ def members(
             continue
         identity = audience.identity(root, phones_only=authentication)
         if identity is None:
-            yield Reject(recipients.path, line, "authentication templates cannot be sent to a "
-                         "BSUID (Meta error 131062) and no phone number is known",
-                         recipients.values(cells))  # fmt: skip
+            # Nobody to send to at all (every identifier barred), or no phone number for
+            # an authentication template.
+            barred = audience.identity(root) is None and audience.graph.unreachable(root)
+            why = barred or ("authentication templates cannot be sent to a BSUID (Meta "
+                             "error 131062) and no phone number is known")  # fmt: skip
+            yield Reject(recipients.path, line, why, recipients.values(cells))
             continue
         where = positions.get(recipients.path)
         if where is None:
