@@ -8,6 +8,11 @@ format; their BSUID with the number; their BSUID alone, or their parent BSUID wi
 BSUID, when another row links it to the number), and 1 % invalid rows (too short,
 malformed BSUID, empty). Rows are shuffled, so a linking row often comes last.
 
+Before the run, the throwaway database's identity book is filled (by COPY, timed
+apart) with BOOK links as DLRs teach them, a number and its BSUID: a quarter for
+people in the list (their number and their own BSUID, so no link joins two people
+planted), the rest for numbers and BSUIDs the list does not hold.
+
 Then, in a child process (so its peak RSS is the pipeline's own), the campaign is
 registered (its files stored in the database, timed apart) and a dry run of a
 personalised template campaign (``{first_name}``) on a throwaway PostgreSQL database:
@@ -15,11 +20,13 @@ both passes over the file, the identity book and suppression lookups, and every
 message and batch written; and the naive path (phonenumbers ``parse`` +
 ``is_valid_number`` per number) on a sample of the same numbers.
 
-Printed: rows/s, wall time, peak RSS (of the preparing process, and of the child
-that normalises phone numbers beside it), people / duplicates / rejects found against
-the numbers planted, and the naive path's rate.
+Printed: the book's fill time, rows/s, wall time, peak RSS (of the preparing process,
+and of the child that normalises phone numbers beside it), people / duplicates /
+rejects found against the numbers planted, and the naive path's rate.
 
-    .venv/bin/python bench/load.py [--rows 1000000] [--sample 20000]
+    .venv/bin/python bench/load.py [--rows 1000000] [--book 1000000] [--sample 20000]
+
+``--book`` counts rows of the book (a number and its BSUID are two); 0: an empty book.
 
 PostgreSQL admin URL: BENCH_POSTGRES_URL (default postgres@127.0.0.1:5432/test).
 """
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import logging
 import multiprocessing
@@ -39,6 +47,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +145,11 @@ def bsuid(region: str, rng: random.Random, parent: bool = False) -> str:
     return f"{region}.ENT.{body}" if parent else f"{region}.{body}"
 
 
-def generate(path: Path, rows: int, seed: int = 7) -> dict[str, int]:
-    """Write the CSV; returns what was planted."""
+def generate(
+    path: Path, rows: int, seed: int = 7, persons_path: Path | None = None
+) -> dict[str, int]:
+    """Write the CSV (and, to ``persons_path``, each person's number and BSUID, which
+    the identity book is filled from); returns what was planted."""
     rng = random.Random(seed)
     invalid = rows // 100
     duplicates = rows * 5 // 100
@@ -178,6 +191,9 @@ def generate(path: Path, rows: int, seed: int = 7) -> dict[str, int]:
         writer = csv.writer(handle)
         writer.writerow(["phone", "bsuid", "parent_bsuid", "country", "first_name"])
         writer.writerows(records)
+    if persons_path is not None:
+        with persons_path.open("w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle).writerows((number, user) for number, _, user, _ in persons)
     return {
         "rows": len(records),
         "people": people,
@@ -248,22 +264,83 @@ def quiet(admin: Any) -> None:
         print(f"(no CHECKPOINT before the run: {exc.__class__.__name__})")
 
 
+def cache_dir(rows: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"dispatcher-load-{rows}"
+
+
 def cached_list(rows: int) -> tuple[Path, dict[str, int]]:
-    """The list of ``rows`` rows and what was planted in it, generated once under /tmp."""
-    cache = Path(tempfile.gettempdir()) / f"dispatcher-load-{rows}"
+    """The list of ``rows`` rows and what was planted in it, generated once under /tmp
+    (again, identically, for a cache from before ``persons.csv``)."""
+    cache = cache_dir(rows)
     csv_path, planted_path = cache / "recipients.csv", cache / "planted.json"
-    if not planted_path.exists():
+    persons_path = cache / "persons.csv"
+    if not planted_path.exists() or not persons_path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        planted_path.write_text(json.dumps(generate(csv_path, rows)))
+        fresh = cache / "recipients.csv.new"  # a reader of the old file keeps reading it
+        found = generate(fresh, rows, persons_path=persons_path)
+        fresh.replace(csv_path)
+        planted_path.write_text(json.dumps(found))
         print(f"generated {csv_path} in {time.perf_counter() - started:.1f} s")
     planted: dict[str, int] = json.loads(planted_path.read_text())
     return csv_path, planted
 
 
+def book_rows(rows: int, links: int, seed: int = 11) -> Iterator[tuple[str, str, str]]:
+    """``links`` rows ``(identifier, kind, person key)`` of a book a DLR would have
+    taught: pairs of a number (the person key) and its BSUID; a quarter of them people
+    of the list, each with their own BSUID, the rest numbers and BSUIDs not in it."""
+    rng = random.Random(seed)
+    with (cache_dir(rows) / "persons.csv").open(encoding="utf-8", newline="") as handle:
+        persons = [(number, user) for number, user in csv.reader(handle)]
+    listed = rng.sample(persons, min(len(persons), links // 8))
+    taken = {identifier for pair in persons for identifier in pair}
+    strangers: list[tuple[str, str]] = []
+    for index in itertools.count():
+        if len(strangers) >= (links - 2 * len(listed) + 1) // 2:
+            break
+        number = f"+{4790000000 + index}"
+        user = "NO." + "".join(rng.choices(string.ascii_letters + string.digits, k=24))
+        if number not in taken and user not in taken:
+            strangers.append((number, user))
+    pairs = listed + strangers
+    rng.shuffle(pairs)
+    written = 0
+    for number, user in pairs:
+        for identifier, kind in ((number, "msisdn"), (user, "bsuid")):
+            if written == links:
+                return
+            yield identifier, kind, number
+            written += 1
+
+
+def fill_book(url: str, rows: int, links: int) -> float:
+    """COPY the book's rows into ``identities`` (only the columns every schema has
+    without a default), then ANALYZE it; returns the seconds it took."""
+    import psycopg
+
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                "COPY identities (identifier, kind, person_key, learned_from, learned_at) "
+                "FROM STDIN"
+            ) as copy,
+        ):
+            for identifier, kind, person_key in book_rows(rows, links):
+                copy.write_row((identifier, kind, person_key, "dlr", now))
+        connection.commit()
+        connection.autocommit = True
+        connection.execute("ANALYZE identities")
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--book", type=int, default=1_000_000, help="identity book rows")
     parser.add_argument("--sample", type=int, default=20_000)
     args = parser.parse_args()
     csv_path, planted = cached_list(args.rows)
@@ -278,6 +355,9 @@ def main() -> None:
         from dispatcher.db.models import Campaign
 
         migrate(url)
+        if args.book > 0:
+            took = fill_book(url, args.rows, args.book)
+            print(f"identity book: {args.book:,} links filled in {took:.1f} s")
         quiet(admin)
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "campaign.yaml").write_text(SPEC)
