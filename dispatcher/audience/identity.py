@@ -133,6 +133,12 @@ class IdentityGraph:
             number = following[number]
         return None
 
+    def of_book_person(self, identifier: str, key: str) -> bool:
+        """Whether ``identifier`` is one person with the identity book's person ``key``
+        (after ``link_book``)."""
+        number, kin = self.number.get(identifier), self.number.get(_BOOK + key)
+        return number is not None and kin is not None and self.find(number) == self.find(kin)
+
     def merged_by_rows(self, a: int, b: int) -> bool:
         """Whether identifiers ``a`` and ``b`` were one person before the identity book
         was linked (the rows alone merged them)."""

@@ -167,6 +167,11 @@ class Audience:
         self._origin = array("q")
         self._link = array("q")
         self._reach = array("q")
+        # Rows naming several identifiers, for the identity book (``linking_rows``):
+        # their positions, and their identifiers' numbers end to end.
+        self._linking_at = array("q")
+        self._linking_ends = array("q")
+        self._linking = array("q")
         self._stamps: list[_Stamp] = []
         self._spool: IO[str] | None = None
         self._merged: IO[str] | None = None
@@ -259,6 +264,9 @@ class Audience:
             if number == len(origin):
                 origin.append(position)
         if len(numbers) > 1:
+            self._linking_at.append(position)
+            self._linking.extend(numbers)
+            self._linking_ends.append(len(self._linking))
             for other in numbers[1:]:
                 graph.union(numbers[0], other)
             link, reach = self._link, self._reach
@@ -271,6 +279,15 @@ class Audience:
                 if earliest < reach[number]:
                     link[number], reach[number] = position, earliest
         return numbers[0]
+
+    def linking_rows(self) -> Iterator[tuple[str, int, list[str]]]:
+        """``(file name, line, identifiers)`` of each accepted row that named several
+        identifiers: what the list says of who is one person."""
+        names, start = self.graph.names, 0
+        for position, end in zip(self._linking_at, self._linking_ends, strict=True):
+            yield (self._file_name(position), position & _LINE_MASK,
+                   [names[n] for n in self._linking[start:end]])  # fmt: skip
+            start = end
 
     def check_unchanged(self) -> None:
         """Refuse files changed since the first pass (checked again as each is read)."""

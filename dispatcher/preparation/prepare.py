@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import sys
 import tempfile
@@ -39,8 +40,9 @@ from dispatcher.audience.passes import Audience
 from dispatcher.audience.recipients import Reject, normalise_header
 from dispatcher.campaigns import inputs, lifecycle
 from dispatcher.campaigns.spec import CampaignSpec, LoadedCampaign, TemplateCategory
-from dispatcher.db import Batch, Campaign, Database, Message, Suppression
+from dispatcher.db import Batch, Campaign, Database, Message, RetiredIdentity, Suppression
 from dispatcher.db.bulk import matching
+from dispatcher.db.timestamps import aware
 from dispatcher.errors import CampaignSpecError, DispatcherError
 from dispatcher.operations import control
 from dispatcher.operations.reports import write_rejects
@@ -180,7 +182,8 @@ def _prepare(
         log.info("campaign %s: %d rows read, %d identifiers, %d rejected (%.1f s)", campaign_id,
                  audience.loaded, len(audience.graph), audience.rejected,
                  time.monotonic() - started)  # fmt: skip
-        known = _lookups(db, campaign_id, spec, audience, resuming=resuming)
+        portfolio = get_settings().portfolio_name(spec.sender.source)
+        known = _lookups(db, campaign_id, spec, audience, portfolio, resuming=resuming)
         log.info("campaign %s: identity book and opt-outs looked up (%.1f s)", campaign_id,
                  time.monotonic() - started)  # fmt: skip
         media_ids = (
@@ -199,8 +202,8 @@ def _prepare(
         if not opened:
             return []  # stopped, or prepared by a concurrent delivery of this task
         with db.session() as session:
-            portfolio = get_settings().portfolio_of(spec.sender.source)
-            room = tier_room(session, spec, checked.tier_cap, portfolio)
+            senders = get_settings().portfolio_of(spec.sender.source)
+            room = tier_room(session, spec, checked.tier_cap, senders)
         written: list[str] = []
         if resuming and dispatch is not None:
             with db.session() as session:
@@ -232,6 +235,9 @@ def _prepare(
         record_merged(db, campaign_id, audience.merged())
         log.info("campaign %s: %d merged rows recorded (%.1f s)", campaign_id,
                  audience.duplicates, time.monotonic() - started)  # fmt: skip
+        learned = 0 if dry_run else _learn_rows(db, campaign_id, audience, portfolio)
+        log.info("campaign %s: %d rows taught the identity book (%.1f s)", campaign_id,
+                 learned, time.monotonic() - started)  # fmt: skip
         # Stored for every host; also written to REPORTS_DIR, else to the campaign
         # folder when this host has it (a worker elsewhere has only the stored copy).
         local = reports_dir or (loaded.folder / "reports" if loaded.folder.is_dir() else None)
@@ -288,10 +294,20 @@ def _bulk_mode() -> Iterator[None]:
 
 
 def _lookups(
-    db: Database, campaign_id: int, spec: CampaignSpec, audience: Audience, *, resuming: bool
+    db: Database,
+    campaign_id: int,
+    spec: CampaignSpec,
+    audience: Audience,
+    portfolio: str,
+    *,
+    resuming: bool,
 ) -> Known:
     with db.session() as session:
-        audience.graph.link_book(book.lookup(session, audience.graph.number.keys()))
+        listed = list(audience.graph.number)
+        held = book.scoped(session, listed)
+        audience.graph.link_book({i: key for i, (key, _) in held.items()})
+        _bar_other_portfolios(audience, held, portfolio)
+        _resolve_retired(session, audience, [i for i in listed if i not in held])
         everyone = audience.graph.number.keys()  # with the book's kin
         windows = None
         if care_window.needs_window(spec):
@@ -309,6 +325,71 @@ def _lookups(
             already=audience.marks(already),
             next_seq=next_seq,
         )
+
+
+def _bar_other_portfolios(
+    audience: Audience, held: dict[str, tuple[str, str]], portfolio: str
+) -> None:
+    """A BSUID learned through another business portfolio is never a destination (seed
+    004 'BSUID Limitations': "cannot be used to communicate with the same user through
+    another business portfolio"); it still names its person. Links from before the
+    book kept portfolios ('') are not judged."""
+    bar = audience.graph.bar
+    for identifier, (_, theirs) in held.items():
+        if theirs and theirs != portfolio and identifier[0] != "+":
+            bar(identifier, f"known only by a BSUID of another business portfolio ({theirs}; "
+                            f"this sender's is {portfolio})")  # fmt: skip
+
+
+def _resolve_retired(session: Session, audience: Audience, unheld: list[str]) -> None:
+    """Identifiers of the list the book holds no more because a change retired them:
+
+    * a retired BSUID is its person's still (BSUIDs are never given to anyone else):
+      it joins the person's current identifiers and is never the destination;
+    * a retired number may be somebody else's now: it is nobody's in particular,
+      unless the list itself links it to the person it was retired from (a stale row),
+      and then it is not sent to either.
+    """
+    rows = list(matching(session, RetiredIdentity.identifier, unheld, *_RETIRED))
+    if not rows:
+        return
+    current = book.lookup(session, {row[1] for row in rows})
+    graph = audience.graph
+    numbers: list[tuple[str, str, str]] = []
+    for identifier, key, when, why in rows:
+        person = current.get(key)
+        said = f"retired on {aware(when):%Y-%m-%d} ({why})"
+        if identifier[0] == "+":
+            if person is not None:
+                numbers.append((identifier, person, said))
+            continue
+        if person is not None:
+            kin = {i: k for i, k in current.items() if k == person}
+            graph.link_book({identifier: person, **kin})
+        graph.bar(identifier, f"known only by a retired BSUID ({said})")
+    for identifier, person, said in numbers:
+        if graph.of_book_person(identifier, person):
+            graph.bar(identifier, f"its number was {said} and no current one is known")
+
+
+_RETIRED = (RetiredIdentity.identifier, RetiredIdentity.person_key, RetiredIdentity.retired_at,
+            RetiredIdentity.retired_by)  # fmt: skip
+_LEARN_CHUNK = 20_000
+
+
+def _learn_rows(db: Database, campaign_id: int, audience: Audience, portfolio: str) -> int:
+    """The list's rows that name several identifiers teach the identity book (source
+    "campaign N line L"; its BSUIDs in the sender's portfolio). After the messages are
+    written: sending does not wait for it. Returns how many changed the book."""
+    learned = 0
+    rows = audience.linking_rows()
+    while chunk := [
+        (ids, book.Source("csv", f"campaign {campaign_id} {name} line {line}", None, portfolio))
+        for name, line, ids in itertools.islice(rows, _LEARN_CHUNK)
+    ]:
+        with db.session() as session:
+            learned += book.learn_links(session, chunk)
+    return learned
 
 
 def _finish(session: Session, campaign: Campaign, *, dry_run: bool) -> None:
