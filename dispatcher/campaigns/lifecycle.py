@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from dispatcher.campaigns import followup
 from dispatcher.db import Campaign, Message
 from dispatcher.providers import Level
 from dispatcher.status import SETTLED, CampaignState, MessageStatus
@@ -138,6 +139,8 @@ def complete_if_settled(session: Session, campaign_id: int) -> bool:
         )
         .values(state=CampaignState.COMPLETED, finished_at=datetime.now(UTC))
     ).rowcount  # type: ignore[attr-defined]
+    if done:
+        followup.on_completed(session, campaign_id)  # the spec's ask_for_number
     return bool(done)
 
 

@@ -23,18 +23,31 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from dispatcher.audience.identity import SendTo
-from dispatcher.audience.recipients import ColumnNames
+from dispatcher.audience.recipients import (
+    BSUID_COLUMNS,
+    COUNTRY_COLUMNS,
+    MSISDN_COLUMNS,
+    PARENT_BSUID_COLUMNS,
+    ColumnNames,
+)
 from dispatcher.campaigns import message_spec, spec_source
 from dispatcher.errors import CampaignSpecError
 from dispatcher.providers import Level, Priority
 from dispatcher.resending.policy import ResendPolicy
 
 SPEC_NAMES = ("campaign.yaml", "campaign.yml", "campaign.toml")
+#: The identifier columns of an ``ask_for_number`` follow-up's recipients.
+ASK_COLUMNS = ("bsuid", "parent_bsuid")
+#: Columns the follow-up's recipients do not carry over (they name identifiers).
+IDENTIFIER_COLUMNS = frozenset(
+    MSISDN_COLUMNS + BSUID_COLUMNS + PARENT_BSUID_COLUMNS + COUNTRY_COLUMNS
+)
 
 # At STANDARD (80 msg/s) a request with more destinations exceeds the level on its own
 # (ARCHITECTURE 'Throughput'), so the default stays well below it.
@@ -295,11 +308,51 @@ class CampaignSpec(_Spec):
         description="send even when the same files (spec, recipients, media) were sent "
         "by this sender recently; else such a repeat is refused (REPEAT_GUARD_DAYS)",
     )
+    ask_for_number: dict[str, Any] | None = Field(
+        default=None,
+        description="a follow-up asking the people the campaign reached and knows only "
+        "by BSUID for their phone number: an interactive contact_request, or a template "
+        "with a REQUEST_CONTACT_INFO button; sent as a campaign of its own once this one "
+        "completes (the care window rule applies to it as to the message). It may use "
+        "the columns the message uses",
+    )
 
     @field_validator("message", mode="after")
     @classmethod
     def _normalised(cls, value: dict[str, Any]) -> dict[str, Any]:
         return message_spec.normalise(value)
+
+    @field_validator("ask_for_number", mode="after")
+    @classmethod
+    def _asks_for_number(
+        cls, value: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        """A message that can ask for the number, using only values the follow-up has:
+        its people's BSUIDs and the values the campaign's message used (Message.params)."""
+        if value is None:
+            return None
+        value = message_spec.normalise(value)
+        interactive = value.get("interactive")
+        kind = interactive.get("type") if isinstance(interactive, dict) else None
+        if value.get("type") != "template" and kind != "contact_request":
+            raise ValueError(
+                "must be an interactive contact_request or a template with a "
+                "REQUEST_CONTACT_INFO button (seed 004 'Request phone numbers')"
+            )
+        if any(True for _ in message_spec.media_refs(value)):
+            raise ValueError("media by 'file:' is not supported here: give it by id or link")
+        message = info.data.get("message")
+        known = set(info.data.get("defaults") or {})
+        if isinstance(message, dict):
+            known |= message_spec.columns(message)
+        known = (known - IDENTIFIER_COLUMNS) | set(ASK_COLUMNS)
+        unknown = sorted(message_spec.columns(value) - known)
+        if unknown:
+            raise ValueError(
+                f"uses {', '.join('{' + c + '}' for c in unknown)}: the follow-up knows "
+                "bsuid, parent_bsuid and the other columns the message uses (and defaults)"
+            )
+        return value
 
     @field_validator("recipients", mode="before")
     @classmethod
@@ -405,6 +458,11 @@ def _validated(raw: Any, spec_path: Path) -> tuple[LoadedCampaign | None, list[t
         if not p.is_file()
     ]
     found += message_spec.check(spec.message, loaded.folder)
+    if spec.ask_for_number is not None:
+        found += [
+            ("ask_for_number" + where.removeprefix("message"), problem)
+            for where, problem in message_spec.check(spec.ask_for_number, loaded.folder)
+        ]
     if spec.sender.provider == "meta" and isinstance(raw, dict) and "batch_size" in raw:
         # Asked of the file, not the model: a stored spec carries every default.
         found.append(("batch_size", "does not apply to provider: meta (Meta's Cloud API "

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from dispatcher.audience.recipients import Reject
+from dispatcher.operations.shares import SharedNumber
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # ASCII digits only: ``\d`` would take any script's digits.
@@ -111,16 +112,36 @@ OUTCOME_COLUMNS = (
     "billable",
     "replies",  # incoming messages answering this person's message
     "reply_buttons",  # the buttons or list rows they chose, in order, once each
+    # The phone number the person shared after the campaign started (a contacts
+    # message, e.g. their answer to ask_for_number), whole as every number here, and
+    # when the identity book learned it (``operations.shares``).
+    "shared_number",
+    "shared_at",
 )
+#: Where the shared number's columns start; the rows given stop before them.
+_SHARED = OUTCOME_COLUMNS.index("shared_number")
+#: The report's status of a row merged into an earlier one (``progress.MERGED``).
+_MERGED = "merged"
 
 
-def write_outcomes(handle: TextIO, rows: Iterable[Sequence[object]]) -> int:
+def write_outcomes(
+    handle: TextIO,
+    rows: Iterable[Sequence[object]],
+    shared: Iterable[SharedNumber] = (),
+) -> int:
     """The per-recipient outcome CSV, in ``OUTCOME_COLUMNS`` order: one row per input
-    line kept (its person's message) or merged into another (status ``merged``)."""
+    line kept (its person's message) or merged into another (status ``merged``).
+    ``shared`` (``shares.shared_numbers``) fills the shared number of the people who
+    shared one, on their message's line."""
+    by_destination = {share.destination: share for share in shared}
     writer = csv.writer(handle)
     writer.writerow(OUTCOME_COLUMNS)
     count = 0
     for row in rows:
-        writer.writerow([_cell(v) for v in row])
+        cells = [_cell(v) for v in row[:_SHARED]]
+        cells += [""] * (_SHARED - len(cells))
+        share = None if row[3] == _MERGED else by_destination.get(str(row[2]))
+        cells += ["", ""] if share is None else [share.number, report_time(share.at)]
+        writer.writerow(cells)
         count += 1
     return count
