@@ -353,6 +353,13 @@ class IncomingReport(Protocol):
         """The message of ours it answers, when it says (None: not a reply)."""
         ...
 
+    @property
+    def shares_own_number(self) -> bool:
+        """The sender shares their own number (a contacts message answering the
+        business's ``REQUEST_CONTACT_INFO``, seeds 000 and 004): ``named_identifiers``
+        then holds it with their BSUID."""
+        ...
+
 
 class EchoReport(Protocol):
     """A message the business sent a person from outside the dispatcher (Meta: the
@@ -388,9 +395,31 @@ class EchoReport(Protocol):
         ...
 
 
+class IdentityChange(NamedTuple):
+    """A user's identifiers changed, as the provider says it (Meta: ``system`` messages
+    ``user_changed_number`` and ``user_changed_user_id``, ``user_id_update``; seeds 000
+    and 002): ``old`` are no longer theirs from ``at``, ``new`` are, ``same`` still
+    name them. Raw values as given (``book.identifiers_in`` reads them)."""
+
+    event: str  # user_changed_number | user_changed_user_id | user_id_update
+    old: tuple[str | None, ...]
+    new: tuple[str | None, ...]
+    same: tuple[str | None, ...]
+    at: datetime | None
+    #: the business number the webhook is about (its portfolio scopes the BSUIDs)
+    business_number: str | None
+
+
+#: A contact's raw identifiers and the WhatsApp username it goes by (seed 000).
+Username = tuple[tuple[str | None, ...], str]
+
+
 class Callback(NamedTuple):
     """What one webhook body holds."""
 
     statuses: Sequence[StatusReport] = ()
     incoming: Sequence[IncomingReport] = ()
     echoes: Sequence[EchoReport] = ()
+    changes: Sequence[IdentityChange] = ()
+    #: usernames seen with the people the body names: display only, never a destination
+    usernames: Sequence[Username] = ()

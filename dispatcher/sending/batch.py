@@ -36,6 +36,7 @@ from dispatcher.resending.policy import RetryClass, retry_class
 from dispatcher.sending import batch_states, care_window
 from dispatcher.sending.throttle import Throttle
 from dispatcher.sending.windows import hold_closed
+from dispatcher.settings import get_settings
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
 from dispatcher.tracking import apply as tracking
 
@@ -303,13 +304,27 @@ def note_answers(session: Session, answers: list[tuple[int, str, Answer]]) -> No
     if held:
         session.execute(update(Message).where(Message.id.in_(held)).values(held_for_quality=True))
     groups = []
-    for _, destination, answer in answers:
+    for message_id, destination, answer in answers:
         if answer.named_identifiers:
             group = book.identifiers_in((destination, *answer.named_identifiers))
             if len(group) > 1 and destination in group:
-                groups.append(group)
+                groups.append((message_id, group))
     if groups:
-        book.learn_many(session, groups, "answer")
+        # A BSUID is scoped to the portfolio of the sender it answered (seed 004).
+        senders = dict(
+            session.execute(
+                select(Message.id, Campaign.source)
+                .join(Campaign, Campaign.id == Message.campaign_id)
+                .where(Message.id.in_([message_id for message_id, _ in groups]))
+            ).tuples()
+        )
+        settings = get_settings()
+        now = datetime.now(UTC)
+        links = []
+        for message_id, group in groups:
+            portfolio = settings.portfolio_name(senders.get(message_id))
+            links.append((group, book.Source("answer", f"message {message_id}", now, portfolio)))
+        book.learn_links(session, links)
 
 
 def refused_account(ctx: SendContext, request: Request, exc: LinkAuthError) -> str:

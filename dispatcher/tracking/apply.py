@@ -11,8 +11,11 @@ the order in which one set's reports arrived (good news is folded before failure
 a failure never overrules a delivery it arrived with).
 
 Bodies are read by their provider (``providers.parse_callback``) into provider-neutral
-status reports, incoming messages and echoes (what the business sent from elsewhere,
-kept per person: ``echoes``). A report can arrive before the worker has
+status reports, incoming messages, echoes (what the business sent from elsewhere,
+kept per person: ``echoes``), identity changes and usernames (the identity book's:
+``identity_changes``). Every link a report teaches the book keeps its source: a status
+report's is "message M" at the report's time, its BSUIDs scoped to the portfolio of
+the campaign's sender. A report can arrive before the worker has
 recorded the message id it refers to (the provider may call back faster than our own
 transaction commits). Such a report is kept
 ``unmatched`` and applied when the batch's ids are recorded (``apply_waiting``), or by
@@ -58,10 +61,12 @@ from dispatcher.providers import (
     StatusReport,
     parse_callback,
 )
+from dispatcher.providers.base import IdentityChange, Username
 from dispatcher.resending import policy as retry
+from dispatcher.settings import get_settings
 from dispatcher.status import BatchState, MessageStatus, advances, predecessors
 from dispatcher.tracking import echoes as echoes_mod
-from dispatcher.tracking import incoming
+from dispatcher.tracking import identity_changes, incoming
 from dispatcher.tracking.intake import (
     STATUS_KINDS,
     ReportState,
@@ -166,7 +171,7 @@ def apply_dlrs(
         else:
             pending.append(_Report(report_id, dlr, new, aware(dlr.timestamp) or now))
     by_message = _group_by_message(session, pending, states)
-    book.learn_many(session, _identifier_groups(by_message), "dlr", known_groups=known_groups)
+    book.learn_links(session, _identifier_groups(session, by_message), known_groups=known_groups)
     changes: list[dict[str, Any]] = []
     media_errors: list[int] = []
     wa_ids: list[dict[str, Any]] = []
@@ -213,20 +218,52 @@ _RANK = {ReportState.IGNORED: 0, ReportState.APPLIED: 1, ReportState.UNMATCHED: 
 _Grouped = dict[int, tuple[Any, list["_Report"]]]
 
 
-def _identifier_groups(by_message: _Grouped) -> list[tuple[str, ...]]:
+def _identifier_groups(
+    session: Session, by_message: _Grouped
+) -> list[tuple[tuple[str, ...], book.Source]]:
     """The identifiers the reports name (seed 004 'BSUID - Message Status
-    Notifications'), once per distinct set: a message's reports repeat them. Only
-    reports about a message we sent that name the destination we used count: a report
-    about anything else cannot link two people in the book."""
-    groups: set[tuple[str, ...]] = set()
-    for row, matched in by_message.values():
+    Notifications'), once per distinct set (a message's reports repeat them), each with
+    its source: the first report's message and time, and the portfolio of the
+    campaign's sender. Only reports about a message we sent that name the destination
+    we used count: a report about anything else cannot link two people in the book."""
+    groups: dict[tuple[str, ...], tuple[int, Any, _Report]] = {}
+    for message_id, (row, matched) in by_message.items():
         for report in matched:
             raw = report.dlr.named_identifiers
             if raw:
                 group = book.identifiers_in(raw)  # cached: reports repeat them
                 if len(group) > 1 and row.destination in group:
-                    groups.add(group)
-    return list(groups)
+                    held = groups.get(group)
+                    if held is None or report.at < held[2].at:
+                        groups[group] = (message_id, row, report)
+    if not groups:
+        return []
+    portfolios = _portfolios(session, {row.campaign_id for _, row, _ in groups.values()})
+    links = []
+    for group, (message_id, row, report) in groups.items():
+        portfolio = portfolios.get(row.campaign_id, "")
+        links.append((group, book.Source("dlr", f"message {message_id}", report.at, portfolio)))
+    return links
+
+
+# campaign id -> the business portfolio of its sender: a campaign's sender never changes.
+_PORTFOLIOS: dict[int, str] = {}
+_PORTFOLIOS_KEPT = 10_000
+
+
+def _portfolios(session: Session, campaign_ids: set[int]) -> dict[int, str]:
+    """The business portfolio each campaign sends through (``campaigns.source``),
+    remembered by the process."""
+    missing = [c for c in campaign_ids if c not in _PORTFOLIOS]
+    if missing:
+        if len(_PORTFOLIOS) > _PORTFOLIOS_KEPT:
+            _PORTFOLIOS.clear()
+        settings = get_settings()
+        for campaign_id, source in session.execute(
+            select(Campaign.id, Campaign.source).where(among(session, Campaign.id, missing))
+        ):
+            _PORTFOLIOS[campaign_id] = settings.portfolio_name(source)
+    return {c: _PORTFOLIOS[c] for c in campaign_ids if c in _PORTFOLIOS}
 
 
 def _group_by_message(
@@ -621,28 +658,10 @@ def _apply_rows(
 ) -> int:
     """Apply stored rows (id, kind, body); returns how many reached a message."""
     plan_for_lookups(session)
-    dlrs, mos, echoes = _read(session, rows)
-    applied = 0
+    read = _read(session, rows)
     failed: list[int] = []
-    if dlrs:
-        try:
-            with session.begin_nested():
-                states = apply_dlrs(session, dlrs, known_groups=known_groups)
-            applied += sum(s is not ReportState.UNMATCHED for s in states.values())
-        except SQLAlchemyError as exc:
-            if known_groups is not None:
-                known_groups.discard()  # rolled back; one by one learns without it
-            log.warning("%d reports could not be applied together (%s); one by one", len(dlrs),
-                        type(exc).__name__)  # fmt: skip
-            for report_id, dlr in dlrs:
-                try:
-                    with session.begin_nested():
-                        applied += apply_dlr(session, report_id, dlr) is not ReportState.UNMATCHED
-                except SQLAlchemyError as exc:
-                    log.warning("report %s could not be applied: %s", report_id,
-                                type(exc).__name__)  # fmt: skip
-                    failed.append(report_id)
-    for report_id, message in mos:
+    applied = _apply_statuses(session, read.dlrs, failed, known_groups) if read.dlrs else 0
+    for report_id, message in read.mos:
         try:
             with session.begin_nested():
                 incoming.apply(session, report_id, message, opt_out_words=opt_out_words)
@@ -650,13 +669,24 @@ def _apply_rows(
         except SQLAlchemyError as exc:
             log.warning("report %s could not be applied: %s", report_id, type(exc).__name__)
             failed.append(report_id)
-    if echoes:
+    if read.echoes:
         try:
             with session.begin_nested():
-                applied += echoes_mod.apply(session, echoes)
+                applied += echoes_mod.apply(session, read.echoes)
         except SQLAlchemyError as exc:
-            log.warning("%d echoes could not be applied: %s", len(echoes), type(exc).__name__)
-            failed.extend(sorted({report_id for report_id, _ in echoes}))
+            log.warning("%d echoes could not be applied: %s", len(read.echoes),
+                        type(exc).__name__)  # fmt: skip
+            failed.extend(sorted({report_id for report_id, _ in read.echoes}))
+    if read.changes or read.usernames:
+        # After the statuses and messages of the same rows: a username is stored on
+        # the links they made, and a late report is judged by the book's change times.
+        try:
+            with session.begin_nested():
+                applied += identity_changes.apply(session, read.changes, read.usernames)
+        except SQLAlchemyError as exc:
+            log.warning("%d identity changes could not be applied: %s", len(read.changes),
+                        type(exc).__name__)  # fmt: skip
+            failed.extend(sorted({report_id for report_id, _ in read.changes}))
     if failed and mark_failures_tried:
         # Out of the applier's way; the sweep retries them, least recently tried first.
         session.execute(
@@ -667,16 +697,54 @@ def _apply_rows(
     return applied
 
 
-def _read(
-    session: Session, rows: Sequence[Any]
-) -> tuple[
-    list[tuple[int, StatusReport]], list[tuple[int, IncomingReport]], list[tuple[int, EchoReport]]
-]:
-    """The status reports, incoming messages and echoes of stored rows (id, kind,
-    body), each with its row's id; unreadable rows are marked invalid."""
+def _apply_statuses(
+    session: Session,
+    dlrs: list[tuple[int, StatusReport]],
+    failed: list[int],
+    known_groups: book.Known | None,
+) -> int:
+    """Apply status reports as one set, else one by one (those that fail go to
+    ``failed``); returns how many reached a message."""
+    try:
+        with session.begin_nested():
+            states = apply_dlrs(session, dlrs, known_groups=known_groups)
+        return sum(s is not ReportState.UNMATCHED for s in states.values())
+    except SQLAlchemyError as exc:
+        if known_groups is not None:
+            known_groups.discard()  # rolled back; one by one learns without it
+        log.warning("%d reports could not be applied together (%s); one by one", len(dlrs),
+                    type(exc).__name__)  # fmt: skip
+    applied = 0
+    for report_id, dlr in dlrs:
+        try:
+            with session.begin_nested():
+                applied += apply_dlr(session, report_id, dlr) is not ReportState.UNMATCHED
+        except SQLAlchemyError as exc:
+            log.warning("report %s could not be applied: %s", report_id, type(exc).__name__)
+            failed.append(report_id)
+    return applied
+
+
+@dataclass(slots=True)
+class _Read:
+    """What stored rows hold, each part with its row's id."""
+
+    dlrs: list[tuple[int, StatusReport]]
+    mos: list[tuple[int, IncomingReport]]
+    echoes: list[tuple[int, EchoReport]]
+    changes: list[tuple[int, IdentityChange]]
+    usernames: list[tuple[int, Username]]
+
+
+def _read(session: Session, rows: Sequence[Any]) -> _Read:
+    """The status reports, incoming messages, echoes, identity changes and usernames of
+    stored rows (id, kind, body), each with its row's id; unreadable rows are marked
+    invalid."""
     dlrs: list[tuple[int, StatusReport]] = []
     mos: list[tuple[int, IncomingReport]] = []
     echoes: list[tuple[int, EchoReport]] = []
+    changes: list[tuple[int, IdentityChange]] = []
+    usernames: list[tuple[int, Username]] = []
     for report_id, kind, body in rows:
         try:
             parsed = parse_callback(kind, body)
@@ -689,4 +757,8 @@ def _read(
             mos.append((report_id, message))
         for echo in parsed.echoes:
             echoes.append((report_id, echo))
-    return dlrs, mos, echoes
+        for change in parsed.changes:
+            changes.append((report_id, change))
+        for username in parsed.usernames:
+            usernames.append((report_id, username))
+    return _Read(dlrs, mos, echoes, changes, usernames)

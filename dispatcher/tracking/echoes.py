@@ -11,7 +11,8 @@ An echo is the business writing, not the person: it opens and extends no custome
 care window (only a message from the user does, seed 004), answers nothing (no reply
 is counted), and is none of a campaign's messages (its id is never looked up among
 theirs, and nothing of theirs is changed). The identifiers it names are one user, as
-a status report's are, so the identity book learns them.
+a status report's are, so the identity book learns them (source "report R", at the
+echo's time, a BSUID scoped to the portfolio of the business number it was sent from).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dispatcher.db.bulk import among, insert_ignoring_duplicates
 from dispatcher.db.models import DeliveryReport, WhatsAppEcho
 from dispatcher.db.timestamps import aware
 from dispatcher.providers import MAX_ID_CHARS, EchoReport
+from dispatcher.settings import get_settings
 from dispatcher.tracking.intake import ReportState
 
 __all__ = ["apply"]
@@ -45,7 +47,8 @@ def apply(session: Session, echoes: Sequence[tuple[int, EchoReport]]) -> int:
     delivered twice is one row."""
     now = datetime.now(UTC)
     rows: dict[str, dict[str, Any]] = {}
-    groups: list[tuple[str, ...]] = []
+    settings = get_settings()
+    links: list[tuple[tuple[str, ...], book.Source]] = []
     kept: set[int] = set()
     for report_id, echo in echoes:
         named = book.identifiers_in(echo.named_identifiers)
@@ -55,8 +58,10 @@ def apply(session: Session, echoes: Sequence[tuple[int, EchoReport]]) -> int:
         rows.setdefault(row["wa_message_id"], row)
         kept.add(report_id)
         if len(named) > 1:
-            groups.append(named)
-    book.learn_many(session, groups, "echo")
+            portfolio = settings.portfolio_name(echo.business_number)
+            source = book.Source("echo", f"report {report_id}", row["sent_at"], portfolio)
+            links.append((named, source))
+    book.learn_links(session, links)
     insert_ignoring_duplicates(session, _ECHOES, list(rows.values()))
     _set_states(session, kept, {report_id for report_id, _ in echoes} - kept, now)
     return len(kept)

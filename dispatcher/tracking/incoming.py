@@ -2,10 +2,13 @@
 number written to), opt-outs kept.
 
 The provider says who sent the message (every identifier it names) and what they typed
-or chose (``IncomingReport``). A person opts out by sending one opt-out word alone,
-typed or as a button reply: STOP always, plus the words of the ``OPT_OUT_WORDS``
-setting. A message answering one of a campaign's messages counts as its reply
-(``replies``).
+or chose (``IncomingReport``). The identifiers are linked with the source "report R"
+(the stored body) at the message's time, a BSUID scoped to the portfolio of the
+business number written to; a contacts message in which the sender shares their own
+number (``shares_own_number``) links it as learned from ``contacts``. A person opts
+out by sending one opt-out word alone, typed or as a button reply: STOP always, plus
+the words of the ``OPT_OUT_WORDS`` setting. A message answering one of a campaign's
+messages counts as its reply (``replies``).
 """
 
 from __future__ import annotations
@@ -48,11 +51,13 @@ def apply(
     the message is an opt-out word. Returns True when the sender was suppressed."""
     words = get_settings().opt_out_keywords if opt_out_words is None else opt_out_words
     identifiers = list(book.identifiers_in(message.named_identifiers))
-    book.learn(session, identifiers, "mo")
-    # Seed 004: "When a WhatsApp user sends a message to a business's phone number a 24
-    # hour customer care window opens": with that number only ('' when not said).
     at = aware(message.timestamp) or datetime.now(UTC)
     business = message.business_number or ""
+    kind = "contacts" if message.shares_own_number else "mo"
+    portfolio = get_settings().portfolio_name(business)
+    book.learn(session, identifiers, book.Source(kind, f"report {report_id}", at, portfolio))
+    # Seed 004: "When a WhatsApp user sends a message to a business's phone number a 24
+    # hour customer care window opens": with that number only ('' when not said).
     upsert_latest(
         session,
         CareWindow.__table__,  # type: ignore[arg-type]

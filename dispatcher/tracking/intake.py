@@ -3,11 +3,11 @@
 Every body is kept (``delivery_reports``) whatever it holds; this module decides, from
 the bytes alone and without the database, which state the row starts in and what the
 receiver answers: ``received`` (200, applied later), ``ignored`` (200: readable, with
-nothing to apply, such as Meta's system messages) or ``invalid`` (400, kept for inspection with
-the reason; Meta's are answered 200, ``interfaces.webhooks``). Its provider reads the
-body (``providers.parse_callback``, by the kind of callback); the columns a status
-report is looked up by (message id, request id, result code) are filled here once, so
-applying never has to search bodies.
+nothing to apply, such as a Meta status of no tracked state) or ``invalid`` (400, kept
+for inspection with the reason; Meta's are answered 200, ``interfaces.webhooks``). Its
+provider reads the body (``providers.parse_callback``, by the kind of callback); the
+columns a status report is looked up by (message id, request id, result code) are
+filled here once, so applying never has to search bodies.
 A result code the provider does not document is no reason to refuse a body: it is
 stored, answered 200 and applied as a failure with that code (``codes.dlr_status``),
 so no message waits for a report that was already answered 400.
@@ -104,11 +104,12 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
         )
         return Received(kind, body, ReportState.INVALID, note)
     try:
-        statuses, incoming, echoes = parse_callback(kind, body)
+        callback = parse_callback(kind, body)
     except InvalidReport as exc:
         return Received(kind, body, ReportState.INVALID, _clean(str(exc)))
     except Exception as exc:  # a body that trips a bug is still bad input: 400, kept
         return Received(kind, body, ReportState.INVALID, f"unreadable ({type(exc).__name__})")
+    statuses = callback.statuses
     if len(statuses) == 1:  # a body of several reports has no one row to look up by
         report = statuses[0]
         return Received(
@@ -119,9 +120,10 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
             ref_id=report.ref_id,
             result_code=report.result_code,
         )
-    if not statuses and not incoming and not echoes:
-        # Readable, but nothing in it for the applier (Meta: system messages, a status
-        # without a tracked state): kept, never queued.
+    if not statuses and not callback.incoming and not callback.echoes and not callback.changes:
+        # Readable, but nothing in it for the applier (Meta: a status without a tracked
+        # state, a field read for nothing): kept, never queued. Identity changes
+        # (system messages, ``user_id_update``) are the identity book's: queued.
         return Received(kind, body, ReportState.IGNORED)
     return Received(kind, body, ReportState.RECEIVED)
 

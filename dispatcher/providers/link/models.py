@@ -266,6 +266,14 @@ class IncomingMessage(_Wire):
     ``source`` is the user's MSISDN or BSUID; ``customParameters`` may add
     ``whatsappUserId`` / ``whatsappParentUserId`` (seed 004 'BSUID - Incoming Message
     Webhooks (MO) updates').
+
+    A shared contact is the sender's own number by this rule: a contacts message
+    (``content.message.contacts[].phones[]``, the contacts message format of seed 004)
+    from a sender named by BSUID only, carrying exactly one phone number. Seed 004
+    'Request phone numbers from users who have adopted usernames': the user tapping
+    REQUEST_CONTACT_INFO triggers "a corresponding contacts webhook event ... containing
+    the user's phone number"; LINK's MO has no ``origin`` to say so (Meta's has), and a
+    sender whose number is known shares someone else's card.
     """
 
     destination: str | None = None
@@ -277,9 +285,35 @@ class IncomingMessage(_Wire):
 
     @property
     def named_identifiers(self) -> tuple[str | None, ...]:
+        sender = self._sender()
+        own = self._own_phone(sender)
+        return (*sender, own) if own else sender
+
+    @property
+    def shares_own_number(self) -> bool:
+        """The sender shares their own number (see the class's rule)."""
+        return self._own_phone(self._sender()) is not None
+
+    def _sender(self) -> tuple[str | None, ...]:
         if not self.custom_parameters:
             return (self.source,)
         return (self.source, *_named(self.custom_parameters))
+
+    def _own_phone(self, sender: tuple[str | None, ...]) -> str | None:
+        """The one phone number of a contacts message from a sender known by BSUID only."""
+        inner = (self.content or {}).get("message")
+        cards = inner.get("contacts") if isinstance(inner, dict) else None
+        if not isinstance(cards, list) or any(_is_number(v) for v in sender):
+            return None  # no cards, or the sender's number is known: someone else's card
+        phones: set[str] = set()
+        for card in cards:
+            listed = card.get("phones") if isinstance(card, dict) else None
+            for phone in listed if isinstance(listed, list) else ():
+                if isinstance(phone, dict):
+                    digits = _digits(phone.get("waId")) or _digits(phone.get("phone"))
+                    if digits:
+                        phones.add(digits)
+        return f"+{phones.pop()}" if len(phones) == 1 else None
 
     @property
     def business_number(self) -> str | None:
@@ -394,6 +428,19 @@ def _reply_context(inner: Mapping[str, Any]) -> ReplyContext | None:
                 return ReplyContext(wa_id, kind, _text(choice.get("id")),
                                     _text(choice.get("title")))  # fmt: skip
     return ReplyContext(wa_id, kind)
+
+
+def _digits(value: object) -> str | None:
+    """A phone number's digits, from a display number like "+1 (650) 555-1234"."""
+    if not isinstance(value, str):
+        return None
+    return "".join(c for c in value if c.isdigit()) or None
+
+
+def _is_number(value: str | None) -> bool:
+    """A phone number (MSISDN), not a BSUID: digits, with or without '+'."""
+    text = "".join((value or "").split())
+    return text.removeprefix("+").isdigit()
 
 
 def _named(custom_parameters: Mapping[str, object]) -> tuple[str | None, ...]:

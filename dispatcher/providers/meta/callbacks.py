@@ -16,9 +16,11 @@ contacts, seed 003 for echoes):
   WhatsApp Business app; never one of our campaign's messages;
 * ``user_id_update`` (field of that name, seed 000): a user's new BSUID.
 
-Statuses, people's messages and echoes become the ``Callback`` the stages apply; the
-rest is parsed into the typed records below (``parse_webhook``) and kept in the stored
-body: identity changes are applied by the identity book's own rules, not here.
+Statuses, people's messages, echoes, identity changes (``system`` messages and
+``user_id_update``, as provider-neutral ``IdentityChange`` records the identity book
+applies by its own rules) and the usernames of ``contacts[]`` become the ``Callback``
+the stages apply; the rest is parsed into the typed records below (``parse_webhook``)
+and kept in the stored body.
 
 Read by hand from ``orjson``'s dicts, not by a model per status: a campaign of a
 thousand messages a second brings about three thousand statuses a second to one
@@ -34,6 +36,7 @@ refused (``InvalidReport``) only when it is not JSON, is not a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +44,15 @@ from typing import Any
 
 import orjson
 
-from dispatcher.providers.base import MAX_ID_CHARS, Callback, InvalidReport, Pricing, ReplyContext
+from dispatcher.providers.base import (
+    MAX_ID_CHARS,
+    Callback,
+    IdentityChange,
+    InvalidReport,
+    Pricing,
+    ReplyContext,
+    Username,
+)
 from dispatcher.providers.link.models import choice_replies
 from dispatcher.status import MessageStatus
 
@@ -82,6 +93,9 @@ _NOT_WRITTEN = frozenset({"system", "revoke"})
 # "contact_request"; its phone is the sender's own. Any other shared card is someone
 # else's number and links nobody.
 _OWN_CONTACT = "contact_request"
+# Seed 000 ``user_changed_user_id``: "User <NAME> changed from <OLD_BSUID> to
+# <NEW_BSUID>"; the last "changed from" of the body (a name may hold the words).
+_CHANGED_FROM = re.compile(r"changed from (\S+) to \S+?\.?\s*$")
 _DESCRIPTION_CHARS = 1000
 
 
@@ -259,10 +273,16 @@ class MetaIncoming:
                     )
         return ReplyContext(wa_id, self.type)
 
+    @property
+    def shares_own_number(self) -> bool:
+        """A contacts message answering the business's REQUEST_CONTACT_INFO (seed 000:
+        ``origin`` "contact_request"): its phone is the sender's own."""
+        return self.type == "contacts" and self.message.get("origin") == _OWN_CONTACT
+
     def _own_phones(self) -> tuple[str | None, ...]:
         """The sender's own number, shared at the business's request (seed 000
         REQUEST_CONTACT_INFO: ``origin`` "contact_request")."""
-        if self.type != "contacts" or self.message.get("origin") != _OWN_CONTACT:
+        if not self.shares_own_number:
             return ()
         found: list[str | None] = []
         for card in _dicts(self.message.get("contacts")):
@@ -285,7 +305,8 @@ class SystemChange:
     kind: str
     message_id: str | None
     timestamp: datetime | None
-    #: who it was: ``from`` (old number) and ``from_user_id`` as the message gives them
+    #: who it was: ``from`` (old number), ``from_user_id`` and ``from_parent_user_id``
+    #: as the message gives them
     old: tuple[str | None, ...]
     new_wa_id: str | None
     new_user_id: str | None
@@ -332,20 +353,25 @@ class Webhook:
     system_changes: tuple[SystemChange, ...] = ()
     echoes: tuple[Echo, ...] = ()
     user_id_updates: tuple[UserIdUpdate, ...] = ()
+    #: the system changes and user id updates as the identity book applies them
+    changes: tuple[IdentityChange, ...] = ()
+    usernames: tuple[Username, ...] = ()
     #: the change fields read here, and those present but not read (each sorted)
     fields: tuple[str, ...] = ()
     other_fields: tuple[str, ...] = ()
 
 
 def read_webhook(body: bytes) -> Callback:
-    """The statuses, people's messages and echoes of a webhook body (what the stages
-    apply, read without the rest); ``InvalidReport`` when it is not a Cloud API
-    webhook, or holds only fields the dispatcher does not read. Echoes are rare (the
-    business writing from its app): a change without ``message_echoes`` costs one look
-    for the key."""
+    """The statuses, people's messages, echoes, identity changes and usernames of a
+    webhook body (what the stages apply, read without the rest); ``InvalidReport`` when
+    it is not a Cloud API webhook, or holds only fields the dispatcher does not read.
+    Echoes, system messages and user id updates are rare: a change without them costs
+    a look for a key; a contact one look for a username."""
     statuses: list[MetaStatus] = []
     incoming: list[MetaIncoming] = []
     echoes: list[Echo] = []
+    changes: list[IdentityChange] = []
+    usernames: list[Username] = []
     other: set[str] = set()
     read = False
     for field, value in _changes(body):
@@ -354,14 +380,16 @@ def read_webhook(body: bytes) -> Callback:
             continue
         read = True
         if field == "messages":
-            _read_messages(value, statuses, incoming)
+            _read_messages(value, statuses, incoming, changes, usernames)
+        elif field == "user_id_update":
+            _read_user_id_updates(value, changes, usernames)
         if "message_echoes" in value:
             _read_echoes(value, echoes)
     if not read:
         if other:
             raise InvalidReport(f"field {', '.join(sorted(other))}: not one the dispatcher reads")
         raise InvalidReport("entry: no change in it")
-    return Callback(statuses, incoming, echoes)
+    return Callback(statuses, incoming, echoes, changes, usernames)
 
 
 def parse_webhook(body: bytes) -> Webhook:
@@ -400,11 +428,15 @@ def _read_messages(
     value: Mapping[str, Any],
     statuses: list[MetaStatus],
     incoming: list[MetaIncoming],
+    changes: list[IdentityChange],
+    usernames: list[Username],
     system_changes: list[SystemChange] | None = None,
 ) -> None:
-    """A ``messages`` value's statuses and what people wrote (and its system changes,
+    """A ``messages`` value's statuses, what people wrote, the identity changes of its
+    system messages and its contacts' usernames (and its system messages as parsed,
     when asked for)."""
     contacts = list(_dicts(value.get("contacts")))
+    _read_usernames(contacts, usernames)
     for status in _dicts(value.get("statuses")):
         report = MetaStatus(status, contacts)
         if report.message_id is not None:
@@ -416,10 +448,95 @@ def _read_messages(
     for message in _dicts(messages):
         kind = message.get("type")
         if kind == "system":
+            change = _identity_change(message, business)
+            if change is not None:
+                changes.append(change)
             if system_changes is not None:
                 system_changes.append(_system_change(message))
         elif kind not in _NOT_WRITTEN:
             incoming.append(MetaIncoming(message, contacts, business))
+
+
+def _read_user_id_updates(
+    value: Mapping[str, Any], changes: list[IdentityChange], usernames: list[Username]
+) -> None:
+    """A ``user_id_update`` value (seed 000): each update's previous BSUID and parent
+    BSUID are retired for the current ones; ``wa_id`` is unchanged."""
+    _read_usernames(list(_dicts(value.get("contacts"))), usernames)
+    business = _business(value)
+    for update in _dicts(value.get("user_id_update")):
+        parsed = _user_id_update(update)
+        changes.append(
+            _settled(
+                "user_id_update",
+                old=(parsed.previous_user_id, parsed.previous_parent_user_id),
+                new=(parsed.current_user_id, parsed.current_parent_user_id),
+                same=(parsed.wa_id,),
+                at=parsed.timestamp,
+                business=business,
+            )
+        )
+
+
+def _read_usernames(contacts: list[dict[str, Any]], usernames: list[Username]) -> None:
+    """Each contact's ``profile.username`` (seed 000: only when the user adopted one),
+    with the identifiers it names."""
+    for contact in contacts:
+        profile = contact.get("profile")
+        if profile.__class__ is dict and "username" in profile:
+            username = _text(profile["username"])
+            if username is not None:
+                usernames.append((_identifiers(contact), username))
+
+
+def _identity_change(message: Mapping[str, Any], business: str | None) -> IdentityChange | None:
+    """What a ``system`` message changes, None for a kind that changes nobody.
+
+    ``user_changed_number`` (seed 002): ``from`` is the old number, ``new_wa_id`` the
+    new one, the BSUIDs the message names stay. ``user_changed_user_id`` (seed 000):
+    ``system.wa_id`` / ``user_id`` / ``parent_user_id`` are the new ones; the old BSUID
+    is ``from_user_id``, else the one the body names ("changed from <OLD> to <NEW>");
+    the old number is ``from`` when it is not the new one.
+    """
+    system = message.get("system")
+    system = system if isinstance(system, dict) else {}
+    kind = _text(system.get("type"))
+    sender = _text(message.get("from"))
+    user_id = _text(message.get("from_user_id"))
+    parent = _text(message.get("from_parent_user_id"))
+    at = _unix(message.get("timestamp"))
+    if kind == "user_changed_number":
+        new_number = _text(system.get("new_wa_id")) or _text(system.get("wa_id"))
+        return _settled(kind, (sender,), (new_number,), (user_id, parent), at, business)
+    if kind == "user_changed_user_id":
+        new_number = _text(system.get("wa_id"))
+        body = _text(system.get("body"))
+        said = _CHANGED_FROM.search(body) if body else None
+        old_user_id = user_id or (said.group(1) if said else None)
+        new = (new_number, _text(system.get("user_id")), _text(system.get("parent_user_id")))
+        # ``from`` is the old number when it is not the new one (then it is the same)
+        return _settled(kind, (old_user_id, parent, sender), new, (), at, business)
+    return None
+
+
+def _settled(
+    event: str,
+    old: tuple[str | None, ...],
+    new: tuple[str | None, ...],
+    same: tuple[str | None, ...],
+    at: datetime | None,
+    business: str | None,
+) -> IdentityChange:
+    """The change with the identifiers named both before and after counted as same."""
+    both = tuple(v for v in new if v and v in old)
+    return IdentityChange(
+        event,
+        _named(tuple(v for v in old if v not in both)),
+        _named(tuple(v for v in new if v not in both)),
+        _named(same + both),
+        at,
+        business,
+    )
 
 
 # What a message may carry, by its ``type`` (seed 002's inbound examples).
@@ -449,6 +566,8 @@ class _Parts:
         self.system_changes: list[SystemChange] = []
         self.echoes: list[Echo] = []
         self.user_id_updates: list[UserIdUpdate] = []
+        self.changes: list[IdentityChange] = []
+        self.usernames: list[Username] = []
         self.fields: set[str] = set()
         self.other_fields: set[str] = set()
 
@@ -458,10 +577,14 @@ class _Parts:
             self.user_id_updates.extend(
                 _user_id_update(u) for u in _dicts(value.get("user_id_update"))
             )
+            _read_user_id_updates(value, self.changes, self.usernames)
             return
         _read_echoes(value, self.echoes)
         if field == "messages":
-            _read_messages(value, self.statuses, self.incoming, self.system_changes)
+            _read_messages(
+                value, self.statuses, self.incoming, self.changes, self.usernames,
+                self.system_changes,
+            )  # fmt: skip
 
     def webhook(self) -> Webhook:
         return Webhook(
@@ -471,6 +594,8 @@ class _Parts:
             tuple(self.system_changes),
             tuple(self.echoes),
             tuple(self.user_id_updates),
+            tuple(self.changes),
+            tuple(self.usernames),
             tuple(sorted(self.fields)),
             tuple(sorted(self.other_fields)),
         )
@@ -519,7 +644,11 @@ def _system_change(message: Mapping[str, Any]) -> SystemChange:
         kind=_text(system.get("type")) or "unknown",
         message_id=_text(message.get("id")),
         timestamp=_unix(message.get("timestamp")),
-        old=(_text(message.get("from")), _text(message.get("from_user_id"))),
+        old=(
+            _text(message.get("from")),
+            _text(message.get("from_user_id")),
+            _text(message.get("from_parent_user_id")),
+        ),
         # seed 002 names the new number ``new_wa_id``; seed 000's BSUID change ``wa_id``
         new_wa_id=_text(system.get("new_wa_id")) or _text(system.get("wa_id")),
         new_user_id=_text(system.get("user_id")),
