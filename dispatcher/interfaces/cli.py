@@ -272,23 +272,50 @@ def rejects(
         say("Rejects of campaign ", str(campaign_id), " written to ", str(output))
 
 
-@app.command(short_help="What the dispatcher knows of one person: identifiers, messages, echoes.")
+_IDENTIFIER_HELP = "phone number (E.164, or national with --region) or BSUID"
+_REGION_HELP = "ISO country for a number without a country code"
+_LIMIT_HELP = "at most this many campaign messages, and echoes"
+
+
+@app.command(short_help="What the dispatcher knows of one person (as `identities show`).")
 @friendly
 def person(
-    identifier: Annotated[
-        str, typer.Argument(help="phone number (E.164, or national with --region) or BSUID")
-    ],
-    region: Annotated[
-        str | None, typer.Option(help="ISO country for a number without a country code")
-    ] = None,
-    limit: Annotated[
-        int, typer.Option(min=1, help="at most this many campaign messages, and echoes")
-    ] = 20,
+    identifier: Annotated[str, typer.Argument(help=_IDENTIFIER_HELP)],
+    region: Annotated[str | None, typer.Option(help=_REGION_HELP)] = None,
+    limit: Annotated[int, typer.Option(min=1, help=_LIMIT_HELP)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
-    """The identifiers the identity book links to IDENTIFIER, the person's messages in
-    campaigns (campaign, status, last update) and what the business sent them from the
-    WhatsApp Business app (echoes), newest first. Identifiers are shown whole: you
-    asked by one of them."""
+    """The same as `dispatcher identities show`: the identifiers the identity book
+    links to IDENTIFIER now and linked before, the person's messages in campaigns and
+    what the business sent them from the WhatsApp Business app (echoes), newest first."""
+    _show_person(identifier, region, limit, as_json=as_json)
+
+
+identities_app = typer.Typer(
+    no_args_is_help=True,
+    help="The identity book: which identifiers are one person, since when, and why.",
+)
+
+
+@identities_app.command("show")
+@friendly
+def identities_show(
+    identifier: Annotated[str, typer.Argument(help=_IDENTIFIER_HELP)],
+    region: Annotated[str | None, typer.Option(help=_REGION_HELP)] = None,
+    limit: Annotated[int, typer.Option(min=1, help=_LIMIT_HELP)] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object (stable keys, ISO times)")
+    ] = False,
+) -> None:
+    """Whose IDENTIFIER is now and was before (a number or BSUID a change retired is
+    not sent to as its former person's), every identifier ever linked to that person
+    with its source, time, portfolio, username and retirement, which are on the
+    opt-out list, and the person's campaign messages and echoes, newest first.
+    Identifiers are shown whole: you asked by one of them."""
+    _show_person(identifier, region, limit, as_json=as_json)
+
+
+def _show_person(identifier: str, region: str | None, limit: int, *, as_json: bool) -> None:
     from dispatcher.interfaces.console import person_view
     from dispatcher.operations.person import identifier_of, look_up
 
@@ -304,6 +331,9 @@ def person(
             found = look_up(session, wanted, limit=limit)
     finally:
         db.dispose()
+    if as_json:
+        typer.echo(json.dumps(found.as_dict(), indent=2, ensure_ascii=False))
+        return
     console.print(person_view(found, limit))
 
 
@@ -593,6 +623,9 @@ def simulate(
 
 app.add_typer(schedule_app, name="schedule", short_help="Recurring campaigns (cron).")
 app.add_typer(suppress_app, name="suppress", short_help="The opt-out list.")
+app.add_typer(
+    identities_app, name="identities", short_help="Whose an identifier is, now and before."
+)
 
 
 @app.command("migrate")

@@ -235,19 +235,31 @@ def _duration(seconds: float) -> str:
 
 
 def person_view(person: Person, limit: int) -> Group:
-    """What the dispatcher knows of one person (``dispatcher person``): identifiers
-    whole (the operator asked by one of them), then campaign messages and business app
-    messages, newest first; a list that reached ``limit`` says there may be more."""
+    """What the dispatcher knows of one person (``dispatcher identities show``,
+    ``dispatcher person``): whose the asked identifier is now and was before, the
+    opt-out list, every link with its source, time, portfolio, username and
+    retirement, then campaign messages and business app messages, newest first.
+    Identifiers whole: the operator asked by one of them. A list that reached
+    ``limit`` says there may be more."""
     if not person.known:
         return Group(Text(f"Nothing is known of {person.asked}: no identity, message or echo."))
-    shown: list[Table] = []
-    identifiers = Table(title=Text(f"Person {person.asked}"), box=box.SIMPLE_HEAD)
-    for column in ("identifier", "kind", "learned from", "learned at (UTC)"):
-        identifiers.add_column(column, no_wrap=column == "identifier")
+    shown: list[Text | Table] = [_whose(person)]
+    title = f"Person {person.person_key}" if person.person_key else f"Person {person.asked}"
+    identifiers = Table(title=Text(title), box=box.SIMPLE_HEAD)
+    for column in ("identifier", "kind", "learned from", "learned at (UTC)", "portfolio",
+                   "username", "retired (UTC)", "opted out"):  # fmt: skip
+        identifiers.add_column(column, no_wrap=column in _WHOLE, overflow="fold")
     for known in person.identifiers:
         learned = "-" if known.learned_at is None else f"{known.learned_at:%Y-%m-%d %H:%M}"
-        identifiers.add_row(Text(known.identifier), known.kind,
-                            known.learned_from or "not in the identity book", learned)  # fmt: skip
+        source = known.learned_from or "not in the identity book"
+        if known.learned_from and known.source:
+            source = f"{known.learned_from}: {known.source}"
+        retired = "-" if known.retired_at is None else (
+            f"{known.retired_at:%Y-%m-%d %H:%M} {known.retired_by or ''}".rstrip()
+        )  # fmt: skip
+        identifiers.add_row(Text(known.identifier), known.kind, Text(source), learned,
+                            Text(known.portfolio or "-"), Text(known.username or "-"),
+                            Text(retired), "yes" if known.opt_out else "-")  # fmt: skip
     shown.append(identifiers)
     messages = Table(title="Campaign messages", box=box.SIMPLE_HEAD,
                      caption=_more(len(person.messages), limit))  # fmt: skip
@@ -269,6 +281,42 @@ def person_view(person: Person, limit: int) -> Group:
                        Text(e.recipient), Text(e.original_message_id or ""))  # fmt: skip
     shown.append(echoes)
     return Group(*shown)
+
+
+_WHOLE = ("identifier", "kind", "learned at (UTC)", "portfolio", "opted out")
+
+
+def _whose(person: Person) -> Text:
+    """Whose the asked identifier is now and was before, and whether the person is on
+    the opt-out list: the answer to "why did this number not get the campaign?"."""
+    asked = person.asked
+    if person.linked_now:
+        lines = [f"{asked} belongs to person {person.person_key}."]
+    else:
+        lines = [f"{asked} belongs to nobody in the identity book now."]
+    for was in person.formerly:
+        whose = (
+            f"person {was.person_key} (now {', '.join(was.identifiers)})"
+            if was.person_key
+            else "a person the book no longer holds"
+        )
+        lines.append(
+            f"It was {whose} until {was.retired_at:%Y-%m-%d %H:%M} UTC ({was.retired_by}): "
+            "it is not sent to as theirs."
+        )
+    opted = person.opted_out
+    if opted:
+        on = ", ".join(i.identifier for i in opted)
+        why = "; ".join(dict.fromkeys(i.opt_out or "" for i in opted))
+        lines.append(f"Opted out: the person is sent no campaign (on the list: {on}: {why}).")
+    elif person.linked_now or person.person_key:
+        lines.append("The person is not on the opt-out list.")
+    for other in person.identifiers:
+        if other.opt_out and other not in opted:
+            lines.append(f"{other.identifier} is on the opt-out list: {other.opt_out}.")
+    if person.usernames:
+        lines.append("Usernames: " + ", ".join(person.usernames) + " (never a destination).")
+    return Text("\n".join(lines))
 
 
 def _more(count: int, limit: int) -> str | None:
