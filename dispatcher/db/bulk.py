@@ -174,6 +174,27 @@ def matching(
             yield row[0] if single else tuple(row)
 
 
+def unnested(executor: Executor, column: Any, values: Sequence[Any]) -> Any | None:
+    """``values`` as one PostgreSQL table ``given(value)`` of ``column``'s type, sent as a
+    single text parameter; None on another database or when the values cannot be
+    packed. For a lookup of a million values against a table of a million rows, where
+    one hash join beats twenty index-probing chunks (``matching``)."""
+    if dialect_name(executor) != "postgresql":
+        return None
+    packed = _pack(values)
+    if packed is None:
+        return None
+    split = func.string_to_array(bindparam(None, packed, type_=Text), literal_column(_SPLIT))
+    array = cast(split, postgresql.ARRAY(column.type))
+    return func.unnest(array).table_valued("value").render_derived(name="given")
+
+
+def holds_fewer(executor: Executor, table: Any, count: int) -> bool:
+    """Whether ``table`` has fewer than ``count`` rows (reads at most that many)."""
+    limited = select(literal_column("1")).select_from(table).limit(count).subquery()
+    return (executor.execute(select(func.count()).select_from(limited)).scalar() or 0) < count
+
+
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 

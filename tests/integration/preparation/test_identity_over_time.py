@@ -192,3 +192,21 @@ def test_a_real_send_teaches_the_book_the_lists_links_and_a_dry_run_does_not(
     assert {r.learned_from for r in rows.values()} == {"csv"}
     assert rows[A_BSUID].source == f"campaign {run['id']} people.csv line 3"
     assert (rows[A_BSUID].portfolio, rows[OLD].portfolio) == (SENDER, "")
+
+
+def test_a_big_lookup_in_one_statement_finds_what_chunked_lookups_find(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = [(f"+47910{n:05d}", f"NO.PERSON{n:015d}") for n in range(200)]
+    source = book.Source("dlr", "", at(0), "acme")
+    with db.session() as session:
+        book.learn_links(session, [(list(p), source) for p in people])
+    asked = [number for number, _ in people[::3]] + [f"+47920{n:05d}" for n in range(100)]
+    with db.session() as session:
+        chunked = book.scoped(session, asked)
+    monkeypatch.setattr(book, "_ONE_STATEMENT_FROM", 10)
+    with db.session() as session:
+        at_once = book.scoped(session, asked)
+    assert at_once == chunked
+    assert len(at_once) == 2 * len(people[::3])
+    assert at_once[people[3][1]] == (people[3][0], "acme")
