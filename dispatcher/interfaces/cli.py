@@ -225,19 +225,25 @@ def report(
     campaign_id: Annotated[int, typer.Argument(help="the campaign")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file; else stdout")] = None,
 ) -> None:
-    """Per-recipient outcome CSV: status, LINK result code, WhatsApp error code, times."""
+    """Per-recipient outcome CSV: status, LINK result code, WhatsApp error code, times,
+    and the phone number a person shared since the campaign started."""
     from dispatcher.operations.reports import write_outcomes
+    from dispatcher.operations.shares import shared_numbers
 
     db = Database(local_database_url(get_settings()))
-    with db.session() as session:
-        if session.get(Campaign, campaign_id) is None:
-            raise DispatcherError(f"no campaign {campaign_id}")
-        rows = progress.outcomes(session, campaign_id)
-        if output is None:
-            write_outcomes(sys.stdout, rows)
-            return
-        with output.open("w", encoding="utf-8", newline="") as handle:
-            count = write_outcomes(handle, rows)
+    try:
+        with db.session() as session:
+            if session.get(Campaign, campaign_id) is None:
+                raise DispatcherError(f"no campaign {campaign_id}")
+            shared = shared_numbers(session, campaign_id)  # before the rows' stream opens
+            rows = progress.outcomes(session, campaign_id)
+            if output is None:
+                write_outcomes(sys.stdout, rows, shared)
+                return
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                count = write_outcomes(handle, rows, shared)
+    finally:
+        db.dispose()
     say(f"{count} recipient lines written to ", str(output))
 
 

@@ -120,6 +120,8 @@ OUTCOME_COLUMNS = (
 )
 #: Where the shared number's columns start; the rows given stop before them.
 _SHARED = OUTCOME_COLUMNS.index("shared_number")
+#: The columns of a row ``progress.outcomes`` yields (the shared number is added here).
+ROW_COLUMNS = OUTCOME_COLUMNS[:_SHARED]
 #: The report's status of a row merged into an earlier one (``progress.MERGED``).
 _MERGED = "merged"
 

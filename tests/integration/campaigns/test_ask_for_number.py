@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from dispatcher.audience import book
 from dispatcher.campaigns import followup, lifecycle, schedules
@@ -19,11 +20,12 @@ from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Campaign, Database, Message
 from dispatcher.errors import CampaignSpecError
-from dispatcher.operations import progress
-from dispatcher.operations.reports import report_time, write_outcomes
+from dispatcher.interfaces.cli import app
+from dispatcher.operations.reports import report_time
 from dispatcher.operations.shares import shared_numbers
 from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.sending.batch import Outcome, SendContext, send_batch
+from dispatcher.settings import get_settings
 from dispatcher.status import CampaignState
 from tests.integration.conftest import dlr, receive
 
@@ -75,13 +77,16 @@ def send_and_deliver(ctx: SendContext, campaign_id: int, tmp_path: Path) -> None
 
 
 def report(db: Database, campaign_id: int) -> dict[str, dict[str, str]]:
-    """``dispatcher report`` by destination."""
-    handle = io.StringIO()
-    with db.session() as session:
-        write_outcomes(
-            handle, progress.outcomes(session, campaign_id), shared_numbers(session, campaign_id)
-        )
-    return {r["destination"]: r for r in csv.DictReader(io.StringIO(handle.getvalue()))}
+    """``dispatcher report`` by destination, as the command prints it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATABASE_URL", db.url)
+        get_settings.cache_clear()
+        try:
+            printed = CliRunner().invoke(app, ["report", str(campaign_id)])
+        finally:
+            get_settings.cache_clear()
+    assert printed.exit_code == 0, printed.output
+    return {r["destination"]: r for r in csv.DictReader(io.StringIO(printed.output))}
 
 
 def test_people_known_only_by_bsuid_are_asked_for_their_number_and_the_report_shows_it(

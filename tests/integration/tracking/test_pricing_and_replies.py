@@ -28,7 +28,7 @@ from dispatcher.interfaces.console import summary
 from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.webhooks import create_app as create_webhooks
 from dispatcher.operations import progress
-from dispatcher.operations.reports import OUTCOME_COLUMNS
+from dispatcher.operations.reports import ROW_COLUMNS
 from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.sending.batch import Outcome, SendContext, send_batch
@@ -179,7 +179,7 @@ def test_whatsapp_message_ids_and_pricing_reach_messages_status_and_report(
         ).all()  # fmt: skip
         known = session.scalar(select(WhatsAppMessageId.campaign_id).limit(1))
         shown = progress.progress(session, stack.campaign_id)
-        rows = [dict(zip(OUTCOME_COLUMNS, row, strict=True))
+        rows = [dict(zip(ROW_COLUMNS, row, strict=True))
                 for row in progress.outcomes(session, stack.campaign_id)]  # fmt: skip
     assert set(pricing) == {("PMP", "utility", "regular", True)}  # the template's category
     assert known == stack.campaign_id
@@ -240,7 +240,7 @@ def test_replies_naming_a_sent_message_count_for_its_campaign_by_button(stack: S
     time.sleep(0.3)  # a late duplicate or stray reply would show by now
     with stack.db.session() as session:
         shown = progress.progress(session, stack.campaign_id)
-        rows = {row[2]: dict(zip(OUTCOME_COLUMNS, row, strict=True))
+        rows = {row[2]: dict(zip(ROW_COLUMNS, row, strict=True))
                 for row in progress.outcomes(session, stack.campaign_id)}  # fmt: skip
     assert shown is not None
     assert (shown.replies, shown.people_replied) == (3, 3)
