@@ -101,7 +101,7 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
         if isinstance(exc, LinkAuthError):
             _fail_campaign_of(ctx.db, batch_id, refused_account(ctx, request, exc))
         return Outcome.REJECTED
-    slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity, request.destinations))
+    slow_down(ctx, _record(ctx.db, batch_id, response, spec_validity, request.destinations, source))
     return Outcome.SUBMITTED
 
 
@@ -295,11 +295,14 @@ def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) 
         )
 
 
-def note_answers(session: Session, answers: list[tuple[int, str, Answer]]) -> None:
+def note_answers(
+    session: Session, answers: list[tuple[int, str, Answer]], source: str | None = None
+) -> None:
     """What one-person answers (message id, destination, answer) say beyond the id
     (Meta's): the people they name go into the identity book when they include the
-    destination we used (seed 000: ``contacts`` gives ``wa_id`` and ``user_id``), and
-    messages held for quality are marked."""
+    destination we used (seed 000: ``contacts`` gives ``wa_id`` and ``user_id``), their
+    BSUIDs in the portfolio of ``source``, the sender (seed 004), and messages held for
+    quality are marked."""
     held = [message_id for message_id, _, answer in answers if answer.held_for_quality]
     if held:
         session.execute(update(Message).where(Message.id.in_(held)).values(held_for_quality=True))
@@ -310,21 +313,12 @@ def note_answers(session: Session, answers: list[tuple[int, str, Answer]]) -> No
             if len(group) > 1 and destination in group:
                 groups.append((message_id, group))
     if groups:
-        # A BSUID is scoped to the portfolio of the sender it answered (seed 004).
-        senders = dict(
-            session.execute(
-                select(Message.id, Campaign.source)
-                .join(Campaign, Campaign.id == Message.campaign_id)
-                .where(Message.id.in_([message_id for message_id, _ in groups]))
-            ).tuples()
-        )
-        settings = get_settings()
+        portfolio = get_settings().portfolio_name(source)
         now = datetime.now(UTC)
-        links = []
-        for message_id, group in groups:
-            portfolio = settings.portfolio_name(senders.get(message_id))
-            links.append((group, book.Source("answer", f"message {message_id}", now, portfolio)))
-        book.learn_links(session, links)
+        book.learn_links(session, [
+            (group, book.Source("answer", f"message {message_id}", now, portfolio))
+            for message_id, group in groups
+        ])  # fmt: skip
 
 
 def refused_account(ctx: SendContext, request: Request, exc: LinkAuthError) -> str:
@@ -359,6 +353,7 @@ def _record(
     response: Answer,
     validity: timedelta = timedelta(minutes=LINK_DEFAULT_VALIDITY_MINUTES),
     destinations: Sequence[str] = (),
+    source: str | None = None,
 ) -> set[str]:
     """Store each message id on its message (ids mirror the destinations' order, which
     ``destinations`` are), then apply the reports that raced ahead of this commit
@@ -380,7 +375,7 @@ def _record(
         in_request = (Message.batch_id == batch_id) & Message.position.is_not(None)
         session.execute(update(Message).where(in_request).values(submitted(now, validity)))
         if len(in_order) == 1 and len(destinations) == 1:
-            note_answers(session, [(in_order[0], destinations[0], response)])
+            note_answers(session, [(in_order[0], destinations[0], response)], source)
     with db.session() as session:
         tracking.apply_waiting(session, batch_id)
         return tracking.rate_limited_senders(session)

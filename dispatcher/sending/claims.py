@@ -341,7 +341,7 @@ def record_answers(
     now = datetime.now(UTC)
     with ctx.db.session() as session:
         if answered:
-            record(session, answered, claimed, now)
+            record(session, answered, claimed, now, source)
         if retry:  # nothing left our side: claimable again, the try does not count
             released = batch_states.move(
                 session, retry, BatchState.PENDING, allowed=(BatchState.SUBMITTING,),
@@ -377,6 +377,7 @@ def record(
     answered: dict[str, Answer],
     claimed: dict[str, Claimed],
     now: datetime,
+    source: str | None = None,
 ) -> None:
     """Store each message id on its message (ids mirror the destinations' order)."""
     by_code: dict[int | None, list[str]] = {}  # one code in practice
@@ -402,6 +403,7 @@ def record(
             for batch_id, answer in answered.items()
             if len(claimed[batch_id].message_ids) == 1
         ],
+        source,
     )
     by_validity: dict[timedelta, list[int]] = {}
     for batch_id in answered:

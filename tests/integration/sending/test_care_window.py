@@ -15,7 +15,7 @@ from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import CareWindow, Message
 from dispatcher.operations.progress import outcomes, progress
-from dispatcher.operations.reports import OUTCOME_COLUMNS
+from dispatcher.operations.reports import ROW_COLUMNS
 from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import Outcome, SendContext, send_batch
@@ -93,7 +93,7 @@ def test_a_person_whose_window_closed_after_preparation_is_skipped_not_sent(
         shown = progress(session, campaign_id)
         assert shown is not None and shown.skipped == {"care_window_closed": 1}
         rows = [
-            dict(zip(OUTCOME_COLUMNS, row, strict=True)) for row in outcomes(session, campaign_id)
+            dict(zip(ROW_COLUMNS, row, strict=True)) for row in outcomes(session, campaign_id)
         ]
     skipped = next(r for r in rows if r["destination"] == "+4741234532")
     assert skipped["skip_reason"] == "care_window_closed"
