@@ -168,8 +168,9 @@ def learn_links(
     one lookup for all of them, and nothing written for a group the book already holds
     as one person (the usual case: every report of a message names the same
     identifiers). An identifier retired after the event a group comes from is left
-    out of it (a late report of the old owner). Returns the groups that changed the
-    book. ``known_groups`` remembers settled groups across calls (one database).
+    out of it (a late report of the old owner), whether the book holds it again or
+    not. Returns the groups that changed the book. ``known_groups`` remembers settled
+    groups across calls (one database).
     """
     wanted: dict[tuple[str, ...], Source] = {}
     for identifiers, source in links:
@@ -179,8 +180,9 @@ def learn_links(
             wanted[group] = source
     if not wanted:
         return 0
-    known = _persons(session, [i for group in wanted for i in group])
-    retired = _retired_at(session, {i for group in wanted for i in group if i not in known})
+    everyone = {i for group in wanted for i in group}
+    known = _persons(session, list(everyone))
+    retired = _retired_at(session, everyone)
     new: dict[str, dict[str, Any]] = {}
     now = datetime.now(UTC)
     changed = 0
@@ -188,7 +190,9 @@ def learn_links(
         at = aware(source.at) or now
         if known_groups is not None:
             known_groups.add(whole)  # one person once this commits
-        group = tuple(i for i in whole if i in known or not (i in retired and at <= retired[i]))
+        # Retired after the report's event: then it was someone else's link (the old
+        # owner's, when a number held again since by its next owner).
+        group = tuple(i for i in whole if not (i in retired and at <= retired[i]))
         if len(group) < 2:
             continue  # what is left names one identifier: nothing to link
         keys = sorted({known[i] for i in group if i in known})
@@ -260,6 +264,11 @@ def _merge(
     """Persons the book had apart are one: every identifier of ``others`` moves over."""
     session.execute(
         update(Identity).where(Identity.person_key.in_(others)).values(person_key=person_key)
+    )
+    session.execute(  # a retired link names the person its key stands for now
+        update(RetiredIdentity)
+        .where(RetiredIdentity.person_key.in_(others))
+        .values(person_key=person_key)
     )
     for identifier, key in known.items():
         if key in others:

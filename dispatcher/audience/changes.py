@@ -104,10 +104,9 @@ def apply_change(session: Session, change: Change) -> list[str]:
         for row in retiring
     )
     session.execute(delete(Identity).where(among(session, Identity.identifier, sorted(gone))))
-    if key != person:
-        session.execute(
-            update(Identity).where(Identity.person_key == person).values(person_key=key)
-        )
+    if key != person:  # the person's links, current and retired, follow the new key
+        for table in (Identity, RetiredIdentity):
+            session.execute(update(table).where(table.person_key == person).values(person_key=key))
     session.flush()
     _carry_opt_outs(session, sorted(gone), key, why)
     return sorted(gone)

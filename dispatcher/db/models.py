@@ -348,7 +348,8 @@ class RetiredIdentity(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     identifier: Mapped[str] = mapped_column(String(160), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    person_key: Mapped[str] = mapped_column(String(160))  # the person's key once retired
+    # the person's key (kept current when the person is keyed anew or merged)
+    person_key: Mapped[str] = mapped_column(String(160), index=True)
     learned_from: Mapped[str] = mapped_column(String(32))
     learned_at: Mapped[datetime]
     source: Mapped[str] = mapped_column(String(200), default="")

@@ -39,9 +39,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_retired_identities")),
     )
     op.create_index(op.f("ix_retired_identities_identifier"), "retired_identities", ["identifier"])
+    op.create_index(op.f("ix_retired_identities_person_key"), "retired_identities", ["person_key"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_retired_identities_person_key"), table_name="retired_identities")
     op.drop_index(op.f("ix_retired_identities_identifier"), table_name="retired_identities")
     op.drop_table("retired_identities")
     with op.batch_alter_table("identities") as table:

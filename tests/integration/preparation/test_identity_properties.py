@@ -255,13 +255,6 @@ rows = st.lists(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a retired link keeps the person key of its moment: once a later change retires "
-    "that key too, the person is keyed anew and the earlier retired number points at no "
-    "one, so a stale row (old number, old BSUID) sends to the retired number as the "
-    "person's (prepare._resolve_retired finds no current person for it)",
-)
 @settings(
     max_examples=50,
     deadline=None,
@@ -312,13 +305,6 @@ def test_a_campaign_after_any_history_sends_once_per_person_never_to_a_retired_i
         assert owner is None or not owner.opted_out, story
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a late report of a number's old owner, delivered after the number was linked "
-    "to its next owner, merges the two people (book.learn_links keeps every identifier the "
-    "book holds now, whatever the report's time): the next owner inherits the old owner's "
-    "opt-out and the two get one message",
-)
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(parents=st.lists(st.booleans(), min_size=3, max_size=6), active=st.integers(2, 6),
        history=events)  # fmt: skip
