@@ -21,21 +21,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from dispatcher.audience import book
-from dispatcher.db.bulk import among, insert_ignoring_duplicates
-from dispatcher.db.models import DeliveryReport, WhatsAppEcho
+from dispatcher.db.bulk import insert_ignoring_duplicates
+from dispatcher.db.models import WhatsAppEcho
 from dispatcher.db.timestamps import aware
 from dispatcher.providers import MAX_ID_CHARS, EchoReport
 from dispatcher.settings import get_settings
-from dispatcher.tracking.intake import ReportState
+from dispatcher.tracking.intake import settle
 
 __all__ = ["apply"]
 
 _ECHOES: Table = WhatsAppEcho.__table__  # type: ignore[assignment]
-_REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
 _KIND_CHARS = 16
 _E164_CHARS = 16  # '+' and at most 15 digits
 
@@ -63,7 +62,7 @@ def apply(session: Session, echoes: Sequence[tuple[int, EchoReport]]) -> int:
             links.append((named, source))
     book.learn_links(session, links)
     insert_ignoring_duplicates(session, _ECHOES, list(rows.values()))
-    _set_states(session, kept, {report_id for report_id, _ in echoes} - kept, now)
+    settle(session, kept, {report_id for report_id, _ in echoes} - kept, now)
     return len(kept)
 
 
@@ -87,26 +86,3 @@ def _row(
         "sent_at": aware(echo.timestamp) or now,
         "report_id": report_id,
     }
-
-
-def _set_states(session: Session, kept: set[int], empty: set[int], now: datetime) -> None:
-    if kept:
-        session.execute(
-            update(_REPORTS)
-            # A body that also holds status reports still unmatched stays so (the sweep
-            # brings it back; its echoes are the same rows a second time).
-            .where(
-                among(session, _REPORTS.c.id, sorted(kept)),
-                _REPORTS.c.state != ReportState.UNMATCHED,
-            )
-            .values(state=ReportState.APPLIED, applied_at=now)
-        )
-    if empty:
-        session.execute(
-            update(_REPORTS)
-            .where(
-                among(session, _REPORTS.c.id, sorted(empty)),
-                _REPORTS.c.state == ReportState.RECEIVED,
-            )
-            .values(state=ReportState.IGNORED, applied_at=now)
-        )

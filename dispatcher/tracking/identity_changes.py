@@ -18,20 +18,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Table, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from dispatcher.audience import book
 from dispatcher.audience.changes import Change, apply_change
 from dispatcher.db.bulk import among, matching
-from dispatcher.db.models import DeliveryReport, Identity
+from dispatcher.db.models import Identity
 from dispatcher.providers.base import IdentityChange, Username
 from dispatcher.settings import get_settings
-from dispatcher.tracking.intake import ReportState
+from dispatcher.tracking.intake import settle
 
 __all__ = ["apply", "store_usernames"]
 
-_REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
 _USERNAME_CHARS = 64
 # The change events told by a system message; the rest name themselves.
 _SYSTEM = frozenset({"user_changed_number", "user_changed_user_id"})
@@ -65,7 +64,7 @@ def apply(
         apply_change(session, Change(said.event, old, new, same, source))
         kept.add(report_id)
     store_usernames(session, [username for _, username in usernames])
-    _set_states(session, kept, {report_id for report_id, _ in changes} - kept, now)
+    settle(session, kept, {report_id for report_id, _ in changes} - kept, now)
     return len(kept)
 
 
@@ -92,26 +91,3 @@ def store_usernames(session: Session, usernames: Sequence[Username]) -> int:
             .values(username=username)
         )
     return sum(len(identifiers) for identifiers in by_name.values())
-
-
-def _set_states(session: Session, kept: set[int], empty: set[int], now: datetime) -> None:
-    if kept:
-        session.execute(
-            update(_REPORTS)
-            # A body that also holds status reports still unmatched stays so (the sweep
-            # brings it back; its changes change nothing a second time).
-            .where(
-                among(session, _REPORTS.c.id, sorted(kept)),
-                _REPORTS.c.state != ReportState.UNMATCHED,
-            )
-            .values(state=ReportState.APPLIED, applied_at=now)
-        )
-    if empty:
-        session.execute(
-            update(_REPORTS)
-            .where(
-                among(session, _REPORTS.c.id, sorted(empty)),
-                _REPORTS.c.state == ReportState.RECEIVED,
-            )
-            .values(state=ReportState.IGNORED, applied_at=now)
-        )

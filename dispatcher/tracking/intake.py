@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from dispatcher.db.bulk import among
 from dispatcher.db.models import DeliveryReport
 from dispatcher.providers import InvalidReport, parse_callback
 
@@ -39,6 +40,7 @@ __all__ = [
     "ReportState",
     "mark_invalid",
     "read_body",
+    "settle",
 ]
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -134,6 +136,31 @@ def mark_invalid(session: Session, report_id: int, error: str) -> None:
         .where(DeliveryReport.id == report_id)
         .values(state=ReportState.INVALID, error=_clean(error))
     )
+
+
+def settle(session: Session, kept: set[int], empty: set[int], now: datetime) -> None:
+    """Stored bodies applied by a stage of their own (echoes, identity changes): those
+    with something kept are ``applied``, the rest ``ignored``. A body that also holds
+    status reports still unmatched stays so: the sweep brings it back, and applying it
+    a second time changes nothing."""
+    if kept:
+        session.execute(
+            update(DeliveryReport)
+            .where(
+                among(session, DeliveryReport.id, sorted(kept)),
+                DeliveryReport.state != ReportState.UNMATCHED,
+            )
+            .values(state=ReportState.APPLIED, applied_at=now)
+        )
+    if empty:
+        session.execute(
+            update(DeliveryReport)
+            .where(
+                among(session, DeliveryReport.id, sorted(empty)),
+                DeliveryReport.state == ReportState.RECEIVED,
+            )
+            .values(state=ReportState.IGNORED, applied_at=now)
+        )
 
 
 def _clean(text: str) -> str:

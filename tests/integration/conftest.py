@@ -30,7 +30,7 @@ from dispatcher.providers.meta.client import MetaClient, MetaCredentials
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
 from dispatcher.sending.throttle import Throttle
-from dispatcher.settings import opt_out_keywords
+from dispatcher.settings import get_settings, opt_out_keywords
 from dispatcher.simulator import SimulatorConfig, create_app
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from dispatcher.tracking import apply as tracking
@@ -356,3 +356,12 @@ def stack_for(db: Database, redis_url: str, provider: str) -> Iterator[Callable[
     yield make
     for stack in stacks:
         stack.close()
+
+
+@pytest.fixture()
+def cli_db(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """The CLI pointed at the test database."""
+    monkeypatch.setenv("DATABASE_URL", db.url)
+    get_settings.cache_clear()
+    yield db
+    get_settings.cache_clear()

@@ -6,7 +6,6 @@ opt-out list, built from the book's own writers (``book.learn_links``,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -17,7 +16,6 @@ from dispatcher.audience import book, changes
 from dispatcher.db import Database
 from dispatcher.db.models import Campaign, Identity, Suppression
 from dispatcher.interfaces.cli import app
-from dispatcher.settings import get_settings
 from tests.integration.conftest import make_batch
 
 runner = CliRunner()
@@ -26,15 +24,6 @@ NEXT_USER = "NO.z9y8x7w6v5"  # the BSUID of the old number's next owner
 LEARNED = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 CHANGED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RECYCLED = datetime(2026, 6, 1, 8, 15, tzinfo=UTC)
-
-
-@pytest.fixture()
-def cli_db(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """The CLI pointed at the test database."""
-    monkeypatch.setenv("DATABASE_URL", db.url)
-    get_settings.cache_clear()
-    yield db
-    get_settings.cache_clear()
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ national or international number or a BSUID, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,22 +15,12 @@ from dispatcher.audience import book
 from dispatcher.db import Database
 from dispatcher.db.models import WhatsAppEcho
 from dispatcher.interfaces.cli import app
-from dispatcher.settings import get_settings
 from tests.integration.conftest import make_batch
 
 runner = CliRunner()
 NUMBER, USER, PARENT = "+4791234567", "NO.a1b2c3d4e5", "NO.ENT.f6g7h8"
 STRANGER = "+4798765432"
 BUSINESS = "+4790000000"
-
-
-@pytest.fixture()
-def cli_db(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """The CLI pointed at the test database."""
-    monkeypatch.setenv("DATABASE_URL", db.url)
-    get_settings.cache_clear()
-    yield db
-    get_settings.cache_clear()
 
 
 def echo(db: Database, wamid: str, recipient: str, unix: int, kind: str = "text") -> None:
