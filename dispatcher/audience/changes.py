@@ -33,9 +33,10 @@ from dispatcher.db.bulk import among, insert_ignoring_duplicates
 from dispatcher.db.models import Identity, RetiredIdentity, Suppression
 from dispatcher.db.timestamps import aware
 
-__all__ = ["Change", "apply_change"]
+__all__ = ["Change", "apply_change", "as_of_now"]
 
 _REASON_CHARS = 200
+_GONE = "retired:"  # the key of a person who has no current identifier left
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,10 @@ def apply_change(session: Session, change: Change) -> list[str]:
                 Identity.person_key == person, ~Identity.identifier.in_(gone)
             )
         ).all()
-        key = next((i for i in staying if i in remaining), min(remaining, default=person))
+        # Nothing left: a key no identifier can take, so that the identifier's next
+        # owner is never this person.
+        key = next((i for i in staying if i in remaining), min(remaining, default=""))
+        key = key or f"{_GONE}{person}"
     why = f"{change.event} ({change.source.ref})" if change.source.ref else change.event
     session.add_all(
         RetiredIdentity(
@@ -112,6 +116,27 @@ def apply_change(session: Session, change: Change) -> list[str]:
     return sorted(gone)
 
 
+def as_of_now(session: Session, identifiers: Sequence[str], at: datetime) -> list[str]:
+    """``identifiers`` named by an event at ``at``, as they stand now: one retired at or
+    after ``at`` (the event came late, after the change) stands for its person's current
+    identifiers, so that what the event says (an opt-out) reaches the person and not the
+    identifier's next owner."""
+    retired = session.execute(
+        select(RetiredIdentity.identifier, RetiredIdentity.person_key).where(
+            among(session, RetiredIdentity.identifier, identifiers),
+            RetiredIdentity.retired_at >= at,
+        )
+    ).all()
+    if not retired:
+        return list(identifiers)
+    gone = {identifier for identifier, _ in retired}
+    keys = sorted({key for _, key in retired})
+    current = session.scalars(
+        select(Identity.identifier).where(among(session, Identity.person_key, keys))
+    ).all()
+    return list(dict.fromkeys([*(i for i in identifiers if i not in gone), *current]))
+
+
 def _carry_opt_outs(session: Session, retired: Sequence[str], key: str, why: str) -> None:
     """An opt-out on a retired identifier moves to the person's current identifiers."""
     opted = session.execute(
@@ -122,6 +147,8 @@ def _carry_opt_outs(session: Session, retired: Sequence[str], key: str, why: str
     if not opted:
         return
     current = session.scalars(select(Identity.identifier).where(Identity.person_key == key)).all()
+    if not current:
+        return  # nobody to carry it to: it stays where it was given
     reason = f"{opted[0].reason}; followed the person after {why}"[:_REASON_CHARS]
     insert_ignoring_duplicates(
         session,

@@ -42,6 +42,9 @@ class Known:
     windows: bytearray | None  # people with an open care window, when that matters
     already: bytearray  # people an interrupted preparation wrote
     next_seq: int
+    #: identifiers of the list a change retired (the book holds them no more): the list
+    #: does not teach the book about them
+    retired: frozenset[str] = frozenset()
 
 
 #: One message as the writer keeps it: identity key, destination, identifiers, CSV

@@ -235,7 +235,7 @@ def _prepare(
         record_merged(db, campaign_id, audience.merged())
         log.info("campaign %s: %d merged rows recorded (%.1f s)", campaign_id,
                  audience.duplicates, time.monotonic() - started)  # fmt: skip
-        learned = 0 if dry_run else _learn_rows(db, campaign_id, audience, portfolio)
+        learned = 0 if dry_run else _learn_rows(db, campaign_id, audience, portfolio, known.retired)
         log.info("campaign %s: %d rows taught the identity book (%.1f s)", campaign_id,
                  learned, time.monotonic() - started)  # fmt: skip
         # Stored for every host; also written to REPORTS_DIR, else to the campaign
@@ -307,7 +307,9 @@ def _lookups(
         held = book.scoped(session, listed)
         audience.graph.link_book({i: key for i, (key, _) in held.items()})
         _bar_other_portfolios(audience, held, portfolio)
-        _resolve_retired(session, audience, [i for i in listed if i not in held])
+        retired = _resolve_retired(
+            session, audience, [i for i in listed if i not in held], portfolio
+        )
         everyone = audience.graph.number.keys()  # with the book's kin
         windows = None
         if care_window.needs_window(spec):
@@ -324,6 +326,7 @@ def _lookups(
             windows=windows,
             already=audience.marks(already),
             next_seq=next_seq,
+            retired=retired,
         )
 
 
@@ -341,35 +344,43 @@ def _bar_other_portfolios(
                             f"this sender's is {portfolio})")  # fmt: skip
 
 
-def _resolve_retired(session: Session, audience: Audience, unheld: list[str]) -> None:
-    """Identifiers of the list the book holds no more because a change retired them:
+def _resolve_retired(
+    session: Session, audience: Audience, unheld: list[str], portfolio: str
+) -> frozenset[str]:
+    """Identifiers of the list the book holds no more because a change retired them
+    (returned):
 
     * a retired BSUID is its person's still (BSUIDs are never given to anyone else):
-      it joins the person's current identifiers and is never the destination;
+      it joins the person's current identifiers (those of another portfolio barred as
+      ever) and is never the destination;
     * a retired number may be somebody else's now: it is nobody's in particular,
       unless the list itself links it to the person it was retired from (a stale row),
       and then it is not sent to either.
     """
     rows = list(matching(session, RetiredIdentity.identifier, unheld, *_RETIRED))
     if not rows:
-        return
-    current = book.lookup(session, {row[1] for row in rows})
+        return frozenset()
+    current = book.scoped(session, {row[1] for row in rows})
+    kin: dict[str, dict[str, str]] = {}
+    for identifier, (key, _) in current.items():
+        kin.setdefault(key, {})[identifier] = key
     graph = audience.graph
     numbers: list[tuple[str, str, str]] = []
     for identifier, key, when, why in rows:
-        person = current.get(key)
+        person = current[key][0] if key in current else None
         said = f"retired on {aware(when):%Y-%m-%d} ({why})"
         if identifier[0] == "+":
             if person is not None:
                 numbers.append((identifier, person, said))
             continue
         if person is not None:
-            kin = {i: k for i, k in current.items() if k == person}
-            graph.link_book({identifier: person, **kin})
+            graph.link_book({identifier: person, **kin[person]})
         graph.bar(identifier, f"known only by a retired BSUID ({said})")
+    _bar_other_portfolios(audience, current, portfolio)
     for identifier, person, said in numbers:
         if graph.of_book_person(identifier, person):
             graph.bar(identifier, f"its number was {said} and no current one is known")
+    return frozenset(row[0] for row in rows)
 
 
 _RETIRED = (RetiredIdentity.identifier, RetiredIdentity.person_key, RetiredIdentity.retired_at,
@@ -377,16 +388,24 @@ _RETIRED = (RetiredIdentity.identifier, RetiredIdentity.person_key, RetiredIdent
 _LEARN_CHUNK = 20_000
 
 
-def _learn_rows(db: Database, campaign_id: int, audience: Audience, portfolio: str) -> int:
+def _learn_rows(
+    db: Database, campaign_id: int, audience: Audience, portfolio: str, retired: frozenset[str]
+) -> int:
     """The list's rows that name several identifiers teach the identity book (source
-    "campaign N line L"; its BSUIDs in the sender's portfolio). After the messages are
-    written: sending does not wait for it. Returns how many changed the book."""
+    "campaign N line L"; its BSUIDs in the sender's portfolio), leaving out identifiers a
+    change retired (a stale list must not bring an old link back). After the messages
+    are written: sending does not wait for it. Returns how many changed the book."""
     learned = 0
     rows = audience.linking_rows()
-    while chunk := [
-        (ids, book.Source("csv", f"campaign {campaign_id} {name} line {line}", None, portfolio))
-        for name, line, ids in itertools.islice(rows, _LEARN_CHUNK)
-    ]:
+    while part := list(itertools.islice(rows, _LEARN_CHUNK)):
+        chunk = [
+            (
+                kept,
+                book.Source("csv", f"campaign {campaign_id} {name} line {line}", None, portfolio),
+            )
+            for name, line, ids in part
+            if len(kept := [i for i in ids if i not in retired]) > 1
+        ]
         with db.session() as session:
             learned += book.learn_links(session, chunk)
     return learned

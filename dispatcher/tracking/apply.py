@@ -246,15 +246,17 @@ def _identifier_groups(
     return links
 
 
-# campaign id -> the business portfolio of its sender: a campaign's sender never changes.
-_PORTFOLIOS: dict[int, str] = {}
+# (database, campaign id) -> the business portfolio of its sender: a campaign's sender
+# never changes.
+_PORTFOLIOS: dict[tuple[str, int], str] = {}
 _PORTFOLIOS_KEPT = 10_000
 
 
 def _portfolios(session: Session, campaign_ids: set[int]) -> dict[int, str]:
     """The business portfolio each campaign sends through (``campaigns.source``),
     remembered by the process."""
-    missing = [c for c in campaign_ids if c not in _PORTFOLIOS]
+    database = str(session.get_bind().engine.url)
+    missing = [c for c in campaign_ids if (database, c) not in _PORTFOLIOS]
     if missing:
         if len(_PORTFOLIOS) > _PORTFOLIOS_KEPT:
             _PORTFOLIOS.clear()
@@ -262,8 +264,8 @@ def _portfolios(session: Session, campaign_ids: set[int]) -> dict[int, str]:
         for campaign_id, source in session.execute(
             select(Campaign.id, Campaign.source).where(among(session, Campaign.id, missing))
         ):
-            _PORTFOLIOS[campaign_id] = settings.portfolio_name(source)
-    return {c: _PORTFOLIOS[c] for c in campaign_ids if c in _PORTFOLIOS}
+            _PORTFOLIOS[database, campaign_id] = settings.portfolio_name(source)
+    return {c: _PORTFOLIOS[database, c] for c in campaign_ids if (database, c) in _PORTFOLIOS}
 
 
 def _group_by_message(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from dispatcher.audience import book
+from dispatcher.audience import book, changes
 from dispatcher.db.bulk import insert_ignoring_duplicates, upsert_latest
 from dispatcher.db.models import CareWindow, DeliveryReport, Suppression
 from dispatcher.db.timestamps import aware
@@ -67,10 +67,13 @@ def apply(
     )
     word = opt_out_word(message, words)
     if word is not None:
+        # A STOP applied after a change it came before: the person's, not the retired
+        # identifier's next owner's.
+        stopped = changes.as_of_now(session, identifiers, at)
         insert_ignoring_duplicates(
             session,
             Suppression.__table__,  # type: ignore[arg-type]
-            [{"identifier": i, "reason": f"opt-out keyword {word.upper()!r}"} for i in identifiers],
+            [{"identifier": i, "reason": f"opt-out keyword {word.upper()!r}"} for i in stopped],
         )
     replies.record(session, report_id, message)
     session.execute(

@@ -269,11 +269,13 @@ class IncomingMessage(_Wire):
 
     A shared contact is the sender's own number by this rule: a contacts message
     (``content.message.contacts[].phones[]``, the contacts message format of seed 004)
-    from a sender named by BSUID only, carrying exactly one phone number. Seed 004
+    answering one of our messages (``context``: the request for their number), from a
+    sender named by BSUID only, carrying exactly one phone number. Seed 004
     'Request phone numbers from users who have adopted usernames': the user tapping
     REQUEST_CONTACT_INFO triggers "a corresponding contacts webhook event ... containing
-    the user's phone number"; LINK's MO has no ``origin`` to say so (Meta's has), and a
-    sender whose number is known shares someone else's card.
+    the user's phone number"; LINK's MO has no ``origin`` to say so (Meta's has). A card
+    shared unasked, or by a sender whose number is known, is someone else's: linking it
+    would merge a stranger into the sender.
     """
 
     destination: str | None = None
@@ -305,6 +307,8 @@ class IncomingMessage(_Wire):
         cards = inner.get("contacts") if isinstance(inner, dict) else None
         if not isinstance(cards, list) or any(_is_number(v) for v in sender):
             return None  # no cards, or the sender's number is known: someone else's card
+        if not isinstance(inner, dict) or not isinstance(inner.get("context"), dict):
+            return None  # shared unasked: whose card it is, nobody says
         phones: set[str] = set()
         for card in cards:
             listed = card.get("phones") if isinstance(card, dict) else None

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dispatcher.audience import book
 from dispatcher.audience.changes import Change, apply_change
-from dispatcher.db import Campaign, Database, Identity, Message, Suppression
+from dispatcher.db import Campaign, Database, Identity, Message, RetiredIdentity, Suppression
 from dispatcher.preparation import prepare
 from dispatcher.settings import get_settings
 from tests.integration.conftest import OFFLINE, campaign
@@ -210,3 +210,54 @@ def test_a_big_lookup_in_one_statement_finds_what_chunked_lookups_find(
     assert at_once == chunked
     assert len(at_once) == 2 * len(people[::3])
     assert at_once[people[3][1]] == (people[3][0], "acme")
+
+
+def test_a_real_send_of_a_stale_row_does_not_bring_the_retired_link_back(
+    db: Database, tmp_path: Path
+) -> None:
+    learned(db, [OLD, A_BSUID], at(0))
+    with db.session() as session:
+        session.add(Suppression(identifier=OLD, reason="STOP"))
+    change(db, "user_changed_number", (OLD,), (NEW,), (A_BSUID,), at(1))
+
+    sent(db, tmp_path, "stale", [f"{OLD},{A_BSUID}"], dry=False)
+    with db.session() as session:
+        assert session.get(Identity, OLD) is None  # the list did not relink it
+
+    run = sent(db, tmp_path, "next", [f"{OLD},"])
+    assert set(run["messages"]) == {OLD}  # its next owner, without A's opt-out
+
+
+@pytest.mark.usefixtures("portfolios")
+def test_a_retired_bsuids_person_is_sent_to_through_this_portfolio_only(
+    db: Database, tmp_path: Path
+) -> None:
+    globex = "NO.GGGGGGGGGGGGGGGGGGGG01"
+    learned(db, [A_BSUID, globex], at(0), portfolio="globex")
+    with db.session() as session:  # A_BSUID was learned through acme
+        session.execute(update(Identity).where(Identity.identifier == A_BSUID)
+                        .values(portfolio="acme"))  # fmt: skip
+    change(db, "user_id_update", (A_BSUID,), (), (globex,), at(1))
+
+    run = sent(db, tmp_path, "next", [f",{A_BSUID}"])
+
+    assert run["messages"] == {}  # never the globex BSUID through an acme sender
+    assert "known only by" in run["rejects"]
+
+
+def test_a_person_left_with_no_identifier_keeps_the_opt_out_and_lends_nobody_its_key(
+    db: Database, tmp_path: Path
+) -> None:
+    learned(db, [A_BSUID, "NO.ENT.AAAAAAAAAAAAAAAAAAAA01"], at(0))
+    with db.session() as session:
+        session.add(Suppression(identifier=A_BSUID, reason="STOP"))
+    change(db, "user_id_update", (A_BSUID, "NO.ENT.AAAAAAAAAAAAAAAAAAAA01"), (), (), at(1))
+    learned(db, [OLD, B_BSUID], at(2))  # somebody else entirely
+
+    with db.session() as session:
+        keys = set(session.scalars(select(RetiredIdentity.person_key)))
+        opted = set(session.scalars(select(Suppression.identifier)))
+    assert keys == {f"retired:{A_BSUID}"}
+    assert opted == {A_BSUID}
+    run = sent(db, tmp_path, "next", [f",{A_BSUID}", f"{OLD},"])
+    assert set(run["messages"]) == {OLD}

@@ -279,8 +279,9 @@ LINK_USER = "SE.13491208655302741918"
 def test_a_link_contacts_message_from_a_bsuid_only_sender_links_its_one_phone(
     db: Database,
 ) -> None:
-    """The rule for LINK (seed 004 REQUEST_CONTACT_INFO): a contacts message from a
-    sender named by BSUID only, with exactly one phone on its cards, is their number."""
+    """The rule for LINK (seed 004 REQUEST_CONTACT_INFO): a contacts message answering
+    one of our messages, from a sender named by BSUID only, with exactly one phone on
+    its cards, is their number."""
     phone = {"phone": "+46 70 123 45 67", "type": "CELL", "waId": "46701234567"}
     card = {
         "contentType": "CONTACTS",
@@ -293,9 +294,31 @@ def test_a_link_contacts_message_from_a_bsuid_only_sender_links_its_one_phone(
     applied(db, "mo", orjson.dumps({**incoming(two), "source": LINK_USER}))
     assert "+46701234567" not in links(db)  # two numbers: whose is not known
 
-    share = applied(db, "mo", orjson.dumps({**incoming(card), "source": LINK_USER}))
+    unasked = applied(db, "mo", orjson.dumps({**incoming(card), "source": LINK_USER}))
+    assert "+46701234567" not in links(db)  # not an answer to us: perhaps a friend's card
+    assert state(db, unasked) == "applied"
+
+    answer = {**card, "context": {"id": "wamid.ASKED", "from": "4790000000"}}
+    share = applied(db, "mo", orjson.dumps({**incoming(answer), "source": LINK_USER}))
     book = links(db)
     number = book["+46701234567"]
     assert number.person_key == book[LINK_USER].person_key
     assert (number.learned_from, number.source) == ("contacts", f"report {share}")
     assert book[LINK_USER].portfolio == SENDER  # LINK's MO ``destination``
+
+
+def test_a_stop_applied_after_the_change_it_came_before_stays_with_the_person(
+    db: Database,
+) -> None:
+    """The STOP was written before the number change, but the change was applied
+    first (another delivery, or Meta retrying the STOP): the opt-out is the person's, on
+    their current identifiers, never the old number's next owner's."""
+    sent_to_old_number(db)
+    applied(db, "meta", delivered(CHANGED - 1000))
+    applied(db, "meta", changed_number())
+    applied(db, "meta", written("STOP", CHANGED - 500))
+
+    opted = suppressed(db)
+    assert {f"+{NEW_NUMBER}", OLD_USER} <= opted
+    assert f"+{OLD_NUMBER}" not in opted
+    assert f"+{OLD_NUMBER}" not in links(db)
