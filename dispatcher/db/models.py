@@ -322,6 +322,15 @@ class Identity(Base):
     each was learned. A link a change retires moves to ``RetiredIdentity``."""
 
     __tablename__ = "identities"
+    # The numbers people shared (``operations.shares``): few rows of a big book.
+    __table_args__ = (
+        Index(
+            "ix_identities_shared",
+            "learned_at",
+            postgresql_where=text("learned_from = 'contacts'"),
+            sqlite_where=text("learned_from = 'contacts'"),
+        ),
+    )
 
     identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # msisdn | bsuid | parent_bsuid

@@ -66,8 +66,9 @@ def shared_numbers(session: Session, campaign_id: int) -> list[SharedNumber]:
         if numbers:
             latest[key] = max(numbers, key=lambda n: shared[n][0])
     found: list[SharedNumber] = []
-    for start in range(0, len(person_of), _CHUNK):
-        chunk = list(person_of)[start : start + _CHUNK]
+    keys = list(person_of)
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
         for destination, identity_key in session.execute(
             select(Message.destination, Message.identity_key).where(
                 Message.campaign_id == campaign_id, among(session, Message.identity_key, chunk)

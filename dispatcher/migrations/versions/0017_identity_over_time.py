@@ -23,6 +23,13 @@ def upgrade() -> None:
         table.add_column(sa.Column("source", sa.String(200), nullable=False, server_default=""))
         table.add_column(sa.Column("portfolio", sa.String(64), nullable=False, server_default=""))
         table.add_column(sa.Column("username", sa.String(64), nullable=True))
+    op.create_index(
+        "ix_identities_shared",
+        "identities",
+        ["learned_at"],
+        postgresql_where=sa.text("learned_from = 'contacts'"),
+        sqlite_where=sa.text("learned_from = 'contacts'"),
+    )
     op.create_table(
         "retired_identities",
         sa.Column("id", _BIG_ID, nullable=False),
@@ -46,6 +53,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_retired_identities_person_key"), table_name="retired_identities")
     op.drop_index(op.f("ix_retired_identities_identifier"), table_name="retired_identities")
     op.drop_table("retired_identities")
+    op.drop_index("ix_identities_shared", table_name="identities")
     with op.batch_alter_table("identities") as table:
         table.drop_column("username")
         table.drop_column("portfolio")
