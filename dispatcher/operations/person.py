@@ -6,9 +6,9 @@ campaigns, and what the business sent them from the WhatsApp Business app (echoe
 ``tracking.echoes``), newest first. Enough to answer "why did this number not get the
 campaign?" at once. It only reads.
 
-A retired link names the person's key when it was retired; the person it belongs to
-now is found by following that key through later retirements (a retired key re-keys
-its person) to the book's current links, merges included.
+A retired link names its person's key as it is now (``audience.changes`` and the
+book's merges keep it so): the person it belongs to now is the one the book holds
+under that key, if any.
 
 A person's messages are found by ``messages.identity_key``, which is always one of
 the person's identifiers (their book key, itself an identifier, or the one they were
@@ -18,7 +18,6 @@ the lookup reads no table whole and no new index on ``messages`` slows its inser
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -230,7 +229,7 @@ def look_up(session: Session, identifier: str, *, limit: int = 20) -> Person:
     )
     formerly: list[Former] = []
     for row in retirements:
-        key = _person_now(session, row.person_key, aware(row.retired_at))
+        key = _person_now(session, row.person_key)
         formerly.append(
             Former(key, _current_of(session, key), aware(row.retired_at), row.retired_by)
         )
@@ -238,7 +237,7 @@ def look_up(session: Session, identifier: str, *, limit: int = 20) -> Person:
         (f.person_key for f in formerly if f.person_key is not None), None
     )  # fmt: skip
     current = _current_rows(session, person_key)
-    retired = _retired_rows(session, person_key, [r.identifier for r in current])
+    retired = _retired_rows(session, person_key)
     if person_key is None:  # nobody's now, and its former persons are no longer held
         retired = retirements
     held = [r.identifier for r in current] + [r.identifier for r in retired]
@@ -305,25 +304,10 @@ def look_up(session: Session, identifier: str, *, limit: int = 20) -> Person:
     )
 
 
-_HOPS = 64  # a person is re-keyed once per change that retires their key
-
-
-def _person_now(session: Session, key: str, since: datetime) -> str | None:
-    """The key now of the person whose key was ``key`` at ``since``: a key leaves its
-    person only when a change retires it, and that change re-keys the person."""
-    for _ in range(_HOPS):
-        later = [
-            row
-            for row in session.scalars(
-                select(RetiredIdentity).where(RetiredIdentity.identifier == key)
-            )
-            if aware(row.retired_at) >= since
-        ]
-        if not later:
-            return session.scalar(select(Identity.person_key).where(Identity.identifier == key))
-        first = min(later, key=lambda r: (aware(r.retired_at), r.id))
-        key, since = first.person_key, aware(first.retired_at)
-    return None
+def _person_now(session: Session, key: str) -> str | None:
+    """``key`` when the book holds a person under it now (a key is one of its person's
+    identifiers), else None: the person has no current identifier left."""
+    return session.scalar(select(Identity.person_key).where(Identity.identifier == key))
 
 
 def _current_rows(session: Session, person_key: str | None) -> list[Identity]:
@@ -337,29 +321,14 @@ def _current_of(session: Session, person_key: str | None) -> tuple[str, ...]:
     return tuple(sorted((r.identifier for r in rows), key=_book_order))
 
 
-def _retired_rows(
-    session: Session, person_key: str | None, current: Collection[str]
-) -> list[RetiredIdentity]:
-    """The person's retired links, newest retirement first: rows keyed by any
-    identifier they held (a retired key re-keyed them), each checked to lead to them
-    now (a key may be a recycled number that was somebody else's)."""
+def _retired_rows(session: Session, person_key: str | None) -> list[RetiredIdentity]:
+    """The person's retired links, newest retirement first."""
     if person_key is None:
         return []
-    keys, rows, seen = {person_key, *current}, [], set[int]()
-    asked = set(keys)
-    while asked:
-        found = session.scalars(
-            select(RetiredIdentity).where(RetiredIdentity.person_key.in_(sorted(asked)))
-        ).all()
-        fresh = [r for r in found if r.id not in seen]
-        seen.update(r.id for r in fresh)
-        rows += fresh
-        asked = {r.identifier for r in fresh} - keys
-        keys |= asked
-    mine = [
-        r for r in rows if _person_now(session, r.person_key, aware(r.retired_at)) == person_key
-    ]
-    return sorted(mine, key=lambda r: (aware(r.retired_at), r.id), reverse=True)
+    rows = session.scalars(
+        select(RetiredIdentity).where(RetiredIdentity.person_key == person_key)
+    ).all()
+    return sorted(rows, key=lambda r: (aware(r.retired_at), r.id), reverse=True)
 
 
 Window = tuple[datetime | None, datetime | None]  # (after, until); None: open
