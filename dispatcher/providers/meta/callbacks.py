@@ -311,6 +311,7 @@ class SystemChange:
     new_wa_id: str | None
     new_user_id: str | None
     new_parent_user_id: str | None
+    body: str | None = None  # "User <NAME> changed from <OLD> to <NEW>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,11 +449,12 @@ def _read_messages(
     for message in _dicts(messages):
         kind = message.get("type")
         if kind == "system":
-            change = _identity_change(message, business)
+            parsed = _system_change(message)
+            change = _identity_change(parsed, business)
             if change is not None:
                 changes.append(change)
             if system_changes is not None:
-                system_changes.append(_system_change(message))
+                system_changes.append(parsed)
         elif kind not in _NOT_WRITTEN:
             incoming.append(MetaIncoming(message, contacts, business))
 
@@ -489,7 +491,7 @@ def _read_usernames(contacts: list[dict[str, Any]], usernames: list[Username]) -
                 usernames.append((_identifiers(contact), username))
 
 
-def _identity_change(message: Mapping[str, Any], business: str | None) -> IdentityChange | None:
+def _identity_change(system: SystemChange, business: str | None) -> IdentityChange | None:
     """What a ``system`` message changes, None for a kind that changes nobody.
 
     ``user_changed_number`` (seed 002): ``from`` is the old number, ``new_wa_id`` the
@@ -498,22 +500,14 @@ def _identity_change(message: Mapping[str, Any], business: str | None) -> Identi
     is ``from_user_id``, else the one the body names ("changed from <OLD> to <NEW>");
     the old number is ``from`` when it is not the new one.
     """
-    system = message.get("system")
-    system = system if isinstance(system, dict) else {}
-    kind = _text(system.get("type"))
-    sender = _text(message.get("from"))
-    user_id = _text(message.get("from_user_id"))
-    parent = _text(message.get("from_parent_user_id"))
-    at = _unix(message.get("timestamp"))
+    sender, user_id, parent = system.old
+    kind, at = system.kind, system.timestamp
     if kind == "user_changed_number":
-        new_number = _text(system.get("new_wa_id")) or _text(system.get("wa_id"))
-        return _settled(kind, (sender,), (new_number,), (user_id, parent), at, business)
+        return _settled(kind, (sender,), (system.new_wa_id,), (user_id, parent), at, business)
     if kind == "user_changed_user_id":
-        new_number = _text(system.get("wa_id"))
-        body = _text(system.get("body"))
-        said = _CHANGED_FROM.search(body) if body else None
+        said = _CHANGED_FROM.search(system.body) if system.body else None
         old_user_id = user_id or (said.group(1) if said else None)
-        new = (new_number, _text(system.get("user_id")), _text(system.get("parent_user_id")))
+        new = (system.new_wa_id, system.new_user_id, system.new_parent_user_id)
         # ``from`` is the old number when it is not the new one (then it is the same)
         return _settled(kind, (old_user_id, parent, sender), new, (), at, business)
     return None
@@ -653,6 +647,7 @@ def _system_change(message: Mapping[str, Any]) -> SystemChange:
         new_wa_id=_text(system.get("new_wa_id")) or _text(system.get("wa_id")),
         new_user_id=_text(system.get("user_id")),
         new_parent_user_id=_text(system.get("parent_user_id")),
+        body=_text(system.get("body")),
     )
 
 
