@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatcher.errors import ConfigurationError
+from dispatcher.guardrails.policy import Canary, FrequencyCap, Guardrails
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -152,6 +153,35 @@ class Settings(BaseSettings):
         description="which sender numbers share a business portfolio, as JSON: "
         '{"acme": ["+4790000000", "+4790000001"]}; the messaging tier counts unique '
         "people per portfolio (seed 004); a number named nowhere is a portfolio alone",
+    )
+
+    canary: Canary | None = Field(
+        default=None,
+        description="a canary for every campaign whose spec names none, as JSON: "
+        '{"share": "2%", "min_people": 50, "wait": "10m"}; unset = none',
+    )
+    guardrails: Guardrails = Field(
+        default_factory=Guardrails,
+        description='the automatic pause thresholds, as JSON: {"spam_rate_limit": "5%"}; '
+        "a campaign spec's guardrails change them for that campaign",
+    )
+    frequency_cap: FrequencyCap | None = Field(
+        default=None,
+        description='a frequency cap for every marketing campaign, as JSON: {"messages": 2, '
+        '"period": "7d"}; unset = none',
+    )
+    alert_url: str | None = Field(
+        default=None,
+        description="receives a JSON POST (a Slack- and Teams-compatible 'text') when a "
+        "campaign starts, is paused by a guardrail, completes or fails, and a daily digest",
+    )
+    alert_secret: SecretStr | None = Field(
+        default=None,
+        description="signs each alert (X-Dispatcher-Signature: sha256=HMAC of timestamp.body)",
+    )
+    rate_card: Path | None = Field(
+        default=None,
+        description="a CSV of country,category,price for the forecast's expected cost",
     )
 
     @field_validator("sender_portfolios")

@@ -117,6 +117,7 @@ class BatchState(StrEnum):
     IN_DOUBT = "in_doubt"  # no answer: settled by DLRs, never blindly resent
     SKIPPED = "skipped"  # nothing left to send when its turn came (all settled meanwhile)
     HELD = "held"  # beyond the messaging tier's 24-hour cap: pending from ``not_before``
+    WAITING = "waiting"  # after a canary: pending once the canary is judged good (or resumed)
 
 
 class CampaignState(StrEnum):

@@ -103,6 +103,12 @@ def fail(
                 error=error[:ERROR_CHARS], finished_at=datetime.now(UTC))  # fmt: skip
 
 
+def guard_pause(session: Session, campaign_id: int, paused_by: dict[str, object]) -> bool:
+    """A guardrail pauses a sending campaign (``guardrails.pausing``), saying why."""
+    return move(session, campaign_id, (CampaignState.SENDING,), CampaignState.PAUSED,
+                paused_by=paused_by)  # fmt: skip
+
+
 def reopen(session: Session, campaign_id: int) -> bool:
     """A completed campaign has messages planned for a resend again (on request)."""
     return move(session, campaign_id, (CampaignState.COMPLETED,), CampaignState.SENDING,

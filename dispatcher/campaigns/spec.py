@@ -38,6 +38,7 @@ from dispatcher.audience.recipients import (
 )
 from dispatcher.campaigns import message_spec, spec_source
 from dispatcher.errors import CampaignSpecError
+from dispatcher.guardrails.policy import Canary, FrequencyCap
 from dispatcher.providers import Level, Priority
 from dispatcher.resending.policy import ResendPolicy
 
@@ -316,6 +317,32 @@ class CampaignSpec(_Spec):
         "completes (the care window rule applies to it as to the message). It may use "
         "the columns the message uses",
     )
+
+    canary: Canary | None = Field(
+        default=None,
+        description="send a share first and hold the rest until its outcomes are judged, "
+        "e.g. {share: 2%, min_people: 50, wait: 10m}; unset = CANARY (off by default)",
+    )
+    guardrails: dict[str, Any] | None = Field(
+        default=None,
+        description="thresholds that pause the campaign on bad signals, over GUARDRAILS "
+        "(dispatcher.guardrails.policy.Guardrails: e.g. {spam_rate_limit: 3%, window: 5m})",
+    )
+    frequency_cap: FrequencyCap | Literal["off"] | None = Field(
+        default=None,
+        description="at most N marketing messages to a person per period from this "
+        "portfolio, across campaigns, e.g. {messages: 2, period: 7d}; unset = FREQUENCY_CAP "
+        "(off by default); 'off' = not capped",
+    )
+
+    @field_validator("guardrails", mode="after")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from dispatcher.guardrails.policy import Guardrails, overlay
+
+            overlay(Guardrails(), value)  # names the field that is wrong
+        return value
 
     @field_validator("message", mode="after")
     @classmethod

@@ -1,6 +1,7 @@
 """Storage: tables, engine/session set-up and migrations."""
 
 from dispatcher.db.models import (
+    Alert,
     Base,
     Batch,
     Campaign,
@@ -19,6 +20,7 @@ from dispatcher.db.models import (
 from dispatcher.db.session import Database, migrate
 
 __all__ = [
+    "Alert",
     "Base",
     "Batch",
     "Campaign",

@@ -73,6 +73,16 @@ class Campaign(Base):
     # sha256 of the spec, recipients and media contents: a repeat is refused
     # (``launch.create_campaign``).
     inputs_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The guardrail that paused it: {reason, figure, threshold, detail, at}
+    # (``guardrails.pausing``); cleared by ``resume``.
+    paused_by: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Signals are judged over outcomes after this (set by ``resume``): an operator who
+    # resumed is not paused again for what they already saw.
+    guard_since: Mapped[datetime | None]
+    # The canary's plan and verdict (``guardrails.canary``).
+    canary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # People after dedupe, opt-outs and caps, by country and category (``preparation.forecast``).
+    forecast: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 BATCHES_FILLFACTOR = 80
@@ -467,3 +477,29 @@ class CampaignFile(Base):
 
 #: ``state IN ('received', 'unmatched')`` over ``delivery_reports``, as literals.
 WAITING_REPORTS = text(f"delivery_reports.{_WAITING_SQL}")
+
+
+class Alert(Base):
+    """An alert to POST to ``ALERT_URL`` (an outbox: written with the change it tells of,
+    delivered and retried by ``operations.alerts``, never in the sender's way)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "ix_alerts_due",
+            "next_attempt_at",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # started, paused, completed, failed, digest
+    campaign_id: Mapped[int | None] = mapped_column(BigId)
+    dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)  # once each
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

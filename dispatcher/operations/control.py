@@ -65,8 +65,10 @@ def resume(session: Session, campaign_id: int) -> Resumed:
     (say, when the broker was down at the first try): a batch queued twice is still sent
     once, since sending claims it with a conditional UPDATE.
     """
+    # Signals are judged afresh from now: the operator saw what paused it.
     _move(session, campaign_id, (CampaignState.PAUSED, CampaignState.SENDING),
-          CampaignState.SENDING, "resume")  # fmt: skip
+          CampaignState.SENDING, "resume", paused_by=None,
+          guard_since=datetime.now(UTC))  # fmt: skip
     pending = list(
         session.scalars(
             select(Batch.id)
