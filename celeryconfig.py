@@ -62,6 +62,9 @@ task_routes = {
     # Campaign progress for Flower (``workers.progress``): short reads, beside the sweep.
     "workers.progress.track_campaigns": {"queue": "dlr", "routing_key": "dlr"},
     "workers.progress.campaign_progress": {"queue": "dlr", "routing_key": "dlr"},
+    # Alerts beside the sweep: no send waits behind them (sends have their own queue),
+    # nor do they wait behind a long preparation; a run is bounded (``deliver_due``).
+    "workers.tasks.deliver_alerts": {"queue": "dlr", "routing_key": "dlr"},
 }
 imports = ("workers.progress",)
 
@@ -74,6 +77,7 @@ _PERIODIC = {  # name: (task, every so many seconds)
     "start-due": ("workers.tasks.start_due", 5.0),
     "purge-stored-files": ("workers.tasks.purge_stored_files", 3600.0),
     "campaign-progress": ("workers.progress.track_campaigns", 3.0),
+    "deliver-alerts": ("workers.tasks.deliver_alerts", 5.0),
 }
 beat_schedule = {
     name: {"task": task, "schedule": every, "options": {"expires": every}}

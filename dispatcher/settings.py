@@ -177,7 +177,14 @@ class Settings(BaseSettings):
     )
     alert_secret: SecretStr | None = Field(
         default=None,
-        description="signs each alert (X-Dispatcher-Signature: sha256=HMAC of timestamp.body)",
+        description="signs each alert (X-Dispatcher-Signature: t=<unix seconds>,v1=<hex "
+        "HMAC-SHA256 of '<t>.<body>'>; operations.alerts.verify)",
+    )
+    alert_digest_hour: int = Field(
+        default=8,
+        ge=0,
+        le=23,
+        description="the hour (UTC) from which the day's digest of the last 24 hours is sent",
     )
     rate_card: Path | None = Field(
         default=None,

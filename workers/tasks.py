@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from dispatcher.campaigns import dropfolder, inputs, lifecycle, schedules
 from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
-from dispatcher.operations import control
+from dispatcher.operations import alerts, control
 from dispatcher.preparation.prepare import prepare_campaign as prepare
 from dispatcher.providers import Level, provider_from_settings
 from dispatcher.resending import planner as resend
@@ -367,6 +367,18 @@ def purge_stored_files() -> dict[str, int]:
     days = get_settings().retention_days
     purged = inputs.purge(context().db, timedelta(days=days) if days else None)
     return {"campaigns": purged.campaigns, "files": purged.files, "contents": purged.contents}
+
+
+@app.task(name="workers.tasks.deliver_alerts", shared=False)
+def deliver_alerts() -> int:
+    """Queue the daily digest when due and post the alerts that are due (a short
+    timeout each, a bounded run: a dead ``ALERT_URL`` never holds a worker long)."""
+    if not get_settings().alert_url:
+        return 0
+    db = context().db
+    now = datetime.now(UTC)
+    alerts.digest_if_due(db, now)
+    return alerts.deliver_due(db, now)
 
 
 def resend_waits() -> resend.Waits:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.campaigns import followup
 from dispatcher.db import Campaign, Message
+from dispatcher.operations import alerts
 from dispatcher.providers import Level
 from dispatcher.status import SETTLED, CampaignState, MessageStatus
 
@@ -81,8 +82,11 @@ def open_for_sending(
     earlier = session.scalar(select(Campaign.notes).where(Campaign.id == campaign_id)) or []
     notes = [*earlier, *(note for note in notes if note not in earlier)]
     to = expected if dry_run else CampaignState.SENDING
-    return move(session, campaign_id, (expected,), to, level=level.value,
-                rate_per_second=rate, notes=notes or None)  # fmt: skip
+    opened = move(session, campaign_id, (expected,), to, level=level.value,
+                  rate_per_second=rate, notes=notes or None)  # fmt: skip
+    if opened and not dry_run and not resuming:
+        alerts.started(session, campaign_id)  # in this transaction (an outbox row)
+    return opened
 
 
 def previewed(session: Session, campaign_id: int, now: datetime) -> bool:
@@ -99,8 +103,11 @@ def fail(
 ) -> bool:
     """Stop the campaign for a reason nobody can fix by waiting (refused credentials,
     a pre-flight refusal, a preparation that broke)."""
-    return move(session, campaign_id, allowed, CampaignState.FAILED,
-                error=error[:ERROR_CHARS], finished_at=datetime.now(UTC))  # fmt: skip
+    failed = move(session, campaign_id, allowed, CampaignState.FAILED,
+                  error=error[:ERROR_CHARS], finished_at=datetime.now(UTC))  # fmt: skip
+    if failed:
+        alerts.failed(session, campaign_id, error)
+    return failed
 
 
 def guard_pause(session: Session, campaign_id: int, paused_by: dict[str, object]) -> bool:
@@ -147,6 +154,7 @@ def complete_if_settled(session: Session, campaign_id: int) -> bool:
     ).rowcount  # type: ignore[attr-defined]
     if done:
         followup.on_completed(session, campaign_id)  # the spec's ask_for_number
+        alerts.completed(session, campaign_id)
     return bool(done)
 
 
