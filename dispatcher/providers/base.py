@@ -414,6 +414,34 @@ class IdentityChange(NamedTuple):
 Username = tuple[tuple[str | None, ...], str]
 
 
+class SenderEvent(NamedTuple):
+    """What a provider says happened to a sender (Meta's ``message_template_status_update``,
+    ``phone_number_quality_update`` and ``account_update`` webhooks): a template's new
+    status, the number's quality, or the account blocked. Campaigns of that sender (of
+    that template) are judged by it at once (``tracking.sender_events``)."""
+
+    kind: str  # "template" | "quality" | "account"
+    #: what the provider calls the event (PAUSED, FLAGGED, DISABLED_UPDATE...)
+    event: str
+    at: datetime | None = None
+    #: the business account it is about (Meta: the WABA id); None when not said
+    account: str | None = None
+    #: the business number it is about, E.164; None: every number of the account
+    business_number: str | None = None
+    template_name: str | None = None
+    template_language: str | None = None
+    #: a template's new status (APPROVED, PAUSED, DISABLED...)
+    template_status: str | None = None
+    #: the number's quality rating (GREEN, YELLOW, RED) when the event says it
+    quality: str | None = None
+    #: the messaging limit (tier) as reported
+    limit: str | None = None
+    #: why the sender can no longer send ("" when no reason is given); None when it can
+    blocked: str | None = None
+    #: the reason or detail the provider gives, for people
+    detail: str = ""
+
+
 class Callback(NamedTuple):
     """What one webhook body holds."""
 
@@ -423,3 +451,4 @@ class Callback(NamedTuple):
     changes: Sequence[IdentityChange] = ()
     #: usernames seen with the people the body names: display only, never a destination
     usernames: Sequence[Username] = ()
+    sender_events: Sequence[SenderEvent] = ()

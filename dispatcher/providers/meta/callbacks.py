@@ -14,7 +14,11 @@ contacts, seed 003 for echoes):
   ``parent_user_id``, ``profile.username``);
 * ``message_echoes`` (field ``smb_message_echoes``): what the business sent from the
   WhatsApp Business app; never one of our campaign's messages;
-* ``user_id_update`` (field of that name, seed 000): a user's new BSUID.
+* ``user_id_update`` (field of that name, seed 000): a user's new BSUID;
+* ``message_template_status_update``, ``phone_number_quality_update`` and
+  ``account_update``: a template paused or disabled, the number flagged for low quality,
+  the account disabled or restricted. The seeds are silent on these three; Meta's public
+  webhook reference gives their shapes. They become provider-neutral ``SenderEvent``s.
 
 Statuses, people's messages, echoes, identity changes (``system`` messages and
 ``user_id_update``, as provider-neutral ``IdentityChange`` records the identity book
@@ -51,6 +55,7 @@ from dispatcher.providers.base import (
     InvalidReport,
     Pricing,
     ReplyContext,
+    SenderEvent,
     Username,
 )
 from dispatcher.providers.link.models import choice_replies
@@ -74,6 +79,10 @@ OBJECT = "whatsapp_business_account"
 #: The change fields read here; any other (calls, history, user_preferences, ...) is
 #: kept in the stored body only.
 FIELDS = frozenset({"messages", "smb_message_echoes", "user_id_update"})
+#: The change fields about the sender itself (Meta's webhook reference; not in the seeds).
+SENDER_FIELDS = frozenset(
+    {"message_template_status_update", "phone_number_quality_update", "account_update"}
+)
 
 # Seed 002 'Message Status Updates'; "deleted" is the On-Premises API's (seed 002
 # 'Status: Message Deleted': the Cloud API sends none, it is read in case).
@@ -360,6 +369,8 @@ class Webhook:
     #: the change fields read here, and those present but not read (each sorted)
     fields: tuple[str, ...] = ()
     other_fields: tuple[str, ...] = ()
+    #: templates, quality and account events about the sender
+    sender_events: tuple[SenderEvent, ...] = ()
 
 
 def read_webhook(body: bytes) -> Callback:
@@ -373,31 +384,37 @@ def read_webhook(body: bytes) -> Callback:
     echoes: list[Echo] = []
     changes: list[IdentityChange] = []
     usernames: list[Username] = []
+    events: list[SenderEvent] = []
     other: set[str] = set()
     read = False
-    for field, value in _changes(body):
-        if field not in FIELDS:
+    for entry, field, value in _entries(body):
+        if field == "messages":
+            _read_messages(value, statuses, incoming, changes, usernames)
+        elif field in SENDER_FIELDS:
+            _read_sender_event(entry, field, value, events)
+        elif field == "user_id_update":
+            _read_user_id_updates(value, changes, usernames)
+        elif field not in FIELDS:
             other.add(field)
             continue
         read = True
-        if field == "messages":
-            _read_messages(value, statuses, incoming, changes, usernames)
-        elif field == "user_id_update":
-            _read_user_id_updates(value, changes, usernames)
         if "message_echoes" in value:
             _read_echoes(value, echoes)
     if not read:
         if other:
             raise InvalidReport(f"field {', '.join(sorted(other))}: not one the dispatcher reads")
         raise InvalidReport("entry: no change in it")
-    return Callback(statuses, incoming, echoes, changes, usernames)
+    return Callback(statuses, incoming, echoes, changes, usernames, events)
 
 
 def parse_webhook(body: bytes) -> Webhook:
     """Everything a webhook body holds (see the module's docstring)."""
     parts = _Parts()
-    for field, value in _changes(body):
-        if field in FIELDS:
+    for entry, field, value in _entries(body):
+        if field in SENDER_FIELDS:
+            parts.fields.add(field)
+            _read_sender_event(entry, field, value, parts.sender_events)
+        elif field in FIELDS:
             parts.fields.add(field)
             parts.read(field, value)
         else:
@@ -405,9 +422,9 @@ def parse_webhook(body: bytes) -> Webhook:
     return parts.webhook()
 
 
-def _changes(body: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each change's field and value, every entry's in order; ``InvalidReport`` for a
-    body that is not a Cloud API webhook."""
+def _entries(body: bytes) -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """Each change's entry, field and value, every entry's in order; ``InvalidReport``
+    for a body that is not a Cloud API webhook."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -422,7 +439,7 @@ def _changes(body: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
             field = change.get("field")
             value = change.get("value")
             if isinstance(field, str) and isinstance(value, dict):
-                yield field, value
+                yield entry, field, value
 
 
 def _read_messages(
@@ -564,6 +581,7 @@ class _Parts:
         self.usernames: list[Username] = []
         self.fields: set[str] = set()
         self.other_fields: set[str] = set()
+        self.sender_events: list[SenderEvent] = []
 
     def read(self, field: str, value: Mapping[str, Any]) -> None:
         self.contacts.extend(_dicts(value.get("contacts")))
@@ -592,7 +610,124 @@ class _Parts:
             tuple(self.usernames),
             tuple(sorted(self.fields)),
             tuple(sorted(self.other_fields)),
+            tuple(self.sender_events),
         )
+
+
+# -- the sender's own events (Meta's webhook reference; the seeds are silent on them) ----
+
+# ``phone_number_quality_update``: FLAGGED is the number's quality rating dropping to low
+# (RED); UNFLAGGED its recovery. Other events (UPGRADE, DOWNGRADE, ONBOARDING,
+# THROUGHPUT_UPGRADE) change the messaging limit or the throughput, not the quality.
+_QUALITY_OF_EVENT = {"FLAGGED": "RED", "UNFLAGGED": "GREEN"}
+# ``account_update``: the events after which the account cannot start conversations.
+_GONE = {
+    "ACCOUNT_DELETED": "the WhatsApp Business Account was deleted",
+    "ACCOUNT_OFFBOARDED": "the WhatsApp Business Account was offboarded (device change or "
+    "phone number re-registration)",
+}
+# ``restriction_info[].restriction_type``: a restriction that stops a campaign.
+_NO_BUSINESS_INITIATED = "RESTRICTED_BIZ_INITIATED_MESSAGING"
+
+
+def _read_sender_event(
+    entry: Mapping[str, Any], field: str, value: Mapping[str, Any], events: list[SenderEvent]
+) -> None:
+    """One sender change, read into ``events`` when it says enough to act on: the
+    entry's ``id`` is the WhatsApp Business Account, its ``time`` when it happened."""
+    account = _text(entry.get("id")) or _number_text(entry.get("id"))
+    at = _unix(entry.get("time"))
+    event = (_text(value.get("event")) or "").upper()
+    if not event:
+        return
+    if field == "message_template_status_update":
+        name = _text(value.get("message_template_name"))
+        if name is None:
+            return
+        events.append(SenderEvent(
+            "template", event, at, account,
+            template_name=name,
+            template_language=_text(value.get("message_template_language")),
+            template_status=event,
+            detail=_template_detail(value),
+        ))  # fmt: skip
+    elif field == "phone_number_quality_update":
+        limit = _text(value.get("max_daily_conversations_per_business")) or _text(
+            value.get("current_limit")
+        )
+        events.append(SenderEvent(
+            "quality", event, at, account,
+            business_number=_e164(value.get("display_phone_number")),
+            quality=_QUALITY_OF_EVENT.get(event),
+            limit=limit,
+        ))  # fmt: skip
+    else:  # account_update
+        blocked, detail = _account_blocked(event, value)
+        events.append(SenderEvent(
+            "account", event, at, account,
+            # an older form of the event names the number; without it, every number
+            business_number=_e164(value.get("phone_number")),
+            blocked=blocked,
+            detail=detail,
+        ))  # fmt: skip
+
+
+def _template_detail(value: Mapping[str, Any]) -> str:
+    """What the event says of why: ``reason`` (NONE is none), ``other_info`` (title and
+    description, e.g. a first or second pause), ``disable_info.disable_date``."""
+    said: list[str] = []
+    reason = _text(value.get("reason"))
+    if reason and reason.upper() != "NONE":
+        said.append(reason)
+    other = value.get("other_info")
+    if isinstance(other, dict):
+        said.extend(s for s in (_text(other.get("title")), _text(other.get("description"))) if s)
+    disable = value.get("disable_info")
+    if isinstance(disable, dict):
+        when = _unix(disable.get("disable_date"))
+        if when is not None:
+            said.append(f"disabled on {when:%Y-%m-%d}")
+    return "; ".join(said)[:_DESCRIPTION_CHARS]
+
+
+def _account_blocked(event: str, value: Mapping[str, Any]) -> tuple[str | None, str]:
+    """Why the account can no longer start conversations after ``event`` (None: it
+    still can), and the event's detail: DISABLED_UPDATE with ``ban_info.waba_ban_state``
+    DISABLE, an ACCOUNT_RESTRICTION of business-initiated messaging, a deleted or
+    offboarded account. SCHEDULE_FOR_DISABLE and REINSTATE, violations and other
+    restrictions stop nothing."""
+    if event in _GONE:
+        return _GONE[event], ""
+    if event == "DISABLED_UPDATE":
+        ban = value.get("ban_info")
+        ban = ban if isinstance(ban, dict) else {}
+        state = (_text(ban.get("waba_ban_state")) or "").upper()
+        date = _text(ban.get("waba_ban_date"))
+        detail = f"ban state {state or 'not given'}" + (f" ({date})" if date else "")
+        if state == "DISABLE":
+            return "the WhatsApp Business Account is disabled" + (
+                f" since {date}" if date else ""
+            ), detail
+        return None, detail
+    if event == "ACCOUNT_RESTRICTION":
+        for restriction in _dicts(value.get("restriction_info")):
+            if _text(restriction.get("restriction_type")) == _NO_BUSINESS_INITIATED:
+                until = _unix(restriction.get("expiration"))
+                note = f" until {until:%Y-%m-%d %H:%M} UTC" if until else ""
+                return f"business-initiated messaging is restricted{note}", _NO_BUSINESS_INITIATED
+        return None, "restrictions that do not stop a campaign"
+    if event == "ACCOUNT_VIOLATION":
+        info = value.get("violation_info")
+        kind = _text(info.get("violation_type")) if isinstance(info, dict) else None
+        return None, f"violation {kind}" if kind else ""
+    return None, ""
+
+
+def _number_text(value: object) -> str | None:
+    """An id Meta may write as a JSON number (``message_template_id``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def _contact(entry: Mapping[str, Any]) -> Contact:
