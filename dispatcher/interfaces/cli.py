@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from dispatcher.db import Campaign, Database, migrate
 from dispatcher.errors import ConfigurationError, DispatcherError
-from dispatcher.interfaces import running
+from dispatcher.interfaces import forecasts, running
 from dispatcher.interfaces.console import overview
 from dispatcher.interfaces.lists import schedule_app, suppress_app
 from dispatcher.interfaces.terminal import (
@@ -33,6 +33,9 @@ from dispatcher.interfaces.terminal import (
 )
 from dispatcher.operations import control, progress
 from dispatcher.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from dispatcher.preparation.forecast import Costing, Forecast
 
 app = typer.Typer(
     add_completion=False,
@@ -65,13 +68,23 @@ def run(
             help="send even though the same files were sent recently (everyone again)",
         ),
     ] = False,
+    rate_card: Annotated[
+        Path | None,
+        typer.Option(
+            "--rate-card",
+            help="with --dry-run: CSV country,category,price[,currency] pricing the "
+            "forecast (default: RATE_CARD)",
+        ),
+    ] = None,
 ) -> None:
     """Prepare and send a campaign, showing progress until every message has an outcome.
 
     Exits 0 when every person loaded was accepted and none failed (rejected rows and
     merged duplicates are not failures), 1 when refused before sending, 3 when some
     people were not sent, 4 when nobody was, 5 when it stopped following first."""
-    running.run_campaign(path, detach=detach, timeout=timeout, preview=dry_run, again=again)
+    running.run_campaign(
+        path, detach=detach, timeout=timeout, preview=dry_run, again=again, rate_card=rate_card
+    )
 
 
 @app.command(short_help="Campaigns and their progress.")
@@ -82,8 +95,17 @@ def status(
     watch: Annotated[
         bool, typer.Option("--watch", help="keep the view live (Ctrl-C to stop)")
     ] = False,
+    rate_card: Annotated[
+        Path | None,
+        typer.Option(
+            "--rate-card",
+            help="CSV country,category,price[,currency] pricing one campaign's forecast "
+            "(default: RATE_CARD)",
+        ),
+    ] = None,
 ) -> None:
-    """Campaigns and their progress (from the database)."""
+    """Campaigns and their progress (from the database); one scheduled or previewed
+    campaign with its forecast (a scheduled one's computed now, without changing it)."""
     db = Database(local_database_url(get_settings()))
     if watch and campaign_id is not None and not as_json:
         running.follow_and_report(db, campaign_id, timeout=float("inf"))
@@ -91,13 +113,17 @@ def status(
     found = _progress_of(db, campaign_id)
     if campaign_id is not None and not found:
         raise DispatcherError(f"no campaign {campaign_id}")
+    shown = _forecast_of(db, found[0], rate_card) if campaign_id is not None else None
     if as_json:
-        typer.echo(
-            json.dumps([p.as_dict() for p in found], indent=2, default=str, ensure_ascii=False)
-        )
+        documents = [p.as_dict() for p in found]
+        if shown is not None:
+            documents[0]["forecast"] = forecasts.as_json(*shown)
+        typer.echo(json.dumps(documents, indent=2, default=str, ensure_ascii=False))
         return
     if campaign_id is not None:
         running.show_summary(found[0])
+        if shown is not None:
+            forecasts.show(*shown)
         return
     if not watch:
         console.print(overview(found, width=console.width))
@@ -112,6 +138,21 @@ def status(
                 live.update(overview(_progress_of(db, None), width=console.width))
         except KeyboardInterrupt:
             pass
+
+
+def _forecast_of(
+    db: Database, current: progress.Progress, option: Path | None
+) -> tuple[Forecast, Costing | None] | None:
+    """A scheduled campaign's forecast (computed now), a previewed one's (stored)."""
+    from dispatcher.preparation.forecast import cost, forecast_of
+
+    if current.state not in ("scheduled", "previewed"):
+        return None
+    card = forecasts.rate_card(option)
+    found = forecast_of(db, current.campaign_id)
+    if found is None:
+        return None
+    return found, cost(found, card) if card is not None else None
 
 
 def _progress_of(db: Database, campaign_id: int | None) -> list[progress.Progress]:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from sqlalchemy import select
@@ -16,13 +16,25 @@ from sqlalchemy import select
 from dispatcher.campaigns import lifecycle
 from dispatcher.db import Campaign, Database, migrate
 from dispatcher.errors import ConfigurationError, DispatcherError
+from dispatcher.interfaces import forecasts
 from dispatcher.interfaces.console import FollowTimeout, follow, summary
 from dispatcher.interfaces.terminal import ExitCode, console, local_database_url, say
 from dispatcher.operations import control, progress
 from dispatcher.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from dispatcher.preparation.forecast import RateCard
 
-def run_campaign(path: Path, *, detach: bool, timeout: float, preview: bool, again: bool) -> None:
+
+def run_campaign(
+    path: Path,
+    *,
+    detach: bool,
+    timeout: float,
+    preview: bool,
+    again: bool,
+    rate_card: Path | None = None,
+) -> None:
     """Prepare and send a campaign, showing progress until every message has an outcome.
 
     Exits 0 when every person loaded was accepted and none failed (rejected rows and
@@ -31,9 +43,16 @@ def run_campaign(path: Path, *, detach: bool, timeout: float, preview: bool, aga
     from dispatcher.campaigns.checks import preflight
 
     settings = get_settings()
+    if rate_card is not None and not preview:
+        raise ConfigurationError(
+            "--rate-card goes with --dry-run (a scheduled campaign's forecast: "
+            "dispatcher status N --rate-card FILE)"
+        )
+    # A bad rate card stops a dry run before anything is stored.
+    card = forecasts.rate_card(rate_card) if preview else None
     loaded = preflight(path).loaded  # a bad spec, CSV header or media file stops here
     if preview:
-        dry_run(settings, loaded)
+        dry_run(settings, loaded, card)
         return
     if settings.embedded_broker:
         if detach:
@@ -103,8 +122,9 @@ def link_is_simulator() -> bool:
         return client.simulator_instance() is not None
 
 
-def dry_run(settings: Settings, loaded: Any) -> None:
-    """Everything up to sending, in this process: no broker, worker or LINK needed."""
+def dry_run(settings: Settings, loaded: Any, card: RateCard | None = None) -> None:
+    """Everything up to sending, in this process: no broker, worker or LINK needed; then
+    the forecast (kept on the campaign), priced when a rate card is given."""
     from dispatcher.preparation.prepare import prepare_campaign
     from dispatcher.providers import offline_provider
 
@@ -129,6 +149,7 @@ def dry_run(settings: Settings, loaded: Any) -> None:
     if result.state == "failed":
         say(("Campaign failed: ", "red"), result.error or "")
         raise typer.Exit(ExitCode.REFUSED)
+    forecasts.after_dry_run(db, campaign_id, card)
     console.print(
         f"Dry run: nothing was sent. Campaign {campaign_id} is stored as previewed; "
         "send for real with `dispatcher run` without --dry-run "
