@@ -39,6 +39,7 @@ from dispatcher.sending.windows import hold_closed
 from dispatcher.settings import get_settings
 from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
 from dispatcher.tracking import apply as tracking
+from dispatcher.tracking import sender_events
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +294,10 @@ def _reject(db: Database, batch_id: str, exc: LinkRequestError | LinkAuthError) 
                 failed_at=now,
             )
         )
+        if exc.whatsapp_code in sender_events.TEMPLATE_CODES:  # its template paused/disabled
+            campaign_id = session.scalar(select(Batch.campaign_id).where(Batch.id == batch_id))
+            if campaign_id is not None:
+                sender_events.template_failures(session, {campaign_id: (exc.whatsapp_code, now)})
 
 
 def note_answers(

@@ -61,12 +61,12 @@ from dispatcher.providers import (
     StatusReport,
     parse_callback,
 )
-from dispatcher.providers.base import IdentityChange, Username
+from dispatcher.providers.base import IdentityChange, SenderEvent, Username
 from dispatcher.resending import policy as retry
 from dispatcher.settings import get_settings
 from dispatcher.status import BatchState, MessageStatus, advances, predecessors
 from dispatcher.tracking import echoes as echoes_mod
-from dispatcher.tracking import identity_changes, incoming
+from dispatcher.tracking import identity_changes, incoming, sender_events
 from dispatcher.tracking.intake import (
     STATUS_KINDS,
     ReportState,
@@ -175,11 +175,15 @@ def apply_dlrs(
     changes: list[dict[str, Any]] = []
     media_errors: list[int] = []
     wa_ids: list[dict[str, Any]] = []
+    template_failed: dict[int, tuple[int, datetime]] = {}
     for message_id, (row, matched) in sorted(by_message.items()):
         values = _fold(row, matched)
         if values:
-            if values.get("whatsapp_error_code") == media.MEDIA_UPLOAD_ERROR:
+            code = values.get("whatsapp_error_code")  # set on failures only
+            if code == media.MEDIA_UPLOAD_ERROR:
                 media_errors.append(message_id)
+            elif code in sender_events.TEMPLATE_CODES:
+                template_failed[row.campaign_id] = (code, values.get("failed_at") or now)
             if "wa_message_id" in values:
                 wa_ids.append(
                     {
@@ -197,6 +201,8 @@ def apply_dlrs(
         note_rate_limited(session, limited)
     for message_id in media_errors:
         _forget_media_of(session, message_id)
+    if template_failed:  # its template paused or disabled: the campaign stops at once
+        sender_events.template_failures(session, template_failed)
     _set_states(session, states, now)
     return states
 
@@ -689,6 +695,14 @@ def _apply_rows(
             log.warning("%d identity changes could not be applied: %s", len(read.changes),
                         type(exc).__name__)  # fmt: skip
             failed.extend(sorted({report_id for report_id, _ in read.changes}))
+    if read.sender_events:
+        try:
+            with session.begin_nested():
+                applied += sender_events.apply(session, read.sender_events)
+        except SQLAlchemyError as exc:
+            log.warning("%d sender events could not be applied: %s", len(read.sender_events),
+                        type(exc).__name__)  # fmt: skip
+            failed.extend(sorted({report_id for report_id, _ in read.sender_events}))
     if failed and mark_failures_tried:
         # Out of the applier's way; the sweep retries them, least recently tried first.
         session.execute(
@@ -736,6 +750,7 @@ class _Read:
     echoes: list[tuple[int, EchoReport]]
     changes: list[tuple[int, IdentityChange]]
     usernames: list[tuple[int, Username]]
+    sender_events: list[tuple[int, SenderEvent]]
 
 
 def _read(session: Session, rows: Sequence[Any]) -> _Read:
@@ -747,6 +762,7 @@ def _read(session: Session, rows: Sequence[Any]) -> _Read:
     echoes: list[tuple[int, EchoReport]] = []
     changes: list[tuple[int, IdentityChange]] = []
     usernames: list[tuple[int, Username]] = []
+    events: list[tuple[int, SenderEvent]] = []
     for report_id, kind, body in rows:
         try:
             parsed = parse_callback(kind, body)
@@ -763,4 +779,6 @@ def _read(session: Session, rows: Sequence[Any]) -> _Read:
             changes.append((report_id, change))
         for username in parsed.usernames:
             usernames.append((report_id, username))
-    return _Read(dlrs, mos, echoes, changes, usernames)
+        for event in parsed.sender_events:
+            events.append((report_id, event))
+    return _Read(dlrs, mos, echoes, changes, usernames, events)

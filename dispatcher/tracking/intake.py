@@ -122,10 +122,17 @@ def read_body(kind: Kind | str, body: bytes, *, size: int | None = None) -> Rece
             ref_id=report.ref_id,
             result_code=report.result_code,
         )
-    if not statuses and not callback.incoming and not callback.echoes and not callback.changes:
+    if (
+        not statuses
+        and not callback.incoming
+        and not callback.echoes
+        and not callback.changes
+        and not callback.sender_events
+    ):
         # Readable, but nothing in it for the applier (Meta: a status without a tracked
         # state, a field read for nothing): kept, never queued. Identity changes
-        # (system messages, ``user_id_update``) are the identity book's: queued.
+        # (system messages, ``user_id_update``) are the identity book's, events about
+        # the sender (templates, quality, account) the guardrails': queued.
         return Received(kind, body, ReportState.IGNORED)
     return Received(kind, body, ReportState.RECEIVED)
 
