@@ -102,24 +102,20 @@ def _name(session: Session, campaign_id: int) -> str:
 
 
 def started(session: Session, campaign_id: int) -> None:
-    """The campaign is open for sending: its figures as preparation left them."""
+    """The campaign is open for sending (its people are still being written: their
+    figures come with the completion)."""
     if not get_settings().alert_url:
         return
     row = session.execute(
-        select(Campaign.name, Campaign.source, Campaign.level, Campaign.rate_per_second,
-               Campaign.loaded, Campaign.rejected, Campaign.duplicates)
-        .where(Campaign.id == campaign_id)
-    ).one()  # fmt: skip
-    text = (
-        f"Campaign {campaign_id} ({row.name}) started: {row.loaded:,} rows loaded, "
-        f"{row.rejected:,} rejected, {row.duplicates:,} duplicates; sender {row.source}"
-        + (f" at {row.rate_per_second:,} msg/s" if row.rate_per_second else "")
-        + "."
-    )
+        select(Campaign.name, Campaign.source, Campaign.level, Campaign.rate_per_second).where(
+            Campaign.id == campaign_id
+        )
+    ).one()
+    rate = f" at {row.rate_per_second:,} msg/s" if row.rate_per_second else ""
+    text = f"Campaign {campaign_id} ({row.name}) started sending from {row.source}{rate}."
     enqueue(session, STARTED, campaign_id, text=text, details={
         "name": row.name, "sender": row.source, "level": row.level,
-        "rate_per_second": row.rate_per_second, "loaded": row.loaded,
-        "rejected": row.rejected, "duplicates": row.duplicates})  # fmt: skip
+        "rate_per_second": row.rate_per_second})  # fmt: skip
 
 
 _DELIVERED = (MessageStatus.DELIVERED, MessageStatus.READ)
