@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, get_args
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,7 +28,7 @@ from dispatcher.simulator.codes import (
     error_response,
     media_error_response,
 )
-from dispatcher.simulator.config import SimulatorConfig
+from dispatcher.simulator.config import HealthStatus, QualityRating, SimulatorConfig
 from dispatcher.simulator.core import Simulator
 from dispatcher.simulator.identity import MSISDN_RE
 from dispatcher.simulator.media import MediaUploadError, inspect_file, required_fields
@@ -69,6 +70,8 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
             Route("/_simulator/receipts", receipts, methods=["GET"]),
             Route("/_simulator/callbacks", taken_callbacks, methods=["GET"]),
             Route("/_simulator/reset", reset, methods=["POST"]),
+            Route("/_simulator/templates/status", template_status, methods=["POST"]),
+            Route("/_simulator/sender", sender_standing, methods=["POST"]),
             # Last: their ``/{version}/{id}`` patterns would shadow the paths above.
             *meta_routes(SIMULATOR_INSTANCE_HEADER, _Dropped),
         ],
@@ -162,7 +165,10 @@ async def phone_info(request: Request) -> Response:
     simulator = _simulator(request)
     source = request.path_params["source"]
     level = simulator.level_of(source)
-    return JSONResponse(phone_number_info(simulator.config, source, level))
+    standing = simulator.standing_of(source)
+    return JSONResponse(
+        phone_number_info(simulator.config, source, level, standing.health, standing.quality)
+    )
 
 
 def _source_access(request: Request) -> Response | None:
@@ -223,6 +229,86 @@ async def taken_callbacks(request: Request) -> Response:
     """Every callback body a receiver answered 2xx, as text (``record_requests``): what the
     receiver's raw store must hold."""
     return JSONResponse([body.decode() for body in _simulator(request).callbacks.taken])
+
+
+#: Template statuses Meta's template reference names (a template to change is one of
+#: these; PAUSED and DISABLED fail later sends with 132015 and 132016).
+TEMPLATE_STATUSES = frozenset(
+    {"APPROVED", "PAUSED", "DISABLED", "REJECTED", "PENDING", "IN_APPEAL", "PENDING_DELETION",
+     "DELETED", "LIMIT_EXCEEDED"}
+)  # fmt: skip
+HEALTH_STATUSES = frozenset(get_args(HealthStatus))
+QUALITY_RATINGS = frozenset(get_args(QualityRating))
+
+
+async def template_status(request: Request) -> Response:
+    """Tests and benchmarks: ``{"name", "language" (optional: every language),
+    "status"}`` changes a template's status as Meta would (both APIs list it so, sends
+    fail accordingly, and Meta's side sends its webhook); answers the changed entries."""
+    body = await _json_object(request)
+    if body is None:
+        return _bad("a JSON object is required")
+    name, language, status = body.get("name"), body.get("language"), body.get("status")
+    if not isinstance(name, str) or not (language is None or isinstance(language, str)):
+        return _bad("name (text) is required; language is text when given")
+    if status not in TEMPLATE_STATUSES:
+        return _bad(f"status must be one of {', '.join(sorted(TEMPLATE_STATUSES))}")
+    simulator = _simulator(request)
+    if not simulator.templates.names(name, language):
+        return JSONResponse({"error": f"no template {name!r}"}, status_code=404)
+    changed = simulator.set_template_status(name, language, status)
+    return JSONResponse({"changed": changed})
+
+
+async def sender_standing(request: Request) -> Response:
+    """Tests and benchmarks: ``{"number" (optional: every number; E.164 or Meta's
+    phone number id), "health_status", "quality_rating"}`` changes what both APIs'
+    phone number information reports (Meta's side sends its webhooks too); answers
+    the number's standing now."""
+    body = await _json_object(request)
+    if body is None:
+        return _bad("a JSON object is required")
+    number, health, quality = (
+        body.get("number"),
+        body.get("health_status"),
+        body.get("quality_rating"),
+    )
+    if health is not None and health not in HEALTH_STATUSES:
+        return _bad(f"health_status must be one of {', '.join(sorted(HEALTH_STATUSES))}")
+    if quality is not None and quality not in QUALITY_RATINGS:
+        return _bad(f"quality_rating must be one of {', '.join(sorted(QUALITY_RATINGS))}")
+    if number is not None and not isinstance(number, str):
+        return _bad("number is text: E.164 or a phone number id")
+    simulator = _simulator(request)
+    display = _display_number(simulator, number)
+    if number is not None and display is None:
+        return _bad("number: not E.164, nor a configured phone number id")
+    simulator.set_sender(display, health, quality)
+    standing = simulator.standing_of(display)
+    return JSONResponse({"number": display, "health_status": standing.health,
+                         "quality_rating": standing.quality})  # fmt: skip
+
+
+def _display_number(simulator: Simulator, number: str | None) -> str | None:
+    """A number as E.164: as given, or the display number of a Meta phone number id."""
+    if number is None:
+        return None
+    configured = simulator.config.meta_phone_numbers.get(number)
+    if configured is not None:
+        return "+" + "".join(c for c in configured if c.isdigit())
+    return "+" + number.lstrip("+") if MSISDN_RE.fullmatch(number) else None
+
+
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _bad(reason: str) -> Response:
+    return JSONResponse({"error": reason}, status_code=400)
 
 
 async def reset(request: Request) -> Response:

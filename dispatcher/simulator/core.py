@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from dispatcher.simulator.auth import BasicAuth
@@ -46,6 +47,18 @@ def _msisdn_key(source: str) -> str:
 Fault = Literal["hang", "drop"]
 
 
+@dataclass(frozen=True, slots=True)
+class SenderStanding:
+    """A number's health (AVAILABLE, LIMITED, BLOCKED) and quality rating (GREEN,
+    YELLOW, RED, NA), as the phone number information reports them."""
+
+    health: str
+    quality: str
+
+    def with_(self, health: str | None, quality: str | None) -> SenderStanding:
+        return SenderStanding(health or self.health, quality or self.quality)
+
+
 class Simulator:
     """State and behaviour behind the HTTP app, reachable as ``app.state.simulator``."""
 
@@ -63,6 +76,10 @@ class Simulator:
         self.receipts: list[tuple[float, int]] = []  # (time, messages) of each, likewise
         self._attempts: Counter[str] = Counter()  # sends per destination, for scripted fates
         self.templates = TemplateBook(config.templates)
+        # The sender's health and quality as both APIs report them: the config's, until
+        # ``set_sender`` changes them for every number or for one (by display number).
+        self._standing = SenderStanding(config.health_status, config.quality_rating)
+        self._standings: dict[str, SenderStanding] = {}
         windows = config.open_care_windows
         self._open_windows = None if windows is None else frozenset(windows)
 
@@ -88,6 +105,9 @@ class Simulator:
         self._attempts = Counter()
         self._contacts.clear()
         self.callbacks.reset()
+        self.templates = TemplateBook(self.config.templates)
+        self._standing = SenderStanding(self.config.health_status, self.config.quality_rating)
+        self._standings = {}
 
     async def drain(self, timeout_seconds: float) -> bool:
         """Wait until no callback is pending; False if ``timeout_seconds`` ran out first."""
@@ -110,6 +130,44 @@ class Simulator:
 
     def level_of(self, source: str) -> str:
         return self._levels.get(_msisdn_key(source), self.config.level)
+
+    def set_template_status(
+        self, name: str, language: str | None, status: str
+    ) -> list[dict[str, Any]]:
+        """A template paused, disabled or approved again (``TemplateBook.set_status``)."""
+        return self.templates.set_status(name, language, status)
+
+    def standing_of(self, source: str | None) -> SenderStanding:
+        """The number's health and quality rating, as its phone number information says
+        (``None``: what every number not changed alone reports)."""
+        if source is None:
+            return self._standing
+        return self._standings.get(_msisdn_key(source), self._standing)
+
+    def set_sender(
+        self, number: str | None, health: str | None, quality: str | None
+    ) -> dict[str, tuple[SenderStanding, SenderStanding]]:
+        """Change the health and/or quality rating of one number (E.164), or of every
+        number; returns each number told of so far whose standing changed, with its old
+        and new standing (``None`` number: the key ``"*"`` stands for the rest)."""
+        changed: dict[str, tuple[SenderStanding, SenderStanding]] = {}
+        if number is not None:
+            key = _msisdn_key(number)
+            old = self.standing_of(key)
+            new = old.with_(health, quality)
+            self._standings[key] = new
+            if new != old:
+                changed[key] = (old, new)
+            return changed
+        for key, old in list(self._standings.items()):
+            new = self._standings[key] = old.with_(health, quality)
+            if new != old:
+                changed[key] = (old, new)
+        old = self._standing
+        self._standing = old.with_(health, quality)
+        if self._standing != old:
+            changed["*"] = (old, self._standing)
+        return changed
 
     def reject(self, code: int) -> None:
         self.books.rejected_requests[code] += 1

@@ -26,8 +26,16 @@ def _stable_number(text: str, salt: bytes) -> str:
     return str(10**14 + int.from_bytes(digest, "big") % (9 * 10**14))
 
 
-def phone_number_info(config: SimulatorConfig, source: str, level: str) -> dict[str, Any]:
-    status = config.health_status
+def phone_number_info(
+    config: SimulatorConfig,
+    source: str,
+    level: str,
+    health: str | None = None,
+    quality: str | None = None,
+) -> dict[str, Any]:
+    """The answer for ``source``: its ``health`` and ``quality`` rating as given (the
+    simulator's current standing of the number), else the config's."""
+    status = health or config.health_status
     info: dict[str, Any] = {
         "wabaId": _stable_number(source, b"waba"),
         "overallHealthStatus": status,
@@ -35,7 +43,7 @@ def phone_number_info(config: SimulatorConfig, source: str, level: str) -> dict[
         "numberCanSendMessages": status,
         "maxDailyConversations": config.messaging_tier,
         "verifiedName": "LINK Simulator",
-        "qualityRating": config.quality_rating,
+        "qualityRating": quality or config.quality_rating,
         "phoneNumberId": _stable_number(source, b"phone-number"),
     }
     if status == "LIMITED":

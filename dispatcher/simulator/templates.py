@@ -167,6 +167,28 @@ class TemplateBook:
             self._by_key[key] = expected(entry)
             self._categories[key] = str(entry.get("category") or "MARKETING").lower()
 
+    def set_status(self, name: str, language: str | None, status: str) -> list[dict[str, Any]]:
+        """Give the templates of ``name`` (in ``language``, or every language) a new
+        status, as Meta pauses or disables a template; later sends of it fail as Meta
+        fails them (132015, 132016). Returns the entries whose status changed."""
+        changed = []
+        for entry in self.listed:
+            if entry["name"] != name or (language is not None and entry["language"] != language):
+                continue
+            if entry.get("status") == status:
+                continue
+            entry["status"] = status
+            self._by_key[(name, str(entry["language"]))] = expected(entry)
+            changed.append(entry)
+        return changed
+
+    def names(self, name: str, language: str | None) -> bool:
+        """Whether any template is listed under ``name`` (in ``language``, if given)."""
+        return any(
+            t["name"] == name and (language is None or t["language"] == language)
+            for t in self.listed
+        )
+
     def category(self, use: TemplateUse) -> str | None:
         """The template's category, as a DLR's ``pricingCategory`` names it."""
         return self._categories.get((use.name, use.language))

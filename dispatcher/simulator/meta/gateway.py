@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.simulator.config import LEVEL_RATES, SimulatorConfig
-from dispatcher.simulator.core import Simulator
+from dispatcher.simulator.core import SenderStanding, Simulator
 from dispatcher.simulator.identity import Kind, Person
+from dispatcher.simulator.meta import sender_webhooks
 from dispatcher.simulator.meta.errors import (
     BSUID_NOT_ALLOWED,
     INVALID_PARAMETER,
@@ -113,6 +114,53 @@ class MetaSimulator(Simulator):
     def refuse(self, error: GraphError) -> GraphError:
         self.reject(error.code)
         return error
+
+    # -- the business's standing --------------------------------------------------------
+
+    def set_template_status(
+        self, name: str, language: str | None, status: str
+    ) -> list[dict[str, Any]]:
+        """As the LINK side's, and Meta's ``message_template_status_update`` webhook
+        for each template whose status changed (when webhooks go anywhere)."""
+        changed = super().set_template_status(name, language, status)
+        for template in changed:
+            self._tell(sender_webhooks.template_status(self.config.meta_waba_id, template))
+        return changed
+
+    def set_sender(
+        self, number: str | None, health: str | None, quality: str | None
+    ) -> dict[str, tuple[SenderStanding, SenderStanding]]:
+        """As the LINK side's, and Meta's webhooks for what changed of its numbers: a
+        ``phone_number_quality_update`` for a number flagged or unflagged, one
+        ``account_update`` when the account turns BLOCKED (disabled) or back."""
+        numbers = list(self.numbers.values())
+        before = {n.display: self.standing_of(n.display) for n in numbers}
+        changed = super().set_sender(number, health, quality)
+        waba = self.config.meta_waba_id
+        bans: set[str] = set()
+        for display, old in before.items():
+            new = self.standing_of(display)
+            event = sender_webhooks.quality_event(old.quality, new.quality)
+            if event is not None:
+                tier = self.config.messaging_tier
+                self._tell(sender_webhooks.quality_update(waba, display, event, tier))
+            ban = sender_webhooks.ban_state(old.health, new.health)
+            if ban is not None:
+                bans.add(ban)
+        for ban in sorted(bans):  # the account's: one webhook, whichever number
+            self._tell(sender_webhooks.account_ban(waba, ban))
+        return changed
+
+    def _tell(self, body: bytes) -> None:
+        """Post one signed webhook about the business, retried as Meta retries."""
+        if self._webhook_urls:
+            self.meta_counts["sender_webhooks"] += 1
+            self.callbacks.submit(
+                self._webhook_urls,
+                sender_webhooks.SenderWebhook(body),
+                sign=self._sign,
+                retry_refusals=True,
+            )
 
     # -- messages --------------------------------------------------------------------------
 

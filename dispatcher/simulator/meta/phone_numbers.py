@@ -30,18 +30,19 @@ def phone_number_fields(
     """The asked-for fields (unknown ones left out, as Graph leaves unset ones), plus ``id``."""
     config = simulator.config
     level = simulator.level_of(number.display)
-    health = config.health_status
+    standing = simulator.standing_of(number.display)
+    health = standing.health
     entity: dict[str, Any] = {
         "entity_type": "PHONE_NUMBER",
         "id": number.id,
         "can_send_message": health,
     }
     # The LINK side's document gives the same explanations for LIMITED and BLOCKED.
-    link_info = phone_number_info(config, number.display, level)
+    link_info = phone_number_info(config, number.display, level, health, standing.quality)
     for key in ("additional_info", "errors"):
         if key in link_info:
             entity[key] = link_info[key]
-    quality = config.quality_rating
+    quality = standing.quality
     known: dict[str, Any] = {
         "display_phone_number": number.display,
         "verified_name": "Simulated Business",
