@@ -40,9 +40,9 @@ class Receiver:
 
 
 @contextmanager
-def receiving(path: str = "/hooks/T000/B000/s3cr3t-token") -> Iterator[Receiver]:
-    """A threaded HTTP server on a loopback port; its URL carries a token in the path,
-    as Slack's webhook URLs do."""
+def receiving(path: str = "/hooks/T000/B000/s3cr3t-token", port: int = 0) -> Iterator[Receiver]:
+    """A threaded HTTP server on a loopback port (any free one by default); its URL
+    carries a token in the path, as Slack's webhook URLs do."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -58,7 +58,7 @@ def receiving(path: str = "/hooks/T000/B000/s3cr3t-token") -> Iterator[Receiver]
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     receiver = Receiver(f"http://127.0.0.1:{server.server_address[1]}{path}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -16,14 +16,18 @@ from sqlalchemy import select, update
 
 from dispatcher.campaigns import lifecycle
 from dispatcher.db import Alert, Campaign, Database, Message
+from dispatcher.interfaces.terminal import ExitCode
 from dispatcher.operations import alerts
 from dispatcher.sending.batch import SendContext
 from dispatcher.settings import get_settings
 from dispatcher.status import CampaignState
+from tests.conftest import copy_campaign, free_port
+from tests.e2e.conftest import run_campaign, stack
 from tests.integration.conftest import make_batch, personalised
 from tests.integration.guardrails.alert_receivers import Receiver, receiving, refused, silent
 
 pytestmark = pytest.mark.integration
+__all__ = ["stack"]  # the e2e stack fixture (webhook app, simulator, worker with beat)
 
 SECRET = "alert-secret"
 
@@ -260,3 +264,43 @@ def test_the_daily_digest_comes_once_a_day_after_its_hour(
     assert digest["messages"] == {"sent": 2, "delivered": 1, "failed": 1}
     assert "1 completed" in digest["text"] and "2 sent, 1 delivered, 1 failed" in digest["text"]
     assert alerts.digest_if_due(db, now + timedelta(days=1))  # the next day's
+
+
+# -- a real campaign through the simulator and a Celery worker (with beat) --------------------
+
+ALERT_PORT = free_port()
+ALERT_URL = f"http://127.0.0.1:{ALERT_PORT}/hooks/T000/B000/s3cr3t-token"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "stack",
+    [{"ALERT_URL": ALERT_URL, "ALERT_SECRET": SECRET, "SIMULATOR_FAILURE_RATE": "0"}],
+    indirect=True,
+)
+def test_a_campaign_run_by_a_worker_alerts_its_start_and_completion_once_each(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    with receiving(port=ALERT_PORT) as made:
+        run = run_campaign(copy_campaign("example", tmp_path / "example"), stack)
+        assert run.returncode == ExitCode.OK, run.stdout + run.stderr
+        deadline = time.monotonic() + 30  # the periodic delivery runs every 5 s
+        while "completed" not in str(made.keys()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(6)  # another round of delivery: nothing comes twice
+    campaign_id = made.received[0].body["campaign_id"]
+    keys = made.keys()  # and the day's digest once, when the test runs after its hour
+    assert [k for k in keys if not k.startswith("digest:")] == [
+        f"started:{campaign_id}",
+        f"completed:{campaign_id}",
+    ]
+    assert len(keys) - len(set(keys)) == 0
+    for received in made.received:
+        assert alerts.verify(SECRET, received.headers[alerts.SIGNATURE_HEADER], received.raw)
+    completed = next(r.body for r in made.received if r.body["event"] == "completed")
+    assert completed["text"] == (
+        f"Campaign {campaign_id} (Spring sale 2026) completed: "
+        f"{completed['figures']['delivered']} delivered "
+        f"({completed['figures']['read']} read), 0 failed, 0 not sent of 190 people."
+    )
+    assert completed["figures"]["delivered"] == 190
