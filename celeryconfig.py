@@ -59,6 +59,8 @@ task_routes = {
     "workers.tasks.scan_drop_folder": {"queue": "prepare", "routing_key": "prepare"},
     "workers.tasks.start_due": {"queue": "prepare", "routing_key": "prepare"},
     "workers.tasks.purge_stored_files": {"queue": "prepare", "routing_key": "prepare"},
+    # Guardrails (``dispatcher.guardrails.watch``): a few short reads every 2 s.
+    "workers.tasks.guard": {"queue": "dlr", "routing_key": "dlr"},
     # Campaign progress for Flower (``workers.progress``): short reads, beside the sweep.
     "workers.progress.track_campaigns": {"queue": "dlr", "routing_key": "dlr"},
     "workers.progress.campaign_progress": {"queue": "dlr", "routing_key": "dlr"},
@@ -77,6 +79,7 @@ _PERIODIC = {  # name: (task, every so many seconds)
     "start-due": ("workers.tasks.start_due", 5.0),
     "purge-stored-files": ("workers.tasks.purge_stored_files", 3600.0),
     "campaign-progress": ("workers.progress.track_campaigns", 3.0),
+    "guardrails": ("workers.tasks.guard", 2.0),
     "deliver-alerts": ("workers.tasks.deliver_alerts", 5.0),
 }
 beat_schedule = {

@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from dispatcher.campaigns import dropfolder, inputs, lifecycle, schedules
 from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
+from dispatcher.guardrails import watch
 from dispatcher.operations import alerts, control
 from dispatcher.preparation.prepare import prepare_campaign as prepare
 from dispatcher.providers import Level, provider_from_settings
@@ -358,6 +359,26 @@ def resend_due() -> int:
     for campaign_id, ids in by_campaign.items():
         hand_out(db, campaign_id, ids)
     return len(batch_ids)
+
+
+@cache
+def _guard_redis(pid: int) -> redis.Redis:
+    del pid  # part of the cache key only: a connection pool must not cross a fork
+    url = get_settings().redis_url
+    if url is None:
+        raise ConfigurationError("REDIS_URL is not set")
+    return redis.Redis.from_url(url)
+
+
+@app.task(name="workers.tasks.guard", shared=False)
+def guard() -> int:
+    """Judge the sending campaigns' canaries and failure classes (``guardrails.watch``);
+    hand out the batches a canary judged good released."""
+    ctx = context()
+    released = watch.tick(ctx.db, ctx.client, _guard_redis(os.getpid()), datetime.now(UTC))
+    for campaign_id, batch_ids in released.items():
+        hand_out(ctx.db, campaign_id, batch_ids)
+    return sum(len(ids) for ids in released.values())
 
 
 @app.task(name="workers.tasks.purge_stored_files", shared=False)

@@ -5,8 +5,9 @@ Workers read the campaign's state when they claim a slice and again just before 
 requests leave (``fanout``), so no request of a paused or cancelled campaign starts
 later than one slice (a tenth of a second) after the command; requests already on
 the wire are answered and recorded as usual. Batches the workers skipped meanwhile
-stay ``pending``: ``resume`` hands them out again (and a preparation a worker gave up
-while the campaign was paused), ``cancel`` closes them, and its people's messages end
+stay ``pending``: ``resume`` hands them out again (with the batches waiting behind a
+canary, and a preparation a worker gave up while the campaign was paused), ``cancel``
+closes them (and the waiting ones), and its people's messages end
 ``cancelled`` (never sent) so the report names them; requests handed back after a
 cancel are closed the same way by the periodic sweep (``close_stranded``).
 """
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from dispatcher.campaigns import lifecycle
 from dispatcher.db import Batch, Campaign, Message
 from dispatcher.errors import DispatcherError
+from dispatcher.guardrails import canary
 from dispatcher.sending import batch_states
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 
@@ -66,9 +68,11 @@ def resume(session: Session, campaign_id: int) -> Resumed:
     once, since sending claims it with a conditional UPDATE.
     """
     # Signals are judged afresh from now: the operator saw what paused it.
+    now = datetime.now(UTC)
     _move(session, campaign_id, (CampaignState.PAUSED, CampaignState.SENDING),
-          CampaignState.SENDING, "resume", paused_by=None,
-          guard_since=datetime.now(UTC))  # fmt: skip
+          CampaignState.SENDING, "resume", paused_by=None, guard_since=now)  # fmt: skip
+    # The people held behind a canary go too: resuming is the operator's call on it.
+    canary.resumed(session, campaign_id, now)
     pending = list(
         session.scalars(
             select(Batch.id)
@@ -122,14 +126,14 @@ def close_cancelled(session: Session, campaign_id: int) -> int:
 
 
 def close_stranded(session: Session) -> list[int]:
-    """Cancelled campaigns with batches left ``pending`` or ``held`` (a request handed
+    """Cancelled campaigns with batches left ``pending``, ``held`` or ``waiting`` (a request handed
     back after the cancel, a resend planned as it was cancelled): closed like the rest.
     Run by the periodic report sweep; returns the campaigns it closed."""
     stranded = list(
         session.scalars(
             select(Batch.campaign_id)
             .where(
-                Batch.state.in_((BatchState.PENDING, BatchState.HELD)),
+                Batch.state.in_((BatchState.PENDING, BatchState.HELD, BatchState.WAITING)),
                 Batch.campaign_id.in_(
                     select(Campaign.id).where(Campaign.state == CampaignState.CANCELLED)
                 ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +24,7 @@ from dispatcher.campaigns.compose import compose, content_key
 from dispatcher.campaigns.message_spec import InvalidMessage
 from dispatcher.campaigns.render import MissingValue
 from dispatcher.campaigns.spec import CampaignSpec
+from dispatcher.guardrails.caps import Capped
 from dispatcher.preparation.sender_checks import TIER_PERIOD
 from dispatcher.sending.windows import RECIPIENT, zone_of
 
@@ -45,6 +46,11 @@ class Known:
     #: identifiers of the list a change retired (the book holds them no more): the list
     #: does not teach the book about them
     retired: frozenset[str] = frozenset()
+    #: people at the frequency cap (by graph root): their skipped message's description
+    #: (``guardrails.caps``)
+    capped: dict[int, str] | None = None
+    #: ``members`` puts here the messages of the people at the cap, to be written skipped
+    over_cap: list[Capped] = field(default_factory=list)
 
 
 #: One message as the writer keeps it: identity key, destination, identifiers, CSV
@@ -66,7 +72,8 @@ def members(
     spec: CampaignSpec, audience: Audience, known: Known, media_ids: dict[str, str]
 ) -> Iterator[tuple[str, dict[str, Any], Member] | Reject]:
     """Each person's message (its grouping key, the message, the member), or the
-    reason the person is left out.
+    reason the person is left out. A person at the frequency cap goes to
+    ``known.over_cap`` instead (written ``skipped``, never sent).
 
     * authentication templates never go to a BSUID (seed 004 'BSUID Limitations',
       Meta error 131062): such people are sent to their phone number, or not at all;
@@ -80,6 +87,7 @@ def members(
     used = sorted(spec.placeholders() | set(spec.defaults))
     authentication = spec.authentication
     suppressed, windows, already = known.suppressed, known.windows, known.already
+    capped, over_cap = known.capped or {}, known.over_cap
     positions: dict[Path, list[int | None]] = {}  # per file: where each used column is
     zone_prefix = _zone_prefix(spec)
 
@@ -125,6 +133,9 @@ def members(
             yield Reject(recipients.path, line, result, recipients.values(cells))
             continue
         key, message, params = result
+        if capped and (said := capped.get(root)) is not None:
+            over_cap.append(Capped((*identity, line, params), said))
+            continue
         yield zone_prefix(identity[1]) + key, message, (*identity, line, params)
 
 
@@ -140,6 +151,7 @@ class Batch:
     payload: dict[str, Any]
     members: list[Member]
     not_before: datetime | None = None  # held by the messaging tier until then
+    waiting: bool = False  # after the canary: stored, sent once the canary is judged
 
 
 class Writer:
@@ -157,6 +169,11 @@ class Writer:
     The messaging tier: once ``room`` people are in batches, later batches are held,
     the next ``cap`` people for 24 hours, the next for 48, and so on (``held`` names
     them; a periodic task releases them, ``release_held``).
+
+    A canary of ``canary`` people: the first people added fill batches of their own
+    (sent at once); once they are all in, every later batch is ``waiting`` (``waiting``
+    names them) until the canary is judged (``dispatcher.guardrails.canary``). The
+    canary's batches are the sequence numbers ``next_seq`` .. ``canary_last_seq``.
     """
 
     def __init__(
@@ -169,6 +186,7 @@ class Writer:
         room: int | None = None,
         cap: int | None = None,
         level: int | None = None,
+        canary: int | None = None,
     ) -> None:
         self.campaign_id = campaign_id
         self.batch_size = tiling(batch_size, level or batch_size)
@@ -178,6 +196,11 @@ class Writer:
         self.cap = cap or 1
         self.started = datetime.now(UTC)
         self.held: set[str] = set()
+        self.waiting: set[str] = set()
+        self.canary_people = 0
+        # 0: a resumed preparation whose canary is stored: everyone left waits.
+        self.canary_last_seq: int | None = next_seq - 1 if canary == 0 else None
+        self._canary_left = canary
         self.messages = 0
         self._cut_people = 0
         self._groups: dict[str, tuple[dict[str, Any], list[Member]]] = {}
@@ -196,12 +219,26 @@ class Writer:
             self._cut(key)
         elif self._waiting >= OPEN_LIMIT:
             self._cut_all()
+        if self._canary_left:
+            self.canary_people += 1
+            self._canary_left -= 1
+            if not self._canary_left:
+                self._close_canary()
         if self._ready_messages >= CHUNK_MESSAGES:
             self._flush()
 
     def close(self) -> None:
         self._cut_all()
+        if self._canary_left:
+            self._close_canary()  # fewer people than the canary: everyone is in it
         self._flush()
+
+    def _close_canary(self) -> None:
+        """The canary's people are all in: its open groups are cut now, so its batches
+        are the ones before every waiting batch."""
+        self._cut_all()
+        self._canary_left = 0
+        self.canary_last_seq = self.seq - 1
 
     def _cut_all(self) -> None:
         for key in list(self._groups):
@@ -235,7 +272,12 @@ class Writer:
             not_before = self.started + days * TIER_PERIOD
             self.held.add(batch_id)
         self._cut_people += len(members)
-        self._ready.append(Batch(batch_id, self.seq, {"messages": [message]}, members, not_before))
+        waiting = self.canary_last_seq is not None
+        if waiting:
+            self.waiting.add(batch_id)
+        self._ready.append(
+            Batch(batch_id, self.seq, {"messages": [message]}, members, not_before, waiting)
+        )
         self.seq += 1
         self._waiting -= len(members)
         self._ready_messages += len(members)

@@ -106,7 +106,7 @@ def _chunk(postgres: bool, campaign_id: int, batches: list[Batch]) -> _Chunk:
     now = datetime.now(UTC)
     batch_rows = [
         (batch.id, campaign_id, batch.seq,
-         (BatchState.PENDING if batch.not_before is None else BatchState.HELD).value,
+         _state(batch).value,
          json_text(batch.payload) if postgres else batch.payload, len(batch.members), 0, now,
          batch.not_before)
         for batch in batches
@@ -123,6 +123,13 @@ def _chunk(postgres: bool, campaign_id: int, batches: list[Batch]) -> _Chunk:
             for position, (key, destination, identifiers, line, params) in enumerate(batch.members)
         ]  # fmt: skip
     return _Chunk([batch.id for batch in batches], batch_rows, messages)
+
+
+def _state(batch: Batch) -> BatchState:
+    """Behind a canary: waiting (its tier hold, if any, applies once released)."""
+    if batch.waiting:
+        return BatchState.WAITING
+    return BatchState.PENDING if batch.not_before is None else BatchState.HELD
 
 
 def _insert(db: Database, chunk: _Chunk) -> list[str]:

@@ -44,6 +44,8 @@ from dispatcher.db import Batch, Campaign, Database, Message, RetiredIdentity, S
 from dispatcher.db.bulk import matching
 from dispatcher.db.timestamps import aware
 from dispatcher.errors import CampaignSpecError, DispatcherError
+from dispatcher.guardrails import canary
+from dispatcher.guardrails.policy import Canary
 from dispatcher.operations import control
 from dispatcher.operations.reports import write_rejects
 from dispatcher.preparation import media
@@ -213,15 +215,18 @@ def _prepare(
         def committed(ids: list[str]) -> None:
             written.extend(ids)
             if dispatch is not None and not dry_run:
-                dispatch([i for i in ids if i not in held])
+                dispatch([i for i in ids if i not in held and i not in waiting])
+
+        canary_policy, canary_people = _canary(db, campaign_id, spec, audience, dry_run=dry_run)
+        canary_started = datetime.now(UTC)
 
         later: list[Reject] = []
         with Committer(db, campaign_id, committed) as committer:
             writer = Writer(
                 campaign_id, min(spec.people_per_request, rate), known.next_seq, committer.submit,
-                room=room, cap=checked.tier_cap, level=rate,
+                room=room, cap=checked.tier_cap, level=rate, canary=canary_people,
             )  # fmt: skip
-            held = writer.held
+            held, waiting = writer.held, writer.waiting
             with _bulk_mode():
                 for item in members(spec, audience, known, media_ids):
                     if isinstance(item, Reject):
@@ -232,6 +237,7 @@ def _prepare(
         elapsed = time.monotonic() - started
         log.info("campaign %s: %d messages in %d batches written (%.1f s)", campaign_id,
                  writer.messages, writer.seq - known.next_seq, elapsed)  # fmt: skip
+        _store_canary(db, campaign_id, canary_policy, writer, known.next_seq, canary_started)
         record_merged(db, campaign_id, audience.merged())
         log.info("campaign %s: %d merged rows recorded (%.1f s)", campaign_id,
                  audience.duplicates, time.monotonic() - started)  # fmt: skip
@@ -255,6 +261,39 @@ def _prepare(
                     campaign.rejects_path = str(rejects_path) if local else None
                     _finish(session, campaign, dry_run=dry_run)
     return written
+
+
+def _canary(
+    db: Database, campaign_id: int, spec: CampaignSpec, audience: Audience, *, dry_run: bool
+) -> tuple[Canary | None, int | None]:
+    """The campaign's canary and how many people it takes (``Writer``'s ``canary``):
+    its share of the people read (rows less those refused: merged rows still count, so
+    a list with many repeats gets a slightly larger canary). A preparation resumed
+    after its canary was stored writes every person left as waiting (0). None for a
+    dry run or without a canary."""
+    policy = spec.canary or get_settings().canary
+    if policy is None or dry_run:
+        return None, None
+    with db.session() as session:
+        stored = session.scalar(select(Campaign.canary).where(Campaign.id == campaign_id))
+    if stored:
+        return None, 0
+    return policy, canary.size(policy, max(0, audience.loaded - audience.rejected))
+
+
+def _store_canary(db: Database, campaign_id: int, policy: Canary | None, writer: Writer,
+                  first_seq: int, started: datetime) -> None:  # fmt: skip
+    """The canary's plan, once its batches and the waiting ones are written."""
+    if policy is None or not writer.canary_people:
+        return
+    last = writer.canary_last_seq if writer.canary_last_seq is not None else writer.seq - 1
+    with db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is not None:
+            campaign.canary = canary.plan(
+                policy, people=writer.canary_people, held=writer.messages - writer.canary_people,
+                first_seq=first_seq, last_seq=last, started=started,
+            )  # fmt: skip
 
 
 _bulk_lock = threading.Lock()

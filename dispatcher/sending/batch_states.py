@@ -7,6 +7,8 @@ A batch is one request to the provider; its id is the request's ``refId``::
        |  ^        |-> in_doubt (no answer: settled by reports, never resent blindly)
        |  '--------'   (handed back: nothing left our side, or its campaign stopped)
        |-> held -> pending (a sending window or the messaging tier)
+       |-> waiting -> pending (or held) once the canary before it is judged good, or
+       |              the operator resumes its campaign; skipped on a cancel
        |-> rejected (the provider refused it; retries exhausted)
        '-> skipped (nothing left to send; campaign cancelled)
 
@@ -21,7 +23,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.db import Batch, Campaign
@@ -118,10 +120,24 @@ def close_for_cancel(session: Session, campaign_id: int) -> None:
         update(Batch)
         .where(
             Batch.campaign_id == campaign_id,
-            Batch.state.in_((BatchState.PENDING, BatchState.HELD)),
+            Batch.state.in_((BatchState.PENDING, BatchState.HELD, BatchState.WAITING)),
         )
         .values(state=BatchState.SKIPPED, error="campaign cancelled")
     )
+
+
+def release_waiting(session: Session, campaign_id: int, now: datetime) -> list[str]:
+    """A campaign's batches held behind its canary go: pending, or held when the
+    messaging tier holds them for a later day still; returns the pending ones, in
+    order, to be handed to the send queue."""
+    later = Batch.not_before.is_not(None) & (Batch.not_before > now)
+    rows = session.execute(
+        update(Batch)
+        .where(Batch.campaign_id == campaign_id, Batch.state == BatchState.WAITING)
+        .values(state=case((later, BatchState.HELD), else_=BatchState.PENDING))
+        .returning(Batch.id, Batch.seq, Batch.state)
+    ).all()
+    return [r.id for r in sorted(rows, key=lambda r: r.seq) if r.state == BatchState.PENDING]
 
 
 def handed_out(session: Session, batch_ids: Collection[str], now: datetime) -> None:

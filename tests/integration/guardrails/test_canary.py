@@ -1,0 +1,219 @@
+"""The canary (``guardrails.canary``) and the failure-class signals
+(``guardrails.signals``), judged by ``guardrails.watch.tick``: campaigns prepared and
+sent through the LINK simulator over HTTP, their reports back through the webhook app,
+on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from dispatcher.campaigns import lifecycle
+from dispatcher.db import Batch, Campaign, Database, Message
+from dispatcher.guardrails import pausing, watch
+from dispatcher.operations import control
+from dispatcher.sending.batch import Outcome
+from dispatcher.status import BatchState, CampaignState, MessageStatus
+from tests.integration.resending.test_planner import Stack, start, wait_for
+
+pytestmark = pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+
+CANARY_SPEC = """
+name: Canary rehearsal
+sender: {source: "+4790000000", level: STANDARD}
+message:
+  type: template
+  template:
+    name: hello
+    language: en
+    components: [{type: body, parameters: [{type: text, text: "{name}"}]}]
+recipients: people.csv
+canary: {share: 2%, min_people: 10, wait: 10m}
+"""
+PLAIN_SPEC = CANARY_SPEC.replace("canary: {share: 2%, min_people: 10, wait: 10m}\n", "")
+PEOPLE = [f"+47412{n:05d}" for n in range(100)]
+CANARY = PEOPLE[:10]  # the first people: 2% of 100 is 2, at least 10
+
+
+def campaign_id(db: Database) -> int:
+    with db.session() as session:
+        found = session.scalar(select(func.max(Campaign.id)))
+    assert found is not None
+    return found
+
+
+def batches(db: Database, state: BatchState) -> list[str]:
+    with db.session() as session:
+        return list(
+            session.scalars(select(Batch.id).where(Batch.state == state).order_by(Batch.seq))
+        )
+
+
+def by_status(db: Database) -> dict[str, int]:
+    with db.session() as session:
+        rows = session.execute(select(Message.status, func.count()).group_by(Message.status))
+        return {status: count for status, count in rows}
+
+
+def settled(db: Database, count: int) -> Callable[[], bool]:
+    """``count`` messages have an outcome (read or failed)."""
+
+    def check() -> bool:
+        seen = by_status(db)
+        return seen.get(MessageStatus.READ, 0) + seen.get(MessageStatus.FAILED, 0) >= count
+
+    return check
+
+
+def tick(stack: Stack) -> dict[int, list[str]]:
+    return watch.tick(stack.db, None, stack.redis, datetime.now(UTC))
+
+
+def stored(db: Database, cid: int) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+    with db.session() as session:
+        row = session.execute(
+            select(Campaign.state, Campaign.paused_by, Campaign.canary).where(Campaign.id == cid)
+        ).one()
+    return row.state, row.paused_by, row.canary
+
+
+def canary_failing(stack_for: Callable[..., Stack], tmp_path: Path) -> tuple[Stack, int]:
+    """A campaign of 100 whose canary's people all fail with 131048, its canary sent
+    and reported; returns the stack and the campaign, judged (paused)."""
+    stack = stack_for(dict.fromkeys(CANARY, [131048]))
+    start(stack, tmp_path, PEOPLE, CANARY_SPEC)
+    cid = campaign_id(stack.db)
+    sent = batches(stack.db, BatchState.PENDING)
+    assert len(sent) == 10 and len(batches(stack.db, BatchState.WAITING)) == 90
+    assert set(stack.send(sent)) == {Outcome.SUBMITTED}
+    wait_for(settled(stack.db, 10))
+    assert tick(stack) == {}
+    return stack, cid
+
+
+def test_a_canary_failing_with_131048_pauses_the_campaign_and_nobody_else_is_sent(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    stack, cid = canary_failing(stack_for, tmp_path)
+    state, paused_by, plan = stored(db, cid)
+    assert state == CampaignState.PAUSED
+    assert paused_by is not None and plan is not None
+    assert paused_by["reason"] == "canary"
+    assert paused_by["figure"] == "100% of 10 canary messages failed with 131048 (spam rate limit)"
+    assert paused_by["threshold"] == "5% of the canary's outcomes"
+    assert paused_by["detail"].startswith("90 people held until `dispatcher resume`")
+    assert "0 of 10 canary messages had no outcome yet" in paused_by["detail"]
+    assert plan["verdict"] == "paused" and plan["failed"] == {"spam_rate_limit": 10}
+    assert "canary: 100% of 10 canary messages failed" in pausing.describe(paused_by)
+    # Nobody outside the canary was sent anything, and ticks after the pause hold it.
+    assert tick(stack) == {}
+    assert stack.received() == dict.fromkeys(CANARY, 1)
+    assert by_status(db)[MessageStatus.QUEUED] == 90
+    with db.session() as session:  # the rest can never complete the campaign
+        assert not lifecycle.complete_if_settled(session, cid)
+
+
+def test_resume_after_a_canary_pause_sends_the_rest_once(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    stack, cid = canary_failing(stack_for, tmp_path)
+    with db.session() as session:
+        resumed = control.resume(session, cid)
+    assert len(resumed.batch_ids) == 90
+    assert batches(db, BatchState.WAITING) == []
+    assert set(stack.send(resumed.batch_ids)) == {Outcome.SUBMITTED}
+    assert set(stack.send(resumed.batch_ids)) == {Outcome.SKIPPED}  # queued twice: once
+    wait_for(settled(db, 100))
+    assert stack.received() == dict.fromkeys(PEOPLE, 1)
+    state, paused_by, plan = stored(db, cid)
+    assert state == CampaignState.SENDING and paused_by is None
+    assert plan is not None and plan["verdict"] == "resumed"
+    assert tick(stack) == {}  # the canary is not judged again
+
+
+def test_cancel_after_a_canary_pause_closes_the_waiting_people_as_cancelled(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    stack, cid = canary_failing(stack_for, tmp_path)
+    with db.session() as session:
+        assert control.cancel(session, cid) == 90
+    assert batches(db, BatchState.WAITING) == []
+    assert len(batches(db, BatchState.SKIPPED)) == 90
+    assert by_status(db) == {MessageStatus.FAILED: 10, MessageStatus.CANCELLED: 90}
+    assert stored(db, cid)[0] == CampaignState.CANCELLED
+    assert stack.received() == dict.fromkeys(CANARY, 1)
+
+
+def test_a_healthy_canary_releases_the_rest_and_the_campaign_completes(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    stack = stack_for(dict.fromkeys(PEOPLE, [0]))
+    start(stack, tmp_path, PEOPLE, CANARY_SPEC)
+    cid = campaign_id(db)
+    assert set(stack.send(batches(db, BatchState.PENDING))) == {Outcome.SUBMITTED}
+    wait_for(settled(db, 10))
+    released = tick(stack)
+    assert list(released) == [cid] and len(released[cid]) == 90
+    assert tick(stack) == {}  # judged once
+    assert set(stack.send(released[cid])) == {Outcome.SUBMITTED}
+    wait_for(settled(db, 100))
+    with db.session() as session:
+        assert lifecycle.complete_if_settled(session, cid)
+    assert stack.received() == dict.fromkeys(PEOPLE, 1)
+    plan = stored(db, cid)[2]
+    assert plan is not None and plan["verdict"] == "released"
+    assert (plan["people"], plan["held"], plan["seen"], plan["unseen"]) == (10, 90, 10, 0)
+
+
+def test_the_wait_passed_releases_the_rest_and_says_what_was_unseen(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    # Four of the canary are accepted and never reported (LINK still resending them).
+    stack = stack_for(dict.fromkeys(PEOPLE[:4], [-1]))
+    start(stack, tmp_path, PEOPLE, CANARY_SPEC)
+    cid = campaign_id(db)
+    stack.send(batches(db, BatchState.PENDING))
+    wait_for(settled(db, 6))
+    assert tick(stack) == {}  # 6 of 10 seen, nothing crossed: waits for the rest
+    with db.session() as session:
+        plan = session.scalar(select(Campaign.canary).where(Campaign.id == cid))
+        until = datetime.now(UTC) - timedelta(seconds=1)
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == cid)
+            .values(canary={**plan, "until": until.isoformat()})
+        )
+    released = tick(stack)
+    assert len(released[cid]) == 90
+    plan = stored(db, cid)[2]
+    assert plan is not None and plan["verdict"] == "released_after_wait"
+    assert plan["unseen"] == 4 and "4 unseen after the wait" in plan["figure"]
+
+
+def test_a_failure_class_over_its_threshold_mid_campaign_pauses_it(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    # 8 of the first 60 fail with 131048: 13% of 60 outcomes, over 5% once 50 are in.
+    people = [f"+47413{n:05d}" for n in range(120)]
+    stack = stack_for(dict.fromkeys(people[:60:8], [131048]))
+    start(stack, tmp_path, people, PLAIN_SPEC)
+    cid = campaign_id(db)
+    pending = batches(db, BatchState.PENDING)
+    assert len(pending) == 120 and batches(db, BatchState.WAITING) == []
+    stack.send(pending[:60])
+    wait_for(settled(db, 60))
+    assert tick(stack) == {}
+    state, paused_by, _ = stored(db, cid)
+    assert state == CampaignState.PAUSED and paused_by is not None
+    assert paused_by["reason"] == "spam_rate_limit"
+    assert paused_by["figure"] == "13% of 60 outcomes in the last 10m (8 x 131048)"
+    assert paused_by["threshold"] == "5% in 10m"
+    # The rest is not sent while it is paused.
+    assert Outcome.SUBMITTED not in set(stack.send(pending[60:]))
+    assert len(stack.received()) == 60
