@@ -33,6 +33,9 @@ class SkipReason(StrEnum):
     ``dispatcher status`` and the per-person report."""
 
     CARE_WINDOW_CLOSED = "care_window_closed"
+    # The person had their marketing messages of the period from this portfolio
+    # (``guardrails.caps``); the message's description says how many and from when.
+    FREQUENCY_CAP = "frequency_cap"
 
     @property
     def description(self) -> str:
@@ -43,6 +46,9 @@ _SKIP_DESCRIPTIONS = {
     SkipReason.CARE_WINDOW_CLOSED: "not sent: the 24-hour customer care window had closed "
     "when its request was to leave (no message from this person to the sender's number "
     "in the last 24 h)",
+    SkipReason.FREQUENCY_CAP: "not sent: the person had the marketing messages the "
+    "frequency cap allows from this portfolio in its period (eligible again once the "
+    "oldest leaves the period)",
 }
 
 
