@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from dispatcher.db import Campaign, Database
 from dispatcher.db.timestamps import aware
-from dispatcher.guardrails import canary, pausing, signals
+from dispatcher.guardrails import canary, health, pausing, signals
 from dispatcher.guardrails.policy import Guardrails, overlay
 from dispatcher.providers import Provider
 from dispatcher.settings import get_settings
@@ -42,15 +42,22 @@ def tick(
     """Judge the sending campaigns once; returns, by campaign, the batches a canary
     judged good released (to be handed to the send queue). ``client`` is for the
     signals that ask the provider (sender health); the outcome signals do not."""
-    del client
     token = uuid.uuid4().hex
-    if not redis_client.set(_LEASE, token, nx=True, px=LEASE_MS):
-        return {}  # another worker's tick is running
-    try:
-        return _tick(db, redis_client, now)
-    finally:
-        if redis_client.get(_LEASE) == token.encode():
-            redis_client.delete(_LEASE)
+    released: dict[int, list[str]] = {}
+    if redis_client.set(_LEASE, token, nx=True, px=LEASE_MS):  # else another's tick runs
+        try:
+            released = _tick(db, redis_client, now)
+        finally:
+            if redis_client.get(_LEASE) == token.encode():
+                redis_client.delete(_LEASE)
+    if client is not None:
+        # Outside the lease: the provider may be slow to answer, and the poll keeps its
+        # own pace (once per poll_interval per sender, across every worker).
+        try:
+            health.poll(db, client, redis_client, now)
+        except Exception:
+            log.exception("the senders' health could not be polled this time")
+    return released
 
 
 def _tick(db: Database, redis_client: redis.Redis, now: datetime) -> dict[int, list[str]]:
