@@ -137,19 +137,24 @@ def dry_run(settings: Settings, loaded: Any, card: RateCard | None = None) -> No
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     migrate(url)
     db = Database(url)
-    # A preview sends nothing: a repeat is worth a note, not a refusal.
-    campaign_id = register(db, loaded, again=False, simulator=lambda: True)
-    offline = offline_provider()  # never called
-    with console.status("Preparing (dry run)..."):
-        prepare_campaign(db, offline, campaign_id, reports_dir=settings.reports_dir, dry_run=True)
-    with db.session() as session:
-        result = progress.progress(session, campaign_id)
-    assert result is not None
-    show_summary(result)
-    if result.state == "failed":
-        say(("Campaign failed: ", "red"), result.error or "")
-        raise typer.Exit(ExitCode.REFUSED)
-    forecasts.after_dry_run(db, campaign_id, card)
+    try:
+        # A preview sends nothing: a repeat is worth a note, not a refusal.
+        campaign_id = register(db, loaded, again=False, simulator=lambda: True)
+        offline = offline_provider()  # never called
+        with console.status("Preparing (dry run)..."):
+            prepare_campaign(
+                db, offline, campaign_id, reports_dir=settings.reports_dir, dry_run=True
+            )
+        with db.session() as session:
+            result = progress.progress(session, campaign_id)
+        assert result is not None
+        show_summary(result)
+        if result.state == "failed":
+            say(("Campaign failed: ", "red"), result.error or "")
+            raise typer.Exit(ExitCode.REFUSED)
+        forecasts.after_dry_run(db, campaign_id, card)
+    finally:
+        db.dispose()
     console.print(
         f"Dry run: nothing was sent. Campaign {campaign_id} is stored as previewed; "
         "send for real with `dispatcher run` without --dry-run "
