@@ -171,6 +171,14 @@ class Message(Base):
             postgresql_where=text(_RESENDS_UNSENT_SQL),
             sqlite_where=text(_RESENDS_UNSENT_SQL),
         ),
+        # The guardrails' failures of the last minutes (``guardrails.signals``).
+        Index(
+            "ix_messages_failed",
+            "campaign_id",
+            "failed_at",
+            postgresql_where=text("failed_at IS NOT NULL"),
+            sqlite_where=text("failed_at IS NOT NULL"),
+        ),
         {"postgresql_with": {"fillfactor": MESSAGES_FILLFACTOR}},
     )
 

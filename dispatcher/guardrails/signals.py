@@ -10,8 +10,11 @@ Cost: ``guardrails.watch`` runs every 2 s while workers send at full speed. The
 failures in the window come from a small partial index over failed rows (migration
 0019); the outcomes of the whole window (every sent row: no index can name a column
 set on every message) are counted only when some class has failures enough to cross
-its threshold at all, and then at most once per ``recount`` interval per campaign,
-spaced by what the count cost.
+its threshold at all, and then spaced by ``RECOUNT_FACTOR`` times what the last count
+cost (at most 2% of a database core). Measured on a campaign of 100,000 messages with
+2% failed, on a loaded 2-core machine: the failures of the window 1 ms (index scan),
+the count of all its outcomes 30-60 ms (a pass over the campaign), the canary's tally
+(2,000 people, through ``batch_id``) 3 ms.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ _BY_CODE = {code: name for name, (codes, _) in CLASSES.items() for code in codes
 SUCCESS = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.DELETED)
 FAILURE = (MessageStatus.FAILED, MessageStatus.EXPIRED, MessageStatus.UNKNOWN)
 #: A count of the window's outcomes is spaced by this many times what the last one took.
-RECOUNT_FACTOR = 20
+RECOUNT_FACTOR = 50
 MIN_RECOUNT_SECONDS = 2.0
 
 
