@@ -8,8 +8,10 @@ Two ways to it, one result (``Forecast``):
   forecast is exactly what the dry run wrote (frequency-capped people are the messages
   skipped with ``SkipReason.FREQUENCY_CAP``);
 * ``predict``: a scheduled campaign not yet prepared: the audience passes, the identity
-  book and opt-out look-ups and the composing rules of preparation run read-only (the
-  same functions preparation runs), nothing is written and the campaign is unchanged.
+  book, opt-out and frequency-cap look-ups and the composing rules of preparation run
+  read-only (the same functions preparation runs), nothing is written and the campaign
+  is unchanged. The cap is judged as of now: the portfolio may send more before the
+  campaign starts.
 
 Country is where Meta prices a message: the region of the person's phone number
 (``phonenumbers``; the destination's, else another number the person is known by); a
@@ -28,6 +30,7 @@ shipped, and a row the card has no price for is said to have none.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections import Counter
@@ -225,7 +228,7 @@ def predict(db: Database, campaign_id: int) -> Forecast:
     look-ups, read-only (nothing written, the campaign unchanged)."""
     from dispatcher.preparation import media
     from dispatcher.preparation.batching import members
-    from dispatcher.preparation.prepare import _lookups
+    from dispatcher.preparation.prepare import _capped, _lookups
     from dispatcher.settings import get_settings
 
     with db.session() as session:
@@ -242,6 +245,10 @@ def predict(db: Database, campaign_id: int) -> Forecast:
         audience.scan()
         portfolio = get_settings().portfolio_name(spec.sender.source)
         known = _lookups(db, campaign_id, spec, audience, portfolio, resuming=False)
+        # As a dry run does: no portfolio lock (nothing is written), capped people are
+        # collected in ``known.over_cap`` instead of being yielded.
+        with contextlib.ExitStack() as unlocked:
+            known.capped = _capped(db, campaign_id, spec, audience, unlocked, dry_run=True)
         later = 0
         for item in members(spec, audience, known, media.stand_in_media(fetched)):
             if isinstance(item, Reject):
@@ -250,11 +257,9 @@ def predict(db: Database, campaign_id: int) -> Forecast:
                 else:
                     later += 1
                 continue
-            if not isinstance(item, tuple):  # over the frequency cap (``caps.Capped``)
-                found.capped += 1
-                continue
             _, destination, identifiers, _, _ = item[2]
             found.add(country_of(destination, identifiers), category)
+        found.capped = len(known.over_cap)
         found.loaded = audience.loaded
         found.duplicates = audience.duplicates
         found.rejected = audience.rejected + later

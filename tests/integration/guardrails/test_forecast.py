@@ -7,6 +7,7 @@ computed without touching the campaign."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dispatcher.audience import suppressions
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Campaign, Database, Message
+from dispatcher.status import CampaignState, MessageStatus
 
 pytestmark = pytest.mark.parametrize("db", ["postgresql"], indirect=True)
 runner = CliRunner()
@@ -210,3 +212,56 @@ def test_the_rate_card_setting_prices_status_and_a_bad_one_is_one_clear_line(
     assert shown.exit_code == 1
     assert "line 8, country: FR,marketing is priced on line 7 already" in shown.output
     assert "Traceback" not in shown.output
+
+
+def earlier_marketing_to(db: Database, number: str) -> None:
+    """A marketing campaign of the same sender that reached ``number`` yesterday."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    with db.session() as session:
+        earlier = Campaign(
+            name="earlier",
+            spec={"message": {"type": "template"}, "template_category": "marketing"},
+            spec_path="/dev/null",
+            source="+4790000000",
+            state=CampaignState.COMPLETED,
+            finished_at=yesterday,
+        )
+        session.add(earlier)
+        session.flush()
+        session.add(
+            Message(
+                campaign_id=earlier.id,
+                identity_key=number,
+                destination=number,
+                source_line=2,
+                params={},
+                status=MessageStatus.DELIVERED,
+                submitted_at=yesterday,
+            )
+        )
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_people_over_the_frequency_cap_are_counted_apart(
+    opted_out: Database, tmp_path: Path, scheduled: bool
+) -> None:
+    earlier_marketing_to(opted_out, "+4748301661")  # Hanna
+    extra = "frequency_cap: {messages: 1, period: 7d}\n"
+    if scheduled:
+        extra += 'send_at: "2099-01-01T09:00:00+00:00"\n'
+    folder = campaign_folder(tmp_path, extra)
+    if scheduled:
+        campaign_id = create_campaign(opted_out, load_campaign(folder))
+        shown = invoke("status", str(campaign_id), "--json")
+        assert shown.exit_code == 0, shown.output
+        forecast = json.loads(shown.output)[0]["forecast"]
+    else:
+        shown = invoke("run", str(folder), "--dry-run")
+        assert shown.exit_code == 0, shown.output
+        assert "Forecast: 7 people to send" in shown.output
+        with opted_out.session() as session:
+            forecast = session.scalars(select(Campaign.forecast).where(
+                Campaign.name == "Messy list")).one()  # fmt: skip
+    assert forecast["excluded"]["capped"] == 1
+    assert forecast["people"] == 7
+    assert by_cell(forecast) == {**EXPECTED, ("NO", "marketing"): 1}
