@@ -35,7 +35,7 @@ from dispatcher.operations import control, progress
 from dispatcher.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from dispatcher.preparation.forecast import Costing, Forecast, RateCard
+    from dispatcher.preparation.forecast import Costing, Forecast
 
 app = typer.Typer(
     add_completion=False,
@@ -106,7 +106,6 @@ def status(
 ) -> None:
     """Campaigns and their progress (from the database); one scheduled or previewed
     campaign with its forecast (a scheduled one's computed now, without changing it)."""
-    card = forecasts.rate_card(rate_card) if campaign_id is not None else None
     db = Database(local_database_url(get_settings()))
     if watch and campaign_id is not None and not as_json:
         running.follow_and_report(db, campaign_id, timeout=float("inf"))
@@ -114,8 +113,10 @@ def status(
     found = _progress_of(db, campaign_id)
     if campaign_id is not None and not found:
         raise DispatcherError(f"no campaign {campaign_id}")
-    shown = _forecast_of(db, found[0], card) if campaign_id is not None else None
-    db.dispose()  # closed now; the live view below opens what it needs again
+    try:
+        shown = _forecast_of(db, found[0], rate_card) if campaign_id is not None else None
+    finally:
+        db.dispose()  # closed now; the live view below opens what it needs again
     if as_json:
         documents = [p.as_dict() for p in found]
         if shown is not None:
@@ -143,14 +144,21 @@ def status(
 
 
 def _forecast_of(
-    db: Database, current: progress.Progress, card: RateCard | None
+    db: Database, current: progress.Progress, option: Path | None
 ) -> tuple[Forecast, Costing | None] | None:
-    """A scheduled campaign's forecast (computed now), a previewed one's (stored)."""
+    """A scheduled campaign's forecast (computed now), a previewed one's (stored). A
+    rate card is read only then (a bad RATE_CARD does not hide a sending campaign); a
+    forecast that cannot be computed is said on stderr, the status still shown."""
     from dispatcher.preparation.forecast import cost, forecast_of
 
     if current.state not in ("scheduled", "previewed"):
         return None
-    found = forecast_of(db, current.campaign_id)
+    card = forecasts.rate_card(option)
+    try:
+        found = forecast_of(db, current.campaign_id)
+    except DispatcherError as exc:
+        typer.echo(f"forecast not available: {exc}", err=True)
+        return None
     if found is None:
         return None
     return found, cost(found, card) if card is not None else None

@@ -18,11 +18,12 @@ Country is where Meta prices a message: the region of the person's phone number
 person known only by a BSUID: the two-letter country code a BSUID starts with (seed 004
 'BSUID': "SE represents Sweden country code"), else ``unknown (BSUID)``. Not the
 list's country column: that says how to read a national number, and both ways to the
-forecast must agree (a dry run's stored messages do not keep the row). Category is Meta's
-pricing category: a template's category as the spec gives it (or as pre-flight learned
-it from the provider's template list and stored it), ``unknown`` when nobody said; a
-non-template message is only sent inside the customer care window, where it is
-``service``.
+forecast must agree (a dry run's stored messages do not keep the row).
+
+Category is Meta's pricing category: a template's category as the spec gives it, else
+as pre-flight learned it from the provider's template list for an earlier campaign of
+the sender (stored on that campaign), else ``unknown`` (never guessed); a non-template
+message is only sent inside the customer care window, where it is ``service``.
 
 The rate card is the operator's own CSV (``RATE_CARD`` or ``--rate-card``); none is
 shipped, and a row the card has no price for is said to have none.
@@ -43,6 +44,7 @@ from typing import Any
 
 import phonenumbers
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from dispatcher.audience.passes import SUPPRESSED, Audience
 from dispatcher.audience.recipients import Reject, normalise_header
@@ -50,6 +52,7 @@ from dispatcher.campaigns import inputs
 from dispatcher.campaigns.spec import CampaignSpec, LoadedCampaign
 from dispatcher.db import Campaign, Database, Message
 from dispatcher.errors import ConfigurationError, DispatcherError
+from dispatcher.status import CampaignState
 
 #: Meta's pricing categories (per-message pricing), and the wildcard of a rate card.
 CATEGORIES = ("marketing", "utility", "authentication", "service")
@@ -129,11 +132,44 @@ class Forecast:
         return found
 
 
-def category_of(spec: CampaignSpec) -> str:
-    """Meta's pricing category of the campaign's messages (module docstring)."""
+def category_of(spec: CampaignSpec, learned: str | None = None) -> str:
+    """Meta's pricing category of the campaign's messages (module docstring); ``learned``:
+    the provider's category of the template, when the spec does not say."""
     if not spec.is_template:
         return "service"
-    return spec.template_category.value if spec.template_category else UNKNOWN_CATEGORY
+    if spec.template_category is not None:
+        return spec.template_category.value
+    return learned or UNKNOWN_CATEGORY
+
+
+#: Earlier campaigns of the sender looked at for a template's learned category.
+_LEARNED_FROM = 50
+
+
+def learned_category(session: Session, spec: CampaignSpec) -> str | None:
+    """The template's category as pre-flight learned it from the provider's template list
+    for an earlier campaign of the same sender (stored on that campaign's spec), when
+    this spec does not say. A dry run asks the provider nothing; a campaign that sent did."""
+    if not spec.is_template or spec.template_category is not None:
+        return None
+    name = (spec.message.get("template") or {}).get("name")
+    rows = session.scalars(
+        select(Campaign.spec)
+        .where(
+            Campaign.source == spec.sender.source,
+            Campaign.prepared_at.is_not(None),
+            Campaign.state != CampaignState.PREVIEWED,
+        )
+        .order_by(Campaign.id.desc())
+        .limit(_LEARNED_FROM)
+    )
+    for earlier in rows:
+        message = (earlier or {}).get("message") or {}
+        template = message.get("template") if isinstance(message, dict) else None
+        category = (earlier or {}).get("template_category")
+        if isinstance(template, dict) and template.get("name") == name and category in CATEGORIES:
+            return str(category)
+    return None
 
 
 def _single_region_codes() -> dict[int, str]:
@@ -189,7 +225,7 @@ def from_stored(db: Database, campaign_id: int) -> Forecast:
             raise DispatcherError(f"no campaign {campaign_id}")
         spec = CampaignSpec.model_validate(campaign.spec)
         found = Forecast(loaded=campaign.loaded, duplicates=campaign.duplicates, basis=STORED)
-        category = category_of(spec)
+        category = category_of(spec, learned_category(session, spec))
         by_country: Counter[str] = Counter()
         rows = session.execute(
             select(Message.destination, Message.identifiers, Message.skip_reason)
@@ -237,7 +273,7 @@ def predict(db: Database, campaign_id: int) -> Forecast:
             raise DispatcherError(f"no campaign {campaign_id}")
         spec = CampaignSpec.model_validate(campaign.spec)
         loaded = LoadedCampaign(spec=spec, spec_path=Path(campaign.spec_path))
-    category = category_of(spec)
+        category = category_of(spec, learned_category(session, spec))
     found = Forecast(basis=PREDICTED)
     with inputs.materialized(db, campaign_id, loaded) as fetched, Audience(
         fetched.recipient_files(), spec.default_region, spec.columns.names(), spec.send_to

@@ -64,13 +64,13 @@ GB,utility,0.0220,EUR
 TOTAL = Decimal("0.4065")
 
 
-def campaign_folder(tmp_path: Path, extra: str = "") -> Path:
+def campaign_folder(tmp_path: Path, extra: str = "", category: str | None = "marketing") -> Path:
     folder = tmp_path / "messy"
     folder.mkdir()
     (folder / "campaign.yaml").write_text(f"""\
 name: Messy list
 sender: {{source: "+4790000000", level: STANDARD}}
-template_category: marketing
+{f"template_category: {category}" if category else ""}
 message:
   type: template
   template:
@@ -265,3 +265,33 @@ def test_people_over_the_frequency_cap_are_counted_apart(
     assert forecast["excluded"]["capped"] == 1
     assert forecast["people"] == 7
     assert by_cell(forecast) == {**EXPECTED, ("NO", "marketing"): 1}
+
+
+def test_a_template_category_nobody_states_is_unknown_or_as_the_provider_listed_it(
+    opted_out: Database, tmp_path: Path
+) -> None:
+    folder = campaign_folder(tmp_path, 'send_at: "2099-01-01T09:00:00+00:00"\n', None)
+    campaign_id = create_campaign(opted_out, load_campaign(folder))
+
+    def categories() -> set[str]:
+        shown = invoke("status", str(campaign_id), "--json")
+        assert shown.exit_code == 0, shown.output
+        return {row["category"] for row in json.loads(shown.output)[0]["forecast"]
+                ["by_country_category"]}  # fmt: skip
+
+    assert categories() == {"unknown"}  # a dry run asks the provider nothing
+    with opted_out.session() as session:  # an earlier campaign's pre-flight learned it
+        session.add(
+            Campaign(
+                name="earlier",
+                spec={
+                    "message": {"type": "template", "template": {"name": "hello"}},
+                    "template_category": "utility",
+                },
+                spec_path="/dev/null",
+                source="+4790000000",
+                state=CampaignState.COMPLETED,
+                prepared_at=datetime.now(UTC),
+            )
+        )
+    assert categories() == {"utility"}
