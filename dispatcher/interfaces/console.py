@@ -148,8 +148,12 @@ def _exceptions(progress: CampaignProgress) -> list[tuple[str, int, str]]:
 
 
 def _notes(progress: CampaignProgress) -> Text | None:
-    """What registration and preparation noted, under the table."""
-    return Text("\n".join(f"Note: {n}" for n in progress.notes)) if progress.notes else None
+    """A guardrail's pause and the canary's figures, then what registration and
+    preparation noted, under the table."""
+    lines = [f"Paused by guardrail: {progress.paused_by}"] if progress.paused_by else []
+    lines += [line[0].upper() + line[1:] for line in progress.canary]
+    lines += [f"Note: {n}" for n in progress.notes]
+    return Text("\n".join(lines)) if lines else None
 
 
 def _pricing_and_replies(progress: CampaignProgress) -> list[tuple[str, int, str]]:

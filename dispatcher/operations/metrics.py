@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session
 from dispatcher.db import Campaign, Database, Message
 from dispatcher.db.bulk import dialect_name
 from dispatcher.errors import StorageError
+from dispatcher.guardrails import pausing
 from dispatcher.masking import mask
 from dispatcher.operations.progress import RATE_WINDOW_SECONDS
 from dispatcher.sending.throttle import Throttle
-from dispatcher.status import FINAL_CAMPAIGN_STATES, MessageStatus
+from dispatcher.status import FINAL_CAMPAIGN_STATES, CampaignState, MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class _Collector(Collector):
         try:
             with self.db.session() as session:
                 yield from _campaign_metrics(session)
+                yield paused_by_reason(session)
         except StorageError as exc:
             log.warning("metrics: database unavailable: %s", exc)
             yield _up("database", 0)
@@ -89,6 +91,28 @@ class _Collector(Collector):
                 yield _up("redis", 1)
             finally:
                 client.close()
+
+
+def paused_by_reason(session: Session) -> Metric:
+    """Campaigns paused by a guardrail now, by reason (``guardrails.pausing.REASONS``,
+    each shown, 0 when none: a bounded label set an alert rule can watch)."""
+    counts = dict.fromkeys(pausing.REASONS, 0)
+    for paused_by in session.scalars(
+        select(Campaign.paused_by).where(
+            Campaign.state == CampaignState.PAUSED, Campaign.paused_by.is_not(None)
+        )
+    ):
+        reason = str((paused_by or {}).get("reason", ""))
+        if reason in counts:
+            counts[reason] += 1
+    gauge = GaugeMetricFamily(
+        "dispatcher_campaign_paused",
+        "Campaigns paused by a guardrail, by the signal that paused them",
+        labels=["reason"],
+    )
+    for reason, count in counts.items():
+        gauge.add_metric([reason], count)
+    return gauge
 
 
 def _up(part: str, value: int) -> Metric:

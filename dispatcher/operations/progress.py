@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.lifecycle import unsettled
 from dispatcher.db import Batch, Campaign, MergedRow, Message, Reply
+from dispatcher.guardrails import canary, pausing
 from dispatcher.masking import mask
 from dispatcher.operations.reports import OUTCOME_COLUMNS
 from dispatcher.providers import PROVIDER_NAMES
@@ -73,6 +74,12 @@ class Progress:
     held_for_quality: int = 0
     #: who sends it, as users know it: "LINK" or "Meta"
     provider: str = "LINK"
+    # Paused by a guardrail: the signal, its figure and threshold, as one line
+    # (``guardrails.pausing.describe``); "" otherwise.
+    paused_by: str = ""
+    # The canary's figures (``guardrails.canary.describe``): people, seen, failed by
+    # class, verdict, held.
+    canary: tuple[str, ...] = ()
 
     @property
     def waiting_to_send(self) -> int:
@@ -208,6 +215,10 @@ def progress(session: Session, campaign_id: int) -> Progress | None:
         send_rate=_send_rate(session, campaign_id),
         resent_to_phone=_resent_to_phone(session, campaign_id),
         notes=tuple(campaign.notes or ()),
+        paused_by=pausing.describe(campaign.paused_by) if campaign.paused_by else "",
+        canary=tuple(canary.describe(campaign.canary, datetime.now(UTC)))
+        if campaign.canary
+        else (),
         skipped=skipped,
         billable=dict(sorted(billable.items())),
         not_billable=dict(sorted(not_billable.items())),
@@ -281,8 +292,21 @@ def _line(row: tuple[object, ...]) -> int:
     return cast(int, row[0])
 
 
+def held_note(campaign: Campaign) -> str | None:
+    """Why a person not sent yet waits, when a guardrail holds the campaign: the
+    report's description of their message."""
+    if campaign.state == CampaignState.PAUSED and campaign.paused_by:
+        return f"not sent: campaign paused by a guardrail ({pausing.describe(campaign.paused_by)})"
+    if campaign.canary and campaign.canary.get("verdict") is None:
+        return "held behind the canary until its outcomes are judged"
+    return None
+
+
 def _message_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[object, ...]]:
     answers = _replies_by_message(session, campaign_id)  # read before the stream opens
+    campaign = session.get(Campaign, campaign_id)
+    held = held_note(campaign) if campaign is not None else None
+    waiting = (MessageStatus.PENDING, MessageStatus.QUEUED)
     rows = session.execute(
         select(
             Message.source_line,
@@ -314,6 +338,8 @@ def _message_outcomes(session: Session, campaign_id: int) -> Iterator[tuple[obje
     for row in rows:
         values = list(row)
         values[1] = " ".join(values[1] or [])
+        if held is not None and values[3] in waiting and values[8] is None:
+            values[8] = held
         chosen = answers.get(values.pop())
         if values[-1] is not None:  # billable, spelt as LINK reports it
             values[-1] = "true" if values[-1] else "false"

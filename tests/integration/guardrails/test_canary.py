@@ -6,6 +6,9 @@ on PostgreSQL.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +16,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
+from typer.testing import CliRunner
 
 from dispatcher.campaigns import lifecycle
 from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.guardrails import pausing, watch
-from dispatcher.operations import control
+from dispatcher.interfaces.cli import app
+from dispatcher.operations import control, metrics
 from dispatcher.sending.batch import Outcome
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from tests.integration.resending.test_planner import Stack, start, wait_for
@@ -37,6 +42,7 @@ recipients: people.csv
 canary: {share: 2%, min_people: 10, wait: 10m}
 """
 PLAIN_SPEC = CANARY_SPEC.replace("canary: {share: 2%, min_people: 10, wait: 10m}\n", "")
+runner = CliRunner()
 PEOPLE = [f"+47412{n:05d}" for n in range(100)]
 CANARY = PEOPLE[:10]  # the first people: 2% of 100 is 2, at least 10
 
@@ -86,7 +92,7 @@ def stored(db: Database, cid: int) -> tuple[str, dict[str, Any] | None, dict[str
 def canary_failing(stack_for: Callable[..., Stack], tmp_path: Path) -> tuple[Stack, int]:
     """A campaign of 100 whose canary's people all fail with 131048, its canary sent
     and reported; returns the stack and the campaign, judged (paused)."""
-    stack = stack_for(dict.fromkeys(CANARY, [131048]))
+    stack = stack_for({key: [131048] for key in CANARY})
     start(stack, tmp_path, PEOPLE, CANARY_SPEC)
     cid = campaign_id(stack.db)
     sent = batches(stack.db, BatchState.PENDING)
@@ -117,6 +123,35 @@ def test_a_canary_failing_with_131048_pauses_the_campaign_and_nobody_else_is_sen
     assert by_status(db)[MessageStatus.QUEUED] == 90
     with db.session() as session:  # the rest can never complete the campaign
         assert not lifecycle.complete_if_settled(session, cid)
+
+
+def test_a_canary_pause_shows_in_status_the_report_and_the_metrics(
+    cli_db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    _stack, cid = canary_failing(stack_for, tmp_path)
+    shown = runner.invoke(app, ["status", str(cid)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert (
+        "Paused by guardrail: canary: 100% of 10 canary messages failed with 131048 (spam "
+        "rate limit) (threshold 5% of the canary's outcomes); 90 people held until "
+        "`dispatcher resume` or `dispatcher cancel`; 0 of 10 canary messages had no outcome "
+        "yet" in text
+    )
+    assert "Canary: 10 people (2%, at least 10), 90 held behind it, wait 10m" in text
+    assert "Canary outcomes: 10 seen, 0 not yet; failed by class: spam rate limit 10" in text
+    assert "Canary verdict: paused: a failure class crossed its threshold" in text
+    as_json = json.loads(runner.invoke(app, ["status", str(cid), "--json"]).output)[0]
+    assert as_json["paused_by"].startswith("canary: 100% of 10")
+    report = list(csv.DictReader(io.StringIO(runner.invoke(app, ["report", str(cid)]).output)))
+    held = [row for row in report if row["status"] == MessageStatus.QUEUED]
+    assert len(held) == 90
+    assert {row["result_description"].split(" (")[0] for row in held} == {
+        "not sent: campaign paused by a guardrail"
+    }
+    exposition = metrics.render(cli_db, None).decode()
+    assert 'dispatcher_campaign_paused{reason="canary"} 1.0' in exposition
+    assert 'dispatcher_campaign_paused{reason="spam_rate_limit"} 0.0' in exposition
 
 
 def test_resume_after_a_canary_pause_sends_the_rest_once(
@@ -153,7 +188,7 @@ def test_cancel_after_a_canary_pause_closes_the_waiting_people_as_cancelled(
 def test_a_healthy_canary_releases_the_rest_and_the_campaign_completes(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
-    stack = stack_for(dict.fromkeys(PEOPLE, [0]))
+    stack = stack_for({key: [0] for key in PEOPLE})
     start(stack, tmp_path, PEOPLE, CANARY_SPEC)
     cid = campaign_id(db)
     assert set(stack.send(batches(db, BatchState.PENDING))) == {Outcome.SUBMITTED}
@@ -175,7 +210,7 @@ def test_the_wait_passed_releases_the_rest_and_says_what_was_unseen(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
     # Four of the canary are accepted and never reported (LINK still resending them).
-    stack = stack_for(dict.fromkeys(PEOPLE[:4], [-1]))
+    stack = stack_for({key: [-1] for key in PEOPLE[:4]})
     start(stack, tmp_path, PEOPLE, CANARY_SPEC)
     cid = campaign_id(db)
     stack.send(batches(db, BatchState.PENDING))
@@ -183,6 +218,7 @@ def test_the_wait_passed_releases_the_rest_and_says_what_was_unseen(
     assert tick(stack) == {}  # 6 of 10 seen, nothing crossed: waits for the rest
     with db.session() as session:
         plan = session.scalar(select(Campaign.canary).where(Campaign.id == cid))
+        assert plan is not None and plan["verdict"] is None and plan["seen"] == 6
         until = datetime.now(UTC) - timedelta(seconds=1)
         session.execute(
             update(Campaign)
@@ -191,9 +227,9 @@ def test_the_wait_passed_releases_the_rest_and_says_what_was_unseen(
         )
     released = tick(stack)
     assert len(released[cid]) == 90
-    plan = stored(db, cid)[2]
-    assert plan is not None and plan["verdict"] == "released_after_wait"
-    assert plan["unseen"] == 4 and "4 unseen after the wait" in plan["figure"]
+    judged = stored(db, cid)[2]
+    assert judged is not None and judged["verdict"] == "released_after_wait"
+    assert judged["unseen"] == 4 and "4 unseen after the wait" in judged["figure"]
 
 
 def test_a_failure_class_over_its_threshold_mid_campaign_pauses_it(
@@ -201,7 +237,7 @@ def test_a_failure_class_over_its_threshold_mid_campaign_pauses_it(
 ) -> None:
     # 8 of the first 60 fail with 131048: 13% of 60 outcomes, over 5% once 50 are in.
     people = [f"+47413{n:05d}" for n in range(120)]
-    stack = stack_for(dict.fromkeys(people[:60:8], [131048]))
+    stack = stack_for({key: [131048] for key in people[:60:8]})
     start(stack, tmp_path, people, PLAIN_SPEC)
     cid = campaign_id(db)
     pending = batches(db, BatchState.PENDING)
