@@ -74,7 +74,9 @@ def _signals(
 
 def _judge(event: SenderEvent) -> Callable[[health.Watched], Signal | None] | None:
     """How the event judges one campaign, or None when it is no signal."""
-    how = f"Meta's {event.event} webhook" + (f" ({event.detail})" if event.detail else "")
+    how = f"Meta's {event.event} webhook"
+    if event.detail and event.kind == "template":  # an account's reason is its ``blocked``
+        how += f" ({event.detail})"
     if event.kind == "template":
         status = event.template_status or ""
         if status not in health.TEMPLATE_REASONS:
