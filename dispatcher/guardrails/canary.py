@@ -19,7 +19,8 @@ country; shuffle such a list, or set a larger share.
 The plan (``Campaign.canary``), JSON::
 
     {"share": 2.0, "min_people": 50, "wait": "10m", "people": 60, "held": 2940,
-     "first_seq": 1, "last_seq": 2, "started_at": ..., "until": ...,
+     "first_seq": 1, "last_seq": 2, "first_message_id": 1, "last_message_id": 60,
+     "started_at": ..., "until": ...,
      "verdict": null | "paused" | "released" | "released_after_wait" | "resumed",
      "judged_at": ..., "seen": 41, "unseen": 19, "failed": {"spam_rate_limit": 30},
      "figure": "50% of 60 canary messages failed with 131048 (spam rate limit)"}
@@ -82,6 +83,20 @@ def plan(canary: Canary, *, people: int, held: int, first_seq: int, last_seq: in
     }
 
 
+def located(session: Session, campaign_id: int, stored: dict[str, Any]) -> dict[str, Any]:
+    """The plan with its messages' id range: the canary's messages were written first,
+    in one ``COPY`` per chunk, so their ids run before every waiting message's. A
+    resend moves a message to a later batch, never to another id: the id range still
+    finds it."""
+    first, last = batch_range(campaign_id, stored)
+    low, high = session.execute(
+        select(func.min(Message.id), func.max(Message.id)).where(
+            Message.campaign_id == campaign_id, Message.batch_id >= first, Message.batch_id <= last
+        )
+    ).one()
+    return {**stored, "first_message_id": low, "last_message_id": high}
+
+
 def batch_range(campaign_id: int, stored: dict[str, Any]) -> tuple[str, str]:
     """The canary's first and last batch ids (``Writer``'s ids sort as their numbers)."""
     return (f"c{campaign_id}-b{int(stored['first_seq']):06d}",
@@ -100,15 +115,16 @@ class Tally:
 
 
 def tally(session: Session, campaign_id: int, stored: dict[str, Any]) -> Tally:
-    """Count the canary's messages (through the index on ``batch_id``)."""
-    first, last = batch_range(campaign_id, stored)
+    """Count the canary's messages (by their id range, the primary key; by their
+    batches when the plan has no ids)."""
+    if stored.get("first_message_id") is not None:
+        among = Message.id.between(stored["first_message_id"], stored["last_message_id"])
+    else:
+        first, last = batch_range(campaign_id, stored)
+        among = Message.batch_id.between(first, last)
     rows = session.execute(
         select(Message.status, Message.whatsapp_error_code, Message.result_code, func.count())
-        .where(
-            Message.campaign_id == campaign_id,
-            Message.batch_id >= first,
-            Message.batch_id <= last,
-        )
+        .where(Message.campaign_id == campaign_id, among)
         .group_by(Message.status, Message.whatsapp_error_code, Message.result_code)
     ).all()
     found = Tally()
