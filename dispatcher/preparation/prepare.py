@@ -44,7 +44,7 @@ from dispatcher.db import Batch, Campaign, Database, Message, RetiredIdentity, S
 from dispatcher.db.bulk import matching
 from dispatcher.db.timestamps import aware
 from dispatcher.errors import CampaignSpecError, DispatcherError
-from dispatcher.guardrails import canary
+from dispatcher.guardrails import canary, caps
 from dispatcher.guardrails.policy import Canary
 from dispatcher.operations import control
 from dispatcher.operations.reports import write_rejects
@@ -170,13 +170,17 @@ def _prepare(
         template = check_template(client, spec, checked.notes)
         if template is not None and template.authentication and not spec.authentication:
             spec = _authentication(db, campaign_id, spec)
+        spec = caps.store_category(db, campaign_id, spec, template)
     for note in checked.notes:
         log.warning("campaign %s: %s", campaign_id, note)
     level = checked.level
     rate = checked.rate(spec.sender.ceiling_percent)
-    with Audience(
-        loaded.recipient_files(), spec.default_region, spec.columns.names(), spec.send_to
-    ) as audience:
+    with (
+        Audience(
+            loaded.recipient_files(), spec.default_region, spec.columns.names(), spec.send_to
+        ) as audience,
+        contextlib.ExitStack() as capping,
+    ):
         _check_columns(loaded, audience)
         started = time.monotonic()
         with _bulk_mode():
@@ -186,6 +190,7 @@ def _prepare(
                  time.monotonic() - started)  # fmt: skip
         portfolio = get_settings().portfolio_name(spec.sender.source)
         known = _lookups(db, campaign_id, spec, audience, portfolio, resuming=resuming)
+        known.capped = _capped(db, campaign_id, spec, audience, capping, dry_run=dry_run)
         log.info("campaign %s: identity book and opt-outs looked up (%.1f s)", campaign_id,
                  time.monotonic() - started)  # fmt: skip
         media_ids = (
@@ -234,6 +239,8 @@ def _prepare(
                     else:
                         writer.add(*item)
                 writer.close()
+        capping.close()
+        caps.write_skipped(db, campaign_id, known.over_cap)
         elapsed = time.monotonic() - started
         log.info("campaign %s: %d messages in %d batches written (%.1f s)", campaign_id,
                  writer.messages, writer.seq - known.next_seq, elapsed)  # fmt: skip
@@ -368,6 +375,35 @@ def _lookups(
             next_seq=next_seq,
             retired=retired,
         )
+
+
+def _capped(
+    db: Database,
+    campaign_id: int,
+    spec: CampaignSpec,
+    audience: Audience,
+    lock: contextlib.ExitStack,
+    *,
+    dry_run: bool,
+) -> dict[int, str] | None:
+    """The people (graph roots, every identifier of theirs counted) at the frequency cap,
+    and their skipped message's description (``guardrails.caps``); None without a cap.
+    Sending, the portfolio's lock is taken into ``lock``: held until this campaign's
+    messages are written, so the portfolio's next campaign counts them."""
+    settings = get_settings()
+    cap = caps.effective(spec, settings) if caps.marketing(spec) else None
+    if cap is None:
+        return None
+    if not dry_run:
+        lock.enter_context(caps.exclusive(db, settings.portfolio_name(spec.sender.source)))
+    number, find = audience.graph.number, audience.graph.find
+    person_of = {identifier: find(n) for identifier, n in number.items()}
+    senders = settings.portfolio_of(spec.sender.source)
+    with db.session() as session:
+        over = caps.over_cap(session, cap, senders, person_of, datetime.now(UTC), campaign_id)
+    if over:
+        log.info("campaign %s: %d people at the frequency cap", campaign_id, len(over))
+    return {root: caps.describe(cap, found) for root, found in over.items()}
 
 
 def _bar_other_portfolios(
