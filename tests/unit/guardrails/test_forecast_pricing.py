@@ -114,6 +114,15 @@ def test_cost_is_exact_decimal_per_row_with_totals_per_currency(tmp_path: Path) 
         ("+12015550123", (), "US"),
         ("+15062345678", (), "CA"),  # +1 is shared: read by area code
         ("+447400123456", (), "GB"),
+        # Shared codes are told apart by range (one parse per range, then remembered).
+        ("+447624501234", (), "IM"),
+        ("+447911123456", (), "GG"),
+        ("+447797123456", (), "JE"),
+        ("+18765550123", (), "JM"),
+        ("+77012345678", (), "KZ"),
+        ("+74951234567", (), "RU"),
+        ("+3906698123", (), "VA"),
+        ("+61891641234", (), "CX"),
         ("SE.13491208655302741918", (), "SE"),  # the BSUID's own country code
         ("US.13491208655302741918", ("+4748301661",), "NO"),  # the person's number first
         ("ZZ.13491208655302741918", (), fc.UNKNOWN_BSUID),
@@ -155,3 +164,13 @@ def test_a_forecast_survives_its_json() -> None:
     again = fc.Forecast.from_dict(found.as_dict())
     assert again.as_dict() == found.as_dict()
     assert again.people == 3
+
+
+def test_a_range_once_told_is_remembered_and_other_ranges_still_parsed() -> None:
+    fc._shared.clear()
+    assert fc.region_of_number("+447624501234") == "IM"
+    assert fc._shared == {"+44762450": "IM"}
+    assert fc.region_of_number("+447624509999") == "IM"
+    assert fc.region_of_number("+447400123456") == "GB"
+    assert fc.region_of_number("+14165550199") == "CA"
+    assert set(fc._shared) == {"+44762450", "+44740012", "+1416"}
