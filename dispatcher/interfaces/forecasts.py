@@ -92,7 +92,7 @@ def view(found: fc.Forecast, costing: fc.Costing | None) -> Table:
         ("duplicates merged", found.duplicates),
         ("opted out", found.opted_out),
         ("rejected rows", found.rejected),
-        ("over the frequency cap", found.capped),
+        ("frequency cap", found.capped),
     )
     for label, count in excluded:
         table.add_row(Text(f"excluded: {label}", style="dim"), "", str(count))
