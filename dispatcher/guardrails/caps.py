@@ -39,7 +39,7 @@ import json
 import zlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, or_, select, text
@@ -145,8 +145,15 @@ def describe(cap: FrequencyCap, over: Over) -> str:
     return (
         f"not sent: {over.count} marketing {noun} in the last {period} from this portfolio "
         f"already (frequency cap {cap.messages} per {period}); eligible from "
-        f"{over.eligible_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        f"{minute_up(over.eligible_at):%Y-%m-%d %H:%M} UTC"
     )
+
+
+def minute_up(moment: datetime) -> datetime:
+    """``moment`` in UTC, rounded up to the minute: "eligible from 14:01" is never early."""
+    utc = moment.astimezone(UTC)
+    whole = utc.replace(second=0, microsecond=0)
+    return whole if whole == utc else whole + timedelta(minutes=1)
 
 
 def counted_campaigns(
@@ -228,7 +235,8 @@ def over_cap(
     for identifier, when in sent_to(session, portfolio_numbers, person_of.keys(),
                                     now - cap.period, now, exclude):  # fmt: skip
         times.setdefault(person_of[identifier], []).append(when)
-    found = {person: eligible_at(ts, cap, now) for person, ts in times.items()}
+    most = cap.messages
+    found = {p: eligible_at(ts, cap, now) for p, ts in times.items() if len(ts) >= most}
     return {person: over for person, over in found.items() if over is not None}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ def test_the_cap_holds_across_three_campaigns(
     assert row["attempts"] == 0 and row["submitted_at"] is None
     assert row["result_description"] == (
         "not sent: 2 marketing messages in the last 7d from this portfolio already "
-        f"(frequency cap 2 per 7d); eligible from {eligible.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        f"(frequency cap 2 per 7d); eligible from {caps.minute_up(eligible):%Y-%m-%d %H:%M} UTC"
     )
 
 

@@ -58,8 +58,10 @@ def test_the_description_says_the_cap_the_count_and_the_date() -> None:
     said = describe(WEEKLY_TWO, Over(2, datetime(2026, 12, 9, 14, 0, 30, tzinfo=UTC)))
     assert said == (
         "not sent: 2 marketing messages in the last 7d from this portfolio already "
-        "(frequency cap 2 per 7d); eligible from 2026-12-09 14:00 UTC"
-    )
+        "(frequency cap 2 per 7d); eligible from 2026-12-09 14:01 UTC"
+    )  # rounded up: never earlier than it is
+    exact = describe(WEEKLY_TWO, Over(2, datetime(2026, 12, 9, 14, 0, tzinfo=UTC)))
+    assert exact.endswith("eligible from 2026-12-09 14:00 UTC")
     hourly = FrequencyCap(messages=1, period=timedelta(hours=12))
     assert "1 marketing message in the last 12h" in describe(hourly, Over(1, NOW))
 
