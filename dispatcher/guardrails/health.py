@@ -191,7 +191,12 @@ def poll(db: Database, client: Provider, redis_client: redis.Redis | None, now: 
         interval = min(c.rails.poll_interval for c in group)
         if not _due(redis_client, provider, address, interval.total_seconds()):
             continue
-        signals = _ask(serving(client, group[0].spec.sender), address, group)
+        try:
+            provider_client = serving(client, group[0].spec.sender)
+        except ConfigurationError as exc:  # its provider is not configured here
+            log.warning("sender %s not polled: %s", mask(address), exc)
+            continue
+        signals = _ask(provider_client, address, group)
         if signals:
             with db.session() as session:
                 pause_all(session, signals, now)
