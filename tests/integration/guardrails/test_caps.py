@@ -4,8 +4,13 @@ and every sender number of the portfolio."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
+import subprocess
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +26,7 @@ from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Campaign, Message
 from dispatcher.db.timestamps import aware
 from dispatcher.guardrails import caps
+from dispatcher.interfaces.terminal import ExitCode
 from dispatcher.operations.progress import outcomes, progress
 from dispatcher.operations.reports import ROW_COLUMNS
 from dispatcher.preparation.prepare import prepare_campaign
@@ -28,6 +34,10 @@ from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
 from dispatcher.settings import get_settings
 from dispatcher.simulator.templates import default_templates
+from tests.conftest import copy_campaign, dispatcher_command
+from tests.e2e.conftest import stack
+
+__all__ = ["stack"]  # the e2e stack fixture (webhook app, simulator, worker with beat)
 
 SENDER, SIBLING, STRANGER = "+4790000000", "+4790000009", "+4790000099"
 ADA, BO, CY, DI = "+4741234531", "+4741234532", "+4741234533", "+4741234534"
@@ -42,7 +52,7 @@ def _templates() -> list[dict[str, Any]]:
     return [*listed, {**hello, "name": "receipt", "category": "UTILITY"}]
 
 
-pytestmark = pytest.mark.parametrize("simulator", [{"templates": _templates()}], indirect=True)
+SIMULATED = pytest.mark.parametrize("simulator", [{"templates": _templates()}], indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -115,6 +125,7 @@ def destinations(simulator: str) -> list[str]:
     return [d for r in requests for d in r["destinations"]]
 
 
+@SIMULATED
 def test_the_cap_holds_across_three_campaigns(
     ctx: SendContext, sender: fanout.Fanout, simulator: str, tmp_path: Path
 ) -> None:
@@ -147,6 +158,7 @@ def test_the_cap_holds_across_three_campaigns(
     )
 
 
+@SIMULATED
 def test_the_cap_counts_every_identifier_of_a_person(
     ctx: SendContext, sender: fanout.Fanout, simulator: str, tmp_path: Path
 ) -> None:
@@ -168,6 +180,7 @@ def test_the_cap_counts_every_identifier_of_a_person(
     assert destinations(simulator)[before:] == [CY]
 
 
+@SIMULATED
 def test_another_portfolio_is_not_counted(
     ctx: SendContext, sender: fanout.Fanout, tmp_path: Path
 ) -> None:
@@ -179,6 +192,7 @@ def test_another_portfolio_is_not_counted(
     assert statuses(ctx, third) == {ADA: "skipped"}
 
 
+@SIMULATED
 def test_a_utility_campaign_is_neither_capped_nor_counted(
     ctx: SendContext, sender: fanout.Fanout, tmp_path: Path
 ) -> None:
@@ -195,6 +209,7 @@ def test_a_utility_campaign_is_neither_capped_nor_counted(
     assert statuses(ctx, last) == {ADA: "skipped"}
 
 
+@SIMULATED
 def test_frequency_cap_off_opts_out_of_the_setting(
     ctx: SendContext, sender: fanout.Fanout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,6 +223,7 @@ def test_frequency_cap_off_opts_out_of_the_setting(
     assert statuses(ctx, capped) == {ADA: "skipped"}
 
 
+@SIMULATED
 def test_messages_waiting_to_leave_count(ctx: SendContext, tmp_path: Path) -> None:
     """A campaign prepared but not yet sent holds its people: one prepared after it
     does not write them too."""
@@ -218,6 +234,7 @@ def test_messages_waiting_to_leave_count(ctx: SendContext, tmp_path: Path) -> No
     assert statuses(ctx, second) == {ADA: "skipped", CY: "queued"}
 
 
+@SIMULATED
 def test_a_second_preparation_waits_for_the_portfolio_lock(
     ctx: SendContext, tmp_path: Path
 ) -> None:
@@ -242,3 +259,37 @@ def test_a_second_preparation_waits_for_the_portfolio_lock(
     thread.join()
     assert statuses(ctx, result[0]) == {ADA: "skipped", CY: "queued"}
     assert statuses(ctx, first) == {ADA: "queued"}
+
+
+def dispatcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        dispatcher_command(*args), env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [{"FREQUENCY_CAP": '{"messages": 1, "period": "7d"}', "SIMULATOR_FAILURE_RATE": "0"}],
+    indirect=True,
+)
+def test_a_campaign_run_twice_by_a_worker_skips_everyone_the_first_reached(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    """The FREQUENCY_CAP setting, two runs of the example campaign by a Celery worker:
+    the second writes its 190 people (200 rows, 5 rejected, 5 merged) skipped, with the
+    date, and sends nobody."""
+    first = dispatcher(stack, "run", str(copy_campaign("example", tmp_path / "one")),
+                       "--timeout", "120")  # fmt: skip
+    assert first.returncode == ExitCode.OK, first.stdout + first.stderr
+    second = dispatcher(stack, "run", str(copy_campaign("example", tmp_path / "two")),
+                        "--again", "--timeout", "120")  # fmt: skip
+    assert second.returncode == ExitCode.NOBODY_SENT, second.stdout + second.stderr
+    shown = dispatcher(stack, "status", "2").stdout
+    assert re.search(r"skipped: frequency_cap\W+190\b", shown), shown
+    assert re.search(r"submitted\W+0\b", shown), shown
+    rows = list(csv.DictReader(io.StringIO(dispatcher(stack, "report", "2").stdout)))
+    assert Counter(row["status"] for row in rows) == {"skipped": 190, "merged": 5}
+    for row in rows:
+        if row["status"] == "skipped":
+            assert row["skip_reason"] == "frequency_cap" and row["attempts"] == "0"
+            assert "(frequency cap 1 per 7d); eligible from " in row["result_description"]
