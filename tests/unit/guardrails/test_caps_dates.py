@@ -79,7 +79,11 @@ def _spec(**extra: object) -> CampaignSpec:
     [
         (None, None, None),
         (None, WEEKLY_TWO, WEEKLY_TWO),
-        ({"messages": 1, "period": "1d"}, WEEKLY_TWO, FrequencyCap(messages=1, period="1d")),
+        (
+            {"messages": 1, "period": "1d"},
+            WEEKLY_TWO,
+            FrequencyCap(messages=1, period=timedelta(days=1)),
+        ),
         ("off", WEEKLY_TWO, None),
     ],
 )
