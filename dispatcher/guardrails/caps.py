@@ -216,8 +216,9 @@ def sent_to(
             )
             for i in range(0, len(ordered), _SQLITE_CHUNK)
         ]
+    connection = session.connection()  # Core rows: no ORM work per row
     for query in queries:
-        for destination, submitted_at in session.execute(query):
+        for destination, submitted_at in connection.execute(query):
             yield destination, now if submitted_at is None else aware(submitted_at)
 
 
