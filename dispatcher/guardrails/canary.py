@@ -257,6 +257,8 @@ def describe(stored: dict[str, Any], now: datetime | None = None) -> list[str]:
         lines.append(f"canary verdict: not yet{left}")
     else:
         said = VERDICTS.get(str(verdict), str(verdict))
-        figure = f" ({stored['figure']})" if stored.get("figure") else ""
+        # A pause's figure is the pause's own line (``pausing.describe``).
+        shown = stored.get("figure") and verdict != PAUSED
+        figure = f" ({stored['figure']})" if shown else ""
         lines.append(f"canary verdict: {said}{figure}")
     return lines

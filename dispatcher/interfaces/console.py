@@ -39,9 +39,9 @@ def follow(
     alive: Callable[[], str | None] = lambda: None,
     poll_seconds: float = 0.2,
 ) -> CampaignProgress:
-    """Show live progress until the campaign is finished (or the timeout). It only
-    reads; ``before_look`` runs before each look (the caller may complete a settled
-    campaign there rather than wait for the periodic sweep).
+    """Show live progress until the campaign is finished, a guardrail pauses it, or the
+    timeout. It only reads; ``before_look`` runs before each look (the caller may
+    complete a settled campaign there rather than wait for the periodic sweep).
 
     ``extra_done`` lets the embedded mode also wait for the simulator's last callbacks;
     ``alive`` returns a message when a part the run depends on has stopped.
@@ -78,6 +78,8 @@ def follow(
                 with db.session() as session:  # what the last reports changed
                     current = progress_mod.progress(session, campaign_id) or current
                 break
+            if current.state == "paused" and current.paused_by:
+                break  # a guardrail paused it: the operator's call, said in the summary
             problem = alive()
             if problem:
                 raise FollowTimeout(problem)
@@ -92,7 +94,7 @@ def follow(
 def summary(progress: CampaignProgress) -> Table:
     # Text, not a markup string: the name is the user's, brackets and all.
     title = Text(f"Campaign {progress.campaign_id}: {progress.name} ({progress.state})")
-    table = Table(title=title, caption=_notes(progress))
+    table = Table(title=title, caption=_notes(progress), caption_justify="left")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
     table.add_column("note", overflow="fold")

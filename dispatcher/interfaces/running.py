@@ -279,6 +279,9 @@ def follow_and_report(db: Database, campaign_id: int, timeout: float, **hooks: A
     show_summary(final)
     if final.state == "failed":
         say(("Campaign failed: ", "red"), final.error or "")
+    if final.state == "paused":
+        say(("Paused by a guardrail: ", "yellow"), f"`dispatcher resume {campaign_id}` sends "
+            f"the rest, `dispatcher cancel {campaign_id}` closes it")  # fmt: skip
     code = exit_code(final)
     if code is not ExitCode.OK:
         raise typer.Exit(code)
@@ -292,6 +295,8 @@ def exit_code(final: progress.Progress) -> ExitCode:
     """``ExitCode`` of a run that followed its campaign to the end."""
     if final.state == "previewed":
         return ExitCode.OK
+    if final.state == "paused":
+        return ExitCode.UNFINISHED  # a guardrail paused it: resume or cancel
     accepted = sum(n for status, n in final.by_status.items() if status in _ACCEPTED)
     if final.state == "failed" and final.submitted == 0 and accepted == 0:
         return ExitCode.REFUSED  # stopped before anyone was sent (pre-flight, upload)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,16 +19,23 @@ import pytest
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
+from dispatcher.audience.recipients import normalise_msisdn
 from dispatcher.campaigns import lifecycle
 from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.guardrails import pausing, watch
 from dispatcher.interfaces.cli import app
+from dispatcher.interfaces.terminal import ExitCode
 from dispatcher.operations import control, metrics
 from dispatcher.sending.batch import Outcome
 from dispatcher.status import BatchState, CampaignState, MessageStatus
+from tests.conftest import ROOT, copy_campaign, dispatcher_command
+from tests.e2e.conftest import run_campaign, stack
 from tests.integration.resending.test_planner import Stack, start, wait_for
 
-pytestmark = pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+__all__ = ["stack"]  # the e2e stack fixture (webhook app, simulator, worker with beat)
+
+#: On PostgreSQL (the canary reads its messages through their ids and batches).
+PG = pytest.mark.parametrize("db", ["postgresql"], indirect=True)
 
 CANARY_SPEC = """
 name: Canary rehearsal
@@ -103,6 +111,7 @@ def canary_failing(stack_for: Callable[..., Stack], tmp_path: Path) -> tuple[Sta
     return stack, cid
 
 
+@PG
 def test_a_canary_failing_with_131048_pauses_the_campaign_and_nobody_else_is_sent(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -125,6 +134,7 @@ def test_a_canary_failing_with_131048_pauses_the_campaign_and_nobody_else_is_sen
         assert not lifecycle.complete_if_settled(session, cid)
 
 
+@PG
 def test_a_canary_pause_shows_in_status_the_report_and_the_metrics(
     cli_db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -154,6 +164,7 @@ def test_a_canary_pause_shows_in_status_the_report_and_the_metrics(
     assert 'dispatcher_campaign_paused{reason="spam_rate_limit"} 0.0' in exposition
 
 
+@PG
 def test_resume_after_a_canary_pause_sends_the_rest_once(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -172,6 +183,7 @@ def test_resume_after_a_canary_pause_sends_the_rest_once(
     assert tick(stack) == {}  # the canary is not judged again
 
 
+@PG
 def test_cancel_after_a_canary_pause_closes_the_waiting_people_as_cancelled(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -185,6 +197,7 @@ def test_cancel_after_a_canary_pause_closes_the_waiting_people_as_cancelled(
     assert stack.received() == dict.fromkeys(CANARY, 1)
 
 
+@PG
 def test_a_healthy_canary_releases_the_rest_and_the_campaign_completes(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -206,6 +219,7 @@ def test_a_healthy_canary_releases_the_rest_and_the_campaign_completes(
     assert (plan["people"], plan["held"], plan["seen"], plan["unseen"]) == (10, 90, 10, 0)
 
 
+@PG
 def test_the_wait_passed_releases_the_rest_and_says_what_was_unseen(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -232,24 +246,54 @@ def test_the_wait_passed_releases_the_rest_and_says_what_was_unseen(
     assert judged["unseen"] == 4 and "4 unseen after the wait" in judged["figure"]
 
 
-def test_a_failure_class_over_its_threshold_mid_campaign_pauses_it(
-    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+# -- a real campaign through the simulator and a Celery worker (with beat) --------------------
+
+
+def _example_destinations() -> list[str]:
+    """The example campaign's numbers, as the dispatcher writes them (E.164)."""
+    with (ROOT / "campaigns" / "example" / "recipients.csv").open(encoding="utf-8") as handle:
+        numbers = (normalise_msisdn(row["phone"], "NO") for row in csv.DictReader(handle))
+        return [number for number in numbers if number]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "stack",
+    [
+        {
+            "SIMULATOR_FAILURE_RATE": "0",
+            "SIMULATOR_SCRIPTED": json.dumps({d: [131048] for d in _example_destinations()}),
+            "COLUMNS": "200",
+        }
+    ],
+    indirect=True,
+)
+def test_a_worker_with_beat_pauses_a_campaign_after_its_failing_canary_and_sends_no_one_else(
+    stack: dict[str, str], tmp_path: Path
 ) -> None:
-    # 8 of the first 60 fail with 131048: 13% of 60 outcomes, over 5% once 50 are in.
-    people = [f"+47413{n:05d}" for n in range(120)]
-    stack = stack_for({key: [131048] for key in people[:60:8]})
-    start(stack, tmp_path, people, PLAIN_SPEC)
-    cid = campaign_id(db)
-    pending = batches(db, BatchState.PENDING)
-    assert len(pending) == 120 and batches(db, BatchState.WAITING) == []
-    stack.send(pending[:60])
-    wait_for(settled(db, 60))
-    assert tick(stack) == {}
-    state, paused_by, _ = stored(db, cid)
-    assert state == CampaignState.PAUSED and paused_by is not None
-    assert paused_by["reason"] == "spam_rate_limit"
-    assert paused_by["figure"] == "13% of 60 outcomes in the last 10m (8 x 131048)"
-    assert paused_by["threshold"] == "5% in 10m"
-    # The rest is not sent while it is paused.
-    assert Outcome.SUBMITTED not in set(stack.send(pending[60:]))
-    assert len(stack.received()) == 60
+    folder = copy_campaign("example", tmp_path / "example")
+    spec = folder / "campaign.yaml"
+    spec.write_text(spec.read_text() + "canary: {share: 2%, min_people: 20, wait: 10m}\n")
+    run = run_campaign(folder, stack, wait_seconds=90)
+    assert run.returncode == ExitCode.UNFINISHED, run.stdout + run.stderr
+    said = " ".join(run.stdout.split())
+    assert (
+        "Paused by guardrail: canary: 100% of 20 canary messages failed with 131048 (spam "
+        "rate limit) (threshold 5% of the canary's outcomes); 170 people held" in said
+    )
+    assert "Paused by a guardrail: `dispatcher resume 1` sends the rest" in said
+    shown = subprocess.run(
+        dispatcher_command("status", "1"), env=stack, capture_output=True, text=True, timeout=60
+    )
+    print(shown.stdout)  # what a user sees (pytest -s)
+    assert "Canary verdict: paused" in " ".join(shown.stdout.split())
+    db = Database(stack["DATABASE_URL"])
+    try:
+        with db.session() as session:
+            state = session.scalar(select(Campaign.state).where(Campaign.id == 1))
+            sent = session.scalar(select(func.count()).where(Message.submitted_at.is_not(None)))
+            waiting = session.scalar(select(func.count()).where(Batch.state == BatchState.WAITING))
+    finally:
+        db.dispose()
+    assert state == CampaignState.PAUSED
+    assert sent == 20 and waiting
