@@ -1,7 +1,7 @@
 """The canary (``guardrails.canary``) and the failure-class signals
 (``guardrails.signals``), judged by ``guardrails.watch.tick``: campaigns prepared and
 sent through the LINK simulator over HTTP, their reports back through the webhook app,
-on PostgreSQL.
+on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from tests.integration.resending.test_planner import Stack, start, wait_for
 
 __all__ = ["stack"]  # the e2e stack fixture (webhook app, simulator, worker with beat)
 
-#: On PostgreSQL (the canary reads its messages through their ids and batches).
-PG = pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+#: Both databases (the e2e test below has its own).
+DATABASES = pytest.mark.parametrize("db", ["sqlite", "postgresql"], indirect=True)
 
 CANARY_SPEC = """
 name: Canary rehearsal
@@ -111,7 +111,7 @@ def canary_failing(stack_for: Callable[..., Stack], tmp_path: Path) -> tuple[Sta
     return stack, cid
 
 
-@PG
+@DATABASES
 def test_a_canary_failing_with_131048_pauses_the_campaign_and_nobody_else_is_sent(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -134,7 +134,7 @@ def test_a_canary_failing_with_131048_pauses_the_campaign_and_nobody_else_is_sen
         assert not lifecycle.complete_if_settled(session, cid)
 
 
-@PG
+@DATABASES
 def test_a_canary_pause_shows_in_status_the_report_and_the_metrics(
     cli_db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -164,7 +164,7 @@ def test_a_canary_pause_shows_in_status_the_report_and_the_metrics(
     assert 'dispatcher_campaign_paused{reason="spam_rate_limit"} 0.0' in exposition
 
 
-@PG
+@DATABASES
 def test_resume_after_a_canary_pause_sends_the_rest_once(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -183,7 +183,7 @@ def test_resume_after_a_canary_pause_sends_the_rest_once(
     assert tick(stack) == {}  # the canary is not judged again
 
 
-@PG
+@DATABASES
 def test_cancel_after_a_canary_pause_closes_the_waiting_people_as_cancelled(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -197,7 +197,7 @@ def test_cancel_after_a_canary_pause_closes_the_waiting_people_as_cancelled(
     assert stack.received() == dict.fromkeys(CANARY, 1)
 
 
-@PG
+@DATABASES
 def test_a_healthy_canary_releases_the_rest_and_the_campaign_completes(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -219,7 +219,7 @@ def test_a_healthy_canary_releases_the_rest_and_the_campaign_completes(
     assert (plan["people"], plan["held"], plan["seen"], plan["unseen"]) == (10, 90, 10, 0)
 
 
-@PG
+@DATABASES
 def test_the_wait_passed_releases_the_rest_and_says_what_was_unseen(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:

@@ -1,7 +1,7 @@
 """Failure classes over their share in the rolling window (``guardrails.signals``),
 judged by ``guardrails.watch.tick`` during the whole campaign: campaigns prepared and
 sent through the LINK simulator over HTTP, their reports back through the webhook app,
-on PostgreSQL."""
+on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dispatcher.operations import control
 from dispatcher.sending.batch import Outcome
 from dispatcher.status import BatchState, CampaignState
 from tests.integration.guardrails.test_canary import (
-    PG,
+    DATABASES,
     PLAIN_SPEC,
     batches,
     campaign_id,
@@ -43,7 +43,7 @@ def half_sent(stack_for: Callable[..., Stack], tmp_path: Path) -> tuple[Stack, i
     return stack, cid, pending[60:]
 
 
-@PG
+@DATABASES
 def test_a_failure_class_over_its_threshold_mid_campaign_pauses_it(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -59,7 +59,7 @@ def test_a_failure_class_over_its_threshold_mid_campaign_pauses_it(
     assert len(stack.received()) == 60
 
 
-@PG
+@DATABASES
 def test_below_min_outcomes_or_under_the_threshold_nothing_pauses(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,7 +80,7 @@ def test_below_min_outcomes_or_under_the_threshold_nothing_pauses(
         get_settings.cache_clear()
 
 
-@PG
+@DATABASES
 def test_after_a_resume_the_failures_before_it_are_not_judged_again(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
