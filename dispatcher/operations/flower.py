@@ -114,6 +114,8 @@ def snapshot(progress: Progress, held_now: Held) -> str:
         parts.append(rate)
     if p.state not in (CampaignState.SENDING, CampaignState.COMPLETED):
         parts.insert(0, str(p.state))
+    if p.paused_by and p.state == CampaignState.PAUSED:
+        parts.insert(1, f"by guardrail: {p.paused_by}")
     return " · ".join(parts)
 
 

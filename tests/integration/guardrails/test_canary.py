@@ -25,7 +25,7 @@ from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.guardrails import pausing, watch
 from dispatcher.interfaces.cli import app
 from dispatcher.interfaces.terminal import ExitCode
-from dispatcher.operations import control, metrics
+from dispatcher.operations import control, flower, metrics, progress
 from dispatcher.sending.batch import Outcome
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from tests.conftest import ROOT, copy_campaign, dispatcher_command
@@ -159,6 +159,11 @@ def test_a_canary_pause_shows_in_status_the_report_and_the_metrics(
     assert {row["result_description"].split(" (")[0] for row in held} == {
         "not sent: campaign paused by a guardrail"
     }
+    with cli_db.session() as session:  # Flower's row of the campaign
+        shown_progress = progress.progress(session, cid)
+        assert shown_progress is not None
+        row = flower.snapshot(shown_progress, flower.held(session, cid))
+    assert row.startswith("paused · by guardrail: canary: 100% of 10 canary messages failed")
     exposition = metrics.render(cli_db, None).decode()
     assert 'dispatcher_campaign_paused{reason="canary"} 1.0' in exposition
     assert 'dispatcher_campaign_paused{reason="spam_rate_limit"} 0.0' in exposition
