@@ -335,6 +335,12 @@ class CampaignSpec(_Spec):
         "(off by default); 'off' = not capped",
     )
 
+    @field_validator("frequency_cap", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """YAML reads a bare ``off`` as false."""
+        return "off" if value is False else value
+
     @field_validator("guardrails", mode="after")
     @classmethod
     def _known_thresholds(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
