@@ -39,6 +39,9 @@ class SimulatorConfig(BaseSettings):
     health_status: HealthStatus = "AVAILABLE"
     quality_rating: QualityRating = "GREEN"
     failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # WhatsApp error codes the ``failure_rate`` failures are drawn from (reported as
+    # 112403 "(#code) ..."); empty: a mix of undeliverable, ecosystem and LINK's own.
+    failure_codes: list[int] = Field(default_factory=list)
     read_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     dlr_delay_ms: int = Field(default=20, ge=0)
     enforce_level: bool = True

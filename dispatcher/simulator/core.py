@@ -297,6 +297,9 @@ class Simulator:
         config = self.config
         rng = self.rng
         if config.failure_rate > 0 and rng.random() < config.failure_rate:
+            if config.failure_codes:
+                code = rng.choice(config.failure_codes)
+                return (Status(112403, f"(#{code}) drawn failure", f"WhatsApp error {code}"),)
             return (rng.choice(RANDOM_FAILURES),)
         if config.read_rate >= 1 or rng.random() < config.read_rate:
             return _READ_SEQUENCE

@@ -92,9 +92,7 @@ def test_a_person_whose_window_closed_after_preparation_is_skipped_not_sent(
         assert statuses == {"+4741234531": "submitted", "+4741234532": "skipped"}
         shown = progress(session, campaign_id)
         assert shown is not None and shown.skipped == {"care_window_closed": 1}
-        rows = [
-            dict(zip(ROW_COLUMNS, row, strict=True)) for row in outcomes(session, campaign_id)
-        ]
+        rows = [dict(zip(ROW_COLUMNS, row, strict=True)) for row in outcomes(session, campaign_id)]
     skipped = next(r for r in rows if r["destination"] == "+4741234532")
     assert skipped["skip_reason"] == "care_window_closed"
     assert "customer care window" in str(skipped["result_description"])

@@ -199,8 +199,9 @@ def test_without_parent_bsuids_no_parent_fields_appear() -> None:
         ({"scripted": {PERSON: [131026]}}, 131026),
         ({"failure_rate": 1.0, "seed": 1}, None),
         ({"open_care_windows": []}, 131047),
+        ({"failure_rate": 1.0, "failure_codes": [131048]}, 131048),
     ],
-    ids=["scripted", "failure-rate", "outside-care-window"],
+    ids=["scripted", "failure-rate", "outside-care-window", "failure-codes"],
 )
 def test_a_failed_message_reports_errors_and_no_contacts_or_pricing(
     settings: dict[str, Any], code: int | None

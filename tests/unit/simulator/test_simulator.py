@@ -924,6 +924,24 @@ def test_failure_rate_one_ends_every_message_with_a_documented_failure() -> None
     assert {c["resultCode"] for c in receiver.callbacks} <= {112403, 112404, 112406}
 
 
+def test_failure_codes_name_the_whatsapp_error_of_every_drawn_failure() -> None:
+    receiver = Receiver()
+    sock = reserve_port()
+    with (
+        serve(receiver.app, sock),
+        simulator_with_receiver(receiver, sock, failure_rate=1.0, failure_codes=[131048]) as (
+            client,
+            _,
+        ),
+    ):
+        send(client, destinations=[f"+4670000{n:04d}" for n in range(10)])
+        wait_until(lambda: callback_counts(client)["pending"] == 0)
+    assert len(receiver.callbacks) == 10
+    assert {(c["resultCode"], c["resultDescription"][:9]) for c in receiver.callbacks} == {
+        (112403, "(#131048)")
+    }
+
+
 def test_the_client_reads_the_simulator_instance_under_the_name_the_simulator_sends() -> None:
     from dispatcher.providers.link import client
     from dispatcher.simulator import app as simulator_app
