@@ -226,13 +226,16 @@ def step(
 
 
 def resumed(session: Session, campaign_id: int, now: datetime) -> list[str]:
-    """The operator resumed the campaign: whatever the canary said, the rest goes
-    (returned for the send queue); a canary not judged yet is marked resumed."""
+    """The operator resumed the campaign. After the canary's own pause the rest goes
+    (returned for the send queue): overriding it is the operator's call. A canary not
+    judged yet stays out: a resume after some other pause (the operator's, a template's)
+    or of a campaign still sending (to hand its batches out again) is no verdict on it,
+    and ``guardrails.watch`` judges it on."""
     stored = session.scalar(select(Campaign.canary).where(Campaign.id == campaign_id))
-    if stored and stored.get("verdict") in (None, PAUSED):
+    if stored and stored.get("verdict") is None:
+        return []
+    if stored and stored.get("verdict") == PAUSED:
         updated = {**stored, "verdict": RESUMED, "resumed_at": now.isoformat()}
-        if stored.get("verdict") is None:
-            updated["judged_at"] = now.isoformat()
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(canary=updated))
     return batch_states.release_waiting(session, campaign_id, now)
 

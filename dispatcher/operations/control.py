@@ -71,7 +71,8 @@ def resume(session: Session, campaign_id: int) -> Resumed:
     now = datetime.now(UTC)
     _move(session, campaign_id, (CampaignState.PAUSED, CampaignState.SENDING),
           CampaignState.SENDING, "resume", paused_by=None, guard_since=now)  # fmt: skip
-    # The people held behind a canary go too: resuming is the operator's call on it.
+    # After a canary's own pause, the people held behind it go too (the operator's call);
+    # a canary not judged yet keeps them.
     canary.resumed(session, campaign_id, now)
     pending = list(
         session.scalars(

@@ -189,6 +189,27 @@ def test_resume_after_a_canary_pause_sends_the_rest_once(
 
 
 @DATABASES
+def test_a_resume_before_the_canary_is_judged_keeps_the_rest_waiting(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    stack = stack_for({})
+    start(stack, tmp_path, PEOPLE, CANARY_SPEC)
+    cid = campaign_id(stack.db)
+    canary_batches = batches(db, BatchState.PENDING)
+    with db.session() as session:  # the operator's own pause, then resume
+        control.pause(session, cid)
+    with db.session() as session:
+        resumed = control.resume(session, cid)
+    assert resumed.batch_ids == canary_batches  # the canary's, not the people behind it
+    assert len(batches(db, BatchState.WAITING)) == 90
+    with db.session() as session:  # a resume of a campaign still sending: the same
+        assert control.resume(session, cid).batch_ids == canary_batches
+    assert len(batches(db, BatchState.WAITING)) == 90
+    plan = stored(db, cid)[2]
+    assert plan is not None and plan["verdict"] is None  # judged on by the ticks
+
+
+@DATABASES
 def test_cancel_after_a_canary_pause_closes_the_waiting_people_as_cancelled(
     db: Database, stack_for: Callable[..., Stack], tmp_path: Path
 ) -> None:
