@@ -70,7 +70,8 @@ def resume(session: Session, campaign_id: int) -> Resumed:
     # Signals are judged afresh from now: the operator saw what paused it.
     now = datetime.now(UTC)
     _move(session, campaign_id, (CampaignState.PAUSED, CampaignState.SENDING),
-          CampaignState.SENDING, "resume", paused_by=None, guard_since=now)  # fmt: skip
+          CampaignState.SENDING, "resume", paused_by=None, guard_since=now,
+          **_standing_state_noted(session, campaign_id))  # fmt: skip
     # After a canary's own pause, the people held behind it go too (the operator's call);
     # a canary not judged yet keeps them.
     canary.resumed(session, campaign_id, now)
@@ -83,6 +84,33 @@ def resume(session: Session, campaign_id: int) -> Resumed:
     )
     prepared = session.scalar(select(Campaign.prepared_at).where(Campaign.id == campaign_id))
     return Resumed(pending, prepared is None)
+
+
+#: A guardrail's pause for a standing state of the number, resumed by the operator: noted
+#: the way pre-flight notes a number LIMITED or RED when a campaign starts, so the health
+#: poll (``guardrails.health``: ``limited_at_start``, ``red_at_start``) does not pause it
+#: again for the state the operator chose to send in. The notes hold those words.
+_STANDING = {
+    ("sender_limited", "LIMITED"): "resumed by the operator while the provider reports the "
+    "number LIMITED: not paused again for it",
+    ("quality", "RED"): "resumed by the operator at the number's quality rating RED: not "
+    "paused again for it",
+}
+
+
+def _standing_state_noted(session: Session, campaign_id: int) -> dict[str, object]:
+    """The campaign's notes with the standing state its guardrail pause was for, when it
+    was one (``_STANDING``); nothing otherwise."""
+    row = session.execute(
+        select(Campaign.paused_by, Campaign.notes).where(Campaign.id == campaign_id)
+    ).first()
+    if row is None or not row.paused_by:
+        return {}
+    note = _STANDING.get((str(row.paused_by.get("reason")), str(row.paused_by.get("figure"))))
+    notes = list(row.notes or [])
+    if note is None or note in notes:
+        return {}
+    return {"notes": [*notes, note]}
 
 
 def cancel(session: Session, campaign_id: int) -> int:

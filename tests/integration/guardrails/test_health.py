@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 
 from dispatcher.db import Campaign, Database, Message
 from dispatcher.guardrails import health, pausing
+from dispatcher.operations import control as operator
 from dispatcher.providers import Providers
 from dispatcher.providers.link import LinkClient, LinkCredentials
 from dispatcher.sending import fanout
@@ -280,6 +281,31 @@ def test_limited_pauses_unless_the_campaign_started_limited(stack: Stack, tmp_pa
         paused_by = session.scalar(select(Campaign.paused_by).where(Campaign.id == fresh))
     assert paused_by is not None
     assert (paused_by["reason"], paused_by["figure"]) == ("sender_limited", "LIMITED")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [({"health_status": "LIMITED"}, "sender_limited"), ({"quality_rating": "RED"}, "quality")],
+)
+def test_a_resume_at_a_standing_limited_or_red_number_is_not_paused_again(
+    stack: Stack, tmp_path: Path, change: dict[str, str], reason: str
+) -> None:
+    start(stack, tmp_path, PEOPLE[:5], SPEC)
+    campaign = campaign_id(stack.db)
+    control(stack, "sender", change)
+    health.poll(stack.db, stack.client, None, datetime.now(UTC))
+    assert state_of(stack.db, campaign) == CampaignState.PAUSED
+    with stack.db.session() as session:
+        assert (
+            session.scalar(select(Campaign.paused_by).where(Campaign.id == campaign))["reason"]
+            == reason
+        )
+        operator.resume(session, campaign)
+    health.poll(stack.db, stack.client, None, datetime.now(UTC))  # the state stands
+    assert state_of(stack.db, campaign) == CampaignState.SENDING
+    control(stack, "sender", {"health_status": "BLOCKED"})  # news: paused again
+    health.poll(stack.db, stack.client, None, datetime.now(UTC))
+    assert state_of(stack.db, campaign) == CampaignState.PAUSED
 
 
 def test_the_poll_asks_once_per_interval_across_workers_and_waits_out_an_unavailable_api(
