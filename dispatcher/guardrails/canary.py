@@ -20,7 +20,8 @@ The plan (``Campaign.canary``), JSON::
 
     {"share": 2.0, "min_people": 50, "wait": "10m", "people": 60, "held": 2940,
      "first_seq": 1, "last_seq": 2, "first_message_id": 1, "last_message_id": 60,
-     "started_at": ..., "until": ...,
+     "started_at": ..., "until": ..., "left_at": ... (its batches all left; the wait
+     counts from then),
      "verdict": null | "paused" | "released" | "released_after_wait" | "resumed",
      "judged_at": ..., "seen": 41, "unseen": 19, "failed": {"spam_rate_limit": 30},
      "figure": "50% of 60 canary messages failed with 131048 (spam rate limit)"}
@@ -36,11 +37,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from dispatcher.db import Campaign, Message
+from dispatcher.db import Batch, Campaign, Message
 from dispatcher.guardrails import pausing, signals
 from dispatcher.guardrails.policy import Canary, Guardrails, describe_duration
 from dispatcher.sending import batch_states
-from dispatcher.status import MessageStatus
+from dispatcher.status import BatchState, MessageStatus
 
 PAUSED = "paused"
 RELEASED = "released"
@@ -192,8 +193,9 @@ def decide(found: Tally, stored: dict[str, Any], rails: Guardrails, now: datetim
 
 
 def record(session: Session, campaign_id: int, stored: dict[str, Any], found: Tally,
-           decision: Decision, now: datetime) -> None:  # fmt: skip
-    """Store the canary's figures (and verdict, once given) on the campaign."""
+           decision: Decision, now: datetime, *, changed: bool = False) -> None:  # fmt: skip
+    """Store the canary's figures (and verdict, once given) on the campaign; ``changed``:
+    ``stored`` itself differs from what the campaign holds."""
     updated = {
         **stored,
         "seen": found.seen,
@@ -203,7 +205,7 @@ def record(session: Session, campaign_id: int, stored: dict[str, Any], found: Ta
     if decision.verdict is not None:
         updated |= {"verdict": decision.verdict, "judged_at": now.isoformat(),
                     "figure": decision.figure}  # fmt: skip
-    if updated != stored:
+    if changed or updated != stored:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(canary=updated))
 
 
@@ -212,17 +214,44 @@ def step(
 ) -> list[str]:
     """Judge a campaign's canary once; returns the batches released for sending."""
     found = tally(session, campaign_id, stored)
-    decision = decide(found, stored, rails, now)
+    judged = departed(session, campaign_id, stored, now)
+    changed = judged is not stored
+    decision = decide(found, judged, rails, now)
+    if decision.verdict == RELEASED_AFTER_WAIT and judged.get("left_at") is None:
+        decision = Decision(None)  # the wait counts from when the canary has left
     if decision.verdict == PAUSED:
         assert decision.signal is not None
         if pausing.pause(session, campaign_id, decision.signal, now):
-            record(session, campaign_id, stored, found, decision, now)
+            record(session, campaign_id, judged, found, decision, now, changed=changed)
         return []
+    record(session, campaign_id, judged, found, decision, now, changed=changed)
     if decision.verdict is None:
-        record(session, campaign_id, stored, found, decision, now)
         return []
-    record(session, campaign_id, stored, found, decision, now)
     return batch_states.release_waiting(session, campaign_id, now)
+
+
+def departed(
+    session: Session, campaign_id: int, stored: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The plan with ``left_at`` once none of the canary's batches waits to leave
+    (pending, or held by a sending window or the messaging tier), and its wait (``until``)
+    counted from then: a canary held for hours by a closed window is judged on its
+    outcomes, not released unseen by a wait that ran out before it was sent."""
+    if stored.get("left_at") is not None:
+        return stored
+    first, last = batch_range(campaign_id, stored)
+    waiting = session.scalar(
+        select(func.count()).where(
+            Batch.campaign_id == campaign_id,
+            Batch.id.between(first, last),
+            Batch.state.in_((BatchState.PENDING, BatchState.HELD)),
+        )
+    )
+    if waiting:
+        return stored
+    until = datetime.fromisoformat(str(stored["until"]))
+    wait = until - datetime.fromisoformat(str(stored["started_at"]))
+    return {**stored, "left_at": now.isoformat(), "until": max(until, now + wait).isoformat()}
 
 
 def resumed(session: Session, campaign_id: int, now: datetime) -> list[str]:

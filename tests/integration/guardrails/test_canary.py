@@ -272,6 +272,37 @@ def test_the_wait_passed_releases_the_rest_and_says_what_was_unseen(
     assert judged["unseen"] == 4 and "4 unseen after the wait" in judged["figure"]
 
 
+@DATABASES
+def test_the_wait_counts_from_when_the_canary_has_left(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    # The canary's batches not sent yet (say, held until a sending window opens) when
+    # the wait would have ended: nothing is released unseen.
+    stack = stack_for({key: [-1] for key in PEOPLE[:4]})
+    start(stack, tmp_path, PEOPLE, CANARY_SPEC)
+    cid = campaign_id(db)
+    now = datetime.now(UTC)
+    started, past = (
+        (now - timedelta(minutes=11)).isoformat(),
+        (now - timedelta(minutes=1)).isoformat(),
+    )
+    with db.session() as session:
+        plan = session.scalar(select(Campaign.canary).where(Campaign.id == cid))
+        assert plan is not None
+        session.execute(update(Campaign).where(Campaign.id == cid).values(
+            canary={**plan, "started_at": started, "until": past}))  # fmt: skip
+    assert tick(stack) == {}
+    assert len(batches(db, BatchState.WAITING)) == 90
+    left = stored(db, cid)[2]
+    assert left is not None and left.get("left_at") is None
+    stack.send(batches(db, BatchState.PENDING))
+    wait_for(settled(db, 6))
+    assert tick(stack) == {}  # left now: a whole wait from here
+    judged = stored(db, cid)[2]
+    assert judged is not None and judged["verdict"] is None and judged["left_at"] is not None
+    assert datetime.fromisoformat(judged["until"]) > datetime.now(UTC) + timedelta(minutes=9)
+
+
 # -- a real campaign through the simulator and a Celery worker (with beat) --------------------
 
 
