@@ -291,7 +291,13 @@ class Ingest:
             ]
             if received:
                 self._last_received = max(self._last_received, *received)
-                self._bell.ring(_WAKE)
+                urgent = any(
+                    body.urgent for body, _ in group if body.state is ReportState.RECEIVED
+                )
+                if urgent:  # a guardrail's signal: applied without the linger
+                    self._bell.ring(_HURRY, _WAKE)
+                else:
+                    self._bell.ring(_WAKE)
             for (_, future), result in zip(group, results, strict=True):
                 if future.done():
                     continue

@@ -67,6 +67,19 @@ class Kind(StrEnum):
 STATUS_KINDS = (Kind.DLR, Kind.META)
 
 
+#: What in a stored body makes a guardrail pause a campaign (``tracking.sender_events``):
+#: a template paused or disabled (Meta's 132015/132016, in LINK's reports as "(#132015)")
+#: and Meta's webhooks about the sender. Such a body is applied at once, not after the
+#: applier's linger: the pause is due within one slice of the report.
+_URGENT = (
+    b"132015",
+    b"132016",
+    b"message_template_status_update",
+    b"phone_number_quality_update",
+    b"account_update",
+)
+
+
 @dataclass(slots=True)
 class Received:
     """A body as it will be stored: the ``delivery_reports`` row, less its id."""
@@ -79,6 +92,13 @@ class Received:
     ref_id: str | None = None
     result_code: int | None = None
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def urgent(self) -> bool:
+        """A body a guardrail acts on at once (a few substring searches: cheap beside
+        the parse it has had)."""
+        body = self.body
+        return any(marker in body for marker in _URGENT)
 
     def row(self) -> dict[str, Any]:
         return {

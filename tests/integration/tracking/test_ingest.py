@@ -17,7 +17,7 @@ from dispatcher.errors import StorageError
 from dispatcher.providers.link.models import IncomingMessage
 from dispatcher.settings import Settings, opt_out_keywords
 from dispatcher.tracking import incoming
-from dispatcher.tracking.ingest import Ingest
+from dispatcher.tracking.ingest import ApplierSettings, Ingest
 from dispatcher.tracking.intake import MAX_BODY_BYTES, Kind, Received, ReportState, read_body
 from tests.integration.conftest import make_batch
 
@@ -254,6 +254,36 @@ def test_settling_waits_until_the_applier_has_been_through_everything_stored(
     with db.session() as session:
         assert session.get(DeliveryReport, report_id).state == "applied"  # type: ignore[union-attr]
         assert session.scalar(select(Message.status)) == "delivered"
+
+
+def test_a_body_a_guardrail_acts_on_is_applied_without_the_linger(db: Database) -> None:
+    """A template reported paused pauses its campaign within a slice: the applier does
+    not wait its linger for more bodies first (an ordinary report still does)."""
+    make_batch(db, ["+4791234567", "+4791234568"], link_ids=["m1", "m2"])
+    settings = ApplierSettings(linger_seconds=30.0, idle_seconds=30.0)
+    ingest = Ingest(db, applier="thread", settings=settings)
+    paused = REPORT | {"messageId": "m2", "resultCode": 112403,
+                       "resultDescription": "(#132015) Template is paused"}  # fmt: skip
+
+    def state(report_id: int) -> str:
+        with db.session() as session:
+            return str(session.scalar(select(DeliveryReport.state).where(
+                DeliveryReport.id == report_id)))  # fmt: skip
+
+    async def post_both() -> tuple[str, str]:
+        ordinary = await ingest.store(read_body(Kind.DLR, json.dumps(REPORT).encode()))
+        await asyncio.sleep(1.0)
+        lingering = state(ordinary)
+        urgent = await ingest.store(read_body(Kind.DLR, json.dumps(paused).encode()))
+        for _ in range(100):
+            if state(urgent) != "received":
+                break
+            await asyncio.sleep(0.02)
+        return lingering, state(urgent)
+
+    lingering, urgent = serve(ingest, post_both)
+    assert lingering == "received"  # the linger holds an ordinary report
+    assert urgent == "applied"
 
 
 # -- the bulk statements ----------------------------------------------------------------------
