@@ -168,9 +168,11 @@ def decide(found: Tally, stored: dict[str, Any], rails: Guardrails, now: datetim
             figure = (f"{signals.percent(worst.share)} of {found.seen} canary messages failed "
                       f"with {codes or signals.codes_text(worst.name)} ({label})")  # fmt: skip
             held = int(stored.get("held", 0))
-            detail = (f"{held} {'person' if held == 1 else 'people'} held until `dispatcher "
-                      f"resume` or `dispatcher cancel`; {found.unseen} of {found.people} canary "
-                      f"messages had no outcome yet ({_RESENDS})")  # fmt: skip
+            detail = (f"{held:,} {'person' if held == 1 else 'people'} held until "
+                      "`dispatcher resume` or `dispatcher cancel`")  # fmt: skip
+            if found.unseen:
+                detail += (f"; {found.unseen} of {found.people} canary messages had no "
+                           f"outcome yet ({_RESENDS})")  # fmt: skip
             also = [f"{signals.CLASSES[c.name][1]} {signals.percent(c.share)}" for c in crossed[1:]]
             if also:
                 detail += f"; also over its threshold: {', '.join(also)}"
@@ -286,6 +288,8 @@ def describe(stored: dict[str, Any], now: datetime | None = None) -> list[str]:
     if verdict is None:
         until = datetime.fromisoformat(str(stored["until"]))
         left = f" (the wait ends {until:%H:%M:%S} UTC)" if now is None or until > now else ""
+        if not left and stored.get("left_at") is None:
+            left = " (some of its messages have not left yet: its wait runs from when they have)"
         lines.append(f"canary verdict: not yet{left}")
     else:
         said = VERDICTS.get(str(verdict), str(verdict))
