@@ -114,7 +114,7 @@ def test_a_canary_waits_for_enough_outcomes_then_pauses_with_its_figures() -> No
         decision.signal.figure == "50% of 30 canary messages failed with 131048 (spam rate limit)"
     )
     assert decision.signal.threshold == "5% of the canary's outcomes"
-    assert decision.signal.detail.startswith("2940 people held until `dispatcher resume`")
+    assert decision.signal.detail.startswith("2,940 people held until `dispatcher resume`")
     assert "30 of 60 canary messages had no outcome yet" in decision.signal.detail
 
 
