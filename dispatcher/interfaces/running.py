@@ -3,6 +3,7 @@ stack), follow it to its last report, and exit with what became of its people.""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from dispatcher.errors import ConfigurationError, DispatcherError
 from dispatcher.interfaces import forecasts
 from dispatcher.interfaces.console import FollowTimeout, follow, summary
 from dispatcher.interfaces.terminal import ExitCode, console, local_database_url, say
-from dispatcher.operations import control, progress
+from dispatcher.operations import alerts, control, progress
 from dispatcher.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -201,17 +202,23 @@ def run_embedded(settings: Settings, loaded: Any, timeout: float, *, again: bool
                           "(Ctrl-C stops).")  # fmt: skip
         else:
             enqueue_prepare(campaign_id)
-        follow_and_report(
-            stack.db,
-            campaign_id,
-            timeout,
-            extra_done=lambda: stack.callbacks_pending() == 0 and reports_applied(stack.db),
-            alive=lambda: (
-                None
-                if stack.worker_alive
-                else f"the embedded worker stopped; see {stack.worker_log}"
-            ),
-        )
+        try:
+            follow_and_report(
+                stack.db,
+                campaign_id,
+                timeout,
+                extra_done=lambda: stack.callbacks_pending() == 0 and reports_applied(stack.db),
+                alive=lambda: (
+                    None
+                    if stack.worker_alive
+                    else f"the embedded worker stopped; see {stack.worker_log}"
+                ),
+            )
+        finally:
+            # The stack stops with the run: alerts it queued last (completed, paused) go
+            # now, in one bounded pass, rather than at the next run.
+            with contextlib.suppress(DispatcherError):  # the database is going away
+                alerts.deliver_due(stack.db, budget_seconds=5.0)
 
 
 def scheduled(db: Database, campaign_id: int) -> bool:
@@ -280,7 +287,8 @@ def follow_and_report(db: Database, campaign_id: int, timeout: float, **hooks: A
     if final.state == "failed":
         say(("Campaign failed: ", "red"), final.error or "")
     if final.state == "paused":
-        say(("Paused by a guardrail: ", "yellow"), f"`dispatcher resume {campaign_id}` sends "
+        by = "Paused by a guardrail: " if final.paused_by else "Paused: "
+        say((by, "yellow"), f"`dispatcher resume {campaign_id}` sends "
             f"the rest, `dispatcher cancel {campaign_id}` closes it")  # fmt: skip
     code = exit_code(final)
     if code is not ExitCode.OK:

@@ -131,3 +131,28 @@ def test_the_first_readme_command_gives_the_same_summary_every_time_it_is_run(
         repeats = "Note: repeats campaign 1 of" if attempt == 1 else "Note: repeats campaign"
         assert (repeats in run.stdout) is (attempt > 0), run.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["example", "state"]
+
+
+def test_the_embedded_run_delivers_its_alerts_before_it_exits(
+    campaign_dir: Path, tmp_path: Path
+) -> None:
+    """The embedded stack stops with the run: the started and completed alerts reach
+    ALERT_URL before `dispatcher run` returns, signed, once each."""
+    from dispatcher.operations.alerts import verify
+    from tests.integration.guardrails.alert_receivers import receiving
+
+    with receiving() as receiver:
+        env = clean_env() | {
+            "DISPATCHER_STATE_DIR": str(tmp_path / "state"),
+            "ALERT_URL": receiver.url,
+            "ALERT_SECRET": "alert-secret",
+        }
+        run = run_campaign(campaign_dir, env, wait_seconds=60, cwd=tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+        keys = receiver.keys()
+        bodies = list(receiver.received)
+    assert sorted(keys) == ["completed:1", "started:1"]
+    for got in bodies:
+        assert verify("alert-secret", got.headers["X-Dispatcher-Signature"], got.raw)
+    completed = next(b.body for b in bodies if b.body["event"] == "completed")
+    assert completed["text"].startswith("Campaign 1 (")
