@@ -67,11 +67,14 @@ def resume(session: Session, campaign_id: int) -> Resumed:
     (say, when the broker was down at the first try): a batch queued twice is still sent
     once, since sending claims it with a conditional UPDATE.
     """
-    # Signals are judged afresh from now: the operator saw what paused it.
+    # Signals are judged afresh from now: the operator saw what paused it. A campaign
+    # still sending (its batches handed out again) keeps its window as it is.
     now = datetime.now(UTC)
-    _move(session, campaign_id, (CampaignState.PAUSED, CampaignState.SENDING),
-          CampaignState.SENDING, "resume", paused_by=None, guard_since=now,
-          **_standing_state_noted(session, campaign_id))  # fmt: skip
+    if not lifecycle.move(session, campaign_id, (CampaignState.PAUSED,), CampaignState.SENDING,
+                          paused_by=None, guard_since=now,
+                          **_standing_state_noted(session, campaign_id)):  # fmt: skip
+        _move(session, campaign_id, (CampaignState.PAUSED, CampaignState.SENDING),
+              CampaignState.SENDING, "resume")  # fmt: skip
     # After a canary's own pause, the people held behind it go too (the operator's call);
     # a canary not judged yet keeps them.
     canary.resumed(session, campaign_id, now)

@@ -99,3 +99,18 @@ def test_after_a_resume_the_failures_before_it_are_not_judged_again(
     state, paused_by, _ = stored(db, cid)
     assert state == CampaignState.SENDING and paused_by is None
     assert stack.received() == dict.fromkeys(PEOPLE, 1)
+
+
+@DATABASES
+def test_a_resume_of_a_campaign_still_sending_keeps_its_window(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    # ``dispatcher resume`` hands a sending campaign's batches out again: no verdict on
+    # its failures, which are still judged.
+    stack, cid, rest = half_sent(stack_for, tmp_path)
+    with db.session() as session:
+        assert sorted(control.resume(session, cid).batch_ids) == sorted(rest)
+    assert tick(stack) == {}
+    state, paused_by, _ = stored(db, cid)
+    assert state == CampaignState.PAUSED and paused_by is not None
+    assert paused_by["reason"] == "spam_rate_limit"
