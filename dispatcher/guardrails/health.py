@@ -243,7 +243,12 @@ def _ask(client: Provider, address: str, group: list[Watched]) -> list[tuple[int
         if signal is None and listed is not None and campaign.template is not None:
             template_name, language = campaign.template
             found = next(
-                (t for t in listed if t.name == template_name and t.language == language), None
+                (
+                    t
+                    for t in listed
+                    if t.name == template_name and same_language(t.language, language)
+                ),
+                None,
             )
             if found is not None:
                 signal = template_signal(campaign, found.status, f"{name}'s template list")

@@ -80,8 +80,9 @@ class Canary(_Policy):
     min_people: int = Field(default=50, ge=1, description="at least this many in the canary")
     wait: Duration = Field(
         default=timedelta(minutes=10),
-        description="the longest the rest waits for the canary's outcomes; then it goes "
-        "if nothing crossed a threshold",
+        description="the longest the rest waits for the canary's outcomes, counted from "
+        "when the canary's messages have all left; then it goes if nothing crossed a "
+        "threshold",
     )
 
 

@@ -459,7 +459,10 @@ def resume(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> 
             f"campaign {campaign_id} is sending again, but its work could not be queued "
             f"({type(exc).__name__}: {exc}); run `dispatcher resume {campaign_id}` again"
         ) from None
-    console.print(f"Campaign {campaign_id} resumed: {len(resumed.batch_ids)} batch(es) queued.")
+    waiting = " (the rest waits for its canary to be judged)" if resumed.canary_waits else ""
+    console.print(
+        f"Campaign {campaign_id} resumed: {len(resumed.batch_ids)} batch(es) queued{waiting}."
+    )
 
 
 @app.command(short_help="Stop a campaign for good.")

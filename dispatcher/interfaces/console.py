@@ -152,7 +152,10 @@ def _exceptions(progress: CampaignProgress) -> list[tuple[str, int, str]]:
 def _notes(progress: CampaignProgress) -> Text | None:
     """A guardrail's pause and the canary's figures, then what registration and
     preparation noted, under the table."""
-    lines = [f"Paused by guardrail: {progress.paused_by}"] if progress.paused_by else []
+    lines: list[str] = []
+    if progress.paused_by:  # kept as history once the campaign was cancelled
+        said = "Paused" if progress.state == "paused" else "Was paused"
+        lines.append(f"{said} by guardrail: {progress.paused_by}")
     lines += [line[0].upper() + line[1:] for line in progress.canary]
     lines += [f"Note: {n}" for n in progress.notes]
     return Text("\n".join(lines)) if lines else None

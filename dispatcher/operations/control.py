@@ -58,6 +58,7 @@ def pause(session: Session, campaign_id: int) -> None:
 class Resumed:
     batch_ids: list[str]  # pending: for the send queue
     prepare_again: bool  # paused before its preparation finished: prepare resumes it
+    canary_waits: bool = False  # people still wait behind a canary not judged yet
 
 
 def resume(session: Session, campaign_id: int) -> Resumed:
@@ -86,7 +87,12 @@ def resume(session: Session, campaign_id: int) -> Resumed:
         )
     )
     prepared = session.scalar(select(Campaign.prepared_at).where(Campaign.id == campaign_id))
-    return Resumed(pending, prepared is None)
+    waits = session.scalar(
+        select(Batch.id)
+        .where(Batch.campaign_id == campaign_id, Batch.state == BatchState.WAITING)
+        .limit(1)
+    )
+    return Resumed(pending, prepared is None, waits is not None)
 
 
 #: A guardrail's pause for a standing state of the number, resumed by the operator: noted

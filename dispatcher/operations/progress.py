@@ -298,7 +298,7 @@ def held_note(campaign: Campaign) -> str | None:
     if campaign.state == CampaignState.PAUSED and campaign.paused_by:
         return f"not sent: campaign paused by a guardrail ({pausing.describe(campaign.paused_by)})"
     if campaign.canary and campaign.canary.get("verdict") is None:
-        return "held behind the canary until its outcomes are judged"
+        return "not sent yet: the canary goes first, the rest once its outcomes are judged"
     return None
 
 

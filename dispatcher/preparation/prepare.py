@@ -58,7 +58,7 @@ from dispatcher.preparation.sender_checks import (
     tier_room,
 )
 from dispatcher.providers import Level, Provider
-from dispatcher.sending import care_window
+from dispatcher.sending import batch_states, care_window
 from dispatcher.settings import get_settings
 from dispatcher.status import BatchState, CampaignState
 
@@ -244,7 +244,9 @@ def _prepare(
         elapsed = time.monotonic() - started
         log.info("campaign %s: %d messages in %d batches written (%.1f s)", campaign_id,
                  writer.messages, writer.seq - known.next_seq, elapsed)  # fmt: skip
-        _store_canary(db, campaign_id, canary_policy, writer, known.next_seq, canary_started)
+        committed(
+            _store_canary(db, campaign_id, canary_policy, writer, known.next_seq, canary_started)
+        )
         record_merged(db, campaign_id, audience.merged())
         log.info("campaign %s: %d merged rows recorded (%.1f s)", campaign_id,
                  audience.duplicates, time.monotonic() - started)  # fmt: skip
@@ -289,10 +291,16 @@ def _canary(
 
 
 def _store_canary(db: Database, campaign_id: int, policy: Canary | None, writer: Writer,
-                  first_seq: int, started: datetime) -> None:  # fmt: skip
-    """The canary's plan, once its batches and the waiting ones are written."""
-    if policy is None or not writer.canary_people:
-        return
+                  first_seq: int, started: datetime) -> list[str]:  # fmt: skip
+    """The canary's plan, once its batches and the waiting ones are written. A resumed
+    preparation with nobody left to write, whose first run stopped before it stored
+    the plan, has no canary to judge its waiting batches: they are released (returned
+    for the send queue) rather than left waiting for ever."""
+    if policy is None:
+        return []
+    if not writer.canary_people:
+        with db.session() as session:
+            return batch_states.release_waiting(session, campaign_id, datetime.now(UTC))
     last = writer.canary_last_seq if writer.canary_last_seq is not None else writer.seq - 1
     with db.session() as session:
         campaign = session.get(Campaign, campaign_id)
@@ -302,6 +310,7 @@ def _store_canary(db: Database, campaign_id: int, policy: Canary | None, writer:
                 first_seq=first_seq, last_seq=last, started=started,
             )  # fmt: skip
             campaign.canary = canary.located(session, campaign_id, planned)
+    return []
 
 
 _bulk_lock = threading.Lock()

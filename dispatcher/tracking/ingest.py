@@ -59,6 +59,7 @@ from dispatcher.errors import StorageError
 from dispatcher.masking import mask
 from dispatcher.sending.throttle import Throttle
 from dispatcher.tracking import apply as tracking
+from dispatcher.tracking import sender_events
 from dispatcher.tracking.intake import Received, ReportState
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ class Ingest:
         self.commits = 0  # groups committed (bodies per commit = the grouping achieved)
         self.gather_seconds = GATHER_SECONDS if self.postgres else 0.0
         self._last_received = 0  # id of the newest body committed as 'received'
+        self._urgent: set[asyncio.Future[None]] = set()  # pauses acted on at once, running
         self._start_lock = threading.Lock()
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -291,11 +293,10 @@ class Ingest:
             ]
             if received:
                 self._last_received = max(self._last_received, *received)
-                urgent = any(
-                    body.urgent for body, _ in group if body.state is ReportState.RECEIVED
-                )
-                if urgent:  # a guardrail's signal: applied without the linger
+                urgent = any(body.urgent for body, _ in group if body.state is ReportState.RECEIVED)
+                if urgent:  # a guardrail's signal: acted on now, applied without the linger
                     self._bell.ring(_HURRY, _WAKE)
+                    self._act_at_once([body for body, _ in group if body.urgent])
                 else:
                     self._bell.ring(_WAKE)
             for (_, future), result in zip(group, results, strict=True):
@@ -307,6 +308,21 @@ class Ingest:
                     future.set_result(result)
             if stop:
                 return
+
+    def _act_at_once(self, bodies: list[Received]) -> None:
+        """Pause the campaigns these stored bodies stop (``sender_events.pause_at_once``)
+        beside the loop, not waiting for the applier; the answers do not wait for it."""
+
+        def pause() -> None:
+            try:
+                with self.db.session() as session:
+                    sender_events.pause_at_once(session, [(b.kind, b.body) for b in bodies])
+            except Exception:  # the applier pauses them when it applies the bodies
+                log.exception("a guardrail's signal could not be acted on at once")
+
+        task = asyncio.get_running_loop().run_in_executor(None, pause)
+        self._urgent.add(task)
+        task.add_done_callback(self._urgent.discard)
 
     async def _insert(self, group: list[Received]) -> list[int | Exception]:
         try:

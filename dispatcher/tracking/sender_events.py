@@ -21,15 +21,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatcher.db import Batch, Message
 from dispatcher.guardrails import health
 from dispatcher.guardrails.pausing import Signal
+from dispatcher.providers import parse_callback
 from dispatcher.providers.base import SenderEvent
 from dispatcher.settings import get_settings
 from dispatcher.tracking.intake import settle
 
-__all__ = ["TEMPLATE_CODES", "apply", "template_failures"]
+__all__ = ["TEMPLATE_CODES", "apply", "pause_at_once", "template_failures"]
 
 #: The WhatsApp codes that say a campaign's template was paused or disabled.
 TEMPLATE_CODES = frozenset(health.TEMPLATE_CODES)
@@ -39,6 +42,17 @@ def apply(session: Session, events: Sequence[tuple[int, SenderEvent]]) -> int:
     """Pause the sending campaigns each event stops (each with the stored report it came
     in); returns how many reports held a signal (``applied``; the others ``ignored``)."""
     now = datetime.now(UTC)
+    kept, signals = _judged(session, events)
+    if signals:
+        health.pause_all(session, signals, now)
+    settle(session, kept, {report_id for report_id, _ in events} - kept, now)
+    return len(kept)
+
+
+def _judged(
+    session: Session, events: Sequence[tuple[int, SenderEvent]]
+) -> tuple[set[int], list[tuple[int, Signal]]]:
+    """The reports that held a signal, and the pauses they call for."""
     ours = get_settings().meta_waba_id
     campaigns = health.watched(session)
     kept: set[int] = set()
@@ -50,10 +64,50 @@ def apply(session: Session, events: Sequence[tuple[int, SenderEvent]]) -> int:
         if found is not None:
             kept.add(report_id)
             signals.extend(found)
-    if signals:
-        health.pause_all(session, signals, now)
-    settle(session, kept, {report_id for report_id, _ in events} - kept, now)
-    return len(kept)
+    return kept, signals
+
+
+def pause_at_once(session: Session, bodies: Sequence[tuple[str, bytes]]) -> list[int]:
+    """The webhook app's own look at bodies that carry a guardrail's signal
+    (``intake.Received.urgent``: rare), as soon as they are stored: their campaigns are
+    paused now, not when the applier reaches them behind a busy second's reports. The
+    applier still applies them as usual (a second pause is a no-op). Returns the
+    campaigns paused."""
+    now = datetime.now(UTC)
+    by_ref: dict[str, tuple[int, datetime]] = {}
+    by_id: dict[str, tuple[int, datetime]] = {}
+    events: list[tuple[int, SenderEvent]] = []
+    for kind, body in bodies:
+        try:
+            callback = parse_callback(kind, body)
+        except Exception:  # stored as it is: the applier says what is wrong with it
+            continue
+        for report in callback.statuses:
+            code = report.whatsapp_error_code
+            if code in TEMPLATE_CODES:
+                found = (code, report.timestamp or now)
+                if report.ref_id:
+                    by_ref[report.ref_id] = found
+                elif report.message_id:
+                    by_id[report.message_id] = found
+        events += [(0, event) for event in callback.sender_events]
+    failed: dict[int, tuple[int, datetime]] = {}
+    if by_ref:
+        rows = session.execute(select(Batch.id, Batch.campaign_id).where(Batch.id.in_(by_ref)))
+        failed |= {campaign_id: by_ref[batch_id] for batch_id, campaign_id in rows}
+    if by_id:
+        rows = session.execute(
+            select(Message.link_message_id, Message.campaign_id).where(
+                Message.link_message_id.in_(by_id)
+            )
+        )
+        failed |= {campaign_id: by_id[str(wamid)] for wamid, campaign_id in rows}
+    paused = template_failures(session, failed) if failed else []
+    if events:
+        _, signals = _judged(session, events)
+        if signals:
+            paused += health.pause_all(session, signals, now)
+    return paused
 
 
 def _signals(

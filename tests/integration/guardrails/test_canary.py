@@ -26,6 +26,7 @@ from dispatcher.guardrails import canary, pausing, watch
 from dispatcher.interfaces.cli import app
 from dispatcher.interfaces.terminal import ExitCode
 from dispatcher.operations import control, flower, metrics, progress
+from dispatcher.preparation.prepare import prepare_campaign
 from dispatcher.sending.batch import Outcome
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 from tests.conftest import ROOT, copy_campaign, dispatcher_command
@@ -242,6 +243,31 @@ def test_a_healthy_canary_releases_the_rest_and_the_campaign_completes(
     plan = stored(db, cid)[2]
     assert plan is not None and plan["verdict"] == "released"
     assert (plan["people"], plan["held"], plan["seen"], plan["unseen"]) == (10, 90, 10, 0)
+
+
+@DATABASES
+def test_a_preparation_resumed_after_it_lost_its_canary_plan_releases_the_waiting_rest(
+    db: Database, stack_for: Callable[..., Stack], tmp_path: Path
+) -> None:
+    """A preparation that stopped after writing every batch but before storing the
+    canary's plan: nobody is left to write on the rerun, so nothing judges the waiting
+    batches; they go rather than keep the campaign from completing for ever."""
+    stack = stack_for({key: [0] for key in PEOPLE})
+    start(stack, tmp_path, PEOPLE, CANARY_SPEC)
+    cid = campaign_id(db)
+    with db.session() as session:  # as the first run left it, stopped before the plan
+        session.execute(
+            update(Campaign).where(Campaign.id == cid).values(canary=None, prepared_at=None)
+        )
+    handed: list[str] = []
+    prepare_campaign(db, stack.client, cid, reports_dir=tmp_path / "r", dispatch=handed.extend)
+    assert batches(db, BatchState.WAITING) == []
+    assert len(set(handed)) == 100  # the 10 of the canary again (sent once) and the 90
+    assert set(stack.send(sorted(set(handed)))) == {Outcome.SUBMITTED}
+    wait_for(settled(db, 100))
+    with db.session() as session:
+        assert lifecycle.complete_if_settled(session, cid)
+    assert stack.received() == dict.fromkeys(PEOPLE, 1)
 
 
 @DATABASES
