@@ -41,6 +41,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import time
@@ -50,7 +51,7 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 import redis
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 
 from dispatcher.audience import book
 from dispatcher.db import Database, DeliveryReport
@@ -172,7 +173,7 @@ class Ingest:
         self.commits = 0  # groups committed (bodies per commit = the grouping achieved)
         self.gather_seconds = GATHER_SECONDS if self.postgres else 0.0
         self._last_received = 0  # id of the newest body committed as 'received'
-        self._urgent: set[asyncio.Future[None]] = set()  # pauses acted on at once, running
+        self._signalled: queue.SimpleQueue[list[Received] | None] | None = None  # at once
         self._start_lock = threading.Lock()
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -223,6 +224,9 @@ class Ingest:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+        if self._signalled is not None:
+            self._signalled.put(None)
+            self._signalled = None
         await asyncio.to_thread(self.stop_applier)
 
     def stop_applier(self, timeout_seconds: float = STOP_WAIT_SECONDS) -> None:
@@ -253,6 +257,10 @@ class Ingest:
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._writer = asyncio.get_running_loop().create_task(self._write_loop(self._queue))
+            self._start_signals()
+        if received.state is ReportState.RECEIVED and received.urgent:
+            # Acted on as it arrives: on a busy second the group commits run behind.
+            self._act_at_once([received])
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((received, future))
         return await future
@@ -294,9 +302,8 @@ class Ingest:
             if received:
                 self._last_received = max(self._last_received, *received)
                 urgent = any(body.urgent for body, _ in group if body.state is ReportState.RECEIVED)
-                if urgent:  # a guardrail's signal: acted on now, applied without the linger
+                if urgent:  # a guardrail's signal: applied without the linger
                     self._bell.ring(_HURRY, _WAKE)
-                    self._act_at_once([body for body, _ in group if body.urgent])
                 else:
                     self._bell.ring(_WAKE)
             for (_, future), result in zip(group, results, strict=True):
@@ -310,19 +317,33 @@ class Ingest:
                 return
 
     def _act_at_once(self, bodies: list[Received]) -> None:
-        """Pause the campaigns these stored bodies stop (``sender_events.pause_at_once``)
-        beside the loop, not waiting for the applier; the answers do not wait for it."""
+        """Pause the campaigns these bodies stop (``sender_events.pause_at_once``) beside
+        the loop, not waiting for their commit or the applier (which apply them as usual;
+        a second pause is a no-op); the answers do not wait for it. A thread of its own,
+        connected before the first signal: one started at the signal, on a server busy
+        with a second's callbacks, took a quarter of a second to run."""
+        self._start_signals()
+        assert self._signalled is not None
+        self._signalled.put(bodies)
 
-        def pause() -> None:
+    def _start_signals(self) -> None:
+        if self._signalled is not None:
+            return
+        signalled: queue.SimpleQueue[list[Received] | None] = queue.SimpleQueue()
+        self._signalled = signalled
+        threading.Thread(
+            target=self._pause_signalled, args=(signalled,), name="guardrail-signals", daemon=True
+        ).start()
+
+    def _pause_signalled(self, signalled: queue.SimpleQueue[list[Received] | None]) -> None:
+        with contextlib.suppress(Exception), self.db.session() as session:
+            session.execute(select(1))  # connected before the first signal comes
+        while (bodies := signalled.get()) is not None:
             try:
                 with self.db.session() as session:
                     sender_events.pause_at_once(session, [(b.kind, b.body) for b in bodies])
             except Exception:  # the applier pauses them when it applies the bodies
                 log.exception("a guardrail's signal could not be acted on at once")
-
-        task = asyncio.get_running_loop().run_in_executor(None, pause)
-        self._urgent.add(task)
-        task.add_done_callback(self._urgent.discard)
 
     async def _insert(self, group: list[Received]) -> list[int | Exception]:
         try:

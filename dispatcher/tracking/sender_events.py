@@ -69,7 +69,7 @@ def _judged(
 
 def pause_at_once(session: Session, bodies: Sequence[tuple[str, bytes]]) -> list[int]:
     """The webhook app's own look at bodies that carry a guardrail's signal
-    (``intake.Received.urgent``: rare), as soon as they are stored: their campaigns are
+    (``intake.Received.urgent``: rare), as they arrive: their campaigns are
     paused now, not when the applier reaches them behind a busy second's reports. The
     applier still applies them as usual (a second pause is a no-op). Returns the
     campaigns paused."""
