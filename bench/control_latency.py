@@ -99,25 +99,9 @@ def start(
 ) -> tuple[dict[str, str], str]:
     webhook_port, simulator_port = tp.free_port(), tp.free_port()
     simulator_url = f"http://127.0.0.1:{simulator_port}"
-    env = tp.clean_env() | {
-        "DATABASE_URL": url,
-        "REDIS_URL": tp.REDIS_URL,
-        "LINK_BASE_URL": simulator_url,
-        "LINK_USERNAME": tp.USERNAME,
-        "LINK_PASSWORD": tp.PASSWORD,
-        "LINK_PLATFORM_ID": tp.PLATFORM_ID,
-        "LINK_PLATFORM_PARTNER_ID": tp.PLATFORM_PARTNER_ID,
-        "LINK_EVENT_REPORT_GATE": tp.GATE,
-        "WEBHOOK_TOKEN": tp.TOKEN,
-        "REPORTS_DIR": str(tmp / "reports"),
-        "DROP_DIR": str(tmp / "drop"),
-        "SIMULATOR_USERNAME": tp.USERNAME,
-        "SIMULATOR_PASSWORD": tp.PASSWORD,
-        "SIMULATOR_PLATFORM_ID": tp.PLATFORM_ID,
-        "SIMULATOR_PLATFORM_PARTNER_ID": tp.PLATFORM_PARTNER_ID,
+    env = tp.stack_env(url, simulator_url, tmp) | {
         "SIMULATOR_LEVEL": "HIGH",
         "SIMULATOR_RESPONSE_DELAY_MS": "50",
-        "SIMULATOR_RECORD_REQUESTS": "true",
     }
     serve = processes.start(
         "serve",

@@ -376,6 +376,36 @@ def beat_command(schedule: Path) -> list[str]:
             "--schedule", str(schedule), "--loglevel", "WARNING"]  # fmt: skip
 
 
+def stack_env(url: str, simulator_url: str, tmp: Path) -> dict[str, str]:
+    """This environment with the settings of a production stack on loopback: the
+    database ``url``, the benchmark's Redis, and LINK and Meta both played by the
+    simulator at ``simulator_url`` (each benchmark adds its own simulator knobs)."""
+    return clean_env() | {
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS_URL,
+        "LINK_BASE_URL": simulator_url,
+        "LINK_USERNAME": USERNAME,
+        "LINK_PASSWORD": PASSWORD,
+        "LINK_PLATFORM_ID": PLATFORM_ID,
+        "LINK_PLATFORM_PARTNER_ID": PLATFORM_PARTNER_ID,
+        "LINK_EVENT_REPORT_GATE": GATE,
+        "WEBHOOK_TOKEN": TOKEN,
+        "REPORTS_DIR": str(tmp / "reports"),
+        "DROP_DIR": str(tmp / "drop"),
+        "META_BASE_URL": simulator_url,
+        "META_ACCESS_TOKEN": META_TOKEN,
+        "META_APP_SECRET": META_SECRET,
+        "META_WABA_ID": META_WABA_ID,
+        "SIMULATOR_USERNAME": USERNAME,
+        "SIMULATOR_PASSWORD": PASSWORD,
+        "SIMULATOR_PLATFORM_ID": PLATFORM_ID,
+        "SIMULATOR_PLATFORM_PARTNER_ID": PLATFORM_PARTNER_ID,
+        "SIMULATOR_RECORD_REQUESTS": "true",
+        "SIMULATOR_META_ACCESS_TOKEN": META_TOKEN,
+        "SIMULATOR_META_APP_SECRET": META_SECRET,
+    }
+
+
 # -- the database -----------------------------------------------------------------------------
 
 
@@ -460,33 +490,11 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
         webhook_port, simulator_port = free_port(), free_port()
         simulator_url = f"http://127.0.0.1:{simulator_port}"
         naive_rate = f"{scenario.rate / scenario.per_request:g}/s"
-        env = clean_env() | {
-            "DATABASE_URL": url,
-            "REDIS_URL": REDIS_URL,
-            "LINK_BASE_URL": simulator_url,
-            "LINK_USERNAME": USERNAME,
-            "LINK_PASSWORD": PASSWORD,
-            "LINK_PLATFORM_ID": PLATFORM_ID,
-            "LINK_PLATFORM_PARTNER_ID": PLATFORM_PARTNER_ID,
-            "LINK_EVENT_REPORT_GATE": GATE,
-            "WEBHOOK_TOKEN": TOKEN,
-            "REPORTS_DIR": str(tmp / "reports"),
-            "DROP_DIR": str(tmp / "drop"),
-            "SIMULATOR_USERNAME": USERNAME,
-            "SIMULATOR_PASSWORD": PASSWORD,
-            "SIMULATOR_PLATFORM_ID": PLATFORM_ID,
-            "SIMULATOR_PLATFORM_PARTNER_ID": PLATFORM_PARTNER_ID,
+        env = stack_env(url, simulator_url, tmp) | {
             "SIMULATOR_LEVEL": scenario.level,
             "SIMULATOR_ENFORCE_LEVEL": "true",
             "SIMULATOR_RESPONSE_DELAY_MS": str(args.delay_ms),
-            "SIMULATOR_RECORD_REQUESTS": "true",
             "SIMULATOR_SEED": "7",
-            "META_BASE_URL": simulator_url,
-            "META_ACCESS_TOKEN": META_TOKEN,
-            "META_APP_SECRET": META_SECRET,
-            "META_WABA_ID": META_WABA_ID,
-            "SIMULATOR_META_ACCESS_TOKEN": META_TOKEN,
-            "SIMULATOR_META_APP_SECRET": META_SECRET,
         }
         if args.callbacks:
             env["SIMULATOR_META_WEBHOOK_URL"] = f"http://127.0.0.1:{webhook_port}/webhooks/meta"

@@ -275,8 +275,8 @@ def describe(stored: dict[str, Any], now: datetime | None = None) -> list[str]:
     """The canary's figures as lines for ``status`` and the report."""
     people = int(stored.get("people", 0))
     lines = [
-        f"canary: {people} people ({signals.percent(float(stored.get('share', 0)))}, at least "
-        f"{stored.get('min_people')}), {int(stored.get('held', 0))} held behind it, "
+        f"canary: {people:,} people ({signals.percent(float(stored.get('share', 0)))}, at least "
+        f"{stored.get('min_people')}), {int(stored.get('held', 0)):,} held behind it, "
         f"wait {stored.get('wait')}"
     ]
     failed = stored.get("failed") or {}

@@ -328,3 +328,28 @@ def test_the_poll_asks_once_per_interval_across_workers_and_waits_out_an_unavail
     finally:
         unreachable.close()
     assert state_of(stack.db, campaign) == CampaignState.SENDING  # no answer: no signal
+
+
+@pytest.mark.parametrize("provider", ["link"])
+def test_a_template_failure_pauses_its_campaign_as_the_report_arrives(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The webhook app's look at a 132015 report before its commit and the applier
+    (``sender_events.pause_at_once``): the campaign it names by its refId is paused."""
+    import json
+
+    from dispatcher.tracking import sender_events
+
+    batch_ids = start(stack, tmp_path, PEOPLE, SPEC)
+    campaign = campaign_id(stack.db)
+    report = {
+        "messageId": "m-not-recorded-yet",
+        "refId": batch_ids[0],
+        "resultCode": 112403,
+        "resultDescription": "(#132015) Template is paused",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    with stack.db.session() as session:
+        paused = sender_events.pause_at_once(session, [("dlr", json.dumps(report).encode())])
+    assert paused == [campaign]
+    assert state_of(stack.db, campaign) == CampaignState.PAUSED
