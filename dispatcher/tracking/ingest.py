@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class _Counter(Protocol):
 #: How long ``stop_applier`` waits for the applier to finish its transaction before it
 #: kills the process (a transaction looks at ``ApplierSettings.limit`` reports).
 STOP_WAIT_SECONDS = 4.0
+SIGNAL_SWITCH_SECONDS = 0.0005
 _WAKE, _HURRY, _STOP = b"w", b"h", b"s"
 
 
@@ -329,6 +331,9 @@ class Ingest:
     def _start_signals(self) -> None:
         if self._signalled is not None:
             return
+        # The thread waits for the GIL while the loop serves a busy second's callbacks:
+        # handed over within 0.5 ms instead of 5 (no cost while nobody else waits).
+        sys.setswitchinterval(min(sys.getswitchinterval(), SIGNAL_SWITCH_SECONDS))
         signalled: queue.SimpleQueue[list[Received] | None] = queue.SimpleQueue()
         self._signalled = signalled
         threading.Thread(
