@@ -343,7 +343,13 @@ class Ingest:
     def _pause_signalled(self, signalled: queue.SimpleQueue[list[Received] | None]) -> None:
         with contextlib.suppress(Exception), self.db.session() as session:
             session.execute(select(1))  # connected before the first signal comes
-        while (bodies := signalled.get()) is not None:
+        stop = False
+        while not stop and (bodies := signalled.get()) is not None:
+            with contextlib.suppress(queue.Empty):  # those that came meanwhile, in one look
+                while not stop:
+                    more = signalled.get_nowait()
+                    stop = more is None
+                    bodies += more or []
             try:
                 with self.db.session() as session:
                     sender_events.pause_at_once(session, [(b.kind, b.body) for b in bodies])
