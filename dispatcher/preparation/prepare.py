@@ -219,7 +219,7 @@ def _prepare(
 
         def committed(ids: list[str]) -> None:
             written.extend(ids)
-            if dispatch is not None and not dry_run:
+            if ids and dispatch is not None and not dry_run:
                 dispatch([i for i in ids if i not in held and i not in waiting])
 
         canary_policy, canary_people = _canary(db, campaign_id, spec, audience, dry_run=dry_run)
