@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from dispatcher.db import Alert, Batch, Database  # noqa: E402
+from tests.integration.guardrails.alert_receivers import refused, silent  # noqa: E402
 
 SPEC = """\
 name: Alerts bench
@@ -40,25 +38,6 @@ message:
 recipients: people.csv
 batch_size: 50
 """
-
-
-@contextmanager
-def silent_socket() -> Iterator[str]:
-    """Accepts (the kernel's backlog) and never reads nor answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/hooks/T0/B0/token"
-    finally:
-        sock.close()
-
-
-def refused_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hooks/T0/B0/token"
 
 
 def run(folder: Path, alert_url: str | None) -> dict[str, float]:
@@ -114,9 +93,9 @@ def main() -> None:
         (campaign / "people.csv").write_text(f"phone\n{rows}\n")
         results: dict[str, dict[str, float]] = {}
         results["ALERT_URL unset"] = run(folder, None)
-        with silent_socket() as url:
+        with silent() as url:
             results["ALERT_URL never answers"] = run(folder, url)
-        results["ALERT_URL refused"] = run(folder, refused_port())
+        results["ALERT_URL refused"] = run(folder, refused())
     base = results["ALERT_URL unset"]
     print(f"{args.people:,} people, level {args.level}, embedded mode")
     for name, figures in results.items():
