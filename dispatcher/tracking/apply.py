@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -205,6 +205,24 @@ def apply_dlrs(
         sender_events.template_failures(session, template_failed)
     _set_states(session, states, now)
     return states
+
+
+def _nested(
+    session: Session,
+    what: str,
+    rows: Sequence[tuple[int, object]],
+    failed: list[int],
+    apply: Callable[[], int],
+) -> int:
+    """``apply`` in a savepoint: what it returns, or 0 with ``rows``' reports added to
+    ``failed`` when the database refused it (the rest of the set is kept)."""
+    try:
+        with session.begin_nested():
+            return apply()
+    except SQLAlchemyError as exc:
+        log.warning("%d %s could not be applied: %s", len(rows), what, type(exc).__name__)
+        failed.extend(sorted({report_id for report_id, _ in rows}))
+        return 0
 
 
 class _States(dict[int, ReportState]):
@@ -678,31 +696,17 @@ def _apply_rows(
             log.warning("report %s could not be applied: %s", report_id, type(exc).__name__)
             failed.append(report_id)
     if read.echoes:
-        try:
-            with session.begin_nested():
-                applied += echoes_mod.apply(session, read.echoes)
-        except SQLAlchemyError as exc:
-            log.warning("%d echoes could not be applied: %s", len(read.echoes),
-                        type(exc).__name__)  # fmt: skip
-            failed.extend(sorted({report_id for report_id, _ in read.echoes}))
+        applied += _nested(session, "echoes", read.echoes, failed,
+                           lambda: echoes_mod.apply(session, read.echoes))  # fmt: skip
     if read.changes or read.usernames:
         # After the statuses and messages of the same rows: a username is stored on
         # the links they made, and a late report is judged by the book's change times.
-        try:
-            with session.begin_nested():
-                applied += identity_changes.apply(session, read.changes, read.usernames)
-        except SQLAlchemyError as exc:
-            log.warning("%d identity changes could not be applied: %s", len(read.changes),
-                        type(exc).__name__)  # fmt: skip
-            failed.extend(sorted({report_id for report_id, _ in read.changes}))
+        applied += _nested(session, "identity changes", read.changes, failed,
+                           lambda: identity_changes.apply(session, read.changes,
+                                                          read.usernames))  # fmt: skip
     if read.sender_events:
-        try:
-            with session.begin_nested():
-                applied += sender_events.apply(session, read.sender_events)
-        except SQLAlchemyError as exc:
-            log.warning("%d sender events could not be applied: %s", len(read.sender_events),
-                        type(exc).__name__)  # fmt: skip
-            failed.extend(sorted({report_id for report_id, _ in read.sender_events}))
+        applied += _nested(session, "sender events", read.sender_events, failed,
+                           lambda: sender_events.apply(session, read.sender_events))  # fmt: skip
     if failed and mark_failures_tried:
         # Out of the applier's way; the sweep retries them, least recently tried first.
         session.execute(
