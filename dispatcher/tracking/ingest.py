@@ -175,6 +175,7 @@ class Ingest:
         self.commits = 0  # groups committed (bodies per commit = the grouping achieved)
         self.gather_seconds = GATHER_SECONDS if self.postgres else 0.0
         self._last_received = 0  # id of the newest body committed as 'received'
+        self._urgent = False  # a body carrying a guardrail's signal waits in the queue
         self._signalled: queue.SimpleQueue[list[Received] | None] | None = None  # at once
         self._start_lock = threading.Lock()
         self._queue: asyncio.Queue[_Pending | None] | None = None
@@ -261,6 +262,7 @@ class Ingest:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop(self._queue))
             self._start_signals()
         if received.state is ReportState.RECEIVED and received.urgent:
+            self._urgent = True  # its group is applied without the linger
             # Acted on as it arrives: on a busy second the group commits run behind.
             self._act_at_once([received])
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -303,7 +305,7 @@ class Ingest:
             ]
             if received:
                 self._last_received = max(self._last_received, *received)
-                urgent = any(body.urgent for body, _ in group if body.state is ReportState.RECEIVED)
+                urgent, self._urgent = self._urgent, False
                 if urgent:  # a guardrail's signal: applied without the linger
                     self._bell.ring(_HURRY, _WAKE)
                 else:
