@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.checks import preflight
@@ -77,6 +78,7 @@ class Taken:
     folder: Path  # where it is now
     campaign_id: int | None
     error: str | None = None
+    refusal: DispatcherError | None = None  # why it was refused, as raised
 
 
 def ready(folder: Path, settle_seconds: float, now: float | None = None) -> bool:
@@ -99,10 +101,8 @@ def take_new(
     repeat_guard: timedelta = timedelta(days=30),
     only_noted: Callable[[Repeat], bool] = lambda _: False,
 ) -> list[Taken]:
-    """Take every complete folder in the inbox: validate it, create its campaign and
-    ``enqueue`` it; a folder that fails validation, or repeats a campaign sent recently
-    (the same folder dropped twice: ``launch.create_campaign``), goes to ``failed/``
-    with the reason."""
+    """Take every complete folder in the inbox (``take``); one the database cannot
+    register now goes back to the inbox for the next round."""
     drop.ensure()
     taken: list[Taken] = []
     for folder in sorted(p for p in drop.inbox.iterdir() if p.is_dir()):
@@ -111,43 +111,74 @@ def take_new(
                 continue
         except OSError:  # vanished or unreadable mid-look: next round
             continue
-        target = _free(drop.processing / folder.name)
         try:
-            folder.rename(target)
-        except OSError:
-            continue  # another scheduler took it first
-        try:
-            loaded = preflight(target).loaded
-        except (DispatcherError, OSError) as exc:
-            error = describe(exc) if isinstance(exc, DispatcherError) else f"unreadable: {exc}"
-            taken.append(Taken(file_failed(drop, target, error), None, error))
-            log.warning("drop folder %s refused: %s", folder.name, error)
-            continue
-        try:
-            campaign_id = create_campaign(
-                db, loaded, repeat_guard=repeat_guard, only_noted=only_noted
+            found = take(
+                drop, folder, db, enqueue, repeat_guard=repeat_guard, only_noted=only_noted
             )
-        except RepeatedCampaignError as exc:
-            error = f"{exc}\nTo send it again on purpose, add allow_repeat: true to the spec."
-            taken.append(Taken(file_failed(drop, target, error), None, error))
-            log.warning("drop folder %s refused: %s", folder.name, exc)
-            continue
-        except StorageError as exc:  # the database is down: back to the inbox, retry
+        except StorageError as exc:  # the database is down: back in the inbox, retried
             log.warning("drop folder %s waits for the database: %s", folder.name, exc)
-            target.rename(_free(drop.inbox / folder.name))
             continue
-        (target / ID_FILE).write_text(f"{campaign_id}\n", encoding="utf-8")
-        try:
-            enqueue(campaign_id)
-        except Exception as exc:  # the broker: kombu's errors have no common base
-            error = f"campaign {campaign_id} could not be queued: {exc}"
-            with db.session() as session:
-                control.cancel(session, campaign_id)
-            taken.append(Taken(file_failed(drop, target, error), campaign_id, error))
-            continue
-        log.info("drop folder %s: campaign %s queued", folder.name, campaign_id)
-        taken.append(Taken(target, campaign_id))
+        if found is not None:
+            taken.append(found)
     return taken
+
+
+def take(
+    drop: DropFolder,
+    folder: Path,
+    db: Database,
+    enqueue: Callable[[int], None],
+    *,
+    again: bool = False,
+    repeat_guard: timedelta = timedelta(days=30),
+    only_noted: Callable[[Repeat], bool] = lambda _: False,
+) -> Taken | None:
+    """Take one complete campaign folder (from the inbox, or an upload staged beside
+    it): move it into ``processing/``, validate it, create its campaign and ``enqueue``
+    it unless its ``send_at`` is ahead (beat starts it then). A folder that fails
+    validation, or repeats a campaign sent recently (the same folder dropped twice:
+    ``registration.create_campaign``), goes to ``failed/`` with the reason, which
+    ``Taken.refusal`` carries. None: another taker moved it first. ``StorageError``
+    (the database is down): the folder is put back where it was."""
+    drop.ensure()
+    target = _free(drop.processing / folder.name)
+    try:
+        folder.rename(target)
+    except OSError:
+        return None  # another scheduler took it first
+    try:
+        loaded = preflight(target).loaded
+    except (DispatcherError, OSError) as exc:
+        error = describe(exc) if isinstance(exc, DispatcherError) else f"unreadable: {exc}"
+        log.warning("drop folder %s refused: %s", folder.name, error)
+        refusal = exc if isinstance(exc, DispatcherError) else DispatcherError(error)
+        return Taken(file_failed(drop, target, error), None, error, refusal)
+    try:
+        campaign_id = create_campaign(
+            db, loaded, again=again, repeat_guard=repeat_guard, only_noted=only_noted
+        )
+    except RepeatedCampaignError as exc:
+        error = f"{exc}\nTo send it again on purpose, add allow_repeat: true to the spec."
+        log.warning("drop folder %s refused: %s", folder.name, exc)
+        return Taken(file_failed(drop, target, error), None, error, exc)
+    except StorageError:
+        target.rename(_free(folder))
+        raise
+    (target / ID_FILE).write_text(f"{campaign_id}\n", encoding="utf-8")
+    with db.session() as session:
+        state = session.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
+    if state == CampaignState.SCHEDULED:
+        log.info("drop folder %s: campaign %s scheduled", folder.name, campaign_id)
+        return Taken(target, campaign_id)
+    try:
+        enqueue(campaign_id)
+    except Exception as exc:  # the broker: kombu's errors have no common base
+        error = f"campaign {campaign_id} could not be queued: {exc}"
+        with db.session() as session:
+            control.cancel(session, campaign_id)
+        return Taken(file_failed(drop, target, error), campaign_id, error, DispatcherError(error))
+    log.info("drop folder %s: campaign %s queued", folder.name, campaign_id)
+    return Taken(target, campaign_id)
 
 
 def file_finished(drop: DropFolder, db: Database) -> list[Taken]:
