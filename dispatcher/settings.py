@@ -63,10 +63,20 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = Field(
         default=None, description="shared secret the DLR/MO callers must present"
     )
-    internal_token: SecretStr | None = Field(
+    session_secret: SecretStr | None = Field(
         default=None,
-        description="bearer token for the internal listener (metrics, campaign status); "
-        "required when it listens off loopback",
+        description="signs the console's session cookies; every `dispatcher serve` behind "
+        "one address needs the same (unset: a random one a process, sessions end with it)",
+    )
+    session_cookie_secure: bool = Field(
+        default=False,
+        description="send the console's cookie over HTTPS only (set it behind TLS)",
+    )
+    upload_max_mb: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="the largest campaign upload (all files of one POST) the API takes",
     )
     stop_drain_seconds: float = Field(
         default=2.0,

@@ -2,6 +2,8 @@
 
 from dispatcher.db.models import (
     Alert,
+    ApiKey,
+    AuditEvent,
     Base,
     Batch,
     Campaign,
@@ -21,6 +23,8 @@ from dispatcher.db.session import Database, migrate
 
 __all__ = [
     "Alert",
+    "ApiKey",
+    "AuditEvent",
     "Base",
     "Batch",
     "Campaign",

@@ -511,3 +511,34 @@ class Alert(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKey(Base):
+    """A credential for the REST API, the console and the internal listener: only a
+    digest of its secret is kept (the secret is shown once, when it is made)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))  # access.Scope: read | send
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)  # looked up, then digest
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the whole key, hex
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """Who did what through the API or the console, and how it was answered."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    key_id: Mapped[int | None] = mapped_column(BigId)  # api_keys.id; None: not authenticated
+    key_name: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. "campaign.pause", "login"
+    target: Mapped[str | None] = mapped_column(String(200))  # e.g. "campaign:12"
+    status: Mapped[int]  # the HTTP status answered
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

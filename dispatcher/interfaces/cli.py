@@ -23,6 +23,7 @@ from dispatcher.db import Campaign, Database, migrate
 from dispatcher.errors import ConfigurationError, DispatcherError
 from dispatcher.interfaces import forecasts, running
 from dispatcher.interfaces.console import overview
+from dispatcher.interfaces.keys import keys_app
 from dispatcher.interfaces.lists import schedule_app, suppress_app
 from dispatcher.interfaces.terminal import (
     console,
@@ -495,7 +496,7 @@ def serve(
     host: Annotated[str, typer.Option(help="public interface (the webhooks)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="public port")] = 8000,
     internal_host: Annotated[
-        str, typer.Option(help="internal interface (metrics, campaign status)")
+        str, typer.Option(help="internal interface (console, REST API, metrics)")
     ] = "127.0.0.1",
     internal_port: Annotated[int, typer.Option(help="internal port (0: any free one)")] = 8001,
     no_auth: Annotated[
@@ -503,32 +504,27 @@ def serve(
     ] = False,
 ) -> None:
     """Run the webhook app: LINK's DLRs and incoming messages on the public listener;
-    metrics and campaign status on the internal one."""
+    the console, the REST API, metrics and campaign status on the internal one."""
     from dispatcher.interfaces import servers
     from dispatcher.interfaces.edge import MAX_CONNECTIONS, CallerLimits, guarded_protocol
     from dispatcher.interfaces.edge import is_loopback as loopback
     from dispatcher.interfaces.servers import ServerThread
-    from dispatcher.interfaces.webhooks import create_app, create_internal_app
+    from dispatcher.interfaces.web.app import create_internal_app
+    from dispatcher.interfaces.webhooks import create_app
 
     settings = get_settings()
     token = _webhook_token(settings, host, no_auth=no_auth)
-    internal_token = settings.internal_token.get_secret_value() if settings.internal_token else None
-    if internal_token is None and not loopback(internal_host):
-        raise ConfigurationError(
-            f"INTERNAL_TOKEN is not set: the internal listener ({internal_host}) serves "
-            "metrics and campaign status, and listens off loopback only with a bearer token"
-        )
     _meta_keys(settings, public=not loopback(host))
     limits = CallerLimits(trusted_proxies=settings.trusted_proxy_networks)
     url = local_database_url(settings)
     migrate(url)
     db = Database(url)
-    internal = ServerThread(
-        create_internal_app(db, token=internal_token), host=internal_host, port=internal_port
-    ).start()
-    console.print(
-        f"Internal listener (metrics, campaign status) on http://{internal_host}:{internal.port}"
-    )
+    # Every page of it but /healthz asks for an API key, wherever it listens.
+    internal = ServerThread(create_internal_app(db), host=internal_host, port=internal_port).start()
+    base = f"http://{internal_host}:{internal.port}"
+    console.print(f"Console on {base}/console/ and REST API on {base}/api/ (log in with a key "
+                  "from `dispatcher api-keys create NAME --scope send`); metrics on "
+                  f"{base}/metrics")  # fmt: skip
     # No access log: callers may put the token in the URL, and paths can name numbers.
     # uvloop and httptools named, not "auto": a missing one fails here instead of
     # halving the callbacks a core takes; httptools with a deadline on each request's
@@ -681,6 +677,7 @@ def simulate(
 
 
 app.add_typer(schedule_app, name="schedule", short_help="Recurring campaigns (cron).")
+app.add_typer(keys_app, name="api-keys", short_help="Keys of the REST API and the console.")
 app.add_typer(suppress_app, name="suppress", short_help="The opt-out list.")
 app.add_typer(
     identities_app, name="identities", short_help="Whose an identifier is, now and before."

@@ -25,8 +25,9 @@ on the path is Meta's subscription handshake: ``hub.challenge`` echoed as plain 
 when ``hub.verify_token`` is ``META_VERIFY_TOKEN``, 403 otherwise. Without an app
 secret the path is authenticated like LINK's (``WEBHOOK_TOKEN``).
 
-This app is the public side: the webhooks and ``/healthz``. Metrics and campaign
-status are ``create_internal_app``'s, served on a listener of their own.
+This app is the public side: the webhooks and ``/healthz``. Metrics, campaign status,
+the REST API and the console are ``web.app.create_internal_app``'s, served on a
+listener of their own.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from dispatcher.db import Database
 from dispatcher.errors import StorageError
@@ -61,7 +62,7 @@ from dispatcher.tracking.ingest import ApplierMode, ApplierSettings, Ingest
 from dispatcher.tracking.intake import MAX_BODY_BYTES, ReportState, read_body
 
 log = logging.getLogger(__name__)
-__all__ = ["MAX_BODY_BYTES", "MetaKeys", "create_app", "create_internal_app"]
+__all__ = ["MAX_BODY_BYTES", "MetaKeys", "Pages", "create_app"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ def create_app(
             app.state.stopping = True
             await ingest.close()
 
-    pages = _Pages(db, settings.redis_url)
+    pages = Pages(db, settings.redis_url)
     rest = Starlette(
         routes=[
             Route("/healthz", pages.healthz, methods=["GET"]),
@@ -124,34 +125,6 @@ def create_app(
     rest.state.ingest = ingest
     keys = MetaKeys.from_settings(get_settings()) if meta is None else meta
     return WebhookApp(rest, _Receiver(ingest, token, limits or CallerLimits(), keys))
-
-
-def create_internal_app(
-    db: Database, *, redis_url: str | None = None, token: str | None = None
-) -> ASGIApp:
-    """Metrics and campaign status, for Prometheus and operators: never on the public
-    listener. ``token`` (``INTERNAL_TOKEN``) is then asked as a bearer credential."""
-    pages = _Pages(db, redis_url or get_settings().redis_url)
-    app = Starlette(
-        routes=[
-            Route("/healthz", pages.healthz, methods=["GET"]),
-            Route("/metrics", pages.metrics, methods=["GET"]),
-            Route("/campaigns/{campaign_id}", pages.campaign_status, methods=["GET"]),
-        ],
-    )
-    if token is None:
-        return app
-    expected = f"Bearer {token}".encode()
-
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
-            offered = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(offered, expected):
-                await _answer(send, 401, {"error": "unauthorised: INTERNAL_TOKEN as bearer"})
-                return
-        await app(scope, receive, send)
-
-    return guarded
 
 
 class WebhookApp:
@@ -345,7 +318,9 @@ class _Receiver:
         await send({"type": "http.response.body", "body": b""})
 
 
-class _Pages:
+class Pages:
+    """Health, metrics and one campaign's status: shared by both listeners."""
+
     def __init__(self, db: Database, redis_url: str | None) -> None:
         self.db = db
         self.redis_url = redis_url

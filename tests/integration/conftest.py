@@ -69,6 +69,15 @@ def _truncate(database: Database) -> None:
         session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+def key_headers(db: Database, scope: str = "read", name: str | None = None) -> dict[str, str]:
+    """A new API key's bearer header (the internal listener asks one of every caller)."""
+    from dispatcher.operations import access
+
+    with db.session() as session:
+        _, secret = access.create_key(session, name or f"test-{scope}", access.Scope(scope))
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def make_batch(db: Database, destinations: list[str], *, link_ids: list[str] | None = None) -> str:
     """A sending campaign with one batch of ``destinations`` (submitted if ids are given)."""
     with db.session() as session:

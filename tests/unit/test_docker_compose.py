@@ -50,8 +50,10 @@ def test_the_proxy_is_the_only_public_entry_to_the_webhook_app() -> None:
     proxy, api = data["services"]["proxy"], data["services"]["api"]
     assert sorted(proxy["ports"]) == ["443:443", "80:80"]
     assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
-    assert "ports" not in api  # reached through the proxy (webhooks) and Prometheus only
-    assert api["environment"]["INTERNAL_TOKEN"].startswith("${INTERNAL_TOKEN:?")
+    # The webhooks through the proxy only; the console, API and metrics on the host's
+    # loopback (each behind an API key).
+    assert api["ports"] == ["127.0.0.1:8001:8001"]
+    assert api["expose"] == ["8000"]
     # The proxy's own address is the one whose X-Forwarded-For names the caller.
     assert api["environment"]["TRUSTED_PROXIES"] == proxy["networks"]["default"]["ipv4_address"]
     assert "--internal-port" in api["command"]

@@ -23,9 +23,7 @@ from dispatcher.db import Database, DeliveryReport
 from dispatcher.interfaces.edge import COUNTERS, CallerLimits
 from dispatcher.interfaces.webhooks import create_app
 from tests.conftest import dispatcher_command, free_port, wait_http
-from tests.integration.conftest import AUTH, SENT, TOKEN, guarded, incoming
-
-INTERNAL = "internal-secret"
+from tests.integration.conftest import AUTH, SENT, TOKEN, guarded, incoming, key_headers
 
 
 def _env(**values: str) -> dict[str, str]:
@@ -48,7 +46,6 @@ def _env(**values: str) -> dict[str, str]:
             "--no-auth is accepted only on loopback",
         ),
         ({}, ["--host", "0.0.0.0"], "WEBHOOK_TOKEN is not set"),
-        ({"WEBHOOK_TOKEN": "t"}, ["--internal-host", "0.0.0.0"], "INTERNAL_TOKEN is not set"),
         (
             {"WEBHOOK_TOKEN": "t", "META_BASE_URL": "https://graph.facebook.com"},
             ["--host", "0.0.0.0"],
@@ -74,6 +71,7 @@ class Served:
     public: httpx.Client
     internal: httpx.Client
     db: Database
+    key: str  # a read key's bearer token
 
 
 @pytest.fixture()
@@ -84,7 +82,6 @@ def served(own_pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Served]:
         DATABASE_URL=own_pg_url,
         REDIS_URL=redis_url,
         WEBHOOK_TOKEN=TOKEN,
-        INTERNAL_TOKEN=INTERNAL,
         DISPATCHER_STATE_DIR=str(tmp_path / "state"),
     )
     process = subprocess.Popen(
@@ -102,7 +99,8 @@ def served(own_pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Served]:
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as public,
             httpx.Client(base_url=f"http://127.0.0.1:{internal_port}", timeout=10) as internal,
         ):
-            yield Served(public, internal, db)
+            bearer = key_headers(db)["Authorization"].removeprefix("Bearer ")
+            yield Served(public, internal, db, bearer)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -113,21 +111,18 @@ def served(own_pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Served]:
         db.dispose()
 
 
-def test_internal_pages_answer_only_on_the_internal_listener_with_its_token(
+def test_internal_pages_answer_only_on_the_internal_listener_with_an_api_key(
     served: Served,
 ) -> None:
+    bearer = {"Authorization": f"Bearer {served.key}"}
     assert served.public.get("/healthz").status_code == 200
-    for path in ("/metrics", "/campaigns/1"):
+    for path in ("/metrics", "/campaigns/1", "/api/campaigns", "/console/"):
         assert served.public.get(path).status_code == 404, path
-        assert (
-            served.public.get(path, headers={"Authorization": f"Bearer {INTERNAL}"}).status_code
-            == 404
-        )
+        assert served.public.get(path, headers=bearer).status_code == 404, path
+    for path in ("/metrics", "/campaigns/1"):
         assert served.internal.get(path).status_code == 401, path
-        assert (
-            served.internal.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        )
-    bearer = {"Authorization": f"Bearer {INTERNAL}"}
+        wrong = {"Authorization": "Bearer wcd_0_wrong"}
+        assert served.internal.get(path, headers=wrong).status_code == 401, path
     assert served.internal.get("/metrics", headers=bearer).status_code == 200
     assert served.internal.get("/campaigns/1", headers=bearer).json() == {
         "error": "no such campaign"
@@ -156,7 +151,8 @@ def test_strangers_are_refused_limited_and_never_stored_while_link_is_never_limi
     assert [r.status_code for r in genuine] == [200] * 30
     with served.db.session() as session:
         assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 30
-    metrics = served.internal.get("/metrics", headers={"Authorization": f"Bearer {INTERNAL}"}).text
+    bearer = {"Authorization": f"Bearer {served.key}"}
+    metrics = served.internal.get("/metrics", headers=bearer).text
     assert f'dispatcher_webhook_refused_total{{reason="rate_limited"}} {answers[429]}.0' in metrics
     assert f'dispatcher_webhook_refused_total{{reason="unauthorised"}} {answers[401]}.0' in metrics
 

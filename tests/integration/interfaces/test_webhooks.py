@@ -15,11 +15,20 @@ from sqlalchemy import select
 from dispatcher.db import Database, DeliveryReport, Identity, Message, Suppression, migrate
 from dispatcher.db.models import CareWindow
 from dispatcher.interfaces.servers import ServerThread
-from dispatcher.interfaces.webhooks import create_app, create_internal_app
+from dispatcher.interfaces.web.app import create_internal_app
+from dispatcher.interfaces.webhooks import create_app
 from dispatcher.providers.link.models import MessageResponse
 from dispatcher.sending.batch import _record
 from dispatcher.tracking.intake import MAX_BODY_BYTES
-from tests.integration.conftest import AUTH, SENT, TOKEN, Receiver, incoming, make_batch
+from tests.integration.conftest import (
+    AUTH,
+    SENT,
+    TOKEN,
+    Receiver,
+    incoming,
+    key_headers,
+    make_batch,
+)
 
 
 def stored(db: Database) -> list[tuple[str, str]]:
@@ -140,7 +149,7 @@ def test_health_and_campaign_status(receiver: Receiver, db: Database) -> None:
     assert receiver.http.get(f"/campaigns/{campaign_id}").status_code == 404
     with (
         ServerThread(create_internal_app(db)) as internal,
-        httpx.Client(base_url=internal.url, timeout=20) as http,
+        httpx.Client(base_url=internal.url, timeout=20, headers=key_headers(db)) as http,
     ):
         status = http.get(f"/campaigns/{campaign_id}").json()
         assert (status["state"], status["messages"], status["submitted"]) == ("sending", 1, 0)

@@ -14,11 +14,11 @@ from sqlalchemy import func, select, update
 
 from dispatcher.db import Database, Message
 from dispatcher.interfaces.servers import ServerThread
-from dispatcher.interfaces.webhooks import create_internal_app
+from dispatcher.interfaces.web.app import create_internal_app
 from dispatcher.masking import mask
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
-from tests.integration.conftest import personalised
+from tests.integration.conftest import key_headers, personalised
 
 SOURCE = "+4790000000"
 
@@ -27,7 +27,7 @@ SOURCE = "+4790000000"
 def scrape(db: Database, redis_url: str) -> Iterator[httpx.Client]:
     with (
         ServerThread(create_internal_app(db, redis_url=redis_url)) as server,
-        httpx.Client(base_url=server.url, timeout=10) as client,
+        httpx.Client(base_url=server.url, timeout=10, headers=key_headers(db)) as client,
     ):
         yield client
 

@@ -1,0 +1,2 @@
+"""The internal listener's web side: the REST API (``/api``), the console
+(``/console``), metrics and campaign status, all behind API keys (``auth``)."""
