@@ -77,6 +77,14 @@ def run(
             "forecast (default: RATE_CARD)",
         ),
     ] = None,
+    open_console: Annotated[
+        bool,
+        typer.Option(
+            "--open",
+            help="embedded default: open the web console in a browser, and keep it up "
+            "after the campaign until Ctrl-C",
+        ),
+    ] = False,
 ) -> None:
     """Prepare and send a campaign, showing progress until every message has an outcome.
 
@@ -84,7 +92,13 @@ def run(
     merged duplicates are not failures), 1 when refused before sending, 3 when some
     people were not sent, 4 when nobody was, 5 when it stopped following first."""
     running.run_campaign(
-        path, detach=detach, timeout=timeout, preview=dry_run, again=again, rate_card=rate_card
+        path,
+        detach=detach,
+        timeout=timeout,
+        preview=dry_run,
+        again=again,
+        rate_card=rate_card,
+        open_console=open_console,
     )
 
 

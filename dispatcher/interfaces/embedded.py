@@ -85,6 +85,7 @@ class EmbeddedStack:
         self.env: dict[str, str] = {}
         self.simulator: ServerThread | None = None
         self.webhooks: ServerThread | None = None
+        self.console: ServerThread | None = None
         self._redis: subprocess.Popen[bytes] | None = None
         self._worker: subprocess.Popen[bytes] | None = None
         self._simulator_app: Any = None
@@ -153,6 +154,20 @@ class EmbeddedStack:
         }
         self._start_worker()
 
+    def serve_console(self) -> str:
+        """Serve the console and REST API on a loopback port (once the stack's settings
+        are this process's: its actions queue through the embedded Redis); the URL that
+        logs in with a new key, in the fragment (a browser never sends it to a server)."""
+        from dispatcher.interfaces.web.app import create_internal_app
+        from dispatcher.operations import access
+
+        assert self.db is not None
+        with self.db.session() as session:
+            _, secret = access.create_key(session, "embedded", access.Scope.SEND, replace=True)
+        self.console = ServerThread(create_internal_app(self.db, redis_url=self.redis_url))
+        self.console.start()
+        return f"{self.console.url}/console/login#key={secret}"
+
     def _stop_now(self) -> None:
         """The stop ran past its bound (a server waiting on a request, a worker on a
         lock): kill the worker and Redis, and end this process now."""
@@ -176,7 +191,7 @@ class EmbeddedStack:
             if self._worker is not None:
                 _terminate(self._worker, signal.SIGTERM, WORKER_STOP_SECONDS)
                 self._worker = None
-            for server in (self.simulator, self.webhooks):
+            for server in (self.console, self.simulator, self.webhooks):
                 if server is not None:
                     server.stop()
             if self._redis is not None:

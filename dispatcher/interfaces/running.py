@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ def run_campaign(
     preview: bool,
     again: bool,
     rate_card: Path | None = None,
+    open_console: bool = False,
 ) -> None:
     """Prepare and send a campaign, showing progress until every message has an outcome.
 
@@ -44,6 +46,11 @@ def run_campaign(
     from dispatcher.campaigns.checks import preflight
 
     settings = get_settings()
+    if open_console and not settings.embedded_broker:
+        raise ConfigurationError(
+            "--open goes with the embedded default; in production the console is on "
+            "`dispatcher serve`'s internal listener (http://127.0.0.1:8001/console/)"
+        )
     if rate_card is not None and not preview:
         raise ConfigurationError(
             "--rate-card goes with --dry-run (a scheduled campaign's forecast: "
@@ -65,7 +72,7 @@ def run_campaign(
                 "`dispatcher serve` reachable by it). Unset them to rehearse on the built-in "
                 "simulator."
             )
-        run_embedded(settings, loaded, timeout, again=again)
+        run_embedded(settings, loaded, timeout, again=again, open_console=open_console)
         return
     settings.require_production()
     url = local_database_url(settings)
@@ -167,7 +174,9 @@ def sqlite_path(settings: Settings) -> Path:
     return (settings.state_dir / "dispatcher.db").resolve()
 
 
-def run_embedded(settings: Settings, loaded: Any, timeout: float, *, again: bool) -> None:
+def run_embedded(
+    settings: Settings, loaded: Any, timeout: float, *, again: bool, open_console: bool = False
+) -> None:
     from dispatcher.interfaces.embedded import EmbeddedStack
 
     state_dir = settings.state_dir.resolve()
@@ -195,6 +204,12 @@ def run_embedded(settings: Settings, loaded: Any, timeout: float, *, again: bool
         receiver = stack.webhooks.url if stack.webhooks else "?"
         say(f"  simulator {simulator}, webhook receiver {receiver}, logs "
             f"{stack.worker_log} and {log_file}")  # fmt: skip
+        login = stack.serve_console()
+        say("  console ", (login, "bold"), " (this link logs you in; it changes every run)")
+        if open_console:
+            import webbrowser
+
+            webbrowser.open(login)
         # The built-in simulator messages nobody: running "Try it" again is fine.
         campaign_id = register(stack.db, loaded, again=again, simulator=lambda: True)
         if loaded.spec.send_at is not None and scheduled(stack.db, campaign_id):
@@ -202,6 +217,7 @@ def run_embedded(settings: Settings, loaded: Any, timeout: float, *, again: bool
                           "(Ctrl-C stops).")  # fmt: skip
         else:
             enqueue_prepare(campaign_id)
+        outcome: typer.Exit | None = None
         try:
             follow_and_report(
                 stack.db,
@@ -214,11 +230,26 @@ def run_embedded(settings: Settings, loaded: Any, timeout: float, *, again: bool
                     else f"the embedded worker stopped; see {stack.worker_log}"
                 ),
             )
+        except typer.Exit as exit_code:  # some people not sent: the exit code says so
+            outcome = exit_code
         finally:
             # The stack stops with the run: alerts it queued last (completed, paused) go
             # now, in one bounded pass, rather than at the next run.
             with contextlib.suppress(DispatcherError):  # the database is going away
                 alerts.deliver_due(stack.db, budget_seconds=5.0)
+        if open_console:
+            _keep_console(login)
+        if outcome is not None:
+            raise outcome
+
+
+def _keep_console(login: str) -> None:
+    """With ``--open``: the stack (console, worker, simulator) stays up for a look
+    around, or another upload, until Ctrl-C (or SIGTERM) stops it."""
+    say("The console stays up at ", (login, "bold"), "; Ctrl-C stops it.")
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
 
 
 def scheduled(db: Database, campaign_id: int) -> bool:

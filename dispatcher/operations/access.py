@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -76,12 +76,18 @@ def _split(secret: str) -> str | None:
     return prefix
 
 
-def create_key(session: Session, name: str, scope: Scope) -> tuple[int, str]:
-    """A new key: its id and the secret, which is not kept and cannot be shown again."""
+def create_key(
+    session: Session, name: str, scope: Scope, *, replace: bool = False
+) -> tuple[int, str]:
+    """A new key: its id and the secret, which is not kept and cannot be shown again.
+    ``replace``: a key of that name is deleted first (the embedded default's login key,
+    new at every run)."""
     name = name.strip()
     if not name or len(name) > NAME_MAX:
         raise DispatcherError(f"a key's name is 1 to {NAME_MAX} characters")
-    if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+    if replace:
+        session.execute(delete(ApiKey).where(ApiKey.name == name))
+    elif session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
         raise DispatcherError(f"a key named {name!r} exists (revoke it first, or pick another)")
     prefix = secrets.token_hex(6)
     secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
