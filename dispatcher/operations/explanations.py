@@ -55,6 +55,13 @@ _SEED4 = "LINK API (seed 004)"
 _SEED4_RESEND = "LINK API (seed 004), 'Resending'"
 _META = "Meta ref"
 _CONTACT_LINK = "Contact LINK Mobility support with the message id and time."
+_NO_MORE_REPORTS = Entry(
+    "No further reports",
+    "LINK's internal store failed (Redis error): no more status reports will come for this "
+    "message, so whether it arrived is unknown.",
+    "Nothing to resend blindly: the person may have it. " + _CONTACT_LINK,
+    _SEED4,
+)
 _TEMPLATE_FIX = "Fix the campaign's template or its parameters, then send the failed people again."
 
 #: LINK resultCodes a message can fail with: Message Status Notifications (seed 004
@@ -86,24 +93,12 @@ LINK: dict[int, Entry] = {
         "System error",
         "An unexpected error contacting the WhatsApp proxy (report), or a system validation "
         "error (request): the sender number's status, a media link's signature or expiry.",
-        "Check the sender's status and media links; otherwise " + _CONTACT_LINK.lower(),
+        "Check the sender's status and media links. " + _CONTACT_LINK,
         _SEED4,
     ),
-    12409: Entry(
-        "No further reports",
-        "LINK's internal store failed (Redis error): no more status reports will come for "
-        "this message, so whether it arrived is unknown.",
-        "Nothing to resend blindly: the person may have it. " + _CONTACT_LINK,
-        _SEED4,
-    ),
+    12409: _NO_MORE_REPORTS,
     # The table's 12409 sits among 112xxx codes: LINK may send either (providers.link.codes).
-    112409: Entry(
-        "No further reports",
-        "LINK's internal store failed (Redis error): no more status reports will come for "
-        "this message, so whether it arrived is unknown.",
-        "Nothing to resend blindly: the person may have it. " + _CONTACT_LINK,
-        _SEED4,
-    ),
+    112409: _NO_MORE_REPORTS,
     112400: Entry(
         "Unauthorized",
         "LINK refused the request: the basic authorization header was missing or malformed.",
@@ -113,7 +108,7 @@ LINK: dict[int, Entry] = {
     112401: Entry(
         "No access",
         "LINK refused the credentials or the system access configuration.",
-        "Check the credentials and platform ids; " + _CONTACT_LINK.lower(),
+        "Check the credentials and platform ids. " + _CONTACT_LINK,
         _SEED4,
     ),
     112402: Entry(
