@@ -421,8 +421,7 @@ async def _rejects(request: Request, _: Caller) -> Response:
     body = await run_in_threadpool(actions.rejects_csv, auth.context(request).db, campaign_id)
     if body is None:
         raise actions.NotFound(
-            f"campaign {campaign_id} has no rejects report yet: it is written when "
-            "preparation ends"
+            f"campaign {campaign_id} has no rejects report yet: it is written when preparation ends"
         )
     return _csv(body, f"campaign-{campaign_id}-rejects.csv")
 
