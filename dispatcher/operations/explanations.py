@@ -467,9 +467,6 @@ OUTCOMES: dict[str, Entry] = {
     ),
 }
 
-#: The description ``resending.planner`` gives a message that stays in doubt.
-IN_DOUBT_PREFIX = "in doubt:"
-
 
 def retried(whatsapp_code: int | None, result_code: int | None = None) -> bool:
     """True when ``resending`` sends a message failed with these codes again by itself:

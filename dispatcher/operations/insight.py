@@ -38,7 +38,8 @@ from dispatcher.db.bulk import dialect_name
 from dispatcher.db.models import CampaignFile
 from dispatcher.db.timestamps import aware
 from dispatcher.masking import mask
-from dispatcher.operations.explanations import IN_DOUBT_PREFIX, Explanation, explain
+from dispatcher.operations.explanations import Explanation, explain
+from dispatcher.resending.planner import IN_DOUBT_PREFIX
 from dispatcher.status import FINAL_CAMPAIGN_STATES, MessageStatus
 
 #: Statuses a message ends in without reaching the person (or without us knowing).

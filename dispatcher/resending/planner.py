@@ -34,6 +34,9 @@ STALE_SUBMITTING = timedelta(minutes=5)
 # worker held is handed out again by then).
 LOST_TASK = timedelta(hours=1)
 IN_DOUBT_NOTE = "resent: no report within the window after an unanswered request"
+#: How a message left in doubt is described (the console explains it by this start).
+IN_DOUBT_PREFIX = "in doubt:"
+IN_DOUBT_FAILED = f"{IN_DOUBT_PREFIX} the request got no answer and no report came"
 TO_PHONE_NOTE = "resent to the phone number: the BSUID is not allowed for this message (131062)"
 
 
@@ -213,7 +216,7 @@ def plan_in_doubt(session: Session, waits: Waits, now: datetime) -> int:
                 .where(Message.id == row.id, Message.status == MessageStatus.QUEUED)
                 .values(
                     status=MessageStatus.FAILED,
-                    result_description="in doubt: the request got no answer and no report came",
+                    result_description=IN_DOUBT_FAILED,
                     failed_at=now,
                 )
             )
