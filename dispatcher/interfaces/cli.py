@@ -446,8 +446,9 @@ def _age(text: str) -> timedelta:
 @friendly
 def pause(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
     """Stop sending a campaign (every worker, within a second); resume goes on."""
-    with local_db().session() as session:
-        control.pause(session, campaign_id)
+    from dispatcher.interfaces import actions
+
+    actions.pause(local_db(), campaign_id)
     console.print(f"Campaign {campaign_id} paused: no new requests leave; those on the "
                   "wire finish. `dispatcher resume` goes on where it stopped.")  # fmt: skip
 
@@ -456,27 +457,16 @@ def pause(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> N
 @friendly
 def resume(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
     """Go on sending a paused campaign, from where it stopped (nobody twice)."""
-    db = local_db()
-    with db.session() as session:
-        resumed = control.resume(session, campaign_id)
-    if get_settings().embedded_broker:
+    from dispatcher.interfaces import actions
+
+    resumed = actions.resume(local_db(), campaign_id)
+    if not resumed.queued:
         console.print(f"Campaign {campaign_id} is sending again; with no REDIS_URL no worker "
                       "runs now to send its batches.")  # fmt: skip
         return
-    from workers.tasks import hand_out
-
-    try:
-        if resumed.prepare_again:
-            running.enqueue_prepare(campaign_id)
-        hand_out(db, campaign_id, resumed.batch_ids)
-    except Exception as exc:  # the broker: kombu's errors have no common base
-        raise DispatcherError(
-            f"campaign {campaign_id} is sending again, but its work could not be queued "
-            f"({type(exc).__name__}: {exc}); run `dispatcher resume {campaign_id}` again"
-        ) from None
     waiting = " (the rest waits for its canary to be judged)" if resumed.canary_waits else ""
     console.print(
-        f"Campaign {campaign_id} resumed: {len(resumed.batch_ids)} batch(es) queued{waiting}."
+        f"Campaign {campaign_id} resumed: {resumed.batches_queued} batch(es) queued{waiting}."
     )
 
 
@@ -484,8 +474,9 @@ def resume(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> 
 @friendly
 def cancel(campaign_id: Annotated[int, typer.Argument(help="the campaign")]) -> None:
     """Stop a campaign for good; its report lists the people never sent."""
-    with local_db().session() as session:
-        never = control.cancel(session, campaign_id)
+    from dispatcher.interfaces import actions
+
+    never = actions.cancel(local_db(), campaign_id)
     console.print(
         f"Campaign {campaign_id} cancelled: {never} people will not be sent their message "
         f"(status 'cancelled' in `dispatcher report {campaign_id}`)."
