@@ -1,9 +1,580 @@
-"""Placeholder: the console's routes land with it."""
+"""The web console: server-rendered pages for the people who run campaigns, under
+``/console`` of the internal listener.
+
+Pages are Jinja2 templates (autoescaped: names, notes and reasons are the users' text)
+with one small script (``static/console.js``) that refreshes the live parts of a page
+every 2 s from this module's ``/live/...`` fragments and asks before a pause, resume or
+cancel. Without the script every page still works: forms post and redirect back.
+
+Who may do what is ``auth``'s: a session from a pasted API key; read-only keys see
+everything but get no action buttons (and 403 if they post anyway). Every change goes
+through ``actions``, as the CLI and the API do, and is audited. Phone numbers appear
+masked (``masking``) on every page: only the report download carries them whole.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from dispatcher.campaigns.spec import SPEC_NAMES
+from dispatcher.errors import DispatcherError
+from dispatcher.interfaces import actions
+from dispatcher.interfaces.web import auth
+from dispatcher.interfaces.web.auth import ApiError
+from dispatcher.operations import insight
+from dispatcher.operations.access import Caller, Scope
+from dispatcher.operations.progress import Progress
+from dispatcher.status import CampaignState
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+#: Merges and rejects shown on a campaign's page; the CSV downloads hold them all.
+LISTED_ROWS = 50
+#: Campaigns on the list page, newest first.
+LISTED_CAMPAIGNS = 50
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    return [
+        Route("/", campaigns_page, methods=["GET"]),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/new", new_page, methods=["GET"]),
+        Route("/new", new_campaign, methods=["POST"]),
+        Route("/campaigns/{campaign_id:int}", campaign_page, methods=["GET"]),
+        Route("/campaigns/{campaign_id:int}/{action}", campaign_action, methods=["POST"]),
+        Route("/live/campaigns", campaigns_fragment, methods=["GET"]),
+        Route("/live/campaigns/{campaign_id:int}", campaign_fragment, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+
+# -- pages -------------------------------------------------------------------------------
+
+
+async def login_page(request: Request) -> Response:
+    return _render(request, "login.html", None, next=_next(request), problem=None)
+
+
+async def login(request: Request) -> Response:
+    """A pasted key starts a session. The login form carries the CSRF token of the
+    (anonymous) session that showed it: another site cannot log a browser in."""
+    form = await request.form()
+    await auth.check_csrf(request, _text(form.get("csrf")))
+    who = await auth.log_in_with(request, _text(form.get("key")))
+    if who is None:
+        await auth.audited(request, None, "console.login", None, 401)
+        return _render(
+            request,
+            "login.html",
+            None,
+            status=401,
+            next=_next(request, _text(form.get("next"))),
+            problem="That key is not valid: unknown, revoked, or not copied whole.",
+        )
+    await auth.audited(request, who, "console.login", None, 303)
+    return RedirectResponse(_next(request, _text(form.get("next"))), status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    form = await request.form()
+    await auth.check_csrf(request, _text(form.get("csrf")))
+    auth.log_out(request)
+    return RedirectResponse(f"{_base(request)}/login", status_code=303)
+
+
+async def campaigns_page(request: Request) -> Response:
+    who = await auth.require(request, Scope.READ)
+    listed = await run_in_threadpool(_campaigns, request)
+    return _render(request, "campaigns.html", who, page="campaigns", campaigns=listed)
+
+
+async def campaigns_fragment(request: Request) -> Response:
+    who = await auth.require(request, Scope.READ)
+    listed = await run_in_threadpool(_campaigns, request)
+    return _render(request, "_campaigns.html", who, campaigns=listed)
+
+
+async def campaign_page(request: Request) -> Response:
+    who = await auth.require(request, Scope.READ)
+    shown = await run_in_threadpool(_campaign, request, request.path_params["campaign_id"])
+    flash = request.session.pop("flash", None)
+    return _render(request, "campaign.html", who, page="campaign", flash=flash, **shown)
+
+
+async def campaign_fragment(request: Request) -> Response:
+    who = await auth.require(request, Scope.READ)
+    shown = await run_in_threadpool(_campaign, request, request.path_params["campaign_id"])
+    return _render(request, "_campaign.html", who, **shown)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A button on a campaign's page: the action's path, its words and its question."""
+
+    name: str
+    label: str
+    question: str
+    style: str = ""
+
+
+ACTIONS = {
+    "pause": Action(
+        "pause",
+        "Pause",
+        "Pause this campaign? No new messages leave until "
+        "you resume it; those already on their way finish.",
+    ),
+    "resume": Action(
+        "resume",
+        "Resume",
+        "Resume this campaign? It goes on from where it stopped; nobody is sent twice.",
+    ),
+    "cancel": Action(
+        "cancel",
+        "Cancel campaign",
+        "Cancel this campaign for good? The people "
+        "not sent yet will never be sent it. This cannot be undone.",
+        "danger",
+    ),
+}
+#: The actions a campaign in each state offers.
+OFFERED: dict[str, tuple[str, ...]] = {
+    CampaignState.SENDING: ("pause", "cancel"),
+    CampaignState.PREPARING: ("pause", "cancel"),
+    CampaignState.SCHEDULED: ("cancel",),
+    CampaignState.PAUSED: ("resume", "cancel"),
+}
+
+
+async def campaign_action(request: Request) -> Response:
+    """Pause, resume or cancel from the campaign's page, then back to it."""
+    campaign_id: int = request.path_params["campaign_id"]
+    name: str = request.path_params["action"]
+    who = await auth.require(request, Scope.SEND)  # 403 for read keys and missing CSRF
+    if name not in ACTIONS:
+        raise ApiError(404, f"no action {name!r}: pause, resume or cancel")
+    target = f"campaign:{campaign_id}"
+    try:
+        said = await run_in_threadpool(_act, request, name, campaign_id)
+    except DispatcherError as refused:
+        status = refusal_status(refused)
+        if status == 404:
+            raise ApiError(404, str(refused)) from None
+        await auth.audited(request, who, f"console.{name}", target, status)
+        request.session["flash"] = f"Not done: {refused}"
+    else:
+        await auth.audited(request, who, f"console.{name}", target, 303)
+        request.session["flash"] = said
+    return RedirectResponse(f"{_base(request)}/campaigns/{campaign_id}", status_code=303)
+
+
+async def new_page(request: Request) -> Response:
+    who = await auth.require(request, Scope.SEND)
+    return _render(request, "new.html", who, page="new", result=None)
+
+
+async def new_campaign(request: Request) -> Response:
+    """Upload a campaign's files: check them (a dry run with its forecast), start them,
+    or schedule them (``send_at`` written into the spec, as a folder dropped with it
+    would say); or start a checked preview (``preview``). Problems come back with
+    their field paths, as ``dispatcher validate`` says them."""
+    who = await auth.require(request, Scope.SEND)
+    form = await request.form()
+    intent = _text(form.get("intent")) or "check"
+    send_at = _text(form.get("send_at")).strip()
+    preview = _text(form.get("preview"))
+    files = {
+        f.filename: await f.read()
+        for f in form.getlist("files")
+        if isinstance(f, UploadFile) and f.filename
+    }
+    page = functools.partial(_render, request, "new.html", who, page="new")
+    web = auth.context(request)
+    try:
+        if intent == "start" and preview.isdigit() and not files:
+            result = await run_in_threadpool(actions.start, web.db, int(preview))
+        elif not files:
+            raise actions.Invalid(
+                "No files were chosen.",
+                [{"field": "files", "message": "choose the campaign.yaml, its CSV files and "
+                  "media, or one zip of the folder"}],
+            )  # fmt: skip
+        elif intent == "schedule":
+            when = _send_at(send_at)
+            staged = await run_in_threadpool(_scheduled, files, when)
+            result = await run_in_threadpool(actions.submit, web.db, staged, dry_run=False)
+        else:
+            result = await run_in_threadpool(
+                actions.submit, web.db, files, dry_run=intent == "check"
+            )
+    except DispatcherError as refused:
+        status = refusal_status(refused)
+        await auth.audited(request, who, f"console.{intent}", None, status)
+        problems = getattr(refused, "problems", [])
+        return page(status=status, problem=str(refused), problems=problems, send_at=send_at)
+    target = f"campaign:{result.campaign_id}" if result.campaign_id else None
+    if not result.ok:
+        await auth.audited(request, who, f"console.{intent}", target, 422)
+        problem = result.error or "The files are not valid: nothing was registered."
+        return page(status=422, problem=problem, problems=result.problems, send_at=send_at)
+    await auth.audited(request, who, f"console.{intent}", target, 303 if intent != "check" else 200)
+    if intent == "check":
+        return page(result=result, send_at=send_at)
+    request.session["flash"] = (
+        f"Scheduled: it starts at {send_at} UTC."
+        if intent == "schedule"
+        else "Queued: it starts as soon as a worker prepares it."
+    )
+    return RedirectResponse(f"{_base(request)}/campaigns/{result.campaign_id}", status_code=303)
+
+
+def _send_at(value: str) -> datetime:
+    """The form's ``send_at`` (``datetime-local``: no zone) as UTC."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise actions.Invalid(
+            "send_at", [{"field": "send_at", "message": "a date and time, e.g. 2026-12-24T09:00"}]
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _scheduled(files: Mapping[str, bytes], when: datetime) -> dict[str, bytes]:
+    """The upload with ``send_at`` set in its YAML spec: the campaign waits for it as
+    one dropped with that field does."""
+    unpacked = actions.unpack(files)
+    name = next((n for n in SPEC_NAMES if n in unpacked), None)
+    if name is None or name.endswith(".toml"):
+        raise actions.Invalid(
+            "no YAML spec",
+            [{"field": "send_at", "message": "schedule a campaign.yaml (a TOML spec: write "
+              "send_at in it and press Start)"}],
+        )  # fmt: skip
+    try:
+        spec = yaml.safe_load(unpacked[name])
+    except yaml.YAMLError as exc:
+        raise actions.Invalid(
+            "bad YAML", [{"field": "(file)", "message": f"{name}: not YAML: {exc}"}]
+        ) from None
+    if not isinstance(spec, dict):
+        raise actions.Invalid(
+            "bad spec", [{"field": "(file)", "message": f"{name}: not a mapping"}]
+        )
+    spec["send_at"] = when.isoformat()
+    unpacked[name] = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True).encode()
+    return unpacked
+
+
+#: The answer each of ``actions``' refusals gets (``actions``' docstring); any other
+#: ``DispatcherError`` is the caller's mistake.
+REFUSALS: tuple[tuple[type[DispatcherError], int], ...] = (
+    (actions.NotFound, 404),
+    (actions.Conflict, 409),
+    (actions.Invalid, 422),
+    (actions.TooLarge, 413),
+    (actions.Unavailable, 503),
+)
+
+
+def refusal_status(refused: DispatcherError) -> int:
+    return next((status for kind, status in REFUSALS if isinstance(refused, kind)), 400)
+
+
+# -- what the pages read -----------------------------------------------------------------
+
+
+def as_progress(document: Mapping[str, Any]) -> Progress:
+    """A status document (``actions``) as the ``Progress`` it was made from: the pages
+    read its properties (waiting, ETA) as the terminal does."""
+    names = {f.name for f in dataclasses.fields(Progress)}
+    values = {k: v for k, v in document.items() if k in names}
+    for name in ("notes", "canary"):
+        values[name] = tuple(values.get(name) or ())
+    return Progress(**values)
+
+
+def _campaigns(request: Request) -> list[Progress]:
+    web = auth.context(request)
+    return [as_progress(d) for d in actions.campaigns(web.db, limit=LISTED_CAMPAIGNS)]
+
+
+def _campaign(request: Request, campaign_id: int) -> dict[str, Any]:
+    web = auth.context(request)
+    document = actions.status_document(web.db, campaign_id)
+    if document is None:
+        raise ApiError(404, f"no campaign {campaign_id}")
+    with web.db.session() as session:
+        failures = insight.failures(session, campaign_id)
+        timeline = insight.timeline(session, campaign_id)
+        merges = insight.merges(session, campaign_id, limit=LISTED_ROWS + 1)
+        rejects = insight.rejects(session, campaign_id, limit=LISTED_ROWS)
+    return {
+        "p": as_progress(document),
+        "forecast": document.get("forecast"),
+        "failures": failures,
+        "chart": chart(timeline),
+        "merges": merges[:LISTED_ROWS],
+        "merges_more": len(merges) > LISTED_ROWS,
+        "rejects": rejects,
+    }
+
+
+def _act(request: Request, name: str, campaign_id: int) -> str:
+    """Do it through ``actions`` (the CLI's and API's rules); the sentence to show."""
+    db = auth.context(request).db
+    if name == "pause":
+        actions.pause(db, campaign_id)
+        return "Paused: no new messages leave; those on their way finish."
+    if name == "resume":
+        resumed = actions.resume(db, campaign_id)
+        if not resumed.queued:
+            return "Sending again, but no worker runs here to send its batches (no REDIS_URL)."
+        waits = " The rest waits for its canary to be judged." if resumed.canary_waits else ""
+        return f"Resumed: {resumed.batches_queued:,} batch(es) queued.{waits}"
+    never = actions.cancel(db, campaign_id)
+    return f"Cancelled: {never:,} people will not be sent their message."
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def _base(request: Request) -> str:
+    """Where the console is mounted (``/console``): links are built from it."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _render(
+    request: Request, name: str, who: Caller | None, *, status: int = 200, **values: Any
+) -> HTMLResponse:
+    base = _base(request)
+    shown = {
+        "base": base,
+        "api": base.rpartition("/")[0] + "/api",
+        "caller": who,
+        "can_send": who is not None and who.can(Scope.SEND),
+        "csrf": auth.csrf_token(request),
+        "now": f"{datetime.now(UTC):%H:%M:%S}",
+        "page": "",
+    } | values
+    answer = templates.TemplateResponse(request, name, shown, status_code=status)
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
+
+
+def _next(request: Request, offered: str | None = None) -> str:
+    """Where to go after login: a path of this console only (never another site)."""
+    wanted = offered if offered is not None else request.query_params.get("next", "")
+    base = _base(request)
+    parts = urlsplit(wanted)
+    if parts.scheme or parts.netloc or not parts.path.startswith(f"{base}/"):
+        return f"{base}/"
+    return parts.path
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+# -- filters -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    key: str
+    label: str
+    count: int
+    percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    """A campaign's people as the bar shows them, each in one part."""
+
+    total: int
+    parts: tuple[Part, ...]
+    waiting: int
+
+    @property
+    def done(self) -> int:
+        return sum(part.count for part in self.parts)
+
+    @property
+    def words(self) -> str:
+        said = ", ".join(f"{part.count:,} {part.label}" for part in self.parts)
+        return f"{said}, {self.waiting:,} waiting to send, of {self.total:,} people"
+
+
+def stages(p: Progress) -> Stages:
+    """Read, delivered (not read yet), sent (not delivered yet), failed, and failed but
+    waiting for a resend: disjoint, so the bar's parts add up to the people at most."""
+    total = max(p.messages, 0)
+    room = total
+    parts: list[Part] = []
+    resend = min(p.awaiting_resend, p.failed)
+    for key, label, count in (
+        ("read", "read", p.read),
+        ("delivered", "delivered", p.delivered - p.read),
+        ("sent", "sent", max(p.submitted, p.sent) - p.delivered - p.failed),
+        ("failed", "failed", p.failed - resend),
+        ("resend", "waiting for resend", resend),
+    ):
+        count = max(0, min(count, room))
+        room -= count
+        parts.append(Part(key, label, count, round(100 * count / total, 2) if total else 0.0))
+    return Stages(total, tuple(parts), room)
+
+
+def figures(p: Progress) -> list[tuple[str, str]]:
+    """The counts under the bar: the ones that always show, then those that count."""
+    shown = [
+        ("people", p.messages),
+        ("rows read", p.loaded),
+        ("rejected rows", p.rejected),
+        ("duplicates merged", p.duplicates),
+        (f"accepted by {p.provider}", p.submitted),
+        ("sent", p.sent),
+        ("delivered", p.delivered),
+        ("read", p.read),
+        ("failed", p.failed),
+    ]
+    optional = [
+        ("waiting to send", p.waiting_to_send),
+        ("waiting for resend", p.awaiting_resend),
+        ("held for quality", p.held_for_quality),
+        ("expired", p.expired),
+        ("never sent (cancelled)", p.cancelled),
+        ("resent to phone", p.resent_to_phone),
+        ("replies", p.replies),
+        *((f"skipped: {reason.replace('_', ' ')}", n) for reason, n in p.skipped.items()),
+    ]
+    values = [(label, f"{n:,}") for label, n in shown]
+    values += [(label, f"{n:,}") for label, n in optional if n]
+    values.append(("send rate", rate(p)))
+    values.append(("time left", duration(p.eta_seconds)))
+    return values
+
+
+def rate(p: Progress) -> str:
+    """Messages a second now, of what the level allows now (lowered a while after
+    Meta's rate-limit errors)."""
+    if not p.rate_per_second:
+        return f"{p.send_rate:.0f}/s"
+    factor = 1.0 if p.rate_factor is None else p.rate_factor
+    allowed = max(1, int(p.rate_per_second * factor))
+    return (
+        f"{p.send_rate:.0f} of {allowed}/s ({p.level})"
+        if p.level
+        else f"{p.send_rate:.0f} of {allowed}/s"
+    )
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def offered(state: str) -> list[Action]:
+    return [ACTIONS[name] for name in OFFERED.get(state, ())]
+
+
+templates.env.filters.update(
+    stages=stages,
+    figures=figures,
+    rate=rate,
+    duration=duration,
+    actions=offered,
+    count=lambda n: f"{int(n):,}",
+)
+
+
+# -- the chart ---------------------------------------------------------------------------
+
+WIDTH, HEIGHT, PAD = 720, 240, 40
+#: The status curves, on the right scale (people); the send rate is on the left one.
+CURVES = ("sent", "delivered", "read", "failed")
+
+
+def chart(timeline: insight.Timeline) -> Markup | None:
+    """An inline SVG of the send rate (left scale, messages a second) and the status
+    counts over time (right scale, people), with the same figures as a table for
+    screen readers; None before two intervals exist."""
+    points = timeline.points
+    if len(points) < 2 or timeline.start is None:
+        return None
+    start = points[0].start
+    span = max((points[-1].start - start).total_seconds(), 1.0)
+    top_rate = max(max(p.send_rate for p in points), 1.0)
+    top_count = max(max(getattr(p, k) for p in points for k in CURVES), 1)
+    inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+
+    def x(point: insight.TimelinePoint) -> float:
+        return PAD + inner_w * (point.start - start).total_seconds() / span
+
+    def y(value: float, top: float) -> float:
+        return PAD + inner_h * (1 - value / top)
+
+    def line(key: str, value: Callable[[insight.TimelinePoint], float], top: float) -> str:
+        shown = " ".join(f"{x(p):.1f},{y(value(p), top):.1f}" for p in points)
+        return f'<polyline class="line-{key}" points="{shown}"/>'
+
+    lines = [line("rate", lambda p: p.send_rate, top_rate)]
+    lines += [line(k, functools.partial(_count, k), float(top_count)) for k in CURVES]
+    bottom = HEIGHT - PAD
+    axes = (
+        f'<line class="axis" x1="{PAD}" y1="{bottom}" x2="{WIDTH - PAD}" y2="{bottom}"/>'
+        f'<line class="axis" x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{bottom}"/>'
+        f'<line class="axis" x1="{WIDTH - PAD}" y1="{PAD}" x2="{WIDTH - PAD}" y2="{bottom}"/>'
+        f'<text x="{PAD}" y="{bottom + 16}">{start:%H:%M:%S}</text>'
+        f'<text x="{WIDTH - PAD}" y="{bottom + 16}" text-anchor="end">'
+        f"{points[-1].start:%H:%M:%S} UTC</text>"
+        f'<text x="{PAD}" y="{PAD - 10}" text-anchor="middle">{top_rate:.0f}/s</text>'
+        f'<text x="{WIDTH - PAD}" y="{PAD - 10}" text-anchor="middle">{top_count:,}</text>'
+        f'<text x="{PAD}" y="{bottom + 4}" text-anchor="end" dx="-4">0</text>'
+    )
+    legend = '<li><i class="line-rate" aria-hidden="true"></i>send rate (messages/s, left)</li>'
+    legend += "".join(
+        f'<li><i class="{k}" aria-hidden="true"></i>{k} (people, right)</li>' for k in CURVES
+    )
+    head = "".join(f"<th scope=col class=num>{k}</th>" for k in CURVES)
+    body = "".join(
+        f"<tr><td>{p.start:%H:%M:%S}</td><td class=num>{p.send_rate:.1f}</td>"
+        + "".join(f"<td class=num>{_count(k, p):,}</td>" for k in CURVES)
+        + "</tr>"
+        for p in points
+    )
+    # Only numbers and times go into this markup: nothing of the user's.
+    return Markup(
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title">'
+        '<title id="chart-title">Send rate and status counts over time</title>'
+        f"{axes}{''.join(lines)}</svg>"
+        f'<ul class="legend">{legend}</ul>'
+        "<details><summary>The figures as a table</summary><table>"
+        "<thead><tr><th scope=col>From (UTC)</th><th scope=col class=num>messages/s</th>"
+        f"{head}</tr></thead><tbody>{body}</tbody></table></details>"
+    )
+
+
+def _count(key: str, point: insight.TimelinePoint) -> int:
+    return int(getattr(point, key))

@@ -1,0 +1,81 @@
+// The console's only script: live regions and confirmations. Pages work without it
+// (forms post, pages show the figures as of their loading); with it, a region marked
+// data-refresh="URL" is replaced by that URL's HTML every 2 s, and a form marked
+// data-confirm="question" asks first in the page's <dialog>.
+"use strict";
+
+(function () {
+  const EVERY_MS = 2000;
+  const shown = new WeakMap();  // region -> the HTML last put in it
+
+  function busy(region) {
+    // Never pull a control from under the keyboard or an open dialog.
+    const active = document.activeElement;
+    return (active && active !== document.body && region.contains(active)) ||
+      document.querySelector("dialog[open]") !== null;
+  }
+
+  async function refresh(region) {
+    if (busy(region)) return;
+    try {
+      const answer = await fetch(region.dataset.refresh, {
+        headers: { "Accept": "text/html" }, credentials: "same-origin", cache: "no-store",
+      });
+      // A session that ended is sent to the login page: go there, not into the region.
+      if (answer.status === 401 || (answer.redirected && answer.url.indexOf("/login") >= 0)) {
+        window.location.assign(loginUrl());
+        return;
+      }
+      if (!answer.ok) return;
+      const html = await answer.text();
+      if (!busy(region) && html !== shown.get(region)) {
+        region.innerHTML = html;
+        shown.set(region, html);
+      }
+    } catch (error) {
+      // The server restarting or the network away: try again on the next tick.
+    }
+  }
+
+  function loginUrl() {
+    return (document.body.dataset.login || "/console/login") +
+      "?next=" + encodeURIComponent(window.location.pathname);
+  }
+
+  function confirmFirst(event) {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.dataset.confirm) return;
+    if (form.dataset.confirmed === "yes") return;
+    const dialog = document.getElementById("confirm");
+    if (!dialog || typeof dialog.showModal !== "function") {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      return;
+    }
+    event.preventDefault();
+    const submitter = event.submitter || null;  // its name=value goes with the form
+    dialog.querySelector("[data-question]").textContent = form.dataset.confirm;
+    const yes = dialog.querySelector("[data-yes]");
+    yes.textContent = form.dataset.confirmLabel || "Yes";
+    dialog.returnValue = "";
+    dialog.onclose = function () {
+      if (dialog.returnValue === "yes") {
+        form.dataset.confirmed = "yes";
+        if (form.requestSubmit) form.requestSubmit(submitter);
+        else form.submit();
+      } else {
+        const opener = form.querySelector("button");
+        if (opener) opener.focus();
+      }
+    };
+    dialog.showModal();
+    dialog.querySelector("[data-no]").focus();
+  }
+
+  document.addEventListener("submit", confirmFirst, true);
+  document.addEventListener("DOMContentLoaded", function () {
+    const regions = Array.from(document.querySelectorAll("[data-refresh]"));
+    if (regions.length) {
+      window.setInterval(function () { regions.forEach(refresh); }, EVERY_MS);
+    }
+  });
+})();

@@ -1,0 +1,89 @@
+"""The web console in a real browser: Debian's Chromium driven by playwright (which
+cannot download a browser of its own here: ``executable_path``), against the stack of
+``conftest.stack``. Screenshots go to ``tests/artifacts/`` (kept by CI as artifacts).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import dispatcher_command
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+#: How long a page may take to show what a test waits for (a campaign finishing).
+WAIT_MS = 90_000
+
+
+def console_url(logs: Path, timeout_seconds: float = 20) -> str:
+    """The internal listener's address, as ``dispatcher serve`` printed it."""
+    import time
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        found = re.search(r"(http://[0-9.]+:\d+)/console/", (logs / "serve.log").read_text())
+        if found:
+            return found.group(1)
+        time.sleep(0.1)
+    raise AssertionError("dispatcher serve did not print the console's address")
+
+
+def api_key(env: dict[str, str], name: str, scope: str) -> str:
+    """A key made as an administrator makes one: ``dispatcher api-keys create``."""
+    done = subprocess.run(
+        dispatcher_command("api-keys", "create", name, "--scope", scope, "--quiet"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    key = done.stdout.strip()
+    assert key.startswith("wcd_"), done.stdout
+    return key
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def signed_in(browser: Browser, base_url: str, key: str) -> Iterator[Page]:
+    """A fresh browser profile, logged in to the console with ``key`` by its form."""
+    context = browser.new_context(
+        base_url=base_url, viewport={"width": 1280, "height": 900}, accept_downloads=True
+    )
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    try:
+        page.goto("/console/")
+        assert "/console/login" in page.url  # no session yet: the login form
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/console/")
+        yield page
+    except BaseException:
+        screenshot(page, "failed")  # what the page showed when the test gave up
+        raise
+    finally:
+        context.close()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"console-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
