@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from sqlalchemy import select
 
@@ -570,25 +570,42 @@ def _forecast(db: Database, current: progress.Progress) -> dict[str, Any] | None
 
 def report_csv(db: Database, campaign_id: int) -> bytes:
     """``dispatcher report ID``: one line per recipient, numbers whole."""
+    handle = io.BytesIO()
+    write_report(db, campaign_id, handle)
+    return handle.getvalue()
+
+
+def write_report(db: Database, campaign_id: int, handle: BinaryIO) -> int:
+    """``report_csv`` into ``handle`` (a spooled file for a large campaign); returns
+    the lines written."""
     from dispatcher.operations.reports import write_outcomes
     from dispatcher.operations.shares import shared_numbers
 
-    handle = io.StringIO()
-    with db.session() as session:
-        _known(session, campaign_id)
-        shared = shared_numbers(session, campaign_id)  # before the rows' stream opens
-        write_outcomes(handle, progress.outcomes(session, campaign_id), shared)
-    return handle.getvalue().encode("utf-8")
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
+    try:
+        with db.session() as session:
+            _known(session, campaign_id)
+            shared = shared_numbers(session, campaign_id)  # before the rows' stream opens
+            return write_outcomes(text, progress.outcomes(session, campaign_id), shared)
+    finally:
+        text.flush()
+        text.detach()  # the caller's handle stays open
 
 
 def rejects_csv(db: Database, campaign_id: int) -> bytes | None:
     """``dispatcher rejects ID``; None until preparation wrote it."""
+    handle = io.BytesIO()
+    return handle.getvalue() if write_rejects(db, campaign_id, handle) else None
+
+
+def write_rejects(db: Database, campaign_id: int, handle: BinaryIO) -> bool:
+    """``rejects_csv`` into ``handle``; False (nothing written) until preparation wrote
+    the report."""
     from dispatcher.campaigns.inputs import REJECTS, fetch_report
 
     with db.session() as session:
         _known(session, campaign_id)
-    handle = io.BytesIO()
-    return handle.getvalue() if fetch_report(db, campaign_id, REJECTS, handle) else None
+    return fetch_report(db, campaign_id, REJECTS, handle)
 
 
 def _plain(document: dict[str, Any]) -> dict[str, Any]:

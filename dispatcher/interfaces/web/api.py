@@ -17,9 +17,10 @@ database cannot take it now.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +28,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
@@ -41,6 +42,9 @@ from dispatcher.operations.access import Caller, Scope
 MAX_JSON_BYTES = 1024 * 1024
 #: Room for the multipart framing around ``actions.MAX_UPLOAD_BYTES`` of files.
 _FRAMING_BYTES = 1024 * 1024
+#: A report is kept in memory up to this size, then on disk, and sent in chunks.
+_SPOOL_BYTES = 8 * 1024 * 1024
+_CHUNK_BYTES = 256 * 1024
 #: The largest id a campaign or schedule can have (a BIGINT).
 _MAX_ID = 2**63 - 1
 
@@ -412,25 +416,58 @@ async def _cancel(request: Request, _: Caller) -> Response:
 
 async def _report(request: Request, _: Caller) -> Response:
     campaign_id = _id(request, "campaign_id")
-    body = await run_in_threadpool(actions.report_csv, auth.context(request).db, campaign_id)
-    return _csv(body, f"campaign-{campaign_id}-report.csv")
+    db = auth.context(request).db
+    spool = await run_in_threadpool(_spooled, lambda h: actions.write_report(db, campaign_id, h))
+    return _csv(spool, f"campaign-{campaign_id}-report.csv")
 
 
 async def _rejects(request: Request, _: Caller) -> Response:
     campaign_id = _id(request, "campaign_id")
-    body = await run_in_threadpool(actions.rejects_csv, auth.context(request).db, campaign_id)
-    if body is None:
+    db = auth.context(request).db
+    written: list[bool] = []
+    spool = await run_in_threadpool(
+        _spooled, lambda h: written.append(actions.write_rejects(db, campaign_id, h))
+    )
+    if not written[0]:
+        spool.close()
         raise actions.NotFound(
             f"campaign {campaign_id} has no rejects report yet: it is written when preparation ends"
         )
-    return _csv(body, f"campaign-{campaign_id}-rejects.csv")
+    return _csv(spool, f"campaign-{campaign_id}-rejects.csv")
 
 
-def _csv(body: bytes, name: str) -> Response:
-    return Response(
-        body,
+def _spooled(write: Callable[[BinaryIO], object]) -> BinaryIO:
+    """What ``write`` writes, in memory up to ``_SPOOL_BYTES`` and on disk past that: a
+    million people's report is not held in memory."""
+    # SIM115: the file outlives this function (``_csv`` streams, then closes it).
+    spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES))  # noqa: SIM115
+    try:
+        write(spool)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _csv(spool: BinaryIO, name: str) -> Response:
+    size = spool.seek(0, 2)
+    spool.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := spool.read(_CHUNK_BYTES):
+                yield chunk
+        finally:
+            spool.close()
+
+    return StreamingResponse(
+        chunks(),
         media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{name}"'},
+        headers={
+            "content-disposition": f'attachment; filename="{name}"',
+            "content-length": str(size),
+        },
     )
 
 
