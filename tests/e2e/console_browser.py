@@ -82,6 +82,24 @@ def signed_in(browser: Browser, base_url: str, key: str) -> Iterator[Page]:
         context.close()
 
 
+#: The controls of a page a screen reader would announce without a name.
+_UNNAMED = """() => Array.from(document.querySelectorAll(
+    "input:not([type=hidden]), select, textarea, button, a[href]"
+  )).filter(el => {
+    const named = el.labels && el.labels.length ? el.labels[0].textContent :
+      el.getAttribute("aria-label") || (el.getAttribute("aria-labelledby") &&
+      document.getElementById(el.getAttribute("aria-labelledby"))?.textContent) ||
+      el.textContent;
+    return !(named || "").trim();
+  }).map(el => el.outerHTML)"""
+
+
+def unnamed_controls(page: Page) -> list[str]:
+    """Form controls, buttons and links without a label or text (should be none)."""
+    found: list[str] = page.evaluate(_UNNAMED)
+    return found
+
+
 def screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"console-{name}.png"

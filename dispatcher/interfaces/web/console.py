@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -38,7 +39,7 @@ from dispatcher.errors import DispatcherError
 from dispatcher.interfaces import actions
 from dispatcher.interfaces.web import auth
 from dispatcher.interfaces.web.auth import ApiError
-from dispatcher.operations import insight
+from dispatcher.operations import flower, insight
 from dispatcher.operations.access import Caller, Scope
 from dispatcher.operations.progress import Progress
 from dispatcher.status import CampaignState
@@ -104,13 +105,13 @@ async def logout(request: Request) -> Response:
 async def campaigns_page(request: Request) -> Response:
     who = await auth.require(request, Scope.READ)
     listed = await run_in_threadpool(_campaigns, request)
-    return _render(request, "campaigns.html", who, page="campaigns", campaigns=listed)
+    return _render(request, "campaigns.html", who, page="campaigns", **listed)
 
 
 async def campaigns_fragment(request: Request) -> Response:
     who = await auth.require(request, Scope.READ)
     listed = await run_in_threadpool(_campaigns, request)
-    return _render(request, "_campaigns.html", who, campaigns=listed)
+    return _render(request, "_campaigns.html", who, **listed)
 
 
 async def campaign_page(request: Request) -> Response:
@@ -312,9 +313,19 @@ def as_progress(document: Mapping[str, Any]) -> Progress:
     return Progress(**values)
 
 
-def _campaigns(request: Request) -> list[Progress]:
+def _campaigns(request: Request) -> dict[str, Any]:
     web = auth.context(request)
-    return [as_progress(d) for d in actions.campaigns(web.db, limit=LISTED_CAMPAIGNS)]
+    listed = [as_progress(d) for d in actions.campaigns(web.db, limit=LISTED_CAMPAIGNS)]
+    with web.db.session() as session:
+        held = {p.campaign_id: _held(session, p) for p in listed}
+    return {"campaigns": listed, "held": held}
+
+
+def _held(session: Session, p: Progress) -> flower.Held | None:
+    """People held for a window or the tier (asked only of campaigns that may have them)."""
+    if p.state not in OFFERED or not p.waiting_to_send:
+        return None
+    return flower.held(session, p.campaign_id)
 
 
 def _campaign(request: Request, campaign_id: int) -> dict[str, Any]:
@@ -322,13 +333,16 @@ def _campaign(request: Request, campaign_id: int) -> dict[str, Any]:
     document = actions.status_document(web.db, campaign_id)
     if document is None:
         raise ApiError(404, f"no campaign {campaign_id}")
+    shown = as_progress(document)
     with web.db.session() as session:
+        held = _held(session, shown)
         failures = insight.failures(session, campaign_id)
         timeline = insight.timeline(session, campaign_id)
         merges = insight.merges(session, campaign_id, limit=LISTED_ROWS + 1)
         rejects = insight.rejects(session, campaign_id, limit=LISTED_ROWS)
     return {
-        "p": as_progress(document),
+        "p": shown,
+        "held": {campaign_id: held},
         "forecast": document.get("forecast"),
         "failures": failures,
         "chart": chart(timeline),
@@ -405,6 +419,10 @@ class Part:
     percent: float
 
 
+#: Parts of the bar that count people whose message has left (the progress bar's value).
+LEFT = frozenset({"read", "delivered", "sent", "failed"})
+
+
 @dataclass(frozen=True, slots=True)
 class Stages:
     """A campaign's people as the bar shows them, each in one part."""
@@ -415,27 +433,31 @@ class Stages:
 
     @property
     def done(self) -> int:
-        return sum(part.count for part in self.parts)
+        return sum(part.count for part in self.parts if part.key in LEFT)
 
     @property
     def words(self) -> str:
-        said = ", ".join(f"{part.count:,} {part.label}" for part in self.parts)
-        return f"{said}, {self.waiting:,} waiting to send, of {self.total:,} people"
+        said = ", ".join(f"{part.count:,} {part.label}" for part in self.parts if part.count)
+        return f"{self.done:,} of {self.total:,} people sent or failed" + (
+            f": {said}, {self.waiting:,} waiting to send" if said else ""
+        )
 
 
-def stages(p: Progress) -> Stages:
-    """Read, delivered (not read yet), sent (not delivered yet), failed, and failed but
-    waiting for a resend: disjoint, so the bar's parts add up to the people at most."""
+def stages(p: Progress, held: flower.Held | None = None) -> Stages:
+    """Read, delivered (not read yet), sent (not delivered yet), failed, failed but
+    waiting for a resend, and held (a sending window or the messaging tier's day):
+    disjoint, so the bar's parts add up to the people at most."""
     total = max(p.messages, 0)
     room = total
     parts: list[Part] = []
     resend = min(p.awaiting_resend, p.failed)
     for key, label, count in (
         ("read", "read", p.read),
-        ("delivered", "delivered", p.delivered - p.read),
-        ("sent", "sent", max(p.submitted, p.sent) - p.delivered - p.failed),
+        ("delivered", "delivered, not read", p.delivered - p.read),
+        ("sent", "sent, not delivered", max(p.submitted, p.sent) - p.delivered - p.failed),
         ("failed", "failed", p.failed - resend),
         ("resend", "waiting for resend", resend),
+        ("held", "held by a window or tier", held.people if held else 0),
     ):
         count = max(0, min(count, room))
         room -= count
@@ -468,7 +490,7 @@ def figures(p: Progress) -> list[tuple[str, str]]:
     ]
     values = [(label, f"{n:,}") for label, n in shown]
     values += [(label, f"{n:,}") for label, n in optional if n]
-    values.append(("send rate", rate(p)))
+    values.append((f"send rate ({p.level})" if p.level else "send rate", rate(p)))
     values.append(("time left", duration(p.eta_seconds)))
     return values
 
@@ -476,15 +498,12 @@ def figures(p: Progress) -> list[tuple[str, str]]:
 def rate(p: Progress) -> str:
     """Messages a second now, of what the level allows now (lowered a while after
     Meta's rate-limit errors)."""
+    if p.state != CampaignState.SENDING:
+        return "-"
     if not p.rate_per_second:
         return f"{p.send_rate:.0f}/s"
     factor = 1.0 if p.rate_factor is None else p.rate_factor
-    allowed = max(1, int(p.rate_per_second * factor))
-    return (
-        f"{p.send_rate:.0f} of {allowed}/s ({p.level})"
-        if p.level
-        else f"{p.send_rate:.0f} of {allowed}/s"
-    )
+    return f"{p.send_rate:.0f} of {max(1, int(p.rate_per_second * factor))}/s"
 
 
 def duration(seconds: float | None) -> str:
