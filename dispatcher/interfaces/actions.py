@@ -150,8 +150,11 @@ def submit(
             "REDIS_URL is not set: no worker would prepare or send the campaign "
             "(a dry run works without it)"
         )
-    with _staged(settings, files) as folder:
-        return _register(db, folder, settings, dry_run=dry_run, again=again, enqueue=enqueue)
+    try:
+        with _staged(settings, files) as folder:
+            return _register(db, folder, settings, dry_run=dry_run, again=again, enqueue=enqueue)
+    except OSError as exc:  # DROP_DIR full, missing or not writable: the operator's to fix
+        raise Unavailable(f"the drop folder cannot take the upload now: {exc}") from exc
 
 
 def start(

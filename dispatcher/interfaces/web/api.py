@@ -175,6 +175,9 @@ def _api(action: str, scope: Scope, handler: Handler) -> Callable[[Request], Awa
             raise
         except DispatcherError as exc:
             response = _refusal(exc)
+        except Exception as exc:  # a bug: in the trail too, then the server's 500
+            await auth.audited(request, who, action, target, 500, {"error": type(exc).__name__})
+            raise
         detail = getattr(response, "audit_detail", None)
         if response.status_code >= 400:
             detail = {"error": json.loads(bytes(response.body)).get("error")}

@@ -469,3 +469,31 @@ def test_the_openapi_document_is_served_without_a_key(api: Api) -> None:
     document = api.http.get("/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/campaigns/{campaign_id}/report.csv" in document["paths"]
+
+
+def test_without_a_broker_or_a_usable_drop_folder_an_upload_is_503_and_a_dry_run_still_works(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", db.url)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("DROP_DIR", str(tmp_path / "drop"))
+    get_settings.cache_clear()
+    upload = multipart(folder_files())
+    try:
+        with (
+            ServerThread(create_internal_app(db)) as server,
+            httpx.Client(base_url=f"{server.url}/api", timeout=60) as http,
+        ):
+            send = key_headers(db, "send")
+            answer = http.post("/campaigns", headers=send, files=upload)
+            assert answer.status_code == 503
+            assert "REDIS_URL is not set" in answer.json()["error"]
+            preview = http.post("/campaigns?dry_run=true", headers=send, files=upload)
+            assert preview.status_code == 201 and preview.json()["state"] == "previewed"
+            (tmp_path / "drop").rename(tmp_path / "elsewhere")
+            (tmp_path / "drop").write_text("a file where the folder was")
+            broken = http.post("/campaigns?dry_run=true", headers=send, files=upload)
+            assert broken.status_code == 503
+            assert "the drop folder cannot take the upload" in broken.json()["error"]
+    finally:
+        get_settings.cache_clear()
