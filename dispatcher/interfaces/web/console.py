@@ -27,7 +27,7 @@ import yaml
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -138,6 +138,12 @@ class Action:
 
 
 ACTIONS = {
+    "start": Action(
+        "start",
+        "Start sending",
+        "Send this campaign now? Its files are checked again and it is sent as a new "
+        "campaign; this dry run is removed.",
+    ),
     "pause": Action(
         "pause",
         "Pause",
@@ -162,20 +168,23 @@ OFFERED: dict[str, tuple[str, ...]] = {
     CampaignState.SENDING: ("pause", "cancel"),
     CampaignState.PREPARING: ("pause", "cancel"),
     CampaignState.SCHEDULED: ("cancel",),
+    CampaignState.PREVIEWED: ("start",),
     CampaignState.PAUSED: ("resume", "cancel"),
 }
 
 
 async def campaign_action(request: Request) -> Response:
-    """Pause, resume or cancel from the campaign's page, then back to it."""
+    """Pause, resume or cancel from the campaign's page, then back to it (start a dry
+    run: on to the campaign it became)."""
     campaign_id: int = request.path_params["campaign_id"]
     name: str = request.path_params["action"]
     who = await auth.require(request, Scope.SEND)  # 403 for read keys and missing CSRF
     if name not in ACTIONS:
-        raise ApiError(404, f"no action {name!r}: pause, resume or cancel")
+        raise ApiError(404, f"no action {name!r}: {', '.join(ACTIONS)}")
     target = f"campaign:{campaign_id}"
+    shown = campaign_id
     try:
-        said = await run_in_threadpool(_act, request, name, campaign_id)
+        said, shown = await run_in_threadpool(_act, request, name, campaign_id)
     except DispatcherError as refused:
         status = refusal_status(refused)
         if status == 404:
@@ -185,7 +194,7 @@ async def campaign_action(request: Request) -> Response:
     else:
         await auth.audited(request, who, f"console.{name}", target, 303)
         request.session["flash"] = said
-    return RedirectResponse(f"{_base(request)}/campaigns/{campaign_id}", status_code=303)
+    return RedirectResponse(f"{_base(request)}/campaigns/{shown}", status_code=303)
 
 
 async def new_page(request: Request) -> Response:
@@ -196,24 +205,17 @@ async def new_page(request: Request) -> Response:
 async def new_campaign(request: Request) -> Response:
     """Upload a campaign's files: check them (a dry run with its forecast), start them,
     or schedule them (``send_at`` written into the spec, as a folder dropped with it
-    would say); or start a checked preview (``preview``). Problems come back with
-    their field paths, as ``dispatcher validate`` says them."""
+    would say). A checked dry run is started from its page's action. Problems come
+    back with their field paths, as ``dispatcher validate`` says them."""
     who = await auth.require(request, Scope.SEND)
     form = await request.form()
     intent = _text(form.get("intent")) or "check"
     send_at = _text(form.get("send_at")).strip()
-    preview = _text(form.get("preview"))
-    files = {
-        f.filename: await f.read()
-        for f in form.getlist("files")
-        if isinstance(f, UploadFile) and f.filename
-    }
     page = functools.partial(_render, request, "new.html", who, page="new")
     web = auth.context(request)
     try:
-        if intent == "start" and preview.isdigit() and not files:
-            result = await run_in_threadpool(actions.start, web.db, int(preview))
-        elif not files:
+        files = await _read(form)
+        if not files:
             raise actions.Invalid(
                 "No files were chosen.",
                 [{"field": "files", "message": "choose the campaign.yaml, its CSV files and "
@@ -246,6 +248,26 @@ async def new_campaign(request: Request) -> Response:
         else "Queued: it starts as soon as a worker prepares it."
     )
     return RedirectResponse(f"{_base(request)}/campaigns/{result.campaign_id}", status_code=303)
+
+
+async def _read(form: FormData) -> dict[str, bytes]:
+    """The uploaded files' contents (refused past ``actions``' size cap before more is
+    read into memory); the spooled files closed either way."""
+    files: dict[str, bytes] = {}
+    total = 0
+    try:
+        for upload in form.getlist("files"):
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                continue
+            total += upload.size or 0
+            if total > actions.MAX_UPLOAD_BYTES:
+                raise actions.TooLarge(
+                    f"the upload is over {actions.MAX_UPLOAD_BYTES // (1024 * 1024)} MiB"
+                )
+            files[upload.filename] = await upload.read()
+    finally:
+        await form.close()
+    return files
 
 
 def _send_at(value: str) -> datetime:
@@ -352,20 +374,28 @@ def _campaign(request: Request, campaign_id: int) -> dict[str, Any]:
     }
 
 
-def _act(request: Request, name: str, campaign_id: int) -> str:
-    """Do it through ``actions`` (the CLI's and API's rules); the sentence to show."""
+def _act(request: Request, name: str, campaign_id: int) -> tuple[str, int]:
+    """Do it through ``actions`` (the CLI's and API's rules): the sentence to show, and
+    the campaign to show it on."""
     db = auth.context(request).db
     if name == "pause":
         actions.pause(db, campaign_id)
-        return "Paused: no new messages leave; those on their way finish."
+        return "Paused: no new messages leave; those on their way finish.", campaign_id
     if name == "resume":
         resumed = actions.resume(db, campaign_id)
         if not resumed.queued:
-            return "Sending again, but no worker runs here to send its batches (no REDIS_URL)."
+            said = "Sending again, but no worker runs here to send its batches (no REDIS_URL)."
+            return said, campaign_id
         waits = " The rest waits for its canary to be judged." if resumed.canary_waits else ""
-        return f"Resumed: {resumed.batches_queued:,} batch(es) queued.{waits}"
+        return f"Resumed: {resumed.batches_queued:,} batch(es) queued.{waits}", campaign_id
+    if name == "start":
+        started = actions.start(db, campaign_id)
+        if not started.ok or started.campaign_id is None:
+            problems = "; ".join(f"{p['field']}: {p['message']}" for p in started.problems)
+            raise actions.Invalid(f"its files are not valid now: {problems}", started.problems)
+        return "Queued: it starts as soon as a worker prepares it.", started.campaign_id
     never = actions.cancel(db, campaign_id)
-    return f"Cancelled: {never:,} people will not be sent their message."
+    return f"Cancelled: {never:,} people will not be sent their message.", campaign_id
 
 
 # -- rendering ---------------------------------------------------------------------------
