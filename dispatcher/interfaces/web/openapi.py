@@ -59,6 +59,7 @@ def _path_id(name: str) -> dict[str, Any]:
         "in": "path",
         "required": True,
         "schema": {"type": "integer", "minimum": 0},
+        "example": 1,
     }
 
 

@@ -14,12 +14,15 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from dispatcher.campaigns import lifecycle
 from dispatcher.db import Database
+from dispatcher.interfaces import actions
 from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.web import openapi
 from dispatcher.interfaces.web.app import create_internal_app
 from dispatcher.settings import get_settings
-from tests.conftest import FUZZ_CASES, REDIS_TEST_URL
+from dispatcher.status import CampaignState
+from tests.conftest import FUZZ_CASES, REDIS_TEST_URL, ROOT
 from tests.integration.conftest import _truncate, key_headers
 
 pytestmark = pytest.mark.integration
@@ -68,12 +71,27 @@ def live(migrated_pg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         db = Database(migrated_pg)
         _truncate(db)
         try:
+            seed(db)
             with ServerThread(create_internal_app(db)) as server:
                 yield Live(f"{server.url}/api", key_headers(db, "send", "schemathesis"))
         finally:
             _truncate(db)
             db.dispose()
             get_settings.cache_clear()
+
+
+def seed(db: Database) -> None:
+    """Something for the generated requests to find (the document's example id is 1):
+    campaign 1 prepared and sending (pause, resume, cancel, report and rejects answer
+    it), campaign 2 a preview with its forecast, schedule 1, an opt-out."""
+    example = (ROOT / "campaigns" / "example").iterdir()
+    files = {p.name: p.read_bytes() for p in example if p.is_file()}
+    for _ in range(2):
+        assert actions.submit(db, files, dry_run=True).state == "previewed"
+    with db.session() as session:
+        lifecycle.move(session, 1, (CampaignState.PREVIEWED,), CampaignState.SENDING)
+    actions.add_schedule(db, files, "0 9 * * MON")
+    actions.suppress(db, ["+4791234567"])
 
 
 @schema.parametrize()
