@@ -53,12 +53,24 @@ NOT_REACHED = (
 #: What ``progress`` counts as failed: the timeline's failed curve ends at its figure.
 _FAILED = (MessageStatus.FAILED, MessageStatus.EXPIRED)
 
-_LONG_DIGITS = re.compile(r"\+?[0-9]{7,}")
+#: A number as people write it: digits with spaces, dots, dashes, slashes or brackets.
+_NUMBER_LIKE = re.compile(r"\+?[0-9][0-9 ().\-/]*[0-9]")
+_MIN_DIGITS = 7
 
 
 def masked_text(text: str) -> str:
-    """``text`` with every run of 7+ digits (a phone number, a BSUID's digits) masked."""
-    return _LONG_DIGITS.sub(lambda found: mask(found.group()), text)
+    """``text`` with every number of 7+ digits masked, however written (``+47 912 34
+    567``, ``(212) 555-0100``): a phone number in a provider's description or a
+    rejected row's cells."""
+
+    def hide(found: re.Match[str]) -> str:
+        written = found.group()
+        digits = "".join(c for c in written if c.isdigit())
+        if len(digits) < _MIN_DIGITS:
+            return written
+        return mask(("+" if written.startswith("+") else "") + digits)
+
+    return _NUMBER_LIKE.sub(hide, text)
 
 
 # -- failures -------------------------------------------------------------------------------
