@@ -555,6 +555,8 @@ templates.env.filters.update(
     duration=duration,
     actions=offered,
     count=lambda n: f"{int(n):,}",
+    # Free text that may quote a row or an identifier: long digit runs masked.
+    masked=insight.masked_text,
 )
 
 
