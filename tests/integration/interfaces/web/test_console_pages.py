@@ -4,7 +4,9 @@ dry run's page, and what an action the campaign's state does not allow says."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,3 +167,24 @@ def test_a_bad_upload_form_is_answered_with_the_field_at_fault(
     )
     assert answer.status_code == 422
     assert said in answer.text
+
+
+def test_a_zip_of_the_folder_is_checked_as_its_files_are(console: Console) -> None:
+    console.log_in(console.key("send"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in EXAMPLE.iterdir():
+            if path.is_file():
+                archive.write(path, f"example/{path.name}")
+    form = {"csrf": console.csrf("/console/new"), "intent": "check"}
+    files = [("files", ("example.zip", buffer.getvalue()))]
+    checked = console.http.post("/console/new", data=form, files=files)
+    assert checked.status_code == 200, checked.text
+    assert "190 people would be sent the message." in checked.text
+
+
+def test_the_pages_style_and_script_are_served_without_a_login(console: Console) -> None:
+    for name, kind in (("console.css", "text/css"), ("console.js", "javascript")):
+        answer = console.http.get(f"/console/static/{name}")
+        assert answer.status_code == 200
+        assert kind in answer.headers["content-type"]
