@@ -61,19 +61,26 @@ def chromium() -> Iterator[Browser]:
 
 
 @contextmanager
-def signed_in(browser: Browser, base_url: str, key: str) -> Iterator[Page]:
-    """A fresh browser profile, logged in to the console with ``key`` by its form."""
+def signed_in(
+    browser: Browser, base_url: str, key: str, *, by_link: bool = False
+) -> Iterator[Page]:
+    """A fresh browser profile, logged in to the console with ``key`` by its form, or
+    ``by_link`` as ``dispatcher run --open`` prints it (``/console/login#key=...``)."""
     context = browser.new_context(
         base_url=base_url, viewport={"width": 1280, "height": 900}, accept_downloads=True
     )
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     try:
-        page.goto("/console/")
-        assert "/console/login" in page.url  # no session yet: the login form
-        page.get_by_label("API key").fill(key)
-        page.get_by_role("button", name="Sign in").click()
+        if by_link:
+            page.goto(f"/console/login#key={key}")
+        else:
+            page.goto("/console/")
+            assert "/console/login" in page.url  # no session yet: the login form
+            page.get_by_label("API key").fill(key)
+            page.get_by_role("button", name="Sign in").click()
         page.wait_for_url("**/console/")
+        assert key not in page.url
         yield page
     except BaseException:
         screenshot(page, "failed")  # what the page showed when the test gave up

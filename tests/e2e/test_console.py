@@ -230,7 +230,8 @@ def test_a_read_only_key_sees_no_actions_and_is_refused_a_post_as_is_a_post_with
             confirm(page, "Pause", "Pause")
             expect(page.locator("#live .state").first).to_have_text("paused")
 
-        with signed_in(browser, base, api_key(stack, "viewer", "read")) as page:
+        viewer = api_key(stack, "viewer", "read")
+        with signed_in(browser, base, viewer, by_link=True) as page:
             expect(page.get_by_text("(read-only)")).to_be_visible()
             expect(page.get_by_role("link", name="New campaign")).to_have_count(0)
             page.goto(path)

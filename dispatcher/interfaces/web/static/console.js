@@ -71,8 +71,20 @@
     dialog.querySelector("[data-no]").focus();
   }
 
+  // A login link (``dispatcher run --open`` prints /console/login#key=...): the key is
+  // in the fragment, which no server or log sees; it is taken off the address at once.
+  function logInFromLink() {
+    const field = document.getElementById("key");
+    const hash = window.location.hash;
+    if (!field || !field.form || hash.indexOf("#key=") !== 0) return;
+    field.value = decodeURIComponent(hash.slice(5));
+    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    if (field.value) field.form.submit();
+  }
+
   document.addEventListener("submit", confirmFirst, true);
   document.addEventListener("DOMContentLoaded", function () {
+    logInFromLink();
     const regions = Array.from(document.querySelectorAll("[data-refresh]"));
     if (regions.length) {
       window.setInterval(function () { regions.forEach(refresh); }, EVERY_MS);
