@@ -222,6 +222,19 @@ def test_a_read_only_key_sees_no_actions_and_is_refused_a_post_as_is_a_post_with
             page.wait_for_url(re.compile(r"/console/campaigns/\d+$"))
             path = page.url.removeprefix(base)
             expect(page.locator("#live .state").first).to_have_text("sending", timeout=WAIT_MS)
+            # The list follows it too, without reloading the page.
+            page.get_by_role("link", name="All campaigns").click()
+            bar = page.locator("tr[data-state=sending] [role=progressbar]")
+            before = int(bar.get_attribute("aria-valuenow") or 0)
+            page.evaluate("window.notReloaded = true")
+            page.wait_for_function(
+                "before => Number(document.querySelector('tr[data-state=sending] "
+                "[role=progressbar]').getAttribute('aria-valuenow')) > before",
+                arg=before,
+                timeout=WAIT_MS,
+            )
+            assert page.evaluate("window.notReloaded") is True
+            page.goto(path)
             # A post with the session's cookie but not its CSRF token is refused.
             refused = page.request.post(f"{path}/pause", form={"csrf": "forged"})
             assert refused.status == 403, refused.text()
