@@ -87,9 +87,10 @@ def _is_console(request: Request) -> bool:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    if _is_console(request) and request.method in ("GET", "HEAD"):
-        if exc.status == 401:
-            target = quote(request.url.path, safe="/")
+    if _is_console(request) and "application/json" not in request.headers.get("accept", ""):
+        if exc.status == 401:  # a session that ended (revoked key, new secret): log in
+            back = request.url.path if request.method in ("GET", "HEAD") else "/console/"
+            target = quote(back, safe="/")
             return RedirectResponse(f"/console/login?next={target}", status_code=303)
         return _page(exc.status, exc.error)
     body: dict[str, object] = {"error": exc.error}

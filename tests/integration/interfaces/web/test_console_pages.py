@@ -188,3 +188,12 @@ def test_the_pages_style_and_script_are_served_without_a_login(console: Console)
         answer = console.http.get(f"/console/static/{name}")
         assert answer.status_code == 200
         assert kind in answer.headers["content-type"]
+
+
+def test_a_refused_form_post_gets_a_page_not_json(console: Console) -> None:
+    """A person's form post that is refused (no CSRF token here) reads as a page."""
+    console.log_in(console.key("send"))
+    refused = console.http.post("/console/campaigns/1/pause", data={})
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "CSRF" in refused.text
