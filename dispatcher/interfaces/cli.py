@@ -188,25 +188,9 @@ def _progress_of(db: Database, campaign_id: int | None) -> list[progress.Progres
             else list(session.scalars(select(Campaign.id).order_by(Campaign.id.desc()).limit(20)))
         )
         found = [p for p in (progress.progress(session, i) for i in ids) if p is not None]
-    return [_with_rate_factor(p) for p in found]
+    from dispatcher.interfaces.actions import with_rate_factor
 
-
-def _with_rate_factor(current: progress.Progress) -> progress.Progress:
-    """The sender's current share of its level, from the shared limiter (when set)."""
-    settings = get_settings()
-    if settings.redis_url is None or current.state != "sending":
-        return current
-    import dataclasses
-
-    import redis
-
-    from dispatcher.sending.throttle import Throttle
-
-    try:
-        factor = Throttle(redis.Redis.from_url(settings.redis_url)).factor(current.source)
-    except DispatcherError:
-        return current
-    return dataclasses.replace(current, rate_factor=factor)
+    return [with_rate_factor(p) for p in found]
 
 
 @app.command(short_help="Check a campaign folder without sending anything.")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +158,30 @@ def stack(
                 process.kill()
         for log in sorted(logs.iterdir()):
             print(f"----- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def internal_url(logs: Path, timeout_seconds: float = 20) -> str:
+    """The internal listener's address (console, REST API), as ``dispatcher serve``
+    printed it to ``logs/serve.log``."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        found = re.search(r"(http://[0-9.]+:\d+)/console/", (logs / "serve.log").read_text())
+        if found:
+            return found.group(1)
+        time.sleep(0.1)
+    raise AssertionError("dispatcher serve did not print the internal listener's address")
+
+
+def api_key(env: dict[str, str], name: str, scope: str) -> str:
+    """A key made as an administrator makes one: ``dispatcher api-keys create``."""
+    done = subprocess.run(
+        dispatcher_command("api-keys", "create", name, "--scope", scope, "--quiet"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    key = done.stdout.strip()
+    assert key.startswith("wcd_"), done.stdout
+    return key

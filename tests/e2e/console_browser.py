@@ -5,49 +5,17 @@ cannot download a browser of its own here: ``executable_path``), against the sta
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import dispatcher_command
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 #: How long a page may take to show what a test waits for (a campaign finishing).
 WAIT_MS = 90_000
-
-
-def console_url(logs: Path, timeout_seconds: float = 20) -> str:
-    """The internal listener's address, as ``dispatcher serve`` printed it."""
-    import time
-
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        found = re.search(r"(http://[0-9.]+:\d+)/console/", (logs / "serve.log").read_text())
-        if found:
-            return found.group(1)
-        time.sleep(0.1)
-    raise AssertionError("dispatcher serve did not print the console's address")
-
-
-def api_key(env: dict[str, str], name: str, scope: str) -> str:
-    """A key made as an administrator makes one: ``dispatcher api-keys create``."""
-    done = subprocess.run(
-        dispatcher_command("api-keys", "create", name, "--scope", scope, "--quiet"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    key = done.stdout.strip()
-    assert key.startswith("wcd_"), done.stdout
-    return key
 
 
 @contextmanager

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -16,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, dispatcher_command
+from tests.conftest import ROOT
+from tests.e2e.conftest import api_key, internal_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -26,30 +25,6 @@ FINAL_FAILURES = {
     "SIMULATOR_FAILURE_RATE": "0.1",
     "SIMULATOR_FAILURE_CODES": "[131026, 131050]",
 }
-
-
-def internal_url(logs: Path, timeout_seconds: float = 20) -> str:
-    """The internal listener's address, as ``dispatcher serve`` printed it."""
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        found = re.search(r"(http://[0-9.]+:\d+)/api/", (logs / "serve.log").read_text())
-        if found:
-            return found.group(1)
-        time.sleep(0.1)
-    raise AssertionError("dispatcher serve did not print the API's address")
-
-
-def api_key(env: dict[str, str], name: str, scope: str) -> str:
-    """A key made as an administrator makes one: ``dispatcher api-keys create``."""
-    done = subprocess.run(
-        dispatcher_command("api-keys", "create", name, "--scope", scope, "--quiet"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.strip()
 
 
 def example_zip() -> bytes:

@@ -17,11 +17,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import copy_campaign
+from tests.e2e.conftest import api_key, internal_url
 from tests.e2e.console_browser import (
     WAIT_MS,
-    api_key,
     chromium,
-    console_url,
     screenshot,
     signed_in,
     unnamed_controls,
@@ -58,7 +57,7 @@ def confirm(page: Page, button: str, answer: str) -> None:
 def test_an_operator_checks_the_example_starts_it_watches_it_complete_and_downloads_the_report(
     stack: dict[str, str], tmp_path: Path
 ) -> None:
-    base = console_url(tmp_path / "logs")
+    base = internal_url(tmp_path / "logs")
     example = copy_campaign("example", tmp_path / "example")
     files = [str(example / n) for n in ("campaign.yaml", "recipients.csv", "banner.png")]
     with (
@@ -152,7 +151,7 @@ def test_an_operator_checks_the_example_starts_it_watches_it_complete_and_downlo
 def test_an_operator_pauses_resumes_and_cancels_a_campaign_from_its_page(
     stack: dict[str, str], tmp_path: Path
 ) -> None:
-    base = console_url(tmp_path / "logs")
+    base = internal_url(tmp_path / "logs")
     folder = tmp_path / "slow"
     folder.mkdir()
     (folder / "campaign.yaml").write_text(PERSONAL_SPEC.replace("Personal", "Winter letters"))
@@ -208,7 +207,7 @@ def test_an_operator_pauses_resumes_and_cancels_a_campaign_from_its_page(
 def test_a_read_only_key_sees_no_actions_and_is_refused_a_post_as_is_a_post_without_the_csrf_token(
     stack: dict[str, str], tmp_path: Path
 ) -> None:
-    base = console_url(tmp_path / "logs")
+    base = internal_url(tmp_path / "logs")
     folder = tmp_path / "paused"
     folder.mkdir()
     (folder / "campaign.yaml").write_text(PERSONAL_SPEC)
