@@ -72,12 +72,6 @@ class Settings(BaseSettings):
         default=False,
         description="send the console's cookie over HTTPS only (set it behind TLS)",
     )
-    upload_max_mb: int = Field(
-        default=200,
-        ge=1,
-        le=10_000,
-        description="the largest campaign upload (all files of one POST) the API takes",
-    )
     stop_drain_seconds: float = Field(
         default=2.0,
         ge=0,

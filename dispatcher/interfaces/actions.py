@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar
 
+import yaml
 from sqlalchemy import select
 
 from dispatcher.campaigns import dropfolder
@@ -345,6 +346,31 @@ def _staged(settings: Settings, files: Mapping[str, bytes]) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(holder, ignore_errors=True)
+
+
+def with_send_at(files: Mapping[str, bytes], when: datetime) -> dict[str, bytes]:
+    """The upload with ``send_at`` set in its YAML spec (the console's Schedule: people
+    who do not edit YAML); the campaign then waits for it as one dropped with that
+    field does. Comments in the spec are not kept."""
+    unpacked = unpack(files)
+    name = next((n for n in SPEC_NAMES if n in unpacked), None)
+    if name is None or name.endswith(".toml"):
+        raise Invalid(
+            "no YAML spec",
+            [{"field": "send_at", "message": "schedule a campaign.yaml (a TOML spec: write "
+              "send_at in it and press Start)"}],
+        )  # fmt: skip
+    try:
+        spec = yaml.safe_load(unpacked[name])
+    except yaml.YAMLError as exc:
+        raise Invalid(
+            "bad YAML", [{"field": "(file)", "message": f"{name}: not YAML: {exc}"}]
+        ) from None
+    if not isinstance(spec, dict):
+        raise Invalid("bad spec", [{"field": "(file)", "message": f"{name}: not a mapping"}])
+    spec["send_at"] = when.isoformat()
+    unpacked[name] = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True).encode()
+    return unpacked
 
 
 def unpack(files: Mapping[str, bytes]) -> dict[str, bytes]:

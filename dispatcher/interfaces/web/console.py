@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -33,7 +32,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from dispatcher.campaigns.spec import SPEC_NAMES
 from dispatcher.errors import DispatcherError
 from dispatcher.interfaces import actions
 from dispatcher.interfaces.web import auth
@@ -223,7 +221,7 @@ async def new_campaign(request: Request) -> Response:
             )  # fmt: skip
         elif intent == "schedule":
             when = _send_at(send_at)
-            staged = await run_in_threadpool(_scheduled, files, when)
+            staged = await run_in_threadpool(actions.with_send_at, files, when)
             result = await run_in_threadpool(actions.submit, web.db, staged, dry_run=False)
         else:
             result = await run_in_threadpool(
@@ -279,32 +277,6 @@ def _send_at(value: str) -> datetime:
             "send_at", [{"field": "send_at", "message": "a date and time, e.g. 2026-12-24T09:00"}]
         ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _scheduled(files: Mapping[str, bytes], when: datetime) -> dict[str, bytes]:
-    """The upload with ``send_at`` set in its YAML spec: the campaign waits for it as
-    one dropped with that field does."""
-    unpacked = actions.unpack(files)
-    name = next((n for n in SPEC_NAMES if n in unpacked), None)
-    if name is None or name.endswith(".toml"):
-        raise actions.Invalid(
-            "no YAML spec",
-            [{"field": "send_at", "message": "schedule a campaign.yaml (a TOML spec: write "
-              "send_at in it and press Start)"}],
-        )  # fmt: skip
-    try:
-        spec = yaml.safe_load(unpacked[name])
-    except yaml.YAMLError as exc:
-        raise actions.Invalid(
-            "bad YAML", [{"field": "(file)", "message": f"{name}: not YAML: {exc}"}]
-        ) from None
-    if not isinstance(spec, dict):
-        raise actions.Invalid(
-            "bad spec", [{"field": "(file)", "message": f"{name}: not a mapping"}]
-        )
-    spec["send_at"] = when.isoformat()
-    unpacked[name] = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True).encode()
-    return unpacked
 
 
 #: The answer each of ``actions``' refusals gets (``actions``' docstring); any other
