@@ -87,9 +87,15 @@ def remove(db: Database, file: Path, region: str | None) -> tuple[int, list[Reje
     return removed, rejects
 
 
-def entries(db: Database) -> list[Entry]:
+def entries(db: Database, *, limit: int | None = None, offset: int = 0) -> list[Entry]:
+    """The list, oldest first (ties by identifier, so pages do not overlap); a page of
+    it with ``limit`` and ``offset``, read as such from the database."""
+    query = (
+        select(Suppression)
+        .order_by(Suppression.created_at, Suppression.identifier)
+        .offset(max(0, offset))
+    )
+    if limit is not None:
+        query = query.limit(max(0, limit))
     with db.session() as session:
-        return [
-            Entry(s.identifier, s.reason, s.created_at)
-            for s in session.scalars(select(Suppression).order_by(Suppression.created_at))
-        ]
+        return [Entry(s.identifier, s.reason, s.created_at) for s in session.scalars(query)]

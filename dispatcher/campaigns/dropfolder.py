@@ -22,10 +22,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher.campaigns.checks import preflight
@@ -165,9 +164,11 @@ def take(
         target.rename(_free(folder))
         raise
     (target / ID_FILE).write_text(f"{campaign_id}\n", encoding="utf-8")
-    with db.session() as session:
-        state = session.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
-    if state == CampaignState.SCHEDULED:
+    # As ``create_campaign`` decided it, without asking the database again (a failure
+    # here would leave a registered campaign that nobody queues). Its clock read first:
+    # at the edge a scheduled campaign is queued too, and its prepare task waits.
+    send_at = loaded.spec.send_at
+    if send_at is not None and send_at > datetime.now(UTC):
         log.info("drop folder %s: campaign %s scheduled", folder.name, campaign_id)
         return Taken(target, campaign_id)
     try:

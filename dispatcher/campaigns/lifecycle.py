@@ -95,6 +95,20 @@ def previewed(session: Session, campaign_id: int, now: datetime) -> bool:
                 prepared_at=now, finished_at=now)  # fmt: skip
 
 
+def claim_preview(session: Session, campaign_id: int) -> bool:
+    """A preview is being started as a new campaign (``interfaces.actions.start``):
+    cancelled now, so a second start at the same moment finds it taken; deleted once
+    the new campaign is registered, or ``release_preview`` gives it back."""
+    return move(session, campaign_id, (CampaignState.PREVIEWED,), CampaignState.CANCELLED,
+                error="being started as a new campaign")  # fmt: skip
+
+
+def release_preview(session: Session, campaign_id: int) -> bool:
+    """The start of a claimed preview did not register a campaign: a preview again."""
+    return move(session, campaign_id, (CampaignState.CANCELLED,), CampaignState.PREVIEWED,
+                error=None)  # fmt: skip
+
+
 def fail(
     session: Session,
     campaign_id: int,

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, or_, select, text
 from sqlalchemy.orm import Session
 
 from dispatcher.campaigns import inputs
 from dispatcher.campaigns.spec import LoadedCampaign
 from dispatcher.db import Batch, Campaign, Database
+from dispatcher.db.bulk import dialect_name
 from dispatcher.db.timestamps import aware
 from dispatcher.errors import RepeatedCampaignError
 from dispatcher.status import BatchState, CampaignState
@@ -37,6 +38,8 @@ _UNDER_WAY = (
 #: Batch states of a request that left: its people may have been messaged.
 _LEFT = (BatchState.SUBMITTING, BatchState.SUBMITTED, BatchState.IN_DOUBT)
 _CHUNK_BYTES = 1 << 20
+#: ``pg_advisory_xact_lock(namespace, key)``: the namespace of registration locks.
+_LOCK_NAMESPACE = 0x5247  # "RG"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ def create_campaign(
     digest = inputs_digest(loaded)
     with db.session() as session:
         notes: list[str] = []
+        _one_at_a_time(session, digest)
         if repeat_guard > timedelta(0) and not (again or spec.allow_repeat):
             earlier = find_repeat(session, spec.sender.source, digest, within=repeat_guard,
                                   now=now)  # fmt: skip
@@ -135,3 +139,14 @@ def create_campaign(
         # Workers on any host read these, never the folder on this machine.
         inputs.store_inputs(session, campaign.id, loaded)
         return campaign.id
+
+
+def _one_at_a_time(session: Session, digest: str) -> None:
+    """Campaigns of the same files register one after the other (PostgreSQL: a lock
+    held to the end of this transaction), so the repeat guard's look and the insert
+    that follows are one step: two uploads of one folder at once (a job retried after a
+    timeout) cannot both pass it. SQLite writes one transaction at a time anyway."""
+    if dialect_name(session) != "postgresql":
+        return
+    key = int(digest[:8], 16) - (1 << 31)  # a signed 32-bit int from the digest
+    session.execute(text("SELECT pg_advisory_xact_lock(:n, :k)"), {"n": _LOCK_NAMESPACE, "k": key})

@@ -36,7 +36,7 @@ from typing import Any, BinaryIO, TypeVar
 import yaml
 from sqlalchemy import select
 
-from dispatcher.campaigns import dropfolder
+from dispatcher.campaigns import dropfolder, lifecycle
 from dispatcher.campaigns.spec import SPEC_NAMES
 from dispatcher.db import Campaign, Database, Schedule
 from dispatcher.db.models import CampaignFile
@@ -111,7 +111,8 @@ class Submitted:
 
     @property
     def ok(self) -> bool:
-        return self.campaign_id is not None and not self.problems
+        """Registered and valid; a dry run whose preparation failed is not."""
+        return self.campaign_id is not None and not self.problems and self.error is None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -175,7 +176,9 @@ def start(
         campaign = session.get(Campaign, campaign_id)
         if campaign is None:
             raise NotFound(f"no campaign {campaign_id}")
-        if campaign.state != "previewed":
+        # Claimed in the same transaction as the look: of two starts at once (a job
+        # retried after a timeout, a double click), one sends and the other is told.
+        if campaign.state != "previewed" or not lifecycle.claim_preview(session, campaign_id):
             raise Conflict(
                 f"campaign {campaign_id} is {campaign.state}: only a previewed campaign "
                 "(a dry run) can be started"
@@ -186,20 +189,27 @@ def start(
             .where(CampaignFile.campaign_id == campaign_id, CampaignFile.role != "report")
             .order_by(CampaignFile.id)
         ).all()
-    if not rows:
-        raise Conflict(f"campaign {campaign_id} has no stored files (purged): upload them again")
-    from dispatcher.db import blobs
+    found: Submitted | None = None
+    try:
+        if not rows:
+            raise Conflict(
+                f"campaign {campaign_id} has no stored files (purged): upload them again"
+            )
+        from dispatcher.db import blobs
 
-    files: dict[str, bytes] = {}
-    with db.session() as session:
-        for role, name, sha in rows:
-            handle = io.BytesIO()
-            blobs.copy_to(session, sha, handle)
-            files[spec_name if role == "spec" else name] = handle.getvalue()
-    found = submit(db, files, dry_run=False, again=again, settings=settings, enqueue=enqueue)
-    if found.ok:
+        files: dict[str, bytes] = {}
+        with db.session() as session:
+            for role, name, sha in rows:
+                handle = io.BytesIO()
+                blobs.copy_to(session, sha, handle)
+                files[spec_name if role == "spec" else name] = handle.getvalue()
+        found = submit(db, files, dry_run=False, again=again, settings=settings, enqueue=enqueue)
+    finally:
         with contextlib.suppress(DispatcherError), db.session() as session:
-            control.delete(session, campaign_id)
+            if found is not None and found.ok:
+                control.delete(session, campaign_id)
+            else:
+                lifecycle.release_preview(session, campaign_id)
     return found
 
 
@@ -351,7 +361,14 @@ def _staged(settings: Settings, files: Mapping[str, bytes]) -> Iterator[Path]:
 def with_send_at(files: Mapping[str, bytes], when: datetime) -> dict[str, bytes]:
     """The upload with ``send_at`` set in its YAML spec (the console's Schedule: people
     who do not edit YAML); the campaign then waits for it as one dropped with that
-    field does. Comments in the spec are not kept."""
+    field does. Comments in the spec are not kept. A time already past is refused: the
+    campaign would go at once while the page said it waits."""
+    if when <= datetime.now(UTC):
+        raise Invalid(
+            "send_at has passed",
+            [{"field": "send_at", "message": f"{when:%Y-%m-%d %H:%M} UTC has passed: pick a "
+              "later time, or start it now"}],
+        )  # fmt: skip
     unpacked = unpack(files)
     name = next((n for n in SPEC_NAMES if n in unpacked), None)
     if name is None or name.endswith(".toml"):
@@ -571,10 +588,13 @@ def with_rate_factor(
 
     from dispatcher.sending.throttle import Throttle
 
+    client = redis.Redis.from_url(settings.redis_url)
     try:
-        factor = Throttle(redis.Redis.from_url(settings.redis_url)).factor(current.source)
+        factor = Throttle(client).factor(current.source)
     except DispatcherError:
         return current
+    finally:
+        client.close()
     return dataclasses.replace(current, rate_factor=factor)
 
 
@@ -654,10 +674,7 @@ def suppressions(
     from dispatcher.audience import suppressions as book
     from dispatcher.masking import mask
 
-    entries = book.entries(db)[max(0, offset) :]
-    if limit is not None:
-        entries = entries[: max(0, limit)]
-    found = [e.as_dict() for e in entries]
+    found = [e.as_dict() for e in book.entries(db, limit=limit, offset=offset)]
     if masked:
         for entry in found:
             entry["identifier"] = mask(entry["identifier"])

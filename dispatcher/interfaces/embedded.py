@@ -147,6 +147,9 @@ class EmbeddedStack:
             "META_WABA_ID": simulator_config.meta_waba_id,
             "WEBHOOK_TOKEN": token,
             "DISPATCHER_STATE_DIR": str(self.state_dir),
+            # Campaigns uploaded through the console are staged and filed here, not in
+            # a campaigns/ folder of wherever the run was started.
+            "DROP_DIR": str(self.state_dir / "drop"),
             # The worker sees REDIS_URL set like a production one: this tells it that
             # it runs one campaign here (no drop folder scanned: it would make
             # campaigns/inbox... in the current folder, and send whatever lies there).

@@ -7,9 +7,10 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from dispatcher.interfaces.terminal import console, friendly, local_db
+from dispatcher.interfaces.terminal import console, friendly, local_session
 from dispatcher.operations import access
 from dispatcher.operations.access import Scope
 
@@ -30,12 +31,12 @@ def keys_create(
     ] = False,
 ) -> None:
     """Make a key and print it once: only its digest is kept."""
-    with local_db().session() as session:
+    with local_session() as session:
         _, secret = access.create_key(session, name, scope)
     if quiet:
         typer.echo(secret)
         return
-    console.print(f"API key {name!r} ({scope}): [bold]{secret}[/]")
+    console.print(f"API key {escape(repr(name))} ({scope}): [bold]{secret}[/]")
     console.print("It is shown this once; send it as 'Authorization: Bearer <key>' or paste it "
                   "at the console's login.")  # fmt: skip
 
@@ -46,7 +47,7 @@ def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Every key: scope, when made, last used, revoked (never the secret)."""
-    with local_db().session() as session:
+    with local_session() as session:
         found = access.keys(session)
     if as_json:
         rows = [
@@ -61,7 +62,7 @@ def keys_list(
     for column in ("id", "name", "scope", "created", "last used", "revoked"):
         table.add_column(column)
     for k in found:
-        table.add_row(str(k.id), k.name, str(k.scope), f"{k.created_at:%Y-%m-%d %H:%M}",
+        table.add_row(str(k.id), escape(k.name), str(k.scope), f"{k.created_at:%Y-%m-%d %H:%M}",
                       f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "",
                       f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")  # fmt: skip
     console.print(table)
@@ -71,9 +72,9 @@ def keys_list(
 @friendly
 def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> None:
     """Revoke a key: its calls and console sessions are refused from their next request."""
-    with local_db().session() as session:
+    with local_session() as session:
         access.revoke(session, name)
-    console.print(f"API key {name!r} revoked.")
+    console.print(f"API key {escape(repr(name))} revoked.")
 
 
 @keys_app.command("audit")
@@ -85,8 +86,8 @@ def keys_audit(
     table = Table(title="Audit trail")
     for column in ("when (UTC)", "key", "action", "target", "status"):
         table.add_column(column, overflow="fold")
-    with local_db().session() as session:
+    with local_session() as session:
         for e in access.trail(session, limit):
-            table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.key_name or "(none)", e.action,
-                          e.target or "", str(e.status))  # fmt: skip
+            table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", escape(e.key_name or "(none)"),
+                          escape(e.action), escape(e.target or ""), str(e.status))  # fmt: skip
     console.print(table)

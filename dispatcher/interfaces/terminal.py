@@ -4,13 +4,15 @@ exit codes, the local database."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from sqlalchemy.orm import Session
 
 from dispatcher.db import Database, migrate
 from dispatcher.errors import CampaignSpecError, DispatcherError
@@ -74,6 +76,18 @@ def local_db() -> Database:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     migrate(url)
     return Database(url)
+
+
+@contextmanager
+def local_session() -> Iterator[Session]:
+    """One transaction on the local database, its connections closed after (a command
+    that needs no more than that)."""
+    db = local_db()
+    try:
+        with db.session() as session:
+            yield session
+    finally:
+        db.dispose()
 
 
 def print_rejects(rejects: list[Any]) -> None:

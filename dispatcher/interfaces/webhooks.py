@@ -62,6 +62,8 @@ from dispatcher.tracking.ingest import ApplierMode, ApplierSettings, Ingest
 from dispatcher.tracking.intake import MAX_BODY_BYTES, ReportState, read_body
 
 log = logging.getLogger(__name__)
+#: The largest id a BIGINT holds: a larger one in a path is simply not found.
+MAX_ID = 2**63 - 1
 __all__ = ["MAX_BODY_BYTES", "MetaKeys", "Pages", "create_app"]
 
 
@@ -347,6 +349,8 @@ class Pages:
             campaign_id = int(request.path_params["campaign_id"])
         except ValueError:
             return JSONResponse({"error": "campaign id must be a number"}, status_code=400)
+        if not 0 <= campaign_id <= MAX_ID:
+            return JSONResponse({"error": "no such campaign"}, status_code=404)
         found = await run_in_threadpool(_progress, self.db, campaign_id)
         if found is None:
             return JSONResponse({"error": "no such campaign"}, status_code=404)

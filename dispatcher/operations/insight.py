@@ -53,8 +53,11 @@ NOT_REACHED = (
 #: What ``progress`` counts as failed: the timeline's failed curve ends at its figure.
 _FAILED = (MessageStatus.FAILED, MessageStatus.EXPIRED)
 
-#: A number as people write it: digits with spaces, dots, dashes, slashes or brackets.
-_NUMBER_LIKE = re.compile(r"\+?[0-9][0-9 ().\-/]*[0-9]")
+#: A number as people write it: digits with spaces, dots, dashes, slashes or brackets;
+#: a date (and time) as the dispatcher writes them is matched first, and kept.
+_NUMBER_LIKE = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?)|\+?[0-9][0-9 ().\-/]*[0-9]"
+)
 _MIN_DIGITS = 7
 
 
@@ -66,7 +69,7 @@ def masked_text(text: str) -> str:
     def hide(found: re.Match[str]) -> str:
         written = found.group()
         digits = "".join(c for c in written if c.isdigit())
-        if len(digits) < _MIN_DIGITS:
+        if found.group("date") or len(digits) < _MIN_DIGITS:
             return written
         return mask(("+" if written.startswith("+") else "") + digits)
 

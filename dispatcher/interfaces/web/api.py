@@ -36,6 +36,7 @@ from dispatcher.campaigns.spec import SPEC_NAMES
 from dispatcher.errors import DispatcherError, StorageError
 from dispatcher.interfaces import actions
 from dispatcher.interfaces.web import auth, openapi
+from dispatcher.interfaces.webhooks import MAX_ID
 from dispatcher.operations.access import Caller, Scope
 
 #: A JSON body's size at most (a suppression call of ``actions.MAX_IDENTIFIERS``).
@@ -45,8 +46,6 @@ _FRAMING_BYTES = 1024 * 1024
 #: A report is kept in memory up to this size, then on disk, and sent in chunks.
 _SPOOL_BYTES = 8 * 1024 * 1024
 _CHUNK_BYTES = 256 * 1024
-#: The largest id a campaign or schedule can have (a BIGINT).
-_MAX_ID = 2**63 - 1
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
 _M = TypeVar("_M", bound=BaseModel)
@@ -228,7 +227,7 @@ def _id(request: Request, name: str) -> int:
     if not raw.isdigit():
         raise _BadRequest(f"{name} must be a whole number, got {raw[:40]!r}")
     value = int(raw)
-    if value > _MAX_ID:
+    if value > MAX_ID:
         kind = name.removesuffix("_id")
         raise actions.NotFound(f"no {kind} {raw[:40]}")
     return value

@@ -17,8 +17,11 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from dispatcher.db import Database
+from dispatcher.interfaces import actions
 from dispatcher.interfaces.web import api, console
 from dispatcher.interfaces.web.auth import ApiError, WebContext, require
 from dispatcher.interfaces.webhooks import Pages
@@ -27,11 +30,18 @@ from dispatcher.settings import get_settings
 
 SESSION_COOKIE = "dispatcher_session"
 SESSION_HOURS = 12
+#: The most a request body may carry before anything parses it: an upload (the files'
+#: cap plus their multipart framing), a login (a key), anything else (a form, JSON).
+UPLOAD_BODY_BYTES = actions.MAX_UPLOAD_BYTES + 1024 * 1024
+LOGIN_BODY_BYTES = 16 * 1024
+OTHER_BODY_BYTES = 1024 * 1024
+_UPLOADS = ("/api/campaigns", "/api/schedules", "/console/new")
+_LOGINS = ("/console/login", "/console/logout")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def create_internal_app(db: Database, *, redis_url: str | None = None) -> Starlette:
+def create_internal_app(db: Database, *, redis_url: str | None = None) -> ASGIApp:
     """The app over ``db``: every page but ``/healthz`` asks for an API key (Prometheus
     sends a read key as its bearer token), the console's pages a logged-in session."""
     settings = get_settings()
@@ -64,7 +74,7 @@ def create_internal_app(db: Database, *, redis_url: str | None = None) -> Starle
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.state.web = WebContext(db=db, redis_url=url, settings=settings)
-    return app
+    return BodyCap(app)
 
 
 def _reading(endpoint: Endpoint) -> Endpoint:
@@ -114,3 +124,75 @@ def _page(status: int, message: str) -> HTMLResponse:
         '<p><a href="/console/">Campaigns</a></p></main></html>',
         status_code=status,
     )
+
+
+class BodyCap:
+    """Bounds every request body before the app reads it: a declared length over the
+    cap is answered 413 unread; a body without one (chunked) is cut where it passes
+    the cap, and answered 413. Starlette's form parser keeps fields in memory and
+    spools files without a bound, and a login page answers strangers."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        cap = _cap(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > cap):
+            await _too_large(send, cap)
+            return
+        seen = 0
+        over = started = False
+
+        async def capped() -> Message:
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > cap:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # the 413 below is the answer
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, capped, sending)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _too_large(send, cap)
+
+
+def _cap(path: str) -> int:
+    if path.startswith(_UPLOADS):
+        return UPLOAD_BODY_BYTES
+    if path in _LOGINS:
+        return LOGIN_BODY_BYTES
+    return OTHER_BODY_BYTES
+
+
+async def _too_large(send: Send, cap: int) -> None:
+    body = b'{"error": "request body over %d bytes"}' % cap
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

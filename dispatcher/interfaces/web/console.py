@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -37,6 +38,7 @@ from dispatcher.interfaces import actions
 from dispatcher.interfaces.web import auth
 from dispatcher.interfaces.web.auth import ApiError
 from dispatcher.interfaces.web.charts import chart
+from dispatcher.interfaces.webhooks import MAX_ID
 from dispatcher.operations import flower, insight
 from dispatcher.operations.access import Caller, Scope
 from dispatcher.operations.progress import Progress
@@ -114,14 +116,14 @@ async def campaigns_fragment(request: Request) -> Response:
 
 async def campaign_page(request: Request) -> Response:
     who = await auth.require(request, Scope.READ)
-    shown = await run_in_threadpool(_campaign, request, request.path_params["campaign_id"])
+    shown = await run_in_threadpool(_campaign, request, _campaign_id(request))
     flash = request.session.pop("flash", None)
     return _render(request, "campaign.html", who, page="campaign", flash=flash, **shown)
 
 
 async def campaign_fragment(request: Request) -> Response:
     who = await auth.require(request, Scope.READ)
-    shown = await run_in_threadpool(_campaign, request, request.path_params["campaign_id"])
+    shown = await run_in_threadpool(_campaign, request, _campaign_id(request))
     return _render(request, "_campaign.html", who, **shown)
 
 
@@ -174,7 +176,7 @@ OFFERED: dict[str, tuple[str, ...]] = {
 async def campaign_action(request: Request) -> Response:
     """Pause, resume or cancel from the campaign's page, then back to it (start a dry
     run: on to the campaign it became)."""
-    campaign_id: int = request.path_params["campaign_id"]
+    campaign_id = _campaign_id(request)
     name: str = request.path_params["action"]
     who = await auth.require(request, Scope.SEND)  # 403 for read keys and missing CSRF
     if name not in ACTIONS:
@@ -193,6 +195,14 @@ async def campaign_action(request: Request) -> Response:
         await auth.audited(request, who, f"console.{name}", target, 303)
         request.session["flash"] = said
     return RedirectResponse(f"{_base(request)}/campaigns/{shown}", status_code=303)
+
+
+def _campaign_id(request: Request) -> int:
+    """The path's campaign id; one beyond any id the database holds is not found."""
+    value: int = request.path_params["campaign_id"]
+    if value > MAX_ID:
+        raise HTTPException(404, f"no campaign {value}")
+    return value
 
 
 async def new_page(request: Request) -> Response:

@@ -19,6 +19,8 @@ from dispatcher.operations.insight import masked_text
         ("(#131026) Message undeliverable", "(#131026) Message undeliverable"),
         ("+46 70 12", "+46 70 12"),  # six digits: no number
         ("store=Oslo", "store=Oslo"),
+        ("eligible from 2026-12-10 09:00 UTC", "eligible from 2026-12-10 09:00 UTC"),
+        ("at 2026-12-10T09:00:00, +4791234567", "at 2026-12-10T09:00:00, +479•••••67"),
     ],
 )
 def test_numbers_are_masked_however_written(text: str, shown: str) -> None:

@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,32 @@ def test_a_dry_run_stores_a_preview_with_its_forecast_and_start_sends_it(api: Ap
     assert gone.status_code == 404  # the preview made way for the real one
     again = api.http.post(f"/campaigns/{started.json()['campaign_id']}/start", headers=api.send)
     assert again.status_code == 409 and "only a previewed" in again.json()["error"]
+
+
+def test_a_preview_started_twice_at_once_is_sent_once(api: Api) -> None:
+    """A job retried after a timeout, a double click: one start wins, one is told."""
+    upload = multipart(folder_files())
+    preview = api.http.post("/campaigns?dry_run=true", headers=api.send, files=upload).json()
+    path = f"/campaigns/{preview['campaign_id']}/start"
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: api.http.post(path, headers=api.send), range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], [a.text for a in answers]
+    assert api.broker.llen("prepare") == 1
+    with api.db.session() as session:
+        assert session.scalars(select(Campaign.state)).all() == ["draft"]
+
+
+def test_the_same_files_uploaded_at_once_register_once(api: Api) -> None:
+    """The repeat guard's look and the insert are one step (PostgreSQL: a lock)."""
+    upload = multipart(folder_files())
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(
+                lambda _: api.http.post("/campaigns", headers=api.send, files=upload), range(4)
+            )
+        )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], [a.text for a in answers]
+    assert api.broker.llen("prepare") == 1
 
 
 def test_a_bad_spec_answers_its_problems_by_field_path_and_registers_nothing(api: Api) -> None:

@@ -153,6 +153,7 @@ def test_an_action_the_campaigns_state_does_not_allow_is_said_on_its_page(
     ("form", "said"),
     [
         ({"intent": "schedule", "send_at": "next tuesday"}, "send_at"),
+        ({"intent": "schedule", "send_at": "2020-01-01T09:00"}, "2020-01-01 09:00 UTC has passed"),
         ({"intent": "check"}, "No files were chosen."),
     ],
 )
@@ -197,3 +198,12 @@ def test_a_refused_form_post_gets_a_page_not_json(console: Console) -> None:
     assert refused.status_code == 403
     assert refused.headers["content-type"].startswith("text/html")
     assert "CSRF" in refused.text
+
+
+def test_an_id_beyond_any_campaign_is_not_found(console: Console) -> None:
+    console.log_in(console.key("send"))
+    huge = "99999999999999999999"
+    assert console.http.get(f"/console/campaigns/{huge}").status_code == 404
+    assert console.http.get(f"/console/live/campaigns/{huge}").status_code == 404
+    bearer = {"Authorization": f"Bearer {console.key('read', 'reader')}"}
+    assert console.http.get(f"/campaigns/{huge}", headers=bearer).status_code == 404
