@@ -91,9 +91,11 @@ def test_an_operator_checks_the_example_starts_it_watches_it_complete_and_downlo
         page.locator("dialog#confirm").get_by_role("button", name="Start now").click()
         page.wait_for_url(re.compile(r"/console/campaigns/\d+$"))
         campaign_id = page.url.rsplit("/", 1)[1]
-        expect(page.get_by_role("status")).to_contain_text("Queued")
+        expect(page.locator("main [role=status]")).to_contain_text("Queued")
         # The page follows the campaign by itself (no reload) until it completes.
         expect(page.locator("#live .state").first).to_have_text("completed", timeout=WAIT_MS)
+        # Said once to screen readers, on the page's polite status line.
+        expect(page.locator("#announce")).to_have_text(re.compile(r"\(#\d+\) is completed$"))
         bar = page.locator("#live [role=progressbar]")
         expect(bar).to_have_attribute("aria-valuemax", "190")
         expect(bar).to_have_attribute("aria-valuenow", "190")
@@ -133,7 +135,7 @@ def test_an_operator_checks_the_example_starts_it_watches_it_complete_and_downlo
         page.get_by_label("Send at (UTC, only to schedule)").fill(f"{tomorrow:%Y-%m-%dT%H:%M}")
         page.get_by_role("button", name="Schedule").click()
         page.wait_for_url(re.compile(r"/console/campaigns/\d+$"))
-        expect(page.get_by_role("status")).to_contain_text("Scheduled")
+        expect(page.locator("main [role=status]")).to_contain_text("Scheduled")
         expect(page.locator("#live .state").first).to_have_text("scheduled")
         expect(page.get_by_text("190 people would be sent")).to_be_visible()
         expect(page.get_by_role("button", name="Cancel campaign")).to_be_visible()
@@ -180,7 +182,7 @@ def test_an_operator_pauses_resumes_and_cancels_a_campaign_from_its_page(
         assert state_shown(page) == "sending"
 
         confirm(page, "Pause", "Pause")
-        expect(page.get_by_role("status")).to_contain_text("Paused")
+        expect(page.locator("main [role=status]")).to_contain_text("Paused")
         expect(page.locator("#live .state").first).to_have_text("paused")
         expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible()
         screenshot(page, "paused")
@@ -189,7 +191,7 @@ def test_an_operator_pauses_resumes_and_cancels_a_campaign_from_its_page(
         assert held < SLOW_PEOPLE
 
         confirm(page, "Resume", "Resume")
-        expect(page.get_by_role("status")).to_contain_text("Resumed")
+        expect(page.locator("main [role=status]")).to_contain_text("Resumed")
         expect(page.locator("#live .state").first).to_have_text("sending")
         # It goes on: the live bar moves past where the pause left it.
         page.wait_for_function(
@@ -199,7 +201,7 @@ def test_an_operator_pauses_resumes_and_cancels_a_campaign_from_its_page(
             timeout=WAIT_MS,
         )
         confirm(page, "Cancel campaign", "Cancel campaign")
-        expect(page.get_by_role("status")).to_contain_text("Cancelled")
+        expect(page.locator("main [role=status]")).to_contain_text("Cancelled")
         expect(page.locator("#live .state").first).to_have_text("cancelled")
         expect(page.get_by_role("button", name="Resume")).to_have_count(0)
 

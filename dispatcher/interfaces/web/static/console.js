@@ -29,11 +29,36 @@
       if (!answer.ok) return;
       const html = await answer.text();
       if (!busy(region) && html !== shown.get(region)) {
+        const before = states(region);
         region.innerHTML = html;
         shown.set(region, html);
+        announce(before, states(region));
       }
     } catch (error) {
       // The server restarting or the network away: try again on the next tick.
+    }
+  }
+
+  // What each campaign shown is now ({"Spring sale (#2)": "sending"}).
+  function states(region) {
+    const found = {};
+    region.querySelectorAll("[data-of]").forEach(function (badge) {
+      found[badge.dataset.of] = badge.dataset.state;
+    });
+    return found;
+  }
+
+  // A campaign that changed state is said once to screen readers (the page's polite
+  // status line); the figures that change every tick are not.
+  function announce(before, after) {
+    const changed = Object.keys(after).filter(function (name) {
+      return name in before && before[name] !== after[name];
+    });
+    const line = document.getElementById("announce");
+    if (line && changed.length) {
+      line.textContent = changed.map(function (name) {
+        return name + " is " + after[name];
+      }).join("; ");
     }
   }
 
