@@ -169,8 +169,9 @@ def _api(action: str, scope: Scope, handler: Handler) -> Callable[[Request], Awa
             who = await auth.require(request, scope)
             response = await handler(request, who)
         except auth.ApiError as exc:
-            await auth.audited(request, who or await auth.caller(request), action, target,
-                               exc.status, {"error": exc.error})  # fmt: skip
+            if exc.status != 429:  # a stranger past its limit is not written down
+                await auth.audited(request, who or await auth.caller(request), action,
+                                   target, exc.status, {"error": exc.error})  # fmt: skip
             raise
         except DispatcherError as exc:
             response = _refusal(exc)

@@ -22,6 +22,7 @@ from starlette.types import Scope as AsgiScope
 
 from dispatcher.db import Database
 from dispatcher.interfaces import actions
+from dispatcher.interfaces.edge import CallerLimits
 from dispatcher.interfaces.web import api, console
 from dispatcher.interfaces.web.auth import ApiError, WebContext, require
 from dispatcher.interfaces.webhooks import Pages
@@ -73,7 +74,8 @@ def create_internal_app(db: Database, *, redis_url: str | None = None) -> ASGIAp
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
-    app.state.web = WebContext(db=db, redis_url=url, settings=settings)
+    strangers = CallerLimits(trusted_proxies=settings.trusted_proxy_networks)
+    app.state.web = WebContext(db=db, redis_url=url, settings=settings, strangers=strangers)
     return BodyCap(app)
 
 

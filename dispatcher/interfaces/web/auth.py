@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from dispatcher.db import Database
+from dispatcher.interfaces.edge import CallerLimits
 from dispatcher.operations import access
 from dispatcher.operations.access import Caller, Scope
 from dispatcher.settings import Settings
@@ -47,6 +48,9 @@ class WebContext:
     db: Database
     redis_url: str | None
     settings: Settings
+    #: Callers without a valid key, per address: past the limit they get 429, unread
+    #: and not written to the audit trail (which they could otherwise fill).
+    strangers: CallerLimits = field(default_factory=CallerLimits)
 
 
 def context(request: Request) -> WebContext:
@@ -87,6 +91,7 @@ async def require(request: Request, scope: Scope) -> Caller:
     read key asking to send, or a session's change without its CSRF token)."""
     found = await caller(request)
     if found is None:
+        stranger(request)
         if _bearer(request) is not None:
             raise ApiError(401, "unauthorised: unknown or revoked API key")
         raise ApiError(401, "unauthorised: send an API key as 'Authorization: Bearer <key>'")
@@ -95,6 +100,13 @@ async def require(request: Request, scope: Scope) -> Caller:
     if request.method not in SAFE_METHODS and request.state.via_session:
         await check_csrf(request)
     return found
+
+
+def stranger(request: Request) -> None:
+    """Count a request without a valid key; ``ApiError`` 429 past the address's limit
+    (``edge.UNAUTHENTICATED_PER_SECOND``)."""
+    if not context(request).strangers.allow(request.scope):
+        raise ApiError(429, "too many requests without a valid key: slow down")
 
 
 def csrf_token(request: Request) -> str:

@@ -82,6 +82,7 @@ async def login(request: Request) -> Response:
     await auth.check_csrf(request, _text(form.get("csrf")))
     who = await auth.log_in_with(request, _text(form.get("key")))
     if who is None:
+        auth.stranger(request)  # 429 past the address's limit: keys are not guessed
         await auth.audited(request, None, "console.login", None, 401)
         return _render(
             request,

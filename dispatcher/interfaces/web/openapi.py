@@ -33,6 +33,7 @@ _ERRORS = {
     "400": _error("malformed request (a path id that is no number, a body that is no JSON)"),
     "401": _error("no API key, or an unknown or revoked one"),
     "403": _error("the key's scope does not allow it (a read key asking to change something)"),
+    "429": _error("too many requests without a valid key from this address (20 a second)"),
     "422": _error(
         "the content is not valid: detail.problems lists field and message (for a "
         "campaign, the field paths of `dispatcher validate`)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -291,6 +292,7 @@ def test_without_a_key_every_route_answers_401_and_with_a_read_key_changes_403(a
         ("DELETE", "/schedules/1"),
     ]
     for method, path in routes:
+        time.sleep(0.15)  # two strangers' requests a route: under 20 a second
         answer = api.http.request(method, path)
         assert answer.status_code == 401, (method, path)
         assert answer.json()["error"].startswith("unauthorised")
@@ -302,6 +304,16 @@ def test_without_a_key_every_route_answers_401_and_with_a_read_key_changes_403(a
     with api.db.session() as session:
         refused = session.scalars(select(AuditEvent.status)).all()
     assert refused.count(401) == 2 * len(routes) and refused.count(403) == 9
+
+
+def test_a_stranger_past_its_limit_gets_429_and_is_not_written_down(api: Api) -> None:
+    answers = [api.http.get("/campaigns").status_code for _ in range(40)]
+    assert answers[:20] == [401] * 20
+    assert set(answers[20:]) == {429}
+    assert api.http.get("/campaigns", headers=api.read).status_code == 200  # keys go on
+    with api.db.session() as session:
+        written = session.scalars(select(AuditEvent.status)).all()
+    assert written.count(401) == 20 and 429 not in written
 
 
 def test_every_call_is_audited_with_who_what_target_and_status(api: Api) -> None:
