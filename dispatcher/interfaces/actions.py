@@ -801,10 +801,16 @@ def add_schedule(
         shutil.rmtree(folder, ignore_errors=True)
         where = "timezone" if "time zone" in str(exc) else "cron"
         raise Invalid(str(exc), [{"field": where, "message": str(exc)}]) from None
+    except StorageError as exc:  # the database, not the files: as submit says it
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Unavailable(f"the schedule cannot be stored now: {exc}") from exc
     except DispatcherError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         message = _unstaged(str(exc), folder)
         raise Invalid(message, [{"field": "(file)", "message": message}]) from None
+    except OSError as exc:  # DROP_DIR full, missing or not writable: the operator's to fix
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Unavailable(f"the drop folder cannot keep the schedule's files now: {exc}") from exc
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

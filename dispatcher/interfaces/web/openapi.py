@@ -417,7 +417,10 @@ def _built() -> dict[str, Any]:
                 "tags": ["schedules"],
                 "security": _SEND,
                 "requestBody": schedule_form,
-                "responses": _ok(_ref("Schedule"), "scheduled", "201") | _ERRORS | _TOO_LARGE,
+                "responses": _ok(_ref("Schedule"), "scheduled", "201")
+                | _ERRORS
+                | _TOO_LARGE
+                | _UNAVAILABLE,
             },
         },
         "/schedules/{schedule_id}": {
