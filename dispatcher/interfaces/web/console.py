@@ -52,6 +52,11 @@ LISTED_ROWS = 50
 LISTED_CAMPAIGNS = 50
 
 
+#: The parts of a campaign's page (``_campaign``): each live region asks for its own.
+NOW, OUTCOMES = frozenset({"now"}), frozenset({"outcomes", "rows"})
+PAGE = frozenset({"now", "outcomes", "rows"})
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/", campaigns_page, methods=["GET"]),
@@ -64,6 +69,7 @@ def routes() -> list[BaseRoute]:
         Route("/campaigns/{campaign_id:int}/{action}", campaign_action, methods=["POST"]),
         Route("/live/campaigns", campaigns_fragment, methods=["GET"]),
         Route("/live/campaigns/{campaign_id:int}", campaign_fragment, methods=["GET"]),
+        Route("/live/campaigns/{campaign_id:int}/outcomes", outcomes_fragment, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
@@ -124,8 +130,14 @@ async def campaign_page(request: Request) -> Response:
 
 async def campaign_fragment(request: Request) -> Response:
     who = await auth.require(request, Scope.READ)
-    shown = await run_in_threadpool(_campaign, request, _campaign_id(request))
+    shown = await run_in_threadpool(_campaign, request, _campaign_id(request), NOW)
     return _render(request, "_campaign.html", who, **shown)
+
+
+async def outcomes_fragment(request: Request) -> Response:
+    who = await auth.require(request, Scope.READ)
+    shown = await run_in_threadpool(_campaign, request, _campaign_id(request), OUTCOMES)
+    return _render(request, "_outcomes_rows.html", who, **shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,28 +345,28 @@ def _held(session: Session, p: Progress) -> flower.Held | None:
     return flower.held(session, p.campaign_id)
 
 
-def _campaign(request: Request, campaign_id: int) -> dict[str, Any]:
+def _campaign(request: Request, campaign_id: int, parts: frozenset[str] = PAGE) -> dict[str, Any]:
+    """What the campaign's page shows, or the ``parts`` of it a live region asks for:
+    the counts every 2 s; the chart, the failures (a GROUP BY over the campaign's
+    messages each) and the merged and rejected rows every 10 s."""
     web = auth.context(request)
     document = actions.status_document(web.db, campaign_id)
     if document is None:
         raise ApiError(404, f"no campaign {campaign_id}")
     shown = as_progress(document)
+    found: dict[str, Any] = {"p": shown, "forecast": document.get("forecast")}
     with web.db.session() as session:
-        held = _held(session, shown)
-        failures = insight.failures(session, campaign_id)
-        timeline = insight.timeline(session, campaign_id)
-        merges = insight.merges(session, campaign_id, limit=LISTED_ROWS + 1)
-        rejects = insight.rejects(session, campaign_id, limit=LISTED_ROWS)
-    return {
-        "p": shown,
-        "held": {campaign_id: held},
-        "forecast": document.get("forecast"),
-        "failures": failures,
-        "chart": chart(timeline),
-        "merges": merges[:LISTED_ROWS],
-        "merges_more": len(merges) > LISTED_ROWS,
-        "rejects": rejects,
-    }
+        if "now" in parts:
+            found["held"] = {campaign_id: _held(session, shown)}
+        if "outcomes" in parts:
+            found["failures"] = insight.failures(session, campaign_id)
+            found["chart"] = chart(insight.timeline(session, campaign_id))
+        if "rows" in parts:
+            merges = insight.merges(session, campaign_id, limit=LISTED_ROWS + 1)
+            found["merges"] = merges[:LISTED_ROWS]
+            found["merges_more"] = len(merges) > LISTED_ROWS
+            found["rejects"] = insight.rejects(session, campaign_id, limit=LISTED_ROWS)
+    return found
 
 
 def _act(request: Request, name: str, campaign_id: int) -> tuple[str, int]:

@@ -1,7 +1,7 @@
 // The console's only script: live regions and confirmations. Pages work without it
 // (forms post, pages show the figures as of their loading); with it, a region marked
-// data-refresh="URL" is replaced by that URL's HTML every 2 s, and a form marked
-// data-confirm="question" asks first in the page's <dialog>.
+// data-refresh="URL" is replaced by that URL's HTML every 2 s (or data-every="ms"),
+// and a form marked data-confirm="question" asks first in the page's <dialog>.
 "use strict";
 
 (function () {
@@ -32,7 +32,12 @@
         const before = states(region);
         region.innerHTML = html;
         shown.set(region, html);
-        announce(before, states(region));
+        if (announce(before, states(region))) {
+          // A campaign moved on (prepared, finished): the slower regions follow now.
+          document.querySelectorAll("[data-every]").forEach(function (other) {
+            if (other !== region) refresh(other);
+          });
+        }
       }
     } catch (error) {
       // The server restarting or the network away: try again on the next tick.
@@ -60,6 +65,7 @@
         return name + " is " + after[name];
       }).join("; ");
     }
+    return changed.length > 0;
   }
 
   function loginUrl() {
@@ -110,9 +116,9 @@
   document.addEventListener("submit", confirmFirst, true);
   document.addEventListener("DOMContentLoaded", function () {
     logInFromLink();
-    const regions = Array.from(document.querySelectorAll("[data-refresh]"));
-    if (regions.length) {
-      window.setInterval(function () { regions.forEach(refresh); }, EVERY_MS);
-    }
+    document.querySelectorAll("[data-refresh]").forEach(function (region) {
+      const every = Number(region.dataset.every) || EVERY_MS;
+      window.setInterval(function () { refresh(region); }, every);
+    });
   });
 })();
