@@ -342,7 +342,12 @@ async def _list(request: Request, _: Caller) -> Response:
     page = _query(Page, request)
     web = auth.context(request)
     found = await run_in_threadpool(
-        actions.campaigns, web.db, page.limit, page.offset, settings=web.settings
+        actions.campaigns,
+        web.db,
+        page.limit,
+        page.offset,
+        settings=web.settings,
+        settled=web.settled,
     )
     return JSONResponse({"campaigns": found, "limit": page.limit, "offset": page.offset})
 

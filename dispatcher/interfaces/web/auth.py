@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from dispatcher.db import Database
+from dispatcher.interfaces.actions import Settled
 from dispatcher.interfaces.edge import CallerLimits
 from dispatcher.operations import access
 from dispatcher.operations.access import Caller, Scope
@@ -51,6 +52,8 @@ class WebContext:
     #: Callers without a valid key, per address: past the limit they get 429, unread
     #: and not written to the audit trail (which they could otherwise fill).
     strangers: CallerLimits = field(default_factory=CallerLimits)
+    #: The status documents of campaigns that ended, shared by every list asked for.
+    settled: Settled = field(default_factory=Settled)
 
 
 def context(request: Request) -> WebContext:

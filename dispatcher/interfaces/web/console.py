@@ -332,7 +332,8 @@ def as_progress(document: Mapping[str, Any]) -> Progress:
 
 def _campaigns(request: Request) -> dict[str, Any]:
     web = auth.context(request)
-    listed = [as_progress(d) for d in actions.campaigns(web.db, limit=LISTED_CAMPAIGNS)]
+    found = actions.campaigns(web.db, limit=LISTED_CAMPAIGNS, settled=web.settled)
+    listed = [as_progress(d) for d in found]
     with web.db.session() as session:
         held = {p.campaign_id: _held(session, p) for p in listed}
     return {"campaigns": listed, "held": held}
