@@ -181,8 +181,9 @@ def test_a_template_paused_mid_way_stops_the_campaign_within_one_slice(
     assert_stopped_within_a_slice(result)
     if provider == "meta":
         # Meta refuses every send of a paused template (132015): the first slice refused
-        # pauses the campaign, and at most the next slice was on its way.
-        assert 0 < result.template_failures <= 2 * SLICE
+        # pauses the campaign, and at most the next slice was on its way; Meta's webhook
+        # may pause it before any send was refused (a busy machine: seen in CI).
+        assert result.template_failures <= 2 * SLICE
     assert result.paused_by["reason"] == "template_paused"
     assert result.paused_by["figure"] == "template 'hello' (en) PAUSED"
     assert result.paused_by["threshold"] == "APPROVED"
