@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 from sqlalchemy import (
@@ -234,10 +235,10 @@ def timeline(
 
     submitted = per_bucket(Message.submitted_at)
     curves = [
-        _cumulative(per_bucket(Message.sent_at)),
-        _cumulative(per_bucket(Message.delivered_at)),
-        _cumulative(per_bucket(Message.read_at)),
-        _cumulative(per_bucket(Message.failed_at, Message.status.in_(_FAILED))),
+        list(accumulate(per_bucket(Message.sent_at))),
+        list(accumulate(per_bucket(Message.delivered_at))),
+        list(accumulate(per_bucket(Message.read_at))),
+        list(accumulate(per_bucket(Message.failed_at, Message.status.in_(_FAILED)))),
     ]
     points = []
     for i in range(count):
@@ -271,15 +272,6 @@ def _bucket(
     # 9.99995. Truncation is floor here: a time before ``start`` (a report without a
     # submission) lands in the first interval anyway.
     return cast(func.round(days * 86400.0, 3) / width, Integer)
-
-
-def _cumulative(values: list[int]) -> list[int]:
-    total = 0
-    out = []
-    for value in values:
-        total += value
-        out.append(total)
-    return out
 
 
 # -- merged rows ----------------------------------------------------------------------------

@@ -47,6 +47,12 @@ class Console:
         form = {"csrf": self.csrf(), "key": key, "next": next_path}
         return self.http.post("/console/login", data=form)
 
+    def check_example(self) -> httpx.Response:
+        """The example's files checked (a dry run) from the new campaign page."""
+        files = [("files", (p.name, p.read_bytes())) for p in EXAMPLE.iterdir() if p.is_file()]
+        form = {"csrf": self.csrf("/console/new"), "intent": "check"}
+        return self.http.post("/console/new", data=form, files=files)
+
 
 @pytest.fixture()
 def console(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Console]:
@@ -112,9 +118,7 @@ def test_a_dry_run_shows_its_forecast_and_masked_rows_and_offers_to_start_it(
     console: Console,
 ) -> None:
     console.log_in(console.key("send"))
-    files = [("files", (p.name, p.read_bytes())) for p in EXAMPLE.iterdir() if p.is_file()]
-    form = {"csrf": console.csrf("/console/new"), "intent": "check"}
-    checked = console.http.post("/console/new", data=form, files=files)
+    checked = console.check_example()
     assert checked.status_code == 200, checked.text
     assert "200 rows read; 190 people would be sent the message." in checked.text
     found = re.search(r'action="/console/campaigns/(\d+)/start"', checked.text)
@@ -135,9 +139,7 @@ def test_an_action_the_campaigns_state_does_not_allow_is_said_on_its_page(
     console: Console,
 ) -> None:
     console.log_in(console.key("send"))
-    files = [("files", (p.name, p.read_bytes())) for p in EXAMPLE.iterdir() if p.is_file()]
-    form = {"csrf": console.csrf("/console/new"), "intent": "check"}
-    checked = console.http.post("/console/new", data=form, files=files)
+    checked = console.check_example()
     campaign = re.search(r"/console/campaigns/(\d+)/start", checked.text)
     assert campaign
     path = f"/console/campaigns/{campaign.group(1)}"
