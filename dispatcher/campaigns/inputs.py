@@ -98,18 +98,23 @@ def materialized(
         yield loaded.model_copy(update={"files": files})
 
 
+def report_sha(session: Session, campaign_id: int, name: str) -> str | None:
+    """The stored content of a campaign's report ``name``; None when it has none (yet)."""
+    return session.scalar(
+        select(CampaignFile.sha256).where(
+            CampaignFile.campaign_id == campaign_id,
+            CampaignFile.role == REPORT,
+            CampaignFile.name == name,
+        )
+    )
+
+
 def fetch_report(db: Database, campaign_id: int, name: str, target: BinaryIO) -> bool:
     """Writes a stored report into ``target``; False when the campaign has none (yet)."""
     with db.session() as session:
         if session.get(Campaign, campaign_id) is None:
             raise DispatcherError(f"no campaign {campaign_id}")
-        sha = session.scalar(
-            select(CampaignFile.sha256).where(
-                CampaignFile.campaign_id == campaign_id,
-                CampaignFile.role == REPORT,
-                CampaignFile.name == name,
-            )
-        )
+        sha = report_sha(session, campaign_id, name)
         if sha is None:
             return False
         blobs.copy_to(session, sha, target)

@@ -33,10 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from dispatcher.campaigns.inputs import REJECTS, REPORT
+from dispatcher.campaigns.inputs import REJECTS, report_sha
 from dispatcher.db import Campaign, MergedRow, Message, blobs
 from dispatcher.db.bulk import dialect_name
-from dispatcher.db.models import CampaignFile
 from dispatcher.db.timestamps import aware
 from dispatcher.masking import mask
 from dispatcher.operations.explanations import Explanation, explain
@@ -359,13 +358,7 @@ def rejects(session: Session, campaign_id: int, limit: int = 200) -> Rejects:
     """The rejects report as ``dispatcher rejects`` fetches it (the stored
     ``rejects.csv``), read only as far as ``limit`` rows."""
     total = session.scalar(select(Campaign.rejected).where(Campaign.id == campaign_id)) or 0
-    sha = session.scalar(
-        select(CampaignFile.sha256).where(
-            CampaignFile.campaign_id == campaign_id,
-            CampaignFile.role == REPORT,
-            CampaignFile.name == REJECTS,
-        )
-    )
+    sha = report_sha(session, campaign_id, REJECTS)
     if sha is None:
         return Rejects(False, total, ())
     found: list[RejectRow] = []
