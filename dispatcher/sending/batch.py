@@ -114,10 +114,13 @@ def slows_sender(exc: LinkTransientError) -> bool:
 
 
 def apply_waiting(ctx: SendContext, batch_ids: list[str]) -> None:
-    """Apply the reports that reached us before these batches' messageIds were stored;
-    rate-limit errors among them slow the sender down, as the applier's would."""
+    """Apply the reports about these batches that were tried and left ``unmatched``
+    (by the sweep, or before the batch was claimed); rate-limit errors among them slow
+    the sender down, as the applier's would. The applier itself leaves a batch's
+    reports untried while its request is in flight and applies them once its answer
+    is stored: no worker reads them for it."""
     with ctx.db.session() as session:
-        tracking.apply_waiting_many(session, batch_ids)
+        tracking.apply_waiting_many(session, batch_ids, unmatched_only=True)
         limited = tracking.rate_limited_senders(session)
     slow_down(ctx, limited)
 

@@ -17,9 +17,11 @@ kept per person: ``echoes``), identity changes and usernames (the identity book'
 report's is "message M" at the report's time, its BSUIDs scoped to the portfolio of
 the campaign's sender. A report can arrive before the worker has
 recorded the message id it refers to (the provider may call back faster than our own
-transaction commits). Such a report is kept
-``unmatched`` and applied when the batch's ids are recorded (``apply_waiting``), or by
-the periodic ``sweep``.
+transaction commits). The applier leaves a report about a request still in flight
+untried and applies it once the answer is stored (``apply_received`` with
+``deferred``, ``apply_deferred``); a report that found no message anyway is kept
+``unmatched`` and applied by the worker that records its batch (``apply_waiting``), or
+by the periodic ``sweep``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, case, func, select, update
+from sqlalchemy import Table, case, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -39,7 +41,7 @@ from dispatcher.audience import book
 from dispatcher.db.bulk import (
     among,
     commit_without_waiting,
-    insert_ignoring_duplicates,
+    insert_arrays,
     plan_for_lookups,
     update_by_id,
 )
@@ -76,6 +78,7 @@ from dispatcher.tracking.intake import (
 __all__ = [
     "InvalidReport",
     "ReportState",
+    "apply_deferred",
     "apply_dlr",
     "apply_dlrs",
     "apply_incoming",
@@ -89,6 +92,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
+_BATCHES: Table = Batch.__table__  # type: ignore[assignment]
+# A literal, so that the planner sees it implies the waiting reports' partial index.
+_UNMATCHED = text(f"delivery_reports.state = '{ReportState.UNMATCHED.value}'")
 
 # Which timestamp columns a status fills; later stages imply earlier ones.
 _STAMPS: dict[MessageStatus, tuple[str, ...]] = {
@@ -195,7 +201,7 @@ def apply_dlrs(
             changes.append({"id": message_id, "updated_at": now, **values})
     update_by_id(session, _MESSAGES, changes)
     # Every id a message was known by: a reply may answer an attempt before a resend.
-    insert_ignoring_duplicates(session, _WA_IDS, wa_ids)
+    insert_arrays(session, _WA_IDS, wa_ids, ignore_duplicates=True)
     limited = [c["id"] for c in changes if c.get("whatsapp_error_code") in RATE_LIMIT_CODES]
     if limited:
         note_rate_limited(session, limited)
@@ -551,11 +557,14 @@ def apply_received(
     limit: int = 1000,
     opt_out_words: frozenset[str] | None = None,
     known_groups: book.Known | None = None,
+    deferred: list[int] | None = None,
 ) -> tuple[int | None, int]:
     """Apply the stored reports nobody has tried yet among the ``limit`` rows after
     ``after_id``; returns the last id looked at (None: no rows after it) and how many
     rows were looked at.
     ``known_groups`` (see ``book.Known``) is the caller's to commit or discard.
+    With ``deferred``, reports about a request still in flight are left as they are
+    and their ids added to it, for ``apply_deferred`` (see ``_in_flight``).
 
     The walk follows the primary key from where the caller left off rather than
     searching by state: every applied report leaves a dead ``received`` entry in the
@@ -573,10 +582,9 @@ def apply_received(
     if not window:
         return None, 0
     # Only the window's untried rows are read and locked: most of the others were
-    # applied already (by a worker recording its batch's ids), and a row lock is a
-    # write.
+    # applied already, and a row lock is a write.
     fresh = session.execute(
-        select(_REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body)
+        select(_REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body, _REPORTS.c.ref_id)
         .where(
             _REPORTS.c.id > after_id,
             _REPORTS.c.id <= window[-1],
@@ -586,8 +594,70 @@ def apply_received(
         .order_by(_REPORTS.c.id)
         .with_for_update(skip_locked=True)
     ).all()
-    _apply_rows(session, fresh, opt_out_words, mark_failures_tried=True, known_groups=known_groups)
+    rows = _landed(session, fresh, deferred)
+    _apply_rows(session, rows, opt_out_words, mark_failures_tried=True, known_groups=known_groups)
     return int(window[-1]), len(window)
+
+
+def apply_deferred(
+    session: Session,
+    report_ids: Sequence[int],
+    deferred: list[int],
+    *,
+    opt_out_words: frozenset[str] | None = None,
+    known_groups: book.Known | None = None,
+) -> int:
+    """Apply the reports ``apply_received`` deferred whose requests have been answered
+    since; the ids of those still in flight go to ``deferred``. Reports applied or
+    held by someone else meanwhile (the sweep) drop out. Returns how many reached a
+    message."""
+    if not report_ids:
+        return 0
+    commit_without_waiting(session)
+    fresh = session.execute(
+        select(_REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body, _REPORTS.c.ref_id)
+        .where(among(session, _REPORTS.c.id, list(report_ids)),
+               _REPORTS.c.state == ReportState.RECEIVED)
+        .order_by(_REPORTS.c.id)
+        .with_for_update(skip_locked=True)
+    ).all()  # fmt: skip
+    rows = _landed(session, fresh, deferred)
+    return _apply_rows(session, rows, opt_out_words, mark_failures_tried=True,
+                       known_groups=known_groups)  # fmt: skip
+
+
+def _landed(session: Session, rows: Sequence[Any], deferred: list[int] | None) -> list[Any]:
+    """The rows (id, kind, body, ref_id) that may be applied now, as (id, kind, body);
+    the ids of the others, about a request still in flight, go to ``deferred`` (None:
+    every row is applied now).
+
+    A provider may call back before the worker has stored the ids its request was
+    answered with. Tried then, such a report would not match, and would be read, locked
+    and marked ``unmatched`` for nothing, to be read and applied once more later.
+    Instead it waits, untouched, until its batch has left ``submitting``: the batch's
+    state and the messages' ids change in one transaction, and the state is read here
+    before the messages are, so a batch seen answered has its ids in sight.
+    """
+    if deferred is None:
+        return [(row.id, row.kind, row.body) for row in rows]
+    refs = {row.ref_id for row in rows if row.ref_id}
+    flying: set[str] = set()
+    if refs:
+        flying = set(
+            session.scalars(
+                select(_BATCHES.c.id).where(
+                    among(session, _BATCHES.c.id, sorted(refs)),
+                    _BATCHES.c.state == BatchState.SUBMITTING,
+                )
+            )
+        )
+    landed: list[Any] = []
+    for row in rows:
+        if row.ref_id in flying:
+            deferred.append(row.id)
+        else:
+            landed.append((row.id, row.kind, row.body))
+    return landed
 
 
 def unapplied_from(session: Session) -> int:
@@ -605,13 +675,18 @@ def unapplied_from(session: Session) -> int:
     return int(session.scalar(select(func.coalesce(func.max(_REPORTS.c.id), 0))) or 0)
 
 
-def apply_waiting_many(session: Session, ref_ids: Sequence[str]) -> int:
-    """``apply_waiting`` for many batches in one lookup."""
+def apply_waiting_many(
+    session: Session, ref_ids: Sequence[str], *, unmatched_only: bool = False
+) -> int:
+    """``apply_waiting`` for many batches in one lookup. ``unmatched_only``: only the
+    reports somebody tried already (the applier leaves a batch's reports untried while
+    its request is in flight, and applies them itself once it has landed)."""
+    waiting = _UNMATCHED if unmatched_only else WAITING_REPORTS
     reports = session.execute(
         select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
         .where(
             among(session, DeliveryReport.ref_id, list(ref_ids)),
-            WAITING_REPORTS,
+            waiting,
             DeliveryReport.kind.in_(STATUS_KINDS),
         )
         .order_by(DeliveryReport.id)

@@ -77,6 +77,10 @@ GATHER_SECONDS = 0.002
 _REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
 
 ApplierMode = Literal["thread", "process"]
+# Deferred reports (about requests in flight) wait in memory, at most this many, and are
+# looked at again this often while no other report arrives.
+DEFERRED_KEPT = 100_000
+DEFERRED_WAIT_SECONDS = 0.1
 APPLIER_NICENESS = 10  # the applier process's CPU priority below the receiver's
 
 
@@ -425,6 +429,9 @@ class _Applier:
         self.hurry: _Event = signals.hurry
         self.mark = mark
         self.after_id: int | None = None  # every report up to it has been looked at
+        # Reports about a request still in flight, left untried (``tracking._landed``),
+        # in id order; beyond DEFERRED_KEPT the oldest are the sweep's.
+        self.deferred: list[int] = []
         self.known = book.Known()
         self.throttle = (
             Throttle(redis.Redis.from_url(settings.redis_url)) if settings.redis_url else None
@@ -432,7 +439,9 @@ class _Applier:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            woken = self.wake.wait(self.settings.idle_seconds)
+            # Deferred reports are looked at again soon, whether more arrive or not.
+            idle = DEFERRED_WAIT_SECONDS if self.deferred else self.settings.idle_seconds
+            woken = self.wake.wait(idle)
             if self.stop.is_set():
                 return
             self.wake.clear()
@@ -446,7 +455,9 @@ class _Applier:
                 self.stop.wait(self.settings.idle_seconds)
 
     def apply_all(self) -> None:
+        self.apply_landed()
         while not self.stop.is_set():
+            deferred: list[int] = []
             try:
                 with self.db.session() as session:
                     after_id = self.after_id
@@ -458,6 +469,7 @@ class _Applier:
                         limit=self.settings.limit,
                         opt_out_words=self.settings.opt_out_words,
                         known_groups=self.known,
+                        deferred=deferred,
                     )
                     limited = tracking.rate_limited_senders(session)
             except BaseException:
@@ -466,9 +478,41 @@ class _Applier:
             self.known.commit()
             self.slow_down(limited)
             self.after_id = after_id if last is None else last  # once the set is committed
-            self.mark.value = max(self.mark.value, self.after_id)
+            self.keep(self.deferred + deferred)
             if looked_at < self.settings.limit:
                 return  # caught up: rest until the next commit, and a linger, gather more
+
+    def apply_landed(self) -> None:
+        """Apply the deferred reports whose requests have been answered since."""
+        if not self.deferred:
+            return
+        still: list[int] = []
+        try:
+            with self.db.session() as session:
+                tracking.apply_deferred(
+                    session,
+                    self.deferred,
+                    still,
+                    opt_out_words=self.settings.opt_out_words,
+                    known_groups=self.known,
+                )
+                limited = tracking.rate_limited_senders(session)
+        except BaseException:
+            self.known.discard()
+            raise
+        self.known.commit()
+        self.slow_down(limited)
+        self.keep(still)
+
+    def keep(self, deferred: list[int]) -> None:
+        """Hold these deferred reports (the newest DEFERRED_KEPT: the older stay
+        'received' for the sweep) and move the mark ``wait_applied`` reads: every
+        report up to it has been applied or found nothing to apply."""
+        self.deferred = sorted(deferred)[-DEFERRED_KEPT:]
+        assert self.after_id is not None
+        self.mark.value = (
+            min(self.after_id, self.deferred[0] - 1) if self.deferred else self.after_id
+        )
 
     def slow_down(self, senders: set[str]) -> None:
         """Rate-limit errors reported for these senders: lower their rate a while."""

@@ -317,15 +317,23 @@ def test_a_status_before_its_message_id_is_recorded_waits_and_applies_with_the_b
 ) -> None:
     batch = make_batch(db, ["+16505551234"])  # sent, the answer not recorded yet
     body = with_status("000_status_delivered_phone_and_bsuid", biz_opaque_callback_data=batch)
-    row = meta.stored(body)
-    assert (row.state, row.ref_id, row.link_message_id) == ("unmatched", batch, OUR_WAMID)
+    response = meta.post(body)
+    assert response.status_code == 200, response.text
+    ingest = meta.app.state.ingest
+    assert not ingest.wait_applied(timeout_seconds=0.5)  # untried while in flight
     with db.session() as session:
+        row = session.get(DeliveryReport, int(response.headers["x-report-id"]))
+        assert row is not None
+        assert (row.state, row.ref_id, row.link_message_id) == ("received", batch, OUR_WAMID)
         session.execute(
             Message.__table__.update().values(  # type: ignore[attr-defined]
                 link_message_id=OUR_WAMID, status=MessageStatus.SUBMITTED
             )
         )
-        assert tracking.apply_waiting(session, batch) == 1
+        session.execute(
+            Batch.__table__.update().values(state=BatchState.SUBMITTED)  # type: ignore[attr-defined]
+        )
+    assert ingest.wait_applied(timeout_seconds=20)  # the applier's, once answered
     assert message_of(db, OUR_WAMID).status == MessageStatus.DELIVERED
 
 

@@ -10,15 +10,24 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from dispatcher.db import Database, DeliveryReport, Identity, Message, Suppression, migrate
+from dispatcher.db import (
+    Batch,
+    Database,
+    DeliveryReport,
+    Identity,
+    Message,
+    Suppression,
+    migrate,
+)
 from dispatcher.db.models import CareWindow
 from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.web.app import create_internal_app
 from dispatcher.interfaces.webhooks import create_app
 from dispatcher.providers.link.models import MessageResponse
 from dispatcher.sending.batch import _record
+from dispatcher.status import BatchState, MessageStatus
 from dispatcher.tracking.intake import MAX_BODY_BYTES
 from tests.integration.conftest import (
     AUTH,
@@ -221,14 +230,39 @@ def test_sent_and_failed_in_any_order_and_repeated_end_failed_with_the_whatsapp_
     assert found.failed_at is not None
 
 
-def test_a_report_that_outruns_its_message_id_is_applied_once_the_id_is_recorded(
+def test_a_report_that_outruns_its_message_id_waits_untried_until_the_answer_is_stored(
+    receiver: Receiver, db: Database
+) -> None:
+    batch_id = make_batch(db, ["+4791234567", "+4791234568"])  # its request in flight
+    assert receiver.dlr(report(112003, messageId="m2", refId=batch_id)).status_code == 200
+    # Not tried while the request is in flight: no 'unmatched' to write and read again.
+    assert not receiver.app.state.ingest.wait_applied(timeout_seconds=0.5)
+    assert stored(db)[0][0] == "received"
+    _record(db, batch_id, MessageResponse(result_code=112001, message_ids=["m1", "m2"]))
+    with db.session() as session:
+        statuses = dict(session.execute(select(Message.destination, Message.status)).all())
+    assert statuses == {"+4791234567": "submitted", "+4791234568": "delivered"}
+    assert stored(db)[0][0] == "applied"
+    receiver.wait_applied()  # the applier let it go
+
+
+def test_the_applier_applies_a_waiting_report_itself_once_its_batch_is_answered(
     receiver: Receiver, db: Database
 ) -> None:
     batch_id = make_batch(db, ["+4791234567", "+4791234568"])
     assert receiver.dlr(report(112003, messageId="m2", refId=batch_id)).status_code == 200
+    assert not receiver.app.state.ingest.wait_applied(timeout_seconds=0.5)
+    with db.session() as session:  # what a worker's record commits, in one transaction
+        session.execute(
+            update(Batch).where(Batch.id == batch_id).values(state=BatchState.SUBMITTED)
+        )
+        for link_id, destination in (("m1", "+4791234567"), ("m2", "+4791234568")):
+            session.execute(
+                update(Message)
+                .where(Message.destination == destination)
+                .values(link_message_id=link_id, status=MessageStatus.SUBMITTED)
+            )
     receiver.wait_applied()
-    assert stored(db)[0][0] == "unmatched"
-    _record(db, batch_id, MessageResponse(result_code=112001, message_ids=["m1", "m2"]))
     with db.session() as session:
         statuses = dict(session.execute(select(Message.destination, Message.status)).all())
     assert statuses == {"+4791234567": "submitted", "+4791234568": "delivered"}
