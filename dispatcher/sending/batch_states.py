@@ -23,12 +23,14 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import Table, case, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.db import Batch, Campaign
 from dispatcher.db.bulk import among
 from dispatcher.status import BatchState, CampaignState
+
+_BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 
 #: How much of an error a batch keeps.
 ERROR_CHARS = 2000
@@ -49,10 +51,27 @@ def move(
         return []
     if error is not None:
         values["error"] = error[:ERROR_CHARS]
-    query = update(Batch).where(among(session, Batch.id, batch_ids))
+    # A Core statement: the ORM's bulk UPDATE costs more than the statement itself on
+    # the send path (twice a request). Batches loaded in the session are expired.
+    query = update(_BATCHES).where(among(session, _BATCHES.c.id, batch_ids))
     if allowed is not None:
-        query = query.where(Batch.state.in_(tuple(allowed)))
-    return list(session.scalars(query.values(state=to, **values).returning(Batch.id)))
+        query = query.where(_BATCHES.c.state.in_(tuple(allowed)))
+    moved = list(
+        session.connection().execute(query.values(state=to, **values).returning(_BATCHES.c.id))
+    )
+    ids = [row[0] for row in moved]
+    _expire(session, ids)
+    return ids
+
+
+def _expire(session: Session, batch_ids: Collection[str]) -> None:
+    """Batches of these ids loaded in the session are read again when next used."""
+    if not session.identity_map:
+        return
+    wanted = set(batch_ids)
+    for held in list(session.identity_map.values()):
+        if isinstance(held, Batch) and held.id in wanted:
+            session.expire(held)
 
 
 def claim(session: Session, batch_ids: Collection[str], claimer: str, now: datetime) -> set[str]:
@@ -60,7 +79,8 @@ def claim(session: Session, batch_ids: Collection[str], claimer: str, now: datet
     it won (another delivery claims a batch at most once)."""
     allowed = (BatchState.PENDING,)
     claimed = move(session, batch_ids, BatchState.SUBMITTING, allowed=allowed,
-                   claimed_by=claimer, attempts=Batch.attempts + 1, submitting_at=now)  # fmt: skip
+                   claimed_by=claimer, attempts=_BATCHES.c.attempts + 1,
+                   submitting_at=now)  # fmt: skip
     return set(claimed)
 
 
@@ -142,4 +162,6 @@ def release_waiting(session: Session, campaign_id: int, now: datetime) -> list[s
 
 def handed_out(session: Session, batch_ids: Collection[str], now: datetime) -> None:
     """Stamped when queued for a send task (the lost-task net reads it); not a state."""
-    session.execute(update(Batch).where(Batch.id.in_(tuple(batch_ids))).values(handed_out_at=now))
+    session.connection().execute(
+        update(_BATCHES).where(among(session, _BATCHES.c.id, batch_ids)).values(handed_out_at=now)
+    )
