@@ -46,6 +46,7 @@ from dispatcher.sending.batch import (
 )
 from dispatcher.sending.windows import hold_closed
 from dispatcher.status import BatchState, CampaignState, MessageStatus
+from dispatcher.tracking import apply as tracking
 
 if TYPE_CHECKING:
     from dispatcher.sending.fanout import Fanout
@@ -339,9 +340,13 @@ def record_answers(
     doubt = [b for b, r in results.items() if isinstance(r, LinkInDoubtError)]
     refused = {b: r for b, r in results.items() if isinstance(r, LinkRequestError | LinkAuthError)}
     now = datetime.now(UTC)
+    settled = list(answered) + doubt
     with ctx.db.session() as session:
         if answered:
             record(session, answered, claimed, now, source)
+        # Rare (a report tried while its batch was in doubt): the applier keeps the
+        # reports of a request in flight untried until its answer is stored.
+        unmatched = bool(settled) and tracking.any_unmatched(session, settled)
         if retry:  # nothing left our side: claimable again, the try does not count
             released = batch_states.move(
                 session, retry, BatchState.PENDING, allowed=(BatchState.SUBMITTING,),
@@ -367,9 +372,8 @@ def record_answers(
             _fail_campaign_of(
                 ctx.db, batch_id, refused_account(ctx, claimed[batch_id].request, error)
             )
-    settled = list(answered) + doubt
-    if settled:
-        apply_waiting(ctx, settled)  # reports that raced ahead of these commits
+    if unmatched:
+        apply_waiting(ctx, settled)  # reports tried before these commits
 
 
 def record(

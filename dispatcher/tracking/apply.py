@@ -78,6 +78,7 @@ from dispatcher.tracking.intake import (
 __all__ = [
     "InvalidReport",
     "ReportState",
+    "any_unmatched",
     "apply_deferred",
     "apply_dlr",
     "apply_dlrs",
@@ -639,8 +640,8 @@ def _landed(session: Session, rows: Sequence[Any], deferred: list[int] | None) -
     before the messages are, so a batch seen answered has its ids in sight.
     """
     if deferred is None:
-        return [(row.id, row.kind, row.body) for row in rows]
-    refs = {row.ref_id for row in rows if row.ref_id}
+        return [(report_id, kind, body) for report_id, kind, body, _ in rows]
+    refs = {ref_id for *_, ref_id in rows if ref_id}
     flying: set[str] = set()
     if refs:
         flying = set(
@@ -652,11 +653,11 @@ def _landed(session: Session, rows: Sequence[Any], deferred: list[int] | None) -
             )
         )
     landed: list[Any] = []
-    for row in rows:
-        if row.ref_id in flying:
-            deferred.append(row.id)
+    for report_id, kind, body, ref_id in rows:
+        if ref_id in flying:
+            deferred.append(report_id)
         else:
-            landed.append((row.id, row.kind, row.body))
+            landed.append((report_id, kind, body))
     return landed
 
 
@@ -693,6 +694,18 @@ def apply_waiting_many(
         .with_for_update()
     ).all()
     return _apply_rows(session, reports, None) if reports else 0
+
+
+def any_unmatched(session: Session, ref_ids: Sequence[str]) -> bool:
+    """Whether a status report about one of these batches was tried and left
+    ``unmatched``: one index probe, so that recording a slice pays for
+    ``apply_waiting_many`` only when there is something for it."""
+    found = session.execute(
+        select(DeliveryReport.id)
+        .where(among(session, DeliveryReport.ref_id, list(ref_ids)), _UNMATCHED)
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def apply_waiting(session: Session, ref_id: str) -> int:
