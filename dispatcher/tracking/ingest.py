@@ -78,9 +78,11 @@ _REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
 
 ApplierMode = Literal["thread", "process"]
 # Deferred reports (about requests in flight) wait in memory, at most this many, and are
-# looked at again this often while no other report arrives.
+# looked at again this often while no other report arrives (a linger's time: more
+# often, an applier that always has some request in flight, at STANDARD, would spend
+# more on looking than on applying).
 DEFERRED_KEPT = 100_000
-DEFERRED_WAIT_SECONDS = 0.1
+DEFERRED_WAIT_SECONDS = 0.5
 APPLIER_NICENESS = 10  # the applier process's CPU priority below the receiver's
 
 
