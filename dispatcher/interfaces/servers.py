@@ -85,10 +85,21 @@ def run(app: Any, *, drain_seconds: float = 0.0, **options: Any) -> None:
 
 
 class ServerThread:
-    """A uvicorn server on its own thread; ``port=0`` picks a free port."""
+    """A uvicorn server on its own thread; ``port=0`` picks a free port. The webhook app
+    (an app that takes posts ``direct``) runs under its guarded protocol, as ``dispatcher
+    serve`` runs it, unless ``http`` names another of uvicorn's."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        options = {"log_level": "warning", "lifespan": "on", "access_log": False}
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, http: Any = None
+    ) -> None:
+        from dispatcher.interfaces.edge import guarded_protocol
+
+        webhooks = hasattr(app, "direct")
+        if http is None:
+            http = guarded_protocol() if webhooks else "auto"
+        options = {"log_level": "warning", "lifespan": "on", "access_log": False, "http": http}
+        if webhooks:  # the protocol reaches the app itself, with no middleware between
+            options["proxy_headers"] = False
         self.server = StoppingServer(config(app, host=host, port=port, **options))
         self.host = host
         self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)

@@ -32,12 +32,13 @@ listener of their own.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +60,7 @@ from dispatcher.providers import WEBHOOKS
 from dispatcher.providers import meta_signature as signature
 from dispatcher.settings import Settings, get_settings
 from dispatcher.tracking.ingest import ApplierMode, ApplierSettings, Ingest
-from dispatcher.tracking.intake import MAX_BODY_BYTES, ReportState, read_body
+from dispatcher.tracking.intake import MAX_BODY_BYTES, Received, ReportState, read_body
 
 log = logging.getLogger(__name__)
 #: The largest id a BIGINT holds: a larger one in a path is simply not found.
@@ -164,6 +165,23 @@ class WebhookApp:
         COUNTERS.unauthorised += 1
         return _UNAUTHORISED
 
+    def direct(self, scope: Scope) -> Direct | None:
+        """A ``Direct`` reader for a webhook post that the server may take without the
+        ASGI cycle (after ``refusal`` let it through), else None."""
+        if scope["method"] != "POST":
+            return None
+        kind = _PATHS.get(scope["path"])
+        if kind is None:
+            return None
+        secret = self.receiver.app_secret
+        if kind == _META and secret is not None:
+            if not _header(scope, signature.HEADER):
+                return None
+            return Direct(self.receiver, kind, scope, signature.start(secret))
+        if scope.get(_AUTHORISED):
+            return Direct(self.receiver, kind, scope, None)
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             kind = _PATHS.get(scope["path"])
@@ -259,15 +277,7 @@ class _Receiver:
         verdict = signature.judge(mac, _header(scope, signature.HEADER))
         if verdict is not signature.Signature.GOOD:
             # Counted, never stored: nobody fills the database without the app secret.
-            if not self.limits.allow(scope):
-                COUNTERS.rate_limited += 1
-                await _answer(send, 429, {"error": "too many unauthenticated requests"})
-            elif verdict is signature.Signature.MISSING:
-                COUNTERS.unsigned += 1
-                await _answer(send, 401, {"error": "unsigned: X-Hub-Signature-256 required"})
-            else:
-                COUNTERS.bad_signature += 1
-                await _answer(send, 403, {"error": "wrong signature"})
+            await _reply(send, self.signature_refusal(scope, verdict))
             return
         body, size = read
         await self._store(send, _META, body, size)
@@ -296,28 +306,111 @@ class _Receiver:
     async def _store(self, send: Send, kind: str, body: bytes, size: int) -> None:
         received = read_body(kind, body, size=size)
         try:
-            report_id = await self.ingest.store(received)
+            stored: int | BaseException = await self.ingest.store(received)
         except StorageError as exc:
-            log.error("cannot store a %s callback: %s", kind, exc)
-            await _answer(send, 503, {"error": "storage unavailable, retry"})
-            return
-        if received.state is ReportState.INVALID:
-            if kind != _META:
-                await _answer(send, 400, {"error": received.error, "stored": report_id})
+            stored = exc
+        await _reply(send, stored_reply(kind, received, stored))
+
+    def signature_refusal(self, scope: Scope, verdict: signature.Signature) -> Reply:
+        """The answer to a post of Meta's whose signature is missing or wrong."""
+        if not self.limits.allow(scope):
+            COUNTERS.rate_limited += 1
+            return json_reply(429, {"error": "too many unauthenticated requests"})
+        if verdict is signature.Signature.MISSING:
+            COUNTERS.unsigned += 1
+            return json_reply(401, {"error": "unsigned: X-Hub-Signature-256 required"})
+        COUNTERS.bad_signature += 1
+        return json_reply(403, {"error": "wrong signature"})
+
+
+#: An answer: status, headers, body.
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def json_reply(status: int, content: dict[str, Any]) -> Reply:
+    body = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    return status, headers, body
+
+
+def stored_reply(kind: str, received: Received, stored: int | BaseException) -> Reply:
+    """The answer to a webhook body once the database took it (its id) or did not."""
+    if isinstance(stored, BaseException):
+        if not isinstance(stored, StorageError):  # a bug: logged with its traceback
+            log.error("cannot store a %s callback", kind, exc_info=stored)
+        else:
+            log.error("cannot store a %s callback: %s", kind, stored)
+        return json_reply(503, {"error": "storage unavailable, retry"})
+    if received.state is ReportState.INVALID:
+        if kind != _META:
+            return json_reply(400, {"error": received.error, "stored": stored})
+        # Seed 002: Meta retries anything but 200 for about a day, and this body
+        # will never read better: kept for inspection, counted, taken.
+        COUNTERS.unreadable += 1
+    # No body: the status line and headers go out in one write, and LINK reads nothing
+    # but the status.
+    return 200, [(b"content-length", b"0"), (b"x-report-id", b"%d" % stored)], b""
+
+
+async def _reply(send: Send, reply: Reply) -> None:
+    status, headers, body = reply
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Direct:
+    """A webhook post that the public port's protocol reads and answers itself
+    (``edge.GuardedHttpToolsProtocol``), without uvicorn's ASGI cycle (a task, the
+    scope's events, two writes): the same checks, storage and answers as
+    ``WebhookApp.__call__`` gives. Built only for a caller already found authorised by
+    its token, or for a post of Meta's that carries a signature (checked over the
+    whole body, as received, in ``finish``)."""
+
+    __slots__ = ("_chunks", "_kept", "_kind", "_mac", "_receiver", "_scope", "_size")
+
+    def __init__(self, receiver: _Receiver, kind: str, scope: Scope, mac: hmac.HMAC | None) -> None:
+        self._receiver = receiver
+        self._kind = kind
+        self._scope = scope
+        self._mac = mac
+        self._chunks: list[bytes] = []
+        self._kept = self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """A piece of the body: the first ``MAX_BODY_BYTES`` kept, all of it counted and
+        fed to the signature."""
+        self._size += len(chunk)
+        if self._mac is not None:
+            self._mac.update(chunk)
+        if self._kept < MAX_BODY_BYTES:
+            chunk = chunk[: MAX_BODY_BYTES - self._kept]
+            self._chunks.append(chunk)
+            self._kept += len(chunk)
+
+    def finish(self, answer: Callable[[Reply], None]) -> None:
+        """The body is whole: judge and store it; ``answer`` is called with the reply
+        once it is known (after the commit that holds the body)."""
+        if self._mac is not None:
+            verdict = signature.judge(self._mac, _header(self._scope, signature.HEADER))
+            if verdict is not signature.Signature.GOOD:
+                answer(self._receiver.signature_refusal(self._scope, verdict))
                 return
-            # Seed 002: Meta retries anything but 200 for about a day, and this body
-            # will never read better: kept for inspection, counted, taken.
-            COUNTERS.unreadable += 1
-        # No body: the status line and headers go out in one write (uvicorn writes the
-        # head and a body separately), and LINK reads nothing but the status.
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-length", b"0"), (b"x-report-id", b"%d" % report_id)],
-            }
-        )
-        await send({"type": "http.response.body", "body": b""})
+        kind = self._kind
+        received = read_body(kind, b"".join(self._chunks), size=self._size)
+        try:
+            future = self._receiver.ingest.submit(received)
+        except StorageError as exc:
+            answer(stored_reply(kind, received, exc))
+            return
+
+        def stored(done: asyncio.Future[int]) -> None:
+            if done.cancelled():
+                outcome: int | BaseException = StorageError("the server is stopping")
+            else:
+                outcome = done.exception() or done.result()
+            answer(stored_reply(kind, received, outcome))
+
+        future.add_done_callback(stored)
 
 
 class Pages:
@@ -380,21 +473,7 @@ async def _read_capped(receive: Receive, mac: hmac.HMAC | None = None) -> tuple[
 
 
 async def _answer(send: Send, status: int, content: dict[str, Any]) -> None:
-    await _send(send, status, json.dumps(content).encode())
-
-
-async def _send(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _reply(send, json_reply(status, content))
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -261,6 +261,11 @@ class Ingest:
     async def store(self, received: Received) -> int:
         """Store a body; returns its id once committed. ``StorageError`` when the
         database cannot take it (the caller answers 503 and LINK retries)."""
+        return await self.submit(received)
+
+    def submit(self, received: Received) -> asyncio.Future[int]:
+        """``store`` without the wait, from the server's event loop: the future holds
+        the body's id once committed, or the ``StorageError``."""
         if self._applier is None:
             self.start()
         if self._queue is None:
@@ -273,7 +278,7 @@ class Ingest:
             self._act_at_once([received])
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((received, future))
-        return await future
+        return future
 
     def wait_applied(self, timeout_seconds: float = 10.0) -> bool:
         """Wait until every body stored so far has been through the applier (tests,

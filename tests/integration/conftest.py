@@ -320,7 +320,13 @@ def guarded(app: Any, request_timeout: float | None = None) -> Iterator[int]:
     port = free_port()
     protocol = guarded_protocol() if request_timeout is None else guarded_protocol(request_timeout)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=protocol, log_level="warning", lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=protocol,
+        log_level="warning",
+        lifespan="on",
+        proxy_headers=False,  # as ``dispatcher serve``: the protocol reaches the app itself
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -336,14 +342,17 @@ def guarded(app: Any, request_timeout: float | None = None) -> Iterator[int]:
         thread.join(10)
 
 
-@pytest.fixture()
-def receiver(db: Database) -> Iterator[Receiver]:
-    """The webhook app served over real HTTP on loopback (applier on a thread)."""
+@pytest.fixture(params=["direct", "asgi"])
+def receiver(db: Database, request: pytest.FixtureRequest) -> Iterator[Receiver]:
+    """The webhook app served over real HTTP on loopback (applier on a thread): under
+    its guarded protocol, which takes authorised posts directly, as ``dispatcher serve``
+    runs it; and as a plain ASGI app under uvicorn's own protocol."""
     app = create_webhook_app(
         db, token=TOKEN, opt_out_words=opt_out_keywords("Avbryt"), applier="thread"
     )
+    protocol = None if request.param == "direct" else "httptools"
     with (
-        ServerThread(app) as server,
+        ServerThread(app, http=protocol) as server,
         httpx.Client(base_url=server.url, timeout=20) as http,
     ):
         yield Receiver(app, http)

@@ -223,7 +223,7 @@ def test_slow_clients_are_cut_off_while_callbacks_keep_flowing(guarded_server: i
 def _answers(sock: socket.socket, count: int) -> list[int]:
     """The status codes of ``count`` responses read from ``sock``, in order."""
     sock.settimeout(10)
-    data, statuses = b"", []
+    data, statuses = b"", list[int]()
     while len(statuses) < count:
         chunk = sock.recv(65536)
         assert chunk, f"closed after {statuses}"
@@ -266,3 +266,58 @@ def test_a_refused_request_leaves_the_connection_usable_and_answers_in_order(
         # Pipelined: a refusal waits for the answer before it, whichever is quicker.
         sock.sendall(post(token=True) + post(token=False) + post(token=True))
         assert _answers(sock, 3) == [200, 401, 200]
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def _post(body: bytes, *extra: bytes) -> bytes:
+    return (
+        b"POST /webhooks/link/dlr HTTP/1.1\r\nHost: x\r\n"
+        + f"X-Webhook-Token: {TOKEN}\r\n".encode()
+        + b"".join(extra)
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+def test_posts_taken_directly_are_stored_and_answered_in_the_order_they_came(
+    guarded_server: int, db: Database
+) -> None:
+    good, bad = json.dumps(SENT).encode(), b'{"messageId": "m1"}'  # no resultCode: 400
+    with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
+        sock.sendall(_post(good) + _post(bad) + _post(good) + _post(good, b"Connection: close\r\n"))
+        data = _read_until_closed(sock)  # closed after the last, as it asked
+    heads = [part.split(b"\r\n") for part in data.split(b"HTTP/1.1 ")[1:]]
+    assert [int(head[0][:3]) for head in heads] == [200, 400, 200, 200]
+    ids = [
+        int(line.split(b":")[1])
+        for head in heads
+        for line in head
+        if line.lower().startswith(b"x-report-id:")
+    ]
+    stored_ids = json.loads(data.split(b"\r\n\r\n")[2].split(b"HTTP/1.1")[0])["stored"]
+    assert ids[0] < stored_ids < ids[1] < ids[2]  # stored in the order they came
+    assert b"connection: close" in data.split(b"HTTP/1.1 ")[-1]
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 4
+
+
+def test_a_request_for_uvicorn_behind_direct_answers_closes_the_connection_after_them(
+    guarded_server: int,
+) -> None:
+    body = json.dumps(SENT).encode()
+    with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
+        # Pipelined behind a post answered directly: its sender tries again.
+        sock.sendall(_post(body) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = _read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.count(b"HTTP/1.1 ") == 1
+    with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + _post(body))
+        assert _answers(sock, 2) == [200, 200]  # uvicorn's first: it queues what follows
