@@ -10,7 +10,11 @@
   took 3.75 ms). On SQLite the statement runs on a worker thread.
 * The **applier** wakes after commits, lets a few more arrive (``linger_seconds``), and
   applies what was stored, as sets (``tracking.apply_received``), walking the reports'
-  ids from its mark.
+  ids from its mark. A report about a request still in flight (its batch
+  ``submitting``: the worker has not stored the answer's ids yet) is left untried and
+  its id kept (``deferred``); it is applied once the answer is stored
+  (``tracking.apply_deferred``). A restarted applier finds such reports still
+  ``received``, from the oldest untried one.
 
 On PostgreSQL the applier is a child process (``multiprocessing``, spawned): applying
 is CPU work in Python, and in the server's process it would contend with the event
