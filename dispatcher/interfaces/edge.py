@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -27,6 +28,8 @@ from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dispatcher.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 #: A whole request (head and body) must arrive within this many seconds of its first
 #: byte. LINK's and Meta's callbacks are a few hundred bytes: they take milliseconds.
@@ -96,6 +99,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _direct: Any = None  # the app's reader of the request being received
     _due: deque[list[bytes | None]] | None = None  # direct answers, in request order
     _close_when_answered = False
+    _paused = False  # reading paused while too many direct answers are due
 
     def _arm(self) -> None:
         self._disarm()
@@ -122,9 +126,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._unset_keepalive_if_required()  # one a direct answer may have armed
         self._arm()
 
     def on_headers_complete(self) -> None:
+        if self._close_when_answered:
+            # Pipelined behind a request that closes the connection (or during a
+            # stop): nothing more is taken; its sender tries again.
+            self._refusing = True
+            return
         # A caller without the token is answered here, before any task or ASGI
         # event exists (a flood costs a fifth of what a request does); only when no
         # earlier response is still due on this connection (answers stay in order).
@@ -180,7 +190,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._due.append(slot)
             if not keep_alive:
                 self._close_when_answered = True
-            direct.finish(lambda reply: self._answered(slot, reply))
+            if len(self._due) >= MAX_DUE_ANSWERS:  # a caller that posts and never reads
+                self._paused = True
+                self.flow.pause_reading()
+            try:
+                direct.finish(lambda reply: self._answered(slot, reply))
+            except Exception:  # a bug: answered in turn, not with uvicorn's 400 ahead
+                log.exception("a webhook post could not be taken")
+                self._answered(slot, _UNAVAILABLE)
             return
         if self._refusing:  # its body read and dropped: the connection goes on
             self._refusing = False
@@ -198,14 +215,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"")),
                  *(b"%s: %s\r\n" % pair for pair in self.server_state.default_headers),
                  *(b"%s: %s\r\n" % pair for pair in headers)]  # fmt: skip
-        if self._close_when_answered and len(self._due or ()) == 1:
-            lines.append(b"connection: close\r\n")
-        slot[0] = b"".join(lines) + b"\r\n" + body
+        # The head's end is written by ``_flush``, which knows whether it is the last.
+        slot[0] = b"".join(lines)
+        slot.append(body)
         self.server_state.total_requests += 1
         self._flush()
 
     def _write_in_turn(self, answer: bytes) -> None:
-        """Write ``answer`` now, or after the direct answers still due."""
+        """Write ``answer`` (a whole response) now, or after the direct answers due."""
         if self._due:
             self._due.append([answer])
         else:
@@ -216,9 +233,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if it is to be closed, or wait for the next request."""
         due = self._due
         while due and due[0][0] is not None:
-            answer = due.popleft()[0]
-            if not self.transport.is_closing():
-                self.transport.write(answer)  # type: ignore[arg-type]
+            answer = due.popleft()
+            if self.transport.is_closing():
+                continue
+            if len(answer) == 1:  # a whole response (a refusal)
+                self.transport.write(answer[0])  # type: ignore[arg-type]
+                continue
+            head, body = answer
+            last = not due and self._close_when_answered and self._direct is None
+            end = b"connection: close\r\n\r\n" if last else b"\r\n"
+            self.transport.write(head + end + body)  # type: ignore[operator]
+        if self._paused and len(due or ()) < MAX_DUE_ANSWERS:
+            self._paused = False
+            self.flow.resume_reading()
         if due or self.transport.is_closing() or self._direct is not None:
             return
         if self._close_when_answered:
@@ -243,6 +270,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+#: Direct answers a connection may owe before the server stops reading from it.
+MAX_DUE_ANSWERS = 64
+_UNAVAILABLE_BODY = b'{"error": "storage unavailable, retry"}'
+_UNAVAILABLE = (
+    503,
+    [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(_UNAVAILABLE_BODY))],
+    _UNAVAILABLE_BODY,
+)
 
 
 def guarded_protocol(request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> type[HttpToolsProtocol]:

@@ -408,7 +408,11 @@ class Direct:
                 outcome: int | BaseException = StorageError("the server is stopping")
             else:
                 outcome = done.exception() or done.result()
-            answer(stored_reply(kind, received, outcome))
+            try:
+                reply = stored_reply(kind, received, outcome)
+            except Exception as exc:  # a bug: still answered, in turn
+                reply = stored_reply(kind, received, exc)
+            answer(reply)
 
         future.add_done_callback(stored)
 

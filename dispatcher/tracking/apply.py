@@ -565,7 +565,7 @@ def apply_received(
     rows were looked at.
     ``known_groups`` (see ``book.Known``) is the caller's to commit or discard.
     With ``deferred``, reports about a request still in flight are left as they are
-    and their ids added to it, for ``apply_deferred`` (see ``_in_flight``).
+    and their ids added to it, for ``apply_deferred`` (see ``_landed``).
 
     The walk follows the primary key from where the caller left off rather than
     searching by state: every applied report leaves a dead ``received`` entry in the
@@ -615,13 +615,15 @@ def apply_deferred(
     if not report_ids:
         return 0
     commit_without_waiting(session)
-    fresh = session.execute(
-        select(_REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body, _REPORTS.c.ref_id)
-        .where(among(session, _REPORTS.c.id, list(report_ids)),
-               _REPORTS.c.state == ReportState.RECEIVED)
-        .order_by(_REPORTS.c.id)
-        .with_for_update(skip_locked=True)
-    ).all()  # fmt: skip
+    fresh: list[Any] = []
+    for start in range(0, len(report_ids), _LOCK_CHUNK):  # SQLite's parameter limit
+        fresh += session.execute(
+            select(_REPORTS.c.id, _REPORTS.c.kind, _REPORTS.c.body, _REPORTS.c.ref_id)
+            .where(among(session, _REPORTS.c.id, list(report_ids[start : start + _LOCK_CHUNK])),
+                   _REPORTS.c.state == ReportState.RECEIVED)
+            .order_by(_REPORTS.c.id)
+            .with_for_update(skip_locked=True)
+        ).all()  # fmt: skip
     rows = _landed(session, fresh, deferred)
     return _apply_rows(session, rows, opt_out_words, mark_failures_tried=True,
                        known_groups=known_groups)  # fmt: skip
@@ -641,13 +643,13 @@ def _landed(session: Session, rows: Sequence[Any], deferred: list[int] | None) -
     """
     if deferred is None:
         return [(report_id, kind, body) for report_id, kind, body, _ in rows]
-    refs = {ref_id for *_, ref_id in rows if ref_id}
+    refs = sorted({ref_id for *_, ref_id in rows if ref_id})
     flying: set[str] = set()
-    if refs:
-        flying = set(
+    for start in range(0, len(refs), _LOCK_CHUNK):  # SQLite's parameter limit
+        flying.update(
             session.scalars(
                 select(_BATCHES.c.id).where(
-                    among(session, _BATCHES.c.id, sorted(refs)),
+                    among(session, _BATCHES.c.id, refs[start : start + _LOCK_CHUNK]),
                     _BATCHES.c.state == BatchState.SUBMITTING,
                 )
             )
@@ -738,8 +740,8 @@ def sweep(session: Session, older_than_seconds: float = 5.0, limit: int = 1000) 
     block the rest.
     """
     now = datetime.now(UTC)
-    reports = session.execute(
-        select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body)
+    found = session.execute(
+        select(DeliveryReport.id, DeliveryReport.kind, DeliveryReport.body, DeliveryReport.ref_id)
         .where(
             WAITING_REPORTS,
             DeliveryReport.received_at < now - timedelta(seconds=older_than_seconds),
@@ -753,6 +755,9 @@ def sweep(session: Session, older_than_seconds: float = 5.0, limit: int = 1000) 
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    # A request still in flight: its reports are the applier's once it is answered (a
+    # try now would leave them 'unmatched' after the worker has looked for such).
+    reports = _landed(session, found, [])
     if reports:
         session.execute(
             update(DeliveryReport)

@@ -443,6 +443,7 @@ class _Applier:
         # Reports about a request still in flight, left untried (``tracking._landed``),
         # in id order; beyond DEFERRED_KEPT the oldest are the sweep's.
         self.deferred: list[int] = []
+        self.let_go = sys.maxsize  # the oldest deferred report given up to the sweep
         self.known = book.Known()
         self.throttle = (
             Throttle(redis.Redis.from_url(settings.redis_url)) if settings.redis_url else None
@@ -466,7 +467,10 @@ class _Applier:
                 self.stop.wait(self.settings.idle_seconds)
 
     def apply_all(self) -> None:
-        self.apply_landed()
+        try:
+            self.apply_landed()
+        except Exception:  # the walk still runs; the deferred are tried again next round
+            log.exception("applying deferred reports failed")
         while not self.stop.is_set():
             deferred: list[int] = []
             try:
@@ -519,11 +523,14 @@ class _Applier:
         """Hold these deferred reports (the newest DEFERRED_KEPT: the older stay
         'received' for the sweep) and move the mark ``wait_applied`` reads: every
         report up to it has been applied or found nothing to apply."""
-        self.deferred = sorted(deferred)[-DEFERRED_KEPT:]
+        deferred = sorted(deferred)
+        if len(deferred) > DEFERRED_KEPT:  # the mark never passes those let go
+            self.let_go = min(self.let_go, deferred[0])
+            deferred = deferred[-DEFERRED_KEPT:]
+        self.deferred = deferred
         assert self.after_id is not None
-        self.mark.value = (
-            min(self.after_id, self.deferred[0] - 1) if self.deferred else self.after_id
-        )
+        lowest = min(self.deferred[0] if self.deferred else self.after_id + 1, self.let_go)
+        self.mark.value = min(self.after_id, lowest - 1)
 
     def slow_down(self, senders: set[str]) -> None:
         """Rate-limit errors reported for these senders: lower their rate a while."""

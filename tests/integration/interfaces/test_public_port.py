@@ -309,15 +309,20 @@ def test_posts_taken_directly_are_stored_and_answered_in_the_order_they_came(
 
 
 def test_a_request_for_uvicorn_behind_direct_answers_closes_the_connection_after_them(
-    guarded_server: int,
+    guarded_server: int, db: Database
 ) -> None:
     body = json.dumps(SENT).encode()
     with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
-        # Pipelined behind a post answered directly: its sender tries again.
-        sock.sendall(_post(body) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Pipelined behind a post answered directly: its sender tries again, and so
+        # does the sender of what follows it (never answered, never stored).
+        health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        sock.sendall(_post(body) + health + _post(body))
         data = _read_until_closed(sock)
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert data.count(b"HTTP/1.1 ") == 1
+    assert b"connection: close" in data
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryReport)) == 1
     with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + _post(body))
         assert _answers(sock, 2) == [200, 200]  # uvicorn's first: it queues what follows
