@@ -50,6 +50,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, Protocol
@@ -57,6 +58,7 @@ from typing import Any, Literal, Protocol
 import psycopg
 import redis
 from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
 
 from dispatcher.audience import book
 from dispatcher.db import Database, DeliveryReport
@@ -473,25 +475,18 @@ class _Applier:
             log.exception("applying deferred reports failed")
         while not self.stop.is_set():
             deferred: list[int] = []
-            try:
-                with self.db.session() as session:
-                    after_id = self.after_id
-                    if after_id is None:
-                        after_id = tracking.unapplied_from(session)
-                    last, looked_at = tracking.apply_received(
-                        session,
-                        after_id=after_id,
-                        limit=self.settings.limit,
-                        opt_out_words=self.settings.opt_out_words,
-                        known_groups=self.known,
-                        deferred=deferred,
-                    )
-                    limited = tracking.rate_limited_senders(session)
-            except BaseException:
-                self.known.discard()
-                raise
-            self.known.commit()
-            self.slow_down(limited)
+            with self.applying() as session:
+                after_id = self.after_id
+                if after_id is None:
+                    after_id = tracking.unapplied_from(session)
+                last, looked_at = tracking.apply_received(
+                    session,
+                    after_id=after_id,
+                    limit=self.settings.limit,
+                    opt_out_words=self.settings.opt_out_words,
+                    known_groups=self.known,
+                    deferred=deferred,
+                )
             self.after_id = after_id if last is None else last  # once the set is committed
             self.keep(self.deferred + deferred)
             if looked_at < self.settings.limit:
@@ -502,22 +497,30 @@ class _Applier:
         if not self.deferred:
             return
         still: list[int] = []
+        with self.applying() as session:
+            tracking.apply_deferred(
+                session,
+                self.deferred,
+                still,
+                opt_out_words=self.settings.opt_out_words,
+                known_groups=self.known,
+            )
+        self.keep(still)
+
+    @contextlib.contextmanager
+    def applying(self) -> Iterator[Session]:
+        """One committed transaction of applying: the groups it taught the identity
+        book are remembered once it commits (forgotten if it fails), and the senders
+        its reports found rate-limited are slowed down after it."""
         try:
             with self.db.session() as session:
-                tracking.apply_deferred(
-                    session,
-                    self.deferred,
-                    still,
-                    opt_out_words=self.settings.opt_out_words,
-                    known_groups=self.known,
-                )
+                yield session
                 limited = tracking.rate_limited_senders(session)
         except BaseException:
             self.known.discard()
             raise
         self.known.commit()
         self.slow_down(limited)
-        self.keep(still)
 
     def keep(self, deferred: list[int]) -> None:
         """Hold these deferred reports (the newest DEFERRED_KEPT: the older stay
