@@ -218,6 +218,10 @@ class EmbeddedStack:
             return  # a test's stack: its owner stops it
         for sig in STOP_SIGNALS:
             self._handlers[sig] = signal.signal(sig, _raise_exit)
+        # Started with SIGINT ignored (a background job of a script), Python raises no
+        # KeyboardInterrupt for it, and a SIGINT sent to stop the run did nothing.
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            self._handlers[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     @property
     def pids_file(self) -> Path:
