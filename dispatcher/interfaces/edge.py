@@ -197,7 +197,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 direct.finish(lambda reply: self._answered(slot, reply))
             except Exception:  # a bug: answered in turn, not with uvicorn's 400 ahead
                 log.exception("a webhook post could not be taken")
-                self._answered(slot, _UNAVAILABLE)
+                self._answered(slot, UNAVAILABLE)
             return
         if self._refusing:  # its body read and dropped: the connection goes on
             self._refusing = False
@@ -273,7 +273,8 @@ _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 #: Direct answers a connection may owe before the server stops reading from it.
 MAX_DUE_ANSWERS = 64
 _UNAVAILABLE_BODY = b'{"error": "storage unavailable, retry"}'
-_UNAVAILABLE = (
+#: A webhook body the database could not take: the caller sends it again.
+UNAVAILABLE = (
     503,
     [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(_UNAVAILABLE_BODY))],
     _UNAVAILABLE_BODY,

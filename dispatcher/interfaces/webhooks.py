@@ -54,7 +54,7 @@ from starlette.types import Receive, Scope, Send
 
 from dispatcher.db import Database
 from dispatcher.errors import StorageError
-from dispatcher.interfaces.edge import COUNTERS, CallerLimits
+from dispatcher.interfaces.edge import COUNTERS, UNAVAILABLE, CallerLimits
 from dispatcher.operations import metrics, progress
 from dispatcher.providers import WEBHOOKS
 from dispatcher.providers import meta_signature as signature
@@ -340,7 +340,7 @@ def stored_reply(kind: str, received: Received, stored: int | BaseException) -> 
             log.error("cannot store a %s callback", kind, exc_info=stored)
         else:
             log.error("cannot store a %s callback: %s", kind, stored)
-        return json_reply(503, {"error": "storage unavailable, retry"})
+        return UNAVAILABLE
     if received.state is ReportState.INVALID:
         if kind != _META:
             return json_reply(400, {"error": received.error, "stored": stored})
