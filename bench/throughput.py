@@ -89,6 +89,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import cpu  # noqa: E402  (bench/cpu.py)
 
 from dispatcher.campaigns.spec import DEFAULT_BATCH_SIZE  # noqa: E402
+from dispatcher.sending.throttle import JITTER_MARGIN_SECONDS  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -170,6 +172,11 @@ class Figures:
     seconds_over: int = 0
     max_window: int = 0
     windows_over: int = 0
+    # Of those, the windows that begin in a stall of the simulator's own loop (or just
+    # after it): requests it read late, all stamped as the stall ended.
+    windows_at_stalls: int = 0
+    stalls: int = 0  # the simulator's loop stalls past STALL_MARGIN_SECONDS, and the longest
+    longest_stall: float = 0.0
     rate_limited: int = 0
     rejected: dict[str, int] | None = None
     factor: float | None = None
@@ -603,7 +610,11 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
             args.save_receipts.mkdir(parents=True, exist_ok=True)
             kind = "naive" if naive else "ours"
             (args.save_receipts / f"{scenario.name}-{kind}.json").write_text(json.dumps(receipts))
-        measure(figures, stats, recorded, receipts)
+        stalls = httpx.get(f"{simulator_url}/_simulator/stalls", timeout=60).json()
+        if args.save_receipts:
+            stalls_file = args.save_receipts / f"{scenario.name}-{kind}-stalls.json"
+            stalls_file.write_text(json.dumps(stalls))
+        measure(figures, stats, recorded, receipts, stalls)
     except Exception as exc:
         failed = True
         figures.note = f"error: {exc}".splitlines()[0][:200]
@@ -697,9 +708,11 @@ def measure(
     stats: dict[str, Any],
     recorded: list[dict[str, Any]],
     receipts: list[tuple[float, int]],
+    stalls: Sequence[Sequence[float]] = (),
 ) -> None:
     """Everything from the simulator's books: its receipt log (time and messages of each
-    accepted request), per-second counts and request bodies."""
+    accepted request), per-second counts, request bodies, and the stalls of its own loop
+    (``[[time it ended, seconds], ...]``)."""
     seconds: Counter[int] = Counter()
     for buckets in stats["per_second"].values():
         for second, count in buckets.items():
@@ -730,12 +743,35 @@ def measure(
     # receipt and the last (n messages over the n - 1 gaps' worth of time).
     sent = sum(n for _, n in receipts) - receipts[-1][1]
     figures.achieved = sent / figures.period if figures.period > 0 else float(sent)
-    figures.max_window, figures.windows_over = sliding(receipts, figures.level)
+    ends: list[float] = []
+    figures.max_window, figures.windows_over = sliding(receipts, figures.level, ends)
+    long_stalls = [  # those within the sending period
+        (float(end), float(length)) for end, length in stalls
+        if float(length) > STALL_MARGIN_SECONDS and first <= float(end) and end - length <= last
+    ]  # fmt: skip
+    figures.stalls = len(long_stalls)
+    figures.longest_stall = max((length for _, length in long_stalls), default=0.0)
+    figures.windows_at_stalls = sum(1 for end in ends if begins_at_stall(end - 1.0, long_stalls))
 
 
-def sliding(receipts: list[tuple[float, int]], level: int) -> tuple[int, int]:
+#: Stalls of the simulator's loop within the limiter's margin for the way to the provider
+#: are not counted: they cannot push a window over on their own.
+STALL_MARGIN_SECONDS = JITTER_MARGIN_SECONDS
+#: Requests read as a stall ends are stamped within this of the watch's own look.
+STAMPED_AFTER_STALL_SECONDS = 0.003
+
+
+def begins_at_stall(start: float, stalls: list[tuple[float, float]]) -> bool:
+    """Whether a window beginning at ``start`` begins in a stall of the simulator's loop
+    (or as it ends): the requests at its start may have arrived before it, unread."""
+    return any(end - length <= start <= end + STAMPED_AFTER_STALL_SECONDS for end, length in stalls)
+
+
+def sliding(
+    receipts: list[tuple[float, int]], level: int, over_ends: list[float] | None = None
+) -> tuple[int, int]:
     """The most messages in any 1-second window (t - 1, t], and how many windows ending
-    at a receipt exceed ``level``."""
+    at a receipt exceed ``level`` (their ends appended to ``over_ends``)."""
     best = over = total = start = 0
     for at, count in receipts:
         total += count
@@ -743,7 +779,10 @@ def sliding(receipts: list[tuple[float, int]], level: int) -> tuple[int, int]:
             total -= receipts[start][1]
             start += 1
         best = max(best, total)
-        over += total > level
+        if total > level:
+            over += 1
+            if over_ends is not None:
+                over_ends.append(at)
     return best, over
 
 
@@ -759,7 +798,14 @@ def report(f: Figures) -> None:
         "over the sending period",
         f"max messages in 1 s:        {f.max_window:,} in any sliding window "
         f"({f.max_second:,} in a calendar second)",
-        f"windows over the level:     {f.windows_over} sliding, {f.seconds_over} calendar",
+        f"windows over the level:     {f.windows_over} sliding, {f.seconds_over} calendar"
+        + (
+            f" ({f.windows_at_stalls} of them begin in a stall of the simulator's own loop)"
+            if f.windows_over
+            else ""
+        ),
+        f"simulator loop stalls:      {f.stalls} over {STALL_MARGIN_SECONDS * 1000:.0f} ms, "
+        f"longest {f.longest_stall * 1000:.0f} ms (requests read late: their receipts bunch)",
         f"130429 failures:            {f.rate_limited:,} (simulator enforces the level)",
     ]
     if f.cpu and f.messages:
@@ -861,7 +907,9 @@ def main() -> None:
     )
     parser.add_argument("--keep-logs", action="store_true", help="print the processes' logs")
     parser.add_argument(
-        "--save-receipts", type=Path, help="folder to write each run's receipt log to (JSON)"
+        "--save-receipts",
+        type=Path,
+        help="folder to write each run's receipt log and the simulator's stalls to (JSON)",
     )
     parser.add_argument(
         "--callbacks",

@@ -68,6 +68,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
             Route("/_simulator/stats", stats, methods=["GET"]),
             Route("/_simulator/requests", recorded_requests, methods=["GET"]),
             Route("/_simulator/receipts", receipts, methods=["GET"]),
+            Route("/_simulator/stalls", stalls, methods=["GET"]),
             Route("/_simulator/callbacks", taken_callbacks, methods=["GET"]),
             Route("/_simulator/reset", reset, methods=["POST"]),
             Route("/_simulator/templates/status", template_status, methods=["POST"]),
@@ -223,6 +224,13 @@ async def receipts(request: Request) -> Response:
     """``[[unix time, messages], ...]`` of every accepted request (``record_requests``):
     the receipt log a throughput benchmark reads its sliding windows from."""
     return JSONResponse(_simulator(request).receipts)
+
+
+async def stalls(request: Request) -> Response:
+    """``[[unix time it ended, seconds], ...]`` of every stall of the simulator's own loop
+    (``record_requests``): requests that arrived during one carry its end as their
+    receipt time."""
+    return JSONResponse(_simulator(request).stalls)
 
 
 async def taken_callbacks(request: Request) -> Response:

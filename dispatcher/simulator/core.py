@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import random
 import time
@@ -59,6 +61,14 @@ class SenderStanding:
         return SenderStanding(health or self.health, quality or self.quality)
 
 
+#: How often the loop watch (``Simulator.stalls``) looks at the clock, and the lateness
+#: past which a look counts as a stall of the simulator's own loop.
+STALL_TICK_SECONDS = 0.002
+STALL_MIN_SECONDS = 0.005
+#: Stalls kept (a benchmark's run has a few dozen).
+STALLS_KEPT = 10_000
+
+
 class Simulator:
     """State and behaviour behind the HTTP app, reachable as ``app.state.simulator``."""
 
@@ -74,6 +84,10 @@ class Simulator:
         self._levels = {_msisdn_key(source): level for source, level in config.levels.items()}
         self.recorded: list[bytes] = []  # accepted request bodies, if config.record_requests
         self.receipts: list[tuple[float, int]] = []  # (time, messages) of each, likewise
+        # (time it ended, seconds) of each stall of this loop, likewise: a request that
+        # arrived during one is stamped as it ends, so its receipt time is late.
+        self.stalls: list[tuple[float, float]] = []
+        self._watch: asyncio.Task[None] | None = None
         self._attempts: Counter[str] = Counter()  # sends per destination, for scripted fates
         self.templates = TemplateBook(config.templates)
         # The sender's health and quality as both APIs report them: the config's, until
@@ -87,9 +101,29 @@ class Simulator:
 
     def start(self) -> None:
         self.callbacks.start()
+        if self.config.record_requests and self._watch is None:
+            self._watch = asyncio.create_task(self._watch_loop(), name="simulator-stalls")
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         await self.callbacks.stop()
+
+    async def _watch_loop(self) -> None:
+        """Note each time this loop ran late by more than ``STALL_MIN_SECONDS``: a
+        benchmark reading the receipt log can tell a burst of requests from a burst of
+        stamps (requests that waited, unread, while this process had no CPU or a long
+        callback ran)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(STALL_TICK_SECONDS)
+            late = loop.time() - asked - STALL_TICK_SECONDS
+            if late > STALL_MIN_SECONDS and len(self.stalls) < STALLS_KEPT:
+                self.stalls.append((time.time(), late))
 
     def reset(self) -> None:
         """Forget every request, upload, contact and pending callback (for tests).
@@ -102,6 +136,7 @@ class Simulator:
         self.instance = uuid.uuid4().hex  # uploads forgotten: cached media ids die
         self.recorded = []
         self.receipts = []
+        self.stalls = []
         self._attempts = Counter()
         self._contacts.clear()
         self.callbacks.reset()

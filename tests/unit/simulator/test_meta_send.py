@@ -3,6 +3,7 @@ reference (``POST /{version}/{phone-number-id}/messages``)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -351,3 +352,19 @@ async def test_link_routes_are_still_served_beside_the_meta_ones() -> None:
         health = await client.get("/healthz")
         stats = await client.get("/_simulator/stats")
     assert health.status_code == stats.status_code == 200
+
+
+async def test_a_stall_of_the_loop_is_noted_when_requests_are_recorded() -> None:
+    """A benchmark tells a burst of stamps from a burst of requests by the simulator's
+    own stalls: a loop held past the watch's tick is noted with its length."""
+    async with meta_client(record_requests=True) as client:
+        await asyncio.sleep(0.01)  # the watch is running
+        time.sleep(0.05)  # the loop is held, as a starved process's would be
+        await asyncio.sleep(0.01)
+        stalls = (await client.get("/_simulator/stalls")).json()
+        await client.post("/_simulator/reset")
+        after_reset = (await client.get("/_simulator/stalls")).json()
+    held = [(ended, seconds) for ended, seconds in stalls if 0.04 < seconds < 1.0]
+    assert len(held) == 1  # (a busy machine may add shorter ones)
+    assert abs(held[0][0] - time.time()) < 5
+    assert after_reset == []
