@@ -295,13 +295,25 @@ def sorted_ids(ids: Iterable[int]) -> list[int]:
     return sorted(ids)
 
 
-def update_by_id(executor: Executor, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def update_by_id(
+    executor: Executor,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    also: Mapping[str, str] | None = None,
+    also_parameters: Mapping[str, Any] | None = None,
+) -> None:
     """Update the rows whose ``id`` each dict names, setting exactly the other columns
-    it names (None sets NULL); one statement per distinct set of columns."""
+    it names (None sets NULL); one statement per distinct set of columns.
+
+    ``also`` (PostgreSQL only): more assignments in the same statement, column to SQL
+    over the row as it was (``t.column``) and ``also_parameters`` (``:name``): one new
+    version of each row instead of two statements' two."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_columns.setdefault(tuple(sorted(set(row) - {"id"})), []).append(row)
     postgres = dialect_name(executor) == "postgresql"
+    if also and not postgres:
+        raise ValueError("update_by_id: 'also' is for PostgreSQL")
     for columns, group in by_columns.items():
         if not columns:
             continue
@@ -315,12 +327,13 @@ def update_by_id(executor: Executor, table: Table, rows: Sequence[dict[str, Any]
             continue
         names = ["id", *columns]
         arrays, selects, parameters = _arrays(_POSTGRESQL, table, names, group, "named")
-        assignments = ", ".join(f"{c} = {s}" for c, s in zip(columns, selects[1:], strict=True))
+        assigned = [f"{c} = {s}" for c, s in zip(columns, selects[1:], strict=True)]
+        assigned += [f"{column} = {sql}" for column, sql in (also or {}).items()]
         sql = (
-            f"UPDATE {table.name} AS t SET {assignments} "
+            f"UPDATE {table.name} AS t SET {', '.join(assigned)} "
             f"FROM unnest({', '.join(arrays)}) AS v({_names(names)}) WHERE t.id = v.v_id"
         )
-        executor.execute(text(sql), parameters)
+        executor.execute(text(sql), {**parameters, **(also_parameters or {})})
 
 
 def _names(columns: Sequence[str]) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy import Text, cast, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.db import Batch, Campaign, Message
-from dispatcher.db.bulk import among, update_by_id
+from dispatcher.db.bulk import among, dialect_name, update_by_id
 from dispatcher.errors import (
     LinkAuthError,
     LinkError,
@@ -45,7 +45,7 @@ from dispatcher.sending.batch import (
     valid_until,
 )
 from dispatcher.sending.windows import hold_closed
-from dispatcher.status import BatchState, CampaignState, MessageStatus
+from dispatcher.status import BatchState, CampaignState, MessageStatus, predecessors
 from dispatcher.tracking import apply as tracking
 
 if TYPE_CHECKING:
@@ -57,6 +57,19 @@ log = logging.getLogger(__name__)
 MESSAGES: Any = Message.__table__
 BATCHES: Any = Batch.__table__
 CAMPAIGNS: Any = Campaign.__table__
+
+#: ``batch.submitted`` as ``update_by_id``'s more assignments (PostgreSQL): the status
+#: moves on unless a report already moved it further, the validity counts from the
+#: first submission.
+_SUBMITTED_SQL = {
+    "status": "CASE WHEN t.status IN ({}) THEN '{}' ELSE t.status END".format(
+        ", ".join(f"'{s.value}'" for s in predecessors(MessageStatus.SUBMITTED)),
+        MessageStatus.SUBMITTED.value,
+    ),
+    "submitted_at": ":s_now",
+    "expires_at": "COALESCE(t.expires_at, CAST(:s_now AS TIMESTAMPTZ) + :s_validity)",
+    "updated_at": ":s_now",
+}
 
 
 @dataclass(slots=True)
@@ -389,17 +402,25 @@ def record(
         by_code.setdefault(answer.result_code, []).append(batch_id)
     for result_code, batch_ids in by_code.items():
         batch_states.submitted(session, batch_ids, now, result_code)
-    update_by_id(
-        session,
-        MESSAGES,
-        [
+    by_validity: dict[timedelta, list[dict[str, Any]]] = {}  # one validity in practice
+    for batch_id, response in answered.items():
+        by_validity.setdefault(claimed[batch_id].validity, []).extend(
             {"id": message_id, "link_message_id": link_id}
-            for batch_id, response in answered.items()
             for message_id, link_id in zip(
                 claimed[batch_id].message_ids, response.message_ids, strict=True
             )
-        ],
-    )
+        )
+    postgres = dialect_name(session) == "postgresql"
+    for validity, rows in by_validity.items():
+        if postgres:  # the ids and the submission in one new version of each row
+            update_by_id(session, MESSAGES, rows, _SUBMITTED_SQL,
+                         {"s_now": now, "s_validity": validity})  # fmt: skip
+            continue
+        update_by_id(session, MESSAGES, rows)
+        session.connection().execute(
+            update(MESSAGES).where(among(session, MESSAGES.c.id, [r["id"] for r in rows]))
+            .values(submitted(now, validity))
+        )  # fmt: skip
     note_answers(
         session,
         [
@@ -409,11 +430,3 @@ def record(
         ],
         source,
     )
-    by_validity: dict[timedelta, list[int]] = {}
-    for batch_id in answered:
-        by_validity.setdefault(claimed[batch_id].validity, []).extend(claimed[batch_id].message_ids)
-    for validity, ids in by_validity.items():
-        session.connection().execute(
-            update(MESSAGES).where(among(session, MESSAGES.c.id, ids)).values(
-                submitted(now, validity))
-        )  # fmt: skip

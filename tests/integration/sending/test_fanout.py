@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,9 +16,10 @@ from sqlalchemy import select, update
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
 from dispatcher.db import Batch, Database, Message
+from dispatcher.db.timestamps import aware
 from dispatcher.errors import StorageError
 from dispatcher.providers.link.models import MessageRequest, MessageResponse
-from dispatcher.sending import fanout
+from dispatcher.sending import claims, fanout
 from dispatcher.sending.batch import Outcome, SendContext
 from dispatcher.sending.throttle import Grant, Throttle
 from tests.conftest import BOTH
@@ -174,3 +176,45 @@ def test_a_claimed_slice_with_no_slot_to_send_in_goes_back_to_pending_unsent(
     with ctx.db.session() as session:  # claimable by the retry, the try uncounted
         assert set(session.scalars(select(Batch.state))) == {"pending"}
         assert set(session.scalars(select(Message.attempts))) == {0}
+
+
+@BOTH
+def test_recording_answers_stores_ids_and_the_submission_but_never_moves_a_status_back(
+    ctx: SendContext, tmp_path: Path, provider: str
+) -> None:
+    """The answers' ids and the submission (status, time, validity) land together; a
+    report that overtook its answer keeps its status, a resend keeps its first validity."""
+    batch_ids = personalised(ctx, tmp_path / "c", 3, provider)
+    first_expiry = datetime(2030, 1, 1, tzinfo=UTC)
+    with ctx.db.session() as session:
+        ids = {
+            b: session.scalar(select(Message.id).where(Message.batch_id == b)) for b in batch_ids
+        }
+        session.execute(update(Message).where(Message.id == ids[batch_ids[1]]).values(
+            status="delivered"))  # fmt: skip
+        session.execute(update(Message).where(Message.id == ids[batch_ids[2]]).values(
+            expires_at=first_expiry))  # fmt: skip
+        session.execute(update(Batch).values(state="submitting"))
+    validity = timedelta(hours=2)
+    claimed = {
+        b: claims.Claimed(_requests(1)[0], validity, [ids[b]], campaign_id=1) for b in batch_ids
+    }
+    answered = {b: MessageResponse(result_code=1000, message_ids=[f"L-{b}"]) for b in batch_ids}
+    now = datetime.now(UTC).replace(microsecond=0)
+    with ctx.db.session() as session:
+        claims.record(session, answered, claimed, now)  # type: ignore[arg-type]
+    with ctx.db.session() as session:
+        rows = {
+            m.batch_id: m
+            for m in session.scalars(select(Message).where(Message.batch_id.in_(batch_ids)))
+        }
+        states = set(session.scalars(select(Batch.state)))
+    assert [rows[b].link_message_id for b in batch_ids] == [f"L-{b}" for b in batch_ids]
+    assert [rows[b].status for b in batch_ids] == ["submitted", "delivered", "submitted"]
+    assert {aware(rows[b].submitted_at) for b in batch_ids} == {now}
+    assert [aware(rows[b].expires_at) for b in batch_ids] == [
+        now + validity,
+        now + validity,
+        first_expiry,
+    ]
+    assert states == {"submitted"}
