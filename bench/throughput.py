@@ -757,8 +757,9 @@ def measure(
 #: Stalls of the simulator's loop within the limiter's margin for the way to the provider
 #: are not counted: they cannot push a window over on their own.
 STALL_MARGIN_SECONDS = JITTER_MARGIN_SECONDS
-#: Requests read as a stall ends are stamped within this of the watch's own look.
-STAMPED_AFTER_STALL_SECONDS = 0.003
+#: Requests that came during a stall are read (and stamped) as it ends and within this
+#: after, while the loop works through what came meanwhile.
+STAMPED_AFTER_STALL_SECONDS = 0.010
 
 
 def begins_at_stall(start: float, stalls: list[tuple[float, float]]) -> bool:

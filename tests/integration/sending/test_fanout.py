@@ -218,3 +218,36 @@ def test_recording_answers_stores_ids_and_the_submission_but_never_moves_a_statu
         first_expiry,
     ]
     assert states == {"submitted"}
+
+
+class _Clocked:
+    """A slice sender that notes when each request would leave (the pacing alone)."""
+
+    def __init__(self) -> None:
+        self.left: dict[str, float] = {}
+
+    async def send(self, request: MessageRequest) -> MessageResponse:
+        self.left[request.ref_id or ""] = time.monotonic()
+        return MessageResponse(result_code=1000, message_ids=["m"])
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_no_paced_request_leaves_before_its_moment(ctx: SendContext) -> None:
+    """The loop's timers may fire early (uvloop's count whole milliseconds from a clock
+    read once a turn); a request that left early would count in a window it was not
+    granted."""
+    made = fanout.Fanout(ctx.client)
+    clocked = made._sender = _Clocked()  # type: ignore[assignment]
+    try:
+        grant = Grant(at_seconds=0.0, waited_seconds=0.0, starts=time.monotonic() + 0.01,
+                      spacing=0.00137)  # fmt: skip
+        requests = _requests(300)
+        moments = fanout.dues(grant, requests)
+        made.send_all(requests, moments, late_after=None)
+    finally:
+        made.close()
+    early = [r.ref_id for r, due in zip(requests, moments, strict=True)
+             if clocked.left[r.ref_id or ""] < due]  # fmt: skip
+    assert early == []
