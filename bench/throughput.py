@@ -101,7 +101,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import cpu  # noqa: E402  (bench/cpu.py)
 
 from dispatcher.campaigns.spec import DEFAULT_BATCH_SIZE  # noqa: E402
-from dispatcher.sending.fanout import LATE_SHARE  # noqa: E402
+from dispatcher.sending.fanout import LATE_SHARE, TIMER_SLACK_SECONDS  # noqa: E402
 from dispatcher.sending.throttle import JITTER_MARGIN_SECONDS  # noqa: E402
 
 ADMIN_URL = os.environ.get(
@@ -756,9 +756,10 @@ def measure(
 
 
 #: The limiter's margin for the way to the provider (the rest is what a request may
-#: spend late on our side, ``LATE_SHARE``): a stall of the simulator's loop within it
+#: spend late on our side: ``LATE_SHARE`` of it, and the timer slack a request that
+#: had no need to sleep does not take): a stall of the simulator's loop within it
 #: cannot push a window over, one past it can.
-STALL_MARGIN_SECONDS = JITTER_MARGIN_SECONDS * (1 - LATE_SHARE)
+STALL_MARGIN_SECONDS = JITTER_MARGIN_SECONDS * (1 - LATE_SHARE) - TIMER_SLACK_SECONDS
 #: Requests that came during a stall are read (and stamped) as it ends and within this
 #: after, while the loop works through what came meanwhile.
 STAMPED_AFTER_STALL_SECONDS = 0.010

@@ -306,14 +306,19 @@ def update_by_id(
     it names (None sets NULL); one statement per distinct set of columns.
 
     ``also`` (PostgreSQL only): more assignments in the same statement, column to SQL
-    over the row as it was (``t.column``) and ``also_parameters`` (``:name``): one new
-    version of each row instead of two statements' two."""
+    over the row as it was (``t.column``) and ``also_parameters`` (``:name``, not
+    ``a_...``): one new version of each row instead of two statements' two. Rows that
+    name no column but ``id`` are left alone, ``also`` too."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_columns.setdefault(tuple(sorted(set(row) - {"id"})), []).append(row)
     postgres = dialect_name(executor) == "postgresql"
     if also and not postgres:
         raise ValueError("update_by_id: 'also' is for PostgreSQL")
+    if also and any(set(also) & set(columns) for columns in by_columns):
+        raise ValueError("update_by_id: 'also' assigns a column the rows set")
+    if any(name.startswith("a_") for name in also_parameters or ()):
+        raise ValueError("update_by_id: 'also_parameters' names may not start with 'a_'")
     for columns, group in by_columns.items():
         if not columns:
             continue

@@ -67,8 +67,9 @@ _SUBMITTED_SQL = {
         MessageStatus.SUBMITTED.value,
     ),
     "submitted_at": ":s_now",
-    "expires_at": "COALESCE(t.expires_at, CAST(:s_now AS TIMESTAMPTZ) + :s_validity)",
-    "updated_at": ":s_now",
+    # (Added here, not in SQL: PostgreSQL adds days by the calendar of its time zone.)
+    "expires_at": "COALESCE(t.expires_at, :s_expires)",
+    "updated_at": ":s_updated",
 }
 
 
@@ -413,8 +414,8 @@ def record(
     postgres = dialect_name(session) == "postgresql"
     for validity, rows in by_validity.items():
         if postgres:  # the ids and the submission in one new version of each row
-            update_by_id(session, MESSAGES, rows, _SUBMITTED_SQL,
-                         {"s_now": now, "s_validity": validity})  # fmt: skip
+            values = {"s_now": now, "s_expires": now + validity, "s_updated": datetime.now(UTC)}
+            update_by_id(session, MESSAGES, rows, _SUBMITTED_SQL, values)
             continue
         update_by_id(session, MESSAGES, rows)
         session.connection().execute(

@@ -26,7 +26,6 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-import uvloop
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,6 +43,11 @@ from dispatcher.sending.batch import (
     SendContext,
 )
 from dispatcher.sending.throttle import Grant
+
+try:
+    from uvloop import new_event_loop
+except ImportError:  # (not built for Windows)
+    from asyncio import new_event_loop  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ class Fanout:
     def __init__(self, client: Provider, max_connections: int = MAX_IN_FLIGHT) -> None:
         # uvloop (as under ``dispatcher serve``): timers, sockets and callbacks in C,
         # where a slice's hundred paced requests spend most of their loop's time.
-        self._loop = uvloop.new_event_loop()
+        self._loop = new_event_loop()
         self._sender: SliceSender = client.concurrent(max_connections)
         self._specs: dict[int, CampaignSpec] = {}
         self.windowed = False  # some campaign seen has a sending window

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from dispatcher.campaigns.registration import create_campaign
 from dispatcher.campaigns.spec import load_campaign
@@ -183,7 +183,9 @@ def test_recording_answers_stores_ids_and_the_submission_but_never_moves_a_statu
     ctx: SendContext, tmp_path: Path, provider: str
 ) -> None:
     """The answers' ids and the submission (status, time, validity) land together; a
-    report that overtook its answer keeps its status, a resend keeps its first validity."""
+    report that overtook its answer keeps its status, a resend keeps its first validity.
+    Two days of validity are 48 hours, whatever the database's time zone (across the
+    change to summer time in Europe)."""
     batch_ids = personalised(ctx, tmp_path / "c", 3, provider)
     first_expiry = datetime(2030, 1, 1, tzinfo=UTC)
     with ctx.db.session() as session:
@@ -195,13 +197,15 @@ def test_recording_answers_stores_ids_and_the_submission_but_never_moves_a_statu
         session.execute(update(Message).where(Message.id == ids[batch_ids[2]]).values(
             expires_at=first_expiry))  # fmt: skip
         session.execute(update(Batch).values(state="submitting"))
-    validity = timedelta(hours=2)
+    validity = timedelta(days=2)
     claimed = {
         b: claims.Claimed(_requests(1)[0], validity, [ids[b]], campaign_id=1) for b in batch_ids
     }
     answered = {b: MessageResponse(result_code=1000, message_ids=[f"L-{b}"]) for b in batch_ids}
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = datetime(2025, 3, 29, 12, tzinfo=UTC)  # Europe's clocks go forward on the 30th
     with ctx.db.session() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL timezone = 'Europe/Berlin'"))
         claims.record(session, answered, claimed, now)  # type: ignore[arg-type]
     with ctx.db.session() as session:
         rows = {

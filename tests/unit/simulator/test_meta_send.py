@@ -344,7 +344,7 @@ async def test_recorded_sends_keep_the_phone_number_id_and_body() -> None:
     assert recorded == [{"phone_number_id": NUMBER_ID, "body": body}]
     assert [count for _, count in receipts] == [1]
     assert stats["ref_ids"] == {"batch-1": 1}
-    assert after_reset == []
+    assert not [s for s in after_reset if s[1] > 0.04]  # forgotten
 
 
 async def test_link_routes_are_still_served_beside_the_meta_ones() -> None:
@@ -367,4 +367,4 @@ async def test_a_stall_of_the_loop_is_noted_when_requests_are_recorded() -> None
     held = [(ended, seconds) for ended, seconds in stalls if 0.04 < seconds < 1.0]
     assert len(held) == 1  # (a busy machine may add shorter ones)
     assert abs(held[0][0] - time.time()) < 5
-    assert after_reset == []
+    assert not [s for s in after_reset if s[1] > 0.04]  # forgotten
