@@ -5,8 +5,9 @@ few processes, so the client's CPU per request matters more than anything else t
 worker does for it. General clients cost more, measured: httpcore 1.0's pool walks
 every connection for every request (encode/httpcore#1035, ~5 ms at 100 connections),
 and aiohttp builds request, header and timer objects per request (~0.2 ms). Here a
-request is one write of bytes built once, on a keep-alive connection of asyncio's own
-transports, and its answer a few callbacks of httptools (llhttp, uvicorn's parser).
+request is one write of bytes built once, on a keep-alive connection of the event
+loop's own transports (uvloop's, in a worker: ``sending.fanout``), and its answer a few
+callbacks of httptools (llhttp, uvicorn's parser).
 
 Nothing is retried here, so the crash-safety split holds: a failure before the request
 was written (no connection, none free in time) sent nothing; any failure after it may
