@@ -366,37 +366,30 @@ class Direct:
     its token, or for a post of Meta's that carries a signature (checked over the
     whole body, as received, in ``finish``)."""
 
-    __slots__ = ("_chunks", "_kept", "_kind", "_mac", "_receiver", "_scope", "_size")
+    __slots__ = ("_body", "_kind", "_receiver", "_scope")
 
     def __init__(self, receiver: _Receiver, kind: str, scope: Scope, mac: hmac.HMAC | None) -> None:
         self._receiver = receiver
         self._kind = kind
         self._scope = scope
-        self._mac = mac
-        self._chunks: list[bytes] = []
-        self._kept = self._size = 0
+        self._body = _CappedBody(mac)
 
     def feed(self, chunk: bytes) -> None:
-        """A piece of the body: the first ``MAX_BODY_BYTES`` kept, all of it counted and
-        fed to the signature."""
-        self._size += len(chunk)
-        if self._mac is not None:
-            self._mac.update(chunk)
-        if self._kept < MAX_BODY_BYTES:
-            chunk = chunk[: MAX_BODY_BYTES - self._kept]
-            self._chunks.append(chunk)
-            self._kept += len(chunk)
+        """A piece of the body (``_CappedBody``)."""
+        self._body.feed(chunk)
 
     def finish(self, answer: Callable[[Reply], None]) -> None:
         """The body is whole: judge and store it; ``answer`` is called with the reply
         once it is known (after the commit that holds the body)."""
-        if self._mac is not None:
-            verdict = signature.judge(self._mac, _header(self._scope, signature.HEADER))
+        mac = self._body.mac
+        if mac is not None:
+            verdict = signature.judge(mac, _header(self._scope, signature.HEADER))
             if verdict is not signature.Signature.GOOD:
                 answer(self._receiver.signature_refusal(self._scope, verdict))
                 return
         kind = self._kind
-        received = read_body(kind, b"".join(self._chunks), size=self._size)
+        body, size = self._body.whole()
+        received = read_body(kind, body, size=size)
         try:
             future = self._receiver.ingest.submit(received)
         except StorageError as exc:
@@ -458,22 +451,39 @@ async def _read_capped(receive: Receive, mac: hmac.HMAC | None = None) -> tuple[
     """The body's first ``MAX_BODY_BYTES`` bytes and its real size; the rest is read
     and dropped, so the connection stays usable for the next callback; all of it is
     fed to ``mac`` when given. None when the caller disconnected first."""
-    chunks: list[bytes] = []
-    kept = size = 0
+    body = _CappedBody(mac)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if mac is not None:
-            mac.update(chunk)
-        if kept < MAX_BODY_BYTES:
-            chunk = chunk[: MAX_BODY_BYTES - kept]
-            chunks.append(chunk)
-            kept += len(chunk)
+        body.feed(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(chunks), size
+            return body.whole()
+
+
+class _CappedBody:
+    """A body as it comes: the first ``MAX_BODY_BYTES`` kept, all of it counted and fed
+    to ``mac`` when given."""
+
+    __slots__ = ("_chunks", "_kept", "_size", "mac")
+
+    def __init__(self, mac: hmac.HMAC | None = None) -> None:
+        self.mac = mac
+        self._chunks: list[bytes] = []
+        self._kept = self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self.mac is not None:
+            self.mac.update(chunk)
+        if self._kept < MAX_BODY_BYTES:
+            chunk = chunk[: MAX_BODY_BYTES - self._kept]
+            self._chunks.append(chunk)
+            self._kept += len(chunk)
+
+    def whole(self) -> tuple[bytes, int]:
+        """The bytes kept and the body's real size."""
+        return b"".join(self._chunks), self._size
 
 
 async def _answer(send: Send, status: int, content: dict[str, Any]) -> None:
