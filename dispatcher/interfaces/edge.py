@@ -23,7 +23,7 @@ from typing import Any
 import httptools
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -291,7 +291,12 @@ def guarded_protocol(request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> type[H
 
 
 class CallerLimits:
-    """Per-address limit for requests without a valid credential."""
+    """Per-address limit for requests without a valid credential.
+
+    A moving window: no more than ``per_second`` in any second. A sliding counter's
+    estimate lets a burst that straddles two seconds through past the limit, and the
+    window keeps at most ``per_second`` stamps an address.
+    """
 
     def __init__(
         self,
@@ -299,7 +304,7 @@ class CallerLimits:
         trusted_proxies: frozenset[str] = frozenset(),
     ) -> None:
         self._item = RateLimitItemPerSecond(per_second)
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._trusted = _networks(trusted_proxies)
 
     def allow(self, scope: Scope) -> bool:

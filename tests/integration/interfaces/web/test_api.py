@@ -307,9 +307,18 @@ def test_without_a_key_every_route_answers_401_and_with_a_read_key_changes_403(a
 
 
 def test_a_stranger_past_its_limit_gets_429_and_is_not_written_down(api: Api) -> None:
-    answers = [api.http.get("/campaigns").status_code for _ in range(40)]
+    start = time.monotonic()
+    answers, within_a_second = [], []
+    for _ in range(40):
+        answers.append(api.http.get("/campaigns").status_code)
+        within_a_second.append(time.monotonic() - start < 1.0)
     assert answers[:20] == [401] * 20
-    assert set(answers[20:]) == {429}
+    # Any request answered within a second of the first has the first 20 in its window,
+    # whichever clock second they straddle.
+    assert within_a_second[20], "21 requests took over a second: the machine is too slow"
+    assert {a for a, early in zip(answers[20:], within_a_second[20:], strict=True) if early} == {
+        429
+    }
     assert api.http.get("/campaigns", headers=api.read).status_code == 200  # keys go on
     with api.db.session() as session:
         written = session.scalars(select(AuditEvent.status)).all()
