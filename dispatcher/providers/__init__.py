@@ -74,6 +74,7 @@ __all__ = [
     "TemplateInfo",
     "UploadedMedia",
     "answering",
+    "load_parsers",
     "meta_signature",
     "offline_provider",
     "parse_callback",
@@ -254,6 +255,12 @@ def parse_callback(kind: str, body: bytes) -> Callback:
     if parse is None:
         raise InvalidReport(f"no provider sends {kind!r} callbacks")
     return parse(body)
+
+
+def load_parsers() -> None:
+    """Import the callback parsers now: the first callback would otherwise import them
+    on the server's loop (most of a second on a busy machine, every caller waiting)."""
+    _parsers()
 
 
 @cache

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -65,6 +66,7 @@ from dispatcher.db import Database, DeliveryReport
 from dispatcher.db.bulk import insert_arrays, postgres_insert, sorted_ids
 from dispatcher.errors import StorageError
 from dispatcher.masking import mask
+from dispatcher.providers import load_parsers
 from dispatcher.sending.throttle import Throttle
 from dispatcher.tracking import apply as tracking
 from dispatcher.tracking import sender_events
@@ -576,7 +578,13 @@ def _applier_process(url: str, settings: ApplierSettings, pipe: Connection, mark
     with contextlib.suppress(OSError, AttributeError):
         os.nice(APPLIER_NICENESS)
     db = Database(url)
+    applier = _Applier(db, settings, signals, mark)
+    # What start-up built (modules, models, the engine) out of the collector's sight:
+    # a full collection otherwise walks all of it, over and over while reports flow.
+    load_parsers()
+    gc.collect()
+    gc.freeze()
     try:
-        _Applier(db, settings, signals, mark).run()
+        applier.run()
     finally:
         db.dispose()

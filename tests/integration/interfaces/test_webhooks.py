@@ -145,6 +145,27 @@ def test_basic_auth_with_the_token_as_password_is_accepted(
     assert stored(db)[0][0] == "unmatched"  # no message has id m1 in this test
 
 
+def test_the_token_in_the_query_is_checked_on_every_call_not_only_the_first(
+    receiver: Receiver, db: Database
+) -> None:
+    """The query string that carried the token is remembered whole; any other is read."""
+    body = json.dumps(SENT)
+    answers = [
+        receiver.http.post(f"/webhooks/link/dlr?{query}", content=body).status_code
+        for query in (
+            f"token={TOKEN}",
+            f"token={TOKEN}",  # the remembered one
+            f"token={TOKEN[:-1]}",  # one character short
+            f"token={TOKEN[:-1]}x",  # as long, one character off
+            f"token=x&token={TOKEN}",  # the first one counts
+            f"campaign=7&token={TOKEN}",  # another URL with the token
+            f"token={TOKEN}",  # the first URL after another was remembered
+        )
+    ]
+    assert answers == [200, 200, 401, 401, 401, 200, 200]
+    assert len(stored(db)) == 4
+
+
 def test_a_webhook_path_answers_405_to_anything_but_post(receiver: Receiver) -> None:
     assert receiver.http.get("/webhooks/link/dlr").status_code == 405
 
