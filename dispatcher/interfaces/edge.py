@@ -119,6 +119,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()  # a connection that never sends a byte is cut off too
+        serving_over = getattr(self.app, "serving_over", None)
+        if serving_over is not None:
+            serving_over(self.connections)  # the server's set, the same for every one
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

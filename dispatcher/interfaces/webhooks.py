@@ -38,7 +38,7 @@ import binascii
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sized
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +140,11 @@ class WebhookApp:
         self.rest = rest
         self.receiver = receiver
         self.state = rest.state
+
+    def serving_over(self, connections: Sized) -> None:
+        """The server's open connections on this port (its protocol says so): the
+        group commit ends its gather once each holds a body waiting."""
+        self.receiver.ingest.callers = connections.__len__
 
     def refusal(self, scope: Scope) -> bytes | None:
         """The whole answer to a webhook post without the token, or to Meta's without a

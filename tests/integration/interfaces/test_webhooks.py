@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,27 @@ def test_basic_auth_with_the_token_as_password_is_accepted(
     assert response.status_code == 200
     receiver.wait_applied()
     assert stored(db)[0][0] == "unmatched"  # no message has id m1 in this test
+
+
+def test_the_group_commit_knows_how_many_connections_its_callers_hold(
+    receiver: Receiver, request: pytest.FixtureRequest
+) -> None:
+    """Under the guarded protocol the writer ends its gather once every connection on
+    the port holds a body waiting; under uvicorn's own it always waits its gather."""
+    url = f"/webhooks/link/dlr?token={TOKEN}"
+    assert receiver.http.post(url, content=json.dumps(SENT)).status_code == 200
+    callers = receiver.app.receiver.ingest.callers
+    if request.node.callspec.params["receiver"] != "direct":
+        assert callers is None
+        return
+    assert callers is not None and callers() == 1
+    with httpx.Client(base_url=str(receiver.http.base_url), timeout=20) as second:
+        assert second.post(url, content=json.dumps(SENT)).status_code == 200
+        assert callers() == 2
+    deadline = time.monotonic() + 5
+    while callers() != 1 and time.monotonic() < deadline:  # the server sees it close
+        time.sleep(0.01)
+    assert callers() == 1
 
 
 def test_the_token_in_the_query_is_checked_on_every_call_not_only_the_first(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -202,6 +203,35 @@ def test_bodies_arriving_a_moment_apart_share_one_commit_on_postgresql(migrated_
         with db.session() as session:
             kept = dict(session.execute(select(DeliveryReport.id, DeliveryReport.body)).all())
         assert [kept[i] for i in ids] == bodies
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(("connections", "waited"), [(3, False), (4, True)])
+def test_the_gather_ends_once_every_callers_connection_holds_a_body(
+    migrated_pg: str, connections: int, waited: bool
+) -> None:
+    """Three callers, each waiting for its answer, can send nothing more: their bodies
+    are committed at once. A fourth connection open might: the gather runs out."""
+    db = Database(migrated_pg)
+    ingest = Ingest(db, applier="thread")
+    ingest.gather_seconds = 1.0
+    ingest.callers = lambda: connections
+    bodies = [json.dumps(REPORT | {"messageId": f"m{n}"}).encode() for n in range(3)]
+
+    async def post_apart() -> tuple[float, list[int]]:
+        started = time.monotonic()
+        stores = []
+        for body in bodies:
+            stores.append(asyncio.ensure_future(ingest.store(read_body(Kind.DLR, body))))
+            await asyncio.sleep(0.01)
+        ids = list(await asyncio.gather(*stores))
+        return time.monotonic() - started, ids
+
+    try:
+        took, ids = serve(ingest, post_apart)
+        assert ingest.commits == 1 and len(set(ids)) == 3
+        assert (took >= 1.0) is waited, took
     finally:
         db.dispose()
 
