@@ -519,12 +519,12 @@ def serve(
     # halving the callbacks a core takes; httptools with a deadline on each request's
     # head and body (slow clients). No proxy-header middleware (edge.CallerLimits reads
     # X-Forwarded-For from TRUSTED_PROXIES only) and no Server header.
-    webhooks = create_app(db, token=token, limits=limits)
-    # Start-up's heap out of the collector's sight (as a worker's): full collections
-    # would walk it again and again while callbacks flow, each a pause of the loop.
-    gc.collect()
-    gc.freeze()
     try:
+        webhooks = create_app(db, token=token, limits=limits)
+        # Start-up's heap out of the collector's sight (as a worker's): full collections
+        # would walk it again and again while callbacks flow, each a pause of the loop.
+        gc.collect()
+        gc.freeze()
         servers.run(  # stops in seconds: servers' docstring
             webhooks,
             drain_seconds=settings.stop_drain_seconds,

@@ -100,6 +100,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _due: deque[list[bytes | None]] | None = None  # direct answers, in request order
     _close_when_answered = False
     _paused = False  # reading paused while too many direct answers are due
+    _posting = False  # has carried a direct post: one of the app's counted callers
 
     def _arm(self) -> None:
         self._disarm()
@@ -119,12 +120,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()  # a connection that never sends a byte is cut off too
-        serving_over = getattr(self.app, "serving_over", None)
-        if serving_over is not None:
-            serving_over(self.connections)  # the server's set, the same for every one
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._posting:
+            self._posting = False
+            self.app.caller_left()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -157,6 +158,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._may_take_directly():
                 self._direct = self.app.direct(self.scope)
                 if self._direct is not None:
+                    if not self._posting:  # counted by the group commit while open
+                        self._posting = True
+                        self.app.caller_arrived()
                     return
         if self._due:  # pipelined behind direct answers: closed once they are written
             self._refusing = True
@@ -298,7 +302,7 @@ class CallerLimits:
 
     A moving window: no more than ``per_second`` in any second. A sliding counter's
     estimate lets a burst that straddles two seconds through past the limit, and the
-    window keeps at most ``per_second`` stamps an address.
+    window keeps about ``per_second`` stamps an address.
     """
 
     def __init__(

@@ -38,7 +38,7 @@ import binascii
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sized
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -140,11 +140,21 @@ class WebhookApp:
         self.rest = rest
         self.receiver = receiver
         self.state = rest.state
+        self._callers = 0  # connections that carried a webhook post, still open
 
-    def serving_over(self, connections: Sized) -> None:
-        """The server's open connections on this port (its protocol says so): the
-        group commit ends its gather once each holds a body waiting."""
-        self.receiver.ingest.callers = connections.__len__
+    def caller_arrived(self) -> None:
+        """A connection carried its first webhook post (the server's protocol says so,
+        and ``caller_left`` when it closes): the group commit counts the callers'
+        connections, and ends its gather once each holds a body waiting. Strangers,
+        health checks and a proxy's unused connections are not counted."""
+        self._callers += 1
+        self.receiver.ingest.callers = self._count_callers
+
+    def caller_left(self) -> None:
+        self._callers -= 1
+
+    def _count_callers(self) -> int:
+        return self._callers
 
     def refusal(self, scope: Scope) -> bytes | None:
         """The whole answer to a webhook post without the token, or to Meta's without a

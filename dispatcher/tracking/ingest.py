@@ -76,16 +76,19 @@ log = logging.getLogger(__name__)
 
 # One INSERT carries at most this many bodies; more wait for the next commit.
 MAX_GROUP = 2000
-# After the first body of a group, the writer waits up to this long for more before it
-# commits (PostgreSQL's ``commit_delay``, for us): a commit costs the server and the
-# database about the same whether it carries one body or ten, and bodies otherwise come
-# one or two at a time. It commits at once when every connection of the callers holds
-# a body waiting (``callers``: none can send another before its answer), so a busy
-# second's groups are as big as the callers' connections, and a quiet one's gather
-# what ten milliseconds bring (STANDARD one person a request: a quarter less CPU in
-# the webhook app, a fifth less in PostgreSQL, than with 2 ms). A callback is
-# answered at most this much later; LINK waits seconds.
-GATHER_SECONDS = 0.010
+# After the first body of a group, the writer waits a moment for more before it commits
+# (PostgreSQL's ``commit_delay``, for us): a commit costs the server and the database
+# about the same whether it carries one body or ten, and bodies otherwise come one or
+# two at a time. A callback is answered at most this much later; LINK waits seconds.
+GATHER_SECONDS = 0.002
+# The wait when the server counts its callers' connections (``Ingest.callers``: those
+# that have carried a webhook post, ``WebhookApp.caller_arrived``): longer, and ended
+# at once when each of them holds a body waiting, since none can send another before
+# its answer. A busy second's groups are as big as the callers' connections, a quiet
+# one's gather what ten milliseconds bring (STANDARD one person a request: a quarter
+# less CPU in the webhook app, a fifth less in PostgreSQL, than with 2 ms). A caller's
+# connection left idle meanwhile holds every group to the whole wait.
+COUNTED_GATHER_SECONDS = 0.010
 _REPORTS: Table = DeliveryReport.__table__  # type: ignore[assignment]
 
 ApplierMode = Literal["thread", "process"]
@@ -192,8 +195,9 @@ class Ingest:
         self.mode: ApplierMode = applier or ("process" if self.postgres else "thread")
         self.commits = 0  # groups committed (bodies per commit = the grouping achieved)
         self.gather_seconds = GATHER_SECONDS if self.postgres else 0.0
-        # How many connections the callers hold open (the server's, when it says:
-        # ``WebhookApp.serving_over``); None: the writer always waits the gather.
+        self.counted_gather_seconds = COUNTED_GATHER_SECONDS
+        # How many connections the callers hold open, when the server counts them
+        # (``WebhookApp.caller_arrived``); None: the writer waits ``gather_seconds``.
         self.callers: Callable[[], int] | None = None
         self._gathering: asyncio.Future[None] | None = None
         self._last_received = 0  # id of the newest body committed as 'received'
@@ -244,6 +248,8 @@ class Ingest:
         """Commit and answer what is queued, then stop the writer and the applier."""
         if self._writer is not None and self._queue is not None:
             self._queue.put_nowait(None)
+            if self._gathering is not None and not self._gathering.done():
+                self._gathering.set_result(None)  # nothing more is coming
             await self._writer
             self._writer = self._queue = None
         if self._connection is not None:
@@ -357,12 +363,16 @@ class Ingest:
                 return
 
     async def _gather(self) -> None:
-        """Wait for more bodies: ``gather_seconds``, or until every caller waits."""
+        """Wait for more bodies: ``gather_seconds``; with the callers counted, the
+        longer ``counted_gather_seconds`` or until every caller waits."""
         if self._all_callers_wait():
             return
+        wait = self.gather_seconds
+        if self.callers is not None:
+            wait = max(wait, self.counted_gather_seconds)
         loop = asyncio.get_running_loop()
         gathering = self._gathering = loop.create_future()
-        timer = loop.call_later(self.gather_seconds, _settle, gathering)
+        timer = loop.call_later(wait, _settle, gathering)
         try:
             await gathering
         finally:
@@ -613,13 +623,14 @@ def _applier_process(url: str, settings: ApplierSettings, pipe: Connection, mark
     with contextlib.suppress(OSError, AttributeError):
         os.nice(APPLIER_NICENESS)
     db = Database(url)
-    applier = _Applier(db, settings, signals, mark)
-    # What start-up built (modules, models, the engine) out of the collector's sight:
-    # a full collection otherwise walks all of it, over and over while reports flow.
-    load_parsers()
-    gc.collect()
-    gc.freeze()
     try:
+        applier = _Applier(db, settings, signals, mark)
+        # What start-up built (modules, models, the engine) out of the collector's
+        # sight: a full collection otherwise walks all of it, again and again while
+        # reports flow.
+        load_parsers()
+        gc.collect()
+        gc.freeze()
         applier.run()
     finally:
         db.dispose()

@@ -158,9 +158,16 @@ def test_the_group_commit_knows_how_many_connections_its_callers_hold(
         assert callers is None
         return
     assert callers is not None and callers() == 1
-    with httpx.Client(base_url=str(receiver.http.base_url), timeout=20) as second:
+    base = str(receiver.http.base_url)
+    with (
+        httpx.Client(base_url=base, timeout=20) as second,
+        httpx.Client(base_url=base, timeout=20) as stranger,
+        httpx.Client(base_url=base, timeout=20) as checker,
+    ):
         assert second.post(url, content=json.dumps(SENT)).status_code == 200
-        assert callers() == 2
+        assert stranger.post("/webhooks/link/dlr", content=json.dumps(SENT)).status_code == 401
+        assert checker.get("/healthz").status_code == 200
+        assert callers() == 2  # neither the stranger's nor the health check's counts
     deadline = time.monotonic() + 5
     while callers() != 1 and time.monotonic() < deadline:  # the server sees it close
         time.sleep(0.01)

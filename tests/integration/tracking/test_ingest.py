@@ -236,6 +236,28 @@ def test_the_gather_ends_once_every_callers_connection_holds_a_body(
         db.dispose()
 
 
+def test_closing_ends_a_gather_at_once(migrated_pg: str) -> None:
+    db = Database(migrated_pg)
+    ingest = Ingest(db, applier="thread")
+    ingest.counted_gather_seconds = 30.0
+    ingest.callers = lambda: 10  # nine more callers might send: the writer would wait
+
+    async def store_then_close() -> tuple[float, int]:
+        started = time.monotonic()
+        stored = asyncio.ensure_future(
+            ingest.store(read_body(Kind.DLR, json.dumps(REPORT).encode()))
+        )
+        await asyncio.sleep(0.05)
+        await ingest.close()
+        return time.monotonic() - started, await stored
+
+    try:
+        took, report_id = asyncio.run(store_then_close())
+        assert took < 5.0 and report_id > 0
+    finally:
+        db.dispose()
+
+
 def test_a_row_the_database_refuses_costs_only_its_own_columns(migrated_pg: str) -> None:
     db = Database(migrated_pg)
     ingest = Ingest(db, applier="thread")
