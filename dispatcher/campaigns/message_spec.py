@@ -16,7 +16,7 @@ validated again, so a value that breaks a limit rejects that row, not the campai
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,13 +117,53 @@ def render_tree(tree: Any, values: Mapping[str, str], media_ids: Mapping[str, st
     return tree
 
 
+Renderer = Callable[[Mapping[str, str]], Any]
+
+
+def renderer(tree: Any, media_ids: Mapping[str, str]) -> Renderer:
+    """``render_tree`` for one tree and one set of media ids, prepared once: what holds
+    no placeholder is rendered now and shared by every call (nothing downstream changes
+    a rendered tree), so a person costs only the strings that name a column."""
+    fixed, value = _prepared(tree, media_ids)
+    return (lambda _: value) if fixed else value  # type: ignore[no-any-return]
+
+
+def _prepared(tree: Any, media_ids: Mapping[str, str]) -> tuple[bool, Any]:
+    """(True, the rendered tree) when ``tree`` names no column; else (False, a
+    function of the values that renders it)."""
+    if isinstance(tree, str):
+        if not placeholders(tree):
+            return True, render(tree, {})
+        return False, lambda values: render(tree, values)
+    if isinstance(tree, list):
+        items = [_prepared(v, media_ids) for v in tree]
+        if all(fixed for fixed, _ in items):
+            return True, [v for _, v in items]
+        parts = [(lambda _, v=v: v) if fixed else v for fixed, v in items]
+        return False, lambda values: [part(values) for part in parts]
+    if isinstance(tree, dict):
+        entries = [(k, _prepared(v, media_ids)) for k, v in tree.items() if k != "file"]
+        if "file" in tree:
+            entries.append(("id", (True, media_ids.get(str(tree["file"]), _STAND_IN_MEDIA_ID))))
+        if all(fixed for _, (fixed, _) in entries):
+            return True, {k: v for k, (_, v) in entries}
+        fields = [(k, (lambda _, v=v: v) if fixed else v) for k, (fixed, v) in entries]
+        return False, lambda values: {k: field(values) for k, field in fields}
+    return True, tree
+
+
 def build(tree: Any, values: Mapping[str, str], media_ids: Mapping[str, str]) -> dict[str, Any]:
     """Render and validate one recipient's message; returns its wire form.
 
     Raises ``MissingValue`` for an empty column and ``InvalidMessage`` when the
     rendered message breaks a documented rule.
     """
-    rendered = render_tree(tree, values, media_ids)
+    return validated(render_tree(tree, values, media_ids))
+
+
+def validated(rendered: Any) -> dict[str, Any]:
+    """A rendered message validated; its wire form (``InvalidMessage`` if it breaks a
+    documented rule)."""
     try:
         return parse_message(rendered).to_wire()
     except ValidationError as exc:

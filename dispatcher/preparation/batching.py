@@ -10,7 +10,6 @@ handed, a chunk at a time, to the committer (``dispatcher.preparation.inserts``)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,9 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from dispatcher.audience.passes import SUPPRESSED, Audience
 from dispatcher.audience.recipients import Reject
-from dispatcher.campaigns.compose import compose, content_key
+from dispatcher.campaigns.compose import composer, content_key
 from dispatcher.campaigns.message_spec import InvalidMessage
 from dispatcher.campaigns.render import MissingValue
 from dispatcher.campaigns.spec import CampaignSpec
@@ -90,12 +91,13 @@ def members(
     capped, over_cap = known.capped or {}, known.over_cap
     positions: dict[Path, list[int | None]] = {}  # per file: where each used column is
     zone_prefix = _zone_prefix(spec)
+    compose = composer(spec, media_ids)
 
     @lru_cache(maxsize=_COMPOSE_CACHE)
     def composed(values: tuple[str, ...]) -> tuple[str, dict[str, Any], str] | str:
         named = dict(zip(used, values, strict=True))
         try:
-            message = compose(spec, named, media_ids)
+            message = compose(named)
         except MissingValue as exc:
             return f"missing value for '{exc.column}'"
         except InvalidMessage as exc:
@@ -289,9 +291,6 @@ class Writer:
         self._ready_messages = 0
 
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
 def json_text(value: Any) -> str:
     """JSON columns go to ``COPY`` as their text."""
-    return _encoder.encode(value)
+    return orjson.dumps(value).decode()
