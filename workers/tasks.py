@@ -92,8 +92,8 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
     ctx = context()
     settings = get_settings()
 
-    def dispatch(batch_ids: list[str]) -> None:
-        hand_out(ctx.db, campaign_id, batch_ids)
+    def dispatch(batch_ids: list[str], *, fresh: bool = False) -> None:
+        hand_out(ctx.db, campaign_id, batch_ids, stamp=not fresh)
 
     batch_ids = prepare(
         ctx.db, ctx.client, campaign_id, reports_dir=settings.reports_dir, dispatch=dispatch
@@ -102,9 +102,11 @@ def prepare_campaign(self: Task, campaign_id: int) -> int:
     return len(batch_ids)
 
 
-def hand_out(db: Database, campaign_id: int, batch_ids: list[str]) -> None:
+def hand_out(db: Database, campaign_id: int, batch_ids: list[str], *, stamp: bool = True) -> None:
     """Queue a campaign's batches for sending, in chunks (``send_batches``) at the
-    campaign's broker priority, each labelled for Flower (``tasklabels``)."""
+    campaign's broker priority, each labelled for Flower (``tasklabels``). ``stamp``:
+    record when (batches a preparation has just written need not: their creation
+    time stands for it)."""
     if not batch_ids:
         return
     priority = fanout.queue_priority(db, campaign_id)
@@ -120,7 +122,8 @@ def hand_out(db: Database, campaign_id: int, batch_ids: list[str]) -> None:
         labels = []
         for chunk in fanout.chunks(batch_ids, size):
             # Stamped before the task exists: the lost-task net never sees a fresh one.
-            batch_states.handed_out(session, chunk, now)
+            if stamp:
+                batch_states.handed_out(session, chunk, now)
             labels.append(tasklabels.send_label(session, campaign_id, chunk, name or ""))
     for chunk, label in zip(fanout.chunks(batch_ids, size), labels, strict=True):
         send_batches.apply_async(

@@ -27,10 +27,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -64,7 +65,13 @@ from dispatcher.status import BatchState, CampaignState
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[list[str]], None]
+
+class Dispatch(Protocol):
+    """Queues batches for sending. ``fresh``: this preparation wrote them just now, so
+    their ``created_at`` stands for when they were handed out (the lost-task net reads
+    either), and they need no stamp of their own."""
+
+    def __call__(self, batch_ids: list[str], *, fresh: bool = False) -> None: ...
 
 
 def prepare_campaign(
@@ -220,7 +227,7 @@ def _prepare(
         def committed(ids: list[str]) -> None:
             written.extend(ids)
             if ids and dispatch is not None and not dry_run:
-                dispatch([i for i in ids if i not in held and i not in waiting])
+                dispatch([i for i in ids if i not in held and i not in waiting], fresh=True)
 
         canary_policy, canary_people = _canary(db, campaign_id, spec, audience, dry_run=dry_run)
         canary_started = datetime.now(UTC)

@@ -260,7 +260,13 @@ def test_a_preparation_resumed_after_it_lost_its_canary_plan_releases_the_waitin
             update(Campaign).where(Campaign.id == cid).values(canary=None, prepared_at=None)
         )
     handed: list[str] = []
-    prepare_campaign(db, stack.client, cid, reports_dir=tmp_path / "r", dispatch=handed.extend)
+    prepare_campaign(
+        db,
+        stack.client,
+        cid,
+        reports_dir=tmp_path / "r",
+        dispatch=lambda ids, fresh=False: handed.extend(ids),
+    )
     assert batches(db, BatchState.WAITING) == []
     assert len(set(handed)) == 100  # the 10 of the canary again (sent once) and the 90
     assert set(stack.send(sorted(set(handed)))) == {Outcome.SUBMITTED}
