@@ -40,7 +40,6 @@ from dispatcher.guardrails import watch
 from dispatcher.operations import alerts, control
 from dispatcher.preparation.prepare import prepare_campaign as prepare
 from dispatcher.providers import Level, provider_from_settings
-from dispatcher.providers.http import tls_context
 from dispatcher.resending import planner as resend
 from dispatcher.sending import batch as sending
 from dispatcher.sending import batch_states, fanout
@@ -172,13 +171,10 @@ _frozen_after_a_task: set[int] = set()
 
 @worker_init.connect
 def _warm(**_: Any) -> None:
-    """What any process of the worker would otherwise build on its first task, built
-    once as the worker starts (before its pool forks, so the pool shares it): every
-    region's phone number plans, which a first international list would compile
-    region by region in its preparation (0.2 s), and the TLS context the provider
-    clients share (its CA bundle loaded once, not once a client)."""
+    """Every region's phone number plans, compiled once as the worker starts (before
+    its pool forks, so the pool shares them), not region by region inside a first
+    international list's preparation (0.2 s of CPU)."""
     phone.warm()
-    tls_context()
 
 
 @worker_ready.connect

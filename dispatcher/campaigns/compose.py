@@ -7,6 +7,7 @@ Recipients whose composed messages are identical can share one request's
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,5 +48,9 @@ def composer(
 
 def content_key(message: Mapping[str, Any]) -> str:
     """A stable digest of a composed message, for grouping identical content."""
-    canonical = orjson.dumps(message, option=orjson.OPT_SORT_KEYS)
+    try:
+        canonical = orjson.dumps(message, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer past 64 bits, which orjson refuses and json takes
+        text = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = text.encode()
     return hashlib.sha256(canonical).hexdigest()[:32]

@@ -19,7 +19,7 @@ import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -125,7 +125,9 @@ def renderer(tree: Any, media_ids: Mapping[str, str]) -> Renderer:
     no placeholder is rendered now and shared by every call (nothing downstream changes
     a rendered tree), so a person costs only the strings that name a column."""
     fixed, value = _prepared(tree, media_ids)
-    return (lambda _: value) if fixed else value  # type: ignore[no-any-return]
+    if fixed:
+        return lambda _: value
+    return cast(Renderer, value)
 
 
 def _prepared(tree: Any, media_ids: Mapping[str, str]) -> tuple[bool, Any]:

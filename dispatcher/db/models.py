@@ -111,7 +111,8 @@ class Batch(Base):
     submitting_at: Mapped[datetime | None]
     submitted_at: Mapped[datetime | None]
     not_before: Mapped[datetime | None]  # a held batch is released then
-    handed_out_at: Mapped[datetime | None]  # last queued for a send task (lost-task net)
+    # last queued for a send task (lost-task net); None: not since ``created_at``
+    handed_out_at: Mapped[datetime | None]
 
 
 # Room left on every page of messages for the updated row versions (see ``Message``).

@@ -10,6 +10,7 @@ handed, a chunk at a time, to the committer (``dispatcher.preparation.inserts``)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -293,4 +294,7 @@ class Writer:
 
 def json_text(value: Any) -> str:
     """JSON columns go to ``COPY`` as their text."""
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer past 64 bits, which orjson refuses and json takes
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

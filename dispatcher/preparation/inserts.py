@@ -26,6 +26,7 @@ from dispatcher.audience.passes import Merged
 from dispatcher.db import Batch as BatchRow
 from dispatcher.db import Database, MergedRow, Message
 from dispatcher.db.bulk import copy_escape, copy_in, copy_text, insert_arrays
+from dispatcher.errors import DispatcherError
 from dispatcher.preparation.batching import Batch, json_text
 from dispatcher.status import BatchState, MessageStatus
 
@@ -62,12 +63,14 @@ class Committer:
         self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="prepare-writer")
         self._in_flight = writers + 1
         self._pending: deque[Future[list[str]]] = deque()
+        self._first = True
 
     def submit(self, batches: list[Batch]) -> None:
         chunk = _chunk(self._postgres, self.campaign_id, batches)
         while len(self._pending) >= self._in_flight:
             self.on_written(self._pending.popleft().result())
-        self._pending.append(self._pool.submit(_insert, self.db, chunk))
+        analyse, self._first = self._first and self._postgres, False
+        self._pending.append(self._pool.submit(_insert, self.db, chunk, analyse))
 
     def __enter__(self) -> Committer:
         return self
@@ -135,10 +138,11 @@ def _state(batch: Batch) -> BatchState:
     return BatchState.PENDING if batch.not_before is None else BatchState.HELD
 
 
-def _insert(db: Database, chunk: _Chunk) -> list[str]:
+def _insert(db: Database, chunk: _Chunk, analyse: bool = False) -> list[str]:
     """Write a chunk's batches and messages in one transaction; returns the batch ids.
 
-    PostgreSQL takes them by ``COPY``, SQLite by executemany.
+    PostgreSQL takes them by ``COPY``, SQLite by executemany. ``analyse``: the first
+    chunk of a preparation (PostgreSQL), after which ``_keep_statistics`` looks.
     """
     try:
         with db.session() as session:
@@ -158,19 +162,23 @@ def _insert(db: Database, chunk: _Chunk) -> list[str]:
             raise
         # A concurrent delivery of this task wrote the same batch or person first.
         raise Concurrent(str(exc)) from exc
-    if isinstance(chunk.messages, str):
+    if analyse and isinstance(chunk.messages, str):
         _keep_statistics(db, len(chunk.batch_rows), chunk.messages.count("\n"))
     return chunk.batch_ids
 
 
 def _keep_statistics(db: Database, batches: int, messages: int) -> None:
-    """``ANALYZE`` the batches and messages tables when a chunk just written holds more
-    rows than the planner believes the table has (never analysed, or at least doubled
-    since): a new database's first campaign otherwise has its every slice read its
-    messages by a full scan of the table (5-10 ms, not 0.2) until autovacuum comes
-    round, a minute or more later. A big table is left to autovacuum."""
+    """``ANALYZE`` the batches and messages tables when the chunk just written holds
+    more rows than the planner believes the table has (never analysed, or at least
+    doubled since): a new database's first campaign otherwise has its every slice read
+    its messages by a full scan of the table (5-10 ms, not 0.2) until autovacuum comes
+    round, a minute or more later. A big table is left to autovacuum. Best effort: the
+    chunk has committed, and only the plans would suffer, so no failure here (a lock
+    held by a long maintenance job, a role that does not own the tables, a lost
+    connection) stops the preparation."""
     try:
         with db.session() as session:
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))
             believed: dict[str, float] = {
                 table: rows
                 for table, rows in session.execute(
@@ -187,8 +195,8 @@ def _keep_statistics(db: Database, batches: int, messages: int) -> None:
             ]
             if stale:
                 session.execute(text(f"ANALYZE {', '.join(stale)}"))
-    except SQLAlchemyError as exc:  # only the plans suffer: autovacuum comes round
-        log.warning("could not analyse %s: %s", "batches and messages", type(exc).__name__)
+    except (SQLAlchemyError, DispatcherError) as exc:
+        log.warning("could not analyse the batches and messages tables: %s", exc)
 
 
 def _message_lines(campaign_id: int, batches: list[Batch], now: datetime) -> str:

@@ -224,10 +224,10 @@ def _prepare(
                 written = pending_batches(session, campaign_id)  # maybe never handed out
             dispatch(written)
 
-        def committed(ids: list[str]) -> None:
+        def committed(ids: list[str], *, fresh: bool = True) -> None:
             written.extend(ids)
             if ids and dispatch is not None and not dry_run:
-                dispatch([i for i in ids if i not in held and i not in waiting], fresh=True)
+                dispatch([i for i in ids if i not in held and i not in waiting], fresh=fresh)
 
         canary_policy, canary_people = _canary(db, campaign_id, spec, audience, dry_run=dry_run)
         canary_started = datetime.now(UTC)
@@ -251,8 +251,10 @@ def _prepare(
         elapsed = time.monotonic() - started
         log.info("campaign %s: %d messages in %d batches written (%.1f s)", campaign_id,
                  writer.messages, writer.seq - known.next_seq, elapsed)  # fmt: skip
+        # Released from the canary's wait: a resumed run's may be hours old, so stamped.
         committed(
-            _store_canary(db, campaign_id, canary_policy, writer, known.next_seq, canary_started)
+            _store_canary(db, campaign_id, canary_policy, writer, known.next_seq, canary_started),
+            fresh=False,
         )
         record_merged(db, campaign_id, audience.merged())
         log.info("campaign %s: %d merged rows recorded (%.1f s)", campaign_id,

@@ -14,11 +14,9 @@ unless its status says the request was not processed.
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypedDict, TypeVar
 
@@ -84,14 +82,6 @@ class SenderOptions(TypedDict):
     max_connections: int
 
 
-@cache
-def tls_context() -> ssl.SSLContext:
-    """httpx's default verification (certifi's CA bundle), built once a process: each
-    ``httpx.Client`` would otherwise load the bundle anew (20-50 ms of CPU). Workers
-    build it as they start, before their pool forks (``workers.tasks``)."""
-    return httpx.create_ssl_context()
-
-
 class HttpClient(Generic[CredentialsT]):
     """One pooled connection set per process on a provider's base URL, authorised by
     its credentials; ``error_from`` reads its error answers. Pass ``transport`` to test
@@ -112,7 +102,6 @@ class HttpClient(Generic[CredentialsT]):
             headers={"Authorization": credentials.authorization},
             timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
             transport=transport,
-            verify=tls_context(),
             limits=httpx.Limits(
                 max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE
             ),

@@ -260,15 +260,17 @@ def test_a_preparation_resumed_after_it_lost_its_canary_plan_releases_the_waitin
             update(Campaign).where(Campaign.id == cid).values(canary=None, prepared_at=None)
         )
     handed: list[str] = []
-    prepare_campaign(
-        db,
-        stack.client,
-        cid,
-        reports_dir=tmp_path / "r",
-        dispatch=lambda ids, fresh=False: handed.extend(ids),
-    )
+    stamped: list[str] = []  # handed out as written by an earlier run: stamped
+
+    def dispatch(ids: list[str], *, fresh: bool = False) -> None:
+        handed.extend(ids)
+        if not fresh:
+            stamped.extend(ids)
+
+    prepare_campaign(db, stack.client, cid, reports_dir=tmp_path / "r", dispatch=dispatch)
     assert batches(db, BatchState.WAITING) == []
     assert len(set(handed)) == 100  # the 10 of the canary again (sent once) and the 90
+    assert sorted(stamped) == sorted(handed)  # every one written by the first run
     assert set(stack.send(sorted(set(handed)))) == {Outcome.SUBMITTED}
     wait_for(settled(db, 100))
     with db.session() as session:

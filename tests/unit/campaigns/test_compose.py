@@ -3,6 +3,7 @@ rendering the whole tree does, and every person's message is still validated."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from dispatcher.campaigns.compose import compose, composer, content_key
 from dispatcher.campaigns.message_spec import InvalidMessage
 from dispatcher.campaigns.render import MissingValue
 from dispatcher.campaigns.spec import CampaignSpec
+from dispatcher.preparation.batching import json_text
 
 TREE: dict[str, Any] = {
     "type": "template",
@@ -97,3 +99,10 @@ def test_the_content_key_ignores_key_order_and_tells_messages_apart() -> None:
         {"b": {"d": 2, "c": "é"}, "a": 1}
     )
     assert content_key({"a": "x"}) != content_key({"a": "y"})
+
+
+def test_an_integer_past_64_bits_is_keyed_and_written_as_json_writes_it() -> None:
+    big = {"a": 10**30, "b": "é"}
+    assert content_key(big) != content_key({"a": 10**30 + 1, "b": "é"})
+    assert json.loads(json_text(big)) == big
+    assert json.loads(json_text({"a": 1, "b": ["x"]})) == {"a": 1, "b": ["x"]}
