@@ -48,9 +48,14 @@ def composer(
 
 def content_key(message: Mapping[str, Any]) -> str:
     """A stable digest of a composed message, for grouping identical content."""
+    return hashlib.sha256(json_bytes(message, sort_keys=True)).hexdigest()[:32]
+
+
+def json_bytes(value: Any, *, sort_keys: bool = False) -> bytes:
+    """Compact UTF-8 JSON (orjson; json for an integer past 64 bits, which orjson
+    refuses)."""
     try:
-        canonical = orjson.dumps(message, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # an integer past 64 bits, which orjson refuses and json takes
-        text = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        canonical = text.encode()
-    return hashlib.sha256(canonical).hexdigest()[:32]
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+    except TypeError:
+        text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+        return text.encode()

@@ -100,30 +100,15 @@ def _strings(tree: Any) -> Iterator[str]:
             yield from _strings(value)
 
 
-def render_tree(tree: Any, values: Mapping[str, str], media_ids: Mapping[str, str]) -> Any:
-    """The message with placeholders filled and ``file:`` replaced by ``id:``."""
-    if isinstance(tree, str):
-        return render(tree, values)
-    if isinstance(tree, list):
-        return [render_tree(v, values, media_ids) for v in tree]
-    if isinstance(tree, dict):
-        if "file" in tree:
-            rendered = {
-                k: render_tree(v, values, media_ids) for k, v in tree.items() if k != "file"
-            }
-            rendered["id"] = media_ids.get(str(tree["file"]), _STAND_IN_MEDIA_ID)
-            return rendered
-        return {k: render_tree(v, values, media_ids) for k, v in tree.items()}
-    return tree
-
-
 Renderer = Callable[[Mapping[str, str]], Any]
 
 
 def renderer(tree: Any, media_ids: Mapping[str, str]) -> Renderer:
-    """``render_tree`` for one tree and one set of media ids, prepared once: what holds
-    no placeholder is rendered now and shared by every call (nothing downstream changes
-    a rendered tree), so a person costs only the strings that name a column."""
+    """The message with placeholders filled and ``file:`` replaced by ``id:``, as a
+    function of a person's values, prepared once for one tree and one set of media
+    ids: what holds no placeholder is rendered now and shared by every call (nothing
+    downstream changes a rendered tree), so a person costs only the strings that name
+    a column."""
     fixed, value = _prepared(tree, media_ids)
     if fixed:
         return lambda _: value
@@ -160,7 +145,7 @@ def build(tree: Any, values: Mapping[str, str], media_ids: Mapping[str, str]) ->
     Raises ``MissingValue`` for an empty column and ``InvalidMessage`` when the
     rendered message breaks a documented rule.
     """
-    return validated(render_tree(tree, values, media_ids))
+    return validated(renderer(tree, media_ids)(values))
 
 
 def validated(rendered: Any) -> dict[str, Any]:

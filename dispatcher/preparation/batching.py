@@ -10,7 +10,6 @@ handed, a chunk at a time, to the committer (``dispatcher.preparation.inserts``)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,11 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from dispatcher.audience.passes import SUPPRESSED, Audience
 from dispatcher.audience.recipients import Reject
-from dispatcher.campaigns.compose import composer, content_key
+from dispatcher.campaigns.compose import composer, content_key, json_bytes
 from dispatcher.campaigns.message_spec import InvalidMessage
 from dispatcher.campaigns.render import MissingValue
 from dispatcher.campaigns.spec import CampaignSpec
@@ -294,7 +291,4 @@ class Writer:
 
 def json_text(value: Any) -> str:
     """JSON columns go to ``COPY`` as their text."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # an integer past 64 bits, which orjson refuses and json takes
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json_bytes(value).decode()

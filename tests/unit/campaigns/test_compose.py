@@ -1,5 +1,5 @@
-"""A campaign's message composed per person: the prepared renderer renders exactly what
-rendering the whole tree does, and every person's message is still validated."""
+"""A campaign's message composed per person: the prepared renderer fills each person's
+values and the media ids, and every person's message is still validated."""
 
 from __future__ import annotations
 
@@ -36,6 +36,29 @@ TREE: dict[str, Any] = {
 }
 
 
+def _rendered(first_name: str, code: str) -> dict[str, Any]:
+    """``TREE`` as rendered for these values, with the media id ``M1``."""
+    return {
+        "type": "template",
+        "template": {
+            "name": "spring",
+            "language": {"code": "en"},
+            "components": [
+                {"type": "header", "parameters": [{"type": "image", "image": {"id": "M1"}}]},
+                {
+                    "type": "body",
+                    "parameters": [
+                        {"type": "text", "text": first_name},
+                        {"type": "text", "text": f"{{literal}} {code}"},
+                        {"type": "text", "text": "fixed {braces}"},
+                    ],
+                },
+            ],
+        },
+        "flags": [1, True, None, code, ["x", "{y}"]],
+    }
+
+
 @pytest.mark.parametrize(
     "values",
     [
@@ -43,15 +66,12 @@ TREE: dict[str, Any] = {
         {"first_name": "Ærlig {x}", "code": "{{}}"},
     ],
 )
-def test_the_prepared_renderer_renders_what_the_whole_tree_renders(
+def test_the_prepared_renderer_fills_each_persons_values_and_the_media_id(
     values: dict[str, str],
 ) -> None:
-    media = {"a.png": "M1"}
-    render = message_spec.renderer(TREE, media)
-    assert render(values) == message_spec.render_tree(TREE, values, media)
-    assert render({"first_name": "Bo", "code": "C2"}) == message_spec.render_tree(
-        TREE, {"first_name": "Bo", "code": "C2"}, media
-    )
+    render = message_spec.renderer(TREE, {"a.png": "M1"})
+    assert render(values) == _rendered(values["first_name"], values["code"])
+    assert render({"first_name": "Bo", "code": "C2"}) == _rendered("Bo", "C2")
 
 
 def test_a_missing_value_is_named_by_the_prepared_renderer_too() -> None:
