@@ -37,7 +37,7 @@ class NoThrottle:
     def acquire(self, sender: str, weight: int, rate_per_second: int) -> Grant:
         return Grant(at_seconds=time.time(), waited_seconds=0.0)
 
-    def penalise(self, sender: str) -> float:
+    def penalise(self, sender: str, refused: int, level: int) -> float:
         return 1.0  # nothing adapts: Celery's rate_limit is fixed
 
     def factor(self, sender: str) -> float:

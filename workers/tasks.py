@@ -316,9 +316,9 @@ def sweep_reports() -> int:
     with db.session() as session:
         applied = tracking.sweep(session)
         limited = tracking.rate_limited_senders(session)
-    for sender in limited:  # rate-limit errors among them: lower those senders' rate
+    for sender, refused in limited.items():  # rate-limit errors: lower those senders' rate
         with contextlib.suppress(StorageError):
-            ctx.throttle.penalise(sender)
+            ctx.throttle.penalise(sender, refused.messages, refused.level)
     with db.session() as session:
         lifecycle.complete_settled_sending(session)
     with db.session() as session:

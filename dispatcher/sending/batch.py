@@ -90,7 +90,7 @@ def send_batch(ctx: SendContext, batch_id: str, claimer: str) -> Outcome:
         _release(ctx.db, batch_id, str(exc))
         if slows_sender(exc):
             with contextlib.suppress(StorageError):
-                ctx.throttle.penalise(source)
+                ctx.throttle.penalise(source, weight, rate)
         return Outcome.RETRY
     except LinkInDoubtError as exc:
         _set_state(ctx.db, batch_id, BatchState.IN_DOUBT, str(exc), exc.result_code)
@@ -125,11 +125,11 @@ def apply_waiting(ctx: SendContext, batch_ids: list[str]) -> None:
     slow_down(ctx, limited)
 
 
-def slow_down(ctx: SendContext, senders: set[str]) -> None:
+def slow_down(ctx: SendContext, senders: dict[str, tracking.Refused]) -> None:
     """Senders that met Meta's rate limit: lower their rate in the shared limiter."""
-    for sender in senders:
+    for sender, refused in senders.items():
         with contextlib.suppress(StorageError):
-            ctx.throttle.penalise(sender)
+            ctx.throttle.penalise(sender, refused.messages, refused.level)
 
 
 def _peek(ctx: SendContext, batch_id: str, claimer: str) -> tuple[str, int, int] | Outcome:
@@ -362,7 +362,7 @@ def _record(
     validity: timedelta = timedelta(minutes=LINK_DEFAULT_VALIDITY_MINUTES),
     destinations: Sequence[str] = (),
     source: str | None = None,
-) -> set[str]:
+) -> dict[str, tracking.Refused]:
     """Store each message id on its message (ids mirror the destinations' order, which
     ``destinations`` are), then apply the reports that raced ahead of this commit
     (parked as unmatched); returns the senders rate-limited among them."""

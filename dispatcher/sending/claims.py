@@ -343,7 +343,7 @@ def waiting_messages(
 
 def record_answers(
     ctx: SendContext,
-    source: str,
+    sender: Sender,
     results: dict[str, Answer | LinkError],
     claimed: dict[str, Claimed],
     outcomes: dict[str, Outcome],
@@ -355,6 +355,7 @@ def record_answers(
     refused = {b: r for b, r in results.items() if isinstance(r, LinkRequestError | LinkAuthError)}
     now = datetime.now(UTC)
     settled = list(answered) + doubt
+    source = sender.source
     with ctx.db.session() as session:
         if answered:
             record(session, answered, claimed, now, source)
@@ -376,9 +377,11 @@ def record_answers(
     outcomes.update(dict.fromkeys(answered, Outcome.SUBMITTED))
     outcomes.update(dict.fromkeys(retry, Outcome.RETRY))
     outcomes.update(dict.fromkeys(doubt, Outcome.IN_DOUBT))
-    if any(slows_sender(results[b]) for b in retry):  # type: ignore[arg-type]
+    throttled = [claimed[b].request for b in retry if slows_sender(results[b])]  # type: ignore[arg-type]
+    if throttled:  # throttled at the gateway: slow the sender, by how much it turned away
+        turned_away = sum(len(r.destinations) * len(r.messages) for r in throttled)
         with contextlib.suppress(StorageError):
-            ctx.throttle.penalise(source)  # throttled at the gateway: slow the sender
+            ctx.throttle.penalise(source, turned_away, sender.rate)
     for batch_id, error in refused.items():  # rare: one by one
         _reject(ctx.db, batch_id, error)  # type: ignore[arg-type]
         outcomes[batch_id] = Outcome.REJECTED

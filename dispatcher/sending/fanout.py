@@ -219,11 +219,11 @@ def send_many(
                 if claimed:  # claimed, then no slot to send in: back to pending, unsent
                     unsent = LinkTransientError(f"no slot to send in: {exc}")
                     unanswered: dict[str, Answer | LinkError] = dict.fromkeys(claimed, unsent)
-                    claims.record_answers(ctx, sender.source, unanswered, claimed, outcomes)
+                    claims.record_answers(ctx, sender, unanswered, claimed, outcomes)
                 continue
             results = _send_paced(ctx, fanout, sender, grant, claimed, outcomes)
             if results:
-                claims.record_answers(ctx, sender.source, results, claimed, outcomes)
+                claims.record_answers(ctx, sender, results, claimed, outcomes)
     return outcomes
 
 

@@ -29,10 +29,11 @@ _SCRIPT = files("dispatcher.sending").joinpath("throttle.lua").read_text(encodin
 _PENALISE = (
     files("dispatcher.sending").joinpath("throttle_penalise.lua").read_text(encoding="utf-8")
 )
-# Adaptive rate (``penalise``): halve on a rate-limit signal, at most every 5 s, not
-# below a tenth of the level; grow back by 1 % of the level per second (a halved rate
-# is whole again after 50 s).
-CUT = 0.5
+# Adaptive rate (``penalise``, ``throttle_penalise.lua``): a rate-limit signal takes
+# off the refused messages' share of a second at the level plus STEP (so at least
+# STEP), signals within HOLD adding up to one cut; never below FLOOR of the level; grows
+# back by 1 % of the level per second (a 5 % cut is whole again after 5 s).
+STEP = 0.05
 FLOOR = 0.1
 HOLD_SECONDS = 5.0
 RECOVERY_PER_SECOND = 0.01
@@ -146,14 +147,17 @@ class Throttle:
             self._sleep(pause)
             waited += pause
 
-    def penalise(self, sender: str) -> float:
-        """A rate-limit signal for ``sender`` (Meta 4, 80007, 130429): lower its rate
-        for a while. Returns the factor of the level it may now use."""
+    def penalise(self, sender: str, refused: int, level: int) -> float:
+        """A rate-limit signal for ``sender`` (a gateway's 429; Meta 4, 80007, 130429):
+        ``refused`` messages sent at ``level`` messages a second were turned away. Lower
+        its rate for a while by their share of a second, and a step more. Returns the
+        factor of the level it may now use."""
         try:
             factor = self._penalise(
                 keys=[self._keys(sender)[2]],
-                args=[CUT, FLOOR, self._hold_us, self._recovery],
-            )
+                args=[max(1, refused), max(1, level), STEP, FLOOR, self._hold_us,
+                      self._recovery],
+            )  # fmt: skip
         except RedisError as exc:
             raise StorageError(f"rate limiter unavailable: {exc}") from exc
         return float(factor)

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, case, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -59,6 +59,7 @@ from dispatcher.providers import (
     EchoReport,
     IncomingReport,
     InvalidReport,
+    Level,
     Pricing,
     StatusReport,
     parse_callback,
@@ -385,21 +386,33 @@ RATE_LIMIT_CODES = frozenset(
 )
 
 
+class Refused(NamedTuple):
+    """A sender's messages refused for its rate limit, and the level they went at: the
+    limiter cuts the rate by their share of a second (``Throttle.penalise``)."""
+
+    messages: int
+    level: int
+
+
 def note_rate_limited(session: Session, message_ids: list[int]) -> None:
-    """Remember, on the session, the senders whose messages were rate-limited; whoever
-    commits it tells the limiter (``rate_limited_senders``)."""
-    senders = session.scalars(
-        select(Campaign.source)
+    """Remember, on the session, the senders whose messages were rate-limited, and how
+    many; whoever commits it tells the limiter (``rate_limited_senders``)."""
+    rows = session.execute(
+        select(Campaign.source, func.max(Campaign.rate_per_second), func.count())
         .join(Message, Message.campaign_id == Campaign.id)
         .where(among(session, Message.id, message_ids))
-        .distinct()
+        .group_by(Campaign.source)
     )
-    session.info.setdefault(_RATE_LIMITED, set()).update(senders)
+    noted: dict[str, Refused] = session.info.setdefault(_RATE_LIMITED, {})
+    for source, rate, count in rows:
+        before = noted.get(source, Refused(0, 0))
+        level = rate or Level.STANDARD.messages_per_second
+        noted[source] = Refused(before.messages + count, max(before.level, level))
 
 
-def rate_limited_senders(session: Session) -> set[str]:
+def rate_limited_senders(session: Session) -> dict[str, Refused]:
     """The senders ``note_rate_limited`` noted on this session (and forgets them)."""
-    noted: set[str] = session.info.pop(_RATE_LIMITED, set())
+    noted: dict[str, Refused] = session.info.pop(_RATE_LIMITED, {})
     return noted
 
 

@@ -582,13 +582,13 @@ class _Applier:
         lowest = min(self.deferred[0] if self.deferred else self.after_id + 1, self.let_go)
         self.mark.value = min(self.after_id, lowest - 1)
 
-    def slow_down(self, senders: set[str]) -> None:
+    def slow_down(self, senders: dict[str, tracking.Refused]) -> None:
         """Rate-limit errors reported for these senders: lower their rate a while."""
         if not senders or self.throttle is None:
             return
-        for sender in senders:
+        for sender, refused in senders.items():
             try:
-                factor = self.throttle.penalise(sender)
+                factor = self.throttle.penalise(sender, refused.messages, refused.level)
             except StorageError as exc:
                 log.warning("could not lower the rate of a rate-limited sender: %s", exc)
                 return

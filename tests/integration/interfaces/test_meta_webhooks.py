@@ -309,7 +309,9 @@ def test_a_failed_status_gives_its_message_the_whatsapp_code_the_retry_class_rea
         "Request for url https://URL.jpg failed with error: 404 (Not Found)"
     )
     assert retry_class(found.whatsapp_error_code, found.result_code) is kind
-    assert limited == ({"+4790000000"} if kind is RetryClass.RATE_LIMIT else set())
+    # One message refused, at the campaign's level (none set: STANDARD's 80)
+    refused = tracking.Refused(messages=1, level=80)
+    assert limited == ({"+4790000000": refused} if kind is RetryClass.RATE_LIMIT else {})
 
 
 def test_a_status_before_its_message_id_is_recorded_waits_and_applies_with_the_batch(

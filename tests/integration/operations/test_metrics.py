@@ -72,7 +72,7 @@ def test_metrics_show_messages_failures_rates_limiter_and_queues_without_numbers
     broker = redis.Redis.from_url(redis_url)
     broker.rpush("send", b"a", b"b")
     broker.rpush("send\x06\x163", b"c")  # a lower-priority step of the same queue
-    ctx.throttle.penalise(SOURCE)  # Meta said slow down: half the level
+    ctx.throttle.penalise(SOURCE, 36, 80)  # 36 of 80 refused: 45 % off, and the step
     for _ in range(3):
         ctx.throttle.reserve(SOURCE, 80, 80)  # three seconds' worth handed out ahead
 

@@ -22,7 +22,9 @@ def test_a_rate_limit_error_in_a_report_slows_its_sender_down(db: Database, redi
     settings = ApplierSettings(redis_url=redis_url, linger_seconds=0)
     applier = _Applier(db, settings, _Signals(), multiprocessing.Value("q", 0))
     applier.apply_all()
-    assert Throttle(redis.Redis.from_url(redis_url)).factor(SENDER) < 0.55
+    # One message refused at 80 msg/s: 1/80 off, and the step (5 %); recovering since.
+    factor = Throttle(redis.Redis.from_url(redis_url)).factor(SENDER)
+    assert 1 - 0.05 - 1 / 80 <= factor < 0.96
 
 
 def test_reports_without_rate_limit_errors_leave_the_rate_alone(

@@ -77,27 +77,42 @@ def granted_rate(throttle: Throttle, seconds: float, weight: int = 1) -> tuple[f
     return sum(w for _, w in grants) / span, busiest_window(list(grants))
 
 
-def test_a_rate_limit_signal_halves_the_rate_then_it_recovers(redis_url: str) -> None:
+def test_a_rate_limit_signal_cuts_the_rate_by_the_share_refused_then_it_recovers(
+    redis_url: str,
+) -> None:
     throttle = Throttle(redis.Redis.from_url(redis_url), recovery_per_second=0.25)
     assert throttle.factor(SENDER) == 1.0
-    assert throttle.penalise(SENDER) == pytest.approx(0.5, abs=0.01)
-    assert throttle.penalise(SENDER) == pytest.approx(0.5, abs=0.01)  # one signal per 5 s
+    # 20 of a second's 50 refused: 40 % off, and the step (5 %)
+    assert throttle.penalise(SENDER, 20, LEVEL) == pytest.approx(0.55, abs=0.01)
+    # Another worker's share of the same episode: the counts add up (25: 50 % + 5 %),
+    # taken from the rate the episode began with, not from the rate already cut.
+    assert throttle.penalise(SENDER, 5, LEVEL) == pytest.approx(0.45, abs=0.01)
     rate, busiest = granted_rate(throttle, 0.8)
-    assert busiest <= LEVEL * 0.75  # half the level, recovering at 25 % a second
+    assert busiest <= LEVEL * 0.75  # 45 % of the level, recovering at 25 % a second
     assert rate <= LEVEL * 0.75
-    time.sleep(2.2)  # 0.5 + 2 s x 0.25 = whole again
+    time.sleep(2.2)  # 0.45 + 3 s x 0.25: whole again
     assert throttle.factor(SENDER) == 1.0
     rate, busiest = granted_rate(throttle, 1.5)
     assert busiest <= LEVEL
     assert rate >= LEVEL * 0.85
 
 
-def test_repeated_signals_cut_again_after_the_hold_but_never_below_the_floor(
-    redis_url: str,
-) -> None:
+def test_the_cut_is_the_share_refused_and_a_step_at_least(redis_url: str) -> None:
+    throttle = Throttle(redis.Redis.from_url(redis_url), recovery_per_second=0)
+    # A second that carried 1,007 at 1,000 msg/s: 0.7 % refused, 5.7 % off.
+    assert throttle.penalise("+4790000001", 7, 1000) == pytest.approx(0.943)
+    assert throttle.penalise("+4790000002", 1, 1000) == pytest.approx(0.949)
+    # A level far above the account's, nearly all refused: down at once, to the floor.
+    assert throttle.penalise("+4790000003", 45, 50) == pytest.approx(0.1)
+    assert throttle.factor("+4790000004") == 1.0  # each sender its own
+
+
+def test_repeated_episodes_cut_again_but_never_below_the_floor(redis_url: str) -> None:
     throttle = Throttle(redis.Redis.from_url(redis_url), hold_seconds=0.0, recovery_per_second=0)
-    factors = [throttle.penalise(SENDER) for _ in range(6)]
-    assert factors == pytest.approx([0.5, 0.25, 0.125, 0.1, 0.1, 0.1])
+    factors = [throttle.penalise(SENDER, 10, LEVEL) for _ in range(10)]
+    expected = [max(0.1, 0.75**n) for n in range(1, 11)]  # 20 % + 5 % each time
+    assert factors == pytest.approx(expected)
+    assert factors[-2:] == pytest.approx([0.1, 0.1])
     # A request is never split: a batch larger than the lowered rate still goes, alone.
     grant = throttle.acquire(SENDER, 20, LEVEL)
     assert grant.waited_seconds < 1
@@ -171,8 +186,8 @@ def test_spread_grants_keep_to_a_lowered_rate_too(redis_url: str) -> None:
     slices to the lowered level (the pacing of grants made before it is the old one)."""
     throttle = Throttle(redis.Redis.from_url(redis_url), margin_seconds=0.0, recovery_per_second=0)
     grants = [(throttle.reserve(SENDER, 10, LEVEL, [1] * 10), [1] * 10) for _ in range(10)]
-    assert throttle.penalise(SENDER) == pytest.approx(0.5)
+    assert throttle.penalise(SENDER, 20, LEVEL) == pytest.approx(0.55)
     grants += [(throttle.reserve(SENDER, 10, LEVEL, [1] * 10), [1] * 10) for _ in range(10)]
     later = grants[10:]
-    assert busiest_spread_window(later) <= LEVEL // 2
+    assert busiest_spread_window(later) <= int(LEVEL * 0.55)
     assert busiest_spread_window(grants) <= LEVEL
