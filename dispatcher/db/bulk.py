@@ -349,6 +349,18 @@ _SEPARATOR, _NULL = "\x1f", "\x1e"  # ASCII unit and record separators
 _SPLIT = "chr(31), chr(30)"
 
 
+def packed(values: Sequence[Any]) -> str | None:
+    """``values`` as the one text parameter ``any_packed`` reads (PostgreSQL), or None
+    when one of them holds a separator (then ``among`` sends an array)."""
+    return _pack(values)
+
+
+def any_packed(parameter: str, sql_type: str) -> str:
+    """``ANY (...)`` over the text parameter ``:parameter`` (``packed``), as ``sql_type``
+    values: ``among`` for a statement written in SQL."""
+    return f"ANY (CAST(string_to_array(:{parameter}, {_SPLIT}) AS {sql_type}[]))"
+
+
 def _pack(values: Sequence[Any]) -> str | None:
     """The values as one separated text, or None when they cannot be: a string holding
     a separator or NUL, or an empty one (``string_to_array('')`` is an empty array)."""

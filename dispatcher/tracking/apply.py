@@ -715,11 +715,15 @@ def any_unmatched(session: Session, ref_ids: Sequence[str]) -> bool:
     """Whether a status report about one of these batches was tried and left
     ``unmatched``: one index probe, so that recording a slice pays for
     ``apply_waiting_many`` only when there is something for it."""
-    found = session.execute(
-        select(DeliveryReport.id)
-        .where(among(session, DeliveryReport.ref_id, list(ref_ids)), _UNMATCHED)
-        .limit(1)
-    ).first()
+    found = (
+        session.connection()  # Core: once a slice, the ORM's layers cost more than the probe
+        .execute(
+            select(_REPORTS.c.id)
+            .where(among(session, _REPORTS.c.ref_id, list(ref_ids)), _UNMATCHED)
+            .limit(1)
+        )
+        .first()
+    )
     return found is not None
 
 
