@@ -345,8 +345,9 @@ def _claim_in_steps(
         .all()
     )
     stopped = [b.id for b in batches if b.state != CampaignState.SENDING]
-    if stopped:  # stopped while we waited: hand them back
-        batch_states.move(session, stopped, BatchState.PENDING)
+    if stopped:  # stopped while we waited: hand them back, the try uncounted
+        batch_states.move(session, stopped, BatchState.PENDING, claimed_by=None,
+                          attempts=Batch.attempts - 1)  # fmt: skip
     live = {b.id: b.campaign_id for b in batches if b.state == CampaignState.SENDING}
     # A care window that closed since preparation: its person is skipped, not sent.
     care_window.skip_closed(

@@ -31,9 +31,11 @@ _PENALISE = (
 )
 # Adaptive rate (``penalise``, ``throttle_penalise.lua``): a rate-limit signal takes
 # off the refused messages' share of a second at the level plus STEP (so at least
-# STEP), signals within HOLD adding up to one cut; never below FLOOR of the level; grows
-# back by 1 % of the level per second (a 5 % cut is whole again after 5 s).
+# STEP, at most MOST), signals within HOLD adding up to one cut; never below FLOOR of
+# the level; grows back by 1 % of the level per second (a 5 % cut is whole again after
+# 5 s).
 STEP = 0.05
+MOST = 0.5
 FLOOR = 0.1
 HOLD_SECONDS = 5.0
 RECOVERY_PER_SECOND = 0.01
@@ -150,12 +152,12 @@ class Throttle:
     def penalise(self, sender: str, refused: int, level: int) -> float:
         """A rate-limit signal for ``sender`` (a gateway's 429; Meta 4, 80007, 130429):
         ``refused`` messages sent at ``level`` messages a second were turned away. Lower
-        its rate for a while by their share of a second, and a step more. Returns the
-        factor of the level it may now use."""
+        its rate for a while by their share of a second, and a step more (at most by
+        half). Returns the factor of the level it may now use."""
         try:
             factor = self._penalise(
                 keys=[self._keys(sender)[2]],
-                args=[max(1, refused), max(1, level), STEP, FLOOR, self._hold_us,
+                args=[max(1, refused), max(1, level), STEP, MOST, FLOOR, self._hold_us,
                       self._recovery],
             )  # fmt: skip
         except RedisError as exc:

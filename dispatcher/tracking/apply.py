@@ -395,25 +395,27 @@ class Refused(NamedTuple):
 
 
 def note_rate_limited(session: Session, message_ids: list[int]) -> None:
-    """Remember, on the session, the senders whose messages were rate-limited, and how
-    many; whoever commits it tells the limiter (``rate_limited_senders``)."""
+    """Remember, on the session, the senders whose messages were rate-limited, and
+    which; whoever commits it tells the limiter (``rate_limited_senders``). A message
+    noted again (its reports retried one by one after a failed set) counts once."""
     rows = session.execute(
-        select(Campaign.source, func.max(Campaign.rate_per_second), func.count())
+        select(Campaign.source, Campaign.rate_per_second, Message.id)
         .join(Message, Message.campaign_id == Campaign.id)
         .where(among(session, Message.id, message_ids))
-        .group_by(Campaign.source)
     )
-    noted: dict[str, Refused] = session.info.setdefault(_RATE_LIMITED, {})
-    for source, rate, count in rows:
-        before = noted.get(source, Refused(0, 0))
-        level = rate or Level.STANDARD.messages_per_second
-        noted[source] = Refused(before.messages + count, max(before.level, level))
+    noted: dict[str, tuple[set[int], int]] = session.info.setdefault(_RATE_LIMITED, {})
+    for source, rate, message_id in rows:
+        ids, level = noted.setdefault(source, (set(), 0))
+        ids.add(message_id)
+        level = max(level, rate or Level.STANDARD.messages_per_second)
+        noted[source] = (ids, level)
 
 
 def rate_limited_senders(session: Session) -> dict[str, Refused]:
-    """The senders ``note_rate_limited`` noted on this session (and forgets them)."""
-    noted: dict[str, Refused] = session.info.pop(_RATE_LIMITED, {})
-    return noted
+    """The senders ``note_rate_limited`` noted on this session, with how many of their
+    messages (and forgets them)."""
+    noted: dict[str, tuple[set[int], int]] = session.info.pop(_RATE_LIMITED, {})
+    return {source: Refused(len(ids), level) for source, (ids, level) in noted.items()}
 
 
 _RATE_LIMITED = "dispatcher.rate_limited_senders"

@@ -1,16 +1,19 @@
-"""A slice's claim in one statement (PostgreSQL): what the step-by-step claim decides,
-batch by batch and message by message."""
+"""A slice's claim: in one statement (PostgreSQL) it decides what the step-by-step
+claim (SQLite, care windows) decides, batch by batch and message by message."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from dispatcher.db import Batch, Campaign, Database, Message
 from dispatcher.db.bulk import packed
-from dispatcher.sending.claims import claim_at_once
+from dispatcher.sending.claims import _claim_in_steps, claim_at_once
 from dispatcher.status import BatchState, CampaignState, MessageStatus
 
 QUEUED, DELIVERED = MessageStatus.QUEUED, MessageStatus.DELIVERED
@@ -37,8 +40,35 @@ def campaign(db: Database, state: CampaignState, batches: dict[str, list[str]]) 
         return row.id
 
 
-@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
-def test_one_statement_claims_counts_and_numbers_a_slice_as_the_steps_do(db: Database) -> None:
+class NoCareWindows:
+    """A fan-out whose campaigns judge no care window (the steps ask each one's spec)."""
+
+    def spec(self, _session: Any, _campaign_id: int) -> Any:
+        return SimpleNamespace(is_template=True, outside_care_window="skip")
+
+
+Claim = Callable[[Any, list[str], str, datetime], tuple[dict[str, int], Any]]
+
+
+def at_once(session: Any, ids: list[str], claimer: str, now: datetime) -> Any:
+    ids_text = packed(ids)
+    assert ids_text is not None
+    return claim_at_once(session, ids_text, claimer, now)
+
+
+def in_steps(session: Any, ids: list[str], claimer: str, now: datetime) -> Any:
+    return _claim_in_steps(session, NoCareWindows(), ids, claimer, now)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("db", "claim"),
+    [("postgresql", at_once), ("postgresql", in_steps), ("sqlite", in_steps)],
+    indirect=["db"],
+    ids=["postgresql-at-once", "postgresql-in-steps", "sqlite-in-steps"],
+)
+def test_a_slice_is_claimed_counted_and_numbered_alike_at_once_and_in_steps(
+    db: Database, claim: Claim
+) -> None:
     sending = campaign(db, CampaignState.SENDING, {
         "b1": [QUEUED, DELIVERED, QUEUED],  # its second person settled meanwhile
         "b2": [QUEUED],
@@ -53,9 +83,7 @@ def test_one_statement_claims_counts_and_numbers_a_slice_as_the_steps_do(db: Dat
     now = datetime.now(UTC)
 
     with db.session() as session:
-        ids_text = packed(ids)
-        assert ids_text is not None
-        live, waiting = claim_at_once(session, ids_text, "me", now)
+        live, waiting = claim(session, ids, "me", now)
 
     assert live == {"b1": sending, "b2": sending, "b3": sending}
     with db.session() as session:
@@ -78,7 +106,7 @@ def test_one_statement_claims_counts_and_numbers_a_slice_as_the_steps_do(db: Dat
         "b2-0": (0, 1),
         "b3-0": (None, 0),
         "b5-0": (0, 0),  # not ours: untouched
-        "b4-0": (0, 0),  # its campaign is paused: not claimed, no try counted
+        "b4-0": (0, 0),  # its campaign is paused: not claimed (or handed back), no try
     }  # fmt: skip
     submitting = BatchState.SUBMITTING
     assert batches == {
@@ -88,4 +116,4 @@ def test_one_statement_claims_counts_and_numbers_a_slice_as_the_steps_do(db: Dat
     }  # fmt: skip
 
     with db.session() as session:  # a second claim of the same slice wins nothing
-        assert claim_at_once(session, ids_text, "me", now) == ({}, {})
+        assert claim(session, ids, "me", now) == ({}, {})

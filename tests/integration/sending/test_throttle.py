@@ -84,13 +84,15 @@ def test_a_rate_limit_signal_cuts_the_rate_by_the_share_refused_then_it_recovers
     assert throttle.factor(SENDER) == 1.0
     # 20 of a second's 50 refused: 40 % off, and the step (5 %)
     assert throttle.penalise(SENDER, 20, LEVEL) == pytest.approx(0.55, abs=0.01)
-    # Another worker's share of the same episode: the counts add up (25: 50 % + 5 %),
+    # Another worker's share of the same episode: the counts add up (22: 44 % + 5 %),
     # taken from the rate the episode began with, not from the rate already cut.
-    assert throttle.penalise(SENDER, 5, LEVEL) == pytest.approx(0.45, abs=0.01)
+    assert throttle.penalise(SENDER, 2, LEVEL) == pytest.approx(0.51, abs=0.01)
+    # More of it: an episode never cuts more than half.
+    assert throttle.penalise(SENDER, 10, LEVEL) == pytest.approx(0.5, abs=0.01)
     rate, busiest = granted_rate(throttle, 0.8)
-    assert busiest <= LEVEL * 0.75  # 45 % of the level, recovering at 25 % a second
+    assert busiest <= LEVEL * 0.75  # half the level, recovering at 25 % a second
     assert rate <= LEVEL * 0.75
-    time.sleep(2.2)  # 0.45 + 3 s x 0.25: whole again
+    time.sleep(2.2)  # 0.5 + 3 s x 0.25: whole again
     assert throttle.factor(SENDER) == 1.0
     rate, busiest = granted_rate(throttle, 1.5)
     assert busiest <= LEVEL
@@ -102,9 +104,21 @@ def test_the_cut_is_the_share_refused_and_a_step_at_least(redis_url: str) -> Non
     # A second that carried 1,007 at 1,000 msg/s: 0.7 % refused, 5.7 % off.
     assert throttle.penalise("+4790000001", 7, 1000) == pytest.approx(0.943)
     assert throttle.penalise("+4790000002", 1, 1000) == pytest.approx(0.949)
-    # A level far above the account's, nearly all refused: down at once, to the floor.
-    assert throttle.penalise("+4790000003", 45, 50) == pytest.approx(0.1)
+    # Nearly all refused (a level far above the account's, or a gateway's 429 for a
+    # whole request): half, as much as one episode cuts.
+    assert throttle.penalise("+4790000003", 45, 50) == pytest.approx(0.5)
     assert throttle.factor("+4790000004") == 1.0  # each sender its own
+
+
+def test_an_episode_outlives_its_own_recovery_until_the_hold_ends(redis_url: str) -> None:
+    """Recovery fast enough to be whole within the hold: the episode's count is still
+    kept, so a late share of it adds up instead of starting a fresh cut."""
+    throttle = Throttle(redis.Redis.from_url(redis_url), recovery_per_second=0.25)
+    assert throttle.penalise(SENDER, 1, LEVEL) == pytest.approx(0.93, abs=0.01)
+    time.sleep(1.2)  # whole again (0.93 + 0.3), the hold (5 s) not over
+    assert throttle.factor(SENDER) == 1.0
+    # 1 + 9 refused: 25 % off the rate the episode began with (1.0)
+    assert throttle.penalise(SENDER, 9, LEVEL) == pytest.approx(0.75, abs=0.01)
 
 
 def test_repeated_episodes_cut_again_but_never_below_the_floor(redis_url: str) -> None:
