@@ -128,7 +128,10 @@ def claim_counting(session: Session, packed_ids: str, claimer: str, now: datetim
     expires_at, position, kind), by batch, then position: kind 0 for each batch claimed
     (campaign id only), 1 for each of its queued messages (no campaign id), 2 for each of
     its messages settled meanwhile that still holds a place in the request (message id
-    and position only). A slice's claim is one round trip, not four."""
+    and position only). A slice's claim is one round trip, not four. (A message settled
+    by a transaction that commits while this statement waits for its row is neither
+    counted nor found settled, ``placed`` reading the statement's snapshot: it keeps
+    its place, and the request is built from the messages counted.)"""
     rows = (
         session.connection()
         .execute(_CLAIM_COUNTING, {"ids": packed_ids, "claimer": claimer, "now": now})
