@@ -117,10 +117,10 @@ def among(executor: Executor, column: Any, values: Iterable[Any]) -> ColumnEleme
     if dialect_name(executor) != "postgresql":
         return column.in_(wanted)  # type: ignore[no-any-return]
     array_type = postgresql.ARRAY(column.type)
-    packed = _pack(wanted)
-    if packed is None:
+    joined = packed(wanted)
+    if joined is None:
         return column == any_(bindparam(None, wanted, type_=array_type))  # type: ignore[no-any-return]
-    split = func.string_to_array(bindparam(None, packed, type_=Text), literal_column(_SPLIT))
+    split = func.string_to_array(bindparam(None, joined, type_=Text), literal_column(_SPLIT))
     return column == any_(cast(split, array_type))  # type: ignore[no-any-return]
 
 
@@ -158,12 +158,12 @@ def matching(
     for start in range(0, len(ordered), size):
         chunk = list(ordered[start : start + size])
         if postgres:
-            packed = _pack(chunk)
+            joined = packed(chunk)
             array_type = postgresql.ARRAY(column.type)
             argument: Any = bindparam(None, chunk, type_=array_type)
-            if packed is not None:
+            if joined is not None:
                 split = func.string_to_array(
-                    bindparam(None, packed, type_=Text), literal_column(_SPLIT)
+                    bindparam(None, joined, type_=Text), literal_column(_SPLIT)
                 )
                 argument = cast(split, array_type)
             given = func.unnest(argument).table_valued("value").render_derived(name="given")
@@ -181,10 +181,10 @@ def unnested(executor: Executor, column: Any, values: Sequence[Any]) -> Any | No
     one hash join beats twenty index-probing chunks (``matching``)."""
     if dialect_name(executor) != "postgresql":
         return None
-    packed = _pack(values)
-    if packed is None:
+    joined = packed(values)
+    if joined is None:
         return None
-    split = func.string_to_array(bindparam(None, packed, type_=Text), literal_column(_SPLIT))
+    split = func.string_to_array(bindparam(None, joined, type_=Text), literal_column(_SPLIT))
     array = cast(split, postgresql.ARRAY(column.type))
     return func.unnest(array).table_valued("value").render_derived(name="given")
 
@@ -349,19 +349,13 @@ _SEPARATOR, _NULL = "\x1f", "\x1e"  # ASCII unit and record separators
 _SPLIT = "chr(31), chr(30)"
 
 
-def packed(values: Sequence[Any]) -> str | None:
-    """``values`` as the one text parameter ``any_packed`` reads (PostgreSQL), or None
-    when one of them holds a separator (then ``among`` sends an array)."""
-    return _pack(values)
-
-
 def any_packed(parameter: str, sql_type: str) -> str:
     """``ANY (...)`` over the text parameter ``:parameter`` (``packed``), as ``sql_type``
     values: ``among`` for a statement written in SQL."""
     return f"ANY (CAST(string_to_array(:{parameter}, {_SPLIT}) AS {sql_type}[]))"
 
 
-def _pack(values: Sequence[Any]) -> str | None:
+def packed(values: Sequence[Any]) -> str | None:
     """The values as one separated text, or None when they cannot be: a string holding
     a separator or NUL, or an empty one (``string_to_array('')`` is an empty array)."""
     nulls = values.count(None)
@@ -426,13 +420,13 @@ def _arrays(
             element, select = "FLOAT8", f"to_timestamp(v.v_{name})"
         else:
             element, select = _element_type(table.c[name], dialect), f"v.v_{name}"
-        packed = _pack(values)
+        joined = packed(values)
         placeholder = f":a_{name}" if style == "named" else f"%(a_{name})s"
-        if packed is None:
+        if joined is None:
             arrays.append(f"CAST({placeholder} AS {element}[])")
             parameters[f"a_{name}"] = values
         else:
             arrays.append(f"CAST(string_to_array({placeholder}, {_SPLIT}) AS {element}[])")
-            parameters[f"a_{name}"] = packed
+            parameters[f"a_{name}"] = joined
         selects.append(select)
     return arrays, selects, parameters

@@ -250,9 +250,8 @@ def claim(
     claimed: dict[str, Claimed] = {}
     with ctx.db.session() as session:
         ids = packed(batch_ids) if dialect_name(session) == "postgresql" else None
-        windowed = any(
-            care_window.needs_window(fanout.spec(session, sender.campaigns[b])) for b in batch_ids
-        )
+        campaigns = {sender.campaigns[b] for b in batch_ids}
+        windowed = any(care_window.needs_window(fanout.spec(session, c)) for c in campaigns)
         if ids is not None and not windowed:
             live, waiting = claim_at_once(session, ids, claimer, now)
         else:
