@@ -50,7 +50,9 @@ each process kind from queueing to the last report applied, whole process trees 
 their ended children (the webhook app's applier child counts as the webhook app,
 ended backends as PostgreSQL): workers, beat, webhook app, PostgreSQL, Redis, and the
 simulator (LINK's stand-in: part of the measuring machine, not of the product), in ms
-a message, a request and a callback, beside the yardstick measured in the same run
+a message, a request and a callback, and the workers' split by task from the workers'
+own count (``dispatcher.operations.task_cpu``: the send tasks a request, a campaign's
+preparation a person, the periodic tasks), beside the yardstick measured in the same run
 (``bench/cpu.py``) and scaled to the reference yardstick of 250 us; and the peak RSS
 of a worker. For context: the machine's load average when the campaign is queued and
 the sender's rate factor in the shared limiter afterwards (below 1 after rate-limit
@@ -89,7 +91,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -184,6 +186,8 @@ class Figures:
     load: float = 0.0
     note: str = ""
     cpu: dict[str, float] = field(default_factory=dict)  # seconds, by process kind
+    # The workers' CPU by task kind (``dispatcher.operations.task_cpu``): seconds, runs.
+    tasks: dict[str, tuple[float, int]] = field(default_factory=dict)
     callbacks: int = 0  # callbacks the webhook app took
     yardstick: float = 0.0  # bench/cpu.py, microseconds
     rss_mb: float = 0.0  # the highest peak RSS of a worker process
@@ -598,6 +602,7 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
         figures.cpu = cpu.Snapshot.take(kinds).since(before)
         figures.rss_mb = max(cpu.peak_rss_mb(w.pid) for w in workers)
         figures.factor = None if naive else limiter_factor()
+        figures.tasks = task_totals()
         stats = httpx.get(f"{simulator_url}/_simulator/stats", timeout=120).json()
         figures.callbacks = int(stats.get("callbacks", {}).get("delivered", 0))
         recorded = httpx.get(f"{simulator_url}/_simulator/requests", timeout=300).json()
@@ -642,6 +647,21 @@ def limiter_factor() -> float | None:
         return float(Throttle(client).factor(SOURCE))
     except Exception:
         return None
+    finally:
+        client.close()
+
+
+def task_totals() -> dict[str, tuple[float, int]]:
+    """The workers' CPU by task kind in this run (Redis was flushed before it), or {}."""
+    import redis
+
+    from dispatcher.operations import task_cpu
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return task_cpu.totals(client)
+    except Exception:
+        return {}
     finally:
         client.close()
 
@@ -853,16 +873,42 @@ def cpu_lines(f: Figures) -> list[str]:
         f"{ms(c['webhook app'], f.callbacks)} a callback ({f.callbacks:,} taken)",
         f"  PostgreSQL   {ms(c['PostgreSQL'], f.messages)} a message; "
         f"Redis {ms(c['Redis'], f.messages)}",
+        *task_lines(f, ms),
         f"  dispatcher in all {ms(sum(c[k] for k in PRODUCT), f.messages)} a message; "
         f"simulator (the provider's stand-in, not the product) {ms(c['simulator'], f.messages)}",
         f"peak RSS of a worker:       {f.rss_mb:.0f} MB",
     ]
 
 
+SEND_TASK, PREPARE_TASK = "send_batches", "prepare_campaign"
+
+
+def task_lines(f: Figures, ms: Callable[[float, int], str]) -> list[str]:
+    """The workers' CPU split by task: the send path a request, preparation a person."""
+    if not f.tasks:
+        return []
+    send, sends = f.tasks.get(SEND_TASK, (0.0, 0))
+    prepare = f.tasks.get(PREPARE_TASK, (0.0, 0))[0]
+    rest = sum(seconds for task, (seconds, _) in f.tasks.items()
+               if task not in (SEND_TASK, PREPARE_TASK))  # fmt: skip
+    return [
+        f"    of which, by task (the task's own thread): sending {ms(send, f.requests)} a "
+        f"request ({sends:,} {SEND_TASK}), preparation {ms(prepare, f.people)} a person, "
+        f"other tasks {rest:.2f} s in all"
+    ]
+
+
+def send_path_ms(f: Figures) -> float:
+    """The send tasks' own CPU ms a request, scaled to the reference yardstick."""
+    seconds = f.tasks.get(SEND_TASK, (0.0, 0))[0]
+    return cpu.at_yardstick(seconds * 1000 / f.requests, f.yardstick) if f.requests else 0.0
+
+
 def table(results: list[Figures]) -> None:
     header = (
         f"{'scenario':<27} {'run':<6} {'people':>15} {'period s':>8} {'msg/s':>8} "
-        f"{'% level':>8} {'max 1s':>7} {'over':>6} {'130429':>7} {'ms/msg':>7} {'sim':>6}"
+        f"{'% level':>8} {'max 1s':>7} {'over':>6} {'130429':>7} {'ms/msg':>7} {'sim':>6} "
+        f"{'send/req':>8}"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for f in results:
@@ -870,14 +916,16 @@ def table(results: list[Figures]) -> None:
             f"{f.scenario:<27} {f.variant:<6} {f'{f.accepted:,}/{f.people:,}':>15} "
             f"{f.period:>8.1f} {f.achieved:>8,.1f} {f.share:>8.1%} {f.max_window:>7,} "
             f"{f.windows_over:>6} {f.rate_limited:>7,} {per_message_ms(f):>7.3f} "
-            f"{per_message_ms(f, ('simulator',)):>6.3f}"
+            f"{per_message_ms(f, ('simulator',)):>6.3f} {send_path_ms(f):>8.3f}"
             + (f"  ({f.note.split(';')[0]})" if f.note else "")
         )
     print(
         "max 1s / over: the busiest sliding 1-second window of the simulator's receipt log, "
         "and how many windows went over the level; ms/msg: the dispatcher's CPU a message "
         f"(workers, beat, webhook app, PostgreSQL, Redis) at a yardstick of "
-        f"{cpu.REFERENCE_YARDSTICK_US:.0f} us; sim: the simulator's"
+        f"{cpu.REFERENCE_YARDSTICK_US:.0f} us; sim: the simulator's; send/req: the send "
+        "tasks' own CPU ms a request (the workers' send path, without preparation and the "
+        "periodic tasks)"
     )
 
 

@@ -37,7 +37,7 @@ from dispatcher.campaigns import dropfolder, inputs, lifecycle, schedules
 from dispatcher.db import Batch, Campaign, Database
 from dispatcher.errors import ConfigurationError, StorageError
 from dispatcher.guardrails import watch
-from dispatcher.operations import alerts, control
+from dispatcher.operations import alerts, control, task_cpu
 from dispatcher.preparation.prepare import prepare_campaign as prepare
 from dispatcher.providers import Level, provider_from_settings
 from dispatcher.resending import planner as resend
@@ -241,15 +241,31 @@ def _pool_process_sigterm(signum: int, _: Any) -> None:
 @task_prerun.connect
 def _task_starts(**_: Any) -> None:
     _PoolProcess.busy = True
+    _local.cpu_since = task_cpu.started()
 
 
 @task_postrun.connect
-def _task_ended(**_: Any) -> None:
+def _task_ended(task: Task | None = None, **_: Any) -> None:
     _PoolProcess.busy = False
     if _PoolProcess.stopping and _SHUTTING_DOWN[0] == 0:
         # Only this process was signalled: its task went back; it serves on.
         _PoolProcess.stopping = False
         signal.signal(signal.SIGTERM, _pool_process_sigterm)
+    since, _local.cpu_since = getattr(_local, "cpu_since", None), None
+    client = _cpu_counter(os.getpid())
+    if since is not None and task is not None and client is not None:
+        try:
+            task_cpu.record(client, task.name.rsplit(".", 1)[-1], since)
+        except redis.RedisError as exc:  # a count lost, never a task
+            log.debug("task CPU not counted: %s", exc)
+
+
+@cache
+def _cpu_counter(pid: int) -> redis.Redis | None:
+    """This process's connection for ``task_cpu`` (None without Redis)."""
+    del pid  # part of the cache key only: a connection must not cross a fork
+    url = get_settings().redis_url
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) if url else None
 
 
 def _hand_back(campaign_id: int | None, batch_ids: list[str]) -> None:

@@ -30,6 +30,7 @@ from dispatcher.db.bulk import dialect_name
 from dispatcher.errors import StorageError
 from dispatcher.guardrails import pausing
 from dispatcher.masking import mask
+from dispatcher.operations import task_cpu
 from dispatcher.operations.progress import RATE_WINDOW_SECONDS
 from dispatcher.sending.throttle import Throttle
 from dispatcher.status import FINAL_CAMPAIGN_STATES, CampaignState, MessageStatus
@@ -279,6 +280,23 @@ def _redis_metrics(client: redis.Redis, db: Database) -> Iterator[Metric]:
         wait.add_metric(label, throttle.backlog_seconds(source))
     yield allowed
     yield wait
+    yield from _task_cpu(client)
+
+
+def _task_cpu(client: redis.Redis) -> Iterator[Metric]:
+    cpu = CounterMetricFamily(
+        "dispatcher_worker_task_cpu_seconds",
+        "CPU (user + system) the workers spent in each kind of task, every worker together",
+        labels=["task"],
+    )
+    runs = CounterMetricFamily(
+        "dispatcher_worker_tasks", "Tasks the workers ran, by kind", labels=["task"]
+    )
+    for task, (seconds, count) in task_cpu.totals(client).items():
+        cpu.add_metric([task], seconds)
+        runs.add_metric([task], count)
+    yield cpu
+    yield runs
 
 
 def _code(value: int | None) -> str:

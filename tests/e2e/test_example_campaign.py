@@ -13,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import create_engine, func, select
 
 from dispatcher.db import Campaign, Database, Message
 from dispatcher.interfaces.terminal import ExitCode
+from dispatcher.operations import task_cpu
 from dispatcher.operations.progress import progress
 from dispatcher.status import SETTLED
 from tests.conftest import dispatcher_command
@@ -68,6 +70,11 @@ def test_the_example_campaign_reaches_everyone_once_through_separate_workers(
     assert stats["media_uploads"] == 1
     assert max(stats["max_per_second"].values()) <= 80
     assert stats["callbacks"]["pending"] == 0
+    # The worker counted its CPU by task: one preparation, the send tasks apart.
+    with redis.Redis.from_url(stack["REDIS_URL"]) as client:
+        spent = task_cpu.totals(client)
+    assert spent["prepare_campaign"][1] == 1 and spent["prepare_campaign"][0] > 0
+    assert spent["send_batches"][1] >= 1 and spent["send_batches"][0] > 0
 
     report = subprocess.run(
         dispatcher_command("report", str(campaign.id)),

@@ -16,6 +16,7 @@ from dispatcher.db import Database, Message
 from dispatcher.interfaces.servers import ServerThread
 from dispatcher.interfaces.web.app import create_internal_app
 from dispatcher.masking import mask
+from dispatcher.operations import task_cpu
 from dispatcher.sending import fanout
 from dispatcher.sending.batch import SendContext
 from tests.integration.conftest import key_headers, personalised
@@ -72,6 +73,8 @@ def test_metrics_show_messages_failures_rates_limiter_and_queues_without_numbers
     broker = redis.Redis.from_url(redis_url)
     broker.rpush("send", b"a", b"b")
     broker.rpush("send\x06\x163", b"c")  # a lower-priority step of the same queue
+    for _ in range(2):  # two send tasks of an eighth of a second of CPU each
+        task_cpu.record(broker, "send_batches", task_cpu.started() - 0.125)
     ctx.throttle.penalise(SOURCE, 36, 80)  # 36 of 80 refused: 45 % off, and the step
     for _ in range(3):
         ctx.throttle.reserve(SOURCE, 80, 80)  # three seconds' worth handed out ahead
@@ -108,6 +111,9 @@ def test_metrics_show_messages_failures_rates_limiter_and_queues_without_numbers
     )
     assert 1.5 < value("dispatcher_limiter_wait_seconds", sender=sender_label) <= 6.5
     assert value("dispatcher_queue_length", queue="send") == 3
+    spent = value("dispatcher_worker_task_cpu_seconds_total", task="send_batches")
+    assert spent == pytest.approx(0.25, abs=0.01)
+    assert value("dispatcher_worker_tasks_total", task="send_batches") == 2
     assert value("dispatcher_queue_length", queue="prepare") == 0
     assert value("dispatcher_database_up") == 1 and value("dispatcher_redis_up") == 1
     info = [k for k in got if k[0] == "dispatcher_campaign_info"]
