@@ -74,6 +74,13 @@ LATE_SHARE = 1 / 3
 TIMER_SLACK_SECONDS = 0.001
 #: Fresh slots taken when this process reached its slot too late, before it sends anyway.
 LATE_RETRIES = 5
+#: Requests leave on a grid of the host's monotonic clock, each at the first point of it
+#: at or after its moment: one wake of the loop sends the few due within a step, and
+#: their answers come back together. Waking costs a sleeping process more CPU than a
+#: request (on a busy 2-core machine, a paced slice of a hundred requests at HIGH took
+#: 17-21 ms of CPU one request a wake, 12-14 ms on this grid). What leaves within any
+#: second was granted within a second (the grid only rounds up), so the level holds.
+SEND_GRID_SECONDS = 0.005
 
 
 #: Broker priority of a campaign's send tasks (Redis: 0 is served first), from the
@@ -158,10 +165,12 @@ class Fanout:
 
 def dues(grant: Grant, requests: Sequence[Request]) -> list[float]:
     """When each request of a grant leaves: request ``i`` at the grant's start plus the
-    messages before it times the grant's spacing, as the limiter counted them."""
+    messages before it times the grant's spacing, as the limiter counted them, put off
+    to the next point of the send grid (``SEND_GRID_SECONDS``)."""
     moments, before = [], 0
     for request in requests:
-        moments.append(grant.starts + before * grant.spacing)
+        moment = grant.starts + before * grant.spacing
+        moments.append(max(moment, math.ceil(moment / SEND_GRID_SECONDS) * SEND_GRID_SECONDS))
         before += weight_of(request)
     return moments
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import collections
 import dataclasses
 import itertools
 import time
@@ -88,6 +90,23 @@ def test_slices_are_a_tenth_of_a_second_of_the_level_or_one_batch() -> None:
     assert [len(part) for part in fanout._slices(personal[:20], 80)] == [8, 8, 4]
     batched = [(f"b{i}", 80) for i in range(3)]  # a batch is never split
     assert [len(part) for part in fanout._slices(batched, 80)] == [1, 1, 1]
+
+
+def test_requests_leave_on_the_send_grid_and_any_second_holds_the_level() -> None:
+    """Two grants back to back at 1,000 a second, with starts off the grid: each request
+    leaves at the first grid point at or after its moment, a few at a time, and no
+    1-second window of leaving times holds more than the level."""
+    first = Grant(at_seconds=0.0, waited_seconds=0.0, starts=500.0012, spacing=0.001)
+    second = dataclasses.replace(first, starts=501.0012)
+    requests = _requests(1000)
+    granted = [first.starts + i * 0.001 for i in range(1000)]
+    leaving = fanout.dues(first, requests) + fanout.dues(second, requests)
+    step = fanout.SEND_GRID_SECONDS
+    assert all(round(t / step, 6).is_integer() for t in leaving)
+    assert all(0 <= t - g < step for t, g in zip(leaving, granted, strict=False))
+    assert max(collections.Counter(leaving).values()) == 5  # one wake, five requests
+    busiest = max(bisect.bisect_left(leaving, t + 1.0) - i for i, t in enumerate(leaving))
+    assert busiest == 1000
 
 
 @pytest.mark.parametrize(("priority", "expected"), [("HIGH", 0), ("NORMAL", 3), ("LOW", 6)])
