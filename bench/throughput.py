@@ -880,27 +880,30 @@ def cpu_lines(f: Figures) -> list[str]:
     ]
 
 
-SEND_TASK, PREPARE_TASK = "send_batches", "prepare_campaign"
+#: The send path's tasks (a chunk, and a batch sent alone: retries), and preparation's.
+SEND_TASKS, PREPARE_TASK = ("send_batches", "send_batch"), "prepare_campaign"
 
 
 def task_lines(f: Figures, ms: Callable[[float, int], str]) -> list[str]:
-    """The workers' CPU split by task: the send path a request, preparation a person."""
+    """The workers' CPU split by task (each task's own thread): the send path a
+    request, preparation a person, the rest."""
     if not f.tasks:
         return []
-    send, sends = f.tasks.get(SEND_TASK, (0.0, 0))
+    send = sum(f.tasks.get(task, (0.0, 0))[0] for task in SEND_TASKS)
+    sends = sum(f.tasks.get(task, (0.0, 0))[1] for task in SEND_TASKS)
     prepare = f.tasks.get(PREPARE_TASK, (0.0, 0))[0]
     rest = sum(seconds for task, (seconds, _) in f.tasks.items()
-               if task not in (SEND_TASK, PREPARE_TASK))  # fmt: skip
+               if task not in (*SEND_TASKS, PREPARE_TASK))  # fmt: skip
     return [
         f"    of which, by task (the task's own thread): sending {ms(send, f.requests)} a "
-        f"request ({sends:,} {SEND_TASK}), preparation {ms(prepare, f.people)} a person, "
+        f"request ({sends:,} send tasks), preparation {ms(prepare, f.people)} a person, "
         f"other tasks {rest:.2f} s in all"
     ]
 
 
 def send_path_ms(f: Figures) -> float:
     """The send tasks' own CPU ms a request, scaled to the reference yardstick."""
-    seconds = f.tasks.get(SEND_TASK, (0.0, 0))[0]
+    seconds = sum(f.tasks.get(task, (0.0, 0))[0] for task in SEND_TASKS)
     return cpu.at_yardstick(seconds * 1000 / f.requests, f.yardstick) if f.requests else 0.0
 
 

@@ -30,6 +30,8 @@ from celery.signals import (
     worker_shutting_down,
 )
 from kombu.exceptions import OperationalError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import func, select
 
 from dispatcher.audience import phone
@@ -246,18 +248,31 @@ def _task_starts(**_: Any) -> None:
 
 @task_postrun.connect
 def _task_ended(task: Task | None = None, **_: Any) -> None:
+    _count_cpu(task)  # still busy: a SIGTERM meanwhile waits for the task's end below
     _PoolProcess.busy = False
     if _PoolProcess.stopping and _SHUTTING_DOWN[0] == 0:
         # Only this process was signalled: its task went back; it serves on.
         _PoolProcess.stopping = False
         signal.signal(signal.SIGTERM, _pool_process_sigterm)
+
+
+def _count_cpu(task: Task | None) -> None:
+    """Add the task's CPU to its kind's count (``task_cpu``): one round trip, never
+    retried; a count lost is said once a process, and never stops a task."""
     since, _local.cpu_since = getattr(_local, "cpu_since", None), None
-    client = _cpu_counter(os.getpid())
-    if since is not None and task is not None and client is not None:
-        try:
+    if since is None or task is None:
+        return
+    try:
+        client = _cpu_counter(os.getpid())
+        if client is not None:
             task_cpu.record(client, task.name.rsplit(".", 1)[-1], since)
-        except redis.RedisError as exc:  # a count lost, never a task
-            log.debug("task CPU not counted: %s", exc)
+    except Exception as exc:  # Redis away, or its URL unusable
+        log.log(logging.DEBUG if os.getpid() in _cpu_uncounted else logging.WARNING,
+                "task CPU not counted: %s", exc)  # fmt: skip
+        _cpu_uncounted.add(os.getpid())
+
+
+_cpu_uncounted: set[int] = set()
 
 
 @cache
@@ -265,7 +280,11 @@ def _cpu_counter(pid: int) -> redis.Redis | None:
     """This process's connection for ``task_cpu`` (None without Redis)."""
     del pid  # part of the cache key only: a connection must not cross a fork
     url = get_settings().redis_url
-    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) if url else None
+    if not url:
+        return None
+    return redis.Redis.from_url(
+        url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def _hand_back(campaign_id: int | None, batch_ids: list[str]) -> None:

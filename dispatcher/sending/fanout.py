@@ -74,12 +74,14 @@ LATE_SHARE = 1 / 3
 TIMER_SLACK_SECONDS = 0.001
 #: Fresh slots taken when this process reached its slot too late, before it sends anyway.
 LATE_RETRIES = 5
-#: Requests leave on a grid of the host's monotonic clock, each at the first point of it
-#: at or after its moment: one wake of the loop sends the few due within a step, and
-#: their answers come back together. Waking costs a sleeping process more CPU than a
-#: request (on a busy 2-core machine, a paced slice of a hundred requests at HIGH took
-#: 17-21 ms of CPU one request a wake, 12-14 ms on this grid). What leaves within any
-#: second was granted within a second (the grid only rounds up), so the level holds.
+#: Requests leave on a grid of the limiter's clock (Redis's, shared by every host), each
+#: at the first point of it at or after its granted moment: one wake of the loop sends
+#: the few due within a step, and their answers come back together. Waking costs a
+#: sleeping process more CPU than a request (on a busy 2-core machine, a paced slice of
+#: a hundred requests at HIGH took 17-21 ms of CPU one request a wake, 12-14 ms on this
+#: grid). The step divides the second, so the requests leaving at the grid's points of
+#: any second were granted within one second: the level holds, and none of the
+#: limiter's margin is spent on the grid (lateness is judged from the grid's point).
 SEND_GRID_SECONDS = 0.005
 
 
@@ -164,13 +166,16 @@ class Fanout:
 
 
 def dues(grant: Grant, requests: Sequence[Request]) -> list[float]:
-    """When each request of a grant leaves: request ``i`` at the grant's start plus the
-    messages before it times the grant's spacing, as the limiter counted them, put off
-    to the next point of the send grid (``SEND_GRID_SECONDS``)."""
+    """When each request of a grant leaves, on this process's monotonic clock: request
+    ``i`` at the grant's start plus the messages before it times the grant's spacing,
+    as the limiter counted them, put off to the next point of the send grid
+    (``SEND_GRID_SECONDS``, on the limiter's clock)."""
+    local = grant.starts - grant.at_seconds  # the limiter's clock to this process's
     moments, before = [], 0
     for request in requests:
-        moment = grant.starts + before * grant.spacing
-        moments.append(max(moment, math.ceil(moment / SEND_GRID_SECONDS) * SEND_GRID_SECONDS))
+        granted = grant.at_seconds + before * grant.spacing
+        on_grid = math.ceil(granted / SEND_GRID_SECONDS) * SEND_GRID_SECONDS
+        moments.append(max(granted, on_grid) + local)
         before += weight_of(request)
     return moments
 

@@ -92,20 +92,23 @@ def test_slices_are_a_tenth_of_a_second_of_the_level_or_one_batch() -> None:
     assert [len(part) for part in fanout._slices(batched, 80)] == [1, 1, 1]
 
 
-def test_requests_leave_on_the_send_grid_and_any_second_holds_the_level() -> None:
-    """Two grants back to back at 1,000 a second, with starts off the grid: each request
-    leaves at the first grid point at or after its moment, a few at a time, and no
-    1-second window of leaving times holds more than the level."""
-    first = Grant(at_seconds=0.0, waited_seconds=0.0, starts=500.0012, spacing=0.001)
-    second = dataclasses.replace(first, starts=501.0012)
-    requests = _requests(1000)
-    granted = [first.starts + i * 0.001 for i in range(1000)]
-    leaving = fanout.dues(first, requests) + fanout.dues(second, requests)
+def test_requests_leave_on_the_limiter_s_grid_and_any_second_holds_the_level() -> None:
+    """Two grants back to back at 1,000 a second, their starts off the grid, taken by
+    processes whose clocks differ from the limiter's (two hosts): each request leaves at
+    the first grid point of the limiter's clock at or after its moment, a few at a time,
+    and no 1-second window of the limiter's time holds more than the level."""
     step = fanout.SEND_GRID_SECONDS
-    assert all(round(t / step, 6).is_integer() for t in leaving)
-    assert all(0 <= t - g < step for t, g in zip(leaving, granted, strict=False))
-    assert max(collections.Counter(leaving).values()) == 5  # one wake, five requests
-    busiest = max(bisect.bisect_left(leaving, t + 1.0) - i for i, t in enumerate(leaving))
+    assert (1 / step).is_integer()  # the step divides the second
+    first = Grant(at_seconds=7000.0012, waited_seconds=0.0, starts=500.0012, spacing=0.001)
+    second = Grant(at_seconds=7001.0012, waited_seconds=0.0, starts=90.3, spacing=0.001)
+    requests = _requests(1000)
+    leaving = [t - (g.starts - g.at_seconds) for g in (first, second)  # the limiter's clock
+               for t in fanout.dues(g, requests)]  # fmt: skip
+    granted = [g.at_seconds + i * 0.001 for g in (first, second) for i in range(1000)]
+    assert all(round(t / step, 3).is_integer() for t in leaving)
+    assert all(0 <= t - g < step for t, g in zip(leaving, granted, strict=True))
+    assert max(collections.Counter(round(t, 6) for t in leaving).values()) == 5  # one wake
+    busiest = max(bisect.bisect_left(leaving, t + 1.0 - 1e-9) - i for i, t in enumerate(leaving))
     assert busiest == 1000
 
 
