@@ -248,7 +248,7 @@ def _task_starts(**_: Any) -> None:
 
 @task_postrun.connect
 def _task_ended(task: Task | None = None, **_: Any) -> None:
-    _count_cpu(task)  # still busy: a SIGTERM meanwhile waits for the task's end below
+    _count_cpu(task)  # still busy: a SIGTERM to this process alone meanwhile is taken as below
     _PoolProcess.busy = False
     if _PoolProcess.stopping and _SHUTTING_DOWN[0] == 0:
         # Only this process was signalled: its task went back; it serves on.

@@ -21,6 +21,7 @@ single-batch task and its backoff to retry.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -78,11 +79,9 @@ LATE_RETRIES = 5
 #: at the first point of it at or after its granted moment: one wake of the loop sends
 #: the few due within a step, and their answers come back together. Waking costs a
 #: sleeping process more CPU than a request (on a busy 2-core machine, a paced slice of
-#: a hundred requests at HIGH took 17-21 ms of CPU one request a wake, 12-14 ms on this
-#: grid). The step divides the second, so the requests leaving at the grid's points of
-#: any second were granted within one second: the level holds, and none of the
-#: limiter's margin is spent on the grid (lateness is judged from the grid's point).
-SEND_GRID_SECONDS = 0.005
+#: a hundred requests at HIGH took 17-21 ms of CPU one request a wake, 12-14 ms on a
+#: 5 ms grid). The step (``grid_step_us``) is at most this long.
+SEND_GRID_MOST_US = 5_000
 
 
 #: Broker priority of a campaign's send tasks (Redis: 0 is served first), from the
@@ -165,17 +164,36 @@ class Fanout:
         self._loop.close()
 
 
-def dues(grant: Grant, requests: Sequence[Request]) -> list[float]:
+@functools.cache
+def grid_step_us(margin_seconds: float) -> int:
+    """The send grid's step for the limiter's margin: the longest, up to
+    ``SEND_GRID_MOST_US``, that divides both the second and the margin (12 ms: 4 ms).
+
+    What leaves within any second then was granted within a second and a whole number
+    of steps of lateness: requests late by up to the margin, in any mix, still came from
+    grants within a second and the margin, as the limiter holds to the level. A step
+    that did not divide the margin would round some lateness up past it. No margin, no
+    grid (0)."""
+    margin_us = round(margin_seconds * 1_000_000)
+    if margin_us <= 0:
+        return 0
+    common = math.gcd(1_000_000, margin_us)
+    return next(d for d in range(min(common, SEND_GRID_MOST_US), 0, -1) if common % d == 0)
+
+
+def dues(grant: Grant, requests: Sequence[Request], step_us: int = 0) -> list[float]:
     """When each request of a grant leaves, on this process's monotonic clock: request
     ``i`` at the grant's start plus the messages before it times the grant's spacing,
-    as the limiter counted them, put off to the next point of the send grid
-    (``SEND_GRID_SECONDS``, on the limiter's clock)."""
+    as the limiter counted them, put off to the next point of a grid of ``step_us``
+    microseconds on the limiter's clock (``grid_step_us``; 0: none)."""
     local = grant.starts - grant.at_seconds  # the limiter's clock to this process's
     moments, before = [], 0
     for request in requests:
         granted = grant.at_seconds + before * grant.spacing
-        on_grid = math.ceil(granted / SEND_GRID_SECONDS) * SEND_GRID_SECONDS
-        moments.append(max(granted, on_grid) + local)
+        if step_us:  # (in whole microseconds: seconds since 1970 leave a float few digits)
+            on_grid = -(-math.ceil(granted * 1_000_000) // step_us) * step_us / 1_000_000
+            granted = max(granted, on_grid)
+        moments.append(granted + local)
         before += weight_of(request)
     return moments
 
@@ -257,10 +275,11 @@ def _send_paced(
     results: dict[str, Answer | LinkError] = {}
     waiting = list(claimed)
     tolerance = ctx.throttle.margin_seconds * LATE_SHARE
+    step = grid_step_us(ctx.throttle.margin_seconds)
     for attempt in range(LATE_RETRIES + 1):
         # Each request keeps the moment it was granted, whatever is handed back below.
-        moment = dict(zip(waiting, dues(grant, [claimed[b].request for b in waiting]),
-                          strict=True))  # fmt: skip
+        requests = [claimed[b].request for b in waiting]
+        moment = dict(zip(waiting, dues(grant, requests, step), strict=True))
         # The last look at the campaigns' states happens just before the slot, not in
         # it: a look taken in the slot makes its first requests late.
         ctx.throttle.wait(grant, early=LAST_LOOK_SECONDS)
