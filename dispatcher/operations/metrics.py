@@ -286,7 +286,7 @@ def _redis_metrics(client: redis.Redis, db: Database) -> Iterator[Metric]:
 def _task_cpu(client: redis.Redis) -> Iterator[Metric]:
     cpu = CounterMetricFamily(
         "dispatcher_worker_task_cpu_seconds",
-        "CPU (user + system) the workers spent in each kind of task, every worker together",
+        "CPU (user + system) of each kind of task in its own thread, every worker together",
         labels=["task"],
     )
     runs = CounterMetricFamily(
