@@ -889,9 +889,8 @@ def task_lines(f: Figures, ms: Callable[[float, int], str]) -> list[str]:
     request, preparation a person, the rest."""
     if not f.tasks:
         return []
-    send = sum(f.tasks.get(task, (0.0, 0))[0] for task in SEND_TASKS)
-    sends = sum(f.tasks.get(task, (0.0, 0))[1] for task in SEND_TASKS)
-    prepare = f.tasks.get(PREPARE_TASK, (0.0, 0))[0]
+    send, sends = spent(f, SEND_TASKS)
+    prepare = spent(f, (PREPARE_TASK,))[0]
     rest = sum(seconds for task, (seconds, _) in f.tasks.items()
                if task not in (*SEND_TASKS, PREPARE_TASK))  # fmt: skip
     return [
@@ -901,9 +900,15 @@ def task_lines(f: Figures, ms: Callable[[float, int], str]) -> list[str]:
     ]
 
 
+def spent(f: Figures, tasks: tuple[str, ...]) -> tuple[float, int]:
+    """These tasks' CPU seconds and runs together."""
+    counted = [f.tasks.get(task, (0.0, 0)) for task in tasks]
+    return sum(seconds for seconds, _ in counted), sum(runs for _, runs in counted)
+
+
 def send_path_ms(f: Figures) -> float:
     """The send tasks' own CPU ms a request, scaled to the reference yardstick."""
-    seconds = sum(f.tasks.get(task, (0.0, 0))[0] for task in SEND_TASKS)
+    seconds = spent(f, SEND_TASKS)[0]
     return cpu.at_yardstick(seconds * 1000 / f.requests, f.yardstick) if f.requests else 0.0
 
 
