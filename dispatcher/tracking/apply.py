@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import Table, case, func, select, text, update
@@ -179,7 +180,9 @@ def apply_dlrs(
         else:
             pending.append(_Report(report_id, dlr, new, aware(dlr.timestamp) or now))
     by_message = _group_by_message(session, pending, states)
-    book.learn_links(session, _identifier_groups(session, by_message), known_groups=known_groups)
+    book.learn_links(
+        session, _identifier_groups(session, by_message, known_groups), known_groups=known_groups
+    )
     changes: list[dict[str, Any]] = []
     media_errors: list[int] = []
     wa_ids: list[dict[str, Any]] = []
@@ -251,19 +254,23 @@ _Grouped = dict[int, tuple[Any, list["_Report"]]]
 
 
 def _identifier_groups(
-    session: Session, by_message: _Grouped
+    session: Session, by_message: _Grouped, known_groups: book.Known | None = None
 ) -> list[tuple[tuple[str, ...], book.Source]]:
     """The identifiers the reports name (seed 004 'BSUID - Message Status
     Notifications'), once per distinct set (a message's reports repeat them), each with
     its source: the first report's message and time, and the portfolio of the
     campaign's sender. Only reports about a message we sent that name the destination
-    we used count: a report about anything else cannot link two people in the book."""
+    we used count: a report about anything else cannot link two people in the book.
+    Groups in ``known_groups`` (settled in the book) are left out here, before a source
+    is made for each: most reports repeat a group an earlier set taught."""
     groups: dict[tuple[str, ...], tuple[int, Any, _Report]] = {}
     for message_id, (row, matched) in by_message.items():
         for report in matched:
             raw = report.dlr.named_identifiers
             if raw:
                 group = book.identifiers_in(raw)  # cached: reports repeat them
+                if known_groups is not None and group in known_groups:
+                    continue
                 if len(group) > 1 and row.destination in group:
                     held = groups.get(group)
                     if held is None or report.at < held[2].at:
@@ -456,22 +463,33 @@ def _what_whatsapp_said(row: Any, reports: list[_Report], changes: dict[str, Any
     wins."""
     wa_id: str | None = None
     pricing: Pricing | None = None
-    for report in reports:
-        wa_id = report.dlr.whatsapp_message_id or wa_id
-        pricing = report.dlr.pricing or pricing
+    for report in reversed(reports):  # the last saying wins: the rest are not read
+        if wa_id is None:
+            wa_id = report.dlr.whatsapp_message_id
+        if pricing is None:
+            pricing = report.dlr.pricing
+        if wa_id is not None and pricing is not None:
+            break
     if wa_id is not None and len(wa_id) <= _WA_ID_CHARS and wa_id != row.wa_message_id:
         changes["wa_message_id"] = wa_id
     if pricing is None:
         return
-    said = {
-        "pricing_model": pricing.model and pricing.model[:_PRICING_CHARS],
-        "pricing_category": pricing.category and pricing.category[:_PRICING_CHARS],
-        "pricing_type": pricing.type and pricing.type[:_PRICING_CHARS],
-        "pricing_billable": pricing.billable,
-    }
-    for column, value in said.items():
-        if value is not None and value != getattr(row, column):
+    for column, value in _pricing_columns(pricing):
+        if value != getattr(row, column):
             changes[column] = value
+
+
+@lru_cache(maxsize=1024)
+def _pricing_columns(pricing: Pricing) -> tuple[tuple[str, str | bool], ...]:
+    """The message columns a report's pricing sets: the ones it says, fitted to their
+    width. Remembered: a campaign's reports say the same few pricings over and over."""
+    said = (
+        ("pricing_model", pricing.model and pricing.model[:_PRICING_CHARS]),
+        ("pricing_category", pricing.category and pricing.category[:_PRICING_CHARS]),
+        ("pricing_type", pricing.type and pricing.type[:_PRICING_CHARS]),
+        ("pricing_billable", pricing.billable),
+    )
+    return tuple((column, value) for column, value in said if value is not None)
 
 
 def _failure(dlr: StatusReport) -> dict[str, Any]:
