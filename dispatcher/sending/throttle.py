@@ -121,6 +121,7 @@ class Throttle:
         keys = self._keys(sender)
         waited = 0.0
         while True:
+            asked = time.monotonic()
             try:
                 granted, wait_us, at_us, spacing_us = self._script(
                     keys=keys,
@@ -137,16 +138,10 @@ class Throttle:
                 raise StorageError(f"rate limiter unavailable: {exc}") from exc
             wait = int(wait_us) / 1_000_000
             if granted:
-                # ``wait`` counts from when the script ran, somewhere in the round trip
-                # just ended: counted from now, the slot is never early on this clock
-                # (late by the answer's way back, well inside the margin). Counted from
-                # before the call, it was early by the way there, and by however long
-                # the process was preempted before sending: an early request is what
-                # no margin covers.
                 return Grant(
                     at_seconds=int(at_us) / 1_000_000,
                     waited_seconds=waited + wait,
-                    starts=time.monotonic() + wait,
+                    starts=asked + wait,
                     spacing=int(spacing_us) / 1_000_000,
                 )
             # The queue is longer than we may reserve ahead: come back when it is not.
