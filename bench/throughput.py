@@ -59,7 +59,7 @@ the sender's rate factor in the shared limiter afterwards (below 1 after rate-li
 signals).
 
 The simulator runs ahead of everything else for the CPU where allowed (real-time
-scheduling as root, else a raised priority; printed with each run): it stands for
+scheduling, else a raised priority; printed with each run): it stands for
 LINK's servers, whose clocks our CPUs do not delay, and its receipt log is the
 measurement.
 
@@ -339,10 +339,10 @@ SIMULATOR_PRIORITY = 10
 def _raise_priority(steps: int) -> None:
     """Real-time (round robin, the lowest real-time priority) where allowed, else
     ``steps`` of niceness, else as is. Niceness only weighs the shares: on two busy cores
-    a nice -10 simulator still waited up to 20-30 ms for a core now and then (25-95 such
-    stalls over 7 ms a run at HIGH), and every request that came meanwhile was stamped
-    as it ended, bunched into one window. Real-time, it runs as soon as a request comes
-    (1-3 such stalls a run); the kernel keeps 5 % of each core for the rest."""
+    a nice -10 simulator still waited tens of milliseconds for a core now and then, and
+    what came meanwhile was stamped as it ended, bunched into one window. Real-time, it
+    runs as soon as a request comes (the kernel's default still leaves others 5 % of
+    each core: ``sched_rt_runtime_us``)."""
     try:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
         return
@@ -865,9 +865,9 @@ def report(f: Figures) -> None:
     factor = "n/a" if f.factor is None else f"{f.factor:.2f}"
     lines.append(
         f"context (not the simulator): load average {f.load:.1f} on {os.cpu_count()} cores "
-        f"before queueing; limiter rate factor after sending {factor}; the simulator "
-        f"scheduled {f.simulator_scheduling or 'as is'}"
+        f"before queueing; limiter rate factor after sending {factor}"
     )
+    lines.append(f"simulator scheduled:        {f.simulator_scheduling or 'as is'}")
     if f.rejected:
         lines.append(f"requests refused:           {f.rejected}")
     if f.note:
