@@ -465,7 +465,7 @@ def _what_whatsapp_said(row: Any, reports: list[_Report], changes: dict[str, Any
     pricing: Pricing | None = None
     for report in reversed(reports):  # the last saying wins: the rest are not read
         if wa_id is None:
-            wa_id = report.dlr.whatsapp_message_id
+            wa_id = report.dlr.whatsapp_message_id or None  # an empty id says nothing
         if pricing is None:
             pricing = report.dlr.pricing
         if wa_id is not None and pricing is not None:
