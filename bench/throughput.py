@@ -53,7 +53,8 @@ simulator (LINK's stand-in: part of the measuring machine, not of the product), 
 a message, a request and a callback, and the workers' split by task from the workers'
 own count (``dispatcher.operations.task_cpu``: the send tasks a request, a campaign's
 preparation a person, the periodic tasks), beside the yardstick measured in the same run
-(``bench/cpu.py``) and scaled to the reference yardstick of 250 us; and the peak RSS
+(``bench/cpu.py``, before and after it: the machine's speed drifts within minutes, so
+the mean of the two) and scaled to the reference yardstick of 250 us; and the peak RSS
 of a worker. For context: the machine's load average when the campaign is queued and
 the sender's rate factor in the shared limiter afterwards (below 1 after rate-limit
 signals).
@@ -192,12 +193,18 @@ class Figures:
     # The workers' CPU by task kind (``dispatcher.operations.task_cpu``): seconds, runs.
     tasks: dict[str, tuple[float, int]] = field(default_factory=dict)
     callbacks: int = 0  # callbacks the webhook app took
-    yardstick: float = 0.0  # bench/cpu.py, microseconds
+    # bench/cpu.py, microseconds: measured before and after the run (the machine's
+    # speed drifts within minutes); the figures are scaled by their mean
+    yardsticks: tuple[float, ...] = ()
     rss_mb: float = 0.0  # the highest peak RSS of a worker process
 
     @property
     def share(self) -> float:
         return self.achieved / self.level
+
+    @property
+    def yardstick(self) -> float:
+        return sum(self.yardsticks) / len(self.yardsticks) if self.yardsticks else 0.0
 
 
 # -- the campaign ---------------------------------------------------------------------------
@@ -534,7 +541,7 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
     label = f"{scenario.name} / {variant}"
     recipients, people = messy_list(wanted)
     figures = Figures(scenario.name, variant, scenario.rate, people)
-    figures.yardstick = cpu.yardstick_us()
+    figures.yardsticks = (cpu.yardstick_us(),)
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     client.close()
@@ -658,6 +665,7 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
             print(processes.tails(), file=sys.stderr)
         drop_database(url)
         shutil.rmtree(tmp, ignore_errors=True)
+    figures.yardsticks += (cpu.yardstick_us(),)
     report(figures)
     return figures
 
@@ -894,7 +902,8 @@ def cpu_lines(f: Figures) -> list[str]:
     c = f.cpu
     return [
         f"CPU ms, user+sys by process tree; yardstick {f.yardstick:.0f} us "
-        f"(in brackets: at {cpu.REFERENCE_YARDSTICK_US:.0f} us):",
+        f"({' before, '.join(f'{y:.0f}' for y in f.yardsticks)} after; "
+        f"in brackets: at {cpu.REFERENCE_YARDSTICK_US:.0f} us):",
         f"  workers      {ms(c['workers'], f.messages)} a message, "
         f"{ms(c['workers'], f.requests)} a request; beat {ms(c['beat'], f.messages)}",
         f"  webhook app  {ms(c['webhook app'], f.messages)} a message, "
