@@ -393,7 +393,11 @@ def _element_type(column: Any, dialect: Dialect) -> str:
     key = (column, dialect.name)
     found = _ELEMENT_TYPES.get(key)
     if found is None:
-        found = _ELEMENT_TYPES[key] = str(column.type.compile(dialect=dialect))
+        type_ = column.type.dialect_impl(dialect)
+        if getattr(type_, "collation", None):  # no COLLATE in an array's type: the
+            type_ = type_.copy()  # column's own applies where the value lands
+            type_.collation = None
+        found = _ELEMENT_TYPES[key] = str(type_.compile(dialect=dialect))
     return found
 
 

@@ -28,6 +28,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def Key(length: int) -> String:
+    """An identifier's column (an id, a phone number, a BSUID, a person's key): byte
+    order ("C") on PostgreSQL. Identifiers are compared, never sorted for a reader, and
+    a locale's rules make every comparison in an index dearer: these columns carry the
+    indexes that every message passes through several times (claimed, answered,
+    reported, its people learned). Compared with a column of the database's default
+    collation, theirs is the one used.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -97,7 +109,7 @@ class Batch(Base):
     # column, enters no index (HOT).
     __table_args__ = ({"postgresql_with": {"fillfactor": BATCHES_FILLFACTOR}},)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(Key(64), primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     seq: Mapped[int]
     state: Mapped[str] = mapped_column(String(16), index=True)
@@ -185,20 +197,18 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(BigId)  # campaigns.id
-    # Byte order ("C"): keys are ASCII identifiers, and a million random inserts into
-    # the unique index compare cheaper without locale rules.
-    identity_key: Mapped[str] = mapped_column(
-        String(160).with_variant(String(160, collation="C"), "postgresql")
-    )
-    destination: Mapped[str] = mapped_column(String(160))
+    # Byte order (``Key``): a million random inserts into the unique index compare
+    # cheaper without locale rules.
+    identity_key: Mapped[str] = mapped_column(Key(160))
+    destination: Mapped[str] = mapped_column(Key(160))
     source_line: Mapped[int]
     params: Mapped[dict[str, Any]]
-    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)  # batches.id
+    batch_id: Mapped[str | None] = mapped_column(Key(64), index=True)  # batches.id
     position: Mapped[int | None]
     # The provider's id of the message (LINK's messageId, Meta's wamid).
-    link_message_id: Mapped[str | None] = mapped_column(String(128))
+    link_message_id: Mapped[str | None] = mapped_column(Key(128))
     # The id of the attempt before a resend: its late good news still counts.
-    previous_link_message_id: Mapped[str | None] = mapped_column(String(128))
+    previous_link_message_id: Mapped[str | None] = mapped_column(Key(128))
     identifiers: Mapped[list[str] | None] = mapped_column(JSON)  # every id of the person
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(default=0)
@@ -215,7 +225,7 @@ class Message(Base):
     expires_at: Mapped[datetime | None]  # validity of the first submission; never extended
     # The BSUID a 131062 failure (BSUID not allowed) moved the message away from, to the
     # person's phone number (``resending.planner``).
-    rerouted_from: Mapped[str | None] = mapped_column(String(160))
+    rerouted_from: Mapped[str | None] = mapped_column(Key(160))
     # Why a ``skipped`` message was not sent (``sending.checks.SkipReason``).
     skip_reason: Mapped[str | None] = mapped_column(String(32))
     # Taken but held back by Meta for quality assessment (template pacing, seed 002).
@@ -223,7 +233,7 @@ class Message(Base):
     # From the status reports (seed 004 DLR Example#1, customParameters): WhatsApp's own
     # id of the latest attempt (an incoming reply names it) and how WhatsApp prices it.
     # No index (updates stay HOT): ``WhatsAppMessageId`` finds a message by the id.
-    wa_message_id: Mapped[str | None] = mapped_column(String(128))
+    wa_message_id: Mapped[str | None] = mapped_column(Key(128))
     pricing_model: Mapped[str | None] = mapped_column(String(32))
     pricing_category: Mapped[str | None] = mapped_column(String(32))
     pricing_type: Mapped[str | None] = mapped_column(String(32))
@@ -237,7 +247,7 @@ class WhatsAppMessageId(Base):
 
     __tablename__ = "whatsapp_message_ids"
 
-    wa_message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    wa_message_id: Mapped[str] = mapped_column(Key(128), primary_key=True)
     message_id: Mapped[int] = mapped_column(BigId)  # messages.id
     campaign_id: Mapped[int] = mapped_column(BigId)  # campaigns.id
 
@@ -252,7 +262,7 @@ class Reply(Base):
     campaign_id: Mapped[int] = mapped_column(BigId, index=True)  # campaigns.id
     message_id: Mapped[int] = mapped_column(BigId)  # messages.id
     # The incoming message's own id: a callback delivered twice counts once.
-    incoming_id: Mapped[str] = mapped_column(String(128), unique=True)
+    incoming_id: Mapped[str] = mapped_column(Key(128), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # text, button, interactive, reaction...
     button: Mapped[str | None] = mapped_column(Text)  # a button's payload, a choice's id
     label: Mapped[str | None] = mapped_column(Text)  # its text or title
@@ -267,15 +277,15 @@ class WhatsAppEcho(Base):
     __tablename__ = "whatsapp_echoes"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    business_number: Mapped[str] = mapped_column(String(32))  # E.164; '' = not said
+    business_number: Mapped[str] = mapped_column(Key(32))  # E.164; '' = not said
     # The person as WhatsApp names them (``to``, else ``to_user_id``), written as the
     # identity book writes identifiers; their BSUID when the echo gives it (seed 000).
-    recipient: Mapped[str] = mapped_column(String(160), index=True)
-    recipient_user_id: Mapped[str | None] = mapped_column(String(160), index=True)
+    recipient: Mapped[str] = mapped_column(Key(160), index=True)
+    recipient_user_id: Mapped[str | None] = mapped_column(Key(160), index=True)
     # WhatsApp's id of the echoed message: a body Meta delivers twice is one row.
-    wa_message_id: Mapped[str] = mapped_column(String(128), unique=True)
+    wa_message_id: Mapped[str] = mapped_column(Key(128), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # text, image, edit, revoke...
-    original_message_id: Mapped[str | None] = mapped_column(String(128))  # of an edit, a revoke
+    original_message_id: Mapped[str | None] = mapped_column(Key(128))  # of an edit, a revoke
     sent_at: Mapped[datetime]
     report_id: Mapped[int] = mapped_column(BigId)  # delivery_reports.id it came in
 
@@ -329,8 +339,8 @@ class DeliveryReport(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(12))  # see tracking.ReportState
     error: Mapped[str | None] = mapped_column(Text)
-    link_message_id: Mapped[str | None] = mapped_column(String(128))
-    ref_id: Mapped[str | None] = mapped_column(String(64))
+    link_message_id: Mapped[str | None] = mapped_column(Key(128))
+    ref_id: Mapped[str | None] = mapped_column(Key(64))
     result_code: Mapped[int | None]
     applied_at: Mapped[datetime | None]
     tried_at: Mapped[datetime | None]  # last time the sweep tried to apply it
@@ -351,9 +361,9 @@ class Identity(Base):
         ),
     )
 
-    identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
+    identifier: Mapped[str] = mapped_column(Key(160), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # msisdn | bsuid | parent_bsuid
-    person_key: Mapped[str] = mapped_column(String(160), index=True)
+    person_key: Mapped[str] = mapped_column(Key(160), index=True)
     # csv | answer | dlr | mo | contacts | system | user_id_update
     learned_from: Mapped[str] = mapped_column(String(32))
     learned_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -374,10 +384,10 @@ class RetiredIdentity(Base):
     __tablename__ = "retired_identities"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    identifier: Mapped[str] = mapped_column(String(160), index=True)
+    identifier: Mapped[str] = mapped_column(Key(160), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     # the person's key (kept current when the person is keyed anew or merged)
-    person_key: Mapped[str] = mapped_column(String(160), index=True)
+    person_key: Mapped[str] = mapped_column(Key(160), index=True)
     learned_from: Mapped[str] = mapped_column(String(32))
     learned_at: Mapped[datetime]
     source: Mapped[str] = mapped_column(String(200), default="")
@@ -412,7 +422,7 @@ class Suppression(Base):
 
     __tablename__ = "suppressions"
 
-    identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
+    identifier: Mapped[str] = mapped_column(Key(160), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -423,8 +433,8 @@ class CareWindow(Base):
 
     __tablename__ = "care_windows"
 
-    business: Mapped[str] = mapped_column(String(32), primary_key=True)  # '' = not known
-    identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
+    business: Mapped[str] = mapped_column(Key(32), primary_key=True)  # '' = not known
+    identifier: Mapped[str] = mapped_column(Key(160), primary_key=True)
     last_incoming_at: Mapped[datetime] = mapped_column(index=True)
 
 
