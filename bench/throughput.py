@@ -665,7 +665,10 @@ def run(scenario: Scenario, wanted: int, naive: bool, args: argparse.Namespace) 
             print(processes.tails(), file=sys.stderr)
         drop_database(url)
         shutil.rmtree(tmp, ignore_errors=True)
-    figures.yardsticks += (cpu.yardstick_us(),)
+    try:
+        figures.yardsticks += (cpu.yardstick_us(),)
+    except Exception as exc:  # the run's figures still stand, at the first yardstick
+        print(f"{label}: the yardstick after the run failed: {exc}", file=sys.stderr)
     report(figures)
     return figures
 
@@ -884,6 +887,7 @@ def report(f: Figures) -> None:
 
 
 PRODUCT = ("workers", "beat", "webhook app", "PostgreSQL", "Redis")
+WHEN = ("before", "after")  # the yardsticks of a run (``Figures.yardsticks``)
 
 
 def per_message_ms(f: Figures, kinds: tuple[str, ...] = PRODUCT) -> float:
@@ -900,9 +904,10 @@ def cpu_lines(f: Figures) -> list[str]:
         return f"{value:.3f} ({value * scale:.3f})"
 
     c = f.cpu
+    measured = ", ".join(f"{y:.0f} {when}" for y, when in zip(f.yardsticks, WHEN, strict=False))
     return [
         f"CPU ms, user+sys by process tree; yardstick {f.yardstick:.0f} us "
-        f"({' before, '.join(f'{y:.0f}' for y in f.yardsticks)} after; "
+        f"({measured}; "
         f"in brackets: at {cpu.REFERENCE_YARDSTICK_US:.0f} us):",
         f"  workers      {ms(c['workers'], f.messages)} a message, "
         f"{ms(c['workers'], f.requests)} a request; beat {ms(c['beat'], f.messages)}",

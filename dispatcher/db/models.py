@@ -31,11 +31,11 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def Key(length: int) -> String:
     """An identifier's column (an id, a phone number, a BSUID, a person's key): byte
-    order ("C") on PostgreSQL. Identifiers are compared, never sorted for a reader, and
-    a locale's rules make every comparison in an index dearer: these columns carry the
-    indexes that every message passes through several times (claimed, answered,
-    reported, its people learned). Compared with a column of the database's default
-    collation, theirs is the one used.
+    order ("C") on PostgreSQL. Nobody reads identifiers in a locale's order, and a
+    locale's rules make every comparison in an index dearer: most of these columns
+    carry indexes that every message passes through several times (claimed, answered,
+    reported, its people learned); the rest are compared with them. Compared with a
+    column of the database's default collation, theirs is the one used.
     """
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
