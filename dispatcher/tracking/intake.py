@@ -100,7 +100,7 @@ class Received:
         """A body a guardrail acts on at once: two short searches rule out nearly every
         body (each marker holds one of them), the markers themselves only then."""
         body = self.body
-        first, second = _URGENT_HINTS  # two, searched by name: a third would not be
+        first, second = _URGENT_HINTS  # exactly two: a third hint would fail here, loudly
         if first not in body and second not in body:
             return False
         return any(marker in body for marker in _URGENT)
